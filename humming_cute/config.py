@@ -1,0 +1,132 @@
+"""The frozen build-time configuration of one GEMM kernel, and its validation.
+
+Every decision the host makes (types, tile shapes, stages, scale placement, epilogue) is a field here; the
+kernel reads nothing else. `validate()` raises a clear error naming the rule before anything is compiled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from . import dtypes as dt
+from .arch import get_arch
+from .layouts.dequant_plan import DequantPlan, make_plan
+from .layouts.weight import ATOM_K, ATOM_N
+
+__all__ = ["GemmConfig", "smem_bytes"]
+
+_MMA_M, _MMA_N, _MMA_K = 16, 8, 16
+
+
+def _pow2(x: int) -> bool:
+    return x > 0 and (x & (x - 1)) == 0
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """One kernel variant. Shapes: block (BM, BN, BK) per CTA, warp (WM, WN) per warp (warp K = BK)."""
+
+    a_dtype: str = "float16"
+    b_dtype: str = "uint4"
+    c_dtype: str = "float16"
+    group_size: int = 128          # 0 = one scale per output channel (applied in the epilogue, fp32)
+    has_zero_point: bool = False   # implied by uintN weights
+    has_global_scale: bool = False
+    has_bias: bool = False
+    block_m: int = 64
+    block_n: int = 256
+    block_k: int = 64
+    warp_m: int = 64
+    warp_n: int = 64
+    stages: int = 4
+    arch: str = "sm_80"
+    plan: DequantPlan | None = field(default=None, compare=False, hash=False, repr=False)
+
+    def __post_init__(self):
+        # normalise names so equal configs compare/hash equal
+        object.__setattr__(self, "a_dtype", dt.parse_dtype(self.a_dtype).name)
+        object.__setattr__(self, "b_dtype", dt.parse_dtype(self.b_dtype).name)
+        object.__setattr__(self, "c_dtype", dt.parse_dtype(self.c_dtype).name)
+        b = dt.parse_dtype(self.b_dtype)
+        if isinstance(b, dt.IntegerType) and not b.signed:
+            object.__setattr__(self, "has_zero_point", True)
+
+    # ---- derived ----
+    @property
+    def bits(self) -> int:
+        return dt.parse_dtype(self.b_dtype).bits
+
+    @property
+    def warps_m(self) -> int:
+        return self.block_m // self.warp_m
+
+    @property
+    def warps_n(self) -> int:
+        return self.block_n // self.warp_n
+
+    @property
+    def num_threads(self) -> int:
+        return 32 * self.warps_m * self.warps_n
+
+    @property
+    def scale_rows(self) -> int:
+        """Group-scale rows one k-tile needs."""
+        if self.group_size == 0:
+            return 0
+        return max(1, self.block_k // self.group_size)
+
+    def dequant_plan(self) -> DequantPlan:
+        return make_plan(self.a_dtype, self.b_dtype)
+
+    def with_(self, **kw) -> "GemmConfig":
+        return replace(self, **kw)
+
+    def validate(self) -> "GemmConfig":
+        """Raise ValueError/NotImplementedError naming the broken rule; return self when legal."""
+        a = dt.parse_dtype(self.a_dtype)
+        b = dt.parse_dtype(self.b_dtype)
+        dt.check_legal_pair(a, b, self.has_zero_point)
+        if a.name not in ("float16", "bfloat16"):
+            raise NotImplementedError(f"the mma.sync kernel takes float16/bfloat16 activations; {a.name} "
+                                      f"activations are not implemented yet")
+        if self.c_dtype not in ("float16", "bfloat16"):
+            raise ValueError(f"output dtype must be float16 or bfloat16, got {self.c_dtype}")
+        arch = get_arch(self.arch)
+        if arch.sm < 80:
+            raise NotImplementedError(f"{arch.name}: the CuTe DSL kernels need sm_80 or newer")
+        gs = self.group_size
+        if gs != 0 and (not _pow2(gs) or gs < 16):
+            raise ValueError(f"group_size must be 0 (per channel) or a power of two >= 16, got {gs}")
+        for name, v in (("block_m", self.block_m), ("block_n", self.block_n), ("block_k", self.block_k),
+                        ("warp_m", self.warp_m), ("warp_n", self.warp_n)):
+            if not _pow2(v):
+                raise ValueError(f"{name} must be a power of two, got {v}")
+        if self.warp_m % _MMA_M:
+            raise ValueError(f"warp_m must be a multiple of the MMA's M={_MMA_M}, got {self.warp_m}")
+        if self.warp_n % ATOM_N:
+            raise ValueError(f"warp_n must be a multiple of the weight atom's N={ATOM_N}, got {self.warp_n}")
+        if self.block_k % ATOM_K:
+            raise ValueError(f"block_k must be a multiple of the weight atom's K={ATOM_K}, got {self.block_k}")
+        if self.block_m % self.warp_m or self.block_n % self.warp_n:
+            raise ValueError(f"block shape ({self.block_m}, {self.block_n}) must be a multiple of the warp shape "
+                             f"({self.warp_m}, {self.warp_n})")
+        if not 1 <= self.num_threads // 32 <= 16:
+            raise ValueError(f"block/warp shapes give {self.num_threads // 32} warps; 1..16 are allowed")
+        if self.warp_m * self.warp_n > 64 * 128:
+            raise ValueError(f"warp tile {self.warp_m}x{self.warp_n} needs more than 255 registers per thread "
+                             f"for its fp32 accumulators; use warp_m * warp_n <= 8192")
+        if self.stages < 2:
+            raise ValueError(f"stages must be >= 2, got {self.stages}")
+        need = smem_bytes(self)
+        if need > arch.smem_per_block_bytes:
+            raise ValueError(f"config needs {need} bytes of shared memory ({self.stages} stages); {arch.name} "
+                             f"allows {arch.smem_per_block_bytes}: use fewer stages or smaller tiles")
+        return self
+
+
+def smem_bytes(cfg: GemmConfig) -> int:
+    """Shared memory of one CTA: A + packed B + group scales (+ zero points), per stage."""
+    a = cfg.block_m * cfg.block_k * 2
+    b = cfg.block_n * cfg.block_k * cfg.bits // 8
+    s = cfg.scale_rows * cfg.block_n * 2 * (2 if cfg.has_zero_point else 1)
+    return cfg.stages * (a + b + s)

@@ -1,0 +1,92 @@
+"""The dequant transform in registers: packed code words -> fp16x2 / bf16x2 MMA operand registers.
+
+It repeats, with 32-bit integer and packed-half operations, what `layouts/dequant_plan.py` describes and
+emulates on the CPU. All constants come from the plan; nothing is re-derived here.
+"""
+
+from __future__ import annotations
+
+import cutlass
+import cutlass.cute as cute
+
+from ..layouts.dequant_plan import DequantPlan
+
+_NEG_ZERO2 = 0x80008000
+
+
+def i32(x: int) -> cutlass.Int32:
+    """A 32-bit pattern as a signed Int32 constant."""
+    x &= 0xFFFFFFFF
+    return cutlass.Int32(x - (1 << 32) if x >= (1 << 31) else x)
+
+
+def half2_const(plan: DequantPlan, x: float) -> cutlass.Int32:
+    """Both halves set to the activation-typed bits of x."""
+    h = plan.half_bits(x)
+    return i32(h | (h << 16))
+
+
+def fma2(plan: DequantPlan, a, b, c):
+    """a * b + c on packed halves of the activation type (one HFMA2)."""
+    if plan.a_dtype == "float16":
+        return cute.arch.fma_packed_f16x2(a, b, c)
+    return cute.arch.fma_packed_bf16x2(a, b, c)
+
+
+def mul2(plan: DequantPlan, a, b):
+    return fma2(plan, a, b, i32(_NEG_ZERO2))
+
+
+def extract_pair(plan: DequantPlan, plane_words, slot_per_plane):
+    """Both codes of one pair, each in its own 16-bit half: shift, mask and OR the planes together."""
+    code = None
+    shift = 0
+    for (w, word), slot in zip(zip(plan.planes, plane_words), slot_per_plane):
+        mask = ((1 << w) - 1) * 0x00010001
+        part = word >> (slot * w) if slot else word
+        part = part & i32(mask)
+        if shift:
+            part = part << shift
+        code = part if code is None else (code | part)
+        shift += w
+    return code
+
+
+def decode_pair(plan: DequantPlan, code, neg_sub=None):
+    """Codes (one per half) -> activation-typed values (one per half), exact.
+
+    `neg_sub` is the per-column negated subtrahend -(magic + z) (or -z for the split 8-bit bf16 path) as a
+    packed pair; None means the symmetric constant."""
+    one = half2_const(plan, 1.0)
+    if plan.kind == "int":
+        if neg_sub is None:
+            neg_sub = half2_const(plan, -(plan.magic_value + plan.sym_offset))
+        x = code | i32(plan.magic * 0x00010001)
+        return fma2(plan, x, one, neg_sub)
+    if plan.kind == "int8_bf16":
+        if neg_sub is None:
+            neg_sub = half2_const(plan, -float(plan.sym_offset))
+        lo = (code & i32(0x007F007F)) | i32(0x43004300)
+        x = fma2(plan, lo, one, half2_const(plan, -128.0))
+        hi = ((code >> 7) & i32(0x00010001)) * i32(0x4300)
+        x = fma2(plan, hi, one, x)
+        return fma2(plan, x, one, neg_sub)
+    # float: align exponent/mantissa with the activation type, move the sign, fix the bias by 2^k
+    t = code << plan.shift_left if plan.shift_left else code
+    if plan.sign_bit != 15:
+        mag = t & i32(plan.mag_mask * 0x00010001)
+        sgn = (t & i32((1 << plan.sign_bit) * 0x00010001)) << (15 - plan.sign_bit)
+        t = mag | sgn
+    if plan.has_exp_factor:
+        t = mul2(plan, t, half2_const(plan, plan.exp_factor))
+    return t
+
+
+def broadcast_lo(w):
+    """(lo, hi) -> (lo, lo) of a packed pair."""
+    return (w & i32(0xFFFF)) | (w << 16)
+
+
+def broadcast_hi(w):
+    """(lo, hi) -> (hi, hi) of a packed pair."""
+    return (w & i32(0xFFFF0000)) | ((w >> 16) & i32(0xFFFF))

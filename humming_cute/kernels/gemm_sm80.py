@@ -1,0 +1,291 @@
+"""The SM80+ mixed-input GEMM: cp.async multistage pipeline, ldmatrix for A, packed B words read with
+128-bit shared loads, the register dequant transform, mma.sync m16n8k16 with fp32 accumulation, and a
+fused epilogue (channel scale, global scale, bias). Runs on sm_80, 86, 89, 90 and 120.
+
+Operands (all built by the host from a `GemmConfig`):
+  A     [M, K_pad]                       activations (fp16/bf16), K-major
+  B     [N_pad / 64, K_pad / 64 * atom]  int32, the kernel layout of `layouts/weight.py`
+  S     [groups, N_pad / 2]              int32 view of group scales in the activation type (N permuted)
+  Z     [groups, N_pad / 2]              int32 view of negated zero-point subtrahends (same layout)
+  CS    [N_pad]                          fp32 channel scales (group_size == 0)
+  G     [1]                              fp32 global scale (times any exact power-of-two correction)
+  bias  [N]                              output dtype
+  C     [M, N]                           output
+"""
+
+from __future__ import annotations
+
+import math
+
+import cutlass
+import cutlass.cute as cute
+from cutlass.cute.nvgpu import cpasync, warp
+
+from ..config import GemmConfig
+from ..layouts.weight import ATOM_K, ATOM_N, atom_words
+from . import dequant as dq
+
+_CUTLASS_TYPES = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16, "float32": cutlass.Float32}
+
+
+def _largest_divisor_at_most(n: int, cap: int) -> int:
+    for d in range(min(n, cap), 0, -1):
+        if n % d == 0:
+            return d
+    return 1
+
+
+class Sm80MixedGemm:
+    """Builds and launches one kernel variant for a validated `GemmConfig`."""
+
+    def __init__(self, cfg: GemmConfig):
+        self.cfg = cfg.validate()
+        self.plan = cfg.dequant_plan()
+        self.a_type = _CUTLASS_TYPES[cfg.a_dtype]
+        self.c_type = _CUTLASS_TYPES[cfg.c_dtype]
+        self.bm, self.bn, self.bk = cfg.block_m, cfg.block_n, cfg.block_k
+        self.wm, self.wn = cfg.warp_m, cfg.warp_n
+        self.warps_n = cfg.warps_n
+        self.threads = cfg.num_threads
+        self.stages = cfg.stages
+        self.bits = cfg.bits
+        self.aw = atom_words(self.bits)
+        self.bk_words = self.bk // ATOM_K * self.aw       # int32 words of one 64-column strip per k-tile
+        self.bn_atoms = self.bn // ATOM_N
+        self.wn_atoms = self.wn // ATOM_N
+        self.k_steps = self.bk // 16
+        self.group = cfg.group_size
+        self.srows = cfg.scale_rows
+        self.has_zp = cfg.has_zero_point
+
+    # ------------------------------------------------------------------ host-side (trace time) builders
+    def _g2s_copy(self, dtype, rows: int, cols: int):
+        """A cp.async 128-bit tiled copy of a row-major (rows, cols) tile and the number of threads it uses."""
+        vec = 128 // dtype.width
+        cols_vec = cols // vec
+        tc = _largest_divisor_at_most(cols_vec, self.threads)
+        tr = _largest_divisor_at_most(rows, self.threads // tc)
+        atom = cute.make_copy_atom(cpasync.CopyG2SOp(cache_mode=cpasync.LoadCacheMode.GLOBAL), dtype,
+                                   num_bits_per_copy=128)
+        thr = cute.make_layout((tr, tc), stride=(tc, 1))
+        val = cute.make_layout((1, vec))
+        return cute.make_tiled_copy_tv(atom, thr, val), tr * tc
+
+    @cute.jit
+    def __call__(self, mA: cute.Tensor, mB: cute.Tensor, mS: cute.Tensor, mZ: cute.Tensor, mCS: cute.Tensor,
+                 mG: cute.Tensor, mBias: cute.Tensor, mC: cute.Tensor, stream):
+        # A tile in shared memory: 64-element rows, 128-bit chunks XOR-swizzled so ldmatrix is conflict-free
+        sw_cols = min(self.bk, 64)
+        a_atom = cute.make_composed_layout(cute.make_swizzle(3, 3, 3), 0,
+                                           cute.make_layout((8, sw_cols), stride=(sw_cols, 1)))
+        sA_layout = cute.tile_to_shape(a_atom, (self.bm, self.bk, self.stages), (0, 1, 2))
+        sB_layout = cute.make_layout((self.bn_atoms, self.bk_words, self.stages),
+                                     stride=(self.bk_words, 1, self.bn_atoms * self.bk_words))
+        srows = max(self.srows, 1)
+        sS_layout = cute.make_layout((srows, self.bn // 2, self.stages),
+                                     stride=(self.bn // 2, 1, srows * self.bn // 2))
+
+        copy_A, nthr_A = self._g2s_copy(self.a_type, self.bm, self.bk)
+        copy_B, nthr_B = self._g2s_copy(cutlass.Int32, self.bn_atoms, self.bk_words)
+        copy_S, nthr_S = self._g2s_copy(cutlass.Int32, srows, self.bn // 2)
+
+        mma_op = warp.MmaF16BF16Op(self.a_type, cutlass.Float32, (16, 8, 16))
+        tiled_mma = cute.make_tiled_mma(mma_op, cute.make_layout((1, 1, 1)))
+
+        grid_m = cute.ceil_div(cute.size(mA, mode=[0]), self.bm)
+        grid_n = cute.size(mB, mode=[0]) // self.bn_atoms
+        self.kernel(mA, mB, mS, mZ, mCS, mG, mBias, mC, sA_layout, sB_layout, sS_layout,
+                    copy_A, copy_B, copy_S, tiled_mma, nthr_A, nthr_B, nthr_S).launch(
+            grid=[grid_m, grid_n, 1], block=[self.threads, 1, 1], stream=stream)
+
+    @cute.jit
+    def load_tile(self, kt, stage, tidx, nthr_A: cutlass.Constexpr, nthr_B: cutlass.Constexpr,
+                  nthr_S: cutlass.Constexpr, copy_A, copy_B, copy_S, tAgA, tAsA, tApA, tBgB, tBsB, tSgS, tSsS,
+                  tZgZ, tZsZ):
+        """Issue the cp.async copies of k-tile `kt` into pipeline stage `stage`."""
+        if tidx < nthr_A:
+            for i in cutlass.range_constexpr(cute.size(tAgA, mode=[1])):
+                if tApA[i]:
+                    cute.copy(copy_A, tAgA[None, i, None, kt], tAsA[None, i, None, stage])
+        if tidx < nthr_B:
+            cute.copy(copy_B, tBgB[None, None, None, kt], tBsB[None, None, None, stage])
+        if cutlass.const_expr(self.group > 0):
+            if tidx < nthr_S:
+                r = (kt * self.bk) // (self.group * max(self.srows, 1))
+                cute.copy(copy_S, tSgS[None, None, None, r], tSsS[None, None, None, stage])
+                if cutlass.const_expr(self.has_zp):
+                    cute.copy(copy_S, tZgZ[None, None, None, r], tZsZ[None, None, None, stage])
+
+    # ------------------------------------------------------------------ the kernel
+    @cute.kernel
+    def kernel(self, mA: cute.Tensor, mB: cute.Tensor, mS: cute.Tensor, mZ: cute.Tensor, mCS: cute.Tensor,
+               mG: cute.Tensor, mBias: cute.Tensor, mC: cute.Tensor, sA_layout: cute.ComposedLayout,
+               sB_layout: cute.Layout, sS_layout: cute.Layout, copy_A: cute.TiledCopy, copy_B: cute.TiledCopy,
+               copy_S: cute.TiledCopy, tiled_mma: cute.TiledMma, nthr_A: cutlass.Constexpr,
+               nthr_B: cutlass.Constexpr, nthr_S: cutlass.Constexpr):
+        plan = self.plan
+        tidx, _, _ = cute.arch.thread_idx()
+        bm_idx, bn_idx, _ = cute.arch.block_idx()
+        warp_idx = tidx // 32
+        lane = tidx % 32
+        wm_idx = warp_idx // self.warps_n
+        wn_idx = warp_idx % self.warps_n
+        g = lane // 4
+
+        M = cute.size(mA, mode=[0])
+        N = cute.size(mC, mode=[1])
+        k_tiles = cute.size(mA, mode=[1]) // self.bk
+
+        # ---- shared memory
+        smem = cutlass.utils.SmemAllocator()
+        sA = smem.allocate_tensor(self.a_type, sA_layout, byte_alignment=128)
+        sB = smem.allocate_tensor(cutlass.Int32, sB_layout, byte_alignment=128)
+        sS = smem.allocate_tensor(cutlass.Int32, sS_layout, byte_alignment=128)
+        sZ = smem.allocate_tensor(cutlass.Int32, sS_layout, byte_alignment=128)
+
+        # ---- global tiles of this CTA
+        gA = cute.local_tile(mA, (self.bm, self.bk), (bm_idx, None))                 # (BM, BK, kt)
+        cA = cute.local_tile(cute.make_identity_tensor(mA.shape), (self.bm, self.bk), (bm_idx, None))
+        gB = cute.local_tile(mB, (self.bn_atoms, self.bk_words), (bn_idx, None))     # (atoms, words, kt)
+        srows = max(self.srows, 1)
+        gS = cute.local_tile(mS, (srows, self.bn // 2), (None, bn_idx))              # (rows, BN/2, r)
+        gZ = cute.local_tile(mZ, (srows, self.bn // 2), (None, bn_idx))
+
+        thr_A = copy_A.get_slice(tidx)
+        tAgA = thr_A.partition_S(gA)
+        tAsA = thr_A.partition_D(sA)
+        tAcA = thr_A.partition_S(cA)
+        tApA = cute.make_rmem_tensor(cute.make_layout((cute.size(tAgA, mode=[1]),)), cutlass.Boolean)
+        for i in cutlass.range_constexpr(cute.size(tApA)):
+            tApA[i] = cute.elem_less(tAcA[0, i, 0, 0][0], M)
+        thr_B = copy_B.get_slice(tidx)
+        tBgB = thr_B.partition_S(gB)
+        tBsB = thr_B.partition_D(sB)
+        thr_S = copy_S.get_slice(tidx)
+        tSgS = thr_S.partition_S(gS)
+        tSsS = thr_S.partition_D(sS)
+        tZgZ = thr_S.partition_S(gZ)
+        tZsZ = thr_S.partition_D(sZ)
+
+        # ---- MMA partitions (one warp = one tiled MMA over its WM x WN tile)
+        thr_mma = tiled_mma.get_slice(lane)
+        sA_w = cute.local_tile(sA, (self.wm, self.bk, self.stages), (wm_idx, 0, 0))
+        tCsA = thr_mma.partition_A(sA_w)
+        tCrA = tiled_mma.make_fragment_A(tCsA[None, None, None, 0])
+        s2r_A = cute.make_tiled_copy_A(cute.make_copy_atom(warp.LdMatrix8x8x16bOp(False, 4), self.a_type),
+                                       tiled_mma)
+        thr_s2r_A = s2r_A.get_slice(lane)
+        tXsA = thr_s2r_A.partition_S(sA_w)
+        tXrA = thr_s2r_A.retile(tCrA)
+
+        cC = cute.make_identity_tensor((self.wm, self.wn))
+        tCcC = thr_mma.partition_C(cC)
+        acc = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)
+        acc.fill(0.0)
+        n8 = self.wn // 8
+        rB = cute.make_rmem_tensor(cute.make_layout(((2, 2), n8, 1)), self.a_type)
+        rBu = cute.recast_tensor(rB, cutlass.Int32)     # ((1, 2), n8, 1): pair r of n8 tile j at r + 2 j
+
+        # per-plane views of the packed B stage buffer: (word, lane, vec, k-atom, n-atom, stage)
+        b_views = []
+        off = 0
+        for w in plan.planes:
+            bview = cute.make_tensor(sB.iterator + off, cute.make_layout(
+                (4, 32, w, self.bk // ATOM_K, self.bn_atoms, self.stages),
+                stride=(1, 4, 128, self.aw, self.bk_words, self.bn_atoms * self.bk_words)))
+            b_views.append(bview)
+            off += 128 * w
+        # scale / zero-point views: (word, g, n-atom, row, stage); 4 words = 8 halves of columns 8j + g
+        s_view = cute.make_tensor(sS.iterator, cute.make_layout(
+            (4, 8, self.bn_atoms, srows, self.stages), stride=(1, 4, 32, self.bn // 2, srows * self.bn // 2)))
+        z_view = cute.make_tensor(sZ.iterator, s_view.layout)
+
+        # ---- prologue
+        for st in cutlass.range_constexpr(self.stages - 1):
+            if st < k_tiles:
+                self.load_tile(st, st, tidx, nthr_A, nthr_B, nthr_S, copy_A, copy_B, copy_S, tAgA, tAsA, tApA,
+                               tBgB, tBsB, tSgS, tSsS, tZgZ, tZsZ)
+            cute.arch.cp_async_commit_group()
+
+        # ---- main loop
+        for kt in range(k_tiles):
+            stage = kt % self.stages
+            cute.arch.cp_async_wait_group(self.stages - 2)
+            cute.arch.sync_threads()
+            nxt = kt + self.stages - 1
+            if nxt < k_tiles:
+                self.load_tile(nxt, nxt % self.stages, tidx, nthr_A, nthr_B, nthr_S, copy_A, copy_B, copy_S, tAgA,
+                               tAsA, tApA, tBgB, tBsB, tSgS, tSsS, tZgZ, tZsZ)
+            cute.arch.cp_async_commit_group()
+
+            words = {}
+            scl = {}
+            for s in cutlass.range_constexpr(self.k_steps):
+                ka, ss = s // 4, s % 4
+                cute.copy(s2r_A, tXsA[None, None, s, stage], tXrA[None, None, s])
+                row = (s * 16) // self.group if self.group > 0 and self.group < self.bk else 0
+                for a in cutlass.range_constexpr(self.wn_atoms):
+                    atom_n = wn_idx * self.wn_atoms + a
+                    if cutlass.const_expr(self.group > 0 and (a, row) not in scl):
+                        rs = cute.make_rmem_tensor(cute.make_layout(4), cutlass.Int32)
+                        cute.autovec_copy(s_view[None, g, atom_n, row, stage], rs)
+                        rz = None
+                        if cutlass.const_expr(self.has_zp):
+                            rz = cute.make_rmem_tensor(cute.make_layout(4), cutlass.Int32)
+                            cute.autovec_copy(z_view[None, g, atom_n, row, stage], rz)
+                        scl[(a, row)] = (rs, rz)
+                    # packed words of this step, per plane
+                    plane_words = []
+                    for pi, w in enumerate(plan.planes):
+                        q0 = ss * w
+                        ws = []
+                        for i in cutlass.range_constexpr(w):
+                            q = q0 + i
+                            key = (a, pi, ka, q // 4)
+                            if cutlass.const_expr(key not in words):
+                                rw = cute.make_rmem_tensor(cute.make_layout(4), cutlass.Int32)
+                                cute.autovec_copy(b_views[pi][None, lane, q // 4, ka, atom_n, stage], rw)
+                                words[key] = rw
+                            ws.append(words[key][q % 4])
+                        plane_words.append(ws)
+                    for p in cutlass.range_constexpr(16):
+                        j, r = p // 2, p % 2
+                        pw = []
+                        slots = []
+                        for pi, w in enumerate(plan.planes):
+                            per_word = 16 // w
+                            pw.append(plane_words[pi][p // per_word])
+                            slots.append(p % per_word)
+                        code = dq.extract_pair(plan, pw, slots)
+                        neg_sub = None
+                        sc = None
+                        if cutlass.const_expr(self.group > 0):
+                            rs, rz = scl[(a, row)]
+                            sw = rs[j // 2]
+                            sc = dq.broadcast_lo(sw) if j % 2 == 0 else dq.broadcast_hi(sw)
+                            if cutlass.const_expr(self.has_zp):
+                                zw = rz[j // 2]
+                                neg_sub = dq.broadcast_lo(zw) if j % 2 == 0 else dq.broadcast_hi(zw)
+                        val = dq.decode_pair(plan, code, neg_sub)
+                        if cutlass.const_expr(self.group > 0):
+                            val = dq.mul2(plan, val, sc)
+                        rBu[r + 2 * (a * 8 + j)] = val
+                cute.gemm(tiled_mma, acc, tCrA[None, None, s], rB[None, None, 0], acc)
+
+        cute.arch.cp_async_wait_group(0)
+
+        # ---- epilogue: scales, bias, cast, predicated store
+        m0 = bm_idx * self.bm + wm_idx * self.wm
+        n0 = bn_idx * self.bn + wn_idx * self.wn
+        gscale = mG[0]   # global scale times the exact power-of-two scale normalisation
+        for i in cutlass.range_constexpr(cute.size(acc)):
+            coord = tCcC[i]
+            m = m0 + coord[0]
+            n = n0 + coord[1]
+            if m < M and n < N:
+                out = acc[i] * gscale
+                if cutlass.const_expr(self.group == 0):
+                    out = out * mCS[n]
+                if cutlass.const_expr(self.cfg.has_bias):
+                    out = out + mBias[n].to(cutlass.Float32)
+                mC[m, n] = out.to(self.c_type)

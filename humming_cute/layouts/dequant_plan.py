@@ -1,0 +1,167 @@
+"""The host-side description of the in-register dequant transform, and its CPU emulation.
+
+A packed weight word holds *pairs* of b-bit codes: the pair's first value sits in bits [s, s+b) and its second
+in bits [16+s, 16+s+b). A shift and a mask therefore yield both codes, each in its own 16-bit half, and a
+few more 32-bit operations turn them into a ready fp16x2/bf16x2 register. Widths that are not 1, 2, 4 or 8
+are split into *planes* of those widths (e.g. 7 = 4 + 2 + 1) that are packed separately and OR'ed back.
+
+Integer codes use the exponent "magic number" trick: OR-ing a code into the mantissa of 1024.0 (fp16) or
+128.0 (bf16) gives 1024 + q exactly; subtracting (1024 + z) gives q - z exactly. Float codes are moved so that
+their exponent and mantissa fields line up with the activation type's, then multiplied by the exact power of
+two 2^(bias_act - bias_weight).
+
+The kernel (`kernels/dequant.py`) receives a `DequantPlan` and emits the same operations; `emulate_pairs`
+repeats them with numpy/torch so that every code can be checked on a CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .. import dtypes as dt
+
+__all__ = ["DequantPlan", "make_plan", "plane_widths", "emulate_pairs", "emulate_codes"]
+
+
+def plane_widths(bits: int) -> tuple[int, ...]:
+    """Split a code width into packed planes of 8, 4, 2 or 1 bits, low bits first."""
+    if not 1 <= bits <= 8:
+        raise ValueError(f"weight codes have 1..8 bits, got {bits}")
+    if bits == 8:
+        return (8,)
+    out = []
+    for w in (4, 2, 1):
+        if bits & w:
+            out.append(w)
+    return tuple(out)
+
+
+def _f16_bits(x: float) -> int:
+    return int(np.array([x], dtype=np.float16).view(np.uint16)[0])
+
+
+def _bf16_bits(x: float) -> int:
+    return int(torch.tensor([x], dtype=torch.bfloat16).view(torch.int16)[0]) & 0xFFFF
+
+
+def _half_bits(a_name: str, x: float) -> int:
+    return _f16_bits(x) if a_name == "float16" else _bf16_bits(x)
+
+
+@dataclass(frozen=True)
+class DequantPlan:
+    """Everything the kernel needs to know to turn packed code pairs into activation-typed pairs."""
+
+    a_dtype: str            # "float16" or "bfloat16"
+    b_dtype: str            # weight type name
+    bits: int
+    planes: tuple[int, ...]  # plane widths, low code bits first
+    kind: str               # "int" (magic number), "int8_bf16" (split magic), "float"
+    magic: int = 0          # 16-bit pattern OR'ed into each half (ints)
+    magic_value: float = 0.0  # its value as a float
+    zp_is_magic_offset: bool = True  # zero-point subtrahend stored as magic_value + z (else plain z)
+    sym_offset: int = 0     # 2^(b-1) for symmetric ints, 0 for uint
+    shift_left: int = 0     # floats: left shift that aligns the mantissa
+    mag_mask: int = 0       # floats: per-half mask of exponent+mantissa after the shift
+    sign_bit: int = 0       # floats: per-half position of the sign after the shift
+    exp_factor: float = 1.0  # floats: exact power of two applied after placement
+
+    @property
+    def has_exp_factor(self) -> bool:
+        return self.kind == "float" and self.exp_factor != 1.0
+
+    def half_bits(self, x: float) -> int:
+        return _half_bits(self.a_dtype, x)
+
+    @property
+    def pair_mask(self) -> int:
+        return ((1 << self.bits) - 1) * 0x00010001
+
+    def subtrahend(self, z: float) -> float:
+        """The value the kernel subtracts from an integer pair: magic + z (or z for the split 8-bit bf16 path)."""
+        return (self.magic_value + z) if self.zp_is_magic_offset else float(z)
+
+
+def make_plan(a_dtype, b_dtype) -> DequantPlan:
+    """Build the transform for a (16-bit activation, weight) pair; raises for pairs the transform cannot do."""
+    a, b = dt.parse_dtype(a_dtype), dt.parse_dtype(b_dtype)
+    if a.name not in ("float16", "bfloat16"):
+        raise NotImplementedError(f"the register dequant transform targets float16/bfloat16 activations, not {a.name}")
+    dt.check_legal_pair(a, b)
+    planes = plane_widths(b.bits)
+    if isinstance(b, dt.IntegerType):
+        off = b.offset
+        if a.name == "float16":
+            return DequantPlan(a.name, b.name, b.bits, planes, "int", magic=0x6400, magic_value=1024.0,
+                               sym_offset=off)
+        if b.bits <= 7:
+            return DequantPlan(a.name, b.name, b.bits, planes, "int", magic=0x4300, magic_value=128.0,
+                               sym_offset=off)
+        # 8-bit codes do not fit bf16's 7-bit mantissa: q = ((128 | lo7) - 128) + 128 * bit7, then q - z.
+        return DequantPlan(a.name, b.name, b.bits, planes, "int8_bf16", magic=0x4300, magic_value=128.0,
+                           zp_is_magic_offset=False, sym_offset=off)
+    assert isinstance(b, dt.FloatType)
+    t_man = 10 if a.name == "float16" else 7
+    t_bias = 15 if a.name == "float16" else 127
+    sl = t_man - b.man
+    mag_mask = ((1 << (b.exp + b.man)) - 1) << sl
+    sign_bit = b.exp + b.man + sl
+    factor = math.ldexp(1.0, t_bias - b.bias)
+    return DequantPlan(a.name, b.name, b.bits, planes, "float", shift_left=sl, mag_mask=mag_mask,
+                       sign_bit=sign_bit, exp_factor=factor)
+
+
+def _to_half(bits_u16: np.ndarray, a_name: str) -> torch.Tensor:
+    t = torch.from_numpy(bits_u16.astype(np.uint16).view(np.int16).copy())
+    return t.view(torch.float16 if a_name == "float16" else torch.bfloat16)
+
+
+def _half_const(a_name: str, x: float) -> torch.Tensor:
+    return torch.tensor([x], dtype=torch.float16 if a_name == "float16" else torch.bfloat16)
+
+
+def emulate_pairs(plan: DequantPlan, pairs: np.ndarray, z: np.ndarray | None = None,
+                  scale: np.ndarray | None = None) -> torch.Tensor:
+    """Emulate the kernel on uint32 words that hold code pairs in their two halves (already shifted and
+    masked, planes OR'ed). Returns the activation-typed values, shape [..., 2] (low half first).
+    `z` (zero points, per pair) and `scale` (per pair, float) are optional."""
+    p = pairs.astype(np.uint32)
+    a = plan.a_dtype
+    if plan.kind in ("int", "int8_bf16"):
+        if plan.kind == "int":
+            x = _to_half(np.stack([(p | (plan.magic * 0x00010001)) & 0xFFFF,
+                                   ((p | (plan.magic * 0x00010001)) >> 16) & 0xFFFF], -1), a)
+        else:
+            lo = p & 0x007F007F
+            hi = (p >> 7) & 0x00010001
+            x = _to_half(np.stack([(lo | 0x43004300) & 0xFFFF, ((lo | 0x43004300) >> 16) & 0xFFFF], -1), a)
+            x = x - _half_const(a, 128.0)
+            hiv = hi * 0x4300
+            x = x + _to_half(np.stack([hiv & 0xFFFF, hiv >> 16], -1), a)
+        zz = np.full(p.shape, plan.sym_offset, dtype=np.float64) if z is None else z.astype(np.float64)
+        sub = torch.from_numpy(np.vectorize(plan.subtrahend)(zz)).to(x.dtype).unsqueeze(-1)
+        x = x - sub
+    else:
+        t = (p << plan.shift_left) & 0xFFFFFFFF
+        mag = t & (plan.mag_mask * 0x00010001)
+        if plan.sign_bit != 15:
+            sgn = ((t & ((1 << plan.sign_bit) * 0x00010001)) << (15 - plan.sign_bit)) & 0xFFFFFFFF
+        else:
+            sgn = t & 0x80008000
+        r = mag | sgn
+        x = _to_half(np.stack([r & 0xFFFF, r >> 16], -1), a)
+        if plan.has_exp_factor:
+            x = x * _half_const(a, plan.exp_factor)
+    if scale is not None:
+        x = x * torch.from_numpy(np.asarray(scale, dtype=np.float32)).to(x.dtype).unsqueeze(-1)
+    return x
+
+
+def emulate_codes(plan: DequantPlan, codes: np.ndarray, z: np.ndarray | None = None) -> torch.Tensor:
+    """Emulate the transform on single codes (each code is placed in both halves of a pair)."""
+    c = codes.astype(np.uint32)
+    return emulate_pairs(plan, c | (c << 16), z)[..., 0]

@@ -1,0 +1,95 @@
+"""Public GEMM entry point on torch tensors: `gemm(x, weight, ...)`."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .config import GemmConfig
+from .layouts.prepared import PreparedWeight
+
+__all__ = ["gemm"]
+
+_TORCH = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+_DUMMIES: dict = {}
+
+
+def _dummy(device, dtype, n=8):
+    key = (device, dtype, n)
+    t = _DUMMIES.get(key)
+    if t is None:
+        t = torch.zeros(n, dtype=dtype, device=device)
+        _DUMMIES[key] = t
+    return t
+
+
+def _arch_of(device: torch.device) -> str:
+    from .arch import current_arch
+
+    return current_arch(device).target
+
+
+def check_input(x: torch.Tensor, w: PreparedWeight, bias: Optional[torch.Tensor]) -> None:
+    """Cheap shape/dtype/device checks with clear messages (before anything is compiled)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype != _TORCH[w.a_dtype]:
+        raise TypeError(f"x has dtype {x.dtype}; this weight was prepared for {w.a_dtype} activations")
+    if x.dim() != 2:
+        raise ValueError(f"x must be 2-D [M, K], got shape {tuple(x.shape)}")
+    if x.shape[1] != w.shape_k:
+        raise ValueError(f"x has K={x.shape[1]}, the weight has K={w.shape_k}")
+    if x.device != w.device:
+        raise ValueError(f"x is on {x.device}, the weight on {w.device}")
+    if x.device.type != "cuda":
+        raise ValueError("the kernels run on CUDA tensors; x is on the CPU")
+    if bias is not None:
+        if bias.shape != (w.shape_n,):
+            raise ValueError(f"bias must have shape ({w.shape_n},), got {tuple(bias.shape)}")
+        if bias.device != x.device:
+            raise ValueError(f"bias is on {bias.device}, x on {x.device}")
+
+
+def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor] = None,
+         out_dtype: Optional[torch.dtype] = None, config: Optional[GemmConfig] = None,
+         out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """C[M, N] = (x @ dequant(W)^T) * scales + bias, on the current CUDA stream."""
+    from .runtime.compile import get_kernel
+    from .tune import default_config
+
+    check_input(x, weight, bias)
+    c_dtype = out_dtype or x.dtype
+    c_name = {torch.float16: "float16", torch.bfloat16: "bfloat16"}.get(c_dtype)
+    if c_name is None:
+        raise TypeError(f"out_dtype must be torch.float16 or torch.bfloat16, got {c_dtype}")
+    m = x.shape[0]
+    if config is None:
+        config = default_config(m, weight.n_pad, weight.k_pad, a_dtype=weight.a_dtype, b_dtype=weight.b_dtype,
+                                c_dtype=c_name, group_size=weight.group_size, arch=_arch_of(x.device),
+                                has_bias=bias is not None)
+    else:
+        if (config.a_dtype, config.b_dtype, config.group_size, config.has_bias) != \
+                (weight.a_dtype, weight.b_dtype, weight.group_size, bias is not None):
+            raise ValueError("config does not match the weight (a_dtype, b_dtype, group_size) or the bias argument")
+        if weight.n_pad % config.block_n or weight.k_pad % config.block_k:
+            raise ValueError(f"block_n={config.block_n} must divide the padded N={weight.n_pad} and "
+                             f"block_k={config.block_k} the padded K={weight.k_pad}")
+    if out is None:
+        out = torch.empty(m, weight.shape_n, dtype=c_dtype, device=x.device)
+    if m == 0:
+        return out
+    xk = x if x.is_contiguous() else x.contiguous()
+    if weight.k_pad != weight.shape_k:
+        xk = torch.nn.functional.pad(xk, (0, weight.k_pad - weight.shape_k))
+    dev = x.device
+    dummy_i = _dummy(dev, torch.int32, 32)
+    kernel = get_kernel(config)
+    kernel(xk, weight.packed,
+           weight.group_scales if weight.group_scales is not None else dummy_i.view(1, 32),
+           weight.neg_sub if weight.neg_sub is not None else dummy_i.view(1, 32),
+           weight.channel_scales if weight.channel_scales is not None else _dummy(dev, torch.float32),
+           weight.epilogue_factor,
+           bias if bias is not None else _dummy(dev, c_dtype),
+           out)
+    return out

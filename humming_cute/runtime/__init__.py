@@ -1,0 +1,1 @@
+"""Compiled-kernel cache and launch on torch's current stream."""

@@ -1,0 +1,94 @@
+"""Compile a kernel variant once per (config, arch) and keep it; launch through the DSL's TVM-FFI path.
+
+`cute.compile` never caches, so compiled kernels live in a process-wide dict keyed by the frozen config (which
+names the arch). Tensors are passed straight to the compiled function (TVM-FFI: argument checks in C, torch's
+current stream), so the launch path does no Python-side re-validation.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from ..config import GemmConfig
+
+__all__ = ["get_kernel", "compile_stats", "clear_cache"]
+
+_CACHE: dict = {}
+_LOCK = threading.Lock()
+_STATS = {"compiles": 0, "seconds": 0.0, "last_seconds": 0.0}
+
+
+def compile_stats() -> dict:
+    """Number of compilations and seconds spent in them in this process."""
+    return dict(_STATS)
+
+
+def clear_cache() -> None:
+    _CACHE.clear()
+
+
+def _fake_operands(cfg: GemmConfig):
+    import cutlass
+    import cutlass.cute as cute
+    from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream
+
+    half = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16}
+    a_t, c_t = half[cfg.a_dtype], half[cfg.c_dtype]
+
+    def t2(dtype, div_cols, align=16):
+        return make_fake_compact_tensor(dtype, (cute.sym_int(), cute.sym_int(divisibility=div_cols)),
+                                        stride_order=(1, 0), assumed_align=align)
+
+    def t1(dtype, align=4):
+        return make_fake_compact_tensor(dtype, (cute.sym_int(),), assumed_align=align)
+
+    A = t2(a_t, 64)
+    B = t2(cutlass.Int32, 128)
+    S = t2(cutlass.Int32, 32)
+    Z = t2(cutlass.Int32, 32)
+    CS = t1(cutlass.Float32, 16)
+    G = t1(cutlass.Float32)
+    BIAS = t1(c_t, 2)
+    C = make_fake_compact_tensor(c_t, (cute.sym_int(), cute.sym_int()), stride_order=(1, 0), assumed_align=2)
+    return (A, B, S, Z, CS, G, BIAS, C, make_fake_stream(use_tvm_ffi_env_stream=True))
+
+
+def compile_kernel(cfg: GemmConfig, extra_options: str = ""):
+    """Compile `cfg` for its arch (works without a GPU). Returns the compiled callable."""
+    import cutlass.cute as cute
+
+    from ..arch import dsl_target
+    from ..kernels.gemm_sm80 import Sm80MixedGemm
+
+    target = dsl_target(cfg.arch)
+    prev = os.environ.get("CUTE_DSL_ARCH")
+    os.environ["CUTE_DSL_ARCH"] = target
+    try:
+        kernel = Sm80MixedGemm(cfg)
+        t0 = time.perf_counter()
+        compiled = cute.compile(kernel, *_fake_operands(cfg),
+                                options=f"--gpu-arch {target} --enable-tvm-ffi {extra_options}".strip())
+        dt_s = time.perf_counter() - t0
+    finally:
+        if prev is None:
+            os.environ.pop("CUTE_DSL_ARCH", None)
+        else:
+            os.environ["CUTE_DSL_ARCH"] = prev
+    _STATS["compiles"] += 1
+    _STATS["seconds"] += dt_s
+    _STATS["last_seconds"] = dt_s
+    return compiled
+
+
+def get_kernel(cfg: GemmConfig):
+    """The compiled kernel of `cfg`, compiled on first use."""
+    k = _CACHE.get(cfg)
+    if k is None:
+        with _LOCK:
+            k = _CACHE.get(cfg)
+            if k is None:
+                k = compile_kernel(cfg)
+                _CACHE[cfg] = k
+    return k

@@ -1,0 +1,41 @@
+"""Default kernel configs per M range (mma.sync path). Shapes are chosen so every variant validates:
+block_n divides the padded N, block_k divides the padded K."""
+
+from __future__ import annotations
+
+from ..config import GemmConfig
+
+
+def _largest_dividing(options, n: int) -> int:
+    for o in options:
+        if n % o == 0:
+            return o
+    return options[-1]
+
+
+def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c_dtype: str, group_size: int,
+                   arch: str, has_bias: bool = False, num_sms: int = 132) -> GemmConfig:
+    """A sane config for an (m, n_pad, k_pad) problem; later replaced by measured tables / the autotuner."""
+    if m <= 16:
+        bm, wm = 16, 16
+    elif m <= 32:
+        bm, wm = 32, 32
+    elif m <= 64:
+        bm, wm = 64, 64
+    else:
+        bm, wm = 128, 64
+    # enough CTAs to cover the SMs before widening the tile
+    bn = 64
+    for cand in (256, 128):
+        if n_pad % cand == 0 and (n_pad // cand) * max(1, -(-m // bm)) >= num_sms:
+            bn = cand
+            break
+    wn = 64
+    bk = _largest_dividing((128, 64), k_pad) if m <= 64 else 64
+    if group_size and group_size < bk:
+        bk = max(64, group_size) if k_pad % max(64, group_size) == 0 else 64
+    stages = 4
+    cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
+                     has_global_scale=True, has_bias=has_bias, block_m=bm, block_n=bn, block_k=bk, warp_m=wm,
+                     warp_n=wn, stages=stages, arch=arch)
+    return cfg
