@@ -93,7 +93,7 @@ def prepare_weight(qw: QuantizedWeight, a_dtype="float16") -> PreparedWeight:
 
     s, z, g = _group_params(qw, n, k)
     lead = qw.codes.shape[:-2]
-    gscale = (qw.global_scale.to(torch.float64).reshape(*lead) if qw.global_scale is not None
+    gscale = (qw.global_scale.to(torch.float64).reshape(lead) if qw.global_scale is not None
               else torch.ones(lead, dtype=torch.float64, device=dev))
     half = _TORCH_HALF[a.name]
     if g == 0:
@@ -109,15 +109,16 @@ def prepare_weight(qw: QuantizedWeight, a_dtype="float16") -> PreparedWeight:
     else:
         group = g
         groups = -(-k_pad // g)
-        s = _pad_last2(s, n_pad, groups, 1.0)
-        # exact power-of-two normalisation so that |value * scale| stays well inside fp16
-        vmax = max(abs(v) for v in (b.values() if b.bits <= 8 else [1.0]) if not math.isnan(v)) or 1.0
+        # exact power-of-two normalisation so that |value * scale| stays well inside fp16 (from the real
+        # scales only: padding must not move it)
+        vmax = max(abs(v) for v in b.values() if not math.isnan(v)) or 1.0
         amax = s.abs().flatten(-2).amax(-1).clamp_min(1e-30)  # per expert
         if a.name == "float16":
             shift = torch.floor(torch.log2(amax * vmax)) - 13.0
         else:
             shift = torch.zeros_like(amax)
-        s_norm = s * torch.exp2(-shift)[..., None, None]
+        # padded columns are never stored and padded groups meet zero activations: pad with 0
+        s_norm = _pad_last2(s * torch.exp2(-shift)[..., None, None], n_pad, groups, 0.0)
         group_scales = permute_n(s_norm.to(half).transpose(-1, -2).contiguous()).view(torch.int32).contiguous()
         channel_scales = None
         neg_sub = None

@@ -3,7 +3,8 @@ block_n divides the padded N, block_k divides the padded K."""
 
 from __future__ import annotations
 
-from ..config import GemmConfig
+from ..arch import get_arch
+from ..config import GemmConfig, smem_bytes
 
 
 def _largest_dividing(options, n: int) -> int:
@@ -34,8 +35,19 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
     bk = _largest_dividing((128, 64), k_pad) if m <= 64 else 64
     if group_size and group_size < bk:
         bk = max(64, group_size) if k_pad % max(64, group_size) == 0 else 64
-    stages = 4
     cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
                      has_global_scale=True, has_bias=has_bias, block_m=bm, block_n=bn, block_k=bk, warp_m=wm,
-                     warp_n=wn, stages=stages, arch=arch)
+                     warp_n=wn, stages=4, arch=arch)
+    # fit the arch's shared memory: fewer stages first (down to 3), then a narrower block
+    limit = get_arch(arch).smem_per_block_bytes
+    while smem_bytes(cfg) > limit:
+        if cfg.stages > 3:
+            cfg = cfg.with_(stages=cfg.stages - 1)
+        elif cfg.block_n > cfg.warp_n:
+            cfg = cfg.with_(block_n=cfg.block_n // 2)
+        elif cfg.block_m > cfg.warp_m:
+            cfg = cfg.with_(block_m=cfg.block_m // 2)
+        else:
+            cfg = cfg.with_(stages=2)
+            break
     return cfg

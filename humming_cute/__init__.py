@@ -1,0 +1,15 @@
+"""humming-cute: JIT-compiled quantized GEMM kernels in CuTe DSL, called on torch tensors."""
+
+from . import dtypes
+from .config import GemmConfig
+from .layer import HummingLayer
+from .layouts.prepared import PreparedWeight, prepare_weight
+from .ops import gemm
+from .quant import (QuantizedWeight, dequantize_weight, quantize_weight, pack, unpack, quantize_activation,
+                    reference_gemm)
+
+__version__ = "0.1.0"
+
+__all__ = ["dtypes", "GemmConfig", "HummingLayer", "PreparedWeight", "prepare_weight", "gemm", "QuantizedWeight",
+           "quantize_weight", "dequantize_weight", "pack", "unpack", "quantize_activation", "reference_gemm",
+           "__version__"]

@@ -1,0 +1,1 @@
+"""`python -m humming_cute.bench`: time a quantized GEMM against torch over M, with the memory floor."""
