@@ -39,6 +39,18 @@ def _bench(fn, reps: int = 50) -> float:
         return statistics.median(times)
 
 
+def _driver_version():
+    """The NVIDIA driver version as nvidia-smi reports it (None when unavailable)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def copy_bandwidth() -> float:
     """Device-to-device copy bandwidth in bytes/s (read + write) on a buffer far larger than L2."""
     src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
@@ -102,8 +114,7 @@ def main(argv=None) -> int:
                          pct_of_memory_floor=100.0 * floor_ms / t_hc))
     import cutlass
 
-    result = dict(card=props.name, driver=torch.cuda.driver_version() if hasattr(torch.cuda, "driver_version")
-                  else None, torch=torch.__version__, cuda=torch.version.cuda,
+    result = dict(card=props.name, driver=_driver_version(), torch=torch.__version__, cuda=torch.version.cuda,
                   cutlass_dsl=getattr(cutlass, "__version__", None), python=platform.python_version(),
                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(), command=" ".join(sys.argv),
                   a_dtype=args.a_dtype, b_dtype=args.b_dtype, group_size=args.group_size,

@@ -29,7 +29,8 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def _fake_operands(cfg: GemmConfig):
+def fake_operands(cfg: GemmConfig):
+    """Fake (shape-symbolic, memory-less) operands of the GEMM kernel, for compiling without a GPU."""
     import cutlass
     import cutlass.cute as cute
     from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream
@@ -68,7 +69,7 @@ def compile_kernel(cfg: GemmConfig, extra_options: str = ""):
     try:
         kernel = Sm80MixedGemm(cfg)
         t0 = time.perf_counter()
-        compiled = cute.compile(kernel, *_fake_operands(cfg),
+        compiled = cute.compile(kernel, *fake_operands(cfg),
                                 options=f"--gpu-arch {target} --enable-tvm-ffi {extra_options}".strip())
         dt_s = time.perf_counter() - t0
     finally:

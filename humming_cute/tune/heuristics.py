@@ -32,7 +32,7 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
             bn = cand
             break
     wn = 64
-    bk = _largest_dividing((128, 64), k_pad) if m <= 64 else 64
+    bk = _largest_dividing((128, 64), k_pad) if m <= 32 else 64
     if group_size and group_size < bk:
         bk = max(64, group_size) if k_pad % max(64, group_size) == 0 else 64
     cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,

@@ -1,0 +1,57 @@
+"""The mma.sync GEMM compiles for every target arch on a CPU, with the intended instructions and no spills."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from humming_cute.kernels.gemm_sm80 import Sm80MixedGemm
+from humming_cute.runtime.compile import fake_operands
+from humming_cute.testing.ptx import compile_for_arch
+from humming_cute.tune import default_config
+
+ARCHS = ["sm_80", "sm_86", "sm_89", "sm_90a", "sm_120a"]
+
+# representative default configs: decode (M=1), mid (M=64), prefill (M=4096)
+CASES = [
+    ("float16", "uint4", 128, 1),
+    ("bfloat16", "int8", 0, 64),
+    ("float16", "float4e2m1", 32, 4096),
+]
+
+
+def _compile(arch, a, b, g, m):
+    cfg = default_config(m, 4096, 4096, a_dtype=a, b_dtype=b, c_dtype=a, group_size=g, arch=arch)
+    cfg.validate()
+    return cfg, compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch=arch, options="--enable-tvm-ffi")
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("a,b,g,m", CASES)
+def test_compiles_with_intended_instructions(arch, a, b, g, m):
+    cfg, art = _compile(arch, a, b, g, m)
+    ptx = art.ptx
+    assert re.search(rf"\.target\s+{arch}\b", ptx)
+    t = "bf16" if a == "bfloat16" else "f16"
+    assert re.search(rf"mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.{t}\.{t}\.f32", ptx)
+    assert "ldmatrix.sync.aligned" in ptx
+    assert "cp.async.cg.shared.global" in ptx
+    # packed weight words are read from shared memory with 128-bit loads
+    assert "ld.shared.v4.u32" in ptx or "ld.shared.v4.b32" in ptx
+    # the dequant transform runs on packed halves
+    assert re.search(rf"\b(fma|add|sub|mul)(\.rn)?\.{t}x2\b", ptx)
+    spills = sum(r.spill_bytes for r in art.ptxas.values())
+    assert art.ptxas, "ptxas printed no resource report"
+    assert spills == 0, f"{cfg}: ptxas reports {spills} spill bytes"
+
+
+def test_compile_time_is_reported():
+    from humming_cute.runtime import compile as rc
+
+    before = rc.compile_stats()["compiles"]
+    cfg = default_config(16, 256, 512, a_dtype="float16", b_dtype="int4", c_dtype="float16", group_size=0,
+                         arch="sm_80")
+    rc.compile_kernel(cfg)
+    st = rc.compile_stats()
+    assert st["compiles"] == before + 1 and 0 < st["last_seconds"] < 60
