@@ -24,7 +24,8 @@ def _pow2(x: int) -> bool:
 
 @dataclass(frozen=True)
 class GemmConfig:
-    """One kernel variant. Shapes: block (BM, BN, BK) per CTA, warp (WM, WN) per warp (warp K = BK)."""
+    """One kernel variant. Shapes: block (BM, BN, BK) per CTA, warp (WM, WN, WK) per warp; WK < BK splits each
+    k-tile across BK / WK warps whose partial sums are added in shared memory (deterministic order)."""
 
     a_dtype: str = "float16"
     b_dtype: str = "uint4"
@@ -38,6 +39,7 @@ class GemmConfig:
     block_k: int = 64
     warp_m: int = 64
     warp_n: int = 64
+    warp_k: int = 0                # 0 = block_k; smaller splits each k-tile across warps (reduced in smem)
     stages: int = 4
     arch: str = "sm_80"
     plan: DequantPlan | None = field(default=None, compare=False, hash=False, repr=False)
@@ -47,6 +49,8 @@ class GemmConfig:
         object.__setattr__(self, "a_dtype", dt.parse_dtype(self.a_dtype).name)
         object.__setattr__(self, "b_dtype", dt.parse_dtype(self.b_dtype).name)
         object.__setattr__(self, "c_dtype", dt.parse_dtype(self.c_dtype).name)
+        if self.warp_k == 0:
+            object.__setattr__(self, "warp_k", self.block_k)
         b = dt.parse_dtype(self.b_dtype)
         if isinstance(b, dt.IntegerType) and not b.signed:
             object.__setattr__(self, "has_zero_point", True)
@@ -65,8 +69,12 @@ class GemmConfig:
         return self.block_n // self.warp_n
 
     @property
+    def warps_k(self) -> int:
+        return self.block_k // self.warp_k
+
+    @property
     def num_threads(self) -> int:
-        return 32 * self.warps_m * self.warps_n
+        return 32 * self.warps_m * self.warps_n * self.warps_k
 
     @property
     def scale_rows(self) -> int:
@@ -98,7 +106,7 @@ class GemmConfig:
         if gs != 0 and (not _pow2(gs) or gs < 16):
             raise ValueError(f"group_size must be 0 (per channel) or a power of two >= 16, got {gs}")
         for name, v in (("block_m", self.block_m), ("block_n", self.block_n), ("block_k", self.block_k),
-                        ("warp_m", self.warp_m), ("warp_n", self.warp_n)):
+                        ("warp_m", self.warp_m), ("warp_n", self.warp_n), ("warp_k", self.warp_k)):
             if not _pow2(v):
                 raise ValueError(f"{name} must be a power of two, got {v}")
         if self.warp_m % _MMA_M:
@@ -107,6 +115,10 @@ class GemmConfig:
             raise ValueError(f"warp_n must be a multiple of the weight atom's N={ATOM_N}, got {self.warp_n}")
         if self.block_k % ATOM_K:
             raise ValueError(f"block_k must be a multiple of the weight atom's K={ATOM_K}, got {self.block_k}")
+        if self.warp_k % ATOM_K:
+            raise ValueError(f"warp_k must be a multiple of the weight atom's K={ATOM_K}, got {self.warp_k}")
+        if self.block_k % self.warp_k:
+            raise ValueError(f"block_k={self.block_k} must be a multiple of warp_k={self.warp_k}")
         if self.block_m % self.warp_m or self.block_n % self.warp_n:
             raise ValueError(f"block shape ({self.block_m}, {self.block_n}) must be a multiple of the warp shape "
                              f"({self.warp_m}, {self.warp_n})")
@@ -129,4 +141,5 @@ def smem_bytes(cfg: GemmConfig) -> int:
     a = cfg.block_m * cfg.block_k * 2
     b = cfg.block_n * cfg.block_k * cfg.bits // 8
     s = cfg.scale_rows * cfg.block_n * 2 * (2 if cfg.has_zero_point else 1)
-    return cfg.stages * (a + b + s)
+    reduce = (cfg.warps_k - 1) * cfg.block_m * cfg.block_n * 4  # fp32 partial sums of the K-split warps
+    return cfg.stages * (a + b + s) + reduce

@@ -236,13 +236,11 @@ class HummingLayer(torch.nn.Module):
                              f"{warp_shape}")
         bm, bn, bk = block_shape
         wm, wn = warp_shape[0], warp_shape[1]
-        if len(warp_shape) == 3 and warp_shape[2] != bk:
-            raise NotImplementedError(f"warp_shape K={warp_shape[2]} != block K={bk}: splitting K across warps is "
-                                      f"not implemented yet")
+        wk = warp_shape[2] if len(warp_shape) == 3 else bk
         p = self._prepared
         cfg = GemmConfig(a_dtype=p.a_dtype, b_dtype=p.b_dtype, c_dtype=self.c_dtype.name, group_size=p.group_size,
                          has_global_scale=True, has_bias=self.has_bias, block_m=bm, block_n=bn, block_k=bk,
-                         warp_m=wm, warp_n=wn, stages=stages, arch=current_arch(device).target)
+                         warp_m=wm, warp_n=wn, warp_k=wk, stages=stages, arch=current_arch(device).target)
         return cfg.validate()
 
     def _fallback(self, x2: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ CASES = [
     ("float16", "uint4", 128, 1),
     ("bfloat16", "int8", 0, 64),
     ("float16", "float4e2m1", 32, 4096),
+    ("bfloat16", "uint8", 64, 32),
 ]
 
 

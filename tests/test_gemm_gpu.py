@@ -188,3 +188,19 @@ def test_wrong_inputs_raise_before_launch():
     with pytest.raises(ValueError, match="bias"):
         hc.gemm(torch.randn(4, 256, device="cuda", dtype=torch.float16), pw,
                 bias=torch.zeros(7, device="cuda", dtype=torch.float16))
+
+
+# ---- k-tiles split across warps (partial sums added in shared memory), groups below / between / above WK
+@pytest.mark.parametrize("a,b,group", [("float16", "uint4", 32), ("float16", "uint4", 128), ("bfloat16", "int4", 0),
+                                       ("float16", "float4e2m1", 64), ("bfloat16", "uint3", 256),
+                                       ("float16", "int8", 128)])
+@pytest.mark.parametrize("m", [1, 16, 29, 64])
+def test_warp_k_split(a, b, group, m):
+    from humming_cute.arch import current_arch
+
+    bm = 16 if m <= 16 else 32 if m <= 32 else 64
+    bn, bk = (128, 256) if bm <= 32 else (64, 128)
+    cfg = hc.GemmConfig(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, has_bias=(m % 2 == 1), block_m=bm,
+                        block_n=bn, block_k=bk, warp_m=min(bm, 32), warp_n=64, warp_k=64, stages=3,
+                        arch=current_arch().target)
+    run_case(a, b, group, a, m, 384, 1024, bias=(m % 2 == 1), config=cfg)

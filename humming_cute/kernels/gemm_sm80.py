@@ -44,8 +44,10 @@ class Sm80MixedGemm:
         self.a_type = _CUTLASS_TYPES[cfg.a_dtype]
         self.c_type = _CUTLASS_TYPES[cfg.c_dtype]
         self.bm, self.bn, self.bk = cfg.block_m, cfg.block_n, cfg.block_k
-        self.wm, self.wn = cfg.warp_m, cfg.warp_n
+        self.wm, self.wn, self.wk = cfg.warp_m, cfg.warp_n, cfg.warp_k
         self.warps_n = cfg.warps_n
+        self.warps_mn = cfg.warps_m * cfg.warps_n
+        self.warps_k = cfg.warps_k
         self.threads = cfg.num_threads
         self.stages = cfg.stages
         self.bits = cfg.bits
@@ -53,7 +55,8 @@ class Sm80MixedGemm:
         self.bk_words = self.bk // ATOM_K * self.aw       # int32 words of one 64-column strip per k-tile
         self.bn_atoms = self.bn // ATOM_N
         self.wn_atoms = self.wn // ATOM_N
-        self.k_steps = self.bk // 16
+        self.k_steps = self.wk // 16                        # k16 steps of one warp per k-tile
+        self.wk_atoms = self.wk // ATOM_K
         self.group = cfg.group_size
         self.srows = cfg.scale_rows
         self.has_zp = cfg.has_zero_point
@@ -128,7 +131,8 @@ class Sm80MixedGemm:
         bm_idx, bn_idx, _ = cute.arch.block_idx()
         warp_idx = tidx // 32
         lane = tidx % 32
-        wm_idx = warp_idx // self.warps_n
+        wk_idx = warp_idx // self.warps_mn
+        wm_idx = (warp_idx % self.warps_mn) // self.warps_n
         wn_idx = warp_idx % self.warps_n
         g = lane // 4
 
@@ -169,7 +173,7 @@ class Sm80MixedGemm:
 
         # ---- MMA partitions (one warp = one tiled MMA over its WM x WN tile)
         thr_mma = tiled_mma.get_slice(lane)
-        sA_w = cute.local_tile(sA, (self.wm, self.bk, self.stages), (wm_idx, 0, 0))
+        sA_w = cute.local_tile(sA, (self.wm, self.wk, self.stages), (wm_idx, wk_idx, 0))
         tCsA = thr_mma.partition_A(sA_w)
         tCrA = tiled_mma.make_fragment_A(tCsA[None, None, None, 0])
         s2r_A = cute.make_tiled_copy_A(cute.make_copy_atom(warp.LdMatrix8x8x16bOp(False, 4), self.a_type),
@@ -221,19 +225,24 @@ class Sm80MixedGemm:
             words = {}
             scl = {}
             for s in cutlass.range_constexpr(self.k_steps):
-                ka, ss = s // 4, s % 4
+                ka_l, ss = s // 4, s % 4
+                ka = wk_idx * self.wk_atoms + ka_l
                 cute.copy(s2r_A, tXsA[None, None, s, stage], tXrA[None, None, s])
-                row = (s * 16) // self.group if self.group > 0 and self.group < self.bk else 0
+                # group-scale row inside the stage: a per-warp part and a static per-step part
+                row_s = (s * 16) // self.group if 0 < self.group < self.wk else 0
+                row = row_s
+                if cutlass.const_expr(0 < self.group < self.bk):
+                    row = (wk_idx * self.wk) // self.group + row_s
                 for a in cutlass.range_constexpr(self.wn_atoms):
                     atom_n = wn_idx * self.wn_atoms + a
-                    if cutlass.const_expr(self.group > 0 and (a, row) not in scl):
+                    if cutlass.const_expr(self.group > 0 and (a, row_s) not in scl):
                         rs = cute.make_rmem_tensor(cute.make_layout(4), cutlass.Int32)
                         cute.autovec_copy(s_view[None, g, atom_n, row, stage], rs)
                         rz = None
                         if cutlass.const_expr(self.has_zp):
                             rz = cute.make_rmem_tensor(cute.make_layout(4), cutlass.Int32)
                             cute.autovec_copy(z_view[None, g, atom_n, row, stage], rz)
-                        scl[(a, row)] = (rs, rz)
+                        scl[(a, row_s)] = (rs, rz)
                     # packed words of this step, per plane
                     plane_words = []
                     for pi, w in enumerate(plan.planes):
@@ -241,7 +250,7 @@ class Sm80MixedGemm:
                         ws = []
                         for i in cutlass.range_constexpr(w):
                             q = q0 + i
-                            key = (a, pi, ka, q // 4)
+                            key = (a, pi, ka_l, q // 4)
                             if cutlass.const_expr(key not in words):
                                 rw = cute.make_rmem_tensor(cute.make_layout(4), cutlass.Int32)
                                 cute.autovec_copy(b_views[pi][None, lane, q // 4, ka, atom_n, stage], rw)
@@ -260,7 +269,7 @@ class Sm80MixedGemm:
                         neg_sub = None
                         sc = None
                         if cutlass.const_expr(self.group > 0):
-                            rs, rz = scl[(a, row)]
+                            rs, rz = scl[(a, row_s)]
                             sw = rs[j // 2]
                             sc = dq.broadcast_lo(sw) if j % 2 == 0 else dq.broadcast_hi(sw)
                             if cutlass.const_expr(self.has_zp):
@@ -274,6 +283,22 @@ class Sm80MixedGemm:
 
         cute.arch.cp_async_wait_group(0)
 
+        # ---- K-split warps: add the partial sums in shared memory, in a fixed order
+        if cutlass.const_expr(self.warps_k > 1):
+            nacc = cute.size(acc)
+            red_layout = cute.make_layout((nacc, 32, self.warps_mn, self.warps_k - 1),
+                                          stride=(32, 1, nacc * 32, nacc * 32 * self.warps_mn))
+            sR = smem.allocate_tensor(cutlass.Float32, red_layout, byte_alignment=16)
+            wmn = warp_idx % self.warps_mn
+            if wk_idx > 0:
+                for i in cutlass.range_constexpr(nacc):
+                    sR[i, lane, wmn, wk_idx - 1] = acc[i]
+            cute.arch.sync_threads()
+            if wk_idx == 0:
+                for j in cutlass.range_constexpr(self.warps_k - 1):
+                    for i in cutlass.range_constexpr(nacc):
+                        acc[i] = acc[i] + sR[i, lane, wmn, j]
+
         # ---- epilogue: scales, bias, cast, predicated store
         m0 = bm_idx * self.bm + wm_idx * self.wm
         n0 = bn_idx * self.bn + wn_idx * self.wn
@@ -282,7 +307,7 @@ class Sm80MixedGemm:
             coord = tCcC[i]
             m = m0 + coord[0]
             n = n0 + coord[1]
-            if m < M and n < N:
+            if m < M and n < N and wk_idx == 0:
                 out = acc[i] * gscale
                 if cutlass.const_expr(self.group == 0):
                     out = out * mCS[n]

@@ -22,7 +22,7 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
     elif m <= 32:
         bm, wm = 32, 32
     elif m <= 64:
-        bm, wm = 64, 64
+        bm, wm = 64, 32
     else:
         bm, wm = 128, 64
     # enough CTAs to cover the SMs before widening the tile
@@ -32,17 +32,24 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
             bn = cand
             break
     wn = 64
-    bk = _largest_dividing((128, 64), k_pad) if m <= 32 else 64
-    if group_size and group_size < bk:
-        bk = max(64, group_size) if k_pad % max(64, group_size) == 0 else 64
+    # small M: a deep k-tile split across warps keeps enough weight bytes in flight per CTA
+    if m <= 32:
+        bk = _largest_dividing((256, 128, 64), k_pad)
+    elif m <= 64:
+        bk = _largest_dividing((128, 64), k_pad)
+    else:
+        bk = 64
+    wk = 64
     cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
                      has_global_scale=True, has_bias=has_bias, block_m=bm, block_n=bn, block_k=bk, warp_m=wm,
-                     warp_n=wn, stages=4, arch=arch)
+                     warp_n=wn, warp_k=wk, stages=4, arch=arch)
     # fit the arch's shared memory: fewer stages first (down to 3), then a narrower block
     limit = get_arch(arch).smem_per_block_bytes
     while smem_bytes(cfg) > limit:
         if cfg.stages > 3:
             cfg = cfg.with_(stages=cfg.stages - 1)
+        elif cfg.block_k > cfg.warp_k:
+            cfg = cfg.with_(block_k=cfg.block_k // 2)
         elif cfg.block_n > cfg.warp_n:
             cfg = cfg.with_(block_n=cfg.block_n // 2)
         elif cfg.block_m > cfg.warp_m:
