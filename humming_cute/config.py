@@ -41,6 +41,7 @@ class GemmConfig:
     warp_n: int = 64
     warp_k: int = 0                # 0 = block_k; smaller splits each k-tile across warps (reduced in smem)
     stages: int = 4
+    split_k: int = 1               # CTAs sharing one output tile along K (fp32 workspace, deterministic sum)
     arch: str = "sm_80"
     plan: DequantPlan | None = field(default=None, compare=False, hash=False, repr=False)
 
@@ -127,6 +128,8 @@ class GemmConfig:
         if self.warp_m * self.warp_n > 64 * 128:
             raise ValueError(f"warp tile {self.warp_m}x{self.warp_n} needs more than 255 registers per thread "
                              f"for its fp32 accumulators; use warp_m * warp_n <= 8192")
+        if not isinstance(self.split_k, int) or not 1 <= self.split_k <= 64:
+            raise ValueError(f"split_k must be an int in 1..64, got {self.split_k!r}")
         if self.stages < 2:
             raise ValueError(f"stages must be >= 2, got {self.stages}")
         need = smem_bytes(self)

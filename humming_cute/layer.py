@@ -205,9 +205,10 @@ class HummingLayer(torch.nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, block_shape: Optional[Sequence[int]] = None,
-                warp_shape: Optional[Sequence[int]] = None, stages: int = 4) -> torch.Tensor:
+                warp_shape: Optional[Sequence[int]] = None, stages: int = 4, split_k: int = 1,
+                batch_invariant: bool = False) -> torch.Tensor:
         """y[..., N] for x[..., K]. `block_shape=(BM, BN, BK)` / `warp_shape=(WM, WN, WK)` pick the tiles;
-        by default a config is chosen from M."""
+        by default a config is chosen from M (`batch_invariant=True`: one K reduction order for every M)."""
         from .ops import gemm
 
         if self._prepared is None:
@@ -222,11 +223,12 @@ class HummingLayer(torch.nn.Module):
             return self._fallback(x2).reshape(*lead, self.shape_n)
         cfg = None
         if block_shape is not None or warp_shape is not None:
-            cfg = self._config_from_shapes(block_shape, warp_shape, stages, x.device)
-        y = gemm(x2, self._prepared, bias=self.bias, out_dtype=_TORCH_HALF[self.c_dtype.name], config=cfg)
+            cfg = self._config_from_shapes(block_shape, warp_shape, stages, x.device, split_k)
+        y = gemm(x2, self._prepared, bias=self.bias, out_dtype=_TORCH_HALF[self.c_dtype.name], config=cfg,
+                 batch_invariant=batch_invariant)
         return y.reshape(*lead, self.shape_n)
 
-    def _config_from_shapes(self, block_shape, warp_shape, stages, device) -> GemmConfig:
+    def _config_from_shapes(self, block_shape, warp_shape, stages, device, split_k=1) -> GemmConfig:
         from .arch import current_arch
 
         if block_shape is None or warp_shape is None:
@@ -240,7 +242,8 @@ class HummingLayer(torch.nn.Module):
         p = self._prepared
         cfg = GemmConfig(a_dtype=p.a_dtype, b_dtype=p.b_dtype, c_dtype=self.c_dtype.name, group_size=p.group_size,
                          has_global_scale=True, has_bias=self.has_bias, block_m=bm, block_n=bn, block_k=bk,
-                         warp_m=wm, warp_n=wn, warp_k=wk, stages=stages, arch=current_arch(device).target)
+                         warp_m=wm, warp_n=wn, warp_k=wk, stages=stages, split_k=split_k,
+                         arch=current_arch(device).target)
         return cfg.validate()
 
     def _fallback(self, x2: torch.Tensor) -> torch.Tensor:

@@ -24,10 +24,40 @@ def _dummy(device, dtype, n=8):
     return t
 
 
-def _arch_of(device: torch.device) -> str:
-    from .arch import current_arch
+_COUNTERS: dict = {}
 
-    return current_arch(device).target
+
+def _split_counters(device: torch.device, tiles: int) -> torch.Tensor:
+    """Zeroed per-tile arrival counters for split-K, one buffer per (device, stream): the kernel resets every
+    counter it used, so the buffer is reusable by the next launch on that stream (and by CUDA graph replays)."""
+    stream = torch.cuda.current_stream(device)
+    key = (device, stream.cuda_stream)
+    buf = _COUNTERS.get(key)
+    if buf is None or buf.numel() < tiles:
+        buf = torch.zeros(max(tiles, 1024), dtype=torch.int32, device=device)
+        _COUNTERS[key] = buf
+    return buf
+
+
+_ARCHS: dict = {}
+_DEFAULTS: dict = {}
+_SMS: dict = {}
+
+
+def _arch_of(device: torch.device) -> str:
+    t = _ARCHS.get(device)
+    if t is None:
+        from .arch import current_arch
+
+        t = _ARCHS[device] = current_arch(device).target
+    return t
+
+
+def _num_sms(device: torch.device) -> int:
+    n = _SMS.get(device)
+    if n is None:
+        n = _SMS[device] = torch.cuda.get_device_properties(device).multi_processor_count
+    return n
 
 
 def check_input(x: torch.Tensor, w: PreparedWeight, bias: Optional[torch.Tensor]) -> None:
@@ -53,8 +83,10 @@ def check_input(x: torch.Tensor, w: PreparedWeight, bias: Optional[torch.Tensor]
 
 def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor] = None,
          out_dtype: Optional[torch.dtype] = None, config: Optional[GemmConfig] = None,
-         out: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """C[M, N] = (x @ dequant(W)^T) * scales + bias, on the current CUDA stream."""
+         out: Optional[torch.Tensor] = None, batch_invariant: bool = False) -> torch.Tensor:
+    """C[M, N] = (x @ dequant(W)^T) * scales + bias, on the current CUDA stream.
+
+    `batch_invariant=True` (default configs only) keeps a row's result bitwise independent of M."""
     from .runtime.compile import get_kernel
     from .tune import default_config
 
@@ -65,9 +97,18 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
         raise TypeError(f"out_dtype must be torch.float16 or torch.bfloat16, got {c_dtype}")
     m = x.shape[0]
     if config is None:
-        config = default_config(m, weight.n_pad, weight.k_pad, a_dtype=weight.a_dtype, b_dtype=weight.b_dtype,
-                                c_dtype=c_name, group_size=weight.group_size, arch=_arch_of(x.device),
-                                has_bias=bias is not None)
+        # the default config of a problem is memoised: the hot path is one tuple lookup
+        key = (m, weight.a_dtype, weight.b_dtype, weight.group_size, weight.n_pad, weight.k_pad, c_name,
+               bias is not None, batch_invariant, x.device)
+        config = _DEFAULTS.get(key)
+        if config is None:
+            config = default_config(m, weight.n_pad, weight.k_pad, a_dtype=weight.a_dtype,
+                                    b_dtype=weight.b_dtype, c_dtype=c_name, group_size=weight.group_size,
+                                    arch=_arch_of(x.device), has_bias=bias is not None,
+                                    num_sms=_num_sms(x.device), batch_invariant=batch_invariant)
+            if len(_DEFAULTS) > 65536:
+                _DEFAULTS.clear()
+            _DEFAULTS[key] = config
     else:
         if (config.a_dtype, config.b_dtype, config.group_size, config.has_bias) != \
                 (weight.a_dtype, weight.b_dtype, weight.group_size, bias is not None):
@@ -85,11 +126,18 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
     dev = x.device
     dummy_i = _dummy(dev, torch.int32, 32)
     kernel = get_kernel(config)
+    if config.split_k > 1:
+        tiles = -(-m // config.block_m) * (weight.n_pad // config.block_n)
+        ws = torch.empty(config.split_k * m, weight.n_pad, dtype=torch.float32, device=dev)
+        cnt = _split_counters(dev, tiles)
+    else:
+        ws = _dummy(dev, torch.float32, 64).view(1, 64)
+        cnt = _dummy(dev, torch.int32, 8)
     kernel(xk, weight.packed,
            weight.group_scales if weight.group_scales is not None else dummy_i.view(1, 32),
            weight.neg_sub if weight.neg_sub is not None else dummy_i.view(1, 32),
            weight.channel_scales if weight.channel_scales is not None else _dummy(dev, torch.float32),
            weight.epilogue_factor,
            bias if bias is not None else _dummy(dev, c_dtype),
-           out)
+           out, ws, cnt)
     return out

@@ -248,3 +248,30 @@ def test_default_config_small_m_uses_small_tiles(arch):
 def test_default_config_validates_on_99kb_archs(arch):
     for a, b in [("float16", "uint4"), ("bfloat16", "uint8")]:
         _check_default(arch, a, b)
+
+
+def test_warp_k_and_split_k_rules():
+    base = dict(a_dtype="float16", b_dtype="uint4", group_size=128, block_m=16, block_n=64, block_k=256,
+                warp_m=16, warp_n=64)
+    cfg = GemmConfig(**base, warp_k=64).validate()
+    assert cfg.warps_k == 4 and cfg.num_threads == 128
+    assert GemmConfig(**base).warp_k == 256          # 0 means "the whole block_k"
+    with pytest.raises(ValueError, match="multiple of warp_k"):
+        GemmConfig(**{**base, "block_k": 128}, warp_k=256).validate()
+    with pytest.raises(ValueError, match="warp_k must be a power of two"):
+        GemmConfig(**base, warp_k=96).validate()
+    with pytest.raises(ValueError, match="split_k must be an int in 1..64"):
+        GemmConfig(**base, split_k=0).validate()
+    with pytest.raises(ValueError, match="split_k must be an int in 1..64"):
+        GemmConfig(**base, split_k=65).validate()
+    # the K-split warps' fp32 partial sums count towards shared memory
+    from humming_cute.config import smem_bytes
+    assert smem_bytes(GemmConfig(**base, warp_k=64)) - smem_bytes(GemmConfig(**base)) == 3 * 16 * 64 * 4
+
+
+def test_batch_invariant_default_configs_share_the_k_structure():
+    from humming_cute.tune import default_config
+
+    cfgs = [default_config(m, 4096, 4096, a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
+                           arch="sm_90a", batch_invariant=True) for m in (1, 7, 16, 33, 64, 333, 4096)]
+    assert {(c.block_k, c.warp_k, c.split_k) for c in cfgs} == {(64, 64, 1)}

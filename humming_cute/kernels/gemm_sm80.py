@@ -60,6 +60,7 @@ class Sm80MixedGemm:
         self.group = cfg.group_size
         self.srows = cfg.scale_rows
         self.has_zp = cfg.has_zero_point
+        self.split_k = cfg.split_k
 
     # ------------------------------------------------------------------ host-side (trace time) builders
     def _g2s_copy(self, dtype, rows: int, cols: int):
@@ -76,7 +77,8 @@ class Sm80MixedGemm:
 
     @cute.jit
     def __call__(self, mA: cute.Tensor, mB: cute.Tensor, mS: cute.Tensor, mZ: cute.Tensor, mCS: cute.Tensor,
-                 mG: cute.Tensor, mBias: cute.Tensor, mC: cute.Tensor, stream):
+                 mG: cute.Tensor, mBias: cute.Tensor, mC: cute.Tensor, mWS: cute.Tensor, mCnt: cute.Tensor,
+                 stream):
         # A tile in shared memory: 64-element rows, 128-bit chunks XOR-swizzled so ldmatrix is conflict-free
         sw_cols = min(self.bk, 64)
         a_atom = cute.make_composed_layout(cute.make_swizzle(3, 3, 3), 0,
@@ -97,9 +99,9 @@ class Sm80MixedGemm:
 
         grid_m = cute.ceil_div(cute.size(mA, mode=[0]), self.bm)
         grid_n = cute.size(mB, mode=[0]) // self.bn_atoms
-        self.kernel(mA, mB, mS, mZ, mCS, mG, mBias, mC, sA_layout, sB_layout, sS_layout,
+        self.kernel(mA, mB, mS, mZ, mCS, mG, mBias, mC, mWS, mCnt, sA_layout, sB_layout, sS_layout,
                     copy_A, copy_B, copy_S, tiled_mma, nthr_A, nthr_B, nthr_S).launch(
-            grid=[grid_m, grid_n, 1], block=[self.threads, 1, 1], stream=stream)
+            grid=[grid_m, grid_n, self.split_k], block=[self.threads, 1, 1], stream=stream)
 
     @cute.jit
     def load_tile(self, kt, stage, tidx, nthr_A: cutlass.Constexpr, nthr_B: cutlass.Constexpr,
@@ -122,13 +124,14 @@ class Sm80MixedGemm:
     # ------------------------------------------------------------------ the kernel
     @cute.kernel
     def kernel(self, mA: cute.Tensor, mB: cute.Tensor, mS: cute.Tensor, mZ: cute.Tensor, mCS: cute.Tensor,
-               mG: cute.Tensor, mBias: cute.Tensor, mC: cute.Tensor, sA_layout: cute.ComposedLayout,
+               mG: cute.Tensor, mBias: cute.Tensor, mC: cute.Tensor, mWS: cute.Tensor, mCnt: cute.Tensor,
+               sA_layout: cute.ComposedLayout,
                sB_layout: cute.Layout, sS_layout: cute.Layout, copy_A: cute.TiledCopy, copy_B: cute.TiledCopy,
                copy_S: cute.TiledCopy, tiled_mma: cute.TiledMma, nthr_A: cutlass.Constexpr,
                nthr_B: cutlass.Constexpr, nthr_S: cutlass.Constexpr):
         plan = self.plan
         tidx, _, _ = cute.arch.thread_idx()
-        bm_idx, bn_idx, _ = cute.arch.block_idx()
+        bm_idx, bn_idx, z_idx = cute.arch.block_idx()
         warp_idx = tidx // 32
         lane = tidx % 32
         wk_idx = warp_idx // self.warps_mn
@@ -138,7 +141,11 @@ class Sm80MixedGemm:
 
         M = cute.size(mA, mode=[0])
         N = cute.size(mC, mode=[1])
-        k_tiles = cute.size(mA, mode=[1]) // self.bk
+        k_tiles_all = cute.size(mA, mode=[1]) // self.bk
+        # split-K across CTAs: CTA z takes k-tiles [kt0, kt0 + k_tiles)
+        kt_per = (k_tiles_all + self.split_k - 1) // self.split_k
+        kt0 = z_idx * kt_per
+        k_tiles = cutlass.max(cutlass.min(kt_per, k_tiles_all - kt0), 0)
 
         # ---- shared memory
         smem = cutlass.utils.SmemAllocator()
@@ -207,7 +214,7 @@ class Sm80MixedGemm:
         # ---- prologue
         for st in cutlass.range_constexpr(self.stages - 1):
             if st < k_tiles:
-                self.load_tile(st, st, tidx, nthr_A, nthr_B, nthr_S, copy_A, copy_B, copy_S, tAgA, tAsA, tApA,
+                self.load_tile(kt0 + st, st, tidx, nthr_A, nthr_B, nthr_S, copy_A, copy_B, copy_S, tAgA, tAsA, tApA,
                                tBgB, tBsB, tSgS, tSsS, tZgZ, tZsZ)
             cute.arch.cp_async_commit_group()
 
@@ -218,7 +225,7 @@ class Sm80MixedGemm:
             cute.arch.sync_threads()
             nxt = kt + self.stages - 1
             if nxt < k_tiles:
-                self.load_tile(nxt, nxt % self.stages, tidx, nthr_A, nthr_B, nthr_S, copy_A, copy_B, copy_S, tAgA,
+                self.load_tile(kt0 + nxt, nxt % self.stages, tidx, nthr_A, nthr_B, nthr_S, copy_A, copy_B, copy_S, tAgA,
                                tAsA, tApA, tBgB, tBsB, tSgS, tSsS, tZgZ, tZsZ)
             cute.arch.cp_async_commit_group()
 
@@ -299,15 +306,49 @@ class Sm80MixedGemm:
                     for i in cutlass.range_constexpr(nacc):
                         acc[i] = acc[i] + sR[i, lane, wmn, j]
 
-        # ---- epilogue: scales, bias, cast, predicated store
         m0 = bm_idx * self.bm + wm_idx * self.wm
         n0 = bn_idx * self.bn + wn_idx * self.wn
+
+        # ---- split-K across CTAs: every CTA stores its fp32 partial; the last one to arrive (atomic ticket)
+        # adds all partials in split order, so the result does not depend on arrival order, and stores C
+        is_last = True
+        if cutlass.const_expr(self.split_k > 1):
+            sFlag = smem.allocate_tensor(cutlass.Int32, cute.make_layout(1), byte_alignment=4)
+            grid_n = cute.size(mB, mode=[0]) // self.bn_atoms
+            tile = bm_idx * grid_n + bn_idx
+            if wk_idx == 0:
+                for i in cutlass.range_constexpr(cute.size(acc)):
+                    coord = tCcC[i]
+                    m = m0 + coord[0]
+                    if m < M:
+                        mWS[z_idx * M + m, n0 + coord[1]] = acc[i]
+            cute.arch.fence_acq_rel_gpu()
+            cute.arch.sync_threads()
+            if tidx == 0:
+                sFlag[0] = cute.arch.atomic_add(mCnt.iterator + tile, cutlass.Int32(1))
+            cute.arch.sync_threads()
+            is_last = sFlag[0] == self.split_k - 1
+            if is_last:
+                cute.arch.fence_acq_rel_gpu()
+                if wk_idx == 0:
+                    for i in cutlass.range_constexpr(cute.size(acc)):
+                        coord = tCcC[i]
+                        m = m0 + coord[0]
+                        if m < M:
+                            tot = cutlass.Float32(0.0)
+                            for zz in cutlass.range_constexpr(self.split_k):
+                                tot = tot + mWS[zz * M + m, n0 + coord[1]]
+                            acc[i] = tot
+                if tidx == 0:
+                    mCnt[tile] = 0   # ready for the next launch (the buffer is per device and stream)
+
+        # ---- epilogue: scales, bias, cast, predicated store
         gscale = mG[0]   # global scale times the exact power-of-two scale normalisation
         for i in cutlass.range_constexpr(cute.size(acc)):
             coord = tCcC[i]
             m = m0 + coord[0]
             n = n0 + coord[1]
-            if m < M and n < N and wk_idx == 0:
+            if m < M and n < N and wk_idx == 0 and is_last:
                 out = acc[i] * gscale
                 if cutlass.const_expr(self.group == 0):
                     out = out * mCS[n]

@@ -53,7 +53,9 @@ def fake_operands(cfg: GemmConfig):
     G = t1(cutlass.Float32)
     BIAS = t1(c_t, 2)
     C = make_fake_compact_tensor(c_t, (cute.sym_int(), cute.sym_int()), stride_order=(1, 0), assumed_align=2)
-    return (A, B, S, Z, CS, G, BIAS, C, make_fake_stream(use_tvm_ffi_env_stream=True))
+    WS = t2(cutlass.Float32, 64, 16)
+    CNT = t1(cutlass.Int32)
+    return (A, B, S, Z, CS, G, BIAS, C, WS, CNT, make_fake_stream(use_tvm_ffi_env_stream=True))
 
 
 def compile_kernel(cfg: GemmConfig, extra_options: str = ""):

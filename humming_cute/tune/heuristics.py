@@ -15,8 +15,12 @@ def _largest_dividing(options, n: int) -> int:
 
 
 def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c_dtype: str, group_size: int,
-                   arch: str, has_bias: bool = False, num_sms: int = 132) -> GemmConfig:
-    """A sane config for an (m, n_pad, k_pad) problem; later replaced by measured tables / the autotuner."""
+                   arch: str, has_bias: bool = False, num_sms: int = 132,
+                   batch_invariant: bool = False) -> GemmConfig:
+    """A sane config for an (m, n_pad, k_pad) problem; later replaced by measured tables / the autotuner.
+
+    `batch_invariant`: every M gets the same K reduction structure (block_k = warp_k = 64, no split-K), so a
+    row's result never depends on M or on the other rows of the batch."""
     if m <= 16:
         bm, wm = 16, 16
     elif m <= 32:
@@ -32,18 +36,26 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
             bn = cand
             break
     wn = 64
-    # small M: a deep k-tile split across warps keeps enough weight bytes in flight per CTA
+    # small M: a deep k-tile split across warps keeps enough weight bytes in flight per CTA. Measured on H100
+    # (benchmarks/results/2026-11-25_h100_decode_config_probe.log): BK=512/WK=128 or BK=256/WK=64 with 6 stages
+    # are best at M=1; split-K across CTAs made decode slower there, so it stays off by default.
+    stages = 4
     if m <= 32:
-        bk = _largest_dividing((256, 128, 64), k_pad)
+        if k_pad % 512 == 0:
+            bk, wk = 512, 128
+        else:
+            bk, wk, stages = _largest_dividing((256, 128, 64), k_pad), 64, 6
     elif m <= 64:
-        bk = _largest_dividing((128, 64), k_pad)
+        bk, wk = _largest_dividing((128, 64), k_pad), 64
     else:
-        bk = 64
-    wk = 64
+        bk, wk = 64, 64
+    split = 1
+    if batch_invariant:
+        bk, wk = 64, 64
     cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
                      has_global_scale=True, has_bias=has_bias, block_m=bm, block_n=bn, block_k=bk, warp_m=wm,
-                     warp_n=wn, warp_k=wk, stages=4, arch=arch)
-    # fit the arch's shared memory: fewer stages first (down to 3), then a narrower block
+                     warp_n=wn, warp_k=wk, stages=stages, split_k=split, arch=arch)
+    # fit the arch's shared memory: fewer stages first (down to 3), then a shallower / narrower block
     limit = get_arch(arch).smem_per_block_bytes
     while smem_bytes(cfg) > limit:
         if cfg.stages > 3:
