@@ -1,0 +1,99 @@
+"""HummingLayer on the CPU: loading (float / codes / packed / slices / experts), finish_load, the SM75
+fallback's arithmetic, and every error raised before anything is compiled."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import humming_cute as hc
+from humming_cute import dtypes as dt
+from humming_cute.quant.reference import reference_gemm
+
+
+def _layer(**kw):
+    args = dict(shape_n=192, shape_k=256, a_dtype=dt.float16, b_dtype=dt.uint4, c_dtype=dt.float16,
+                bs_dtype=dt.float16, weight_scale_group_size=64)
+    args.update(kw)
+    return hc.HummingLayer(**args)
+
+
+def test_float_weight_in_slices_equals_whole():
+    torch.manual_seed(0)
+    w = torch.randn(192, 256)
+    whole, sliced = _layer(), _layer()
+    whole.load_weight(w)
+    sliced.load_weight(w[:64], offset_n=0)
+    sliced.load_weight(w[64:], offset_n=64)
+    for name in ("weight_codes", "weight_scale", "zero_point"):
+        assert torch.equal(getattr(whole, name), getattr(sliced, name))
+    whole.finish_load()
+    assert whole._prepared.packed.shape == (192 // 64, 256 // 64 * 64 * 64 * 4 // 32)
+
+
+def test_codes_packed_codes_and_fallback_match_reference():
+    torch.manual_seed(1)
+    qw = hc.quantize_weight(torch.randn(192, 256), "int3", 128, "bfloat16")
+    layer = _layer(b_dtype=dt.int3, a_dtype=dt.bfloat16, c_dtype=dt.bfloat16, bs_dtype=dt.bfloat16,
+                   weight_scale_group_size=128, has_bias=True)
+    bias = torch.randn(192, dtype=torch.bfloat16)
+    layer.load_weight(hc.pack(qw.codes, 3), weight_scale=qw.scales, bias=bias, packed=True)
+    assert torch.equal(layer.weight_codes, qw.codes)
+    layer.finish_load()
+    x = torch.randn(5, 256, dtype=torch.bfloat16)
+    y = layer._fallback(x)   # the sm_75 path: torch dequantize + matmul
+    ref = reference_gemm(x, qw, bias=bias, out_dtype=torch.float32)
+    assert ((y.float() - ref).norm() / ref.norm()).item() < 1e-2
+
+
+def test_per_expert_loading():
+    torch.manual_seed(2)
+    layer = _layer(num_experts=3, has_global_scale=True, b_dtype=dt.float4e2m1, bs_dtype=dt.float8e4m3,
+                   weight_scale_group_size=32)
+    ws = [torch.randn(192, 256) for _ in range(3)]
+    for e, w in enumerate(ws):
+        layer.load_weight(w, expert_id=e)
+    for e, w in enumerate(ws):
+        qw = hc.quantize_weight(w, "float4e2m1", 32, "float8e4m3", global_scale=True)
+        assert torch.equal(layer.weight_codes[e], qw.codes)
+        assert torch.equal(layer.global_scale[e], qw.global_scale)
+    with pytest.raises(NotImplementedError, match="MoE"):
+        layer.finish_load()
+
+
+def test_errors_are_clear():
+    with pytest.raises(ValueError, match="illegal pair"):
+        _layer(a_dtype=dt.float16, b_dtype="float8e6m1")
+    with pytest.raises(NotImplementedError, match="int8 activations"):
+        _layer(a_dtype="int8", b_dtype="int4")
+    with pytest.raises(ValueError, match="power of two"):
+        _layer(weight_scale_group_size=48)
+    with pytest.raises(ValueError, match="not divisible"):
+        _layer(weight_scale_group_size=512)
+    with pytest.raises(ValueError, match="positive int"):
+        _layer(shape_n=0)
+    layer = _layer()
+    with pytest.raises(TypeError, match="uint8"):
+        layer.load_weight(torch.zeros(192, 256, dtype=torch.int16))
+    with pytest.raises(ValueError, match="K=128"):
+        layer.load_weight(torch.zeros(192, 128, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="exceed"):
+        layer.load_weight(torch.zeros(64, 256, dtype=torch.uint8), offset_n=160)
+    with pytest.raises(ValueError, match="valid uint4 code"):
+        layer.load_weight(torch.full((192, 256), 16, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="dense layer"):
+        layer.load_weight(torch.zeros(192, 256, dtype=torch.uint8), expert_id=0)
+    with pytest.raises(TypeError, match="weight_scale must be"):
+        layer.load_weight(weight_scale=torch.ones(192, 4, dtype=torch.float32))
+    with pytest.raises(ValueError, match="do not pass weight_scale"):
+        layer.load_weight(torch.randn(192, 256), weight_scale=torch.ones(192, 4, dtype=torch.float16))
+    with pytest.raises(ValueError, match="take no zero point"):
+        _layer(b_dtype=dt.int4).load_weight(zero_point=torch.zeros(192, 4, dtype=torch.uint8))
+    with pytest.raises(RuntimeError, match="finish_load"):
+        layer(torch.randn(2, 256, dtype=torch.float16))
+    layer.load_weight(torch.randn(192, 256))
+    layer.finish_load()
+    with pytest.raises(ValueError, match="K=100"):
+        layer(torch.randn(2, 100, dtype=torch.float16))
+    with pytest.raises(ValueError, match="CPU"):
+        layer(torch.randn(2, 256, dtype=torch.float16))
