@@ -1,0 +1,223 @@
+"""The benchmark loop: for each shape, quantize one random float weight, prepare every implementation from it,
+then for each M check every output against its reference and time it.
+
+humming_cute failing (an exception, or a result outside the tolerance) stops the run with an error; a peer
+failing is recorded (JSON and stdout) and the run goes on.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+from . import core
+from .core import OURS, BenchError
+
+
+def _rel_err(y, ref) -> float:
+    """Relative Frobenius error of `y` against the fp32 `ref` (NaN in y gives NaN, which fails every check)."""
+    return ((y.float() - ref).norm() / ref.norm().clamp_min(1e-30)).item()
+
+
+def _prepare_peers(names, *, qw, w, w_deq, a_dtype, a_name, progress, peer_info):
+    """{name: Peer} for the peers that apply to this weight; the others are recorded with their reason."""
+    from . import peers as P
+
+    builders = {
+        "torch": lambda: P.torch_peer(w_deq.to(a_dtype), core.tolerance(a_name)),
+        "int4": lambda: P.int4_peer(qw, core.tolerance("bfloat16")),
+        "humming": lambda: P.humming_peer(qw, w, w_deq, a_dtype, core.tolerance(a_name)),
+    }
+    ready, not_ready = {}, {}
+    for name in names:
+        try:
+            peer = builders[name]()
+        except P.PeerUnavailable as e:
+            not_ready[name] = core.skipped_entry("skipped", str(e))
+        except Exception as e:  # noqa: BLE001 - a peer never stops the run
+            not_ready[name] = core.skipped_entry("failed", f"preparing it raised {type(e).__name__}: {e}")
+        else:
+            ready[name] = peer
+            for note in peer.notes:
+                if note not in peer_info[name]["notes"]:
+                    peer_info[name]["notes"].append(note)
+        if name in not_ready:
+            _report(progress, peer_info, name, not_ready[name]["reason"])
+    return ready, not_ready
+
+
+def _report(progress, peer_info, name: str, reason: str) -> None:
+    """Print a peer's reason for not being timed, once per distinct reason, and keep it for the JSON."""
+    if reason not in peer_info[name]["reasons"]:
+        peer_info[name]["reasons"].append(reason)
+        progress.write(f"[{name}] not timed: {reason}")
+
+
+def _shape_rows(n, k, args, *, device, copy_bw, peak, progress, peer_info, hc_configs):
+    import torch
+
+    import humming_cute as hc
+
+    from .timing import bench_ms, full_fp32_matmul
+
+    a_dtype = getattr(torch, args.a_dtype)
+    torch.manual_seed(args.seed)
+    w = torch.randn(n, k, device=device, dtype=torch.float32)
+    qw = hc.quantize_weight(w, args.b_dtype, args.group_size, args.scale_dtype)
+    pw = hc.prepare_weight(qw, args.a_dtype)
+    w_deq = hc.dequantize_weight(qw)  # fp32 [N, K]: the weight every correct implementation multiplies by
+    fmt = dict(b_bits=qw.b_dtype.bits, group_size=args.group_size, scale_bits=qw.scale_dtype.bits,
+               zero_point=qw.zero_points is not None, a_bytes=2, c_bytes=2)
+    peers, not_ready = _prepare_peers(args.peer_list, qw=qw, w=w, w_deq=w_deq, a_dtype=a_dtype,
+                                      a_name=args.a_dtype, progress=progress, peer_info=peer_info)
+    tol = core.tolerance(args.a_dtype)
+    rows = []
+    for m in args.m_list:
+        progress.set_postfix_str(f"{n}x{k} M={m}")
+        bytes_ = core.format_bytes(m, n, k, **fmt)
+        mem_floor = core.memory_floor_ms(bytes_["total"], copy_bw)
+        cmp_floor = core.compute_floor_ms(m, n, k, peak)
+        x = torch.randn(m, k, device=device, dtype=a_dtype)
+        with full_fp32_matmul():
+            y_ref = x.float() @ w_deq.t()
+            y_float = x.float() @ w.t()
+
+        # ours: any exception propagates; a wrong result stops the run
+        y = hc.gemm(x, pw)
+        torch.cuda.synchronize()
+        err = _rel_err(y, y_ref)
+        if not err <= tol:
+            raise BenchError(f"humming_cute gemm is wrong at M={m} N={n} K={k} ({args.a_dtype} x {args.b_dtype} "
+                             f"g{args.group_size}, {args.scale_dtype} scales): relative error {err:.3e} > {tol:.0e}")
+        t = bench_ms(lambda: hc.gemm(x, pw), args.reps)
+        impls = {OURS: core.ok_entry(t, err, _rel_err(y, y_float), m=m, n=n, k=k, bytes_=bytes_,
+                                     memory_floor=mem_floor, compute_floor=cmp_floor)}
+        hc_configs.setdefault(f"{n}x{k}", {})[m] = _our_config(m, pw, args.a_dtype, device)
+        del y
+
+        for name in args.peer_list:
+            if name in not_ready:
+                impls[name] = not_ready[name]
+                continue
+            impls[name] = _measure_peer(peers[name], x, y_ref, y_float, w_deq, args.reps, m=m, n=n, k=k,
+                                        bytes_=bytes_, memory_floor=mem_floor, compute_floor=cmp_floor)
+            if impls[name]["status"] != "ok":
+                _report(progress, peer_info, name, impls[name]["reason"])
+        rows.append(core.build_row(m, n, k, bytes_, mem_floor, cmp_floor, impls))
+        del x, y_ref, y_float
+        progress.update(1)
+    del peers, pw, qw, w, w_deq
+    torch.cuda.empty_cache()
+    return rows
+
+
+def _measure_peer(peer, x, y_ref, y_float, w_deq, rep_ms, *, m, n, k, bytes_, memory_floor, compute_floor) -> dict:
+    """Check one peer's output against its reference, then time it; any failure becomes a record."""
+    import torch
+
+    from .timing import bench_ms, full_fp32_matmul
+
+    try:
+        xp = peer.to_input(x)
+        yp = peer.call(xp)
+        torch.cuda.synchronize()
+        if xp is x and peer.ref_weight is None:
+            ref = y_ref  # same activations, same weight as ours
+        else:
+            with full_fp32_matmul():
+                ref = xp.float() @ (w_deq if peer.ref_weight is None else peer.ref_weight).t()
+        if tuple(yp.shape) != tuple(ref.shape):
+            return core.skipped_entry("wrong", f"output shape {tuple(yp.shape)}, expected {tuple(ref.shape)}")
+        err = _rel_err(yp, ref)
+        err_float = _rel_err(yp, y_float)
+        del yp, ref
+        if not err <= peer.tol:
+            return core.skipped_entry("wrong", f"output off its reference at M={m} N={n} K={k}: relative error "
+                                               f"{err:.3e} > {peer.tol:.0e}", rel_err=err)
+        t = bench_ms(lambda: peer.call(xp), rep_ms)
+    except Exception as e:  # noqa: BLE001 - a peer never stops the run
+        return core.skipped_entry("failed", f"{type(e).__name__}: {e}")
+    return core.ok_entry(t, err, err_float, m=m, n=n, k=k, bytes_=bytes_, memory_floor=memory_floor,
+                         compute_floor=compute_floor)
+
+
+def _our_config(m, pw, a_name, device) -> Optional[str]:
+    """The kernel config gemm() picks for this M (informational; None when it cannot be asked)."""
+    try:
+        from humming_cute.ops import _arch_of
+        from humming_cute.tune import default_config
+
+        cfg = default_config(m, pw.n_pad, pw.k_pad, a_dtype=pw.a_dtype, b_dtype=pw.b_dtype, c_dtype=a_name,
+                             group_size=pw.group_size, arch=_arch_of(device), has_bias=False)
+        return repr(cfg)
+    except Exception:  # noqa: BLE001 - informational only
+        return None
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = core.parse_args(argv)
+
+    import torch
+
+    if not torch.cuda.is_available():
+        print("python -m humming_cute.bench needs a CUDA GPU", file=sys.stderr)
+        return 2
+    from humming_cute.runtime.compile import compile_stats
+
+    from .plot import write_png
+    from .timing import copy_bandwidth, cublas_peak_flops, environment
+
+    device = torch.device("cuda")
+    env = environment(device, core.command_line(argv))
+    print(f"{env['card']} (sm {env['sm']}, {env['sm_count']} SMs), torch {env['torch']}, CuTe DSL "
+          f"{env['cutlass_dsl']}, humming-kernels {env['humming_kernels']}; timer: {env['timer']}")
+    copy_bw = copy_bandwidth(args.reps)
+    peak = cublas_peak_flops(getattr(torch, args.a_dtype), rep_ms=args.reps)
+    print(f"copy bandwidth {copy_bw / 1e9:.0f} GB/s (read + write); cuBLAS {args.a_dtype} 8192^3 "
+          f"{peak / 1e12:.0f} TFLOP/s")
+    measured = dict(copy_bandwidth_gbps=copy_bw / 1e9, cublas_peak_tflops=peak / 1e12,
+                    cublas_peak_problem=f"torch.matmul {args.a_dtype} 8192x8192x8192, random data")
+    config = dict(a_dtype=args.a_dtype, b_dtype=args.b_dtype, group_size=args.group_size,
+                  scale_dtype=args.scale_dtype, shapes=[f"{n}x{k}" for n, k in args.shape_list], ms=args.m_list,
+                  peers=args.peer_list, reps_ms=args.reps, seed=args.seed,
+                  tolerance=core.tolerance(args.a_dtype))
+    peer_info = {p: dict(label=core.IMPL_LABELS[p], notes=[], reasons=[]) for p in args.peer_list}
+    hc_configs: dict = {}
+    rows: list = []
+    progress = core.progress_bar(len(args.shape_list) * len(args.m_list))
+
+    def document(error: Optional[str] = None) -> dict:
+        extra = dict(compile=compile_stats(), humming_cute_configs=hc_configs)
+        if error:
+            extra["error"] = error
+        return core.assemble_result(env=env, config=config, measured=measured, peers=peer_info, rows=rows,
+                                    extra=extra)
+
+    try:
+        for n, k in args.shape_list:
+            rows.extend(_shape_rows(n, k, args, device=device, copy_bw=copy_bw, peak=peak, progress=progress,
+                                    peer_info=peer_info, hc_configs=hc_configs))
+    except BaseException as e:
+        progress.close()
+        if args.json:  # keep what was measured, with the error, then fail loudly
+            core.write_json(args.json, document(f"{type(e).__name__}: {e}"))
+            print(f"partial results written to {args.json}", file=sys.stderr)
+        raise
+    progress.close()
+
+    doc = document()
+    print()
+    print(f"{args.a_dtype} x {args.b_dtype} g{args.group_size} ({args.scale_dtype} scales); times in ms; "
+          f"%mem / %cmp = memory / compute floor over time; hc/<peer> = our time / peer time")
+    print(core.format_table(doc["rows"], args.peer_list))
+    if peer_info:
+        print()
+        print(core.format_summary(doc["peers"]))
+    if args.json:
+        core.write_json(args.json, doc)
+        print(f"\nJSON: {args.json}")
+    if args.png:
+        why = write_png(doc, args.png)
+        print(f"PNG: {args.png}" if why is None else f"PNG: {why}")
+    return 0
