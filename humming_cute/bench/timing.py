@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import platform
 import statistics
@@ -10,6 +9,8 @@ import subprocess
 from typing import Callable
 
 import torch
+
+from ..quant.reference import full_fp32_matmul  # noqa: F401  (shared with the oracle)
 
 __all__ = ["bench_ms", "timer_name", "copy_bandwidth", "cublas_peak_flops", "environment", "full_fp32_matmul"]
 
@@ -83,15 +84,6 @@ def cublas_peak_flops(dtype: torch.dtype, size: int = 8192, rep_ms: float = 100.
     return 2.0 * size ** 3 / (ms * 1e-3)
 
 
-@contextlib.contextmanager
-def full_fp32_matmul():
-    """fp32 matmuls at full precision (no TF32) inside the block: the references are computed so."""
-    old = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(old)
 
 
 def _driver_version():

@@ -122,7 +122,7 @@ _INFER_QUANT = {torch.float8_e4m3fn: "float8e4m3", torch.float8_e5m2: "float8e5m
 
 
 @contextlib.contextmanager
-def _full_fp32_matmul():
+def full_fp32_matmul():
     """No TF32 inside: the oracle's fp32 products are real fp32 products."""
     old = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")
@@ -233,7 +233,7 @@ def reference_gemm(x: torch.Tensor, qw: QuantizedWeight, *, bias: torch.Tensor |
     _check_bias(bias, (n,), x.device)
 
     w = dequantize_weight(qw, dtype=compute_dtype).to(compute_dtype)  # [N, K]
-    with _full_fp32_matmul():
+    with full_fp32_matmul():
         y = xd @ w.t()
     if bias is not None:
         y = y + bias.to(compute_dtype)
@@ -354,7 +354,7 @@ def reference_moe_gemm(x: torch.Tensor, qw: QuantizedWeight, sorted_token_ids: t
         sel = valid & (experts == e)
         flat_ids = ids[sel]
         x_rows = xd[flat_ids if is_down else flat_ids // top_k]
-        with _full_fp32_matmul():
+        with full_fp32_matmul():
             y = x_rows @ w[e].t()
         if bias is not None:
             y = y + bias[e].to(compute_dtype)
