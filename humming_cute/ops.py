@@ -116,8 +116,14 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
         if weight.n_pad % config.block_n or weight.k_pad % config.block_k:
             raise ValueError(f"block_n={config.block_n} must divide the padded N={weight.n_pad} and "
                              f"block_k={config.block_k} the padded K={weight.k_pad}")
+    if bias is not None and bias.dtype != c_dtype:
+        raise TypeError(f"bias must have the output dtype {c_dtype}, got {bias.dtype}")
     if out is None:
         out = torch.empty(m, weight.shape_n, dtype=c_dtype, device=x.device)
+    elif out.shape != (m, weight.shape_n) or out.dtype != c_dtype or out.device != x.device \
+            or not out.is_contiguous():
+        raise ValueError(f"out must be a contiguous {c_dtype} tensor of shape ({m}, {weight.shape_n}) on "
+                         f"{x.device}, got {out.dtype} {tuple(out.shape)} on {out.device}")
     if m == 0:
         return out
     xk = x if x.is_contiguous() else x.contiguous()

@@ -97,3 +97,23 @@ def test_errors_are_clear():
         layer(torch.randn(2, 100, dtype=torch.float16))
     with pytest.raises(ValueError, match="CPU"):
         layer(torch.randn(2, 256, dtype=torch.float16))
+
+
+def test_gemm_rejects_bad_bias_and_out_before_launch(monkeypatch):
+    import humming_cute.ops as ops
+
+    qw = hc.quantize_weight(torch.randn(128, 256), "uint4", 128)
+    pw = hc.prepare_weight(qw, "float16")
+    x = torch.randn(4, 256, dtype=torch.float16)
+    # pretend x is on a GPU so that the checks after the device check run; nothing may be compiled
+    monkeypatch.setattr(ops, "check_input", lambda *a: None)
+    monkeypatch.setattr("humming_cute.runtime.compile.get_kernel",
+                        lambda cfg: (_ for _ in ()).throw(AssertionError("compiled despite bad input")))
+    cfg = hc.GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, has_bias=True, block_m=16,
+                        block_n=64, block_k=64, warp_m=16, warp_n=64)
+    with pytest.raises(TypeError, match="bias must have the output dtype"):
+        hc.gemm(x, pw, bias=torch.zeros(128, dtype=torch.float32), config=cfg)
+    with pytest.raises(ValueError, match="out must be"):
+        hc.gemm(x, pw, out=torch.empty(4, 127, dtype=torch.float16), config=cfg.with_(has_bias=False))
+    with pytest.raises(ValueError, match="config does not match"):
+        hc.gemm(x, pw, config=cfg.with_(b_dtype="int4", has_bias=False))
