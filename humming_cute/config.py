@@ -7,6 +7,7 @@ kernel reads nothing else. `validate()` raises a clear error naming the rule bef
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Callable, Optional
 
 from . import dtypes as dt
 from .arch import get_arch
@@ -42,6 +43,9 @@ class GemmConfig:
     warp_k: int = 0                # 0 = block_k; smaller splits each k-tile across warps (reduced in smem)
     stages: int = 4
     split_k: int = 1               # CTAs sharing one output tile along K (fp32 workspace, deterministic sum)
+    activation: str = "none"       # epilogue activation name ("silu", "silu_glu", ...) or "custom"
+    custom_activation: Optional[Callable] = None   # the user's function when activation == "custom"
+    glu: bool = False              # gate/up interleaved columns -> N/2 outputs
     arch: str = "sm_80"
     plan: DequantPlan | None = field(default=None, compare=False, hash=False, repr=False)
 
@@ -128,6 +132,21 @@ class GemmConfig:
         if self.warp_m * self.warp_n > 64 * 128:
             raise ValueError(f"warp tile {self.warp_m}x{self.warp_n} needs more than 255 registers per thread "
                              f"for its fp32 accumulators; use warp_m * warp_n <= 8192")
+        from .activations import BUILTIN
+
+        base = self.activation[:-4] if self.activation.endswith("_glu") else self.activation
+        if self.activation == "custom":
+            if not callable(self.custom_activation):
+                raise ValueError("activation='custom' needs custom_activation, a Python function")
+        elif base not in BUILTIN or (base == "none" and self.activation != "none"):
+            raise ValueError(f"unknown epilogue activation {self.activation!r}; known: {', '.join(sorted(BUILTIN))} "
+                             f"(+ '_glu'), or 'custom'")
+        elif self.custom_activation is not None:
+            raise ValueError("custom_activation is given but activation is not 'custom'")
+        if self.activation.endswith("_glu") and not self.glu:
+            raise ValueError(f"activation {self.activation!r} needs glu=True")
+        if self.glu and self.activation == "none":
+            raise ValueError("glu=True needs an activation")
         if not isinstance(self.split_k, int) or not 1 <= self.split_k <= 64:
             raise ValueError(f"split_k must be an int in 1..64, got {self.split_k!r}")
         if self.stages < 2:

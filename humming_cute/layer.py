@@ -26,12 +26,14 @@ class HummingLayer(torch.nn.Module):
 
     `weight_scale_group_size`: 0 = one scale per output channel, G = one per G elements of K, or a 2-D block
     (bn, bk). `uintN` weights carry a zero point per scale group. `has_global_scale` adds an fp32 per-tensor
-    scale (NVFP4 style)."""
+    scale (NVFP4 style). `activation` (a name, "<name>_glu", or a Python function, see
+    `humming_cute.activations`) is fused into the epilogue; GLU layers read interleaved gate/up columns and
+    return N/2 outputs."""
 
     def __init__(self, shape_n: int, shape_k: int, a_dtype=dt.float16, b_dtype=dt.uint4, c_dtype=None,
                  bs_dtype=dt.float16, weight_scale_group_size=128, has_bias: bool = False,
                  has_global_scale: bool = False, num_experts: Optional[int] = None,
-                 device=None):
+                 activation=None, glu: bool = False, device=None):
         super().__init__()
         for name, v in (("shape_n", shape_n), ("shape_k", shape_k)):
             if not isinstance(v, int) or v <= 0:
@@ -48,6 +50,12 @@ class HummingLayer(torch.nn.Module):
             raise ValueError(f"c_dtype must be float16 or bfloat16, got {self.c_dtype.name}")
         if num_experts is not None and (not isinstance(num_experts, int) or num_experts <= 0):
             raise ValueError(f"num_experts must be a positive int or None, got {num_experts!r}")
+        from .activations import resolve
+
+        _, _, glu_resolved = resolve(activation, glu)   # validates the name / the function's arity
+        if glu_resolved and shape_n % 2:
+            raise ValueError(f"a GLU layer needs an even shape_n (interleaved gate/up columns), got {shape_n}")
+        self.activation, self.glu = activation, glu
         self.shape_n, self.shape_k = shape_n, shape_k
         self.group_size = weight_scale_group_size
         self.has_zero_point = isinstance(self.b_dtype, dt.IntegerType) and not self.b_dtype.signed
@@ -220,13 +228,14 @@ class HummingLayer(torch.nn.Module):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.shape_k)
         if x.device.type == "cuda" and torch.cuda.get_device_capability(x.device) < (8, 0):
-            return self._fallback(x2).reshape(*lead, self.shape_n)
+            y = self._fallback(x2)
+            return y.reshape(*lead, y.shape[-1])
         cfg = None
         if block_shape is not None or warp_shape is not None:
             cfg = self._config_from_shapes(block_shape, warp_shape, stages, x.device, split_k)
         y = gemm(x2, self._prepared, bias=self.bias, out_dtype=_TORCH_HALF[self.c_dtype.name], config=cfg,
-                 batch_invariant=batch_invariant)
-        return y.reshape(*lead, self.shape_n)
+                 batch_invariant=batch_invariant, activation=self.activation, glu=self.glu)
+        return y.reshape(*lead, y.shape[-1])
 
     def _config_from_shapes(self, block_shape, warp_shape, stages, device, split_k=1) -> GemmConfig:
         from .arch import current_arch
@@ -239,8 +248,12 @@ class HummingLayer(torch.nn.Module):
         bm, bn, bk = block_shape
         wm, wn = warp_shape[0], warp_shape[1]
         wk = warp_shape[2] if len(warp_shape) == 3 else bk
+        from .activations import resolve
+
+        act_name, act_fn, glu = resolve(self.activation, self.glu)
         p = self._prepared
-        cfg = GemmConfig(a_dtype=p.a_dtype, b_dtype=p.b_dtype, c_dtype=self.c_dtype.name, group_size=p.group_size,
+        cfg = GemmConfig(activation=act_name, custom_activation=act_fn, glu=glu, a_dtype=p.a_dtype,
+                         b_dtype=p.b_dtype, c_dtype=self.c_dtype.name, group_size=p.group_size,
                          has_global_scale=True, has_bias=self.has_bias, block_m=bm, block_n=bn, block_k=bk,
                          warp_m=wm, warp_n=wn, warp_k=wk, stages=stages, split_k=split_k,
                          arch=current_arch(device).target)
@@ -253,8 +266,12 @@ class HummingLayer(torch.nn.Module):
             warnings.warn("humming_cute: this GPU is older than sm_80, which the CuTe DSL cannot target; using a "
                           "slow torch dequantize + matmul fallback", RuntimeWarning, stacklevel=3)
             _SM75_WARNED = True
-        w = dequantize_weight(self.quantized_weight(), torch.float32).to(x2.dtype)
-        y = x2 @ w.t()
+        from .quant.reference import apply_activation
+
+        w = dequantize_weight(self.quantized_weight(), torch.float32)
+        y = x2.float() @ w.t()
         if self.bias is not None:
-            y = y + self.bias
+            y = y + self.bias.float()
+        if self.activation is not None:
+            y = apply_activation(y, self.activation, glu=self.glu)
         return y.to(_TORCH_HALF[self.c_dtype.name])

@@ -83,14 +83,24 @@ def check_input(x: torch.Tensor, w: PreparedWeight, bias: Optional[torch.Tensor]
 
 def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor] = None,
          out_dtype: Optional[torch.dtype] = None, config: Optional[GemmConfig] = None,
-         out: Optional[torch.Tensor] = None, batch_invariant: bool = False) -> torch.Tensor:
-    """C[M, N] = (x @ dequant(W)^T) * scales + bias, on the current CUDA stream.
+         out: Optional[torch.Tensor] = None, batch_invariant: bool = False, activation=None,
+         glu: bool = False) -> torch.Tensor:
+    """C[M, N] = act((x @ dequant(W)^T) * scales + bias), on the current CUDA stream.
 
-    `batch_invariant=True` (default configs only) keeps a row's result bitwise independent of M."""
+    `activation`: None, a name ("relu", "silu", "gelu", "gelu_tanh", "quick_gelu", "sigmoid", "tanh", or
+    "<name>_glu"), or a Python function of one value (two, gate and up, with `glu=True`) written with
+    `humming_cute.activations` math; it is compiled into the epilogue. GLU reads gate/up from interleaved
+    columns (2j, 2j + 1) and returns N/2 columns. `batch_invariant=True` (default configs only) keeps a row's
+    result bitwise independent of M."""
+    from .activations import resolve
     from .runtime.compile import get_kernel
     from .tune import default_config
 
     check_input(x, weight, bias)
+    act_name, act_fn, glu = resolve(activation, glu)
+    if glu and weight.shape_n % 2:
+        raise ValueError(f"a GLU activation needs an even N (interleaved gate/up columns), got N={weight.shape_n}")
+    n_out = weight.shape_n // 2 if glu else weight.shape_n
     c_dtype = out_dtype or x.dtype
     c_name = {torch.float16: "float16", torch.bfloat16: "bfloat16"}.get(c_dtype)
     if c_name is None:
@@ -99,13 +109,15 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
     if config is None:
         # the default config of a problem is memoised: the hot path is one tuple lookup
         key = (m, weight.a_dtype, weight.b_dtype, weight.group_size, weight.n_pad, weight.k_pad, c_name,
-               bias is not None, batch_invariant, x.device)
+               bias is not None, batch_invariant, x.device, act_name, act_fn, glu)
         config = _DEFAULTS.get(key)
         if config is None:
             config = default_config(m, weight.n_pad, weight.k_pad, a_dtype=weight.a_dtype,
                                     b_dtype=weight.b_dtype, c_dtype=c_name, group_size=weight.group_size,
                                     arch=_arch_of(x.device), has_bias=bias is not None,
                                     num_sms=_num_sms(x.device), batch_invariant=batch_invariant)
+            if act_name != "none":
+                config = config.with_(activation=act_name, custom_activation=act_fn, glu=glu)
             if len(_DEFAULTS) > 65536:
                 _DEFAULTS.clear()
             _DEFAULTS[key] = config
@@ -113,16 +125,22 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
         if (config.a_dtype, config.b_dtype, config.group_size, config.has_bias) != \
                 (weight.a_dtype, weight.b_dtype, weight.group_size, bias is not None):
             raise ValueError("config does not match the weight (a_dtype, b_dtype, group_size) or the bias argument")
+        if activation is not None and (config.activation, config.custom_activation, config.glu) != \
+                (act_name, act_fn, glu):
+            raise ValueError("activation/glu arguments disagree with config.activation/custom_activation/glu")
+        if config.glu and weight.shape_n % 2:
+            raise ValueError(f"a GLU config needs an even N, got N={weight.shape_n}")
+        n_out = weight.shape_n // 2 if config.glu else weight.shape_n
         if weight.n_pad % config.block_n or weight.k_pad % config.block_k:
             raise ValueError(f"block_n={config.block_n} must divide the padded N={weight.n_pad} and "
                              f"block_k={config.block_k} the padded K={weight.k_pad}")
     if bias is not None and bias.dtype != c_dtype:
         raise TypeError(f"bias must have the output dtype {c_dtype}, got {bias.dtype}")
     if out is None:
-        out = torch.empty(m, weight.shape_n, dtype=c_dtype, device=x.device)
-    elif out.shape != (m, weight.shape_n) or out.dtype != c_dtype or out.device != x.device \
+        out = torch.empty(m, n_out, dtype=c_dtype, device=x.device)
+    elif out.shape != (m, n_out) or out.dtype != c_dtype or out.device != x.device \
             or not out.is_contiguous():
-        raise ValueError(f"out must be a contiguous {c_dtype} tensor of shape ({m}, {weight.shape_n}) on "
+        raise ValueError(f"out must be a contiguous {c_dtype} tensor of shape ({m}, {n_out}) on "
                          f"{x.device}, got {out.dtype} {tuple(out.shape)} on {out.device}")
     if m == 0:
         return out

@@ -71,8 +71,19 @@ def compile_kernel(cfg: GemmConfig, extra_options: str = ""):
     try:
         kernel = Sm80MixedGemm(cfg)
         t0 = time.perf_counter()
-        compiled = cute.compile(kernel, *fake_operands(cfg),
-                                options=f"--gpu-arch {target} --enable-tvm-ffi {extra_options}".strip())
+        try:
+            compiled = cute.compile(kernel, *fake_operands(cfg),
+                                    options=f"--gpu-arch {target} --enable-tvm-ffi {extra_options}".strip())
+        except Exception as e:
+            if cfg.custom_activation is None:
+                raise
+            from ..activations import describe
+
+            raise ValueError(
+                f"custom activation {describe(cfg.custom_activation)} could not be compiled into the epilogue: "
+                f"{type(e).__name__}: {_first_line(e)}. Write it with arithmetic and humming_cute.activations "
+                f"(exp, log, tanh, erf, sigmoid, maximum, minimum, where); data-dependent Python `if`/loops and "
+                f"the `math`/`numpy` modules cannot be traced.") from e
         dt_s = time.perf_counter() - t0
     finally:
         if prev is None:
@@ -83,6 +94,14 @@ def compile_kernel(cfg: GemmConfig, extra_options: str = ""):
     _STATS["seconds"] += dt_s
     _STATS["last_seconds"] = dt_s
     return compiled
+
+
+def _first_line(e: Exception) -> str:
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__
 
 
 def get_kernel(cfg: GemmConfig):
