@@ -24,6 +24,7 @@ from cutlass.cute.nvgpu import cpasync, warp
 from ..config import GemmConfig
 from ..layouts.weight import ATOM_K, ATOM_N, atom_words
 from . import dequant as dq
+from .epilogue import Epilogue
 
 _CUTLASS_TYPES = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16, "float32": cutlass.Float32}
 
@@ -62,13 +63,7 @@ class Sm80MixedGemm:
         self.has_zp = cfg.has_zero_point
         self.split_k = cfg.split_k
         self.glu = cfg.glu
-        if cfg.activation == "custom":
-            self.act_fn = cfg.custom_activation
-        else:
-            from ..activations import BUILTIN
-
-            base = cfg.activation[:-4] if cfg.activation.endswith("_glu") else cfg.activation
-            self.act_fn = None if base == "none" else BUILTIN[base]
+        self.epilogue = Epilogue(cfg, self.c_type)
 
     # ------------------------------------------------------------------ host-side (trace time) builders
     def _g2s_copy(self, dtype, rows: int, cols: int):
@@ -352,38 +347,5 @@ class Sm80MixedGemm:
                 if tidx == 0:
                     mCnt[tile] = 0   # ready for the next launch (the buffer is per device and stream)
 
-        # ---- epilogue: scales, bias, activation (fp32), cast, predicated store
-        gscale = mG[0]   # global scale times the exact power-of-two scale normalisation
-        if cutlass.const_expr(not self.glu):
-            for i in cutlass.range_constexpr(cute.size(acc)):
-                coord = tCcC[i]
-                m = m0 + coord[0]
-                n = n0 + coord[1]
-                if m < M and n < N and wk_idx == 0 and is_last:
-                    out = self.scale_bias(acc[i], gscale, n, mCS, mBias)
-                    if cutlass.const_expr(self.act_fn is not None):
-                        out = self.act_fn(out)
-                    mC[m, n] = out.to(self.c_type)
-        else:
-            # GLU: accumulator pairs (i, i + 1) are columns (2t, 2t + 1) = (gate, up) of output column n / 2
-            for ii in cutlass.range_constexpr(cute.size(acc) // 2):
-                coord = tCcC[2 * ii]
-                m = m0 + coord[0]
-                n = n0 + coord[1]
-                if m < M and n < N and wk_idx == 0 and is_last:
-                    gate = self.scale_bias(acc[2 * ii], gscale, n, mCS, mBias)
-                    up = self.scale_bias(acc[2 * ii + 1], gscale, n + 1, mCS, mBias)
-                    if cutlass.const_expr(self.cfg.activation == "custom"):
-                        out = self.act_fn(gate, up)
-                    else:
-                        out = self.act_fn(gate) * up
-                    mC[m, n // 2] = out.to(self.c_type)
-
-    def scale_bias(self, v, gscale, n, mCS, mBias):
-        """fp32 accumulator -> scaled (global, channel) value plus bias, before the activation."""
-        out = v * gscale
-        if cutlass.const_expr(self.group == 0):
-            out = out * mCS[n]
-        if cutlass.const_expr(self.cfg.has_bias):
-            out = out + mBias[n].to(cutlass.Float32)
-        return out
+        # ---- epilogue: scales, bias, activation (fp32), cast, predicated store (kernels/epilogue.py)
+        self.epilogue.store(acc, tCcC, m0, n0, M, N, wk_idx, is_last, mG, mCS, mBias, mC)

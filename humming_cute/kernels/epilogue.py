@@ -1,0 +1,70 @@
+"""The fused epilogue of the mma.sync kernels: fp32 accumulators -> global and channel scale -> bias ->
+activation (built-in, GLU, or the user's Python function) -> output dtype -> predicated store.
+
+Every decision comes from the config: which scales exist, the activation, GLU. GLU reads accumulator pairs
+(i, i + 1), which the m16n8 C fragment places in columns (2t, 2t + 1): gate and up of output column n / 2.
+"""
+
+from __future__ import annotations
+
+import cutlass
+import cutlass.cute as cute
+
+from ..activations import BUILTIN
+from ..config import GemmConfig
+
+__all__ = ["Epilogue"]
+
+
+class Epilogue:
+    """Epilogue of one kernel variant."""
+
+    def __init__(self, cfg: GemmConfig, c_type):
+        self.cfg = cfg
+        self.c_type = c_type
+        self.channel_scale = cfg.group_size == 0
+        self.has_bias = cfg.has_bias
+        self.glu = cfg.glu
+        self.custom = cfg.activation == "custom"
+        if self.custom:
+            self.act_fn = cfg.custom_activation
+        else:
+            base = cfg.activation[:-4] if cfg.activation.endswith("_glu") else cfg.activation
+            self.act_fn = None if base == "none" else BUILTIN[base]
+
+    def scale_bias(self, v, gscale, n, mCS, mBias):
+        """fp32 accumulator -> scaled (global, channel) value plus bias, before the activation."""
+        out = v * gscale
+        if cutlass.const_expr(self.channel_scale):
+            out = out * mCS[n]
+        if cutlass.const_expr(self.has_bias):
+            out = out + mBias[n].to(cutlass.Float32)
+        return out
+
+    @cute.jit
+    def store(self, acc, tCcC, m0, n0, M, N, wk_idx, is_last, mG, mCS, mBias, mC):
+        """Apply the epilogue to a warp's accumulators and store the elements inside (M, N)."""
+        gscale = mG[0]   # global scale times the exact power-of-two scale normalisation
+        if cutlass.const_expr(not self.glu):
+            for i in cutlass.range_constexpr(cute.size(acc)):
+                coord = tCcC[i]
+                m = m0 + coord[0]
+                n = n0 + coord[1]
+                if m < M and n < N and wk_idx == 0 and is_last:
+                    out = self.scale_bias(acc[i], gscale, n, mCS, mBias)
+                    if cutlass.const_expr(self.act_fn is not None):
+                        out = self.act_fn(out)
+                    mC[m, n] = out.to(self.c_type)
+        else:
+            for ii in cutlass.range_constexpr(cute.size(acc) // 2):
+                coord = tCcC[2 * ii]
+                m = m0 + coord[0]
+                n = n0 + coord[1]
+                if m < M and n < N and wk_idx == 0 and is_last:
+                    gate = self.scale_bias(acc[2 * ii], gscale, n, mCS, mBias)
+                    up = self.scale_bias(acc[2 * ii + 1], gscale, n + 1, mCS, mBias)
+                    if cutlass.const_expr(self.custom):
+                        out = self.act_fn(gate, up)
+                    else:
+                        out = self.act_fn(gate) * up
+                    mC[m, n // 2] = out.to(self.c_type)
