@@ -5,12 +5,12 @@ from .config import GemmConfig
 from .layer import HummingLayer
 from .layouts.prepared import PreparedWeight, prepare_weight
 from .moe_align import moe_align_block_size
-from .ops import gemm
+from .ops import gemm, moe_gemm
 from .quant import (QuantizedWeight, dequantize_weight, quantize_weight, pack, unpack, quantize_activation,
                     reference_gemm)
 
 __version__ = "0.1.0"
 
-__all__ = ["dtypes", "GemmConfig", "HummingLayer", "PreparedWeight", "prepare_weight", "gemm", "moe_align_block_size", "QuantizedWeight",
+__all__ = ["dtypes", "GemmConfig", "HummingLayer", "PreparedWeight", "prepare_weight", "gemm", "moe_gemm", "moe_align_block_size", "QuantizedWeight",
            "quantize_weight", "dequantize_weight", "pack", "unpack", "quantize_activation", "reference_gemm",
            "__version__"]

@@ -46,6 +46,10 @@ class GemmConfig:
     activation: str = "none"       # epilogue activation name ("silu", "silu_glu", ...) or "custom"
     custom_activation: Optional[Callable] = None   # the user's function when activation == "custom"
     glu: bool = False              # gate/up interleaved columns -> N/2 outputs
+    moe: bool = False              # indexed MoE GEMM (vLLM fused_moe contract); block_m = the alignment block
+    moe_top_k: int = 1             # up/gate projection reads activation row id // top_k
+    moe_down: bool = False         # down projection: reads activation row id
+    moe_mul_topk_weights: bool = False  # multiply each output row by topk_weights[id]
     arch: str = "sm_80"
     plan: DequantPlan | None = field(default=None, compare=False, hash=False, repr=False)
 
@@ -147,6 +151,13 @@ class GemmConfig:
             raise ValueError(f"activation {self.activation!r} needs glu=True")
         if self.glu and self.activation == "none":
             raise ValueError("glu=True needs an activation")
+        if self.moe:
+            if self.split_k != 1:
+                raise NotImplementedError("split_k > 1 is not implemented for the MoE GEMM")
+            if not isinstance(self.moe_top_k, int) or self.moe_top_k < 1:
+                raise ValueError(f"moe_top_k must be a positive int, got {self.moe_top_k!r}")
+        elif self.moe_down or self.moe_mul_topk_weights or self.moe_top_k != 1:
+            raise ValueError("moe_top_k / moe_down / moe_mul_topk_weights need moe=True")
         if not isinstance(self.split_k, int) or not 1 <= self.split_k <= 64:
             raise ValueError(f"split_k must be an int in 1..64, got {self.split_k!r}")
         if self.stages < 2:

@@ -205,8 +205,6 @@ class HummingLayer(torch.nn.Module):
     @torch.no_grad()
     def finish_load(self) -> None:
         """Repack the loaded weight into the kernel layout (once). Call after the last `load_weight`."""
-        if self.num_experts is not None:
-            raise NotImplementedError("MoE layers (num_experts) are not implemented yet: only loading is")
         self._prepared = prepare_weight(self.quantized_weight(), self.a_dtype)
 
     transform = finish_load
@@ -221,6 +219,8 @@ class HummingLayer(torch.nn.Module):
 
         if self._prepared is None:
             raise RuntimeError("call finish_load() after loading the weight and before the first forward")
+        if self.num_experts is not None:
+            raise TypeError("an MoE layer is called with its routing: use layer.moe_forward(x, topk_ids, ...)")
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         if x.shape[-1] != self.shape_k:
@@ -236,6 +236,35 @@ class HummingLayer(torch.nn.Module):
         y = gemm(x2, self._prepared, bias=self.bias, out_dtype=_TORCH_HALF[self.c_dtype.name], config=cfg,
                  batch_invariant=batch_invariant, activation=self.activation, glu=self.glu)
         return y.reshape(*lead, y.shape[-1])
+
+    def moe_block_size(self, num_tokens: int, top_k: int) -> int:
+        """The block size to align the routing with (`moe_align_block_size(topk_ids, block_m, E)`)."""
+        from .tune.heuristics import moe_block_size
+
+        return moe_block_size(num_tokens, top_k, self.num_experts or 1)
+
+    def moe_forward(self, x: torch.Tensor, topk_ids: torch.Tensor, topk_weights: Optional[torch.Tensor] = None,
+                    *, is_down: bool = False, mul_topk_weights: Optional[bool] = None,
+                    expert_map: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """MoE layer: route `x` by `topk_ids` [M, top_k]; returns [M, top_k, N'] (rows of experts mapped to -1
+        by `expert_map` are zero). Up/gate: x is [M, K]; down (`is_down`): x is [M * top_k, K], and the routing
+        weights multiply the output unless `mul_topk_weights=False`."""
+        from .moe_align import moe_align_block_size
+        from .ops import moe_gemm
+
+        if self.num_experts is None:
+            raise TypeError("moe_forward needs an MoE layer (num_experts=E)")
+        if self._prepared is None:
+            raise RuntimeError("call finish_load() after loading the weights and before the first forward")
+        if topk_ids.dim() != 2:
+            raise ValueError(f"topk_ids must be [M, top_k], got shape {tuple(topk_ids.shape)}")
+        m, top_k = topk_ids.shape
+        mul = is_down if mul_topk_weights is None else mul_topk_weights
+        block_m = self.moe_block_size(m, top_k)
+        sorted_ids, expert_ids, num_post = moe_align_block_size(topk_ids, block_m, self.num_experts, expert_map)
+        return moe_gemm(x, self._prepared, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=block_m,
+                        topk_weights=topk_weights, mul_topk_weights=mul, is_down=is_down, bias=self.bias,
+                        activation=self.activation, glu=self.glu, out_dtype=_TORCH_HALF[self.c_dtype.name])
 
     def _config_from_shapes(self, block_shape, warp_shape, stages, device, split_k=1) -> GemmConfig:
         from .arch import current_arch

@@ -165,3 +165,102 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
            bias if bias is not None else _dummy(dev, c_dtype),
            out, ws, cnt)
     return out
+
+
+def _check_moe_inputs(x, weight, sorted_token_ids, expert_ids, num_tokens_post_padded, top_k, topk_weights,
+                      mul_topk_weights, is_down, bias, block_m):
+    if weight.packed.dim() != 3:
+        raise ValueError("moe_gemm needs an MoE weight (prepared from codes [E, N, K])")
+    if not isinstance(x, torch.Tensor) or x.dim() != 2:
+        raise ValueError(f"x must be a 2-D tensor [tokens, K], got {getattr(x, 'shape', type(x).__name__)}")
+    if x.dtype != _TORCH[weight.a_dtype]:
+        raise TypeError(f"x has dtype {x.dtype}; this weight was prepared for {weight.a_dtype} activations")
+    if x.shape[1] != weight.shape_k:
+        raise ValueError(f"x has K={x.shape[1]}, the weight has K={weight.shape_k}")
+    if x.device.type != "cuda" or x.device != weight.device:
+        raise ValueError(f"x ({x.device}) and the weight ({weight.device}) must be on the same CUDA device")
+    if not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+    if is_down and x.shape[0] % top_k:
+        raise ValueError(f"the down projection reads one row per (token, slot): x must have M * top_k rows, got "
+                         f"{x.shape[0]} rows for top_k={top_k}")
+    for name, t in (("sorted_token_ids", sorted_token_ids), ("expert_ids", expert_ids),
+                    ("num_tokens_post_padded", num_tokens_post_padded)):
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.int32 or t.dim() != 1 or t.device != x.device:
+            raise TypeError(f"{name} must be a 1-D int32 tensor on {x.device}")
+    if expert_ids.numel() < -(-sorted_token_ids.numel() // block_m):
+        raise ValueError(f"expert_ids has {expert_ids.numel()} blocks; {sorted_token_ids.numel()} sorted ids need "
+                         f"{-(-sorted_token_ids.numel() // block_m)} blocks of block_m={block_m} (align with the "
+                         f"same block_m as the kernel: HummingLayer.moe_block_size(tokens))")
+    m_tokens = x.shape[0] // top_k if is_down else x.shape[0]
+    if mul_topk_weights:
+        if topk_weights is None or topk_weights.shape != (m_tokens, top_k) or topk_weights.device != x.device:
+            raise ValueError(f"mul_topk_weights needs topk_weights of shape ({m_tokens}, {top_k}) on {x.device}")
+    e = weight.packed.shape[0]
+    if bias is not None and (bias.shape != (e, weight.shape_n) or bias.device != x.device):
+        raise ValueError(f"bias must have shape ({e}, {weight.shape_n}) on {x.device}, got {tuple(bias.shape)}")
+    return m_tokens
+
+
+def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Tensor, expert_ids: torch.Tensor,
+             num_tokens_post_padded: torch.Tensor, *, top_k: int, block_m: int,
+             topk_weights: Optional[torch.Tensor] = None, mul_topk_weights: bool = False, is_down: bool = False,
+             bias: Optional[torch.Tensor] = None, activation=None, glu: bool = False,
+             out_dtype: Optional[torch.dtype] = None, config: Optional[GemmConfig] = None,
+             out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The vLLM `fused_moe` contract: out[M, top_k, N'] where row id = t * top_k + k of the sorted ids is
+    act(x[id // top_k] @ W[e]^T * scales + bias[e]) (up/gate) or of x[id] (down, `is_down=True`), times
+    topk_weights[t, k] when `mul_topk_weights`. The routing tensors come from `moe_align_block_size` with the
+    same `block_m` as the kernel. Blocks of expert -1 (another rank's) and padding are skipped: those rows keep
+    the value of `out` (zeros when `out` is not given). The grid depends only on the routing tensors' sizes,
+    so one CUDA graph replays for any routing."""
+    from .activations import resolve
+    from .runtime.compile import get_kernel
+    from .tune.heuristics import default_moe_config
+
+    m_tokens = _check_moe_inputs(x, weight, sorted_token_ids, expert_ids, num_tokens_post_padded, top_k,
+                                 topk_weights, mul_topk_weights, is_down, bias, block_m)
+    act_name, act_fn, glu = resolve(activation, glu)
+    if glu and weight.shape_n % 2:
+        raise ValueError(f"a GLU activation needs an even N, got N={weight.shape_n}")
+    c_dtype = out_dtype or x.dtype
+    c_name = {torch.float16: "float16", torch.bfloat16: "bfloat16"}.get(c_dtype)
+    if c_name is None:
+        raise TypeError(f"out_dtype must be torch.float16 or torch.bfloat16, got {c_dtype}")
+    if bias is not None and bias.dtype != c_dtype:
+        raise TypeError(f"bias must have the output dtype {c_dtype}, got {bias.dtype}")
+    if config is None:
+        config = default_moe_config(block_m, weight.n_pad, weight.k_pad, a_dtype=weight.a_dtype,
+                                    b_dtype=weight.b_dtype, c_dtype=c_name, group_size=weight.group_size,
+                                    arch=_arch_of(x.device), has_bias=bias is not None, top_k=top_k,
+                                    is_down=is_down, mul_topk_weights=mul_topk_weights)
+        if act_name != "none":
+            config = config.with_(activation=act_name, custom_activation=act_fn, glu=glu)
+    elif not config.moe or config.block_m != block_m or config.moe_top_k != top_k or config.moe_down != is_down:
+        raise ValueError("config must be an MoE config with the same block_m, top_k and is_down")
+    n_out = weight.shape_n // 2 if config.glu else weight.shape_n
+    if out is None:
+        out = torch.zeros(m_tokens, top_k, n_out, dtype=c_dtype, device=x.device)
+    elif out.shape != (m_tokens, top_k, n_out) or out.dtype != c_dtype or not out.is_contiguous():
+        raise ValueError(f"out must be a contiguous {c_dtype} tensor of shape ({m_tokens}, {top_k}, {n_out})")
+    if x.shape[0] == 0:
+        return out
+    xk = x if x.is_contiguous() else x.contiguous()
+    if weight.k_pad != weight.shape_k:
+        xk = torch.nn.functional.pad(xk, (0, weight.k_pad - weight.shape_k))
+    dev = x.device
+    e = weight.packed.shape[0]
+    dummy_s = _dummy(dev, torch.int32, 32 * e).view(e, 1, 32)
+    kernel = get_kernel(config)
+    kernel(xk, weight.packed,
+           weight.group_scales if weight.group_scales is not None else dummy_s,
+           weight.neg_sub if weight.neg_sub is not None else dummy_s,
+           weight.channel_scales if weight.channel_scales is not None
+           else _dummy(dev, torch.float32, 4 * e).view(e, 4),
+           weight.epilogue_factor.view(e, 1),
+           bias if bias is not None else _dummy(dev, c_dtype, 8 * e).view(e, 8),
+           out.view(m_tokens * top_k, n_out),
+           _dummy(dev, torch.float32, 64).view(1, 64), _dummy(dev, torch.int32, 8),
+           sorted_token_ids, expert_ids, num_tokens_post_padded,
+           topk_weights.reshape(-1).float().contiguous() if mul_topk_weights else _dummy(dev, torch.float32))
+    return out

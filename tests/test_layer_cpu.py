@@ -57,8 +57,12 @@ def test_per_expert_loading():
         qw = hc.quantize_weight(w, "float4e2m1", 32, "float8e4m3", global_scale=True)
         assert torch.equal(layer.weight_codes[e], qw.codes)
         assert torch.equal(layer.global_scale[e], qw.global_scale)
-    with pytest.raises(NotImplementedError, match="MoE"):
-        layer.finish_load()
+    layer.finish_load()
+    assert layer._prepared.packed.shape[0] == 3 and layer._prepared.epilogue_factor.shape == (3,)
+    with pytest.raises(TypeError, match="moe_forward"):
+        layer(torch.randn(2, 256, dtype=torch.float16))
+    with pytest.raises(ValueError, match="same CUDA device"):
+        layer.moe_forward(torch.randn(2, 256, dtype=torch.float16), torch.zeros(2, 2, dtype=torch.int32))
 
 
 def test_errors_are_clear():

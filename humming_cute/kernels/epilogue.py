@@ -25,6 +25,8 @@ class Epilogue:
         self.channel_scale = cfg.group_size == 0
         self.has_bias = cfg.has_bias
         self.glu = cfg.glu
+        self.moe = cfg.moe
+        self.mul_topk = cfg.moe_mul_topk_weights
         self.custom = cfg.activation == "custom"
         if self.custom:
             self.act_fn = cfg.custom_activation
@@ -42,10 +44,12 @@ class Epilogue:
         return out
 
     @cute.jit
-    def store(self, acc, tCcC, m0, n0, M, N, wk_idx, is_last, mG, mCS, mBias, mC):
+    def store(self, acc, tCcC, m0, n0, M, N, wk_idx, is_last, mG, mCS, mBias, mC, mSorted, mTopkW):
         """Apply the epilogue to a warp's accumulators and store the elements inside (M, N)."""
         gscale = mG[0]   # global scale times the exact power-of-two scale normalisation
-        if cutlass.const_expr(not self.glu):
+        if cutlass.const_expr(self.moe):
+            self.store_moe(acc, tCcC, m0, n0, N, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW)
+        elif cutlass.const_expr(not self.glu):
             for i in cutlass.range_constexpr(cute.size(acc)):
                 coord = tCcC[i]
                 m = m0 + coord[0]
@@ -68,3 +72,35 @@ class Epilogue:
                     else:
                         out = self.act_fn(gate) * up
                     mC[m, n // 2] = out.to(self.c_type)
+
+    @cute.jit
+    def store_moe(self, acc, tCcC, m0, n0, N, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW):
+        """MoE: tile row r is sorted position m0 + r; its output row is the flat id sorted_token_ids[pos]
+        (padding ids >= M * top_k are skipped); the routing weight multiplies after the activation."""
+        n_sorted = cute.size(mSorted, mode=[0])
+        n_rows = cute.size(mC, mode=[0])
+        step = 2 if self.glu else 1
+        for ii in cutlass.range_constexpr(cute.size(acc) // step):
+            i = ii * step
+            coord = tCcC[i]
+            pos = m0 + coord[0]
+            n = n0 + coord[1]
+            tok = mSorted[cutlass.min(pos, n_sorted - 1)]
+            if pos < n_sorted and tok < n_rows and n < N and is_last:
+                if cutlass.const_expr(self.glu):
+                    gate = self.scale_bias(acc[i], gscale, n, mCS, mBias)
+                    up = self.scale_bias(acc[i + 1], gscale, n + 1, mCS, mBias)
+                    if cutlass.const_expr(self.custom):
+                        out = self.act_fn(gate, up)
+                    else:
+                        out = self.act_fn(gate) * up
+                else:
+                    out = self.scale_bias(acc[i], gscale, n, mCS, mBias)
+                    if cutlass.const_expr(self.act_fn is not None):
+                        out = self.act_fn(out)
+                if cutlass.const_expr(self.mul_topk):
+                    out = out * mTopkW[tok]
+                if cutlass.const_expr(self.glu):
+                    mC[tok, n // 2] = out.to(self.c_type)
+                else:
+                    mC[tok, n] = out.to(self.c_type)

@@ -63,6 +63,9 @@ class Sm80MixedGemm:
         self.has_zp = cfg.has_zero_point
         self.split_k = cfg.split_k
         self.glu = cfg.glu
+        self.moe = cfg.moe
+        self.moe_down = cfg.moe_down
+        self.top_k = cfg.moe_top_k
         self.epilogue = Epilogue(cfg, self.c_type)
 
     # ------------------------------------------------------------------ host-side (trace time) builders
@@ -81,6 +84,7 @@ class Sm80MixedGemm:
     @cute.jit
     def __call__(self, mA: cute.Tensor, mB: cute.Tensor, mS: cute.Tensor, mZ: cute.Tensor, mCS: cute.Tensor,
                  mG: cute.Tensor, mBias: cute.Tensor, mC: cute.Tensor, mWS: cute.Tensor, mCnt: cute.Tensor,
+                 mSorted: cute.Tensor, mExpert: cute.Tensor, mNumPost: cute.Tensor, mTopkW: cute.Tensor,
                  stream):
         # A tile in shared memory: 64-element rows, 128-bit chunks XOR-swizzled so ldmatrix is conflict-free
         sw_cols = min(self.bk, 64)
@@ -100,21 +104,34 @@ class Sm80MixedGemm:
         mma_op = warp.MmaF16BF16Op(self.a_type, cutlass.Float32, (16, 8, 16))
         tiled_mma = cute.make_tiled_mma(mma_op, cute.make_layout((1, 1, 1)))
 
-        grid_m = cute.ceil_div(cute.size(mA, mode=[0]), self.bm)
-        grid_n = cute.size(mB, mode=[0]) // self.bn_atoms
-        self.kernel(mA, mB, mS, mZ, mCS, mG, mBias, mC, mWS, mCnt, sA_layout, sB_layout, sS_layout,
+        if cutlass.const_expr(self.moe):
+            # one CTA row per block_m sorted (token, slot) ids; per-expert operands carry a leading E mode
+            grid_m = cute.ceil_div(cute.size(mSorted, mode=[0]), self.bm)
+            grid_n = cute.size(mB, mode=[1]) // self.bn_atoms
+        else:
+            grid_m = cute.ceil_div(cute.size(mA, mode=[0]), self.bm)
+            grid_n = cute.size(mB, mode=[0]) // self.bn_atoms
+        self.kernel(mA, mB, mS, mZ, mCS, mG, mBias, mC, mWS, mCnt, mSorted, mExpert, mNumPost, mTopkW,
+                    sA_layout, sB_layout, sS_layout,
                     copy_A, copy_B, copy_S, tiled_mma, nthr_A, nthr_B, nthr_S).launch(
             grid=[grid_m, grid_n, self.split_k], block=[self.threads, 1, 1], stream=stream)
 
     @cute.jit
     def load_tile(self, kt, stage, tidx, nthr_A: cutlass.Constexpr, nthr_B: cutlass.Constexpr,
                   nthr_S: cutlass.Constexpr, copy_A, copy_B, copy_S, tAgA, tAsA, tApA, tBgB, tBsB, tSgS, tSsS,
-                  tZgZ, tZsZ):
+                  tZgZ, tZsZ, mA, tAcA, tArow):
         """Issue the cp.async copies of k-tile `kt` into pipeline stage `stage`."""
         if tidx < nthr_A:
             for i in cutlass.range_constexpr(cute.size(tAgA, mode=[1])):
                 if tApA[i]:
-                    cute.copy(copy_A, tAgA[None, i, None, kt], tAsA[None, i, None, stage])
+                    if cutlass.const_expr(self.moe):
+                        # gathered row: same per-thread layout as the dense tile, based at activation row tArow[i]
+                        k0 = tAcA[0, i, 0, kt][1]
+                        ptr = mA.iterator + (tArow[i] * cute.size(mA, mode=[1]) + k0)
+                        src = cute.make_tensor(ptr.align(16), tAgA[None, i, None, kt].layout)
+                        cute.copy(copy_A, src, tAsA[None, i, None, stage])
+                    else:
+                        cute.copy(copy_A, tAgA[None, i, None, kt], tAsA[None, i, None, stage])
         if tidx < nthr_B:
             cute.copy(copy_B, tBgB[None, None, None, kt], tBsB[None, None, None, stage])
         if cutlass.const_expr(self.group > 0):
@@ -128,6 +145,7 @@ class Sm80MixedGemm:
     @cute.kernel
     def kernel(self, mA: cute.Tensor, mB: cute.Tensor, mS: cute.Tensor, mZ: cute.Tensor, mCS: cute.Tensor,
                mG: cute.Tensor, mBias: cute.Tensor, mC: cute.Tensor, mWS: cute.Tensor, mCnt: cute.Tensor,
+               mSorted: cute.Tensor, mExpert: cute.Tensor, mNumPost: cute.Tensor, mTopkW: cute.Tensor,
                sA_layout: cute.ComposedLayout,
                sB_layout: cute.Layout, sS_layout: cute.Layout, copy_A: cute.TiledCopy, copy_B: cute.TiledCopy,
                copy_S: cute.TiledCopy, tiled_mma: cute.TiledMma, nthr_A: cutlass.Constexpr,
@@ -151,6 +169,21 @@ class Sm80MixedGemm:
         kt_per = (k_tiles_all + self.split_k - 1) // self.split_k
         kt0 = z_idx * kt_per
         k_tiles = cutlass.max(cutlass.min(kt_per, k_tiles_all - kt0), 0)
+        is_last = True
+        if cutlass.const_expr(self.moe):
+            # this CTA's expert; blocks past num_tokens_post_padded or of another rank's expert (-1) load and
+            # store nothing (their rows are left untouched)
+            expert = mExpert[bm_idx]
+            in_range = bm_idx * self.bm < mNumPost[0]
+            k_tiles = cutlass.select_(in_range, cutlass.select_(expert >= 0, k_tiles, 0), 0)
+            is_last = expert >= 0
+            e_idx = cutlass.max(expert, 0)
+            mB = mB[e_idx, None, None]
+            mS = mS[e_idx, None, None]
+            mZ = mZ[e_idx, None, None]
+            mCS = mCS[e_idx, None]
+            mG = mG[e_idx, None]
+            mBias = mBias[e_idx, None]
 
         # ---- shared memory
         smem = cutlass.utils.SmemAllocator()
@@ -160,8 +193,16 @@ class Sm80MixedGemm:
         sZ = smem.allocate_tensor(cutlass.Int32, sS_layout, byte_alignment=128)
 
         # ---- global tiles of this CTA
-        gA = cute.local_tile(mA, (self.bm, self.bk), (bm_idx, None))                 # (BM, BK, kt)
-        cA = cute.local_tile(cute.make_identity_tensor(mA.shape), (self.bm, self.bk), (bm_idx, None))
+        if cutlass.const_expr(self.moe):
+            # only the per-thread layout of this tile is used: MoE rows are gathered (see load_tile)
+            gA = cute.local_tile(mA, (self.bm, self.bk), (0, None))
+        else:
+            gA = cute.local_tile(mA, (self.bm, self.bk), (bm_idx, None))                 # (BM, BK, kt)
+        if cutlass.const_expr(self.moe):
+            cA = cute.local_tile(cute.make_identity_tensor((cute.size(mSorted, mode=[0]), cute.size(mA, mode=[1]))),
+                                 (self.bm, self.bk), (bm_idx, None))
+        else:
+            cA = cute.local_tile(cute.make_identity_tensor(mA.shape), (self.bm, self.bk), (bm_idx, None))
         gB = cute.local_tile(mB, (self.bn_atoms, self.bk_words), (bn_idx, None))     # (atoms, words, kt)
         srows = max(self.srows, 1)
         gS = cute.local_tile(mS, (srows, self.bn // 2), (None, bn_idx))              # (rows, BN/2, r)
@@ -172,8 +213,23 @@ class Sm80MixedGemm:
         tAsA = thr_A.partition_D(sA)
         tAcA = thr_A.partition_S(cA)
         tApA = cute.make_rmem_tensor(cute.make_layout((cute.size(tAgA, mode=[1]),)), cutlass.Boolean)
-        for i in cutlass.range_constexpr(cute.size(tApA)):
-            tApA[i] = cute.elem_less(tAcA[0, i, 0, 0][0], M)
+        tArow = cute.make_rmem_tensor(cute.make_layout((cute.size(tAgA, mode=[1]),)), cutlass.Int32)
+        if cutlass.const_expr(self.moe):
+            n_sorted = cute.size(mSorted, mode=[0])
+            n_rows_out = cute.size(mC, mode=[0])          # M * top_k
+            for i in cutlass.range_constexpr(cute.size(tApA)):
+                pos = tAcA[0, i, 0, 0][0]                   # = bm_idx * BM + row in the tile
+                tok = mSorted[cutlass.min(pos, n_sorted - 1)]
+                ok = pos < n_sorted
+                tok = cutlass.select_(ok, tok, n_rows_out)
+                tApA[i] = tok < n_rows_out
+                if cutlass.const_expr(self.moe_down):
+                    tArow[i] = tok
+                else:
+                    tArow[i] = tok // self.top_k
+        else:
+            for i in cutlass.range_constexpr(cute.size(tApA)):
+                tApA[i] = cute.elem_less(tAcA[0, i, 0, 0][0], M)
         thr_B = copy_B.get_slice(tidx)
         tBgB = thr_B.partition_S(gB)
         tBsB = thr_B.partition_D(sB)
@@ -220,7 +276,7 @@ class Sm80MixedGemm:
         for st in cutlass.range_constexpr(self.stages - 1):
             if st < k_tiles:
                 self.load_tile(kt0 + st, st, tidx, nthr_A, nthr_B, nthr_S, copy_A, copy_B, copy_S, tAgA, tAsA, tApA,
-                               tBgB, tBsB, tSgS, tSsS, tZgZ, tZsZ)
+                               tBgB, tBsB, tSgS, tSsS, tZgZ, tZsZ, mA, tAcA, tArow)
             cute.arch.cp_async_commit_group()
 
         # ---- main loop
@@ -231,7 +287,7 @@ class Sm80MixedGemm:
             nxt = kt + self.stages - 1
             if nxt < k_tiles:
                 self.load_tile(kt0 + nxt, nxt % self.stages, tidx, nthr_A, nthr_B, nthr_S, copy_A, copy_B, copy_S, tAgA,
-                               tAsA, tApA, tBgB, tBsB, tSgS, tSsS, tZgZ, tZsZ)
+                               tAsA, tApA, tBgB, tBsB, tSgS, tSsS, tZgZ, tZsZ, mA, tAcA, tArow)
             cute.arch.cp_async_commit_group()
 
             words = {}
@@ -316,7 +372,6 @@ class Sm80MixedGemm:
 
         # ---- split-K across CTAs: every CTA stores its fp32 partial; the last one to arrive (atomic ticket)
         # adds all partials in split order, so the result does not depend on arrival order, and stores C
-        is_last = True
         if cutlass.const_expr(self.split_k > 1):
             sFlag = smem.allocate_tensor(cutlass.Int32, cute.make_layout(1), byte_alignment=4)
             grid_n = cute.size(mB, mode=[0]) // self.bn_atoms
@@ -348,4 +403,4 @@ class Sm80MixedGemm:
                     mCnt[tile] = 0   # ready for the next launch (the buffer is per device and stream)
 
         # ---- epilogue: scales, bias, activation (fp32), cast, predicated store (kernels/epilogue.py)
-        self.epilogue.store(acc, tCcC, m0, n0, M, N, wk_idx, is_last, mG, mCS, mBias, mC)
+        self.epilogue.store(acc, tCcC, m0, n0, M, N, wk_idx, is_last, mG, mCS, mBias, mC, mSorted, mTopkW)

@@ -45,17 +45,28 @@ def fake_operands(cfg: GemmConfig):
     def t1(dtype, align=4):
         return make_fake_compact_tensor(dtype, (cute.sym_int(),), assumed_align=align)
 
+    def t3(dtype, div_cols, align=16):
+        return make_fake_compact_tensor(dtype, (cute.sym_int(), cute.sym_int(), cute.sym_int(divisibility=div_cols)),
+                                        stride_order=(2, 1, 0), assumed_align=align)
+
     A = t2(a_t, 64)
-    B = t2(cutlass.Int32, 128)
-    S = t2(cutlass.Int32, 32)
-    Z = t2(cutlass.Int32, 32)
-    CS = t1(cutlass.Float32, 16)
-    G = t1(cutlass.Float32)
-    BIAS = t1(c_t, 2)
     C = make_fake_compact_tensor(c_t, (cute.sym_int(), cute.sym_int()), stride_order=(1, 0), assumed_align=2)
     WS = t2(cutlass.Float32, 64, 16)
     CNT = t1(cutlass.Int32)
-    return (A, B, S, Z, CS, G, BIAS, C, WS, CNT, make_fake_stream(use_tvm_ffi_env_stream=True))
+    if cfg.moe:
+        # per-expert operands carry a leading E mode: B [E, N/64, words], S/Z [E, groups, N/2],
+        # CS [E, N_pad], G [E, 1], bias [E, N]
+        B, S, Z = t3(cutlass.Int32, 128), t3(cutlass.Int32, 32), t3(cutlass.Int32, 32)
+        CS = t2(cutlass.Float32, 4, 16)
+        G = make_fake_compact_tensor(cutlass.Float32, (cute.sym_int(), 1), stride_order=(1, 0), assumed_align=4)
+        BIAS = make_fake_compact_tensor(c_t, (cute.sym_int(), cute.sym_int()), stride_order=(1, 0),
+                                        assumed_align=2)
+    else:
+        B, S, Z = t2(cutlass.Int32, 128), t2(cutlass.Int32, 32), t2(cutlass.Int32, 32)
+        CS, G, BIAS = t1(cutlass.Float32, 16), t1(cutlass.Float32), t1(c_t, 2)
+    SORTED, EXPERT, NPOST, TOPKW = t1(cutlass.Int32), t1(cutlass.Int32), t1(cutlass.Int32), t1(cutlass.Float32)
+    return (A, B, S, Z, CS, G, BIAS, C, WS, CNT, SORTED, EXPERT, NPOST, TOPKW,
+            make_fake_stream(use_tvm_ffi_env_stream=True))
 
 
 def compile_kernel(cfg: GemmConfig, extra_options: str = ""):

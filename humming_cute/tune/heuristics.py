@@ -70,3 +70,33 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
             cfg = cfg.with_(stages=2)
             break
     return cfg
+
+
+def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c_dtype: str,
+                       group_size: int, arch: str, has_bias: bool = False, top_k: int = 1, is_down: bool = False,
+                       mul_topk_weights: bool = False) -> GemmConfig:
+    """The MoE GEMM's config: block_m is the routing alignment block; K deep and split across warps."""
+    if block_m not in (16, 32, 64, 128):
+        raise ValueError(f"MoE block_m must be 16, 32, 64 or 128, got {block_m}")
+    wm = {16: 16, 32: 32, 64: 32, 128: 64}[block_m]
+    bn = 128 if n_pad % 128 == 0 and block_m <= 32 else 64
+    bk = _largest_dividing((128, 64), k_pad) if block_m <= 64 else 64
+    cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
+                     has_global_scale=True, has_bias=has_bias, block_m=block_m, block_n=bn, block_k=bk, warp_m=wm,
+                     warp_n=64, warp_k=64, stages=4, arch=arch, moe=True, moe_top_k=top_k, moe_down=is_down,
+                     moe_mul_topk_weights=mul_topk_weights)
+    limit = get_arch(arch).smem_per_block_bytes
+    while smem_bytes(cfg) > limit and cfg.stages > 2:
+        cfg = cfg.with_(stages=cfg.stages - 1)
+    return cfg
+
+
+def moe_block_size(num_tokens: int, top_k: int, num_experts: int) -> int:
+    """The routing alignment block (= the MoE kernel's block_m) for a batch: small blocks when experts see few
+    tokens each, so less padding is computed."""
+    per_expert = num_tokens * top_k / max(num_experts, 1)
+    if per_expert <= 16:
+        return 16
+    if per_expert <= 48:
+        return 32
+    return 64

@@ -1,0 +1,57 @@
+"""MoE GEMM on the CPU: config rules, per-arch compilation of the up / down / GLU variants (their PTX keeps the
+dense kernel's instructions), and argument checks that fire before anything is compiled."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import humming_cute as hc
+from humming_cute.config import GemmConfig
+from humming_cute.kernels.gemm_sm80 import Sm80MixedGemm
+from humming_cute.runtime.compile import fake_operands
+from humming_cute.testing.ptx import compile_for_arch
+from humming_cute.tune.heuristics import default_moe_config, moe_block_size
+
+
+def test_config_rules():
+    base = dict(block_m=16, block_n=64, block_k=64, warp_m=16, warp_n=64)
+    GemmConfig(**base, moe=True, moe_top_k=8).validate()
+    with pytest.raises(NotImplementedError, match="split_k > 1"):
+        GemmConfig(**base, moe=True, split_k=2).validate()
+    with pytest.raises(ValueError, match="need moe=True"):
+        GemmConfig(**base, moe_down=True).validate()
+    with pytest.raises(ValueError, match="block_m must be 16, 32, 64 or 128"):
+        default_moe_config(48, 1536, 2048, a_dtype="float16", b_dtype="uint4", c_dtype="float16",
+                           group_size=128, arch="sm_90a")
+    assert moe_block_size(1, 8, 128) == 16 and moe_block_size(4096, 8, 8) == 64
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90a"])
+@pytest.mark.parametrize("kind", ["up", "down", "glu"])
+def test_moe_variants_compile(arch, kind):
+    kw = dict(up=dict(top_k=8), down=dict(top_k=8, is_down=True, mul_topk_weights=True),
+              glu=dict(top_k=2))[kind]
+    cfg = default_moe_config(16, 1536, 2048, a_dtype="bfloat16", b_dtype="uint4", c_dtype="bfloat16",
+                             group_size=128, arch=arch, has_bias=(kind == "down"), **kw)
+    if kind == "glu":
+        cfg = cfg.with_(activation="silu_glu", glu=True)
+    art = compile_for_arch(Sm80MixedGemm(cfg.validate()), *fake_operands(cfg), arch=arch,
+                           options="--enable-tvm-ffi")
+    assert "mma.sync.aligned.m16n8k16" in art.ptx and "cp.async.cg.shared.global" in art.ptx
+    assert "ld.shared.v4" in art.ptx
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+
+
+def test_moe_gemm_rejects_bad_arguments_before_compiling():
+    qw = hc.quantize_weight(torch.randn(4, 128, 256), "uint4", 128)
+    pw = hc.prepare_weight(qw, "float16")
+    x = torch.randn(3, 256, dtype=torch.float16)
+    ids = hc.moe_align_block_size(torch.zeros(3, 2, dtype=torch.int32), 16, 4)
+    with pytest.raises(ValueError, match="same CUDA device"):
+        hc.moe_gemm(x, pw, *ids, top_k=2, block_m=16)
+    dense = hc.prepare_weight(hc.quantize_weight(torch.randn(128, 256), "uint4", 128), "float16")
+    with pytest.raises(ValueError, match="MoE weight"):
+        hc.moe_gemm(x, dense, *ids, top_k=2, block_m=16)
+    with pytest.raises(ValueError, match="K=128"):
+        hc.moe_gemm(torch.randn(3, 128, dtype=torch.float16), pw, *ids, top_k=2, block_m=16)
