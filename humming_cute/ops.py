@@ -163,7 +163,7 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
            weight.channel_scales if weight.channel_scales is not None else _dummy(dev, torch.float32),
            weight.epilogue_factor,
            bias if bias is not None else _dummy(dev, c_dtype),
-           out, ws, cnt)
+           out, ws, cnt, dummy_i, dummy_i, dummy_i, _dummy(dev, torch.float32))
     return out
 
 

@@ -121,3 +121,66 @@ def test_gemm_rejects_bad_bias_and_out_before_launch(monkeypatch):
         hc.gemm(x, pw, out=torch.empty(4, 127, dtype=torch.float16), config=cfg.with_(has_bias=False))
     with pytest.raises(ValueError, match="config does not match"):
         hc.gemm(x, pw, config=cfg.with_(b_dtype="int4", has_bias=False))
+
+
+def _launch_recorder(monkeypatch):
+    """Run gemm/moe_gemm's host path on CPU tensors up to the kernel call and record the arguments."""
+    import humming_cute.ops as ops
+    import humming_cute.runtime.compile as rc
+
+    calls = []
+
+    def fake_get_kernel(cfg):
+        def k(*args):
+            calls.append((cfg, args))
+        return k
+
+    monkeypatch.setattr(rc, "get_kernel", fake_get_kernel)
+    monkeypatch.setattr(ops, "check_input", lambda *a: None)
+    monkeypatch.setattr(ops, "_arch_of", lambda d: "sm_90a")
+    monkeypatch.setattr(ops, "_num_sms", lambda d: 132)
+    return calls
+
+
+def _assert_matches_fakes(cfg, args):
+    """The launch passes one tensor per compiled operand, with the compiled dtype and rank."""
+    from humming_cute.runtime.compile import fake_operands
+
+    fakes = fake_operands(cfg)[:-1]   # the stream comes from the TVM-FFI environment
+    assert len(args) == len(fakes)
+    to_torch = {"Float16": torch.float16, "BFloat16": torch.bfloat16, "Float32": torch.float32,
+                "Int32": torch.int32}
+    for i, (a, f) in enumerate(zip(args, fakes)):
+        assert a.dim() == len(f.shape), f"operand {i}: rank {a.dim()} != {len(f.shape)}"
+        assert a.dtype == to_torch[f.element_type.__name__], f"operand {i}: {a.dtype} vs {f.element_type}"
+        assert a.is_contiguous(), f"operand {i} is not contiguous"
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(bias=True), dict(activation="silu_glu"), dict(group=0)])
+def test_gemm_launch_plumbing(monkeypatch, kw):
+    calls = _launch_recorder(monkeypatch)
+    qw = hc.quantize_weight(torch.randn(128, 256), "uint4" if kw.get("group", 128) else "int4", kw.get("group", 128))
+    pw = hc.prepare_weight(qw, "float16")
+    bias = torch.zeros(128, dtype=torch.float16) if kw.get("bias") else None
+    y = hc.gemm(torch.randn(5, 256, dtype=torch.float16), pw, bias=bias, activation=kw.get("activation"))
+    assert y.shape == (5, 64 if kw.get("activation") else 128)
+    cfg, args = calls[0]
+    _assert_matches_fakes(cfg, args)
+
+
+@pytest.mark.parametrize("down", [False, True])
+def test_moe_launch_plumbing(monkeypatch, down):
+    import humming_cute.ops as ops
+
+    calls = _launch_recorder(monkeypatch)
+    monkeypatch.setattr(ops, "_check_moe_inputs", lambda x, w, *a: x.shape[0] // 2 if down else x.shape[0])
+    qw = hc.quantize_weight(torch.randn(4, 128, 256), "uint4", 128)
+    pw = hc.prepare_weight(qw, "float16")
+    x = torch.randn(6 if down else 3, 256, dtype=torch.float16)
+    ids = hc.moe_align_block_size(torch.tensor([[0, 1], [2, 3], [1, 0]], dtype=torch.int32), 16, 4)
+    y = hc.moe_gemm(x, pw, *ids, top_k=2, block_m=16, is_down=down, mul_topk_weights=down,
+                    topk_weights=torch.rand(3, 2))
+    assert y.shape == (3, 2, 128)
+    cfg, args = calls[0]
+    assert cfg.moe and cfg.moe_down == down and cfg.block_m == 16
+    _assert_matches_fakes(cfg, args)
