@@ -6,6 +6,7 @@ from .layer import HummingLayer
 from .layouts.prepared import PreparedWeight, prepare_weight
 from .moe_align import moe_align_block_size
 from .ops import gemm, moe_gemm
+from .runtime import torch_ops as _torch_ops  # noqa: F401  (registers torch.ops.humming_cute.gemm)
 from .quant import (QuantizedWeight, dequantize_weight, quantize_weight, pack, unpack, quantize_activation,
                     reference_gemm)
 

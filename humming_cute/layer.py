@@ -233,8 +233,16 @@ class HummingLayer(torch.nn.Module):
         cfg = None
         if block_shape is not None or warp_shape is not None:
             cfg = self._config_from_shapes(block_shape, warp_shape, stages, x.device, split_k)
-        y = gemm(x2, self._prepared, bias=self.bias, out_dtype=_TORCH_HALF[self.c_dtype.name], config=cfg,
-                 batch_invariant=batch_invariant, activation=self.activation, glu=self.glu)
+        if cfg is None and torch.compiler.is_compiling() and not callable(self.activation):
+            # traced by torch.compile / torch.export: go through the registered custom op (fake impl for shapes)
+            from .activations import resolve
+            from .runtime.torch_ops import call_gemm_op
+
+            y = call_gemm_op(x2, self._prepared, self.bias, _TORCH_HALF[self.c_dtype.name],
+                             resolve(self.activation, self.glu)[0], batch_invariant)
+        else:
+            y = gemm(x2, self._prepared, bias=self.bias, out_dtype=_TORCH_HALF[self.c_dtype.name], config=cfg,
+                     batch_invariant=batch_invariant, activation=self.activation, glu=self.glu)
         return y.reshape(*lead, y.shape[-1])
 
     def moe_block_size(self, num_tokens: int, top_k: int) -> int:
