@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Optional
 
 import torch
 
+from .activations import resolve
 from .config import GemmConfig
 from .layouts.prepared import PreparedWeight
+from .runtime import compile as _rc
+from .tune import default_config
 
 __all__ = ["gemm"]
 
 _TORCH = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+_C_NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16"}
 _DUMMIES: dict = {}
 
 
@@ -92,35 +97,43 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
     `humming_cute.activations` math; it is compiled into the epilogue. GLU reads gate/up from interleaved
     columns (2j, 2j + 1) and returns N/2 columns. `batch_invariant=True` (default configs only) keeps a row's
     result bitwise independent of M."""
-    from .activations import resolve
-    from .runtime.compile import get_kernel
-    from .tune import default_config
-
     check_input(x, weight, bias)
-    act_name, act_fn, glu = resolve(activation, glu)
-    if glu and weight.shape_n % 2:
-        raise ValueError(f"a GLU activation needs an even N (interleaved gate/up columns), got N={weight.shape_n}")
-    n_out = weight.shape_n // 2 if glu else weight.shape_n
+    if activation is None and not glu:
+        act_name, act_fn = "none", None
+    else:
+        act_name, act_fn, glu = resolve(activation, glu)
+        if glu and weight.shape_n % 2:
+            raise ValueError(f"a GLU activation needs an even N (interleaved gate/up columns), got "
+                             f"N={weight.shape_n}")
     c_dtype = out_dtype or x.dtype
-    c_name = {torch.float16: "float16", torch.bfloat16: "bfloat16"}.get(c_dtype)
+    c_name = _C_NAMES.get(c_dtype)
     if c_name is None:
         raise TypeError(f"out_dtype must be torch.float16 or torch.bfloat16, got {c_dtype}")
+    if bias is not None and bias.dtype != c_dtype:
+        raise TypeError(f"bias must have the output dtype {c_dtype}, got {bias.dtype}")
     m = x.shape[0]
+    dev = x.device
+    n_out = weight.shape_n // 2 if (config.glu if config is not None else glu) else weight.shape_n
+    if out is None:
+        out = torch.empty(m, n_out, dtype=c_dtype, device=dev)
+    elif out.shape != (m, n_out) or out.dtype != c_dtype or out.device != dev or not out.is_contiguous():
+        raise ValueError(f"out must be a contiguous {c_dtype} tensor of shape ({m}, {n_out}) on "
+                         f"{dev}, got {out.dtype} {tuple(out.shape)} on {out.device}")
     if config is None:
-        # the default config of a problem is memoised: the hot path is one tuple lookup
-        key = (m, weight.a_dtype, weight.b_dtype, weight.group_size, weight.n_pad, weight.k_pad, c_name,
-               bias is not None, batch_invariant, x.device, act_name, act_fn, glu)
-        config = _DEFAULTS.get(key)
-        if config is None:
-            config = default_config(m, weight.n_pad, weight.k_pad, a_dtype=weight.a_dtype,
-                                    b_dtype=weight.b_dtype, c_dtype=c_name, group_size=weight.group_size,
-                                    arch=_arch_of(x.device), has_bias=bias is not None,
-                                    num_sms=_num_sms(x.device), batch_invariant=batch_invariant)
+        # the default (config, kernel) of a problem is memoised: the hot path is one tuple lookup
+        key = (m, id(weight), c_name, bias is not None, batch_invariant, dev, act_name, act_fn, glu)
+        hit = _DEFAULTS.get(key)
+        if hit is None or hit[0]() is not weight:
+            cfg = default_config(m, weight.n_pad, weight.k_pad, a_dtype=weight.a_dtype, b_dtype=weight.b_dtype,
+                                 c_dtype=c_name, group_size=weight.group_size, arch=_arch_of(dev),
+                                 has_bias=bias is not None, num_sms=_num_sms(dev),
+                                 batch_invariant=batch_invariant)
             if act_name != "none":
-                config = config.with_(activation=act_name, custom_activation=act_fn, glu=glu)
+                cfg = cfg.with_(activation=act_name, custom_activation=act_fn, glu=glu)
             if len(_DEFAULTS) > 65536:
                 _DEFAULTS.clear()
-            _DEFAULTS[key] = config
+            hit = _DEFAULTS[key] = (weakref.ref(weight), cfg, _rc.get_kernel(cfg))
+        _, config, kernel = hit
     else:
         if (config.a_dtype, config.b_dtype, config.group_size, config.has_bias) != \
                 (weight.a_dtype, weight.b_dtype, weight.group_size, bias is not None):
@@ -130,42 +143,41 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
             raise ValueError("activation/glu arguments disagree with config.activation/custom_activation/glu")
         if config.glu and weight.shape_n % 2:
             raise ValueError(f"a GLU config needs an even N, got N={weight.shape_n}")
-        n_out = weight.shape_n // 2 if config.glu else weight.shape_n
         if weight.n_pad % config.block_n or weight.k_pad % config.block_k:
             raise ValueError(f"block_n={config.block_n} must divide the padded N={weight.n_pad} and "
                              f"block_k={config.block_k} the padded K={weight.k_pad}")
-    if bias is not None and bias.dtype != c_dtype:
-        raise TypeError(f"bias must have the output dtype {c_dtype}, got {bias.dtype}")
-    if out is None:
-        out = torch.empty(m, n_out, dtype=c_dtype, device=x.device)
-    elif out.shape != (m, n_out) or out.dtype != c_dtype or out.device != x.device \
-            or not out.is_contiguous():
-        raise ValueError(f"out must be a contiguous {c_dtype} tensor of shape ({m}, {n_out}) on "
-                         f"{x.device}, got {out.dtype} {tuple(out.shape)} on {out.device}")
+        kernel = _rc.get_kernel(config)
     if m == 0:
         return out
     xk = x if x.is_contiguous() else x.contiguous()
     if weight.k_pad != weight.shape_k:
         xk = torch.nn.functional.pad(xk, (0, weight.k_pad - weight.shape_k))
-    dev = x.device
-    dummy_i = _dummy(dev, torch.int32, 32)
-    kernel = get_kernel(config)
+    ops = _launch_operands(weight, dev)
     if config.split_k > 1:
         tiles = -(-m // config.block_m) * (weight.n_pad // config.block_n)
         ws = torch.empty(config.split_k * m, weight.n_pad, dtype=torch.float32, device=dev)
         cnt = _split_counters(dev, tiles)
     else:
-        ws = _dummy(dev, torch.float32, 64).view(1, 64)
-        cnt = _dummy(dev, torch.int32, 8)
-    kernel(xk, weight.packed,
-           weight.group_scales if weight.group_scales is not None else dummy_i.view(1, 32),
-           weight.neg_sub if weight.neg_sub is not None else dummy_i.view(1, 32),
-           weight.channel_scales if weight.channel_scales is not None else _dummy(dev, torch.float32),
-           weight.epilogue_factor,
-           bias if bias is not None else _dummy(dev, c_dtype),
-           out, ws, cnt, dummy_i, dummy_i, dummy_i, _dummy(dev, torch.float32))
+        ws, cnt = ops[5], ops[6]
+    kernel(xk, ops[0], ops[1], ops[2], ops[3], ops[4], bias if bias is not None else _dummy(dev, c_dtype),
+           out, ws, cnt, ops[7], ops[7], ops[7], ops[8])
     return out
 
+
+def _launch_operands(weight: PreparedWeight, dev: torch.device) -> tuple:
+    """The weight's launch tensors, with dummies for the operands it does not use (built once per weight)."""
+    ops = weight.__dict__.get("_launch")
+    if ops is None:
+        dummy_i = _dummy(dev, torch.int32, 32)
+        ops = (weight.packed,
+               weight.group_scales if weight.group_scales is not None else dummy_i.view(1, 32),
+               weight.neg_sub if weight.neg_sub is not None else dummy_i.view(1, 32),
+               weight.channel_scales if weight.channel_scales is not None else _dummy(dev, torch.float32),
+               weight.epilogue_factor,
+               _dummy(dev, torch.float32, 64).view(1, 64), _dummy(dev, torch.int32, 8),
+               dummy_i, _dummy(dev, torch.float32))
+        weight.__dict__["_launch"] = ops
+    return ops
 
 def _check_moe_inputs(x, weight, sorted_token_ids, expert_ids, num_tokens_post_padded, top_k, topk_weights,
                       mul_topk_weights, is_down, bias, block_m):
@@ -214,8 +226,6 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
     same `block_m` as the kernel. Blocks of expert -1 (another rank's) and padding are skipped: those rows keep
     the value of `out` (zeros when `out` is not given). The grid depends only on the routing tensors' sizes,
     so one CUDA graph replays for any routing."""
-    from .activations import resolve
-    from .runtime.compile import get_kernel
     from .tune.heuristics import default_moe_config
 
     m_tokens = _check_moe_inputs(x, weight, sorted_token_ids, expert_ids, num_tokens_post_padded, top_k,
@@ -251,7 +261,7 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
     dev = x.device
     e = weight.packed.shape[0]
     dummy_s = _dummy(dev, torch.int32, 32 * e).view(e, 1, 32)
-    kernel = get_kernel(config)
+    kernel = _rc.get_kernel(config)
     kernel(xk, weight.packed,
            weight.group_scales if weight.group_scales is not None else dummy_s,
            weight.neg_sub if weight.neg_sub is not None else dummy_s,
