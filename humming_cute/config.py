@@ -33,7 +33,6 @@ class GemmConfig:
     c_dtype: str = "float16"
     group_size: int = 128          # 0 = one scale per output channel (applied in the epilogue, fp32)
     has_zero_point: bool = False   # implied by uintN weights
-    has_global_scale: bool = False
     has_bias: bool = False
     block_m: int = 64
     block_n: int = 256

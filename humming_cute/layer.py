@@ -291,7 +291,7 @@ class HummingLayer(torch.nn.Module):
         p = self._prepared
         cfg = GemmConfig(activation=act_name, custom_activation=act_fn, glu=glu, a_dtype=p.a_dtype,
                          b_dtype=p.b_dtype, c_dtype=self.c_dtype.name, group_size=p.group_size,
-                         has_global_scale=True, has_bias=self.has_bias, block_m=bm, block_n=bn, block_k=bk,
+                         has_bias=self.has_bias, block_m=bm, block_n=bn, block_k=bk,
                          warp_m=wm, warp_n=wn, warp_k=wk, stages=stages, split_k=split_k,
                          arch=current_arch(device).target)
         return cfg.validate()

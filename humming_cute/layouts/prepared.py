@@ -45,7 +45,6 @@ class PreparedWeight:
     shape_k: int
     n_pad: int
     k_pad: int
-    has_global: bool
 
     @property
     def has_zero_point(self) -> bool:
@@ -129,5 +128,4 @@ def prepare_weight(qw: QuantizedWeight, a_dtype="float16") -> PreparedWeight:
     factor = (gscale * torch.exp2(shift)).to(torch.float32).reshape(-1).contiguous()
     return PreparedWeight(packed=packed, group_scales=group_scales, neg_sub=neg_sub,
                           channel_scales=channel_scales, epilogue_factor=factor, a_dtype=a.name, b_dtype=b.name,
-                          group_size=group, shape_n=n, shape_k=k, n_pad=n_pad, k_pad=k_pad,
-                          has_global=True)
+                          group_size=group, shape_n=n, shape_k=k, n_pad=n_pad, k_pad=k_pad)

@@ -22,7 +22,7 @@ def _weight(packed, group_scales, neg_sub, channel_scales, epilogue_factor, a_dt
     return PreparedWeight(packed=packed, group_scales=group_scales, neg_sub=neg_sub, channel_scales=channel_scales,
                           epilogue_factor=epilogue_factor, a_dtype=a_dtype, b_dtype=b_dtype, group_size=group_size,
                           shape_n=shape_n, shape_k=shape_k, n_pad=packed.shape[-2] * 64,
-                          k_pad=-(-shape_k // 64) * 64, has_global=True)
+                          k_pad=-(-shape_k // 64) * 64)
 
 
 @torch.library.custom_op("humming_cute::gemm", mutates_args=())

@@ -53,7 +53,7 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
     if batch_invariant:
         bk, wk = 64, 64
     cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
-                     has_global_scale=True, has_bias=has_bias, block_m=bm, block_n=bn, block_k=bk, warp_m=wm,
+                     has_bias=has_bias, block_m=bm, block_n=bn, block_k=bk, warp_m=wm,
                      warp_n=wn, warp_k=wk, stages=stages, split_k=split, arch=arch)
     # fit the arch's shared memory: fewer stages first (down to 3), then a shallower / narrower block
     limit = get_arch(arch).smem_per_block_bytes
@@ -82,7 +82,7 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
     bn = 128 if n_pad % 128 == 0 and block_m <= 32 else 64
     bk = _largest_dividing((128, 64), k_pad) if block_m <= 64 else 64
     cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
-                     has_global_scale=True, has_bias=has_bias, block_m=block_m, block_n=bn, block_k=bk, warp_m=wm,
+                     has_bias=has_bias, block_m=block_m, block_n=bn, block_k=bk, warp_m=wm,
                      warp_n=64, warp_k=64, stages=4, arch=arch, moe=True, moe_top_k=top_k, moe_down=is_down,
                      moe_mul_topk_weights=mul_topk_weights)
     limit = get_arch(arch).smem_per_block_bytes
