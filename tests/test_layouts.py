@@ -414,3 +414,14 @@ def test_kernel_view_moe_bf16_split_path():
 
 def test_round_up():
     assert [round_up(x, 64) for x in (1, 64, 65, 200, 352)] == [64, 64, 128, 256, 384]
+
+
+@pytest.mark.parametrize("bits", [1, 3, 4, 8])
+def test_pack_weight_in_row_chunks_equals_whole(bits):
+    from humming_cute.layouts.weight import pack_weight as pw, unpack_weight as uw
+
+    c = torch.randint(0, 1 << bits, (2, 320, 192), dtype=torch.uint8)
+    whole = pw(c, bits, rows_per_chunk=1 << 20)
+    for rows in (64, 128, 200):
+        assert torch.equal(pw(c, bits, rows_per_chunk=rows), whole)
+    assert torch.equal(uw(whole, bits), c)

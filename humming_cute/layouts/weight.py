@@ -71,9 +71,19 @@ def _check_codes(codes: torch.Tensor, bits: int) -> None:
         raise ValueError(f"a code is >= 2^{bits}; codes of a {bits}-bit type lie in [0, {(1 << bits) - 1}]")
 
 
-def pack_weight(codes: torch.Tensor, bits: int) -> torch.Tensor:
-    """Repack codes [.., N, K] (uint8, N and K multiples of 64) into the kernel layout int32 [.., N/64, K/64*4*32*bits]."""
+def pack_weight(codes: torch.Tensor, bits: int, *, rows_per_chunk: int = 1024) -> torch.Tensor:
+    """Repack codes [.., N, K] (uint8, N and K multiples of 64) into the kernel layout int32 [.., N/64, K/64*4*32*bits].
+
+    Works on `rows_per_chunk` rows of N at a time so that the int64 temporaries stay small for large weights."""
     _check_codes(codes, bits)
+    n = codes.shape[-2]
+    step = max(ATOM_N, rows_per_chunk // ATOM_N * ATOM_N)
+    if n > step:
+        return torch.cat([_pack_rows(codes[..., r:r + step, :], bits) for r in range(0, n, step)], dim=-2)
+    return _pack_rows(codes, bits)
+
+
+def _pack_rows(codes: torch.Tensor, bits: int) -> torch.Tensor:
     lead = codes.shape[:-2]
     n, k = codes.shape[-2:]
     na, ka = n // ATOM_N, k // ATOM_K
