@@ -13,6 +13,12 @@ Definitions used everywhere:
 - *compute floor* = ``2 M N K`` / the rate of a large cuBLAS fp16/bf16 GEMM measured in the same run.
 - ``pct_of_memory_floor`` = 100 * memory floor / time (100 % = at the floor); likewise for compute.
 - ``ratio_vs[peer]`` = humming_cute time / peer time (below 1: humming_cute is faster).
+
+MoE mode (``--moe``): one row per (preset, projection, tokens). A row's ``m`` is the number of routed rows
+``tokens * top_k``; flops are ``2 * tokens * top_k * N * K`` (padding rows not counted). The bytes that must move
+are the weights (+ scales, zero points) of the experts that received at least one token, the activations
+(``tokens`` rows for the up projection, ``tokens * top_k`` rows for the down projection) and the output
+(``tokens * top_k`` rows), see `moe_format_bytes`. Routing tensors are not counted (a few KB).
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ __all__ = [
     "tolerance", "format_bytes", "memory_floor_ms", "compute_floor_ms", "impl_metrics", "ok_entry",
     "skipped_entry", "build_row", "assemble_result", "sanitize", "write_json", "format_table", "format_summary",
     "SimpleProgress", "progress_bar",
+    "MOE_PRESETS", "MOE_PROJECTIONS", "MOE_PEERS", "MOE_IMPL_LABELS", "DEFAULT_MOE_TOKENS", "parse_moe_presets",
+    "parse_moe_projections", "moe_jobs", "moe_format_bytes", "moe_flops", "expected_experts_touched",
+    "select_interval", "with_align", "build_moe_row", "format_moe_table",
 ]
 
 DEFAULT_SHAPES = "8192x8192,4096x4096,28672x4096,4096x14336"
@@ -48,6 +57,26 @@ _SHORT = {OURS: "hc", "torch": "torch", "int4": "int4", "humming": "humming"}
 ACTIVATION_DTYPES = ("float16", "bfloat16")
 #: longest reason kept (a compiler's error output can be pages long)
 _MAX_REASON = 2000
+
+#: MoE layers of issue 7's benchmark: experts, routed experts per token, and (N, K) of each projection.
+#: "up" is the fused gate+up projection (N = 2 x intermediate, GLU pairs), "down" the down projection
+#: (K = intermediate). Every implementation computes the plain GEMM (no activation fused), so the up rows
+#: write all N columns.
+MOE_PRESETS = {
+    "qwen3-30b-a3b": dict(num_experts=128, top_k=8, up=(1536, 2048), down=(2048, 768),
+                          note="Qwen3-30B-A3B-like: hidden 2048, expert intermediate 768 (up = gate+up, 2 x 768)"),
+    "mixtral": dict(num_experts=8, top_k=2, up=(28672, 4096), down=(4096, 14336),
+                    note="Mixtral-8x7B-like: hidden 4096, expert intermediate 14336 (up = gate+up, 2 x 14336)"),
+}
+MOE_PROJECTIONS = ("up", "down")
+DEFAULT_MOE_TOKENS = "1,16,64,512,4096"
+#: the MoE peers, in the order they are measured and printed
+MOE_PEERS = ("torch", "humming")
+MOE_IMPL_LABELS = {
+    OURS: "humming_cute moe_gemm (GEMM only; moe_align_block_size timed apart)",
+    "torch": "naive torch baseline: per-expert loop of gather, matmul on the dequantized weight, scatter",
+    "humming": "Humming (humming-kernels) HummingLayer(num_experts=E), indexed GEMM",
+}
 
 
 class BenchError(RuntimeError):
@@ -77,7 +106,7 @@ def parse_shapes(text: str) -> list[tuple[int, int]]:
     return shapes
 
 
-def parse_ms(text: str) -> list[int]:
+def parse_ms(text: str, what: str = "M") -> list[int]:
     """``"1,16,64"`` -> ``[1, 16, 64]`` (positive integers, duplicates dropped, order kept)."""
     ms: list[int] = []
     for item in text.split(","):
@@ -85,24 +114,65 @@ def parse_ms(text: str) -> list[int]:
         if not item:
             continue
         if not item.isdigit() or int(item) <= 0:
-            raise ValueError(f"M must be a positive integer, got {item!r}")
+            raise ValueError(f"{what} must be a positive integer, got {item!r}")
         if int(item) not in ms:
             ms.append(int(item))
     if not ms:
-        raise ValueError("no M given")
+        raise ValueError(f"no {what} given")
     return ms
 
 
-def parse_peers(text: str) -> list[str]:
-    """``"torch,humming"`` -> ``["torch", "humming"]`` in the canonical order; ``""`` or ``"none"`` -> ``[]``."""
+def parse_peers(text: str, choices: tuple = PEERS) -> list[str]:
+    """``"torch,humming"`` -> ``["torch", "humming"]`` in the canonical order of `choices`; ``""`` or ``"none"``
+    -> ``[]``; ``"all"`` -> all of `choices`."""
     names = {p.strip().lower() for p in text.split(",") if p.strip()}
     names.discard("none")
     if "all" in names:
-        names = set(PEERS)
-    unknown = sorted(names - set(PEERS))
+        names = set(choices)
+    unknown = sorted(names - set(choices))
     if unknown:
-        raise ValueError(f"unknown peer(s) {unknown}; choose from {', '.join(PEERS)} (or 'all' / 'none')")
-    return [p for p in PEERS if p in names]
+        raise ValueError(f"unknown peer(s) {unknown}; choose from {', '.join(choices)} (or 'all' / 'none')")
+    return [p for p in choices if p in names]
+
+
+def _parse_names(text: str, choices, what: str) -> list[str]:
+    names: list[str] = []
+    for item in text.split(","):
+        item = item.strip().lower()
+        if not item:
+            continue
+        if item == "all":
+            names.extend(c for c in choices if c not in names)
+            continue
+        if item not in choices:
+            raise ValueError(f"unknown {what} {item!r}; choose from {', '.join(choices)} (or 'all')")
+        if item not in names:
+            names.append(item)
+    if not names:
+        raise ValueError(f"no {what} given")
+    return names
+
+
+def parse_moe_presets(text: str) -> list[str]:
+    """``"mixtral,qwen3-30b-a3b"`` -> those preset names, order kept; ``"all"`` -> every preset."""
+    return _parse_names(text, tuple(MOE_PRESETS), "MoE preset")
+
+
+def parse_moe_projections(text: str) -> list[str]:
+    """``"up,down"`` -> ``["up", "down"]`` (order kept); ``"all"`` -> both."""
+    return _parse_names(text, MOE_PROJECTIONS, "MoE projection")
+
+
+def moe_jobs(presets: list[str], projections: list[str]) -> list[dict]:
+    """One job per (preset, projection): everything the MoE loop needs to build that layer."""
+    jobs = []
+    for name in presets:
+        p = MOE_PRESETS[name]
+        for proj in projections:
+            n, k = p[proj]
+            jobs.append(dict(preset=name, projection=proj, num_experts=p["num_experts"], top_k=p["top_k"], n=n, k=k,
+                             is_down=proj == "down"))
+    return jobs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,42 +180,80 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m humming_cute.bench",
         description="Time humming_cute's quantized GEMM over M and shapes against its peers (torch cuBLAS on the "
                     "dequantized weight, torch's int4 kernel, the Humming package), all in this process on this "
-                    "card. Every output is checked against the reference before it is timed. Times are medians "
-                    "with L2 flushed before each run; floors use the copy bandwidth and cuBLAS rate measured in "
-                    "the same run.")
+                    "card. With --moe, time the MoE GEMM (vLLM fused_moe contract) of preset layers over token "
+                    "counts against a naive torch per-expert loop and Humming's MoE (indexed) GEMM instead. Every "
+                    "output is checked against the reference before it is timed. Times are medians with L2 flushed "
+                    "before each run; floors use the copy bandwidth and cuBLAS rate measured in the same run.")
     p.add_argument("--a-dtype", default="float16", choices=ACTIVATION_DTYPES, help="activation dtype")
     p.add_argument("--b-dtype", default="uint4", help="weight dtype (e.g. uint4, int4, int8, float4e2m1)")
     p.add_argument("--group-size", type=int, default=128, help="scale group along K (0: one scale per channel)")
     p.add_argument("--scale-dtype", default="float16",
                    help="scale dtype (float16, bfloat16, float8e4m3, float8e5m2, ue8m0, float32)")
-    p.add_argument("--shapes", default=DEFAULT_SHAPES, help=f"comma-separated NxK (default {DEFAULT_SHAPES})")
-    p.add_argument("--m", default=DEFAULT_MS, help=f"comma-separated M (default {DEFAULT_MS})")
-    p.add_argument("--peers", default=",".join(PEERS),
-                   help=f"comma-separated peers to measure, from {','.join(PEERS)} ('none' for none; default all)")
+    p.add_argument("--shapes", default=None, help=f"comma-separated NxK (default {DEFAULT_SHAPES}; not with --moe)")
+    p.add_argument("--m", default=None, help=f"comma-separated M (default {DEFAULT_MS}; not with --moe)")
+    p.add_argument("--peers", default=None,
+                   help=f"comma-separated peers to measure: dense mode from {','.join(PEERS)}, MoE mode from "
+                        f"{','.join(MOE_PEERS)} ('none' for none; default all of the mode's peers)")
     p.add_argument("--reps", type=float, default=100.0,
                    help="milliseconds of timed runs per measurement (triton do_bench's 'rep'; about 25 ms of "
                         "warm-up runs come first); default 100")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and activations")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights, activations and routing")
     p.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON here")
     p.add_argument("--png", default=None, metavar="PATH",
-                   help="plot time and %% of the memory floor vs M here (needs matplotlib)")
+                   help="plot time and %% of the memory floor vs M (vs tokens with --moe) here (needs matplotlib)")
+    moe = p.add_argument_group("MoE mode")
+    moe.add_argument("--moe", action="store_true",
+                     help="benchmark the MoE GEMM (hc.moe_gemm) of preset layers with random uniform routing "
+                          "(distinct experts per token) instead of the dense GEMM")
+    moe.add_argument("--moe-preset", default=None,
+                     help=f"comma-separated presets from {', '.join(MOE_PRESETS)} (or 'all'; default all): "
+                          + "; ".join(f"{name}: E={v['num_experts']}, top_k={v['top_k']}, up NxK="
+                                      f"{v['up'][0]}x{v['up'][1]}, down NxK={v['down'][0]}x{v['down'][1]}"
+                                      for name, v in MOE_PRESETS.items()))
+    moe.add_argument("--moe-proj", default=None,
+                     help="comma-separated projections from up (gate+up: reads token rows), down (reads routed "
+                          "rows, multiplies by the routing weights); default both")
+    moe.add_argument("--tokens", default=None, help=f"comma-separated token counts (default {DEFAULT_MOE_TOKENS})")
     return p
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
-    """Parse and validate; adds ``shape_list``, ``m_list`` and ``peer_list``."""
+    """Parse and validate; adds ``peer_list`` and either ``shape_list`` and ``m_list`` (dense mode; both empty in
+    MoE mode) or ``moe_presets``, ``moe_projections``, ``token_list`` and ``moe_jobs`` (MoE mode; empty or None
+    in dense mode)."""
     p = build_parser()
     args = p.parse_args(argv)
     try:
-        args.shape_list = parse_shapes(args.shapes)
-        args.m_list = parse_ms(args.m)
-        args.peer_list = parse_peers(args.peers)
+        if args.moe:
+            for opt, value in (("--shapes", args.shapes), ("--m", args.m)):
+                if value is not None:
+                    raise ValueError(f"{opt} is for the dense mode; with --moe the shapes come from --moe-preset "
+                                     f"and the batch from --tokens")
+            args.shape_list, args.m_list = [], []
+            args.moe_presets = parse_moe_presets(args.moe_preset if args.moe_preset is not None else "all")
+            args.moe_projections = parse_moe_projections(args.moe_proj if args.moe_proj is not None else "all")
+            args.token_list = parse_ms(args.tokens if args.tokens is not None else DEFAULT_MOE_TOKENS, "tokens")
+            args.moe_jobs = moe_jobs(args.moe_presets, args.moe_projections)
+            if args.peers is not None and "int4" in {x.strip().lower() for x in args.peers.split(",")}:
+                raise ValueError("the int4 peer (torch._weight_int4pack_mm) has no MoE path; MoE peers are "
+                                 + ", ".join(MOE_PEERS))
+            args.peer_list = parse_peers(args.peers if args.peers is not None else "all", MOE_PEERS)
+        else:
+            for opt, value in (("--moe-preset", args.moe_preset), ("--moe-proj", args.moe_proj),
+                               ("--tokens", args.tokens)):
+                if value is not None:
+                    raise ValueError(f"{opt} needs --moe")
+            args.shape_list = parse_shapes(args.shapes if args.shapes is not None else DEFAULT_SHAPES)
+            args.m_list = parse_ms(args.m if args.m is not None else DEFAULT_MS)
+            args.peer_list = parse_peers(args.peers if args.peers is not None else "all")
+            args.moe_presets, args.moe_projections, args.token_list, args.moe_jobs = [], [], None, []
     except ValueError as e:
         p.error(str(e))
     if args.group_size < 0:
         p.error(f"--group-size must be 0 (per channel) or positive, got {args.group_size}")
     if args.group_size:
-        bad = [(n, k) for n, k in args.shape_list if k % args.group_size]
+        ks = [(j["n"], j["k"]) for j in args.moe_jobs] if args.moe else args.shape_list
+        bad = [(n, k) for n, k in ks if k % args.group_size]
         if bad:
             p.error(f"--group-size {args.group_size} does not divide K of {bad}")
     if not args.reps > 0:
@@ -194,6 +302,55 @@ def compute_floor_ms(m: int, n: int, k: int, peak_flops: float) -> float:
     return 2.0 * m * n * k / peak_flops * 1e3
 
 
+def moe_format_bytes(tokens: int, n: int, k: int, *, top_k: int, experts_touched: int, is_down: bool, b_bits: int,
+                     group_size: int, scale_bits: int, zero_point: bool, a_bytes: int = 2, c_bytes: int = 2) -> dict:
+    """Bytes that must move for one MoE GEMM (see the module docstring): the weight, scales and zero points of
+    the `experts_touched` experts that received at least one token (each read once), the activations read once
+    (``tokens`` rows for the up projection, ``tokens * top_k`` routed rows for the down projection) and the
+    ``tokens * top_k`` output rows. Same keys as `format_bytes`, plus ``experts_touched`` and
+    ``weight_per_expert`` (one expert's weight + scales + zero points)."""
+    if not 0 <= experts_touched:
+        raise ValueError(f"experts_touched must be >= 0, got {experts_touched}")
+    one = format_bytes(0, n, k, b_bits=b_bits, group_size=group_size, scale_bits=scale_bits, zero_point=zero_point,
+                       a_bytes=a_bytes, c_bytes=c_bytes)
+    rows_in = tokens * top_k if is_down else tokens
+    weight = experts_touched * one["weight"]
+    scales = experts_touched * one["scales"]
+    zeros = experts_touched * one["zero_points"]
+    acts = rows_in * k * a_bytes
+    out = tokens * top_k * n * c_bytes
+    return dict(weight=weight, scales=scales, zero_points=zeros, activations=acts, output=out,
+                weight_total=weight + scales + zeros, total=weight + scales + zeros + acts + out,
+                experts_touched=experts_touched, weight_per_expert=one["weight_total"])
+
+
+def moe_flops(tokens: int, top_k: int, n: int, k: int) -> float:
+    """Useful flops of one MoE GEMM: ``2 * tokens * top_k * N * K`` (padding rows of the blocks not counted)."""
+    return 2.0 * tokens * top_k * n * k
+
+
+def expected_experts_touched(tokens: int, top_k: int, num_experts: int) -> float:
+    """Expected number of experts that get at least one token when each token picks `top_k` distinct experts
+    uniformly at random: ``E * (1 - (1 - top_k / E) ** tokens)`` (an expert is missed by one token with
+    probability ``(E - top_k) / E``). For the JSON, next to the count measured on the drawn routing."""
+    if not 0 < top_k <= num_experts:
+        raise ValueError(f"top_k must be in [1, E={num_experts}], got {top_k}")
+    return num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
+
+
+def select_interval(intervals, m: int):
+    """The entry of ``[[lo, hi, config], ...]`` that serves `m` rows: ``lo < m <= hi``, ``hi <= 0`` meaning no
+    upper bound. This is how Humming's launcher picks a kernel among the intervals of its heuristic configs
+    (csrc/launcher/launcher.cpp, ``find_kernel_configs_target_index``, with ``1 << 30`` for ``hi <= 0``).
+    Raises LookupError when no interval holds `m`."""
+    for entry in intervals:
+        lo, hi = int(entry[0]), int(entry[1])
+        hi = hi if hi > 0 else 1 << 30
+        if lo < m <= hi:
+            return entry
+    raise LookupError(f"no interval holds m={m} in {[(e[0], e[1]) for e in intervals]}")
+
+
 def impl_metrics(ms: float, *, m: int, n: int, k: int, weight_bytes: float, memory_floor: float,
                  compute_floor: float) -> dict:
     """Derived numbers of one implementation's time on one row."""
@@ -236,6 +393,30 @@ def build_row(m: int, n: int, k: int, bytes_: dict, memory_floor: float, compute
     return dict(m=m, n=n, k=k, flops=2.0 * m * n * k, bytes=bytes_, memory_floor_ms=memory_floor,
                 compute_floor_ms=compute_floor, floor_ms=max(memory_floor, compute_floor), impls=impls,
                 ratio_vs=ratio)
+
+
+def with_align(entry: dict, align_ms: Optional[float]) -> dict:
+    """humming_cute's MoE record plus the time of the routing alignment it needs (``align_ms``, timed apart) and
+    the sum (``ms_with_align``). A record that is not ok is returned unchanged."""
+    if entry.get("status") == "ok" and align_ms is not None:
+        entry = dict(entry, align_ms=align_ms, ms_with_align=entry["ms"] + align_ms)
+    return entry
+
+
+def build_moe_row(job: dict, tokens: int, *, experts_touched: int, block_m: int, bytes_: dict, memory_floor: float,
+                  compute_floor: float, impls: dict, align_ms: Optional[float] = None,
+                  extra: Optional[dict] = None) -> dict:
+    """One (preset, projection, tokens) row. Same keys as `build_row` (``m`` = routed rows ``tokens * top_k``),
+    plus the MoE fields and ``panel`` (the plot panel: preset and projection)."""
+    top_k = job["top_k"]
+    row = build_row(tokens * top_k, job["n"], job["k"], bytes_, memory_floor, compute_floor, impls)
+    row.update(mode="moe", preset=job["preset"], projection=job["projection"], tokens=tokens, top_k=top_k,
+               num_experts=job["num_experts"], experts_touched=experts_touched,
+               expected_experts_touched=expected_experts_touched(tokens, top_k, job["num_experts"]),
+               block_m=block_m, align_ms=align_ms, panel=f"{job['preset']} {job['projection']}")
+    if extra:
+        row.update(extra)
+    return row
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -296,6 +477,33 @@ def format_table(rows: list, peers: list[str]) -> str:
         cells = [f"{r['m']:>6} {r['n']:>6} {r['k']:>6}",
                  " ".join([_fmt(ours.get("ms"), ".4f", 9), _fmt(ours.get("pct_of_memory_floor"), ".1f", 6),
                            _fmt(ours.get("pct_of_compute_floor"), ".1f", 6), _fmt(ours.get("tflops"), ".1f", 8),
+                           _fmt(ours.get("weight_gbps"), ".0f", 7)])]
+        for p in peers:
+            e = r["impls"].get(p, {})
+            t = e.get("ms") if e.get("status") == "ok" else None
+            cells.append(f"{_fmt(t, '.4f', 10)} {_fmt(r['ratio_vs'].get(p), '.3f', 10)}")
+        cells.append(_fmt(ours.get("rel_err"), ".1e", 8))
+        lines.append(" | ".join(cells))
+    return "\n".join(lines)
+
+
+def format_moe_table(rows: list, peers: list[str]) -> str:
+    """Fixed-width MoE table: one line per (preset, projection, tokens): experts touched, block_m, humming_cute's
+    GEMM time and its numbers, the alignment time, then each peer's time and our ratio to it."""
+    head = [f"{'preset':>13} {'proj':>4} {'tokens':>6} {'E hit':>5} {'bm':>3}",
+            f"{'hc ms':>9} {'align ms':>8} {'%mem':>6} {'TFLOP/s':>8} {'GB/s':>7}"]
+    for p in peers:
+        s = _SHORT[p]
+        head.append(f"{s + ' ms':>10} {'hc/' + s:>10}")
+    head.append(f"{'relerr':>8}")
+    lines = [" | ".join(head)]
+    lines.append("-" * len(lines[0]))
+    for r in rows:
+        ours = r["impls"].get(OURS, {})
+        cells = [f"{r['preset'][:13]:>13} {r['projection']:>4} {r['tokens']:>6} {r['experts_touched']:>5} "
+                 f"{r['block_m']:>3}",
+                 " ".join([_fmt(ours.get("ms"), ".4f", 9), _fmt(r.get("align_ms"), ".4f", 8),
+                           _fmt(ours.get("pct_of_memory_floor"), ".1f", 6), _fmt(ours.get("tflops"), ".1f", 8),
                            _fmt(ours.get("weight_gbps"), ".0f", 7)])]
         for p in peers:
             e = r["impls"].get(p, {})

@@ -4,6 +4,10 @@ An adapter either returns a ready `Peer` or raises `PeerUnavailable` (with the r
 does not apply to this format or is not installed; any other exception is reported by the runner as a failure.
 A peer never stops the run. Each `Peer` says what weight it really multiplies by (`ref_weight`), so that its
 output is checked against ``x @ ref_weight^T`` before it is timed.
+
+MoE peers (``--moe``) are `MoePeer`s: ``prepare(problem)`` does, outside the timed region, whatever the peer needs
+for one routing (its own block alignment, index lists) and returns the timed call; the runner checks the call's
+output against the routed reference of the weight the peer really holds (`ref_weight`, ``[E, N, K]``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import torch
 from ..dtypes import parse_dtype
 from ..quant.weight import QuantizedWeight, decode_scales
 
-__all__ = ["Peer", "PeerUnavailable", "torch_peer", "int4_peer", "humming_peer"]
+__all__ = ["Peer", "PeerUnavailable", "torch_peer", "int4_peer", "humming_peer", "MoeProblem", "MoePeer",
+           "torch_moe_peer", "humming_moe_peer", "humming_moe_block_m"]
 
 
 class PeerUnavailable(Exception):
@@ -152,6 +157,14 @@ def humming_peer(qw: QuantizedWeight, w_float: torch.Tensor, w_ours: torch.Tenso
        forward.py ``humming_forward`` -> ops/gemm.py ``humming_gemm``, which picks the kernel config by its
        heuristics (tune/) for each M and JIT-compiles it on first use).
     """
+    layer, ref, notes = _humming_layer(qw, w_float, w_ours, a_dtype)
+    return Peer(name="humming", call=lambda x: layer(x), tol=tol, ref_weight=ref, notes=notes)
+
+
+def _humming_layer(qw: QuantizedWeight, w_float: torch.Tensor, w_ours: torch.Tensor, a_dtype: torch.dtype):
+    """Steps 1-4 of `humming_peer`'s docstring for a dense ``[N, K]`` or an MoE ``[E, N, K]`` weight (MoE:
+    ``HummingLayer(..., num_experts=E)``, every tensor with a leading expert dim). -> (transformed layer, the
+    fp32 weight it multiplies by or None when it is humming_cute's own, notes)."""
     try:
         import humming  # noqa: F401  (registers humming.ops)
         from humming import ops as hops
@@ -166,6 +179,7 @@ def humming_peer(qw: QuantizedWeight, w_float: torch.Tensor, w_ours: torch.Tenso
     if qw.global_scale is not None:
         raise PeerUnavailable("global scales are not mapped onto Humming in this adapter")
     n, k = qw.shape_n, qw.shape_k
+    num_experts = qw.num_experts  # None for a dense weight
     bits = parse_dtype(b).bits
     is_uint = b.startswith("uint")
     a_name = {torch.float16: "float16", torch.bfloat16: "bfloat16"}[a_dtype]
@@ -173,8 +187,9 @@ def humming_peer(qw: QuantizedWeight, w_float: torch.Tensor, w_ours: torch.Tenso
     config = {"b_dtype": b, "weight_scale_group_size": gs, "has_zero_point": is_uint}
     if scale in _HUMMING_FP8_SCALES:
         config["bs_dtype"] = _HUMMING_FP8_SCALES[scale]
-    layer = HummingLayer(shape_n=n, shape_k=k, weight_config=dict(config), torch_dtype=a_dtype).cuda()
-    notes = [f"weight_config={config}"]
+    extra = {} if num_experts is None else {"num_experts": num_experts}
+    layer = HummingLayer(shape_n=n, shape_k=k, weight_config=dict(config), torch_dtype=a_dtype, **extra).cuda()
+    notes = [f"weight_config={config}" + ("" if num_experts is None else f", num_experts={num_experts}")]
 
     if scale in _HUMMING_FP8_SCALES or scale == a_name:
         why_not = _load_same_weight(layer, hops, qw, bits, is_uint, w_ours)
@@ -188,11 +203,12 @@ def humming_peer(qw: QuantizedWeight, w_float: torch.Tensor, w_ours: torch.Tenso
         layer.load_from_unquantized(w_float)
         ref = _loaded_weight(layer)
     layer.transform()
-    return Peer(name="humming", call=lambda x: layer(x), tol=tol, ref_weight=ref, notes=notes)
+    return layer, ref, notes
 
 
 def _loaded_weight(layer) -> torch.Tensor:
-    """fp32 [N, K]: Humming's own dequantization of the tensors loaded in `layer` (before transform())."""
+    """fp32 [N, K] (MoE: [E, N, K]): Humming's own dequantization of the tensors loaded in `layer` (before
+    transform())."""
     params = {name: p.data for name, p in layer.named_parameters()}
     return layer.weight_schema.dequant_tensors(params).float()
 
@@ -202,12 +218,14 @@ def _load_same_weight(layer, hops, qw: QuantizedWeight, bits: int, is_uint: bool
     """Load humming_cute's codes, scales and zero points into `layer`; None when Humming then holds exactly our
     weight, else the reason it does not."""
     try:
-        codes = qw.codes.to(torch.int32).contiguous()                                # [N, K]
-        tensors = {"weight": hops.pack_weight(codes, bits),                           # [N, K*bits/32]
-                   "weight_scale": qw.scales.contiguous()}                            # [N, K/G] or [N, 1]
+        # dense [N, K] or MoE [E, N, K] (every tensor gets the leading expert dim: schema/base.py
+        # may_add_expert_dim; pack_weight packs the last dim of any shape: ops/weight.py)
+        codes = qw.codes.to(torch.int32).contiguous()                                # [.., N, K]
+        tensors = {"weight": hops.pack_weight(codes, bits),                           # [.., N, K*bits/32]
+                   "weight_scale": qw.scales.contiguous()}                            # [.., N, K/G] or [.., N, 1]
         if is_uint:
-            zt = qw.zero_points.to(torch.int32).t().contiguous()                      # [K/G, N]
-            tensors["zero_point"] = hops.pack_weight(zt, bits).t().contiguous()      # [N*bits/32, K/G]
+            zt = qw.zero_points.to(torch.int32).transpose(-1, -2).contiguous()        # [.., K/G, N]
+            tensors["zero_point"] = hops.pack_weight(zt, bits).transpose(-1, -2).contiguous()  # [.., N*bits/32, K/G]
         layer.load_from_tensors(tensors)
         w_h = _loaded_weight(layer)
     except Exception as e:  # noqa: BLE001 - any failure here falls back to Humming's own quantization
@@ -215,3 +233,153 @@ def _load_same_weight(layer, hops, qw: QuantizedWeight, bits: int, is_uint: bool
     if not _same_weight(w_h, w_ours):
         return "humming_cute's codes loaded into Humming dequantize to a different weight"
     return None
+
+
+# ------------------------------------------------------------------------------------------------------------
+# MoE peers
+# ------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class MoeProblem:
+    """One routing of one MoE layer, built by the runner; every implementation gets the same one."""
+    x: torch.Tensor              # up: [tokens, K]; down: [tokens * top_k, K] (row id = t * top_k + k)
+    topk_ids: torch.Tensor       # int32 [tokens, top_k], distinct experts per token
+    topk_weights: torch.Tensor   # fp32 [tokens, top_k]
+    top_k: int
+    num_experts: int
+    is_down: bool
+    out: torch.Tensor            # [tokens, top_k, N], this peer's output buffer (allocated outside the timing)
+
+    @property
+    def tokens(self) -> int:
+        return self.topk_ids.shape[0]
+
+
+@dataclass
+class MoePeer:
+    name: str
+    # prepare(problem) -> (call, info): everything per routing outside the timed region; call() -> [tokens,top_k,N]
+    prepare: Callable[[MoeProblem], tuple]
+    tol: float
+    mul_topk_weights: bool                    # whether the down projection's output is scaled by topk_weights
+    ref_weight: Optional[torch.Tensor] = None  # fp32 [E, N, K]; None: humming_cute's own dequantized weight
+    notes: list = field(default_factory=list)
+
+
+def torch_moe_peer(w16: torch.Tensor, tol: float, mul_topk_weights: bool) -> MoePeer:
+    """The naive baseline: a Python loop over the experts that got tokens, each doing a gather of its rows, one
+    torch.matmul (cuBLAS) on humming_cute's dequantized weight stored in the activation dtype (`w16`,
+    ``[E, N, K]``), the routing-weight multiply (down projection) and a scatter into the output.
+
+    The grouping of the flat ids by expert (sort, per-expert counts: a host sync) is done once per routing in
+    ``prepare``, outside the timed region; the timed call is the loop alone."""
+    notes = [f"weight: humming_cute's dequantized weight stored as {w16.dtype}; ids grouped by expert outside "
+             f"the timed call; one launch sequence (index_select, matmul{', mul' if mul_topk_weights else ''}, "
+             f"index_copy_) per expert hit"]
+
+    def prepare(pb: MoeProblem):
+        flat = pb.topk_ids.reshape(-1).long()
+        order = torch.sort(flat, stable=True).indices                       # flat ids grouped by expert
+        counts = torch.bincount(flat, minlength=pb.num_experts).tolist()    # host sync: not timed
+        groups, start = [], 0
+        for e, c in enumerate(counts):
+            if c:
+                ids = order[start:start + c]
+                groups.append((e, ids, ids if pb.is_down else ids // pb.top_k))
+            start += c
+        x, out2d = pb.x, pb.out.view(-1, pb.out.shape[-1])
+        scale = pb.topk_weights.reshape(-1).to(x.dtype)
+        mul = mul_topk_weights and pb.is_down
+
+        def call():
+            for e, ids, rows in groups:
+                y = torch.matmul(x.index_select(0, rows), w16[e].t())
+                if mul:
+                    y.mul_(scale.index_select(0, ids)[:, None])
+                out2d.index_copy_(0, ids, y)
+            return pb.out
+
+        return call, dict(experts_in_loop=len(groups))
+
+    return MoePeer(name="torch", prepare=prepare, tol=tol, mul_topk_weights=mul_topk_weights, notes=notes)
+
+
+def humming_moe_block_m(layer, rows: int) -> int:
+    """The M block of the kernel that Humming's default (heuristic) path runs for `rows` routed rows.
+
+    ``HummingLayer.forward`` with no tuning_config reaches kernel/humming.py ``HummingKernel._resolve_configs``,
+    which calls ``humming.tune.get_heuristics_config(layer_config, gemm_type="indexed", device=...)`` (no
+    shape_m: a list of ``[lo, hi, config]`` intervals, tune/base.py ``DeviceHeuristics.get_configs``); the
+    launcher then runs the interval holding ``valid_shape_m = inputs.size(0) * top_k`` (csrc/launcher/
+    launcher.cpp), i.e. the routed rows. The routing must be aligned to that config's ``block_shape[0]``, as
+    Humming's own tests do (testing/runner.py ``_run_prepared_kernels``: ``moe_block_size =
+    kernel["block_shape"][0]``, then testing/data.py ``generate_moe_tensors``)."""
+    from humming.tune import get_heuristics_config
+
+    from .core import select_interval
+
+    device = next(p.device for p in layer.parameters() if p.is_cuda)
+    intervals = get_heuristics_config(layer.humming_config, gemm_type="indexed", device=device)
+    return int(select_interval(intervals, rows)[2]["block_shape"][0])
+
+
+def humming_moe_peer(qw: QuantizedWeight, w_float: torch.Tensor, w_ours: torch.Tensor, a_dtype: torch.dtype,
+                     tol: float) -> MoePeer:
+    """Humming's MoE path: its indexed GEMM (vLLM's sorted_token_ids / expert_ids / num_tokens_post_padded
+    contract) through ``HummingLayer(num_experts=E)``, holding the same codes and scales as humming_cute where it
+    can (see `humming_peer`; here every tensor has the leading expert dim).
+
+    Calls (humming-kernels 0.1.19; files of the installed package):
+
+    1. The layer: ``HummingLayer(shape_n=N, shape_k=K, weight_config=..., torch_dtype=a_dtype,
+       num_experts=E).cuda()`` (layer.py); ``load_from_tensors`` of our packed codes, scales and zero points
+       (shapes from schema/humming.py ``get_tensors_attrs`` + schema/base.py ``may_add_expert_dim``: weight
+       ``[E, N, K*bits/32]``, weight_scale ``[E, N, K/G]``, zero_point ``[E, N*bits/32, K/G]``), checked with
+       ``weight_schema.dequant_tensors`` (utils/weight.py ``dequantize_weight`` handles the expert dim); else
+       ``load_from_unquantized(w [E, N, K])``; then ``transform()``.
+    2. The routing: Humming ships no GPU align kernel (testing/data.py ``generate_moe_tensors`` builds the
+       index tensors with a Python loop, "TODO: moe_align_block_size cuda kernel"); its layout is vLLM's:
+       experts ascending, flat ids ``t * top_k + k`` ascending within an expert, each run padded to the block
+       with the pad value ``M * top_k``, one expert id per block. humming_cute's ``moe_align_block_size``
+       produces exactly that layout, so it builds them here, with Humming's own block size
+       (`humming_moe_block_m`), outside the timed region (like ours: both GEMMs are timed without the align).
+    3. The call: ``layer(x, outputs=out [M*top_k, N], sorted_ids=..., expert_ids=..., num_tokens_padded=...,
+       top_k=..., compute_config={"gemm_type": "indexed"})`` (layer.py ``HummingLayer.forward`` -> forward.py
+       ``humming_forward`` -> ops/gemm.py ``humming_gemm``; ``gemm_type`` is a ``ComputeConfig`` field,
+       config/config.py, required for MoE: kernel/humming.py "gemm_type must be specify for MoE GEMM"). The
+       kernel reads input row ``sorted_id / top_k`` (include/humming/scheduler.cuh ``fetch_moe_index_block``)
+       and writes output row ``sorted_id``; rows ``>= inputs.size(0) * top_k`` are padding
+       (include/humming/epilogue/gmem_writer.cuh ``output_shape_m``). Up projection: x ``[M, K]``,
+       ``top_k=top_k``. Down projection: x ``[M*top_k, K]`` with ``top_k=1``, so row ``id`` is read and the pad
+       value ``M*top_k`` is still past the end: vLLM's own trick for its second GEMM.
+    4. Humming has no routed-weight epilogue (nothing multiplies by topk_weights), so on the down projection its
+       output is checked without that factor, while humming_cute and the torch baseline apply it: Humming does
+       a little less work there (one multiply per output element).
+    """
+    from ..moe_align import moe_align_block_size
+
+    if qw.num_experts is None:
+        raise ValueError("humming_moe_peer needs an MoE weight [E, N, K]")
+    layer, ref, notes = _humming_layer(qw, w_float, w_ours, a_dtype)
+    notes.append("compute_config={'gemm_type': 'indexed'}; default heuristic kernel per routed-row count; routing "
+                 "aligned to its block_shape[0] with humming_cute's moe_align_block_size (not timed); down "
+                 "projection: top_k=1 on the routed rows, no topk_weights multiply (Humming has none)")
+    compute_config = {"gemm_type": "indexed"}
+    n = qw.shape_n
+
+    def prepare(pb: MoeProblem):
+        rows = pb.tokens * pb.top_k
+        block_m = humming_moe_block_m(layer, rows)
+        sorted_ids, expert_ids, num_post = moe_align_block_size(pb.topk_ids, block_m, pb.num_experts)
+        call_top_k = 1 if pb.is_down else pb.top_k
+        out2d = pb.out.view(rows, n)
+        x = pb.x
+
+        def call():
+            layer(x, outputs=out2d, sorted_ids=sorted_ids, expert_ids=expert_ids, num_tokens_padded=num_post,
+                  top_k=call_top_k, compute_config=compute_config)
+            return pb.out
+
+        return call, dict(block_m=block_m)
+
+    return MoePeer(name="humming", prepare=prepare, tol=tol, mul_topk_weights=False, ref_weight=ref, notes=notes)

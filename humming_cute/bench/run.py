@@ -1,5 +1,6 @@
 """The benchmark loop: for each shape, quantize one random float weight, prepare every implementation from it,
-then for each M check every output against its reference and time it.
+then for each M check every output against its reference and time it. ``--moe`` runs `moe.job_rows` instead
+(same measurements, table, JSON and PNG machinery).
 
 humming_cute failing (an exception, or a result outside the tolerance) stops the run with an error; a peer
 failing is recorded (JSON and stdout) and the run goes on.
@@ -178,14 +179,25 @@ def main(argv: Optional[list[str]] = None) -> int:
           f"{peak / 1e12:.0f} TFLOP/s")
     measured = dict(copy_bandwidth_gbps=copy_bw / 1e9, cublas_peak_tflops=peak / 1e12,
                     cublas_peak_problem=f"torch.matmul {args.a_dtype} 8192x8192x8192, random data")
-    config = dict(a_dtype=args.a_dtype, b_dtype=args.b_dtype, group_size=args.group_size,
-                  scale_dtype=args.scale_dtype, shapes=[f"{n}x{k}" for n, k in args.shape_list], ms=args.m_list,
-                  peers=args.peer_list, reps_ms=args.reps, seed=args.seed,
+    common = dict(a_dtype=args.a_dtype, b_dtype=args.b_dtype, group_size=args.group_size,
+                  scale_dtype=args.scale_dtype, peers=args.peer_list, reps_ms=args.reps, seed=args.seed,
                   tolerance=core.tolerance(args.a_dtype))
-    peer_info = {p: dict(label=core.IMPL_LABELS[p], notes=[], reasons=[]) for p in args.peer_list}
+    if args.moe:
+        from . import moe
+
+        config = dict(mode="moe", presets={name: core.MOE_PRESETS[name] for name in args.moe_presets},
+                      projections=args.moe_projections, tokens=args.token_list, routing=moe.ROUTING_NOTE,
+                      timed=moe.TIMED_NOTE, **common)
+        labels = core.MOE_IMPL_LABELS
+        total = len(args.moe_jobs) * len(args.token_list)
+    else:
+        config = dict(mode="dense", shapes=[f"{n}x{k}" for n, k in args.shape_list], ms=args.m_list, **common)
+        labels = core.IMPL_LABELS
+        total = len(args.shape_list) * len(args.m_list)
+    peer_info = {p: dict(label=labels[p], notes=[], reasons=[]) for p in args.peer_list}
     hc_configs: dict = {}
     rows: list = []
-    progress = core.progress_bar(len(args.shape_list) * len(args.m_list))
+    progress = core.progress_bar(total)
 
     def document(error: Optional[str] = None) -> dict:
         extra = dict(compile=compile_stats(), humming_cute_configs=hc_configs)
@@ -195,9 +207,14 @@ def main(argv: Optional[list[str]] = None) -> int:
                                     extra=extra)
 
     try:
-        for n, k in args.shape_list:
-            rows.extend(_shape_rows(n, k, args, device=device, copy_bw=copy_bw, peak=peak, progress=progress,
-                                    peer_info=peer_info, hc_configs=hc_configs))
+        if args.moe:
+            for job in args.moe_jobs:
+                rows.extend(moe.job_rows(job, args, device=device, copy_bw=copy_bw, peak=peak, progress=progress,
+                                         peer_info=peer_info, hc_configs=hc_configs))
+        else:
+            for n, k in args.shape_list:
+                rows.extend(_shape_rows(n, k, args, device=device, copy_bw=copy_bw, peak=peak, progress=progress,
+                                        peer_info=peer_info, hc_configs=hc_configs))
     except BaseException as e:
         progress.close()
         if args.json:  # keep what was measured, with the error, then fail loudly
@@ -208,9 +225,16 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     doc = document()
     print()
-    print(f"{args.a_dtype} x {args.b_dtype} g{args.group_size} ({args.scale_dtype} scales); times in ms; "
-          f"%mem / %cmp = memory / compute floor over time; hc/<peer> = our time / peer time")
-    print(core.format_table(doc["rows"], args.peer_list))
+    if args.moe:
+        print(f"MoE {args.a_dtype} x {args.b_dtype} g{args.group_size} ({args.scale_dtype} scales); times in ms "
+              f"(GEMM only; align ms = humming_cute's moe_align_block_size, apart); E hit = experts with >= 1 "
+              f"token; bm = humming_cute's block_m; %mem = memory floor (weights of the experts hit + "
+              f"activations + output) over time; hc/<peer> = our time / peer time")
+        print(core.format_moe_table(doc["rows"], args.peer_list))
+    else:
+        print(f"{args.a_dtype} x {args.b_dtype} g{args.group_size} ({args.scale_dtype} scales); times in ms; "
+              f"%mem / %cmp = memory / compute floor over time; hc/<peer> = our time / peer time")
+        print(core.format_table(doc["rows"], args.peer_list))
     if peer_info:
         print()
         print(core.format_summary(doc["peers"]))
