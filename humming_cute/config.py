@@ -6,7 +6,7 @@ kernel reads nothing else. `validate()` raises a clear error naming the rule bef
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from . import dtypes as dt
@@ -50,7 +50,6 @@ class GemmConfig:
     moe_down: bool = False         # down projection: reads activation row id
     moe_mul_topk_weights: bool = False  # multiply each output row by topk_weights[id]
     arch: str = "sm_80"
-    plan: DequantPlan | None = field(default=None, compare=False, hash=False, repr=False)
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
