@@ -9,7 +9,6 @@ TVM-FFI path on torch's current stream.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -114,19 +113,14 @@ def compile_quantize_input(cfg: QuantizeInputConfig, extra_options: str = ""):
     from .arch import dsl_target
     from .kernels.quantize_input import QuantizeInputKernel, fake_operands
 
+    from .runtime.compile import target_arch
+
     target = dsl_target(cfg.arch)
-    prev = os.environ.get("CUTE_DSL_ARCH")
-    os.environ["CUTE_DSL_ARCH"] = target
-    try:
+    with target_arch(target):
         t0 = time.perf_counter()
         compiled = cute.compile(QuantizeInputKernel(cfg), *fake_operands(cfg),
                                 options=f"--gpu-arch {target} --enable-tvm-ffi {extra_options}".strip())
         dt_s = time.perf_counter() - t0
-    finally:
-        if prev is None:
-            os.environ.pop("CUTE_DSL_ARCH", None)
-        else:
-            os.environ["CUTE_DSL_ARCH"] = prev
     _STATS["compiles"] += 1
     _STATS["seconds"] += dt_s
     _STATS["last_seconds"] = dt_s

@@ -72,29 +72,14 @@ def routed_reference(x, w, topk_ids, top_k: int, is_down: bool, topk_weights=Non
 def _prepare_peers(names, *, qw, w, w_deq, a_dtype, a_name, progress, peer_info):
     """{name: MoePeer} for the peers that apply to this weight; the others are recorded with their reason."""
     from . import peers as P
-    from .run import _report
+    from .run import build_peers
 
     tol = core.tolerance(a_name)
     builders = {
         "torch": lambda: P.torch_moe_peer(w_deq.to(a_dtype), tol, mul_topk_weights=True),
         "humming": lambda: P.humming_moe_peer(qw, w, w_deq, a_dtype, tol),
     }
-    ready, not_ready = {}, {}
-    for name in names:
-        try:
-            peer = builders[name]()
-        except P.PeerUnavailable as e:
-            not_ready[name] = core.skipped_entry("skipped", str(e))
-        except Exception as e:  # noqa: BLE001 - a peer never stops the run
-            not_ready[name] = core.skipped_entry("failed", f"preparing it raised {type(e).__name__}: {e}")
-        else:
-            ready[name] = peer
-            for note in peer.notes:
-                if note not in peer_info[name]["notes"]:
-                    peer_info[name]["notes"].append(note)
-        if name in not_ready:
-            _report(progress, peer_info, name, not_ready[name]["reason"])
-    return ready, not_ready
+    return build_peers(names, builders, progress, peer_info)
 
 
 def job_rows(job: dict, args, *, device, copy_bw, peak, progress, peer_info, hc_configs) -> list:

@@ -29,6 +29,14 @@ def _prepare_peers(names, *, qw, w, w_deq, a_dtype, a_name, progress, peer_info)
         "int4": lambda: P.int4_peer(qw, core.tolerance("bfloat16")),
         "humming": lambda: P.humming_peer(qw, w, w_deq, a_dtype, core.tolerance(a_name)),
     }
+    return build_peers(names, builders, progress, peer_info)
+
+
+def build_peers(names, builders, progress, peer_info):
+    """Build each named peer; those that cannot run are recorded (skipped / failed, with the reason), never
+    raised: a peer never stops the run."""
+    from . import peers as P
+
     ready, not_ready = {}, {}
     for name in names:
         try:

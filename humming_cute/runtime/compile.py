@@ -7,6 +7,7 @@ current stream), so the launch path does no Python-side re-validation.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -69,6 +70,20 @@ def fake_operands(cfg: GemmConfig):
             make_fake_stream(use_tvm_ffi_env_stream=True))
 
 
+@contextlib.contextmanager
+def target_arch(target: str):
+    """Name the DSL target in CUTE_DSL_ARCH for the duration (ops built outside cute.compile read it)."""
+    prev = os.environ.get("CUTE_DSL_ARCH")
+    os.environ["CUTE_DSL_ARCH"] = target
+    try:
+        yield
+    finally:
+        if prev is None:
+            os.environ.pop("CUTE_DSL_ARCH", None)
+        else:
+            os.environ["CUTE_DSL_ARCH"] = prev
+
+
 def compile_kernel(cfg: GemmConfig, extra_options: str = ""):
     """Compile `cfg` for its arch (works without a GPU). Returns the compiled callable."""
     import cutlass.cute as cute
@@ -77,9 +92,7 @@ def compile_kernel(cfg: GemmConfig, extra_options: str = ""):
     from ..kernels.gemm_sm80 import Sm80MixedGemm
 
     target = dsl_target(cfg.arch)
-    prev = os.environ.get("CUTE_DSL_ARCH")
-    os.environ["CUTE_DSL_ARCH"] = target
-    try:
+    with target_arch(target):
         kernel = Sm80MixedGemm(cfg)
         t0 = time.perf_counter()
         try:
@@ -96,11 +109,6 @@ def compile_kernel(cfg: GemmConfig, extra_options: str = ""):
                 f"(exp, log, tanh, erf, sigmoid, maximum, minimum, where); data-dependent Python `if`/loops and "
                 f"the `math`/`numpy` modules cannot be traced.") from e
         dt_s = time.perf_counter() - t0
-    finally:
-        if prev is None:
-            os.environ.pop("CUTE_DSL_ARCH", None)
-        else:
-            os.environ["CUTE_DSL_ARCH"] = prev
     _STATS["compiles"] += 1
     _STATS["seconds"] += dt_s
     _STATS["last_seconds"] = dt_s
