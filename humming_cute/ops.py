@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from typing import Optional
 
@@ -159,9 +160,17 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
         cnt = _split_counters(dev, tiles)
     else:
         ws, cnt = ops[5], ops[6]
-    kernel(xk, ops[0], ops[1], ops[2], ops[3], ops[4], bias if bias is not None else _dummy(dev, c_dtype),
-           out, ws, cnt, ops[7], ops[7], ops[7], ops[8])
+    with _on_device(dev):
+        kernel(xk, ops[0], ops[1], ops[2], ops[3], ops[4], bias if bias is not None else _dummy(dev, c_dtype),
+               out, ws, cnt, ops[7], ops[7], ops[7], ops[8])
     return out
+
+
+def _on_device(dev: torch.device):
+    """Launch on the tensors' GPU (and that GPU's current stream) when it is not the current device."""
+    if dev.type == "cuda" and dev.index is not None and dev.index != torch.cuda.current_device():
+        return torch.cuda.device(dev)
+    return contextlib.nullcontext()
 
 
 def _launch_operands(weight: PreparedWeight, dev: torch.device) -> tuple:
@@ -262,15 +271,16 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
     e = weight.packed.shape[0]
     dummy_s = _dummy(dev, torch.int32, 32 * e).view(e, 1, 32)
     kernel = _rc.get_kernel(config)
-    kernel(xk, weight.packed,
-           weight.group_scales if weight.group_scales is not None else dummy_s,
-           weight.neg_sub if weight.neg_sub is not None else dummy_s,
-           weight.channel_scales if weight.channel_scales is not None
-           else _dummy(dev, torch.float32, 4 * e).view(e, 4),
-           weight.epilogue_factor.view(e, 1),
-           bias if bias is not None else _dummy(dev, c_dtype, 8 * e).view(e, 8),
-           out.view(m_tokens * top_k, n_out),
-           _dummy(dev, torch.float32, 64).view(1, 64), _dummy(dev, torch.int32, 8),
-           sorted_token_ids, expert_ids, num_tokens_post_padded,
-           topk_weights.reshape(-1).float().contiguous() if mul_topk_weights else _dummy(dev, torch.float32))
+    with _on_device(dev):
+        kernel(xk, weight.packed,
+               weight.group_scales if weight.group_scales is not None else dummy_s,
+               weight.neg_sub if weight.neg_sub is not None else dummy_s,
+               weight.channel_scales if weight.channel_scales is not None
+               else _dummy(dev, torch.float32, 4 * e).view(e, 4),
+               weight.epilogue_factor.view(e, 1),
+               bias if bias is not None else _dummy(dev, c_dtype, 8 * e).view(e, 8),
+               out.view(m_tokens * top_k, n_out),
+               _dummy(dev, torch.float32, 64).view(1, 64), _dummy(dev, torch.int32, 8),
+               sorted_token_ids, expert_ids, num_tokens_post_padded,
+               topk_weights.reshape(-1).float().contiguous() if mul_topk_weights else _dummy(dev, torch.float32))
     return out
