@@ -50,7 +50,8 @@ _DEFAULTS: dict = {}
 _SMS: dict = {}
 
 
-def _arch_of(device: torch.device) -> str:
+def device_target(device: torch.device) -> str:
+    """The CuTe DSL target of a CUDA device (e.g. "sm_90a"), looked up once per device."""
     t = _ARCHS.get(device)
     if t is None:
         from .arch import current_arch
@@ -126,7 +127,7 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
         hit = _DEFAULTS.get(key)
         if hit is None or hit[0]() is not weight:
             cfg = default_config(m, weight.n_pad, weight.k_pad, a_dtype=weight.a_dtype, b_dtype=weight.b_dtype,
-                                 c_dtype=c_name, group_size=weight.group_size, arch=_arch_of(dev),
+                                 c_dtype=c_name, group_size=weight.group_size, arch=device_target(dev),
                                  has_bias=bias is not None, num_sms=_num_sms(dev),
                                  batch_invariant=batch_invariant)
             if act_name != "none":
@@ -251,7 +252,7 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
     if config is None:
         config = default_moe_config(block_m, weight.n_pad, weight.k_pad, a_dtype=weight.a_dtype,
                                     b_dtype=weight.b_dtype, c_dtype=c_name, group_size=weight.group_size,
-                                    arch=_arch_of(x.device), has_bias=bias is not None, top_k=top_k,
+                                    arch=device_target(x.device), has_bias=bias is not None, top_k=top_k,
                                     is_down=is_down, mul_topk_weights=mul_topk_weights)
         if act_name != "none":
             config = config.with_(activation=act_name, custom_activation=act_fn, glu=glu)

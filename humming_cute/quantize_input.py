@@ -36,7 +36,6 @@ _IN_NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32
 _CACHE: dict = {}
 _LOCK = threading.Lock()
 _STATS = {"compiles": 0, "seconds": 0.0, "last_seconds": 0.0}
-_ARCHS: dict = {}
 
 
 def compile_stats() -> dict:
@@ -129,23 +128,15 @@ def compile_quantize_input(cfg: QuantizeInputConfig, extra_options: str = ""):
 
 def get_quantize_kernel(cfg: QuantizeInputConfig):
     """The compiled kernel of `cfg`, compiled on first use."""
-    k = _CACHE.get(cfg)
-    if k is None:
-        with _LOCK:
-            k = _CACHE.get(cfg)
-            if k is None:
-                k = compile_quantize_input(cfg)
-                _CACHE[cfg] = k
-    return k
+    from .runtime.compile import cached_compile
+
+    return cached_compile(_CACHE, _LOCK, cfg, compile_quantize_input)
 
 
 def _arch_of(device: torch.device) -> str:
-    t = _ARCHS.get(device)
-    if t is None:
-        from .arch import current_arch, dsl_target
+    from .ops import device_target
 
-        t = _ARCHS[device] = dsl_target(current_arch(device))
-    return t
+    return device_target(device)
 
 
 # ---------------------------------------------------------------------------------------------- public entry

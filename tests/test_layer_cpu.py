@@ -137,7 +137,7 @@ def _launch_recorder(monkeypatch):
 
     monkeypatch.setattr(rc, "get_kernel", fake_get_kernel)
     monkeypatch.setattr(ops, "check_input", lambda *a: None)
-    monkeypatch.setattr(ops, "_arch_of", lambda d: "sm_90a")
+    monkeypatch.setattr(ops, "device_target", lambda d: "sm_90a")
     monkeypatch.setattr(ops, "_num_sms", lambda d: 132)
     return calls
 
@@ -184,3 +184,8 @@ def test_moe_launch_plumbing(monkeypatch, down):
     cfg, args = calls[0]
     assert cfg.moe and cfg.moe_down == down and cfg.block_m == 16
     _assert_matches_fakes(cfg, args)
+
+
+def test_prepare_weight_rejects_a_non_quantized_weight():
+    with pytest.raises(TypeError, match="QuantizedWeight"):
+        hc.prepare_weight(torch.randn(128, 256), "float16")

@@ -218,11 +218,11 @@ def _measure_peer(peer, make_problem, reference, rep_ms, *, label, tokens, metri
 def _our_config(block_m, pw, a_name, device, top_k, is_down) -> Optional[str]:
     """The kernel config moe_gemm picks (informational; None when it cannot be asked)."""
     try:
-        from humming_cute.ops import _arch_of
+        from humming_cute.ops import device_target
         from humming_cute.tune.heuristics import default_moe_config
 
         cfg = default_moe_config(block_m, pw.n_pad, pw.k_pad, a_dtype=pw.a_dtype, b_dtype=pw.b_dtype,
-                                 c_dtype=a_name, group_size=pw.group_size, arch=_arch_of(device), has_bias=False,
+                                 c_dtype=a_name, group_size=pw.group_size, arch=device_target(device), has_bias=False,
                                  top_k=top_k, is_down=is_down, mul_topk_weights=is_down)
         return repr(cfg)
     except Exception:  # noqa: BLE001 - informational only

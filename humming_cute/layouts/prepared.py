@@ -80,6 +80,8 @@ def _group_params(qw: QuantizedWeight, n: int, k: int):
 
 def prepare_weight(qw: QuantizedWeight, a_dtype="float16") -> PreparedWeight:
     """Build the kernel operands of `qw` for activations of type `a_dtype` (fp16/bf16)."""
+    if not isinstance(qw, QuantizedWeight):
+        raise TypeError(f"prepare_weight takes a QuantizedWeight (see quantize_weight), got {type(qw).__name__}")
     a = dt.parse_dtype(a_dtype)
     b = qw.b_dtype if not isinstance(qw.b_dtype, str) else dt.parse_dtype(qw.b_dtype)
     b = dt.parse_dtype(b)

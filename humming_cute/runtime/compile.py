@@ -123,13 +123,17 @@ def _first_line(e: Exception) -> str:
     return lines[0] if lines else type(e).__name__
 
 
+def cached_compile(cache: dict, lock, key, compile_fn):
+    """cache[key], compiled by compile_fn(key) on first use (once, even when threads race)."""
+    k = cache.get(key)
+    if k is None:
+        with lock:
+            k = cache.get(key)
+            if k is None:
+                k = cache[key] = compile_fn(key)
+    return k
+
+
 def get_kernel(cfg: GemmConfig):
     """The compiled kernel of `cfg`, compiled on first use."""
-    k = _CACHE.get(cfg)
-    if k is None:
-        with _LOCK:
-            k = _CACHE.get(cfg)
-            if k is None:
-                k = compile_kernel(cfg)
-                _CACHE[cfg] = k
-    return k
+    return cached_compile(_CACHE, _LOCK, cfg, compile_kernel)
