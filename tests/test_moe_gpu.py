@@ -112,3 +112,45 @@ def test_moe_cuda_graph_replays_for_any_routing():
         torch.cuda.synchronize()
         ref = reference_moe_gemm(x, qw, s, ei, npost, top_k=top_k, block_m=block_m, out_dtype=torch.float32)
         assert ((out.float() - ref).norm() / ref.norm()).item() < 2e-3, f"replay {trial}"
+
+
+FORMATS = [  # (weight type, group size, scale dtype, global scale, activation dtype)
+    ("uint4", 128, "float16", False, torch.float16),
+    ("int8", 0, "float16", False, torch.bfloat16),
+    ("float4e2m1", 32, "ue8m0", True, torch.bfloat16),
+    ("int3", 64, "bfloat16", False, torch.float16),
+]
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("block_m", [16, 32, 64, 128])
+@pytest.mark.parametrize("split_warps", [False, True])
+def test_moe_formats_and_tiles(fmt, block_m, split_warps):
+    """Every MoE tile height, with K split across warps or not, on several weight formats and both
+    activation dtypes (the default config splits K across warps; the other variant keeps one K-warp)."""
+    from humming_cute.ops import device_target
+    from humming_cute.tune.heuristics import default_moe_config
+
+    b_dtype, group, scale_dtype, gscale, a_dtype = fmt
+    gen = torch.Generator().manual_seed(block_m + 7 * split_warps)
+    e, n, k, top_k, tokens = 8, 192, 256, 2, 45
+    qw = quantize_weight(torch.randn(e, n, k, generator=gen).cuda(), b_dtype, group, scale_dtype,
+                         global_scale=gscale)
+    a_name = "float16" if a_dtype == torch.float16 else "bfloat16"
+    pw = hc.prepare_weight(qw, a_name)
+    ids = _routing(tokens, e, top_k, False, gen).cuda()
+    sorted_ids, expert_ids, num_post = hc.moe_align_block_size(ids, block_m, e)
+    x = torch.randn(tokens, k, generator=gen).to("cuda", a_dtype)
+    cfg = default_moe_config(block_m, pw.n_pad, pw.k_pad, a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name,
+                             group_size=pw.group_size, arch=device_target(x.device), top_k=top_k)
+    cfg = cfg.with_(warp_k=64 if split_warps else cfg.block_k, block_k=128 if split_warps else cfg.block_k)
+    cfg = cfg.validate()
+    assert (cfg.warps_k > 1) == split_warps
+    out = torch.full((tokens, top_k, n), float("nan"), device="cuda", dtype=a_dtype)
+    y = hc.moe_gemm(x, pw, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=block_m, config=cfg, out=out)
+    ref = reference_moe_gemm(x, qw, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=block_m,
+                             out_dtype=torch.float32)
+    assert not torch.isnan(y).any(), "an output row was never written"
+    tol = 2e-3 if a_dtype == torch.float16 else 1e-2
+    rel = ((y.float() - ref).norm() / ref.norm().clamp_min(1e-6)).item()
+    assert rel < tol, f"relative error {rel:.3e} (config {cfg})"

@@ -48,7 +48,7 @@ class Epilogue:
         """Apply the epilogue to a warp's accumulators and store the elements inside (M, N)."""
         gscale = mG[0]   # global scale times the exact power-of-two scale normalisation
         if cutlass.const_expr(self.moe):
-            self.store_moe(acc, tCcC, m0, n0, N, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW)
+            self.store_moe(acc, tCcC, m0, n0, N, wk_idx, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW)
         elif cutlass.const_expr(not self.glu):
             for i in cutlass.range_constexpr(cute.size(acc)):
                 coord = tCcC[i]
@@ -74,9 +74,10 @@ class Epilogue:
                     mC[m, n // 2] = out.to(self.c_type)
 
     @cute.jit
-    def store_moe(self, acc, tCcC, m0, n0, N, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW):
+    def store_moe(self, acc, tCcC, m0, n0, N, wk_idx, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW):
         """MoE: tile row r is sorted position m0 + r; its output row is the flat id sorted_token_ids[pos]
-        (padding ids >= M * top_k are skipped); the routing weight multiplies after the activation."""
+        (padding ids >= M * top_k are skipped); the routing weight multiplies after the activation. Only the
+        first K-warp stores: it holds the sum over the K-split warps."""
         n_sorted = cute.size(mSorted, mode=[0])
         n_rows = cute.size(mC, mode=[0])
         step = 2 if self.glu else 1
@@ -86,7 +87,7 @@ class Epilogue:
             pos = m0 + coord[0]
             n = n0 + coord[1]
             tok = mSorted[cutlass.min(pos, n_sorted - 1)]
-            if pos < n_sorted and tok < n_rows and n < N and is_last:
+            if pos < n_sorted and tok < n_rows and n < N and wk_idx == 0 and is_last:
                 if cutlass.const_expr(self.glu):
                     gate = self.scale_bias(acc[i], gscale, n, mCS, mBias)
                     up = self.scale_bias(acc[i + 1], gscale, n + 1, mCS, mBias)
