@@ -50,6 +50,7 @@ class GemmConfig:
     moe_down: bool = False         # down projection: reads activation row id
     moe_mul_topk_weights: bool = False  # multiply each output row by topk_weights[id]
     arch: str = "sm_80"
+    mainloop: str = "sm80"         # "sm80": cp.async + mma.sync; "sm90": TMA + mbarriers + wgmma (sm_90a)
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -81,6 +82,8 @@ class GemmConfig:
 
     @property
     def num_threads(self) -> int:
+        if self.mainloop == "sm90":
+            return 128 * (self.block_n // ATOM_N)   # one warpgroup per 64 weight rows
         return 32 * self.warps_m * self.warps_n * self.warps_k
 
     @property
@@ -131,7 +134,7 @@ class GemmConfig:
                              f"({self.warp_m}, {self.warp_n})")
         if not 1 <= self.num_threads // 32 <= 16:
             raise ValueError(f"block/warp shapes give {self.num_threads // 32} warps; 1..16 are allowed")
-        if self.warp_m * self.warp_n > 64 * 128:
+        if self.mainloop != "sm90" and self.warp_m * self.warp_n > 64 * 128:
             raise ValueError(f"warp tile {self.warp_m}x{self.warp_n} needs more than 255 registers per thread "
                              f"for its fp32 accumulators; use warp_m * warp_n <= 8192")
         from .activations import BUILTIN
@@ -156,6 +159,10 @@ class GemmConfig:
                 raise ValueError(f"moe_top_k must be a positive int, got {self.moe_top_k!r}")
         elif self.moe_down or self.moe_mul_topk_weights or self.moe_top_k != 1:
             raise ValueError("moe_top_k / moe_down / moe_mul_topk_weights need moe=True")
+        if self.mainloop not in ("sm80", "sm90"):
+            raise ValueError(f"mainloop must be 'sm80' (mma.sync) or 'sm90' (wgmma), got {self.mainloop!r}")
+        if self.mainloop == "sm90":
+            self._validate_sm90(arch)
         if not isinstance(self.split_k, int) or not 1 <= self.split_k <= 64:
             raise ValueError(f"split_k must be an int in 1..64, got {self.split_k!r}")
         if self.stages < 2:
@@ -167,10 +174,36 @@ class GemmConfig:
         return self
 
 
+    def _validate_sm90(self, arch) -> None:
+        """The wgmma mainloop: the weight is wgmma's A (64 rows per warpgroup, dequantized in registers), the
+        activations its B (N = block_m tokens, from swizzled shared memory)."""
+        if arch.sm != 90:
+            raise NotImplementedError(f"the wgmma mainloop needs sm_90a (Hopper); {arch.name} has no wgmma: use "
+                                      f"mainloop='sm80'")
+        if not 16 <= self.block_m <= 256:
+            raise ValueError(f"the wgmma mainloop takes block_m in 16..256 (wgmma's N), got {self.block_m}")
+        if self.block_n not in (64, 128, 256):
+            raise ValueError(f"the wgmma mainloop takes block_n 64, 128 or 256 (one warpgroup per 64 weight "
+                             f"rows), got {self.block_n}")
+        if (self.warp_m, self.warp_n, self.warp_k) != (self.block_m, ATOM_N, self.block_k):
+            raise ValueError(f"the wgmma mainloop's warpgroup tile is (block_m, 64, block_k) = ({self.block_m}, 64, "
+                             f"{self.block_k}); got warp shape ({self.warp_m}, {self.warp_n}, {self.warp_k})")
+        if self.block_k not in (64, 128):
+            raise ValueError(f"the wgmma mainloop takes block_k 64 or 128, got {self.block_k}")
+        if self.split_k != 1:
+            raise NotImplementedError("split_k > 1 is not implemented for the wgmma mainloop")
+        if self.moe:
+            raise NotImplementedError("the MoE GEMM runs on the mma.sync mainloop (mainloop='sm80')")
+        if self.glu:
+            raise NotImplementedError("GLU epilogues run on the mma.sync mainloop (mainloop='sm80')")
+
+
 def smem_bytes(cfg: GemmConfig) -> int:
     """Shared memory of one CTA: A + packed B + group scales (+ zero points), per stage."""
     a = cfg.block_m * cfg.block_k * 2
     b = cfg.block_n * cfg.block_k * cfg.bits // 8
     s = cfg.scale_rows * cfg.block_n * 2 * (2 if cfg.has_zero_point else 1)
+    if cfg.mainloop == "sm90":
+        return cfg.stages * (a + b + s) + 1024 + 16 * cfg.stages   # + swizzle alignment, mbarriers
     reduce = (cfg.warps_k - 1) * cfg.block_m * cfg.block_n * 4  # fp32 partial sums of the K-split warps
     return cfg.stages * (a + b + s) + reduce

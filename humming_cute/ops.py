@@ -129,7 +129,7 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
             cfg = default_config(m, weight.n_pad, weight.k_pad, a_dtype=weight.a_dtype, b_dtype=weight.b_dtype,
                                  c_dtype=c_name, group_size=weight.group_size, arch=device_target(dev),
                                  has_bias=bias is not None, num_sms=_num_sms(dev),
-                                 batch_invariant=batch_invariant)
+                                 batch_invariant=batch_invariant, glu=glu)
             if act_name != "none":
                 cfg = cfg.with_(activation=act_name, custom_activation=act_fn, glu=glu)
             if len(_DEFAULTS) > 65536:

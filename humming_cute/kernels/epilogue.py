@@ -44,16 +44,18 @@ class Epilogue:
         return out
 
     @cute.jit
-    def store(self, acc, tCcC, m0, n0, M, N, wk_idx, is_last, mG, mCS, mBias, mC, mSorted, mTopkW):
-        """Apply the epilogue to a warp's accumulators and store the elements inside (M, N)."""
+    def store(self, acc, tCcC, m0, n0, M, N, wk_idx, is_last, mG, mCS, mBias, mC, mSorted, mTopkW,
+              transposed: cutlass.Constexpr = False):
+        """Apply the epilogue to a warp's accumulators and store the elements inside (M, N). `transposed`: the
+        accumulator coordinates are (n, m) (the wgmma mainloop computes C^T = W A^T)."""
         gscale = mG[0]   # global scale times the exact power-of-two scale normalisation
         if cutlass.const_expr(self.moe):
             self.store_moe(acc, tCcC, m0, n0, N, wk_idx, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW)
         elif cutlass.const_expr(not self.glu):
             for i in cutlass.range_constexpr(cute.size(acc)):
                 coord = tCcC[i]
-                m = m0 + coord[0]
-                n = n0 + coord[1]
+                m = m0 + coord[1 if transposed else 0]
+                n = n0 + coord[0 if transposed else 1]
                 if m < M and n < N and wk_idx == 0 and is_last:
                     out = self.scale_bias(acc[i], gscale, n, mCS, mBias)
                     if cutlass.const_expr(self.act_fn is not None):

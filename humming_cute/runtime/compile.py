@@ -89,11 +89,16 @@ def compile_kernel(cfg: GemmConfig, extra_options: str = ""):
     import cutlass.cute as cute
 
     from ..arch import dsl_target
-    from ..kernels.gemm_sm80 import Sm80MixedGemm
-
     target = dsl_target(cfg.arch)
     with target_arch(target):
-        kernel = Sm80MixedGemm(cfg)
+        if cfg.mainloop == "sm90":
+            from ..kernels.mainloop_sm90 import Sm90MixedGemm
+
+            kernel = Sm90MixedGemm(cfg)
+        else:
+            from ..kernels.gemm_sm80 import Sm80MixedGemm
+
+            kernel = Sm80MixedGemm(cfg)
         t0 = time.perf_counter()
         try:
             compiled = cute.compile(kernel, *fake_operands(cfg),

@@ -14,13 +14,38 @@ def _largest_dividing(options, n: int) -> int:
     return options[-1]
 
 
+# smallest M that takes the wgmma mainloop on sm_90a by default (below it the mma.sync decode configs win)
+SM90_MIN_M = 64
+
+
+def sm90_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c_dtype: str, group_size: int,
+                has_bias: bool = False) -> GemmConfig:
+    """The wgmma mainloop's config for an (m, n_pad, k_pad) problem on sm_90a: the tokens are wgmma's N
+    (block_m), two warpgroups take 64 weight rows each."""
+    bm = 64 if m <= 64 else 128
+    bn = 128 if n_pad % 128 == 0 else 64
+    bk = 64
+    cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
+                     has_bias=has_bias, block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_n=64, warp_k=bk,
+                     stages=4, arch="sm_90a", mainloop="sm90")
+    limit = get_arch("sm_90a").smem_per_block_bytes
+    while smem_bytes(cfg) > limit and cfg.stages > 2:
+        cfg = cfg.with_(stages=cfg.stages - 1)
+    return cfg
+
+
 def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c_dtype: str, group_size: int,
                    arch: str, has_bias: bool = False, num_sms: int = 132,
-                   batch_invariant: bool = False) -> GemmConfig:
+                   batch_invariant: bool = False, glu: bool = False) -> GemmConfig:
     """A sane config for an (m, n_pad, k_pad) problem; later replaced by measured tables / the autotuner.
+    On sm_90a, M >= SM90_MIN_M takes the wgmma mainloop (GLU epilogues and batch-invariant mode stay on
+    mma.sync).
 
     `batch_invariant`: every M gets the same K reduction structure (block_k = warp_k = 64, no split-K), so a
     row's result never depends on M or on the other rows of the batch."""
+    if get_arch(arch).sm == 90 and m >= SM90_MIN_M and not batch_invariant and not glu:
+        return sm90_config(m, n_pad, k_pad, a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype,
+                           group_size=group_size, has_bias=has_bias)
     if m <= 16:
         bm, wm = 16, 16
     elif m <= 32:

@@ -1,0 +1,283 @@
+"""The Hopper (sm_90a) mixed-input GEMM: TMA loads into an mbarrier-guarded multistage ring, the packed weight
+dequantized in registers and fed to `wgmma` as its register operand A, the activations read by `wgmma` from
+swizzled shared memory as operand B, and the shared fused epilogue.
+
+The GEMM is computed transposed, C^T[N, M] = W[N, K] . A[M, K]^T, because `wgmma` takes only its A operand from
+registers: the weight rows are wgmma's M (64 per warpgroup, one 64-row weight atom each) and the tokens are
+wgmma's N (`block_m`, 16..256). The packed weight, scales and zero points are the same tensors the mma.sync
+kernel reads (`layouts/weight.py`): warp r of a warpgroup takes the pairs of n8 tiles 2r and 2r + 1 of each
+k16 step, which are exactly the rows 16r .. 16r + 15 of wgmma's A fragment.
+
+Operands and their order are those of `gemm_sm80.Sm80MixedGemm` (the MoE / split-K operands are unused).
+"""
+
+from __future__ import annotations
+
+import cutlass
+import cutlass.cute as cute
+import cutlass.pipeline as pipeline
+import cutlass.utils.hopper_helpers as sm90_utils
+from cutlass.cute.nvgpu import OperandMajorMode, cpasync, warpgroup
+from cutlass.utils import LayoutEnum
+
+from ..config import GemmConfig
+from ..layouts.weight import ATOM_K, ATOM_N, atom_words
+from . import dequant as dq
+from .epilogue import Epilogue
+
+_CUTLASS_TYPES = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16}
+_CHUNK = 128      # int32 words per innermost TMA box row of the packed weight
+_RASTER_M = 8     # block rows that sweep all of N together (A tiles stay in L2 while the weights stream)
+
+
+class Sm90MixedGemm:
+    """Builds and launches one wgmma kernel variant for a validated `GemmConfig` (mainloop='sm90')."""
+
+    def __init__(self, cfg: GemmConfig):
+        self.cfg = cfg.validate()
+        if cfg.mainloop != "sm90":
+            raise ValueError(f"Sm90MixedGemm needs mainloop='sm90', got {cfg.mainloop!r}")
+        self.plan = cfg.dequant_plan()
+        self.a_type = _CUTLASS_TYPES[cfg.a_dtype]
+        self.c_type = _CUTLASS_TYPES[cfg.c_dtype]
+        self.bm, self.bn, self.bk = cfg.block_m, cfg.block_n, cfg.block_k
+        self.n_wg = self.bn // ATOM_N
+        self.threads = cfg.num_threads
+        self.stages = cfg.stages
+        self.bits = cfg.bits
+        self.aw = atom_words(self.bits)
+        self.bk_words = self.bk // ATOM_K * self.aw
+        self.bk_chunks = self.bk_words // _CHUNK
+        self.bn_atoms = self.bn // ATOM_N
+        self.k_steps = self.bk // 16
+        self.group = cfg.group_size
+        self.srows = max(cfg.scale_rows, 1)
+        self.has_zp = cfg.has_zero_point
+        self.epilogue = Epilogue(cfg, self.c_type)
+        half = self.bn // 2
+        self.tx_bytes = (self.bm * self.bk * 2 + self.bn_atoms * self.bk_words * 4
+                         + (self.srows * half * 4 if self.group > 0 else 0)
+                         + (self.srows * half * 4 if self.has_zp else 0))
+
+    @cute.jit
+    def __call__(self, mA: cute.Tensor, mB: cute.Tensor, mS: cute.Tensor, mZ: cute.Tensor, mCS: cute.Tensor,
+                 mG: cute.Tensor, mBias: cute.Tensor, mC: cute.Tensor, mWS: cute.Tensor, mCnt: cute.Tensor,
+                 mSorted: cute.Tensor, mExpert: cute.Tensor, mNumPost: cute.Tensor, mTopkW: cute.Tensor,
+                 stream):
+        tiled_mma = sm90_utils.make_trivial_tiled_mma(
+            self.a_type, self.a_type, OperandMajorMode.K, OperandMajorMode.K, cutlass.Float32, (1, 1, 1),
+            (ATOM_N, self.bm), warpgroup.OperandSource.RMEM)
+        # activations: wgmma's B operand, K-major, swizzled for the wgmma descriptors
+        sA_layout = sm90_utils.make_smem_layout_b(LayoutEnum.ROW_MAJOR, (self.bn, self.bm, self.bk), self.a_type,
+                                                  self.stages)
+        op = cpasync.CopyBulkTensorTileG2SOp()
+        tma_a, gA_tma = cpasync.make_tiled_tma_atom(op, mA, cute.slice_(sA_layout, (None, None, 0)),
+                                                     (self.bm, self.bk))
+        # packed weight: one contiguous run of bk_words per 64-row atom and k-tile, cut into 128-word box rows
+        words = cute.size(mB, mode=[1])
+        mB3 = cute.make_tensor(mB.iterator, cute.make_layout((cute.size(mB, mode=[0]), words // _CHUNK, _CHUNK),
+                                                             stride=(words, _CHUNK, 1)))
+        sB_layout = cute.make_layout((self.bn_atoms, self.bk_chunks, _CHUNK, self.stages),
+                                     stride=(self.bk_words, _CHUNK, 1, self.bn_atoms * self.bk_words))
+        tma_b, gB_tma = cpasync.make_tiled_tma_atom(op, mB3, cute.slice_(sB_layout, (None, None, None, 0)),
+                                                     (self.bn_atoms, self.bk_chunks, _CHUNK))
+        half = self.bn // 2
+        sS_layout = cute.make_layout((self.srows, half, self.stages), stride=(half, 1, self.srows * half))
+        tma_s, gS_tma = tma_a, gA_tma       # placeholders when the variant has no group scales / zero points
+        tma_z, gZ_tma = tma_a, gA_tma
+        if cutlass.const_expr(self.group > 0):
+            tma_s, gS_tma = cpasync.make_tiled_tma_atom(op, mS, cute.slice_(sS_layout, (None, None, 0)),
+                                                         (self.srows, half))
+        if cutlass.const_expr(self.has_zp):
+            tma_z, gZ_tma = cpasync.make_tiled_tma_atom(op, mZ, cute.slice_(sS_layout, (None, None, 0)),
+                                                         (self.srows, half))
+        tiles_m = cute.ceil_div(cute.size(mA, mode=[0]), self.bm)
+        tiles_n = cute.size(mB, mode=[0]) // self.bn_atoms
+        self.kernel(tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, mCS, mG, mBias, mC, tiled_mma,
+                    sA_layout, sB_layout, sS_layout, tiles_m, tiles_n).launch(
+            grid=[tiles_m * tiles_n, 1, 1], block=[self.threads, 1, 1], stream=stream)
+
+    @cute.jit
+    def produce(self, pipe, state, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ, tZsZ):
+        """Warp 0: wait for a free stage, then start the TMA loads of k-tile `state.count` into it."""
+        pipe.producer_acquire(state)
+        kt = state.count
+        st = state.index
+        bar = pipe.producer_get_barrier(state)
+        cute.copy(tma_a, tAgA[None, kt], tAsA[None, st], tma_bar_ptr=bar)
+        cute.copy(tma_b, tBgB[None, kt], tBsB[None, st], tma_bar_ptr=bar)
+        if cutlass.const_expr(self.group > 0):
+            r = (kt * self.bk) // (self.group * self.srows)
+            cute.copy(tma_s, tSgS[None, r], tSsS[None, st], tma_bar_ptr=bar)
+            if cutlass.const_expr(self.has_zp):
+                cute.copy(tma_z, tZgZ[None, r], tZsZ[None, st], tma_bar_ptr=bar)
+        pipe.producer_commit(state)
+
+    @cute.kernel
+    def kernel(self, tma_a: cute.CopyAtom, gA_tma: cute.Tensor, tma_b: cute.CopyAtom, gB_tma: cute.Tensor,
+               tma_s: cute.CopyAtom, gS_tma: cute.Tensor, tma_z: cute.CopyAtom, gZ_tma: cute.Tensor,
+               mCS: cute.Tensor, mG: cute.Tensor, mBias: cute.Tensor, mC: cute.Tensor, tiled_mma: cute.TiledMma,
+               sA_layout: cute.ComposedLayout, sB_layout: cute.Layout, sS_layout: cute.Layout,
+               tiles_m: cutlass.Int32, tiles_n: cutlass.Int32):
+        plan = self.plan
+        tidx, _, _ = cute.arch.thread_idx()
+        warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
+        wg = warp_idx // 4          # warpgroup = 64-row weight atom of the tile
+        wr = warp_idx % 4           # warp in the warpgroup = rows 16 wr .. 16 wr + 15 of the atom
+        lane = tidx % 32
+        g = lane // 4
+        if warp_idx == 0:
+            cpasync.prefetch_descriptor(tma_a)
+            cpasync.prefetch_descriptor(tma_b)
+            if cutlass.const_expr(self.group > 0):
+                cpasync.prefetch_descriptor(tma_s)
+            if cutlass.const_expr(self.has_zp):
+                cpasync.prefetch_descriptor(tma_z)
+
+        # grouped raster: _RASTER_M block rows walk all of N before the next rows start
+        bid, _, _ = cute.arch.block_idx()
+        per_group = _RASTER_M * tiles_n
+        first_m = (bid // per_group) * _RASTER_M
+        rows = cutlass.min(tiles_m - first_m, _RASTER_M)
+        r_in = bid % per_group
+        bm_idx = first_m + r_in % rows
+        bn_idx = r_in // rows
+
+        # ---- shared memory and the TMA pipeline
+        smem = cutlass.utils.SmemAllocator()
+        bars = smem.allocate_array(cutlass.Int64, 2 * self.stages, byte_alignment=8)
+        sA = smem.allocate_tensor(self.a_type, sA_layout.outer, byte_alignment=1024, swizzle=sA_layout.inner)
+        sB = smem.allocate_tensor(cutlass.Int32, sB_layout, byte_alignment=128)
+        sS = smem.allocate_tensor(cutlass.Int32, sS_layout, byte_alignment=128)
+        sZ = smem.allocate_tensor(cutlass.Int32, sS_layout, byte_alignment=128)
+        pipe = pipeline.PipelineTmaAsync.create(
+            barrier_storage=bars, num_stages=self.stages,
+            producer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread),
+            consumer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread, self.threads // 32),
+            tx_count=self.tx_bytes, cta_layout_vmnk=cute.make_layout((1, 1, 1, 1)), defer_sync=True)
+        pipeline.pipeline_init_arrive()
+
+        # ---- TMA partitions of this CTA's tiles (k-tile index last)
+        gA = cute.local_tile(gA_tma, (self.bm, self.bk), (bm_idx, None))
+        tAsA, tAgA = cpasync.tma_partition(tma_a, 0, cute.make_layout(1), cute.group_modes(sA, 0, 2),
+                                           cute.group_modes(gA, 0, 2))
+        gB = cute.local_tile(gB_tma, (self.bn_atoms, self.bk_chunks, _CHUNK), (bn_idx, None, 0))
+        tBsB, tBgB = cpasync.tma_partition(tma_b, 0, cute.make_layout(1), cute.group_modes(sB, 0, 3),
+                                           cute.group_modes(gB, 0, 3))
+        tSsS, tSgS, tZsZ, tZgZ = tAsA, tAgA, tAsA, tAgA
+        if cutlass.const_expr(self.group > 0):
+            gS = cute.local_tile(gS_tma, (self.srows, self.bn // 2), (None, bn_idx))
+            tSsS, tSgS = cpasync.tma_partition(tma_s, 0, cute.make_layout(1), cute.group_modes(sS, 0, 2),
+                                               cute.group_modes(gS, 0, 2))
+            if cutlass.const_expr(self.has_zp):
+                gZ = cute.local_tile(gZ_tma, (self.srows, self.bn // 2), (None, bn_idx))
+                tZsZ, tZgZ = cpasync.tma_partition(tma_z, 0, cute.make_layout(1), cute.group_modes(sZ, 0, 2),
+                                                   cute.group_modes(gZ, 0, 2))
+
+        # ---- wgmma partitions: this warpgroup's slice; B (activations) by shared-memory descriptors
+        thr_mma = tiled_mma.get_slice(tidx % 128)
+        tCsB = thr_mma.partition_B(sA)
+        tCrB = tiled_mma.make_fragment_B(tCsB)                  # (MMA, MMA_N, MMA_K, stage)
+        tCcC = thr_mma.partition_C(cute.make_identity_tensor((ATOM_N, self.bm)))   # (n, m) coordinates
+        acc = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)
+        acc.fill(0.0)
+        rA = cute.make_rmem_tensor(cute.make_layout(((2, 2, 2), 1, self.k_steps)), self.a_type)
+        rAu = cute.recast_tensor(rA, cutlass.Int32)              # register (reg, step) at reg + 4 step
+
+        # per-plane views of a packed B stage: (word, lane, vec, k-atom, n-atom, stage)
+        b_views = []
+        off = 0
+        for w in plan.planes:
+            b_views.append(cute.make_tensor(sB.iterator + off, cute.make_layout(
+                (4, 32, w, self.bk // ATOM_K, self.bn_atoms, self.stages),
+                stride=(1, 4, 128, self.aw, self.bk_words, self.bn_atoms * self.bk_words))))
+            off += 128 * w
+        # scale / zero-point views: (word, g, n-atom, row, stage); word r holds columns 16r + g and 16r + 8 + g
+        s_view = cute.make_tensor(sS.iterator, cute.make_layout(
+            (4, 8, self.bn_atoms, self.srows, self.stages),
+            stride=(1, 4, 32, self.bn // 2, self.srows * self.bn // 2)))
+        z_view = cute.make_tensor(sZ.iterator, s_view.layout)
+
+        pipeline.pipeline_init_wait()
+
+        k_tiles = cute.size(gA, mode=[2])
+        prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)
+        if warp_idx == 0:
+            for _ in cutlass.range(cutlass.min(self.stages, k_tiles), unroll=1):
+                self.produce(pipe, prod, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ,
+                             tZsZ)
+                prod.advance()
+        cons = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.stages)
+        tiled_mma.set(warpgroup.Field.ACCUMULATE, True)
+
+        for _ in cutlass.range(k_tiles, unroll=1):
+            pipe.consumer_wait(cons)
+            stage = cons.index
+            self.dequant_tile(plan, rAu, b_views, s_view, z_view, wg, wr, lane, g, stage)
+            warpgroup.fence()
+            for s in cutlass.range_constexpr(self.k_steps):
+                cute.gemm(tiled_mma, acc, rA[None, None, s], tCrB[None, None, s, stage], acc)
+            warpgroup.commit_group()
+            warpgroup.wait_group(0)
+            pipe.consumer_release(cons)
+            cons.advance()
+            if warp_idx == 0:
+                if prod.count < k_tiles:
+                    self.produce(pipe, prod, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z,
+                                 tZgZ, tZsZ)
+                    prod.advance()
+
+        # ---- epilogue (coordinates are (n, m): transposed)
+        M = cute.size(mC, mode=[0])
+        N = cute.size(mC, mode=[1])
+        self.epilogue.store(acc, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M, N, 0, True, mG, mCS,
+                            mBias, mC, mCS, mG, transposed=True)
+
+    @cute.jit
+    def dequant_tile(self, plan: cutlass.Constexpr, rAu, b_views, s_view, z_view, wg, wr, lane, g, stage):
+        """Dequantize this warp's 16 weight rows of one k-tile into wgmma A registers.
+
+        Pair i (0..3) of a k16 step is n8 tile 2 wr + i // 2, k half i % 2 of the mma.sync B layout; it is
+        A register (i // 2) + 2 (i % 2) (rows g / g + 8, k 2t / 2t + 8)."""
+        for s in cutlass.range_constexpr(self.k_steps):
+            ka, ss = s // 4, s % 4
+            row = (s * 16) // self.group if 0 < self.group < self.bk else 0
+            sc_lo = sc_hi = z_lo = z_hi = None
+            if cutlass.const_expr(self.group > 0):
+                sw = s_view[wr, g, wg, row, stage]
+                sc_lo, sc_hi = dq.broadcast_lo(sw), dq.broadcast_hi(sw)
+                if cutlass.const_expr(self.has_zp):
+                    zw = z_view[wr, g, wg, row, stage]
+                    z_lo, z_hi = dq.broadcast_lo(zw), dq.broadcast_hi(zw)
+            # per plane: the words of pairs 4 wr .. 4 wr + 3, pre-shifted so that pair i sits at a static slot
+            plane_words = []
+            plane_slots = []
+            for pi, w in enumerate(plan.planes):
+                if cutlass.const_expr(w == 8):      # 2 pairs per word: words 8 ss + 2 wr + (0, 1)
+                    q = 8 * ss + 2 * wr
+                    w0 = b_views[pi][q % 4, lane, q // 4, ka, wg, stage]
+                    w1 = b_views[pi][(q + 1) % 4, lane, (q + 1) // 4, ka, wg, stage]
+                    plane_words.append([w0, w0, w1, w1])
+                    plane_slots.append([0, 1, 0, 1])
+                elif cutlass.const_expr(w == 4):    # 4 pairs per word: word 4 ss + wr
+                    wd = b_views[pi][wr, lane, ss, ka, wg, stage]
+                    plane_words.append([wd, wd, wd, wd])
+                    plane_slots.append([0, 1, 2, 3])
+                elif cutlass.const_expr(w == 2):    # 8 pairs per word: word 2 ss + wr // 2, slots 4 (wr % 2) + i
+                    q = 2 * ss + wr // 2
+                    wd = b_views[pi][q % 4, lane, q // 4, ka, wg, stage] >> (8 * (wr % 2))
+                    plane_words.append([wd, wd, wd, wd])
+                    plane_slots.append([0, 1, 2, 3])
+                else:                               # 16 pairs per word: word ss, slots 4 wr + i
+                    wd = b_views[pi][ss, lane, 0, ka, wg, stage] >> (4 * wr)
+                    plane_words.append([wd, wd, wd, wd])
+                    plane_slots.append([0, 1, 2, 3])
+            for i in cutlass.range_constexpr(4):
+                code = dq.extract_pair(plan, [pw[i] for pw in plane_words], [sl[i] for sl in plane_slots])
+                neg_sub = None
+                if cutlass.const_expr(self.has_zp):
+                    neg_sub = z_lo if i // 2 == 0 else z_hi
+                val = dq.decode_pair(plan, code, neg_sub)
+                if cutlass.const_expr(self.group > 0):
+                    val = dq.mul2(plan, val, sc_lo if i // 2 == 0 else sc_hi)
+                rAu[(i // 2) + 2 * (i % 2) + 4 * s] = val

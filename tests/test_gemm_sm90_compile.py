@@ -1,0 +1,77 @@
+"""The wgmma mainloop compiles for sm_90a on a CPU with TMA, mbarriers and wgmma in its PTX and no spills; it
+refuses other targets and the features it does not have, with clear errors."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from humming_cute.config import GemmConfig
+from humming_cute.kernels.mainloop_sm90 import Sm90MixedGemm
+from humming_cute.runtime.compile import fake_operands
+from humming_cute.testing.ptx import compile_for_arch
+from humming_cute.tune import default_config
+from humming_cute.tune.heuristics import sm90_config
+
+CASES = [  # a, b, group, m: plane widths 4, 8, 4+2+1, 2, 1 and both activation types
+    ("float16", "uint4", 128, 4096),
+    ("bfloat16", "int8", 0, 64),
+    ("float16", "uint7", 64, 333),
+    ("bfloat16", "float4e2m1", 32, 1024),
+    ("float16", "int2", 128, 128),
+]
+
+
+@pytest.mark.parametrize("a,b,g,m", CASES)
+def test_sm90_compiles_with_tma_mbarrier_wgmma(a, b, g, m):
+    cfg = sm90_config(m, 4096, 4096, a_dtype=a, b_dtype=b, c_dtype=a, group_size=g)
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    ptx = art.ptx
+    t = "bf16" if a == "bfloat16" else "f16"
+    assert re.search(rf"wgmma\.mma_async\.sync\.aligned\.m64n{cfg.block_m}k16\.f32\.{t}\.{t}", ptx)
+    assert "cp.async.bulk.tensor" in ptx
+    assert "mbarrier" in ptx
+    assert not re.search(r"mma\.sync\.aligned", ptx), "the wgmma kernel must not fall back to mma.sync"
+    spills = sum(r.spill_bytes for r in art.ptxas.values())
+    assert art.ptxas, "ptxas printed no resource report"
+    assert spills == 0, f"{cfg}: ptxas reports {spills} spill bytes"
+
+
+def _sm90(**kw):
+    base = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=128, block_n=128,
+                block_k=64, warp_m=128, warp_n=64, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90")
+    base.update(kw)
+    return GemmConfig(**base)
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_89", "sm_100a", "sm_120a"])
+def test_sm90_mainloop_refuses_other_archs(arch):
+    with pytest.raises(NotImplementedError, match="needs sm_90a"):
+        _sm90(arch=arch).validate()
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(glu=True, activation="silu_glu"), "GLU"),
+    (dict(moe=True), "MoE"),
+    (dict(split_k=2), "split_k"),
+    (dict(block_n=512), "block_n|warps"),
+    (dict(block_m=8, warp_m=8), "block_m|power of two|multiple"),
+    (dict(warp_n=128), "warpgroup tile|warp shape|multiple"),
+    (dict(block_k=256, warp_k=256), "block_k"),
+    (dict(mainloop="sm100"), "mainloop"),
+])
+def test_sm90_config_errors(kw, match):
+    with pytest.raises((ValueError, NotImplementedError), match=match):
+        _sm90(**kw).validate()
+
+
+def test_default_config_dispatch():
+    kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128)
+    assert default_config(4096, 8192, 8192, arch="sm_90a", **kw).mainloop == "sm90"
+    assert default_config(64, 8192, 8192, arch="sm_90a", **kw).mainloop == "sm90"
+    assert default_config(16, 8192, 8192, arch="sm_90a", **kw).mainloop == "sm80"
+    assert default_config(4096, 8192, 8192, arch="sm_80", **kw).mainloop == "sm80"
+    assert default_config(4096, 8192, 8192, arch="sm_120a", **kw).mainloop == "sm80"
+    assert default_config(4096, 8192, 8192, arch="sm_90a", batch_invariant=True, **kw).mainloop == "sm80"
+    assert default_config(4096, 8192, 8192, arch="sm_90a", glu=True, **kw).mainloop == "sm80"
