@@ -9,7 +9,7 @@ import torch
 from humming_cute.config import GemmConfig
 from humming_cute.tune.heuristics import sm90_config
 
-from .test_gemm_gpu import run_case
+from test_gemm_gpu import run_case  # noqa: E402 (tests/ is on sys.path under pytest)
 
 pytestmark = pytest.mark.gpu
 

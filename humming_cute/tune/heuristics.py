@@ -22,12 +22,20 @@ def sm90_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c
                 has_bias: bool = False) -> GemmConfig:
     """The wgmma mainloop's config for an (m, n_pad, k_pad) problem on sm_90a: the tokens are wgmma's N
     (block_m), two warpgroups take 64 weight rows each."""
-    bm = 64 if m <= 64 else 128
+    # measured on H200 (benchmarks/results/2026-11-25_h200_sm90_config_probe.log), fp16 x uint4 g128 at
+    # N=K=8192 and 28672x4096: 64x128x64 best at M=64, 128x128x128 at M=256 (8192^2), 256x128x64 above
+    if m <= 64:
+        bm, bk, stages = 64, 64, 4
+    elif m <= 256:
+        bm, bk, stages = 128, 128, 3
+    else:
+        bm, bk, stages = 256, 64, 3
     bn = 128 if n_pad % 128 == 0 else 64
-    bk = 64
+    if k_pad % bk:
+        bk = 64
     cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
                      has_bias=has_bias, block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_n=64, warp_k=bk,
-                     stages=4, arch="sm_90a", mainloop="sm90")
+                     stages=stages, arch="sm_90a", mainloop="sm90")
     limit = get_arch("sm_90a").smem_per_block_bytes
     while smem_bytes(cfg) > limit and cfg.stages > 2:
         cfg = cfg.with_(stages=cfg.stages - 1)
