@@ -153,11 +153,12 @@ def _measure_peer(peer, x, y_ref, y_float, w_deq, rep_ms, *, m, n, k, bytes_, me
 def _our_config(m, pw, a_name, device) -> Optional[str]:
     """The kernel config gemm() picks for this M (informational; None when it cannot be asked)."""
     try:
-        from humming_cute.ops import device_target
+        from humming_cute.ops import _num_sms, device_target
         from humming_cute.tune import default_config
 
         cfg = default_config(m, pw.n_pad, pw.k_pad, a_dtype=pw.a_dtype, b_dtype=pw.b_dtype, c_dtype=a_name,
-                             group_size=pw.group_size, arch=device_target(device), has_bias=False)
+                             group_size=pw.group_size, arch=device_target(device), has_bias=False,
+                             num_sms=_num_sms(device))
         return repr(cfg)
     except Exception:  # noqa: BLE001 - informational only
         return None

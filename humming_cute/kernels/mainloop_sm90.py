@@ -181,8 +181,11 @@ class Sm90MixedGemm:
         tCcC = thr_mma.partition_C(cute.make_identity_tensor((ATOM_N, self.bm)))   # (n, m) coordinates
         acc = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)
         acc.fill(0.0)
-        rA = cute.make_rmem_tensor(cute.make_layout(((2, 2, 2), 1, self.k_steps)), self.a_type)
-        rAu = cute.recast_tensor(rA, cutlass.Int32)              # register (reg, step) at reg + 4 step
+        # two register buffers of wgmma A fragments: one feeds the in-flight wgmma, the other is being dequantized
+        rA0 = cute.make_rmem_tensor(cute.make_layout(((2, 2, 2), 1, self.k_steps)), self.a_type)
+        rA1 = cute.make_rmem_tensor(cute.make_layout(((2, 2, 2), 1, self.k_steps)), self.a_type)
+        rAu0 = cute.recast_tensor(rA0, cutlass.Int32)            # register (reg, step) at reg + 4 step
+        rAu1 = cute.recast_tensor(rA1, cutlass.Int32)
 
         # per-plane views of a packed B stage: (word, lane, vec, k-atom, n-atom, stage)
         b_views = []
@@ -208,24 +211,46 @@ class Sm90MixedGemm:
                              tZsZ)
                 prod.advance()
         cons = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.stages)
+        rel = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.stages)
         tiled_mma.set(warpgroup.Field.ACCUMULATE, True)
 
-        for _ in cutlass.range(k_tiles, unroll=1):
+        # software pipeline inside each warpgroup: while the wgmmas of k-tile kt run on one register buffer,
+        # k-tile kt + 1 is dequantized into the other; a stage is released once its wgmmas have completed
+        if k_tiles > 0:
             pipe.consumer_wait(cons)
+            self.dequant_tile(plan, rAu0, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
+        for _ in cutlass.range(k_tiles // 2, unroll=1):
+            for half in cutlass.range_constexpr(2):
+                cur = rA0 if half == 0 else rA1
+                nxt = rAu1 if half == 0 else rAu0
+                stage = cons.index
+                warpgroup.fence()
+                for s in cutlass.range_constexpr(self.k_steps):
+                    cute.gemm(tiled_mma, acc, cur[None, None, s], tCrB[None, None, s, stage], acc)
+                warpgroup.commit_group()
+                warpgroup.wait_group(1)                  # the previous k-tile's wgmmas are done
+                if cons.count > 0:
+                    pipe.consumer_release(rel)
+                    rel.advance()
+                    # refill the stage just released (warp 0 must release before it waits for the stage to be
+                    # empty: it is one of the consumers)
+                    if warp_idx == 0:
+                        if prod.count < k_tiles:
+                            self.produce(pipe, prod, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS,
+                                         tma_z, tZgZ, tZsZ)
+                            prod.advance()
+                cons.advance()
+                if cons.count < k_tiles:
+                    pipe.consumer_wait(cons)
+                    self.dequant_tile(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
+        if k_tiles % 2 == 1:                             # odd count: the last k-tile sits in buffer 0
             stage = cons.index
-            self.dequant_tile(plan, rAu, b_views, s_view, z_view, wg, wr, lane, g, stage)
             warpgroup.fence()
             for s in cutlass.range_constexpr(self.k_steps):
-                cute.gemm(tiled_mma, acc, rA[None, None, s], tCrB[None, None, s, stage], acc)
+                cute.gemm(tiled_mma, acc, rA0[None, None, s], tCrB[None, None, s, stage], acc)
             warpgroup.commit_group()
-            warpgroup.wait_group(0)
-            pipe.consumer_release(cons)
             cons.advance()
-            if warp_idx == 0:
-                if prod.count < k_tiles:
-                    self.produce(pipe, prod, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z,
-                                 tZgZ, tZsZ)
-                    prod.advance()
+        warpgroup.wait_group(0)
 
         # ---- epilogue (coordinates are (n, m): transposed)
         M = cute.size(mC, mode=[0])

@@ -19,17 +19,18 @@ SM90_MIN_M = 64
 
 
 def sm90_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c_dtype: str, group_size: int,
-                has_bias: bool = False) -> GemmConfig:
+                has_bias: bool = False, num_sms: int = 132) -> GemmConfig:
     """The wgmma mainloop's config for an (m, n_pad, k_pad) problem on sm_90a: the tokens are wgmma's N
     (block_m), two warpgroups take 64 weight rows each."""
-    # measured on H200 (benchmarks/results/2026-11-25_h200_sm90_config_probe.log), fp16 x uint4 g128 at
-    # N=K=8192 and 28672x4096: 64x128x64 best at M=64, 128x128x128 at M=256 (8192^2), 256x128x64 above
+    # measured on H100 (benchmarks/results/2026-11-25_h100_sm90_config_probe.log), fp16 x uint4 g128 at
+    # N=K=8192 and 28672x4096: 64x128x64 best at M=64; 256x128x64 wherever it still gives every SM a tile,
+    # else 128x128x64
     if m <= 64:
         bm, bk, stages = 64, 64, 4
-    elif m <= 256:
-        bm, bk, stages = 128, 128, 3
-    else:
+    elif m > 128 and -(-m // 256) * (n_pad // 128) >= num_sms:
         bm, bk, stages = 256, 64, 3
+    else:
+        bm, bk, stages = 128, 64, 4
     bn = 128 if n_pad % 128 == 0 else 64
     if k_pad % bk:
         bk = 64
@@ -53,7 +54,7 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
     row's result never depends on M or on the other rows of the batch."""
     if get_arch(arch).sm == 90 and m >= SM90_MIN_M and not batch_invariant and not glu:
         return sm90_config(m, n_pad, k_pad, a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype,
-                           group_size=group_size, has_bias=has_bias)
+                           group_size=group_size, has_bias=has_bias, num_sms=num_sms)
     if m <= 16:
         bm, wm = 16, 16
     elif m <= 32:
