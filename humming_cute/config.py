@@ -190,8 +190,6 @@ class GemmConfig:
                              f"{self.block_k}); got warp shape ({self.warp_m}, {self.warp_n}, {self.warp_k})")
         if self.block_k not in (64, 128):
             raise ValueError(f"the wgmma mainloop takes block_k 64 or 128, got {self.block_k}")
-        if self.split_k != 1:
-            raise NotImplementedError("split_k > 1 is not implemented for the wgmma mainloop")
         if self.moe:
             raise NotImplementedError("the MoE GEMM runs on the mma.sync mainloop (mainloop='sm80')")
         if self.glu:

@@ -54,7 +54,7 @@ def test_sm90_mainloop_refuses_other_archs(arch):
 @pytest.mark.parametrize("kw,match", [
     (dict(glu=True, activation="silu_glu"), "GLU"),
     (dict(moe=True), "MoE"),
-    (dict(split_k=2), "split_k"),
+    (dict(split_k=0), "split_k"),
     (dict(block_n=512), "block_n|warps"),
     (dict(block_m=8, warp_m=8), "block_m|power of two|multiple"),
     (dict(warp_n=128), "warpgroup tile|warp shape|multiple"),

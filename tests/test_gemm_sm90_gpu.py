@@ -63,3 +63,19 @@ def test_default_config_takes_wgmma_for_prefill():
     """hc.gemm picks the wgmma mainloop by itself from M=64 on an sm_90 GPU."""
     rel = run_case("bfloat16", "uint4", 128, "bfloat16", 200, 1024, 2048)
     assert rel < 1e-2
+
+
+@pytest.mark.parametrize("split,m,bm,bn", [(2, 64, 64, 64), (3, 200, 128, 128), (4, 1, 64, 64)])
+def test_wgmma_split_k(split, m, bm, bn):
+    """Split-K across CTAs on the wgmma mainloop (uneven split included), deterministic: two runs agree bitwise."""
+    cfg = GemmConfig(a_dtype="bfloat16", b_dtype="int4", c_dtype="bfloat16", group_size=128, block_m=bm,
+                     block_n=bn, block_k=64, warp_m=bm, warp_n=64, warp_k=64, stages=3, split_k=split,
+                     arch="sm_90a", mainloop="sm90")
+    run_case("bfloat16", "int4", 128, "bfloat16", m, 384, 1280, config=cfg, seed=split, bias=True)
+    import humming_cute as hc
+    from humming_cute.quant.weight import quantize_weight
+
+    torch.manual_seed(1)
+    pw = hc.prepare_weight(quantize_weight(torch.randn(384, 1280, device="cuda"), "int4", 128), "bfloat16")
+    x = torch.randn(m, 1280, device="cuda", dtype=torch.bfloat16)
+    assert torch.equal(hc.gemm(x, pw, config=cfg), hc.gemm(x, pw, config=cfg))

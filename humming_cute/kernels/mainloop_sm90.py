@@ -53,6 +53,7 @@ class Sm90MixedGemm:
         self.group = cfg.group_size
         self.srows = max(cfg.scale_rows, 1)
         self.has_zp = cfg.has_zero_point
+        self.split_k = cfg.split_k
         self.epilogue = Epilogue(cfg, self.c_type)
         half = self.bn // 2
         self.tx_bytes = (self.bm * self.bk * 2 + self.bn_atoms * self.bk_words * 4
@@ -93,15 +94,16 @@ class Sm90MixedGemm:
                                                          (self.srows, half))
         tiles_m = cute.ceil_div(cute.size(mA, mode=[0]), self.bm)
         tiles_n = cute.size(mB, mode=[0]) // self.bn_atoms
-        self.kernel(tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, mCS, mG, mBias, mC, tiled_mma,
-                    sA_layout, sB_layout, sS_layout, tiles_m, tiles_n).launch(
-            grid=[tiles_m * tiles_n, 1, 1], block=[self.threads, 1, 1], stream=stream)
+        self.kernel(tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, mCS, mG, mBias, mC, mWS, mCnt,
+                    tiled_mma, sA_layout, sB_layout, sS_layout, tiles_m, tiles_n).launch(
+            grid=[tiles_m * tiles_n, 1, self.split_k], block=[self.threads, 1, 1], stream=stream)
 
     @cute.jit
-    def produce(self, pipe, state, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ, tZsZ):
-        """Warp 0: wait for a free stage, then start the TMA loads of k-tile `state.count` into it."""
+    def produce(self, pipe, state, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ,
+                tZsZ):
+        """Warp 0: wait for a free stage, then start the TMA loads of k-tile `kt0 + state.count` into it."""
         pipe.producer_acquire(state)
-        kt = state.count
+        kt = kt0 + state.count
         st = state.index
         bar = pipe.producer_get_barrier(state)
         cute.copy(tma_a, tAgA[None, kt], tAsA[None, st], tma_bar_ptr=bar)
@@ -116,7 +118,8 @@ class Sm90MixedGemm:
     @cute.kernel
     def kernel(self, tma_a: cute.CopyAtom, gA_tma: cute.Tensor, tma_b: cute.CopyAtom, gB_tma: cute.Tensor,
                tma_s: cute.CopyAtom, gS_tma: cute.Tensor, tma_z: cute.CopyAtom, gZ_tma: cute.Tensor,
-               mCS: cute.Tensor, mG: cute.Tensor, mBias: cute.Tensor, mC: cute.Tensor, tiled_mma: cute.TiledMma,
+               mCS: cute.Tensor, mG: cute.Tensor, mBias: cute.Tensor, mC: cute.Tensor, mWS: cute.Tensor,
+               mCnt: cute.Tensor, tiled_mma: cute.TiledMma,
                sA_layout: cute.ComposedLayout, sB_layout: cute.Layout, sS_layout: cute.Layout,
                tiles_m: cutlass.Int32, tiles_n: cutlass.Int32):
         plan = self.plan
@@ -135,7 +138,7 @@ class Sm90MixedGemm:
                 cpasync.prefetch_descriptor(tma_z)
 
         # grouped raster: _RASTER_M block rows walk all of N before the next rows start
-        bid, _, _ = cute.arch.block_idx()
+        bid, _, z_idx = cute.arch.block_idx()
         per_group = _RASTER_M * tiles_n
         first_m = (bid // per_group) * _RASTER_M
         rows = cutlass.min(tiles_m - first_m, _RASTER_M)
@@ -203,11 +206,15 @@ class Sm90MixedGemm:
 
         pipeline.pipeline_init_wait()
 
-        k_tiles = cute.size(gA, mode=[2])
+        # split-K across CTAs: CTA z takes k-tiles [kt0, kt0 + k_tiles)
+        k_tiles_all = cute.size(gA, mode=[2])
+        kt_per = (k_tiles_all + self.split_k - 1) // self.split_k
+        kt0 = z_idx * kt_per
+        k_tiles = cutlass.max(cutlass.min(kt_per, k_tiles_all - kt0), 0)
         prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)
         if warp_idx == 0:
             for _ in cutlass.range(cutlass.min(self.stages, k_tiles), unroll=1):
-                self.produce(pipe, prod, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ,
+                self.produce(pipe, prod, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ,
                              tZsZ)
                 prod.advance()
         cons = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.stages)
@@ -236,7 +243,7 @@ class Sm90MixedGemm:
                     # empty: it is one of the consumers)
                     if warp_idx == 0:
                         if prod.count < k_tiles:
-                            self.produce(pipe, prod, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS,
+                            self.produce(pipe, prod, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS,
                                          tma_z, tZgZ, tZsZ)
                             prod.advance()
                 cons.advance()
@@ -252,11 +259,40 @@ class Sm90MixedGemm:
             cons.advance()
         warpgroup.wait_group(0)
 
-        # ---- epilogue (coordinates are (n, m): transposed)
+        # ---- split-K: every CTA stores its fp32 partial; the last to arrive (atomic ticket) adds the partials in
+        # split order (deterministic) and runs the epilogue
         M = cute.size(mC, mode=[0])
         N = cute.size(mC, mode=[1])
-        self.epilogue.store(acc, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M, N, 0, True, mG, mCS,
-                            mBias, mC, mCS, mG, transposed=True)
+        m0 = bm_idx * self.bm
+        n0 = bn_idx * self.bn + wg * ATOM_N
+        is_last = True
+        if cutlass.const_expr(self.split_k > 1):
+            sFlag = smem.allocate_tensor(cutlass.Int32, cute.make_layout(1), byte_alignment=4)
+            tile = bm_idx * tiles_n + bn_idx
+            for i in cutlass.range_constexpr(cute.size(acc)):
+                c = tCcC[i]
+                if m0 + c[1] < M:
+                    mWS[z_idx * M + m0 + c[1], n0 + c[0]] = acc[i]
+            cute.arch.fence_acq_rel_gpu()
+            cute.arch.sync_threads()
+            if tidx == 0:
+                sFlag[0] = cute.arch.atomic_add(mCnt.iterator + tile, cutlass.Int32(1))
+            cute.arch.sync_threads()
+            is_last = sFlag[0] == self.split_k - 1
+            if is_last:
+                cute.arch.fence_acq_rel_gpu()
+                for i in cutlass.range_constexpr(cute.size(acc)):
+                    c = tCcC[i]
+                    if m0 + c[1] < M:
+                        tot = cutlass.Float32(0.0)
+                        for zz in cutlass.range_constexpr(self.split_k):
+                            tot = tot + mWS[zz * M + m0 + c[1], n0 + c[0]]
+                        acc[i] = tot
+                if tidx == 0:
+                    mCnt[tile] = 0   # ready for the next launch (the buffer is per device and stream)
+
+        # ---- epilogue (coordinates are (n, m): transposed)
+        self.epilogue.store(acc, tCcC, m0, n0, M, N, 0, is_last, mG, mCS, mBias, mC, mCS, mG, transposed=True)
 
     @cute.jit
     def dequant_tile(self, plan: cutlass.Constexpr, rAu, b_views, s_view, z_view, wg, wr, lane, g, stage):
