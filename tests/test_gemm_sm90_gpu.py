@@ -70,7 +70,7 @@ def test_wgmma_split_k(split, m, bm, bn):
     """Split-K across CTAs on the wgmma mainloop (uneven split included), deterministic: two runs agree bitwise."""
     cfg = GemmConfig(a_dtype="bfloat16", b_dtype="int4", c_dtype="bfloat16", group_size=128, block_m=bm,
                      block_n=bn, block_k=64, warp_m=bm, warp_n=64, warp_k=64, stages=3, split_k=split,
-                     arch="sm_90a", mainloop="sm90")
+                     arch="sm_90a", mainloop="sm90", has_bias=True)
     run_case("bfloat16", "int4", 128, "bfloat16", m, 384, 1280, config=cfg, seed=split, bias=True)
     import humming_cute as hc
     from humming_cute.quant.weight import quantize_weight
@@ -78,4 +78,24 @@ def test_wgmma_split_k(split, m, bm, bn):
     torch.manual_seed(1)
     pw = hc.prepare_weight(quantize_weight(torch.randn(384, 1280, device="cuda"), "int4", 128), "bfloat16")
     x = torch.randn(m, 1280, device="cuda", dtype=torch.bfloat16)
-    assert torch.equal(hc.gemm(x, pw, config=cfg), hc.gemm(x, pw, config=cfg))
+    bias = torch.randn(384, device="cuda", dtype=torch.bfloat16)
+    assert torch.equal(hc.gemm(x, pw, bias=bias, config=cfg), hc.gemm(x, pw, bias=bias, config=cfg))
+
+
+@pytest.mark.parametrize("activation", ["silu", "gelu", "quick_gelu"])
+def test_wgmma_epilogue_activations(activation):
+    """Built-in and custom activations on the wgmma path's transposed epilogue (M >= 64 takes it by default)."""
+    import humming_cute as hc
+    from humming_cute.quant.reference import reference_gemm
+    from humming_cute.quant.weight import quantize_weight
+
+    torch.manual_seed(3)
+    qw = quantize_weight(torch.randn(256, 512, device="cuda"), "uint4", 128)
+    pw = hc.prepare_weight(qw, "float16")
+    x = torch.randn(150, 512, device="cuda", dtype=torch.float16)
+    bias = torch.randn(256, device="cuda", dtype=torch.float16)
+    cfg = sm90_config(150, 256, 512, a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
+                      has_bias=True).with_(activation=activation)
+    y = hc.gemm(x, pw, bias=bias, activation=activation, config=cfg)
+    ref = reference_gemm(x, qw, bias=bias, activation=activation, out_dtype=torch.float32)
+    assert ((y.float() - ref).norm() / ref.norm()).item() < 2e-3
