@@ -771,3 +771,22 @@ def test_main_moe_mode_on_cpu(monkeypatch, tmp_path, capsys):
         assert png.stat().st_size > 1000
     else:
         assert "matplotlib" in out
+
+
+def test_markdown_table_from_committed_results():
+    """The README tables are rendered from the committed bench JSON (dense and MoE modes)."""
+    import json
+    import pathlib
+
+    from humming_cute.bench.markdown import table
+
+    res = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+    dense = json.loads((res / "2026-11-25_h100_w4a16_sm90.json").read_text())
+    t = table(dense).splitlines()
+    assert len(t) == 2 + len(dense["rows"])
+    assert t[0].startswith("| N x K | M | humming-cute ms") and "vs Humming" in t[0]
+    first = dense["rows"][0]
+    assert f"{first['impls']['humming_cute']['ms']:.4f}" in t[2]
+    moe = json.loads((res / "2026-11-25_h100_moe_w4a16_g128.json").read_text())
+    t = table(moe).splitlines()
+    assert len(t) == 2 + len(moe["rows"]) and t[2].startswith("| qwen3-30b-a3b up | 1 |")

@@ -1,0 +1,57 @@
+"""Render a bench JSON as the Markdown table the README shows: `python -m humming_cute.bench.markdown FILE.json`.
+
+Numbers come from the JSON only, so a README table can always be regenerated from the committed results."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Optional
+
+__all__ = ["table"]
+
+
+def _ms(impl: Optional[dict]) -> str:
+    return f"{impl['ms']:.4f}" if impl and impl.get("status") == "ok" else "-"
+
+
+def _ratio(row: dict, peer: str) -> str:
+    r = row.get("ratio_vs", {}).get(peer)
+    return f"{r:.2f}" if r is not None else "-"
+
+
+def table(result: dict) -> str:
+    """The Markdown table of one bench result (dense or MoE mode)."""
+    rows = result["rows"]
+    peers = result["config"].get("peers", [])
+    names = {"torch": "cuBLAS fp16" if result["config"]["mode"] == "dense" else "torch loop", "int4": "torch int4",
+             "humming": "Humming"}
+    moe = result["config"]["mode"] == "moe"
+    head = ["layer", "tokens"] if moe else ["N x K", "M"]
+    head += ["humming-cute ms", "% memory floor", "% compute floor"]
+    head += [f"{names.get(p, p)} ms" for p in peers] + [f"vs {names.get(p, p)}" for p in peers]
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
+    for row in rows:
+        ours = row["impls"].get("humming_cute", {})
+        lead = ([row["panel"], str(row["tokens"])] if moe else [f"{row['n']} x {row['k']}", str(row["m"])])
+        ok = ours.get("status") == "ok"
+        cells = lead + [_ms(ours), f"{ours['pct_of_memory_floor']:.1f} %" if ok else "-",
+                        f"{ours['pct_of_compute_floor']:.1f} %" if ok else "-"]
+        cells += [_ms(row["impls"].get(p)) for p in peers] + [_ratio(row, p) for p in peers]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        print("usage: python -m humming_cute.bench.markdown RESULT.json [...]", file=sys.stderr)
+        return 2
+    for path in argv:
+        with open(path) as f:
+            print(table(json.load(f)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
