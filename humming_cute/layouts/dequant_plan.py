@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
 
 from .. import dtypes as dt
 
-__all__ = ["DequantPlan", "make_plan", "plane_widths", "emulate_pairs", "emulate_codes"]
+__all__ = ["DequantPlan", "make_plan", "plane_widths", "emulate_pairs", "emulate_codes", "LanePlan", "make_lane_plan",
+           "emulate_lanes"]
 
 
 def plane_widths(bits: int) -> tuple[int, ...]:
@@ -165,3 +167,121 @@ def emulate_codes(plan: DequantPlan, codes: np.ndarray, z: np.ndarray | None = N
     """Emulate the transform on single codes (each code is placed in both halves of a pair)."""
     c = codes.astype(np.uint32)
     return emulate_pairs(plan, c | (c << 16), z)[..., 0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 8-bit and 4-bit activation lanes (fp8 / int8 / int4 / fp4 MMAs)
+#
+# With 8/4-bit activations the MMA takes 4 (8-bit) or 8 (4-bit) weight values per 32-bit register, in the
+# activation's own format, and group scales cannot be applied before the MMA without rounding: they rescale a
+# partial accumulator at each group boundary instead (two-level accumulation), so the lanes hold q - z exactly.
+#
+# * weights of the activation's own float format (e4m3 under e4m3, ...): the codes already are the lanes.
+# * other float targets (e4m3, e5m2, e2m1): the 16-bit transform above produces exact fp16 pairs (zero point already
+#   subtracted); one conversion instruction per pair (cvt.rn.satfinite.e4m3x2.f16x2 / .e5m2x2.f16x2 on sm_89+,
+#   .e2m1x2.f32 on sm_100a+/sm_120a) packs them into the target format. Legal pairs make every value exactly
+#   representable, so the conversion never rounds.
+# * integer targets (int8, int4): plain lane arithmetic without carries. A lane holding a code q becomes
+#   ((q + (2^(w-1) - o)) mod 2^w) xor 2^(w-1), i.e. q - o in w-bit two's complement, where o is the symmetric
+#   offset 2^(b-1) or the group's zero point z, and w = 8 or 4. The legal-pair table bounds q and o so that the
+#   add never carries into the next lane: one add with a per-group constant and one xor per register.
+
+
+@dataclass(frozen=True)
+class LanePlan:
+    """How packed weight codes become 8-bit or 4-bit activation-format lanes."""
+
+    a_dtype: str              # float8e4m3 | float8e5m2 | float4e2m1 | int8 | int4
+    b_dtype: str
+    bits: int
+    planes: tuple[int, ...]
+    kind: str                 # "identity" (weight type == activation type), "half_cvt" (16-bit transform +
+                              # exact conversion) or "int_lanes"
+    lane_bits: int            # 8 or 4
+    sym_offset: int = 0       # 2^(b-1) for symmetric ints, 0 for uint / float weights
+    half: Optional[DequantPlan] = None   # the fp16 transform used by "half_cvt"
+
+    def lane_add(self, offset: int) -> int:
+        """The per-lane constant added before the xor, for subtrahend `offset` (symmetric offset or zero point)."""
+        h = 1 << (self.lane_bits - 1)
+        return (h - offset) % (1 << self.lane_bits)
+
+    def lane_add_word(self, offset: int) -> int:
+        """`lane_add` replicated into every lane of a 32-bit word."""
+        c = self.lane_add(offset)
+        lanes = 32 // self.lane_bits
+        return sum(c << (i * self.lane_bits) for i in range(lanes))
+
+
+def make_lane_plan(a_dtype, b_dtype) -> LanePlan:
+    """The lane transform of an (8/4-bit activation, weight) pair; raises for illegal pairs (SPEC table)."""
+    a, b = dt.parse_dtype(a_dtype), dt.parse_dtype(b_dtype)
+    if a.name not in ("float8e4m3", "float8e5m2", "float4e2m1", "int8", "int4"):
+        raise ValueError(f"lane plans are for 8/4-bit activations, not {a.name} (see make_plan for fp16/bf16)")
+    dt.check_legal_pair(a, b)
+    planes = plane_widths(b.bits)
+    off = b.offset if isinstance(b, dt.IntegerType) else 0
+    if a.name in ("int8", "int4"):
+        return LanePlan(a.name, b.name, b.bits, planes, "int_lanes", 8 if a.name == "int8" else 4, sym_offset=off)
+    lane_bits = 4 if a.name == "float4e2m1" else 8
+    if b.name == a.name:   # e4m3 / e5m2 / e2m1 weights under the same activation format: the codes are the lanes
+        return LanePlan(a.name, b.name, b.bits, planes, "identity", lane_bits)
+    return LanePlan(a.name, b.name, b.bits, planes, "half_cvt", lane_bits, sym_offset=off,
+                    half=make_plan("float16", b))
+
+
+def _float_lane_bits(values: torch.Tensor, a_name: str) -> np.ndarray:
+    """Exact conversion of fp16 values to the 8/4-bit float format's bit patterns (raises if one would round)."""
+    v = values.to(torch.float32)
+    if a_name == "float4e2m1":
+        grid = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0])
+        mag = v.abs()
+        idx = (mag.unsqueeze(-1) == grid).float().argmax(-1)
+        if not bool((grid[idx] == mag).all()):
+            raise ArithmeticError("a value is not representable in e2m1")
+        sign = (torch.signbit(v)).to(torch.int64) << 3
+        return (idx.to(torch.int64) | sign).numpy()
+    tdt = torch.float8_e4m3fn if a_name == "float8e4m3" else torch.float8_e5m2
+    return v.to(tdt).view(torch.uint8).to(torch.int64).numpy()   # exact for legal values (the tests check)
+
+
+def emulate_lanes(plan: LanePlan, codes: np.ndarray, z: np.ndarray | None = None) -> torch.Tensor:
+    """Emulate the lane transform on single codes (any shape; `z` per code for uint weights).
+
+    Returns the lanes' values: int64 for integer targets, float32 for float targets. The arithmetic is done on
+    packed 32-bit words exactly as the kernel does it (4 or 8 lanes per word), so a carry between lanes or a
+    rounding conversion would show up as a wrong value."""
+    c = np.asarray(codes, dtype=np.int64).reshape(-1)
+    zz = (np.full(c.shape, plan.sym_offset, dtype=np.int64) if z is None
+          else np.asarray(z, dtype=np.int64).reshape(-1))
+    if plan.kind in ("identity", "half_cvt"):
+        if plan.kind == "identity":
+            bits = c
+        else:
+            halves = emulate_codes(plan.half, c.astype(np.uint32), None if z is None else zz.astype(np.float64))
+            bits = _float_lane_bits(halves, plan.a_dtype)
+        if plan.a_dtype == "float4e2m1":
+            table = {i: v for i, v in enumerate([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0])}
+            out = np.array([(-1.0 if b >> 3 else 1.0) * table[b & 7] for b in bits], dtype=np.float32)
+            return torch.from_numpy(out).reshape(np.shape(codes))
+        tdt = torch.float8_e4m3fn if plan.a_dtype == "float8e4m3" else torch.float8_e5m2
+        return torch.from_numpy(bits.astype(np.uint8)).view(tdt).to(torch.float32).reshape(np.shape(codes))
+    w = plan.lane_bits
+    lanes = 32 // w
+    n = len(c)
+    pad = (-n) % lanes
+    c = np.concatenate([c, np.zeros(pad, dtype=np.int64)])
+    zz = np.concatenate([zz, np.full(pad, plan.sym_offset, dtype=np.int64)])
+    mask = (1 << w) - 1
+    if np.any(c > mask) or np.any((zz < 0) | (zz > mask)):
+        raise ValueError("codes / zero points do not fit the lanes")
+    c = c.reshape(-1, lanes)
+    zz = zz.reshape(-1, lanes)
+    shifts = np.arange(lanes, dtype=np.int64) * w
+    word = (c << shifts).sum(-1)                                        # codes packed into 32-bit words
+    add = ((np.vectorize(plan.lane_add)(zz)) << shifts).sum(-1)         # the per-lane constants
+    flip = sum((1 << (w - 1)) << (i * w) for i in range(lanes))
+    res = ((word + add) & 0xFFFFFFFF) ^ flip                            # one add, one xor per word
+    out = (res[:, None] >> shifts) & mask
+    out = np.where(out >= (1 << (w - 1)), out - (1 << w), out)          # w-bit two's complement
+    return torch.from_numpy(out.reshape(-1)[:n]).reshape(np.shape(codes))
