@@ -425,3 +425,53 @@ def test_pack_weight_in_row_chunks_equals_whole(bits):
     for rows in (64, 128, 200):
         assert torch.equal(pw(c, bits, rows_per_chunk=rows), whole)
     assert torch.equal(uw(whole, bits), c)
+
+
+# ---- layouts for the 8-bit (m16n8k32) and 4-bit (m16n8k64) MMAs
+def _ptx_b_coords(mma_k, lane):
+    """(n, k) of each B-fragment value of thread `lane`, from the PTX ISA's fragment tables (independent of
+    pair_coords): k32 (.s8/.e4m3/.e5m2): 8 values, k = 4t + (i % 4) + 16 (i >= 4); k64 (.s4/.e2m1 as 4-bit): 16
+    values, k = 8t + (i % 8) + 32 (i >= 8); n = g."""
+    g, t = lane // 4, lane % 4
+    if mma_k == 32:
+        return [(g, 4 * t + (i % 4) + 16 * (i >= 4)) for i in range(8)]
+    return [(g, 8 * t + (i % 8) + 32 * (i >= 8)) for i in range(16)]
+
+
+@pytest.mark.parametrize("mma_k", [32, 64])
+def test_pair_coords_follow_the_mma_fragment(mma_k):
+    from humming_cute.layouts.weight import pair_coords
+
+    seen = set()
+    for lane in range(32):
+        for j in range(8):                        # n8 tile
+            for step in range(64 // mma_k):        # MMA k-steps inside the 64-wide atom
+                vals = []
+                pairs = 4 if mma_k == 32 else 8
+                for c in range(pairs):             # register order: pairs c, each (k, k + 1)
+                    ss, r = (2 * step + c // 2, c % 2) if mma_k == 32 else (c // 2, c % 2)
+                    n, k = pair_coords(mma_k, lane, ss, 2 * j + r)
+                    vals += [(n - 8 * j, k - step * mma_k), (n - 8 * j, k + 1 - step * mma_k)]
+                    seen.update({(n, k), (n, k + 1)})
+                assert vals == _ptx_b_coords(mma_k, lane), (lane, j, step)
+    assert len(seen) == 64 * 64                    # every (n, k) of the atom exactly once
+
+
+@pytest.mark.parametrize("mma_k", [32, 64])
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_pack_roundtrip_mma_k(bits, mma_k):
+    from humming_cute.layouts.weight import pack_weight, unpack_weight
+
+    torch.manual_seed(bits + mma_k)
+    codes = torch.randint(0, 1 << bits, (2, 128, 192), dtype=torch.uint8)
+    packed = pack_weight(codes, bits, mma_k=mma_k)
+    assert torch.equal(unpack_weight(packed, bits, mma_k=mma_k), codes)
+    if bits > 1:                                   # a different MMA's layout puts codes elsewhere
+        assert not torch.equal(packed, pack_weight(codes, bits))
+
+
+def test_mma_k_rejected():
+    from humming_cute.layouts.weight import pack_weight
+
+    with pytest.raises(ValueError, match="mma_k"):
+        pack_weight(torch.zeros(64, 64, dtype=torch.uint8), 4, mma_k=8)

@@ -12,6 +12,10 @@ registers r = 0, 1 holding the pairs (k = 2t + 8r, k = 2t + 8r + 1) of column n 
 step ss lives in word q = ss*w + p // (16/w) at slot s = p % (16/w): its two codes in bits [s*w, s*w+w) and
 [16 + s*w, 16 + s*w + w).
 
+The same words and slots serve the 8-bit (m16n8k32) and 4-bit (m16n8k64) MMAs: only the (n, k) a pair slot
+holds changes (`pair_coords`, `pack_weight(..., mma_k=32 / 64)`), so that the pairs of one register are the
+consecutive k values that MMA expects in one 32-bit fragment register.
+
 Atoms are stored n-major: `packed[n // 64, (k // 64) * 128 * bits + ...]`, so one block tile reads one
 contiguous run per 64 columns. Group scales and zero points are permuted inside every 64 columns so that a
 thread reads the eight values of its columns 8j + g (j = 0..7) as one 16-byte vector.
@@ -25,7 +29,8 @@ import torch
 
 from .dequant_plan import plane_widths
 
-__all__ = ["ATOM_N", "ATOM_K", "atom_words", "pack_weight", "unpack_weight", "permute_n", "unpermute_n"]
+__all__ = ["ATOM_N", "ATOM_K", "MMA_KS", "atom_words", "pack_weight", "unpack_weight", "pair_coords", "permute_n",
+           "unpermute_n"]
 
 ATOM_N = 64
 ATOM_K = 64
@@ -36,25 +41,48 @@ def atom_words(bits: int) -> int:
     return ATOM_N * ATOM_K * bits // 32
 
 
+MMA_KS = (16, 32, 64)
+
+
+def pair_coords(mma_k: int, lane: int, ss: int, p: int) -> tuple[int, int]:
+    """(n, k) inside a 64x64 atom of the first code of pair p (0..15) of step ss (0..3) of thread `lane`; the
+    pair's second code sits at k + 1. The word/slot structure is the same for every MMA; only which (n, k) a
+    pair slot holds depends on the MMA's K (16: fp16/bf16 m16n8k16; 32: 8-bit m16n8k32; 64: 4-bit m16n8k64):
+
+      k16: pair (j, r) = (p // 2, p % 2) of k16 step ss: n = 8j + g, k = 16 ss + 2t + 8r
+      k32: k32 step ss // 2, pair c = 2 (ss % 2) + r: k = 32 (ss // 2) + 4t + (0, 2, 16, 18)[c]
+           (register b0 = pairs c = 0, 1 = k 4t..4t+3; b1 = pairs 2, 3 = k 16+4t..16+4t+3)
+      k64: pair c = 2 ss + r: k = 8t + (0, 2, 4, 6, 32, 34, 36, 38)[c]
+           (b0 = pairs 0..3 = k 8t..8t+7; b1 = pairs 4..7 = k 32+8t..32+8t+7)
+    """
+    g, t = lane // 4, lane % 4
+    j, r = p // 2, p % 2
+    n = 8 * j + g
+    if mma_k == 16:
+        return n, 16 * ss + 2 * t + 8 * r
+    if mma_k == 32:
+        return n, 32 * (ss // 2) + 4 * t + (0, 2, 16, 18)[2 * (ss % 2) + r]
+    if mma_k == 64:
+        return n, 8 * t + (0, 2, 4, 6, 32, 34, 36, 38)[2 * ss + r]
+    raise ValueError(f"mma_k must be one of {MMA_KS}, got {mma_k}")
+
+
 @functools.lru_cache(maxsize=None)
-def _plane_index(w: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _plane_index(w: int, mma_k: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     """For a plane of width w: (flat n*64+k index [128w, 32/w], bit position [128w, 32/w]) of every value."""
     vals_per_half = 16 // w
     n_idx = torch.empty(128 * w, 32 // w, dtype=torch.long)
     bitpos = torch.empty(128 * w, 32 // w, dtype=torch.long)
     for lane in range(32):
-        g, t = lane // 4, lane % 4
         for ss in range(4):
             for p in range(16):
-                j, r = p // 2, p % 2
                 q = ss * w + p // vals_per_half
                 slot = p % vals_per_half
                 off = (q // 4) * 128 + lane * 4 + q % 4
+                n, k0 = pair_coords(mma_k, lane, ss, p)
                 for h in range(2):
-                    n = j * 8 + g
-                    k = ss * 16 + 2 * t + h + 8 * r
                     col = h * vals_per_half + slot
-                    n_idx[off, col] = n * ATOM_K + k
+                    n_idx[off, col] = n * ATOM_K + k0 + h
                     bitpos[off, col] = h * 16 + slot * w
     return n_idx, bitpos
 
@@ -71,19 +99,22 @@ def _check_codes(codes: torch.Tensor, bits: int) -> None:
         raise ValueError(f"a code is >= 2^{bits}; codes of a {bits}-bit type lie in [0, {(1 << bits) - 1}]")
 
 
-def pack_weight(codes: torch.Tensor, bits: int, *, rows_per_chunk: int = 1024) -> torch.Tensor:
+def pack_weight(codes: torch.Tensor, bits: int, *, rows_per_chunk: int = 1024, mma_k: int = 16) -> torch.Tensor:
     """Repack codes [.., N, K] (uint8, N and K multiples of 64) into the kernel layout int32 [.., N/64, K/64*4*32*bits].
 
-    Works on `rows_per_chunk` rows of N at a time so that the int64 temporaries stay small for large weights."""
+    `mma_k` names the MMA the layout feeds (16 for fp16/bf16 activations, 32 for 8-bit, 64 for 4-bit; see
+    `pair_coords`). Works on `rows_per_chunk` rows of N at a time so that the int64 temporaries stay small."""
     _check_codes(codes, bits)
+    if mma_k not in MMA_KS:
+        raise ValueError(f"mma_k must be one of {MMA_KS}, got {mma_k}")
     n = codes.shape[-2]
     step = max(ATOM_N, rows_per_chunk // ATOM_N * ATOM_N)
     if n > step:
-        return torch.cat([_pack_rows(codes[..., r:r + step, :], bits) for r in range(0, n, step)], dim=-2)
-    return _pack_rows(codes, bits)
+        return torch.cat([_pack_rows(codes[..., r:r + step, :], bits, mma_k) for r in range(0, n, step)], dim=-2)
+    return _pack_rows(codes, bits, mma_k)
 
 
-def _pack_rows(codes: torch.Tensor, bits: int) -> torch.Tensor:
+def _pack_rows(codes: torch.Tensor, bits: int, mma_k: int = 16) -> torch.Tensor:
     lead = codes.shape[:-2]
     n, k = codes.shape[-2:]
     na, ka = n // ATOM_N, k // ATOM_K
@@ -92,7 +123,7 @@ def _pack_rows(codes: torch.Tensor, bits: int) -> torch.Tensor:
     parts = []
     shift = 0
     for w in plane_widths(bits):
-        n_idx, bitpos = _plane_index(w)
+        n_idx, bitpos = _plane_index(w, mma_k)
         n_idx, bitpos = n_idx.to(codes.device), bitpos.to(codes.device)
         v = (atoms[..., n_idx] >> shift) & ((1 << w) - 1)  # [.., na, ka, 128w, 32/w]
         words = (v << bitpos).sum(-1)
@@ -103,8 +134,10 @@ def _pack_rows(codes: torch.Tensor, bits: int) -> torch.Tensor:
     return packed.reshape(*lead, na, ka * atom_words(bits)).contiguous()
 
 
-def unpack_weight(packed: torch.Tensor, bits: int) -> torch.Tensor:
-    """Exact inverse of `pack_weight`: int32 kernel layout -> uint8 codes [.., N, K]."""
+def unpack_weight(packed: torch.Tensor, bits: int, *, mma_k: int = 16) -> torch.Tensor:
+    """Exact inverse of `pack_weight` (same `mma_k`): int32 kernel layout -> uint8 codes [.., N, K]."""
+    if mma_k not in MMA_KS:
+        raise ValueError(f"mma_k must be one of {MMA_KS}, got {mma_k}")
     if packed.dtype != torch.int32:
         raise TypeError(f"packed weight must be torch.int32, got {packed.dtype}")
     aw = atom_words(bits)
@@ -117,7 +150,7 @@ def unpack_weight(packed: torch.Tensor, bits: int) -> torch.Tensor:
     out = torch.zeros(*lead, na, ka, ATOM_N * ATOM_K, dtype=torch.int64, device=packed.device)
     shift, start = 0, 0
     for w in plane_widths(bits):
-        n_idx, bitpos = _plane_index(w)
+        n_idx, bitpos = _plane_index(w, mma_k)
         n_idx, bitpos = n_idx.to(packed.device), bitpos.to(packed.device)
         pw = words[..., start:start + 128 * w]  # [.., 128w]
         v = (pw.unsqueeze(-1) >> bitpos) & ((1 << w) - 1)  # [.., 128w, 32/w]
