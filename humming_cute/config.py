@@ -16,6 +16,12 @@ from .layouts.weight import ATOM_K, ATOM_N
 
 __all__ = ["GemmConfig", "smem_bytes"]
 
+# 8-bit activation types the mma.sync kernel is being built for
+ACT8_TYPES = ("float8e4m3", "float8e5m2", "int8")
+# The 8-bit-activation kernel compiles but has not run on a GPU yet: configs with these activations are refused
+# unless this is set (the compile tests set it). Flip to True once the GPU tests pass.
+ALLOW_UNVERIFIED_ACT8 = False
+
 _MMA_M, _MMA_N, _MMA_K = 16, 8, 16
 
 
@@ -96,6 +102,11 @@ class GemmConfig:
     def dequant_plan(self) -> DequantPlan:
         return make_plan(self.a_dtype, self.b_dtype)
 
+    def lane_plan(self):
+        from .layouts.dequant_plan import make_lane_plan
+
+        return make_lane_plan(self.a_dtype, self.b_dtype)
+
     def with_(self, **kw) -> "GemmConfig":
         return replace(self, **kw)
 
@@ -104,9 +115,11 @@ class GemmConfig:
         a = dt.parse_dtype(self.a_dtype)
         b = dt.parse_dtype(self.b_dtype)
         dt.check_legal_pair(a, b, self.has_zero_point)
-        if a.name not in ("float16", "bfloat16"):
-            raise NotImplementedError(f"the mma.sync kernel takes float16/bfloat16 activations; {a.name} "
-                                      f"activations are not implemented yet")
+        if a.name in ACT8_TYPES:
+            self._validate_act8(a)
+        elif a.name not in ("float16", "bfloat16"):
+            raise NotImplementedError(f"the GEMM takes float16/bfloat16 (and, in development, 8-bit) activations; "
+                                      f"{a.name} activations are not implemented yet")
         if self.c_dtype not in ("float16", "bfloat16"):
             raise ValueError(f"output dtype must be float16 or bfloat16, got {self.c_dtype}")
         arch = get_arch(self.arch)
@@ -174,6 +187,32 @@ class GemmConfig:
         return self
 
 
+    @property
+    def act_bits(self) -> int:
+        """Width of the activation type: 16, or 8 for fp8 / int8 activations."""
+        return 8 if self.a_dtype in ACT8_TYPES else 16
+
+    def _validate_act8(self, a) -> None:
+        """8-bit activations (fp8 e4m3/e5m2 from sm_89, int8 from sm_80) on the mma.sync mainloop: the weight
+        becomes 8-bit lanes (`layouts.dequant_plan.make_lane_plan`), MMA m16n8k32, per-token activation scales
+        and channel weight scales in the fp32 epilogue."""
+        if not ALLOW_UNVERIFIED_ACT8:
+            raise NotImplementedError(f"{a.name} activations in the GEMM are compile-checked but not yet verified on "
+                                      f"a GPU; they are not enabled")
+        arch = get_arch(self.arch)
+        if arch.sm < (89 if a.name.startswith("float8") else 80):
+            raise NotImplementedError(f"{a.name} activations need sm_89 or newer (fp8 mma.sync); {arch.name} has none")
+        if self.mainloop != "sm80":
+            raise NotImplementedError("8-bit activations run on the mma.sync mainloop (mainloop='sm80')")
+        if self.group_size != 0 or self.has_zero_point:
+            raise NotImplementedError("8-bit activations take channelwise weight scales (group_size=0) and no zero "
+                                      "points for now; group scales and zero points need the two-level "
+                                      "accumulation")
+        if self.moe or self.split_k != 1 or self.glu:
+            raise NotImplementedError("8-bit activations: MoE, split_k and GLU are not implemented yet")
+        if self.warp_k % 32 or self.block_k % 64:
+            raise ValueError("8-bit activations need warp_k and block_k multiples of the MMA's K (32) and atom (64)")
+
     def _validate_sm90(self, arch) -> None:
         """The wgmma mainloop: the weight is wgmma's A (64 rows per warpgroup, dequantized in registers), the
         activations its B (N = block_m tokens, from swizzled shared memory)."""
@@ -198,7 +237,7 @@ class GemmConfig:
 
 def smem_bytes(cfg: GemmConfig) -> int:
     """Shared memory of one CTA: A + packed B + group scales (+ zero points), per stage."""
-    a = cfg.block_m * cfg.block_k * 2
+    a = cfg.block_m * cfg.block_k * cfg.act_bits // 8
     b = cfg.block_n * cfg.block_k * cfg.bits // 8
     s = cfg.scale_rows * cfg.block_n * 2 * (2 if cfg.has_zero_point else 1)
     if cfg.mainloop == "sm90":

@@ -16,7 +16,9 @@ from .tune import default_config
 
 __all__ = ["gemm"]
 
-_TORCH = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+_TORCH = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float8e4m3": torch.float8_e4m3fn,
+          "float8e5m2": torch.float8_e5m2, "int8": torch.int8}
+_ACT8 = ("float8e4m3", "float8e5m2", "int8")
 _C_NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16"}
 _DUMMIES: dict = {}
 
@@ -91,15 +93,26 @@ def check_input(x: torch.Tensor, w: PreparedWeight, bias: Optional[torch.Tensor]
 def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor] = None,
          out_dtype: Optional[torch.dtype] = None, config: Optional[GemmConfig] = None,
          out: Optional[torch.Tensor] = None, batch_invariant: bool = False, activation=None,
-         glu: bool = False) -> torch.Tensor:
+         glu: bool = False, x_scales: Optional[torch.Tensor] = None) -> torch.Tensor:
     """C[M, N] = act((x @ dequant(W)^T) * scales + bias), on the current CUDA stream.
 
     `activation`: None, a name ("relu", "silu", "gelu", "gelu_tanh", "quick_gelu", "sigmoid", "tanh", or
     "<name>_glu"), or a Python function of one value (two, gate and up, with `glu=True`) written with
     `humming_cute.activations` math; it is compiled into the epilogue. GLU reads gate/up from interleaved
     columns (2j, 2j + 1) and returns N/2 columns. `batch_invariant=True` (default configs only) keeps a row's
-    result bitwise independent of M."""
+    result bitwise independent of M. 8-bit activations (a weight prepared for fp8 / int8; in development, see
+    `config.ALLOW_UNVERIFIED_ACT8`): x holds the codes and `x_scales` [M] fp32 the per-token scales."""
     check_input(x, weight, bias)
+    act8 = weight.a_dtype in _ACT8
+    if act8:
+        if out_dtype is None:
+            raise ValueError("8-bit activations need out_dtype (torch.float16 or torch.bfloat16)")
+        if (not isinstance(x_scales, torch.Tensor) or x_scales.dtype != torch.float32
+                or x_scales.shape != (x.shape[0],) or x_scales.device != x.device):
+            raise ValueError(f"{weight.a_dtype} activations need x_scales: a float32 tensor [M={x.shape[0]}] of "
+                             f"per-token scales on {x.device}")
+    elif x_scales is not None:
+        raise ValueError("x_scales is for 8-bit activations; this weight takes float16/bfloat16 activations")
     if activation is None and not glu:
         act_name, act_fn = "none", None
     else:
@@ -153,7 +166,12 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
         return out
     xk = x if x.is_contiguous() else x.contiguous()
     if weight.k_pad != weight.shape_k:
-        xk = torch.nn.functional.pad(xk, (0, weight.k_pad - weight.shape_k))
+        if act8:   # zero codes are zero in every 8-bit format
+            xk = torch.nn.functional.pad(xk.view(torch.uint8), (0, weight.k_pad - weight.shape_k)).view(x.dtype)
+        else:
+            xk = torch.nn.functional.pad(xk, (0, weight.k_pad - weight.shape_k))
+    if act8:
+        xk = xk.view(torch.uint8).view(torch.float16)   # the kernel moves 8-bit codes as 16-bit pairs
     ops = _launch_operands(weight, dev)
     if config.split_k > 1:
         tiles = -(-m // config.block_m) * (weight.n_pad // config.block_n)
@@ -162,8 +180,9 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
     else:
         ws, cnt = ops[5], ops[6]
     with _on_device(dev):
+        # the row-weight operand carries the per-token activation scales of 8-bit activations
         kernel(xk, ops[0], ops[1], ops[2], ops[3], ops[4], bias if bias is not None else _dummy(dev, c_dtype),
-               out, ws, cnt, ops[7], ops[7], ops[7], ops[8])
+               out, ws, cnt, ops[7], ops[7], ops[7], x_scales if act8 else ops[8])
     return out
 
 

@@ -90,3 +90,35 @@ def broadcast_lo(w):
 def broadcast_hi(w):
     """(lo, hi) -> (hi, hi) of a packed pair."""
     return (w & i32(0xFFFF0000)) | ((w >> 16) & i32(0xFFFF))
+
+
+# ---- 8-bit activation lanes (see layouts/dequant_plan.py: LanePlan) --------------------------------------------
+_FP8_PTX = {"float8e4m3": "e4m3x2", "float8e5m2": "e5m2x2"}
+
+
+def _bytes_of_pairs(c0, c1):
+    """Low bytes of both halves of c0 then of c1 -> one register of four 8-bit lanes (one PRMT)."""
+    return cute.arch.inline_ptx("prmt.b32 {$w0}, {$r0}, {$r1}, 0x6420;", write_only_types=[cutlass.Int32],
+                                read_only_args=[c0, c1])
+
+
+def lanes8(lane, c0, c1, neg_sub=None):
+    """Two code pairs (k, k+1) and (k+2, k+3), each pair in the two 16-bit halves of c0 / c1, -> one register of
+    four 8-bit activation-format lanes holding the exact values q - offset, lane i = k + i.
+
+    identity: float weights of the activation's own format: the codes are the lanes. int_lanes: add a per-lane
+    constant and flip the top bit (carry-free; lane arithmetic of `LanePlan`). half_cvt: the exact fp16
+    transform, then one exact cvt to fp8 per pair."""
+    if lane.kind == "identity":
+        return _bytes_of_pairs(c0, c1)
+    if lane.kind == "int_lanes":
+        v = _bytes_of_pairs(c0, c1)
+        return (v + i32(lane.lane_add_word(lane.sym_offset))) ^ i32(0x80808080)
+    f0 = decode_pair(lane.half, c0, neg_sub)
+    f1 = decode_pair(lane.half, c1, neg_sub)
+    cvt = _FP8_PTX[lane.a_dtype]
+    return cute.arch.inline_ptx(
+        "{\n.reg .b16 lo, hi;\n"
+        f"cvt.rn.satfinite.{cvt}.f16x2 lo, {{$r0}};\n"
+        f"cvt.rn.satfinite.{cvt}.f16x2 hi, {{$r1}};\n"
+        "mov.b32 {$w0}, {lo, hi};\n}", write_only_types=[cutlass.Int32], read_only_args=[f0, f1])

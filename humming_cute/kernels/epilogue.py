@@ -27,6 +27,7 @@ class Epilogue:
         self.glu = cfg.glu
         self.moe = cfg.moe
         self.mul_topk = cfg.moe_mul_topk_weights
+        self.token_scale = cfg.act_bits == 8   # 8-bit activations: per-token fp32 scales (the row-weight operand)
         self.custom = cfg.activation == "custom"
         if self.custom:
             self.act_fn = cfg.custom_activation
@@ -57,7 +58,10 @@ class Epilogue:
                 m = m0 + coord[1 if transposed else 0]
                 n = n0 + coord[0 if transposed else 1]
                 if m < M and n < N and wk_idx == 0 and is_last:
-                    out = self.scale_bias(acc[i], gscale, n, mCS, mBias)
+                    v = acc[i]
+                    if cutlass.const_expr(self.token_scale):
+                        v = v * mTopkW[m]
+                    out = self.scale_bias(v, gscale, n, mCS, mBias)
                     if cutlass.const_expr(self.act_fn is not None):
                         out = self.act_fn(out)
                     mC[m, n] = out.to(self.c_type)

@@ -25,6 +25,7 @@ from ..config import GemmConfig
 from ..layouts.weight import ATOM_K, ATOM_N, atom_words
 from . import dequant as dq
 from .epilogue import Epilogue
+from .mma import mma_f8_m16n8k32, mma_s8_m16n8k32
 
 _CUTLASS_TYPES = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16, "float32": cutlass.Float32}
 
@@ -41,8 +42,19 @@ class Sm80MixedGemm:
 
     def __init__(self, cfg: GemmConfig):
         self.cfg = cfg.validate()
-        self.plan = cfg.dequant_plan()
-        self.a_type = _CUTLASS_TYPES[cfg.a_dtype]
+        self.act8 = cfg.act_bits == 8
+        if self.act8:
+            # 8-bit activations: the A tile travels as 16-bit pairs (cp.async / ldmatrix unchanged, K halved);
+            # the weight becomes 8-bit lanes and the MMA is m16n8k32
+            self.lane = cfg.lane_plan()
+            self.plan = self.lane.half
+            self.planes = self.lane.planes
+            self.a_type = cutlass.Float16
+        else:
+            self.lane = None
+            self.plan = cfg.dequant_plan()
+            self.planes = self.plan.planes
+            self.a_type = _CUTLASS_TYPES[cfg.a_dtype]
         self.c_type = _CUTLASS_TYPES[cfg.c_dtype]
         self.bm, self.bn, self.bk = cfg.block_m, cfg.block_n, cfg.block_k
         self.wm, self.wn, self.wk = cfg.warp_m, cfg.warp_n, cfg.warp_k
@@ -56,7 +68,9 @@ class Sm80MixedGemm:
         self.bk_words = self.bk // ATOM_K * self.aw       # int32 words of one 64-column strip per k-tile
         self.bn_atoms = self.bn // ATOM_N
         self.wn_atoms = self.wn // ATOM_N
-        self.k_steps = self.wk // 16                        # k16 steps of one warp per k-tile
+        self.k_steps = self.wk // (32 if self.act8 else 16)  # MMA k-steps of one warp per k-tile
+        self.bk_a = self.bk // 2 if self.act8 else self.bk   # A tile width in 16-bit elements
+        self.wk_a = self.wk // 2 if self.act8 else self.wk
         self.wk_atoms = self.wk // ATOM_K
         self.group = cfg.group_size
         self.srows = cfg.scale_rows
@@ -87,17 +101,17 @@ class Sm80MixedGemm:
                  mSorted: cute.Tensor, mExpert: cute.Tensor, mNumPost: cute.Tensor, mTopkW: cute.Tensor,
                  stream):
         # A tile in shared memory: 64-element rows, 128-bit chunks XOR-swizzled so ldmatrix is conflict-free
-        sw_cols = min(self.bk, 64)
+        sw_cols = min(self.bk_a, 64)
         a_atom = cute.make_composed_layout(cute.make_swizzle(3, 3, 3), 0,
                                            cute.make_layout((8, sw_cols), stride=(sw_cols, 1)))
-        sA_layout = cute.tile_to_shape(a_atom, (self.bm, self.bk, self.stages), (0, 1, 2))
+        sA_layout = cute.tile_to_shape(a_atom, (self.bm, self.bk_a, self.stages), (0, 1, 2))
         sB_layout = cute.make_layout((self.bn_atoms, self.bk_words, self.stages),
                                      stride=(self.bk_words, 1, self.bn_atoms * self.bk_words))
         srows = max(self.srows, 1)
         sS_layout = cute.make_layout((srows, self.bn // 2, self.stages),
                                      stride=(self.bn // 2, 1, srows * self.bn // 2))
 
-        copy_A, nthr_A = self._g2s_copy(self.a_type, self.bm, self.bk)
+        copy_A, nthr_A = self._g2s_copy(self.a_type, self.bm, self.bk_a)
         copy_B, nthr_B = self._g2s_copy(cutlass.Int32, self.bn_atoms, self.bk_words)
         copy_S, nthr_S = self._g2s_copy(cutlass.Int32, srows, self.bn // 2)
 
@@ -141,6 +155,54 @@ class Sm80MixedGemm:
                 if cutlass.const_expr(self.has_zp):
                     cute.copy(copy_S, tZgZ[None, None, None, r], tZsZ[None, None, None, stage])
 
+    @cute.jit
+    def mma_tile_act8(self, acc, acc_i, s2r_A, tXsA, tXrA, tCrA, b_views, wk_idx, wn_idx, lane,
+                      stage):
+        """One k-tile of a warp with 8-bit activations: per k32 step, ldmatrix the A fragments (16-bit pairs of
+        8-bit codes), turn the weight pairs into 8-bit lanes (b0 = k 4t..4t+3, b1 = k 16+4t..16+4t+3 of column
+        8j + g; layout `mma_k=32`), one m16n8k32 MMA per (m16, n8) tile."""
+        rAi = cute.recast_tensor(tCrA, cutlass.Int32)          # (4 regs, m16 tiles, k32 steps)
+        words = {}
+        for s in cutlass.range_constexpr(self.k_steps):
+            ka_l = s // 2
+            ka = wk_idx * self.wk_atoms + ka_l
+            cute.copy(s2r_A, tXsA[None, None, s, stage], tXrA[None, None, s])
+            for a in cutlass.range_constexpr(self.wn_atoms):
+                atom_n = wn_idx * self.wn_atoms + a
+                for j in cutlass.range_constexpr(8):
+                    bregs = []
+                    for hb in cutlass.range_constexpr(2):
+                        ss = 2 * (s % 2) + hb
+                        codes = []
+                        for r in cutlass.range_constexpr(2):
+                            p = 2 * j + r
+                            pw = []
+                            slots = []
+                            for pi, w in enumerate(self.planes):
+                                per_word = 16 // w
+                                q = ss * w + p // per_word
+                                key = (a, pi, ka_l, q // 4)
+                                if cutlass.const_expr(key not in words):
+                                    rw = cute.make_rmem_tensor(cute.make_layout(4), cutlass.Int32)
+                                    cute.autovec_copy(b_views[pi][None, lane, q // 4, ka, atom_n, stage], rw)
+                                    words[key] = rw
+                                pw.append(words[key][q % 4])
+                                slots.append(p % per_word)
+                            codes.append(dq.extract_pair(self.lane, pw, slots))
+                        bregs.append(dq.lanes8(self.lane, codes[0], codes[1]))
+                    nj = a * 8 + j
+                    for mi in cutlass.range_constexpr(self.wm // 16):
+                        a_regs = [rAi[v, mi, s] for v in range(4)]
+                        if cutlass.const_expr(self.cfg.a_dtype == "int8"):
+                            d = mma_s8_m16n8k32(None, a_regs, bregs, [acc_i[v, mi, nj] for v in range(4)])
+                            for v in cutlass.range_constexpr(4):
+                                acc_i[v, mi, nj] = d[v]
+                        else:
+                            d = mma_f8_m16n8k32(self.cfg.a_dtype, a_regs, bregs,
+                                                [acc[v, mi, nj] for v in range(4)])
+                            for v in cutlass.range_constexpr(4):
+                                acc[v, mi, nj] = d[v]
+
     # ------------------------------------------------------------------ the kernel
     @cute.kernel
     def kernel(self, mA: cute.Tensor, mB: cute.Tensor, mS: cute.Tensor, mZ: cute.Tensor, mCS: cute.Tensor,
@@ -164,7 +226,7 @@ class Sm80MixedGemm:
         N = cute.size(mC, mode=[1])
         if cutlass.const_expr(self.glu):
             N = N * 2   # C holds N/2 GLU outputs; predicates run over the N accumulator columns
-        k_tiles_all = cute.size(mA, mode=[1]) // self.bk
+        k_tiles_all = cute.size(mA, mode=[1]) // self.bk_a
         # split-K across CTAs: CTA z takes k-tiles [kt0, kt0 + k_tiles)
         kt_per = (k_tiles_all + self.split_k - 1) // self.split_k
         kt0 = z_idx * kt_per
@@ -195,14 +257,14 @@ class Sm80MixedGemm:
         # ---- global tiles of this CTA
         if cutlass.const_expr(self.moe):
             # only the per-thread layout of this tile is used: MoE rows are gathered (see load_tile)
-            gA = cute.local_tile(mA, (self.bm, self.bk), (0, None))
+            gA = cute.local_tile(mA, (self.bm, self.bk_a), (0, None))
         else:
-            gA = cute.local_tile(mA, (self.bm, self.bk), (bm_idx, None))                 # (BM, BK, kt)
+            gA = cute.local_tile(mA, (self.bm, self.bk_a), (bm_idx, None))               # (BM, BK, kt)
         if cutlass.const_expr(self.moe):
             cA = cute.local_tile(cute.make_identity_tensor((cute.size(mSorted, mode=[0]), cute.size(mA, mode=[1]))),
-                                 (self.bm, self.bk), (bm_idx, None))
+                                 (self.bm, self.bk_a), (bm_idx, None))
         else:
-            cA = cute.local_tile(cute.make_identity_tensor(mA.shape), (self.bm, self.bk), (bm_idx, None))
+            cA = cute.local_tile(cute.make_identity_tensor(mA.shape), (self.bm, self.bk_a), (bm_idx, None))
         gB = cute.local_tile(mB, (self.bn_atoms, self.bk_words), (bn_idx, None))     # (atoms, words, kt)
         srows = max(self.srows, 1)
         gS = cute.local_tile(mS, (srows, self.bn // 2), (None, bn_idx))              # (rows, BN/2, r)
@@ -241,7 +303,7 @@ class Sm80MixedGemm:
 
         # ---- MMA partitions (one warp = one tiled MMA over its WM x WN tile)
         thr_mma = tiled_mma.get_slice(lane)
-        sA_w = cute.local_tile(sA, (self.wm, self.wk, self.stages), (wm_idx, wk_idx, 0))
+        sA_w = cute.local_tile(sA, (self.wm, self.wk_a, self.stages), (wm_idx, wk_idx, 0))
         tCsA = thr_mma.partition_A(sA_w)
         tCrA = tiled_mma.make_fragment_A(tCsA[None, None, None, 0])
         s2r_A = cute.make_tiled_copy_A(cute.make_copy_atom(warp.LdMatrix8x8x16bOp(False, 4), self.a_type),
@@ -254,6 +316,10 @@ class Sm80MixedGemm:
         tCcC = thr_mma.partition_C(cC)
         acc = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)
         acc.fill(0.0)
+        acc_i = acc                                        # int8 x int8 MMAs accumulate exactly in int32
+        if cutlass.const_expr(self.act8 and self.cfg.a_dtype == "int8"):
+            acc_i = cute.make_rmem_tensor(tCcC.shape, cutlass.Int32)
+            acc_i.fill(0)
         n8 = self.wn // 8
         rB = cute.make_rmem_tensor(cute.make_layout(((2, 2), n8, 1)), self.a_type)
         rBu = cute.recast_tensor(rB, cutlass.Int32)     # ((1, 2), n8, 1): pair r of n8 tile j at r + 2 j
@@ -261,7 +327,7 @@ class Sm80MixedGemm:
         # per-plane views of the packed B stage buffer: (word, lane, vec, k-atom, n-atom, stage)
         b_views = []
         off = 0
-        for w in plan.planes:
+        for w in self.planes:
             bview = cute.make_tensor(sB.iterator + off, cute.make_layout(
                 (4, 32, w, self.bk // ATOM_K, self.bn_atoms, self.stages),
                 stride=(1, 4, 128, self.aw, self.bk_words, self.bn_atoms * self.bk_words)))
@@ -290,66 +356,72 @@ class Sm80MixedGemm:
                                tAsA, tApA, tBgB, tBsB, tSgS, tSsS, tZgZ, tZsZ, mA, tAcA, tArow)
             cute.arch.cp_async_commit_group()
 
-            words = {}
-            scl = {}
-            for s in cutlass.range_constexpr(self.k_steps):
-                ka_l, ss = s // 4, s % 4
-                ka = wk_idx * self.wk_atoms + ka_l
-                cute.copy(s2r_A, tXsA[None, None, s, stage], tXrA[None, None, s])
-                # group-scale row inside the stage: a per-warp part and a static per-step part
-                row_s = (s * 16) // self.group if 0 < self.group < self.wk else 0
-                row = row_s
-                if cutlass.const_expr(0 < self.group < self.bk):
-                    row = (wk_idx * self.wk) // self.group + row_s
-                for a in cutlass.range_constexpr(self.wn_atoms):
-                    atom_n = wn_idx * self.wn_atoms + a
-                    if cutlass.const_expr(self.group > 0 and (a, row_s) not in scl):
-                        rs = cute.make_rmem_tensor(cute.make_layout(4), cutlass.Int32)
-                        cute.autovec_copy(s_view[None, g, atom_n, row, stage], rs)
-                        rz = None
-                        if cutlass.const_expr(self.has_zp):
-                            rz = cute.make_rmem_tensor(cute.make_layout(4), cutlass.Int32)
-                            cute.autovec_copy(z_view[None, g, atom_n, row, stage], rz)
-                        scl[(a, row_s)] = (rs, rz)
-                    # packed words of this step, per plane
-                    plane_words = []
-                    for pi, w in enumerate(plan.planes):
-                        q0 = ss * w
-                        ws = []
-                        for i in cutlass.range_constexpr(w):
-                            q = q0 + i
-                            key = (a, pi, ka_l, q // 4)
-                            if cutlass.const_expr(key not in words):
-                                rw = cute.make_rmem_tensor(cute.make_layout(4), cutlass.Int32)
-                                cute.autovec_copy(b_views[pi][None, lane, q // 4, ka, atom_n, stage], rw)
-                                words[key] = rw
-                            ws.append(words[key][q % 4])
-                        plane_words.append(ws)
-                    for p in cutlass.range_constexpr(16):
-                        j, r = p // 2, p % 2
-                        pw = []
-                        slots = []
-                        for pi, w in enumerate(plan.planes):
-                            per_word = 16 // w
-                            pw.append(plane_words[pi][p // per_word])
-                            slots.append(p % per_word)
-                        code = dq.extract_pair(plan, pw, slots)
-                        neg_sub = None
-                        sc = None
-                        if cutlass.const_expr(self.group > 0):
-                            rs, rz = scl[(a, row_s)]
-                            sw = rs[j // 2]
-                            sc = dq.broadcast_lo(sw) if j % 2 == 0 else dq.broadcast_hi(sw)
+            if cutlass.const_expr(self.act8):
+                self.mma_tile_act8(acc, acc_i, s2r_A, tXsA, tXrA, tCrA, b_views, wk_idx, wn_idx, lane, stage)
+            else:
+                words = {}
+                scl = {}
+                for s in cutlass.range_constexpr(self.k_steps):
+                    ka_l, ss = s // 4, s % 4
+                    ka = wk_idx * self.wk_atoms + ka_l
+                    cute.copy(s2r_A, tXsA[None, None, s, stage], tXrA[None, None, s])
+                    # group-scale row inside the stage: a per-warp part and a static per-step part
+                    row_s = (s * 16) // self.group if 0 < self.group < self.wk else 0
+                    row = row_s
+                    if cutlass.const_expr(0 < self.group < self.bk):
+                        row = (wk_idx * self.wk) // self.group + row_s
+                    for a in cutlass.range_constexpr(self.wn_atoms):
+                        atom_n = wn_idx * self.wn_atoms + a
+                        if cutlass.const_expr(self.group > 0 and (a, row_s) not in scl):
+                            rs = cute.make_rmem_tensor(cute.make_layout(4), cutlass.Int32)
+                            cute.autovec_copy(s_view[None, g, atom_n, row, stage], rs)
+                            rz = None
                             if cutlass.const_expr(self.has_zp):
-                                zw = rz[j // 2]
-                                neg_sub = dq.broadcast_lo(zw) if j % 2 == 0 else dq.broadcast_hi(zw)
-                        val = dq.decode_pair(plan, code, neg_sub)
-                        if cutlass.const_expr(self.group > 0):
-                            val = dq.mul2(plan, val, sc)
-                        rBu[r + 2 * (a * 8 + j)] = val
-                cute.gemm(tiled_mma, acc, tCrA[None, None, s], rB[None, None, 0], acc)
+                                rz = cute.make_rmem_tensor(cute.make_layout(4), cutlass.Int32)
+                                cute.autovec_copy(z_view[None, g, atom_n, row, stage], rz)
+                            scl[(a, row_s)] = (rs, rz)
+                        # packed words of this step, per plane
+                        plane_words = []
+                        for pi, w in enumerate(plan.planes):
+                            q0 = ss * w
+                            ws = []
+                            for i in cutlass.range_constexpr(w):
+                                q = q0 + i
+                                key = (a, pi, ka_l, q // 4)
+                                if cutlass.const_expr(key not in words):
+                                    rw = cute.make_rmem_tensor(cute.make_layout(4), cutlass.Int32)
+                                    cute.autovec_copy(b_views[pi][None, lane, q // 4, ka, atom_n, stage], rw)
+                                    words[key] = rw
+                                ws.append(words[key][q % 4])
+                            plane_words.append(ws)
+                        for p in cutlass.range_constexpr(16):
+                            j, r = p // 2, p % 2
+                            pw = []
+                            slots = []
+                            for pi, w in enumerate(plan.planes):
+                                per_word = 16 // w
+                                pw.append(plane_words[pi][p // per_word])
+                                slots.append(p % per_word)
+                            code = dq.extract_pair(plan, pw, slots)
+                            neg_sub = None
+                            sc = None
+                            if cutlass.const_expr(self.group > 0):
+                                rs, rz = scl[(a, row_s)]
+                                sw = rs[j // 2]
+                                sc = dq.broadcast_lo(sw) if j % 2 == 0 else dq.broadcast_hi(sw)
+                                if cutlass.const_expr(self.has_zp):
+                                    zw = rz[j // 2]
+                                    neg_sub = dq.broadcast_lo(zw) if j % 2 == 0 else dq.broadcast_hi(zw)
+                            val = dq.decode_pair(plan, code, neg_sub)
+                            if cutlass.const_expr(self.group > 0):
+                                val = dq.mul2(plan, val, sc)
+                            rBu[r + 2 * (a * 8 + j)] = val
+                    cute.gemm(tiled_mma, acc, tCrA[None, None, s], rB[None, None, 0], acc)
 
         cute.arch.cp_async_wait_group(0)
+        if cutlass.const_expr(self.act8 and self.cfg.a_dtype == "int8"):
+            for i in cutlass.range_constexpr(cute.size(acc)):
+                acc[i] = acc_i[i].to(cutlass.Float32)
 
         # ---- K-split warps: add the partial sums in shared memory, in a fixed order
         if cutlass.const_expr(self.warps_k > 1):

@@ -17,7 +17,7 @@ import torch
 
 from .. import dtypes as dt
 from ..quant.weight import QuantizedWeight, decode_scales
-from .dequant_plan import DequantPlan, make_plan
+from .dequant_plan import DequantPlan, make_lane_plan, make_plan
 from .weight import ATOM_K, ATOM_N, pack_weight, permute_n
 
 __all__ = ["PreparedWeight", "prepare_weight", "round_up"]
@@ -79,24 +79,33 @@ def _group_params(qw: QuantizedWeight, n: int, k: int):
 
 
 def prepare_weight(qw: QuantizedWeight, a_dtype="float16") -> PreparedWeight:
-    """Build the kernel operands of `qw` for activations of type `a_dtype` (fp16/bf16)."""
+    """Build the kernel operands of `qw` for activations of type `a_dtype` (fp16/bf16; fp8 / int8 with
+    channelwise scales, whose packing feeds the m16n8k32 MMA)."""
     if not isinstance(qw, QuantizedWeight):
         raise TypeError(f"prepare_weight takes a QuantizedWeight (see quantize_weight), got {type(qw).__name__}")
     a = dt.parse_dtype(a_dtype)
     b = qw.b_dtype if not isinstance(qw.b_dtype, str) else dt.parse_dtype(qw.b_dtype)
     b = dt.parse_dtype(b)
-    plan: DequantPlan = make_plan(a, b)  # also checks the pair
+    act8 = a.name in ("float8e4m3", "float8e5m2", "int8")
+    if act8:
+        make_lane_plan(a, b)                 # checks the pair
+        plan = None
+        if qw.group_size != 0 or qw.zero_points is not None:
+            raise NotImplementedError(f"{a.name} activations take channelwise weight scales (group_size=0) without "
+                                      f"zero points for now")
+    else:
+        plan: DequantPlan = make_plan(a, b)  # also checks the pair
     n, k = qw.codes.shape[-2:]
     n_pad, k_pad = round_up(n, ATOM_N), round_up(k, ATOM_K)
     dev = qw.codes.device
     codes = _pad_last2(qw.codes, n_pad, k_pad, 0)
-    packed = pack_weight(codes, b.bits)
+    packed = pack_weight(codes, b.bits, mma_k=32 if act8 else 16)
 
     s, z, g = _group_params(qw, n, k)
     lead = qw.codes.shape[:-2]
     gscale = (qw.global_scale.to(torch.float64).reshape(lead) if qw.global_scale is not None
               else torch.ones(lead, dtype=torch.float64, device=dev))
-    half = _TORCH_HALF[a.name]
+    half = _TORCH_HALF.get(a.name)   # None for 8-bit activations (channel scales only)
     if g == 0:
         # one scale per output channel: exact, in the fp32 epilogue
         cs = _pad_last2(s[..., :1], n_pad, 1, 1.0)[..., 0]

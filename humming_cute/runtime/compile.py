@@ -37,7 +37,8 @@ def fake_operands(cfg: GemmConfig):
     from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream
 
     half = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16}
-    a_t, c_t = half[cfg.a_dtype], half[cfg.c_dtype]
+    # 8-bit activations travel as 16-bit pairs: A is a [M, K/2] 16-bit view of the [M, K] codes
+    a_t, c_t = half.get(cfg.a_dtype, cutlass.Float16), half[cfg.c_dtype]
 
     def t2(dtype, div_cols, align=16):
         return make_fake_compact_tensor(dtype, (cute.sym_int(), cute.sym_int(divisibility=div_cols)),
@@ -50,7 +51,7 @@ def fake_operands(cfg: GemmConfig):
         return make_fake_compact_tensor(dtype, (cute.sym_int(), cute.sym_int(), cute.sym_int(divisibility=div_cols)),
                                         stride_order=(2, 1, 0), assumed_align=align)
 
-    A = t2(a_t, 64)
+    A = t2(a_t, 32 if cfg.act_bits == 8 else 64)
     C = make_fake_compact_tensor(c_t, (cute.sym_int(), cute.sym_int()), stride_order=(1, 0), assumed_align=2)
     WS = t2(cutlass.Float32, 64, 16)
     CNT = t1(cutlass.Int32)

@@ -62,7 +62,8 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
 
     `batch_invariant`: every M gets the same K reduction structure (block_k = warp_k = 64, no split-K), so a
     row's result never depends on M or on the other rows of the batch."""
-    if get_arch(arch).sm == 90 and m >= SM90_MIN_M and not batch_invariant and not glu:
+    if (get_arch(arch).sm == 90 and m >= SM90_MIN_M and not batch_invariant and not glu
+            and a_dtype in ("float16", "bfloat16")):
         return sm90_config(m, n_pad, k_pad, a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype,
                            group_size=group_size, has_bias=has_bias, num_sms=num_sms)
     if m <= 16:

@@ -1,0 +1,83 @@
+"""8-bit activations (fp8 e4m3 / e5m2, int8) on the mma.sync kernel, in development: the variants compile for
+their archs with the intended m16n8k32 MMA and no spills, and stay refused until they are verified on a GPU."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+import humming_cute.config as hconfig
+from humming_cute.config import GemmConfig
+from humming_cute.kernels.gemm_sm80 import Sm80MixedGemm
+from humming_cute.layouts.prepared import prepare_weight
+from humming_cute.quant.weight import quantize_weight
+from humming_cute.runtime.compile import fake_operands
+from humming_cute.testing.ptx import compile_for_arch
+from humming_cute.tune import default_config
+
+CASES = [  # activation, weight, arch, expected MMA type string, conversion instruction or None
+    ("float8e4m3", "int4", "sm_89", "f32.e4m3.e4m3.f32", "cvt.rn.satfinite.e4m3x2.f16x2"),
+    ("float8e4m3", "float8e4m3", "sm_90a", "f32.e4m3.e4m3.f32", None),
+    ("float8e5m2", "float6e3m2", "sm_120a", "f32.e5m2.e5m2.f32", "cvt.rn.satfinite.e5m2x2.f16x2"),
+    ("float8e4m3", "int5", "sm_89", "f32.e4m3.e4m3.f32", "cvt.rn.satfinite.e4m3x2.f16x2"),
+    ("int8", "int8", "sm_80", "s32.s8.s8.s32", None),
+    ("int8", "int3", "sm_90a", "s32.s8.s8.s32", None),
+]
+
+
+@pytest.fixture
+def allow_act8(monkeypatch):
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED_ACT8", True)
+
+
+@pytest.mark.parametrize("a,b,arch,mma,cvt", CASES)
+def test_act8_compiles(allow_act8, a, b, arch, mma, cvt):
+    m = 4096 if b == "int8" else 16
+    cfg = default_config(m, 4096, 4096, a_dtype=a, b_dtype=b, c_dtype="bfloat16", group_size=0, arch=arch)
+    assert cfg.mainloop == "sm80" and cfg.act_bits == 8
+    art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch=arch, options="--enable-tvm-ffi")
+    ptx = art.ptx
+    assert re.search(rf"mma\.sync\.aligned\.m16n8k32\.row\.col\.{re.escape(mma)}", ptx)
+    assert not re.search(r"mma\.sync\.aligned\.m16n8k16", ptx)
+    assert "ldmatrix.sync.aligned" in ptx and "cp.async.cg.shared.global" in ptx
+    if cvt:
+        assert cvt in ptx
+    spills = sum(r.spill_bytes for r in art.ptxas.values())
+    assert art.ptxas and spills == 0, f"{cfg}: {spills} spill bytes"
+
+
+def test_act8_refused_until_verified():
+    cfg = GemmConfig(a_dtype="float8e4m3", b_dtype="int4", c_dtype="float16", group_size=0, block_m=16,
+                     block_n=128, block_k=128, warp_m=16, warp_n=64, warp_k=64, arch="sm_90a")
+    with pytest.raises(NotImplementedError, match="not yet verified on a GPU"):
+        cfg.validate()
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(arch="sm_80"), "sm_89"),
+    (dict(group_size=128), "channelwise"),
+    (dict(b_dtype="uint4", group_size=0), "zero"),
+    (dict(split_k=2), "split_k"),
+    (dict(mainloop="sm90", warp_m=16, block_k=64, warp_k=64, block_m=16), "mma.sync mainloop"),
+])
+def test_act8_config_errors(allow_act8, kw, match):
+    base = dict(a_dtype="float8e4m3", b_dtype="int4", c_dtype="float16", group_size=0, block_m=16, block_n=128,
+                block_k=128, warp_m=16, warp_n=64, warp_k=64, arch="sm_90a")
+    base.update(kw)
+    with pytest.raises(NotImplementedError, match=match):
+        GemmConfig(**base).validate()
+
+
+def test_prepare_weight_act8():
+    qw = quantize_weight(torch.randn(128, 256), "int4", 0)
+    pw = prepare_weight(qw, "float8e4m3")
+    assert pw.a_dtype == "float8e4m3" and pw.channel_scales is not None and pw.group_scales is None
+    from humming_cute.layouts.weight import unpack_weight
+
+    assert torch.equal(unpack_weight(pw.packed, 4, mma_k=32), qw.codes)       # the m16n8k32 layout
+    with pytest.raises(NotImplementedError, match="channelwise"):
+        prepare_weight(quantize_weight(torch.randn(128, 256), "int4", 128), "float8e4m3")
+    with pytest.raises(ValueError, match="illegal pair"):
+        prepare_weight(quantize_weight(torch.randn(128, 256), "int8", 0), "float8e4m3")
