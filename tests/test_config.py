@@ -61,7 +61,9 @@ def test_unknown_names():
 @pytest.mark.parametrize("a,b", [("int8", "uint4"), ("int8", "int8"), ("int4", "int4"), ("float8e4m3", "int4"),
                                  ("float8e5m2", "float8e5m2")])
 def test_non_16bit_activations_not_implemented(a, b):
-    _raises(NotImplementedError, rf"{a} activations are not implemented", a_dtype=a, b_dtype=b, arch="sm_90")
+    # int4 activations: not implemented; fp8 / int8: compiled but refused until verified on a GPU
+    msg = rf"{a} activations are not implemented" if a == "int4" else rf"{a} activations in the GEMM are compile-checked"
+    _raises(NotImplementedError, msg, a_dtype=a, b_dtype=b, arch="sm_90", group_size=0)
 
 
 @pytest.mark.parametrize("name,value", [("block_m", 48), ("block_n", 192), ("block_k", 96), ("warp_m", 24),

@@ -23,7 +23,7 @@ CASES = [
 
 
 def _compile(arch, a, b, g, m):
-    cfg = default_config(m, 4096, 4096, a_dtype=a, b_dtype=b, c_dtype=a, group_size=g, arch=arch)
+    cfg = default_config(m, 4096, 4096, a_dtype=a, b_dtype=b, c_dtype=a, group_size=g, arch=arch, mainloop="sm80")
     cfg.validate()
     return cfg, compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch=arch, options="--enable-tvm-ffi")
 

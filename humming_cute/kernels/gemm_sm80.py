@@ -42,6 +42,9 @@ class Sm80MixedGemm:
 
     def __init__(self, cfg: GemmConfig):
         self.cfg = cfg.validate()
+        if cfg.mainloop != "sm80":
+            raise ValueError(f"Sm80MixedGemm builds mainloop='sm80' configs, got {cfg.mainloop!r} "
+                             f"(kernels/mainloop_sm90.py builds 'sm90')")
         self.act8 = cfg.act_bits == 8
         if self.act8:
             # 8-bit activations: the A tile travels as 16-bit pairs (cp.async / ldmatrix unchanged, K halved);

@@ -3,6 +3,8 @@ block_n divides the padded N, block_k divides the padded K."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 from ..arch import get_arch
 from ..config import GemmConfig, smem_bytes
 
@@ -55,15 +57,18 @@ def sm90_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c
 
 def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c_dtype: str, group_size: int,
                    arch: str, has_bias: bool = False, num_sms: int = 132,
-                   batch_invariant: bool = False, glu: bool = False) -> GemmConfig:
+                   batch_invariant: bool = False, glu: bool = False,
+                   mainloop: Optional[str] = None) -> GemmConfig:
     """A sane config for an (m, n_pad, k_pad) problem; later replaced by measured tables / the autotuner.
-    On sm_90a, M >= SM90_MIN_M takes the wgmma mainloop (GLU epilogues and batch-invariant mode stay on
-    mma.sync).
+    On sm_90a, M >= SM90_MIN_M takes the wgmma mainloop (GLU epilogues, 8-bit activations and batch-invariant
+    mode stay on mma.sync); `mainloop` forces one ("sm80" / "sm90").
 
     `batch_invariant`: every M gets the same K reduction structure (block_k = warp_k = 64, no split-K), so a
     row's result never depends on M or on the other rows of the batch."""
-    if (get_arch(arch).sm == 90 and m >= SM90_MIN_M and not batch_invariant and not glu
-            and a_dtype in ("float16", "bfloat16")):
+    if mainloop not in (None, "sm80", "sm90"):
+        raise ValueError(f"mainloop must be None (choose), 'sm80' or 'sm90', got {mainloop!r}")
+    if mainloop == "sm90" or (mainloop is None and get_arch(arch).sm == 90 and m >= SM90_MIN_M
+                              and not batch_invariant and not glu and a_dtype in ("float16", "bfloat16")):
         return sm90_config(m, n_pad, k_pad, a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype,
                            group_size=group_size, has_bias=has_bias, num_sms=num_sms)
     if m <= 16:
