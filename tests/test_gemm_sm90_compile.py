@@ -75,3 +75,22 @@ def test_default_config_dispatch():
     assert default_config(4096, 8192, 8192, arch="sm_120a", **kw).mainloop == "sm80"
     assert default_config(4096, 8192, 8192, arch="sm_90a", batch_invariant=True, **kw).mainloop == "sm80"
     assert default_config(4096, 8192, 8192, arch="sm_90a", glu=True, **kw).mainloop == "sm80"
+
+
+def _mish(x):
+    from humming_cute import activations as act
+
+    return x * act.tanh(act.log(1.0 + act.exp(x)))
+
+
+@pytest.mark.parametrize("activation", ["gelu", "quick_gelu", _mish])
+def test_sm90_epilogue_activations_compile(activation):
+    """The wgmma mainloop's (transposed) epilogue takes built-in and custom activations, with bias."""
+    from humming_cute.activations import resolve
+
+    name, fn, _ = resolve(activation)
+    cfg = sm90_config(256, 4096, 4096, a_dtype="bfloat16", b_dtype="uint4", c_dtype="bfloat16", group_size=128,
+                      has_bias=True).with_(activation=name, custom_activation=fn)
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    assert "wgmma.mma_async" in art.ptx
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
