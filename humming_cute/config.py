@@ -195,7 +195,7 @@ class GemmConfig:
     def _validate_act8(self, a) -> None:
         """8-bit activations (fp8 e4m3/e5m2 from sm_89, int8 from sm_80) on the mma.sync mainloop: the weight
         becomes 8-bit lanes (`layouts.dequant_plan.make_lane_plan`), MMA m16n8k32, per-token activation scales
-        and channel weight scales in the fp32 epilogue."""
+        and channel weight scales in the fp32 epilogue, group scales by two-level accumulation."""
         if not ALLOW_UNVERIFIED_ACT8:
             raise NotImplementedError(f"{a.name} activations in the GEMM are compile-checked but not yet verified on "
                                       f"a GPU; they are not enabled")
@@ -204,10 +204,11 @@ class GemmConfig:
             raise NotImplementedError(f"{a.name} activations need sm_89 or newer (fp8 mma.sync); {arch.name} has none")
         if self.mainloop != "sm80":
             raise NotImplementedError("8-bit activations run on the mma.sync mainloop (mainloop='sm80')")
-        if self.group_size != 0 or self.has_zero_point:
-            raise NotImplementedError("8-bit activations take channelwise weight scales (group_size=0) and no zero "
-                                      "points for now; group scales and zero points need the two-level "
-                                      "accumulation")
+        if self.group_size and self.group_size < 32:
+            raise ValueError(f"8-bit activations take weight scale groups of at least 32 (the MMA's K), got "
+                             f"{self.group_size}")
+        if self.has_zero_point and not self.group_size:
+            raise ValueError("zero points need a group size")
         if self.moe or self.split_k != 1 or self.glu:
             raise NotImplementedError("8-bit activations: MoE, split_k and GLU are not implemented yet")
         if self.warp_k % 32 or self.block_k % 64:

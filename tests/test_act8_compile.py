@@ -25,6 +25,11 @@ CASES = [  # activation, weight, arch, expected MMA type string, conversion inst
     ("int8", "int8", "sm_80", "s32.s8.s8.s32", None),
     ("int8", "int3", "sm_90a", "s32.s8.s8.s32", None),
 ]
+GROUP_CASES = [  # two-level accumulation: activation, weight, group, M, arch
+    ("float8e4m3", "uint4", 128, 16, "sm_89"), ("int8", "uint7", 64, 4096, "sm_80"),
+    ("int8", "int4", 32, 64, "sm_90a"), ("float8e4m3", "float4e2m1", 32, 4096, "sm_90a"),
+    ("float8e5m2", "int3", 128, 1, "sm_120a"),
+]
 
 
 @pytest.fixture
@@ -48,6 +53,15 @@ def test_act8_compiles(allow_act8, a, b, arch, mma, cvt):
     assert art.ptxas and spills == 0, f"{cfg}: {spills} spill bytes"
 
 
+@pytest.mark.parametrize("a,b,g,m,arch", GROUP_CASES)
+def test_act8_group_scales_compile(allow_act8, a, b, g, m, arch):
+    cfg = default_config(m, 4096, 4096, a_dtype=a, b_dtype=b, c_dtype="float16", group_size=g, arch=arch)
+    art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch=arch, options="--enable-tvm-ffi")
+    assert "mma.sync.aligned.m16n8k32.row.col" in art.ptx
+    spills = sum(r.spill_bytes for r in art.ptxas.values())
+    assert art.ptxas and spills == 0, f"{cfg}: {spills} spill bytes"
+
+
 def test_act8_refused_until_verified():
     cfg = GemmConfig(a_dtype="float8e4m3", b_dtype="int4", c_dtype="float16", group_size=0, block_m=16,
                      block_n=128, block_k=128, warp_m=16, warp_n=64, warp_k=64, arch="sm_90a")
@@ -57,8 +71,8 @@ def test_act8_refused_until_verified():
 
 @pytest.mark.parametrize("kw,match", [
     (dict(arch="sm_80"), "sm_89"),
-    (dict(group_size=128), "channelwise"),
-    (dict(b_dtype="uint4", group_size=0), "zero"),
+    (dict(group_size=16), "at least 32"),
+    (dict(b_dtype="uint4", group_size=0), "zero points need a group size"),
     (dict(split_k=2), "split_k"),
     (dict(mainloop="sm90", warp_m=16, block_k=64, warp_k=64, block_m=16), "mma.sync mainloop"),
 ])
@@ -66,7 +80,7 @@ def test_act8_config_errors(allow_act8, kw, match):
     base = dict(a_dtype="float8e4m3", b_dtype="int4", c_dtype="float16", group_size=0, block_m=16, block_n=128,
                 block_k=128, warp_m=16, warp_n=64, warp_k=64, arch="sm_90a")
     base.update(kw)
-    with pytest.raises(NotImplementedError, match=match):
+    with pytest.raises((NotImplementedError, ValueError), match=match):
         GemmConfig(**base).validate()
 
 
@@ -77,7 +91,14 @@ def test_prepare_weight_act8():
     from humming_cute.layouts.weight import unpack_weight
 
     assert torch.equal(unpack_weight(pw.packed, 4, mma_k=32), qw.codes)       # the m16n8k32 layout
-    with pytest.raises(NotImplementedError, match="channelwise"):
-        prepare_weight(quantize_weight(torch.randn(128, 256), "int4", 128), "float8e4m3")
+    # group scales: fp32, column order (no permutation, no rounding); zero points as per-column lane constants
+    qg = quantize_weight(torch.randn(100, 256), "uint7", 64)
+    pg = prepare_weight(qg, "int8")
+    sc = pg.group_scales.view(torch.float32)
+    assert sc.shape == (4, 128) and torch.equal(sc[:, :100], qg.scales.float().t()) and not sc[:, 100:].any()
+    from humming_cute.layouts.weight import unpermute_n
+
+    lanes = unpermute_n(pg.neg_sub.view(torch.int16)).to(torch.int32) & 0xFF
+    assert torch.equal(lanes[:, :100], (128 - qg.zero_points.t()).to(torch.int32))
     with pytest.raises(ValueError, match="illegal pair"):
         prepare_weight(quantize_weight(torch.randn(128, 256), "int8", 0), "float8e4m3")

@@ -1,8 +1,9 @@
 """GPU tests of 8-bit activations (fp8 e4m3 / e5m2, int8) in the mma.sync kernel (marked `gpu`).
 
 Tolerance: the kernel and the reference multiply the same exactly representable values (activation codes times
-weight lanes that hold q - offset exactly), so they differ only by the fp32 summation order and the final
-rounding to the fp16 output: a relative error of 2e-3 (about 2 fp16 ulps) is the bound."""
+weight lanes that hold q - offset exactly; fp32 group scales applied to fp32 partial sums), so they differ only by
+the fp32 summation order and the final rounding to the fp16 output: a relative error of 2e-3 (about 2 fp16 ulps)
+is the bound."""
 
 from __future__ import annotations
 
@@ -17,10 +18,13 @@ from humming_cute.quant.weight import quantize_weight
 
 pytestmark = pytest.mark.gpu
 
-PAIRS = [("float8e4m3", "int4", "float32"), ("float8e4m3", "int5", "float16"),
-         ("float8e4m3", "float8e4m3", "float32"), ("float8e4m3", "float4e2m1", "bfloat16"),
-         ("float8e5m2", "int4", "float16"), ("float8e5m2", "float6e3m2", "float32"),
-         ("int8", "int8", "float32"), ("int8", "int4", "float16"), ("int8", "int7", "bfloat16")]
+PAIRS = [  # activation, weight, weight scale group (0 = per channel), scale dtype
+    ("float8e4m3", "int4", 0, "float32"), ("float8e4m3", "int5", 0, "float16"),
+    ("float8e4m3", "float8e4m3", 0, "float32"), ("float8e4m3", "float4e2m1", 32, "ue8m0"),
+    ("float8e4m3", "uint4", 128, "float16"), ("float8e5m2", "int4", 0, "float16"),
+    ("float8e5m2", "float6e3m2", 0, "float32"), ("float8e5m2", "int3", 128, "bfloat16"),
+    ("int8", "int8", 0, "float32"), ("int8", "int4", 32, "float16"), ("int8", "uint7", 64, "bfloat16"),
+    ("int8", "int7", 0, "bfloat16")]
 
 
 @pytest.fixture(autouse=True)
@@ -30,12 +34,12 @@ def _allow(monkeypatch):
         pytest.skip("fp8 mma.sync needs sm_89+ (the int8 cases run from sm_80 but share this file)")
 
 
-@pytest.mark.parametrize("a,b,scale", PAIRS)
+@pytest.mark.parametrize("a,b,group,scale", PAIRS)
 @pytest.mark.parametrize("m", [1, 16, 333, 4096])
-def test_act8_matches_reference(a, b, scale, m):
+def test_act8_matches_reference(a, b, group, scale, m):
     torch.manual_seed(m)
-    n, k = 384, 1088                      # K padded to 1152 inside (zero codes)
-    qw = quantize_weight(torch.randn(n, k, device="cuda"), b, 0, scale)
+    n, k = 384, (1088 if group in (0, 32, 64) else 1152)   # 1088: K padded to 1152 inside (zero codes)
+    qw = quantize_weight(torch.randn(n, k, device="cuda"), b, group, scale)
     pw = hc.prepare_weight(qw, a)
     xq, xs = quantize_activation(torch.randn(m, k, device="cuda"), a, 0)
     out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.float16)

@@ -107,13 +107,15 @@ def lanes8(lane, c0, c1, neg_sub=None):
     four 8-bit activation-format lanes holding the exact values q - offset, lane i = k + i.
 
     identity: float weights of the activation's own format: the codes are the lanes. int_lanes: add a per-lane
-    constant and flip the top bit (carry-free; lane arithmetic of `LanePlan`). half_cvt: the exact fp16
-    transform, then one exact cvt to fp8 per pair."""
+    constant and flip the top bit (carry-free; lane arithmetic of `LanePlan`); with a zero point `neg_sub` is
+    that constant for the column, 2^7 - z in every byte. half_cvt: the exact fp16 transform (`neg_sub`: the
+    fp16 pair -(magic + z)), then one exact cvt to fp8 per pair."""
     if lane.kind == "identity":
         return _bytes_of_pairs(c0, c1)
     if lane.kind == "int_lanes":
         v = _bytes_of_pairs(c0, c1)
-        return (v + i32(lane.lane_add_word(lane.sym_offset))) ^ i32(0x80808080)
+        add = i32(lane.lane_add_word(lane.sym_offset)) if neg_sub is None else neg_sub   # zero point: per column
+        return (v + add) ^ i32(0x80808080)
     f0 = decode_pair(lane.half, c0, neg_sub)
     f1 = decode_pair(lane.half, c1, neg_sub)
     cvt = _FP8_PTX[lane.a_dtype]

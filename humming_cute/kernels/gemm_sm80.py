@@ -154,21 +154,33 @@ class Sm80MixedGemm:
         if cutlass.const_expr(self.group > 0):
             if tidx < nthr_S:
                 r = (kt * self.bk) // (self.group * max(self.srows, 1))
-                cute.copy(copy_S, tSgS[None, None, None, r], tSsS[None, None, None, stage])
+                if cutlass.const_expr(not self.act8):   # 8-bit activations read fp32 group scales from global
+                    cute.copy(copy_S, tSgS[None, None, None, r], tSsS[None, None, None, stage])
                 if cutlass.const_expr(self.has_zp):
                     cute.copy(copy_S, tZgZ[None, None, None, r], tZsZ[None, None, None, stage])
 
     @cute.jit
-    def mma_tile_act8(self, acc, acc_i, s2r_A, tXsA, tXrA, tCrA, b_views, wk_idx, wn_idx, lane,
-                      stage):
+    def mma_tile_act8(self, acc, acc_i, s2r_A, tXsA, tXrA, tCrA, b_views, z_view, tCcC, mS, kt, n0, wk_idx,
+                      wn_idx, lane, g, stage):
         """One k-tile of a warp with 8-bit activations: per k32 step, ldmatrix the A fragments (16-bit pairs of
         8-bit codes), turn the weight pairs into 8-bit lanes (b0 = k 4t..4t+3, b1 = k 16+4t..16+4t+3 of column
-        8j + g; layout `mma_k=32`), one m16n8k32 MMA per (m16, n8) tile."""
+        8j + g; layout `mma_k=32`), one m16n8k32 MMA per (m16, n8) tile.
+
+        Group scales (two-level accumulation): the MMAs of one scale group accumulate into `acc_i` (s32 for int8,
+        fp32 for fp8), which is added to `acc` times the group's fp32 column scales at the group's end (and at
+        the end of the warp's k-range), then cleared. Zero points arrive per column as lane constants (int8) or
+        fp16 subtrahends (fp8) in the zero-point stage buffer."""
         rAi = cute.recast_tensor(tCrA, cutlass.Int32)          # (4 regs, m16 tiles, k32 steps)
         words = {}
+        zps = {}
+        flush_every = min(self.group, self.wk) // 32 if self.group > 0 else 0   # k32 steps per flush
         for s in cutlass.range_constexpr(self.k_steps):
             ka_l = s // 2
             ka = wk_idx * self.wk_atoms + ka_l
+            # zero-point row of this step inside the stage (as in the 16-bit path)
+            zrow = (s * 32) // self.group if 0 < self.group < self.wk else 0
+            if cutlass.const_expr(0 < self.group < self.bk):
+                zrow = (wk_idx * self.wk) // self.group + zrow
             cute.copy(s2r_A, tXsA[None, None, s, stage], tXrA[None, None, s])
             for a in cutlass.range_constexpr(self.wn_atoms):
                 atom_n = wn_idx * self.wn_atoms + a
@@ -192,7 +204,16 @@ class Sm80MixedGemm:
                                 pw.append(words[key][q % 4])
                                 slots.append(p % per_word)
                             codes.append(dq.extract_pair(self.lane, pw, slots))
-                        bregs.append(dq.lanes8(self.lane, codes[0], codes[1]))
+                        zsub = None
+                        if cutlass.const_expr(self.has_zp):
+                            zkey = (a, s // max(flush_every, 1))
+                            if cutlass.const_expr(zkey not in zps):
+                                rz = cute.make_rmem_tensor(cute.make_layout(4), cutlass.Int32)
+                                cute.autovec_copy(z_view[None, g, atom_n, zrow, stage], rz)
+                                zps[zkey] = rz
+                            zw = zps[zkey][j // 2]
+                            zsub = dq.broadcast_lo(zw) if j % 2 == 0 else dq.broadcast_hi(zw)
+                        bregs.append(dq.lanes8(self.lane, codes[0], codes[1], zsub))
                     nj = a * 8 + j
                     for mi in cutlass.range_constexpr(self.wm // 16):
                         a_regs = [rAi[v, mi, s] for v in range(4)]
@@ -201,10 +222,26 @@ class Sm80MixedGemm:
                             for v in cutlass.range_constexpr(4):
                                 acc_i[v, mi, nj] = d[v]
                         else:
+                            dst = acc_i if self.group > 0 else acc
                             d = mma_f8_m16n8k32(self.cfg.a_dtype, a_regs, bregs,
-                                                [acc[v, mi, nj] for v in range(4)])
+                                                [dst[v, mi, nj] for v in range(4)])
                             for v in cutlass.range_constexpr(4):
-                                acc[v, mi, nj] = d[v]
+                                dst[v, mi, nj] = d[v]
+            if cutlass.const_expr(self.group > 0 and (s + 1) % flush_every == 0):
+                self.flush_group(acc, acc_i, tCcC, mS, n0, (kt * self.bk + wk_idx * self.wk + s * 32) // self.group)
+
+    @cute.jit
+    def flush_group(self, acc, acc_i, tCcC, mS, n0, grp):
+        """acc += acc_i * scale[grp, column]; acc_i = 0 (the second level of the two-level accumulation)."""
+        mSf = cute.recast_tensor(mS, cutlass.Float32)           # fp32 group scales [groups, N_pad]
+        for i in cutlass.range_constexpr(cute.size(acc)):
+            sc = mSf[grp, n0 + tCcC[i][1]]
+            if cutlass.const_expr(self.cfg.a_dtype == "int8"):
+                acc[i] = acc[i] + acc_i[i].to(cutlass.Float32) * sc
+                acc_i[i] = cutlass.Int32(0)
+            else:
+                acc[i] = acc[i] + acc_i[i] * sc
+                acc_i[i] = cutlass.Float32(0.0)
 
     # ------------------------------------------------------------------ the kernel
     @cute.kernel
@@ -319,10 +356,13 @@ class Sm80MixedGemm:
         tCcC = thr_mma.partition_C(cC)
         acc = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)
         acc.fill(0.0)
-        acc_i = acc                                        # int8 x int8 MMAs accumulate exactly in int32
+        acc_i = acc            # int8 MMAs accumulate exactly in int32; 8-bit group scales need a partial sum
         if cutlass.const_expr(self.act8 and self.cfg.a_dtype == "int8"):
             acc_i = cute.make_rmem_tensor(tCcC.shape, cutlass.Int32)
             acc_i.fill(0)
+        elif cutlass.const_expr(self.act8 and self.group > 0):
+            acc_i = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)
+            acc_i.fill(0.0)
         n8 = self.wn // 8
         rB = cute.make_rmem_tensor(cute.make_layout(((2, 2), n8, 1)), self.a_type)
         rBu = cute.recast_tensor(rB, cutlass.Int32)     # ((1, 2), n8, 1): pair r of n8 tile j at r + 2 j
@@ -360,7 +400,8 @@ class Sm80MixedGemm:
             cute.arch.cp_async_commit_group()
 
             if cutlass.const_expr(self.act8):
-                self.mma_tile_act8(acc, acc_i, s2r_A, tXsA, tXrA, tCrA, b_views, wk_idx, wn_idx, lane, stage)
+                self.mma_tile_act8(acc, acc_i, s2r_A, tXsA, tXrA, tCrA, b_views, z_view, tCcC, mS, kt0 + kt,
+                                   bn_idx * self.bn + wn_idx * self.wn, wk_idx, wn_idx, lane, g, stage)
             else:
                 words = {}
                 scl = {}
@@ -422,7 +463,7 @@ class Sm80MixedGemm:
                     cute.gemm(tiled_mma, acc, tCrA[None, None, s], rB[None, None, 0], acc)
 
         cute.arch.cp_async_wait_group(0)
-        if cutlass.const_expr(self.act8 and self.cfg.a_dtype == "int8"):
+        if cutlass.const_expr(self.act8 and self.cfg.a_dtype == "int8" and self.group == 0):
             for i in cutlass.range_constexpr(cute.size(acc)):
                 acc[i] = acc_i[i].to(cutlass.Float32)
 

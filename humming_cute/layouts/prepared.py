@@ -90,9 +90,6 @@ def prepare_weight(qw: QuantizedWeight, a_dtype="float16") -> PreparedWeight:
     if act8:
         make_lane_plan(a, b)                 # checks the pair
         plan = None
-        if qw.group_size != 0 or qw.zero_points is not None:
-            raise NotImplementedError(f"{a.name} activations take channelwise weight scales (group_size=0) without "
-                                      f"zero points for now")
     else:
         plan: DequantPlan = make_plan(a, b)  # also checks the pair
     n, k = qw.codes.shape[-2:]
@@ -105,7 +102,7 @@ def prepare_weight(qw: QuantizedWeight, a_dtype="float16") -> PreparedWeight:
     lead = qw.codes.shape[:-2]
     gscale = (qw.global_scale.to(torch.float64).reshape(lead) if qw.global_scale is not None
               else torch.ones(lead, dtype=torch.float64, device=dev))
-    half = _TORCH_HALF.get(a.name)   # None for 8-bit activations (channel scales only)
+    half = _TORCH_HALF.get(a.name)   # None for 8-bit activations
     if g == 0:
         # one scale per output channel: exact, in the fp32 epilogue
         cs = _pad_last2(s[..., :1], n_pad, 1, 1.0)[..., 0]
@@ -116,6 +113,25 @@ def prepare_weight(qw: QuantizedWeight, a_dtype="float16") -> PreparedWeight:
         if z is not None:
             raise NotImplementedError("zero points need a group size (use group_size=K for one group per row)")
         neg_sub = None
+    elif act8:
+        # 8-bit activations: fp32 group scales [groups, N_pad] in column order, applied to a partial accumulator
+        # at every group end (two-level accumulation); no rounding of any scale
+        group = g
+        groups = -(-k_pad // g)
+        shift = torch.zeros(lead, dtype=torch.float64, device=dev)
+        s_pad = _pad_last2(s.to(torch.float32), n_pad, groups, 0.0)
+        group_scales = s_pad.transpose(-1, -2).contiguous().view(torch.int32)
+        channel_scales = None
+        neg_sub = None
+        if z is not None:
+            lane = make_lane_plan(a, b)
+            z = _pad_last2(z, n_pad, groups, 0.0).transpose(-1, -2)
+            if lane.kind == "int_lanes":   # the per-lane add constant 2^7 - z, one byte per lane of the column
+                c = (128 - z).to(torch.int32)
+                sub16 = (c | (c << 8)).to(torch.int16)
+            else:                          # fp16 subtrahend -(1024 + z) of the exact fp16 transform
+                sub16 = (-(z + lane.half.magic_value)).to(torch.float16).view(torch.int16)
+            neg_sub = permute_n(sub16.contiguous()).view(torch.int32).contiguous()
     else:
         group = g
         groups = -(-k_pad // g)

@@ -79,12 +79,16 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
         bm, wm = 64, 32
     else:
         bm, wm = 128, 64
+        if a_dtype not in ("float16", "bfloat16") and group_size:
+            wm = 32          # 8-bit activations with group scales keep a second (partial) accumulator
     # enough CTAs to cover the SMs before widening the tile
     bn = 64
     for cand in (256, 128):
         if n_pad % cand == 0 and (n_pad // cand) * max(1, -(-m // bm)) >= num_sms:
             bn = cand
             break
+    if wm == 32 and bm == 128:
+        bn = min(bn, 128)    # at most 8 warps: 255 registers per thread for the two accumulators
     wn = 64
     # small M: a deep k-tile split across warps keeps enough weight bytes in flight per CTA. Measured on H100
     # (benchmarks/results/2026-11-25_h100_decode_config_probe.log): BK=512/WK=128 or BK=256/WK=64 with 6 stages
