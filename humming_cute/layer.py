@@ -40,12 +40,22 @@ class HummingLayer(torch.nn.Module):
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         self.a_dtype = dt.parse_dtype(a_dtype)
         self.b_dtype = dt.parse_dtype(b_dtype)
-        self.c_dtype = dt.parse_dtype(c_dtype) if c_dtype is not None else self.a_dtype
+        self.act8 = self.a_dtype.name in ("float8e4m3", "float8e5m2", "int8")
+        self.c_dtype = (dt.parse_dtype(c_dtype) if c_dtype is not None
+                        else (dt.float16 if self.act8 else self.a_dtype))
         self.bs_dtype = dt.check_scale_dtype(bs_dtype)
         dt.check_legal_pair(self.a_dtype, self.b_dtype)
-        if self.a_dtype.name not in _TORCH_HALF:
-            raise NotImplementedError(f"{self.a_dtype.name} activations are not implemented yet; use float16 or "
-                                      f"bfloat16")
+        if self.act8:
+            from . import config as _config
+
+            if not _config.ALLOW_UNVERIFIED_ACT8:
+                raise NotImplementedError(f"{self.a_dtype.name} activations in the GEMM are compile-checked but not "
+                                          f"yet verified on a GPU; they are not enabled")
+            if num_experts is not None:
+                raise NotImplementedError("8-bit activations are not implemented for MoE layers yet")
+        elif self.a_dtype.name not in _TORCH_HALF:
+            raise NotImplementedError(f"{self.a_dtype.name} activations are not implemented yet; use float16, "
+                                      f"bfloat16, or (in development) float8e4m3 / float8e5m2 / int8")
         if self.c_dtype.name not in _TORCH_HALF:
             raise ValueError(f"c_dtype must be float16 or bfloat16, got {self.c_dtype.name}")
         if num_experts is not None and (not isinstance(num_experts, int) or num_experts <= 0):
@@ -212,9 +222,13 @@ class HummingLayer(torch.nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, block_shape: Optional[Sequence[int]] = None,
                 warp_shape: Optional[Sequence[int]] = None, stages: int = 4, split_k: int = 1,
-                batch_invariant: bool = False) -> torch.Tensor:
+                batch_invariant: bool = False, x_scales: Optional[torch.Tensor] = None) -> torch.Tensor:
         """y[..., N] for x[..., K]. `block_shape=(BM, BN, BK)` / `warp_shape=(WM, WN, WK)` pick the tiles;
-        by default a config is chosen from M (`batch_invariant=True`: one K reduction order for every M)."""
+        by default a config is chosen from M (`batch_invariant=True`: one K reduction order for every M).
+
+        8-bit activation layers take x in fp16/bf16/fp32 and quantize it per token on the GPU
+        (`humming_cute.quantize_input`, one fused kernel), or x already quantized (fp8 / int8 codes) with its
+        per-token fp32 `x_scales` ([..., 1] or [...])."""
         from .ops import gemm
 
         if self._prepared is None:
@@ -227,6 +241,10 @@ class HummingLayer(torch.nn.Module):
             raise ValueError(f"x has K={x.shape[-1]}, the layer has K={self.shape_k}")
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.shape_k)
+        if self.act8:
+            return self._forward_act8(x2, x_scales, block_shape, warp_shape, stages).reshape(*lead, -1)
+        if x_scales is not None:
+            raise ValueError("x_scales is for 8-bit activation layers")
         if x.device.type == "cuda" and torch.cuda.get_device_capability(x.device) < (8, 0):
             y = self._fallback(x2)
             return y.reshape(*lead, y.shape[-1])
@@ -244,6 +262,26 @@ class HummingLayer(torch.nn.Module):
             y = gemm(x2, self._prepared, bias=self.bias, out_dtype=_TORCH_HALF[self.c_dtype.name], config=cfg,
                      batch_invariant=batch_invariant, activation=self.activation, glu=self.glu)
         return y.reshape(*lead, y.shape[-1])
+
+    def _forward_act8(self, x2, x_scales, block_shape, warp_shape, stages) -> torch.Tensor:
+        from .ops import gemm
+
+        codes_dtype = self.a_dtype.torch_dtype
+        if x2.dtype in (torch.float16, torch.bfloat16, torch.float32):
+            if x_scales is not None:
+                raise ValueError("x_scales comes with already-quantized x; pass the float x alone to quantize it here")
+            from .quantize_input import quantize_input
+
+            x2, x_scales = quantize_input(x2, self.a_dtype.name, 0)
+        elif x_scales is None:
+            raise ValueError(f"quantized x ({x2.dtype}) needs its per-token fp32 x_scales")
+        elif x2.dtype != codes_dtype:
+            raise TypeError(f"x holds {x2.dtype} codes; this layer takes {self.a_dtype.name} activations")
+        cfg = None
+        if block_shape is not None or warp_shape is not None:
+            cfg = self._config_from_shapes(block_shape, warp_shape, stages, x2.device, 1)
+        return gemm(x2, self._prepared, bias=self.bias, out_dtype=_TORCH_HALF[self.c_dtype.name], config=cfg,
+                    activation=self.activation, glu=self.glu, x_scales=x_scales.reshape(-1).float().contiguous())
 
     def moe_block_size(self, num_tokens: int, top_k: int) -> int:
         """The block size to align the routing with (`moe_align_block_size(topk_ids, block_m, E)`)."""

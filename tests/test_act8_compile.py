@@ -102,3 +102,19 @@ def test_prepare_weight_act8():
     assert torch.equal(lanes[:, :100], (128 - qg.zero_points.t()).to(torch.int32))
     with pytest.raises(ValueError, match="illegal pair"):
         prepare_weight(quantize_weight(torch.randn(128, 256), "int8", 0), "float8e4m3")
+
+
+def test_layer_act8_gate_and_load(monkeypatch):
+    import humming_cute as hc
+
+    with pytest.raises(NotImplementedError, match="not yet verified on a GPU"):
+        hc.HummingLayer(256, 512, "float8e4m3", "int4", "bfloat16", "float16", 128)
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED_ACT8", True)
+    layer = hc.HummingLayer(256, 512, "float8e4m3", "uint4", "bfloat16", "float16", 128)
+    layer.load_weight(torch.randn(256, 512))
+    layer.finish_load()
+    pw = layer._prepared
+    assert pw.a_dtype == "float8e4m3" and pw.group_size == 128 and pw.neg_sub is not None
+    assert hc.HummingLayer(64, 64, "int8", "int8", None, "float16", 0).c_dtype.name == "float16"
+    with pytest.raises(NotImplementedError, match="MoE"):
+        hc.HummingLayer(64, 64, "int8", "int8", None, "float16", 0, num_experts=4)

@@ -60,3 +60,20 @@ def test_act8_bias_and_bf16_output():
     ref = reference_gemm(xq, qw, x_scales=xs, a_dtype="float8e4m3", bias=bias, activation="silu",
                          out_dtype=torch.float32)
     assert ((y.float() - ref).norm() / ref.norm()).item() < 1e-2
+
+
+@pytest.mark.parametrize("a,b,group", [("float8e4m3", "uint4", 128), ("int8", "int8", 0)])
+def test_layer_quantizes_activations(a, b, group):
+    """HummingLayer with 8-bit activations quantizes fp16 x per token on the GPU, or takes codes + scales."""
+    torch.manual_seed(11)
+    layer = hc.HummingLayer(512, 1024, a, b, "float16", "float16", group).cuda()
+    layer.load_weight(torch.randn(512, 1024, device="cuda"))
+    layer.finish_load()
+    x = torch.randn(3, 50, 1024, device="cuda", dtype=torch.float16)
+    y = layer(x)
+    xq, xs = quantize_activation(x.reshape(-1, 1024), a, 0)
+    ref = reference_gemm(xq, layer.quantized_weight(), x_scales=xs, a_dtype=a, out_dtype=torch.float32)
+    assert y.shape == (3, 50, 512)
+    assert ((y.reshape(-1, 512).float() - ref).norm() / ref.norm()).item() < 2e-3
+    y2 = layer(xq, x_scales=xs)
+    assert ((y2.float() - ref).norm() / ref.norm()).item() < 2e-3
