@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Union
 
 __all__ = [
-    "DataType", "IntegerType", "FloatType", "ScaleE8M0Type", "parse_dtype", "check_legal_pair",
+    "DataType", "IntegerType", "FloatType", "ScaleE8M0Type", "parse_dtype", "check_legal_pair", "is_legal_pair",
     "ACTIVATION_TYPES", "SCALE_TYPES",
 ]
 
@@ -370,6 +370,15 @@ def check_legal_pair(a_dtype, b_dtype, has_zero_point: bool | None = None) -> No
     if b.exp > max_e or b.man > max_m:
         raise ValueError(f"illegal pair: {a.name} activations hold float weights with exponent bits <= {max_e} and "
                          f"mantissa bits <= {max_m}, got {b.name} (e{b.exp}m{b.man})")
+
+
+def is_legal_pair(a_dtype, b_dtype, has_zero_point: bool | None = None) -> bool:
+    """True when `check_legal_pair` accepts the pair."""
+    try:
+        check_legal_pair(a_dtype, b_dtype, has_zero_point)
+    except ValueError:
+        return False
+    return True
 
 
 def check_scale_dtype(s_dtype) -> AnyType:

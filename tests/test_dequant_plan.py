@@ -22,11 +22,7 @@ TORCH_HALF = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def _legal(a, b) -> bool:
-    try:
-        dtypes.check_legal_pair(a, b)
-    except ValueError:
-        return False
-    return True
+    return dtypes.is_legal_pair(a, b)
 
 
 LEGAL_PAIRS = [(a, b) for a in ACTS for b in ALL_WEIGHT_TYPES if _legal(a, b)]

@@ -19,11 +19,7 @@ WEIGHTS = ([f"int{b}" for b in range(1, 9)] + [f"uint{b}" for b in range(1, 9)]
 
 
 def _legal(a, b):
-    try:
-        dt.check_legal_pair(a, b)
-        return True
-    except ValueError:
-        return False
+    return dt.is_legal_pair(a, b)
 
 
 PAIRS = [(a, b) for a, b in itertools.product(LANE_ACTS, WEIGHTS) if _legal(a, b)]
@@ -73,3 +69,8 @@ def test_illegal_pairs_rejected(a, b):
 def test_16bit_activations_point_to_make_plan():
     with pytest.raises(ValueError, match="make_plan"):
         make_lane_plan("float16", "int4")
+
+
+def test_is_legal_pair():
+    assert dt.is_legal_pair("float8e4m3", "int5") and not dt.is_legal_pair("float8e4m3", "int6")
+    assert dt.is_legal_pair("int8", "uint7", True) and not dt.is_legal_pair("int8", "int4", True)

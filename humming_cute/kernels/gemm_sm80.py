@@ -26,6 +26,7 @@ from ..layouts.weight import ATOM_K, ATOM_N, atom_words
 from . import dequant as dq
 from .epilogue import Epilogue
 from .mma import mma_f8_m16n8k32, mma_s8_m16n8k32
+from .scheduler import split_k_reduce
 
 _CUTLASS_TYPES = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16, "float32": cutlass.Float32}
 
@@ -159,6 +160,17 @@ class Sm80MixedGemm:
                 if cutlass.const_expr(self.has_zp):
                     cute.copy(copy_S, tZgZ[None, None, None, r], tZsZ[None, None, None, stage])
 
+    @staticmethod
+    def plane_word(words: dict, b_views, a, pi, ka_l, q, ka, atom_n, lane, stage):
+        """Packed word q of plane pi for n-atom a / k-atom ka_l of this thread; its 128-bit vector is loaded
+        from shared memory once per k-tile (`words` caches the register copies at trace time)."""
+        key = (a, pi, ka_l, q // 4)
+        if key not in words:
+            rw = cute.make_rmem_tensor(cute.make_layout(4), cutlass.Int32)
+            cute.autovec_copy(b_views[pi][None, lane, q // 4, ka, atom_n, stage], rw)
+            words[key] = rw
+        return words[key][q % 4]
+
     @cute.jit
     def mma_tile_act8(self, acc, acc_i, s2r_A, tXsA, tXrA, tCrA, b_views, z_view, tCcC, mS, kt, n0, wk_idx,
                       wn_idx, lane, g, stage):
@@ -196,12 +208,7 @@ class Sm80MixedGemm:
                             for pi, w in enumerate(self.planes):
                                 per_word = 16 // w
                                 q = ss * w + p // per_word
-                                key = (a, pi, ka_l, q // 4)
-                                if cutlass.const_expr(key not in words):
-                                    rw = cute.make_rmem_tensor(cute.make_layout(4), cutlass.Int32)
-                                    cute.autovec_copy(b_views[pi][None, lane, q // 4, ka, atom_n, stage], rw)
-                                    words[key] = rw
-                                pw.append(words[key][q % 4])
+                                pw.append(self.plane_word(words, b_views, a, pi, ka_l, q, ka, atom_n, lane, stage))
                                 slots.append(p % per_word)
                             codes.append(dq.extract_pair(self.lane, pw, slots))
                         zsub = None
@@ -430,13 +437,8 @@ class Sm80MixedGemm:
                             q0 = ss * w
                             ws = []
                             for i in cutlass.range_constexpr(w):
-                                q = q0 + i
-                                key = (a, pi, ka_l, q // 4)
-                                if cutlass.const_expr(key not in words):
-                                    rw = cute.make_rmem_tensor(cute.make_layout(4), cutlass.Int32)
-                                    cute.autovec_copy(b_views[pi][None, lane, q // 4, ka, atom_n, stage], rw)
-                                    words[key] = rw
-                                ws.append(words[key][q % 4])
+                                ws.append(self.plane_word(words, b_views, a, pi, ka_l, q0 + i, ka, atom_n, lane,
+                                                          stage))
                             plane_words.append(ws)
                         for p in cutlass.range_constexpr(16):
                             j, r = p // 2, p % 2
@@ -491,32 +493,8 @@ class Sm80MixedGemm:
         if cutlass.const_expr(self.split_k > 1):
             sFlag = smem.allocate_tensor(cutlass.Int32, cute.make_layout(1), byte_alignment=4)
             grid_n = cute.size(mB, mode=[0]) // self.bn_atoms
-            tile = bm_idx * grid_n + bn_idx
-            if wk_idx == 0:
-                for i in cutlass.range_constexpr(cute.size(acc)):
-                    coord = tCcC[i]
-                    m = m0 + coord[0]
-                    if m < M:
-                        mWS[z_idx * M + m, n0 + coord[1]] = acc[i]
-            cute.arch.fence_acq_rel_gpu()
-            cute.arch.sync_threads()
-            if tidx == 0:
-                sFlag[0] = cute.arch.atomic_add(mCnt.iterator + tile, cutlass.Int32(1))
-            cute.arch.sync_threads()
-            is_last = sFlag[0] == self.split_k - 1
-            if is_last:
-                cute.arch.fence_acq_rel_gpu()
-                if wk_idx == 0:
-                    for i in cutlass.range_constexpr(cute.size(acc)):
-                        coord = tCcC[i]
-                        m = m0 + coord[0]
-                        if m < M:
-                            tot = cutlass.Float32(0.0)
-                            for zz in cutlass.range_constexpr(self.split_k):
-                                tot = tot + mWS[zz * M + m, n0 + coord[1]]
-                            acc[i] = tot
-                if tidx == 0:
-                    mCnt[tile] = 0   # ready for the next launch (the buffer is per device and stream)
+            is_last = split_k_reduce(acc, tCcC, m0, n0, M, bm_idx * grid_n + bn_idx, z_idx, mWS, mCnt, sFlag, tidx,
+                                     wk_idx == 0, self.split_k, False)
 
         # ---- epilogue: scales, bias, activation (fp32), cast, predicated store (kernels/epilogue.py)
         self.epilogue.store(acc, tCcC, m0, n0, M, N, wk_idx, is_last, mG, mCS, mBias, mC, mSorted, mTopkW)

@@ -24,6 +24,7 @@ from ..config import GemmConfig
 from ..layouts.weight import ATOM_K, ATOM_N, atom_words
 from . import dequant as dq
 from .epilogue import Epilogue
+from .scheduler import split_k_reduce
 
 _CUTLASS_TYPES = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16}
 _CHUNK = 128      # int32 words per innermost TMA box row of the packed weight
@@ -268,28 +269,8 @@ class Sm90MixedGemm:
         is_last = True
         if cutlass.const_expr(self.split_k > 1):
             sFlag = smem.allocate_tensor(cutlass.Int32, cute.make_layout(1), byte_alignment=4)
-            tile = bm_idx * tiles_n + bn_idx
-            for i in cutlass.range_constexpr(cute.size(acc)):
-                c = tCcC[i]
-                if m0 + c[1] < M:
-                    mWS[z_idx * M + m0 + c[1], n0 + c[0]] = acc[i]
-            cute.arch.fence_acq_rel_gpu()
-            cute.arch.sync_threads()
-            if tidx == 0:
-                sFlag[0] = cute.arch.atomic_add(mCnt.iterator + tile, cutlass.Int32(1))
-            cute.arch.sync_threads()
-            is_last = sFlag[0] == self.split_k - 1
-            if is_last:
-                cute.arch.fence_acq_rel_gpu()
-                for i in cutlass.range_constexpr(cute.size(acc)):
-                    c = tCcC[i]
-                    if m0 + c[1] < M:
-                        tot = cutlass.Float32(0.0)
-                        for zz in cutlass.range_constexpr(self.split_k):
-                            tot = tot + mWS[zz * M + m0 + c[1], n0 + c[0]]
-                        acc[i] = tot
-                if tidx == 0:
-                    mCnt[tile] = 0   # ready for the next launch (the buffer is per device and stream)
+            is_last = split_k_reduce(acc, tCcC, m0, n0, M, bm_idx * tiles_n + bn_idx, z_idx, mWS, mCnt, sFlag, tidx,
+                                     True, self.split_k, True)
 
         # ---- epilogue (coordinates are (n, m): transposed)
         self.epilogue.store(acc, tCcC, m0, n0, M, N, 0, is_last, mG, mCS, mBias, mC, mCS, mG, transposed=True)
