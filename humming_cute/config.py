@@ -57,6 +57,7 @@ class GemmConfig:
     moe_mul_topk_weights: bool = False  # multiply each output row by topk_weights[id]
     arch: str = "sm_80"
     mainloop: str = "sm80"         # "sm80": cp.async + mma.sync; "sm90": TMA + mbarriers + wgmma (sm_90a)
+    act_group_size: int = 0        # 8-bit activations: scale group along K (0 = one scale per token)
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -117,6 +118,8 @@ class GemmConfig:
         dt.check_legal_pair(a, b, self.has_zero_point)
         if a.name in ACT8_TYPES:
             self._validate_act8(a)
+        elif self.act_group_size:
+            raise ValueError("act_group_size is for 8-bit activations (their scales along K)")
         elif a.name not in ("float16", "bfloat16"):
             raise NotImplementedError(f"the GEMM takes float16/bfloat16 (and, in development, 8-bit) activations; "
                                       f"{a.name} activations are not implemented yet")
@@ -209,6 +212,9 @@ class GemmConfig:
                              f"{self.group_size}")
         if self.has_zero_point and not self.group_size:
             raise ValueError("zero points need a group size")
+        ag = self.act_group_size
+        if ag and (not _pow2(ag) or ag < 32):
+            raise ValueError(f"act_group_size must be 0 (per token) or a power of two >= 32, got {ag}")
         if self.moe or self.split_k != 1 or self.glu:
             raise NotImplementedError("8-bit activations: MoE, split_k and GLU are not implemented yet")
         if self.warp_k % 32 or self.block_k % 64:

@@ -281,7 +281,8 @@ class HummingLayer(torch.nn.Module):
         if block_shape is not None or warp_shape is not None:
             cfg = self._config_from_shapes(block_shape, warp_shape, stages, x2.device, 1)
         return gemm(x2, self._prepared, bias=self.bias, out_dtype=_TORCH_HALF[self.c_dtype.name], config=cfg,
-                    activation=self.activation, glu=self.glu, x_scales=x_scales.reshape(-1).float().contiguous())
+                    activation=self.activation, glu=self.glu,
+                    x_scales=x_scales.reshape(x2.shape[0], -1).float().contiguous())
 
     def moe_block_size(self, num_tokens: int, top_k: int) -> int:
         """The block size to align the routing with (`moe_align_block_size(topk_ids, block_m, E)`)."""

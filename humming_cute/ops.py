@@ -104,13 +104,22 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
     `config.ALLOW_UNVERIFIED_ACT8`): x holds the codes and `x_scales` [M] fp32 the per-token scales."""
     check_input(x, weight, bias)
     act8 = weight.a_dtype in _ACT8
+    x_group = 0
     if act8:
         if out_dtype is None:
             raise ValueError("8-bit activations need out_dtype (torch.float16 or torch.bfloat16)")
+        m_rows, k = x.shape
         if (not isinstance(x_scales, torch.Tensor) or x_scales.dtype != torch.float32
-                or x_scales.shape != (x.shape[0],) or x_scales.device != x.device):
-            raise ValueError(f"{weight.a_dtype} activations need x_scales: a float32 tensor [M={x.shape[0]}] of "
-                             f"per-token scales on {x.device}")
+                or x_scales.device != x.device or x_scales.dim() not in (1, 2) or x_scales.shape[0] != m_rows
+                or (x_scales.dim() == 2 and (x_scales.shape[1] == 0 or k % x_scales.shape[1]))):
+            raise ValueError(f"{weight.a_dtype} activations need x_scales: float32 on {x.device}, [M={m_rows}] or "
+                             f"[M, 1] per token, or [M, K / group] per group of K")
+        if x_scales.dim() == 2 and x_scales.shape[1] > 1:
+            x_group = k // x_scales.shape[1]
+            if x_group < 32 or x_group & (x_group - 1):
+                raise ValueError(f"activation scale groups must be powers of two >= 32, got K / {x_scales.shape[1]} "
+                                 f"= {x_group}")
+        x_scales = x_scales.reshape(-1).contiguous()
     elif x_scales is not None:
         raise ValueError("x_scales is for 8-bit activations; this weight takes float16/bfloat16 activations")
     if activation is None and not glu:
@@ -136,13 +145,13 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
                          f"{dev}, got {out.dtype} {tuple(out.shape)} on {out.device}")
     if config is None:
         # the default (config, kernel) of a problem is memoised: the hot path is one tuple lookup
-        key = (m, id(weight), c_name, bias is not None, batch_invariant, dev, act_name, act_fn, glu)
+        key = (m, id(weight), c_name, bias is not None, batch_invariant, dev, act_name, act_fn, glu, x_group)
         hit = _DEFAULTS.get(key)
         if hit is None or hit[0]() is not weight:
             cfg = default_config(m, weight.n_pad, weight.k_pad, a_dtype=weight.a_dtype, b_dtype=weight.b_dtype,
                                  c_dtype=c_name, group_size=weight.group_size, arch=device_target(dev),
                                  has_bias=bias is not None, num_sms=_num_sms(dev),
-                                 batch_invariant=batch_invariant, glu=glu)
+                                 batch_invariant=batch_invariant, glu=glu, act_group_size=x_group)
             if act_name != "none":
                 cfg = cfg.with_(activation=act_name, custom_activation=act_fn, glu=glu)
             if len(_DEFAULTS) > 65536:
@@ -158,6 +167,9 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
             raise ValueError("activation/glu arguments disagree with config.activation/custom_activation/glu")
         if config.glu and weight.shape_n % 2:
             raise ValueError(f"a GLU config needs an even N, got N={weight.shape_n}")
+        if config.act_group_size != x_group:
+            raise ValueError(f"config.act_group_size={config.act_group_size} does not match x_scales (group "
+                             f"{x_group}; 0 = per token)")
         if weight.n_pad % config.block_n or weight.k_pad % config.block_k:
             raise ValueError(f"block_n={config.block_n} must divide the padded N={weight.n_pad} and "
                              f"block_k={config.block_k} the padded K={weight.k_pad}")

@@ -25,10 +25,11 @@ CASES = [  # activation, weight, arch, expected MMA type string, conversion inst
     ("int8", "int8", "sm_80", "s32.s8.s8.s32", None),
     ("int8", "int3", "sm_90a", "s32.s8.s8.s32", None),
 ]
-GROUP_CASES = [  # two-level accumulation: activation, weight, group, M, arch
-    ("float8e4m3", "uint4", 128, 16, "sm_89"), ("int8", "uint7", 64, 4096, "sm_80"),
-    ("int8", "int4", 32, 64, "sm_90a"), ("float8e4m3", "float4e2m1", 32, 4096, "sm_90a"),
-    ("float8e5m2", "int3", 128, 1, "sm_120a"),
+GROUP_CASES = [  # two-level accumulation: activation, weight, weight group, activation group, M, arch
+    ("float8e4m3", "uint4", 128, 0, 16, "sm_89"), ("int8", "uint7", 64, 0, 4096, "sm_80"),
+    ("int8", "int4", 32, 0, 64, "sm_90a"), ("float8e4m3", "float4e2m1", 32, 0, 4096, "sm_90a"),
+    ("float8e5m2", "int3", 128, 0, 1, "sm_120a"), ("float8e4m3", "uint4", 128, 128, 333, "sm_90a"),
+    ("int8", "int8", 0, 128, 4096, "sm_80"), ("float8e4m3", "int4", 0, 64, 1, "sm_89"),
 ]
 
 
@@ -53,9 +54,11 @@ def test_act8_compiles(allow_act8, a, b, arch, mma, cvt):
     assert art.ptxas and spills == 0, f"{cfg}: {spills} spill bytes"
 
 
-@pytest.mark.parametrize("a,b,g,m,arch", GROUP_CASES)
-def test_act8_group_scales_compile(allow_act8, a, b, g, m, arch):
-    cfg = default_config(m, 4096, 4096, a_dtype=a, b_dtype=b, c_dtype="float16", group_size=g, arch=arch)
+@pytest.mark.parametrize("a,b,g,xg,m,arch", GROUP_CASES)
+def test_act8_group_scales_compile(allow_act8, a, b, g, xg, m, arch):
+    cfg = default_config(m, 4096, 4096, a_dtype=a, b_dtype=b, c_dtype="float16", group_size=g, arch=arch,
+                         act_group_size=xg)
+    assert cfg.act_group_size == xg
     art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch=arch, options="--enable-tvm-ffi")
     assert "mma.sync.aligned.m16n8k32.row.col" in art.ptx
     spills = sum(r.spill_bytes for r in art.ptxas.values())
@@ -72,6 +75,7 @@ def test_act8_refused_until_verified():
 @pytest.mark.parametrize("kw,match", [
     (dict(arch="sm_80"), "sm_89"),
     (dict(group_size=16), "at least 32"),
+    (dict(act_group_size=48), "act_group_size"),
     (dict(b_dtype="uint4", group_size=0), "zero points need a group size"),
     (dict(split_k=2), "split_k"),
     (dict(mainloop="sm90", warp_m=16, block_k=64, warp_k=64, block_m=16), "mma.sync mainloop"),
@@ -118,3 +122,8 @@ def test_layer_act8_gate_and_load(monkeypatch):
     assert hc.HummingLayer(64, 64, "int8", "int8", None, "float16", 0).c_dtype.name == "float16"
     with pytest.raises(NotImplementedError, match="MoE"):
         hc.HummingLayer(64, 64, "int8", "int8", None, "float16", 0, num_experts=4)
+
+
+def test_act_group_size_needs_8bit_activations():
+    with pytest.raises(ValueError, match="act_group_size is for 8-bit"):
+        GemmConfig(a_dtype="float16", b_dtype="int4", act_group_size=128).validate()

@@ -36,15 +36,16 @@ def _allow(monkeypatch):
 
 @pytest.mark.parametrize("a,b,group,scale", PAIRS)
 @pytest.mark.parametrize("m", [1, 16, 333, 4096])
-def test_act8_matches_reference(a, b, group, scale, m):
+@pytest.mark.parametrize("xgroup", [0, 128])       # activation scales per token / per group of 128
+def test_act8_matches_reference(a, b, group, scale, m, xgroup):
     torch.manual_seed(m)
-    n, k = 384, (1088 if group in (0, 32, 64) else 1152)   # 1088: K padded to 1152 inside (zero codes)
+    n, k = 384, (1088 if group in (0, 32, 64) and not xgroup else 1152)   # 1088: padded to 1152 inside
     qw = quantize_weight(torch.randn(n, k, device="cuda"), b, group, scale)
     pw = hc.prepare_weight(qw, a)
-    xq, xs = quantize_activation(torch.randn(m, k, device="cuda"), a, 0)
+    xq, xs = quantize_activation(torch.randn(m, k, device="cuda"), a, xgroup)
     out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.float16)
-    y = hc.gemm(xq, pw, x_scales=xs.reshape(-1), out_dtype=torch.float16, out=out)
-    ref = reference_gemm(xq, qw, x_scales=xs, a_dtype=a, out_dtype=torch.float32)
+    y = hc.gemm(xq, pw, x_scales=xs, out_dtype=torch.float16, out=out)
+    ref = reference_gemm(xq, qw, x_scales=xs, x_group_size=xgroup, a_dtype=a, out_dtype=torch.float32)
     assert not torch.isnan(y).any(), "an output element was never written"
     rel = ((y.float() - ref).norm() / ref.norm()).item()
     assert rel < 2e-3, f"relative error {rel:.3e}"
@@ -56,7 +57,7 @@ def test_act8_bias_and_bf16_output():
     pw = hc.prepare_weight(qw, "float8e4m3")
     xq, xs = quantize_activation(torch.randn(40, 512, device="cuda"), "float8e4m3", 0)
     bias = torch.randn(256, device="cuda", dtype=torch.bfloat16)
-    y = hc.gemm(xq, pw, x_scales=xs.reshape(-1), out_dtype=torch.bfloat16, bias=bias, activation="silu")
+    y = hc.gemm(xq, pw, x_scales=xs, out_dtype=torch.bfloat16, bias=bias, activation="silu")
     ref = reference_gemm(xq, qw, x_scales=xs, a_dtype="float8e4m3", bias=bias, activation="silu",
                          out_dtype=torch.float32)
     assert ((y.float() - ref).norm() / ref.norm()).item() < 1e-2

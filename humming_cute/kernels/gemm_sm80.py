@@ -172,8 +172,8 @@ class Sm80MixedGemm:
         return words[key][q % 4]
 
     @cute.jit
-    def mma_tile_act8(self, acc, acc_i, s2r_A, tXsA, tXrA, tCrA, b_views, z_view, tCcC, mS, kt, n0, wk_idx,
-                      wn_idx, lane, g, stage):
+    def mma_tile_act8(self, acc, acc_i, s2r_A, tXsA, tXrA, tCrA, b_views, z_view, tCcC, mS, mX, kt, m0, n0, M,
+                      wk_idx, wn_idx, lane, g, stage):
         """One k-tile of a warp with 8-bit activations: per k32 step, ldmatrix the A fragments (16-bit pairs of
         8-bit codes), turn the weight pairs into 8-bit lanes (b0 = k 4t..4t+3, b1 = k 16+4t..16+4t+3 of column
         8j + g; layout `mma_k=32`), one m16n8k32 MMA per (m16, n8) tile.
@@ -185,7 +185,11 @@ class Sm80MixedGemm:
         rAi = cute.recast_tensor(tCrA, cutlass.Int32)          # (4 regs, m16 tiles, k32 steps)
         words = {}
         zps = {}
-        flush_every = min(self.group, self.wk) // 32 if self.group > 0 else 0   # k32 steps per flush
+        xgroup = self.cfg.act_group_size
+        wseg = min(self.group, self.wk) // 32 if self.group > 0 else 0   # k32 steps per weight scale group
+        xseg = min(xgroup, self.wk) // 32 if xgroup > 0 else 0           # ... per activation scale group
+        flush_every = min(v for v in (wseg, xseg, self.k_steps) if v > 0)
+        two_level = self.group > 0 or xgroup > 0
         for s in cutlass.range_constexpr(self.k_steps):
             ka_l = s // 2
             ka = wk_idx * self.wk_atoms + ka_l
@@ -213,7 +217,7 @@ class Sm80MixedGemm:
                             codes.append(dq.extract_pair(self.lane, pw, slots))
                         zsub = None
                         if cutlass.const_expr(self.has_zp):
-                            zkey = (a, s // max(flush_every, 1))
+                            zkey = (a, s // wseg)
                             if cutlass.const_expr(zkey not in zps):
                                 rz = cute.make_rmem_tensor(cute.make_layout(4), cutlass.Int32)
                                 cute.autovec_copy(z_view[None, g, atom_n, zrow, stage], rz)
@@ -229,20 +233,31 @@ class Sm80MixedGemm:
                             for v in cutlass.range_constexpr(4):
                                 acc_i[v, mi, nj] = d[v]
                         else:
-                            dst = acc_i if self.group > 0 else acc
+                            dst = acc_i if two_level else acc
                             d = mma_f8_m16n8k32(self.cfg.a_dtype, a_regs, bregs,
                                                 [dst[v, mi, nj] for v in range(4)])
                             for v in cutlass.range_constexpr(4):
                                 dst[v, mi, nj] = d[v]
-            if cutlass.const_expr(self.group > 0 and (s + 1) % flush_every == 0):
-                self.flush_group(acc, acc_i, tCcC, mS, n0, (kt * self.bk + wk_idx * self.wk + s * 32) // self.group)
+            if cutlass.const_expr(two_level and (s + 1) % flush_every == 0):
+                k = kt * self.bk + wk_idx * self.wk + s * 32
+                self.flush_group(acc, acc_i, tCcC, mS, n0, k // max(self.group, 1), mX, m0, M,
+                                 k // max(xgroup, 1))
 
     @cute.jit
-    def flush_group(self, acc, acc_i, tCcC, mS, n0, grp):
-        """acc += acc_i * scale[grp, column]; acc_i = 0 (the second level of the two-level accumulation)."""
+    def flush_group(self, acc, acc_i, tCcC, mS, n0, grp, mX, m0, M, xgrp):
+        """acc += acc_i * w_scale[grp, column] * x_scale[row, xgrp]; acc_i = 0 (the second level of the two-level
+        accumulation; each factor only where that operand has groups along K)."""
         mSf = cute.recast_tensor(mS, cutlass.Float32)           # fp32 group scales [groups, N_pad]
+        xgroups = cute.size(mX, mode=[0]) // M                   # activation scales [M, xgroups], flattened
         for i in cutlass.range_constexpr(cute.size(acc)):
-            sc = mSf[grp, n0 + tCcC[i][1]]
+            c = tCcC[i]
+            sc = cutlass.Float32(1.0)
+            if cutlass.const_expr(self.group > 0):
+                sc = mSf[grp, n0 + c[1]]
+            if cutlass.const_expr(self.cfg.act_group_size > 0):
+                # rows past M and groups past K (padding) read an in-bounds scale; their values are never stored
+                row = cutlass.min(m0 + c[0], M - 1)
+                sc = sc * mX[row * xgroups + cutlass.min(xgrp, xgroups - 1)]
             if cutlass.const_expr(self.cfg.a_dtype == "int8"):
                 acc[i] = acc[i] + acc_i[i].to(cutlass.Float32) * sc
                 acc_i[i] = cutlass.Int32(0)
@@ -363,11 +378,12 @@ class Sm80MixedGemm:
         tCcC = thr_mma.partition_C(cC)
         acc = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)
         acc.fill(0.0)
+        cfg_xg = self.cfg.act_group_size
         acc_i = acc            # int8 MMAs accumulate exactly in int32; 8-bit group scales need a partial sum
         if cutlass.const_expr(self.act8 and self.cfg.a_dtype == "int8"):
             acc_i = cute.make_rmem_tensor(tCcC.shape, cutlass.Int32)
             acc_i.fill(0)
-        elif cutlass.const_expr(self.act8 and self.group > 0):
+        elif cutlass.const_expr(self.act8 and (self.group > 0 or cfg_xg > 0)):
             acc_i = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)
             acc_i.fill(0.0)
         n8 = self.wn // 8
@@ -407,8 +423,9 @@ class Sm80MixedGemm:
             cute.arch.cp_async_commit_group()
 
             if cutlass.const_expr(self.act8):
-                self.mma_tile_act8(acc, acc_i, s2r_A, tXsA, tXrA, tCrA, b_views, z_view, tCcC, mS, kt0 + kt,
-                                   bn_idx * self.bn + wn_idx * self.wn, wk_idx, wn_idx, lane, g, stage)
+                self.mma_tile_act8(acc, acc_i, s2r_A, tXsA, tXrA, tCrA, b_views, z_view, tCcC, mS, mTopkW, kt0 + kt,
+                                   bm_idx * self.bm + wm_idx * self.wm, bn_idx * self.bn + wn_idx * self.wn, M,
+                                   wk_idx, wn_idx, lane, g, stage)
             else:
                 words = {}
                 scl = {}
@@ -465,7 +482,7 @@ class Sm80MixedGemm:
                     cute.gemm(tiled_mma, acc, tCrA[None, None, s], rB[None, None, 0], acc)
 
         cute.arch.cp_async_wait_group(0)
-        if cutlass.const_expr(self.act8 and self.cfg.a_dtype == "int8" and self.group == 0):
+        if cutlass.const_expr(self.act8 and self.cfg.a_dtype == "int8" and self.group == 0 and cfg_xg == 0):
             for i in cutlass.range_constexpr(cute.size(acc)):
                 acc[i] = acc_i[i].to(cutlass.Float32)
 

@@ -58,7 +58,7 @@ def sm90_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c
 def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c_dtype: str, group_size: int,
                    arch: str, has_bias: bool = False, num_sms: int = 132,
                    batch_invariant: bool = False, glu: bool = False,
-                   mainloop: Optional[str] = None) -> GemmConfig:
+                   mainloop: Optional[str] = None, act_group_size: int = 0) -> GemmConfig:
     """A sane config for an (m, n_pad, k_pad) problem; later replaced by measured tables / the autotuner.
     On sm_90a, M >= SM90_MIN_M takes the wgmma mainloop (GLU epilogues, 8-bit activations and batch-invariant
     mode stay on mma.sync); `mainloop` forces one ("sm80" / "sm90").
@@ -79,16 +79,18 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
         bm, wm = 64, 32
     else:
         bm, wm = 128, 64
-        if a_dtype not in ("float16", "bfloat16") and group_size:
-            wm = 32          # 8-bit activations with group scales keep a second (partial) accumulator
+        if a_dtype not in ("float16", "bfloat16"):
+            wm = 32          # 8-bit activations: lane registers (and, with group scales, a partial accumulator)
+            if act_group_size and b_dtype.startswith("uint"):
+                wm = 16      # + zero-point words and activation group scales
     # enough CTAs to cover the SMs before widening the tile
     bn = 64
     for cand in (256, 128):
         if n_pad % cand == 0 and (n_pad // cand) * max(1, -(-m // bm)) >= num_sms:
             bn = cand
             break
-    if wm == 32 and bm == 128:
-        bn = min(bn, 128)    # at most 8 warps: 255 registers per thread for the two accumulators
+    if wm < 64 and bm == 128:
+        bn = min(bn, 128 if wm == 32 else 64)   # at most 8 warps: 255 registers per thread
     wn = 64
     # small M: a deep k-tile split across warps keeps enough weight bytes in flight per CTA. Measured on H100
     # (benchmarks/results/2026-11-25_h100_decode_config_probe.log): BK=512/WK=128 or BK=256/WK=64 with 6 stages
@@ -108,7 +110,7 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
         bk, wk = 64, 64
     cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
                      has_bias=has_bias, block_m=bm, block_n=bn, block_k=bk, warp_m=wm,
-                     warp_n=wn, warp_k=wk, stages=stages, split_k=split, arch=arch)
+                     warp_n=wn, warp_k=wk, stages=stages, split_k=split, arch=arch, act_group_size=act_group_size)
     # fit the arch's shared memory: fewer stages first (down to 3), then a shallower / narrower block
     limit = get_arch(arch).smem_per_block_bytes
     while smem_bytes(cfg) > limit:
