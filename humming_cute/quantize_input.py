@@ -9,13 +9,13 @@ TVM-FFI path on torch's current stream.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import TYPE_CHECKING
 
 import torch
 
 from . import dtypes as _dt
+from .runtime.compile import KernelCache
 
 if TYPE_CHECKING:  # the kernel module imports cutlass: keep `import humming_cute` free of it
     from .kernels.quantize_input import QuantizeInputConfig
@@ -33,18 +33,16 @@ _STORAGE = {
 QUANT_TYPES = tuple(_STORAGE)
 _IN_NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32"}
 
-_CACHE: dict = {}
-_LOCK = threading.Lock()
-_STATS = {"compiles": 0, "seconds": 0.0, "last_seconds": 0.0}
+_KERNELS = KernelCache()
 
 
 def compile_stats() -> dict:
     """Number of quantize-input compilations and seconds spent in them in this process."""
-    return dict(_STATS)
+    return dict(_KERNELS.stats)
 
 
 def clear_cache() -> None:
-    _CACHE.clear()
+    _KERNELS.kernels.clear()
 
 
 # ---------------------------------------------------------------------------------------------- argument checks
@@ -120,17 +118,13 @@ def compile_quantize_input(cfg: QuantizeInputConfig, extra_options: str = ""):
         compiled = cute.compile(QuantizeInputKernel(cfg), *fake_operands(cfg),
                                 options=f"--gpu-arch {target} --enable-tvm-ffi {extra_options}".strip())
         dt_s = time.perf_counter() - t0
-    _STATS["compiles"] += 1
-    _STATS["seconds"] += dt_s
-    _STATS["last_seconds"] = dt_s
+    _KERNELS.record(dt_s)
     return compiled
 
 
 def get_quantize_kernel(cfg: QuantizeInputConfig):
     """The compiled kernel of `cfg`, compiled on first use."""
-    from .runtime.compile import cached_compile
-
-    return cached_compile(_CACHE, _LOCK, cfg, compile_quantize_input)
+    return _KERNELS.get(cfg, compile_quantize_input)
 
 
 def _arch_of(device: torch.device) -> str:

@@ -462,10 +462,10 @@ def _fmt(v, spec: str, width: int) -> str:
     return format(v, spec).rjust(width)
 
 
-def format_table(rows: list, peers: list[str]) -> str:
-    """Fixed-width table: one line per row, humming_cute's numbers, then each peer's time and our ratio to it.
-    A peer not timed on a row shows '-' (its reason is in the JSON and printed once when it happened)."""
-    head = [f"{'M':>6} {'N':>6} {'K':>6}", f"{'hc ms':>9} {'%mem':>6} {'%cmp':>6} {'TFLOP/s':>8} {'GB/s':>7}"]
+def _fixed_table(rows: list, peers: list[str], lead_head: str, our_head: str, lead, ours_cells) -> str:
+    """Fixed-width table: per row the leading cells, humming_cute's cells, each peer's time and our ratio to it,
+    and the relative error. `lead(row)` / `ours_cells(row, ours)` give a row's first two cells."""
+    head = [lead_head, our_head]
     for p in peers:
         s = _SHORT[p]
         head.append(f"{s + ' ms':>10} {'hc/' + s:>10}")
@@ -474,10 +474,7 @@ def format_table(rows: list, peers: list[str]) -> str:
     lines.append("-" * len(lines[0]))
     for r in rows:
         ours = r["impls"].get(OURS, {})
-        cells = [f"{r['m']:>6} {r['n']:>6} {r['k']:>6}",
-                 " ".join([_fmt(ours.get("ms"), ".4f", 9), _fmt(ours.get("pct_of_memory_floor"), ".1f", 6),
-                           _fmt(ours.get("pct_of_compute_floor"), ".1f", 6), _fmt(ours.get("tflops"), ".1f", 8),
-                           _fmt(ours.get("weight_gbps"), ".0f", 7)])]
+        cells = [lead(r), ours_cells(r, ours)]
         for p in peers:
             e = r["impls"].get(p, {})
             t = e.get("ms") if e.get("status") == "ok" else None
@@ -485,33 +482,30 @@ def format_table(rows: list, peers: list[str]) -> str:
         cells.append(_fmt(ours.get("rel_err"), ".1e", 8))
         lines.append(" | ".join(cells))
     return "\n".join(lines)
+
+
+def format_table(rows: list, peers: list[str]) -> str:
+    """Fixed-width table: one line per row, humming_cute's numbers, then each peer's time and our ratio to it.
+    A peer not timed on a row shows '-' (its reason is in the JSON and printed once when it happened)."""
+    return _fixed_table(
+        rows, peers, f"{'M':>6} {'N':>6} {'K':>6}", f"{'hc ms':>9} {'%mem':>6} {'%cmp':>6} {'TFLOP/s':>8} {'GB/s':>7}",
+        lambda r: f"{r['m']:>6} {r['n']:>6} {r['k']:>6}",
+        lambda r, o: " ".join([_fmt(o.get("ms"), ".4f", 9), _fmt(o.get("pct_of_memory_floor"), ".1f", 6),
+                               _fmt(o.get("pct_of_compute_floor"), ".1f", 6), _fmt(o.get("tflops"), ".1f", 8),
+                               _fmt(o.get("weight_gbps"), ".0f", 7)]))
 
 
 def format_moe_table(rows: list, peers: list[str]) -> str:
     """Fixed-width MoE table: one line per (preset, projection, tokens): experts touched, block_m, humming_cute's
     GEMM time and its numbers, the alignment time, then each peer's time and our ratio to it."""
-    head = [f"{'preset':>13} {'proj':>4} {'tokens':>6} {'E hit':>5} {'bm':>3}",
-            f"{'hc ms':>9} {'align ms':>8} {'%mem':>6} {'TFLOP/s':>8} {'GB/s':>7}"]
-    for p in peers:
-        s = _SHORT[p]
-        head.append(f"{s + ' ms':>10} {'hc/' + s:>10}")
-    head.append(f"{'relerr':>8}")
-    lines = [" | ".join(head)]
-    lines.append("-" * len(lines[0]))
-    for r in rows:
-        ours = r["impls"].get(OURS, {})
-        cells = [f"{r['preset'][:13]:>13} {r['projection']:>4} {r['tokens']:>6} {r['experts_touched']:>5} "
-                 f"{r['block_m']:>3}",
-                 " ".join([_fmt(ours.get("ms"), ".4f", 9), _fmt(r.get("align_ms"), ".4f", 8),
-                           _fmt(ours.get("pct_of_memory_floor"), ".1f", 6), _fmt(ours.get("tflops"), ".1f", 8),
-                           _fmt(ours.get("weight_gbps"), ".0f", 7)])]
-        for p in peers:
-            e = r["impls"].get(p, {})
-            t = e.get("ms") if e.get("status") == "ok" else None
-            cells.append(f"{_fmt(t, '.4f', 10)} {_fmt(r['ratio_vs'].get(p), '.3f', 10)}")
-        cells.append(_fmt(ours.get("rel_err"), ".1e", 8))
-        lines.append(" | ".join(cells))
-    return "\n".join(lines)
+    return _fixed_table(
+        rows, peers, f"{'preset':>13} {'proj':>4} {'tokens':>6} {'E hit':>5} {'bm':>3}",
+        f"{'hc ms':>9} {'align ms':>8} {'%mem':>6} {'TFLOP/s':>8} {'GB/s':>7}",
+        lambda r: (f"{r['preset'][:13]:>13} {r['projection']:>4} {r['tokens']:>6} {r['experts_touched']:>5} "
+                   f"{r['block_m']:>3}"),
+        lambda r, o: " ".join([_fmt(o.get("ms"), ".4f", 9), _fmt(r.get("align_ms"), ".4f", 8),
+                               _fmt(o.get("pct_of_memory_floor"), ".1f", 6), _fmt(o.get("tflops"), ".1f", 8),
+                               _fmt(o.get("weight_gbps"), ".0f", 7)]))
 
 
 def format_summary(peers: dict) -> str:

@@ -14,20 +14,42 @@ import time
 
 from ..config import GemmConfig
 
-__all__ = ["get_kernel", "compile_stats", "clear_cache"]
+__all__ = ["KernelCache", "get_kernel", "compile_stats", "clear_cache"]
 
-_CACHE: dict = {}
-_LOCK = threading.Lock()
-_STATS = {"compiles": 0, "seconds": 0.0, "last_seconds": 0.0}
+class KernelCache:
+    """Compiled kernels of one kernel family, keyed by their frozen config, with compile-time statistics."""
+
+    def __init__(self):
+        self.kernels: dict = {}
+        self.lock = threading.Lock()
+        self.stats = {"compiles": 0, "seconds": 0.0, "last_seconds": 0.0}
+
+    def record(self, seconds: float) -> None:
+        self.stats["compiles"] += 1
+        self.stats["seconds"] += seconds
+        self.stats["last_seconds"] = seconds
+
+    def get(self, key, compile_fn):
+        """The kernel of `key`, compiled by compile_fn(key) on first use (once, even when threads race)."""
+        k = self.kernels.get(key)
+        if k is None:
+            with self.lock:
+                k = self.kernels.get(key)
+                if k is None:
+                    k = self.kernels[key] = compile_fn(key)
+        return k
+
+
+_GEMMS = KernelCache()
 
 
 def compile_stats() -> dict:
-    """Number of compilations and seconds spent in them in this process."""
-    return dict(_STATS)
+    """Number of GEMM compilations and seconds spent in them in this process."""
+    return dict(_GEMMS.stats)
 
 
 def clear_cache() -> None:
-    _CACHE.clear()
+    _GEMMS.kernels.clear()
 
 
 def fake_operands(cfg: GemmConfig):
@@ -115,9 +137,7 @@ def compile_kernel(cfg: GemmConfig, extra_options: str = ""):
                 f"(exp, log, tanh, erf, sigmoid, maximum, minimum, where); data-dependent Python `if`/loops and "
                 f"the `math`/`numpy` modules cannot be traced.") from e
         dt_s = time.perf_counter() - t0
-    _STATS["compiles"] += 1
-    _STATS["seconds"] += dt_s
-    _STATS["last_seconds"] = dt_s
+    _GEMMS.record(dt_s)
     return compiled
 
 
@@ -129,17 +149,6 @@ def _first_line(e: Exception) -> str:
     return lines[0] if lines else type(e).__name__
 
 
-def cached_compile(cache: dict, lock, key, compile_fn):
-    """cache[key], compiled by compile_fn(key) on first use (once, even when threads race)."""
-    k = cache.get(key)
-    if k is None:
-        with lock:
-            k = cache.get(key)
-            if k is None:
-                k = cache[key] = compile_fn(key)
-    return k
-
-
 def get_kernel(cfg: GemmConfig):
     """The compiled kernel of `cfg`, compiled on first use."""
-    return cached_compile(_CACHE, _LOCK, cfg, compile_kernel)
+    return _GEMMS.get(cfg, compile_kernel)
