@@ -91,19 +91,13 @@ def job_rows(job: dict, args, *, device, copy_bw, peak, progress, peer_info, hc_
     from humming_cute.tune.heuristics import moe_block_size
 
     from .peers import MoeProblem
-    from .run import _rel_err, _report
+    from .run import _rel_err, _report, bench_weight
     from .timing import bench_ms
 
     e_count, top_k, n, k, is_down = job["num_experts"], job["top_k"], job["n"], job["k"], job["is_down"]
     label = f"{job['preset']} {job['projection']}"
     a_dtype = getattr(torch, args.a_dtype)
-    torch.manual_seed(args.seed)
-    w = torch.randn(e_count, n, k, device=device, dtype=torch.float32)
-    qw = hc.quantize_weight(w, args.b_dtype, args.group_size, args.scale_dtype)
-    pw = hc.prepare_weight(qw, args.a_dtype)
-    w_deq = hc.dequantize_weight(qw)  # fp32 [E, N, K]: the weight every correct implementation multiplies by
-    fmt = dict(b_bits=qw.b_dtype.bits, group_size=args.group_size, scale_bits=qw.scale_dtype.bits,
-               zero_point=qw.zero_points is not None, a_bytes=2, c_bytes=2)
+    w, qw, pw, w_deq, fmt = bench_weight((e_count, n, k), args, device)
     peers, not_ready = _prepare_peers(args.peer_list, qw=qw, w=w, w_deq=w_deq, a_dtype=a_dtype,
                                       a_name=args.a_dtype, progress=progress, peer_info=peer_info)
     tol = core.tolerance(args.a_dtype)

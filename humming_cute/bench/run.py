@@ -62,6 +62,22 @@ def _report(progress, peer_info, name: str, reason: str) -> None:
         progress.write(f"[{name}] not timed: {reason}")
 
 
+def bench_weight(shape: tuple, args, device):
+    """The timed weight of one bench job ([N, K] or [E, N, K], seeded): float, quantized, prepared, dequantized
+    (fp32: what every correct implementation multiplies by) and its byte-count format."""
+    import torch
+
+    import humming_cute as hc
+
+    torch.manual_seed(args.seed)
+    w = torch.randn(*shape, device=device, dtype=torch.float32)
+    qw = hc.quantize_weight(w, args.b_dtype, args.group_size, args.scale_dtype)
+    pw = hc.prepare_weight(qw, args.a_dtype)
+    fmt = dict(b_bits=qw.b_dtype.bits, group_size=args.group_size, scale_bits=qw.scale_dtype.bits,
+               zero_point=qw.zero_points is not None, a_bytes=2, c_bytes=2)
+    return w, qw, pw, hc.dequantize_weight(qw), fmt
+
+
 def _shape_rows(n, k, args, *, device, copy_bw, peak, progress, peer_info, hc_configs):
     import torch
 
@@ -70,13 +86,7 @@ def _shape_rows(n, k, args, *, device, copy_bw, peak, progress, peer_info, hc_co
     from .timing import bench_ms, full_fp32_matmul
 
     a_dtype = getattr(torch, args.a_dtype)
-    torch.manual_seed(args.seed)
-    w = torch.randn(n, k, device=device, dtype=torch.float32)
-    qw = hc.quantize_weight(w, args.b_dtype, args.group_size, args.scale_dtype)
-    pw = hc.prepare_weight(qw, args.a_dtype)
-    w_deq = hc.dequantize_weight(qw)  # fp32 [N, K]: the weight every correct implementation multiplies by
-    fmt = dict(b_bits=qw.b_dtype.bits, group_size=args.group_size, scale_bits=qw.scale_dtype.bits,
-               zero_point=qw.zero_points is not None, a_bytes=2, c_bytes=2)
+    w, qw, pw, w_deq, fmt = bench_weight((n, k), args, device)
     peers, not_ready = _prepare_peers(args.peer_list, qw=qw, w=w, w_deq=w_deq, a_dtype=a_dtype,
                                       a_name=args.a_dtype, progress=progress, peer_info=peer_info)
     tol = core.tolerance(args.a_dtype)
