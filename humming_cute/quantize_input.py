@@ -75,16 +75,11 @@ def _check_group(group_size, k: int) -> int:
 
 def check_arguments(x, dtype, group_size) -> tuple[str, int]:
     """All argument checks of `quantize_input` except the device; returns (target type name, group size)."""
+    from .quant.activation import check_activation_input
+
     qtype = _parse_qtype(dtype)
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dtype not in _IN_NAMES:
-        raise TypeError(f"x must be float16, bfloat16 or float32 to be quantized, got {x.dtype}")
-    if x.dim() != 2:
-        raise ValueError(f"x must be 2-D [M, K], got shape {tuple(x.shape)}")
-    if x.shape[1] == 0:
-        raise ValueError("x has K = 0 columns")
-    return qtype, _check_group(group_size, x.shape[1])
+    _, k = check_activation_input(x)
+    return qtype, _check_group(group_size, k)
 
 
 # ---------------------------------------------------------------------------------------------- compile + cache

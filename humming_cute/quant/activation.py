@@ -117,6 +117,19 @@ def _float_values(codes: torch.Tensor, t: _dt.FloatType) -> torch.Tensor:
     return table[codes.long()]
 
 
+def check_activation_input(x) -> tuple[int, int]:
+    """The checks every activation quantizer makes on `x` (a 2-D fp16/bf16/fp32 tensor with K > 0); -> (M, K)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in _INPUT_DTYPES:
+        raise TypeError(f"x must be float16, bfloat16 or float32 to be quantized, got {x.dtype}")
+    if x.dim() != 2:
+        raise ValueError(f"x must be 2-D [M, K], got shape {tuple(x.shape)}")
+    if x.shape[1] == 0:
+        raise ValueError("x has K = 0 columns")
+    return tuple(x.shape)
+
+
 def quantize_activation(x: torch.Tensor, dtype, group_size: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Quantize activations ``x[M, K]`` (fp16/bf16/fp32) to `dtype` with fp32 per-token or per-group scales.
 
@@ -124,15 +137,7 @@ def quantize_activation(x: torch.Tensor, dtype, group_size: int = 0) -> tuple[to
     (``group_size=0``) or ``[M, K // group_size]``.
     """
     t = _parse_act_type(dtype)
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dtype not in _INPUT_DTYPES:
-        raise TypeError(f"x must be float16, bfloat16 or float32 to be quantized, got {x.dtype}")
-    if x.dim() != 2:
-        raise ValueError(f"x must be 2-D [M, K], got shape {tuple(x.shape)}")
-    m, k = x.shape
-    if k == 0:
-        raise ValueError("x has K = 0 columns")
+    m, k = check_activation_input(x)
     g = _check_group(group_size, k)
 
     qmax = activation_max_value(t)
