@@ -16,11 +16,8 @@ from .layouts.weight import ATOM_K, ATOM_N
 
 __all__ = ["GemmConfig", "smem_bytes"]
 
-# 8-bit activation types the mma.sync kernel is being built for
+# 8-bit activation types of the mma.sync kernel
 ACT8_TYPES = ("float8e4m3", "float8e5m2", "int8")
-# The 8-bit-activation kernel compiles but has not run on a GPU yet: configs with these activations are refused
-# unless this is set (the compile tests set it). Flip to True once the GPU tests pass.
-ALLOW_UNVERIFIED_ACT8 = False
 
 _MMA_M, _MMA_N, _MMA_K = 16, 8, 16
 
@@ -121,7 +118,7 @@ class GemmConfig:
         elif self.act_group_size:
             raise ValueError("act_group_size is for 8-bit activations (their scales along K)")
         elif a.name not in ("float16", "bfloat16"):
-            raise NotImplementedError(f"the GEMM takes float16/bfloat16 (and, in development, 8-bit) activations; "
+            raise NotImplementedError(f"the GEMM takes float16/bfloat16/float8e4m3/float8e5m2/int8 activations; "
                                       f"{a.name} activations are not implemented yet")
         if self.c_dtype not in ("float16", "bfloat16"):
             raise ValueError(f"output dtype must be float16 or bfloat16, got {self.c_dtype}")
@@ -199,9 +196,6 @@ class GemmConfig:
         """8-bit activations (fp8 e4m3/e5m2 from sm_89, int8 from sm_80) on the mma.sync mainloop: the weight
         becomes 8-bit lanes (`layouts.dequant_plan.make_lane_plan`), MMA m16n8k32, per-token activation scales
         and channel weight scales in the fp32 epilogue, group scales by two-level accumulation."""
-        if not ALLOW_UNVERIFIED_ACT8:
-            raise NotImplementedError(f"{a.name} activations in the GEMM are compile-checked but not yet verified on "
-                                      f"a GPU; they are not enabled")
         arch = get_arch(self.arch)
         if arch.sm < (89 if a.name.startswith("float8") else 80):
             raise NotImplementedError(f"{a.name} activations need sm_89 or newer (fp8 mma.sync); {arch.name} has none")

@@ -46,16 +46,11 @@ class HummingLayer(torch.nn.Module):
         self.bs_dtype = dt.check_scale_dtype(bs_dtype)
         dt.check_legal_pair(self.a_dtype, self.b_dtype)
         if self.act8:
-            from . import config as _config
-
-            if not _config.ALLOW_UNVERIFIED_ACT8:
-                raise NotImplementedError(f"{self.a_dtype.name} activations in the GEMM are compile-checked but not "
-                                          f"yet verified on a GPU; they are not enabled")
             if num_experts is not None:
                 raise NotImplementedError("8-bit activations are not implemented for MoE layers yet")
         elif self.a_dtype.name not in _TORCH_HALF:
             raise NotImplementedError(f"{self.a_dtype.name} activations are not implemented yet; use float16, "
-                                      f"bfloat16, or (in development) float8e4m3 / float8e5m2 / int8")
+                                      f"bfloat16, float8e4m3, float8e5m2 or int8")
         if self.c_dtype.name not in _TORCH_HALF:
             raise ValueError(f"c_dtype must be float16 or bfloat16, got {self.c_dtype.name}")
         if num_experts is not None and (not isinstance(num_experts, int) or num_experts <= 0):

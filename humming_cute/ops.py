@@ -100,8 +100,8 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
     "<name>_glu"), or a Python function of one value (two, gate and up, with `glu=True`) written with
     `humming_cute.activations` math; it is compiled into the epilogue. GLU reads gate/up from interleaved
     columns (2j, 2j + 1) and returns N/2 columns. `batch_invariant=True` (default configs only) keeps a row's
-    result bitwise independent of M. 8-bit activations (a weight prepared for fp8 / int8; in development, see
-    `config.ALLOW_UNVERIFIED_ACT8`): x holds the codes and `x_scales` [M] fp32 the per-token scales."""
+    result bitwise independent of M. 8-bit activations (a weight prepared for fp8 / int8): x holds the
+    codes and `x_scales` the fp32 scales, [M] / [M, 1] per token or [M, K / g] per group of g along K."""
     check_input(x, weight, bias)
     act8 = weight.a_dtype in _ACT8
     x_group = 0

@@ -1,5 +1,5 @@
-"""8-bit activations (fp8 e4m3 / e5m2, int8) on the mma.sync kernel, in development: the variants compile for
-their archs with the intended m16n8k32 MMA and no spills, and stay refused until they are verified on a GPU."""
+"""8-bit activations (fp8 e4m3 / e5m2, int8) on the mma.sync kernel: the variants compile for their archs with
+the intended m16n8k32 MMA and no spills; illegal configs are refused with clear errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import re
 import pytest
 import torch
 
-import humming_cute.config as hconfig
 from humming_cute.config import GemmConfig
 from humming_cute.kernels.gemm_sm80 import Sm80MixedGemm
 from humming_cute.layouts.prepared import prepare_weight
@@ -33,13 +32,8 @@ GROUP_CASES = [  # two-level accumulation: activation, weight, weight group, act
 ]
 
 
-@pytest.fixture
-def allow_act8(monkeypatch):
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED_ACT8", True)
-
-
 @pytest.mark.parametrize("a,b,arch,mma,cvt", CASES)
-def test_act8_compiles(allow_act8, a, b, arch, mma, cvt):
+def test_act8_compiles(a, b, arch, mma, cvt):
     m = 4096 if b == "int8" else 16
     cfg = default_config(m, 4096, 4096, a_dtype=a, b_dtype=b, c_dtype="bfloat16", group_size=0, arch=arch)
     assert cfg.mainloop == "sm80" and cfg.act_bits == 8
@@ -55,7 +49,7 @@ def test_act8_compiles(allow_act8, a, b, arch, mma, cvt):
 
 
 @pytest.mark.parametrize("a,b,g,xg,m,arch", GROUP_CASES)
-def test_act8_group_scales_compile(allow_act8, a, b, g, xg, m, arch):
+def test_act8_group_scales_compile(a, b, g, xg, m, arch):
     cfg = default_config(m, 4096, 4096, a_dtype=a, b_dtype=b, c_dtype="float16", group_size=g, arch=arch,
                          act_group_size=xg)
     assert cfg.act_group_size == xg
@@ -63,13 +57,6 @@ def test_act8_group_scales_compile(allow_act8, a, b, g, xg, m, arch):
     assert "mma.sync.aligned.m16n8k32.row.col" in art.ptx
     spills = sum(r.spill_bytes for r in art.ptxas.values())
     assert art.ptxas and spills == 0, f"{cfg}: {spills} spill bytes"
-
-
-def test_act8_refused_until_verified():
-    cfg = GemmConfig(a_dtype="float8e4m3", b_dtype="int4", c_dtype="float16", group_size=0, block_m=16,
-                     block_n=128, block_k=128, warp_m=16, warp_n=64, warp_k=64, arch="sm_90a")
-    with pytest.raises(NotImplementedError, match="not yet verified on a GPU"):
-        cfg.validate()
 
 
 @pytest.mark.parametrize("kw,match", [
@@ -80,7 +67,7 @@ def test_act8_refused_until_verified():
     (dict(split_k=2), "split_k"),
     (dict(mainloop="sm90", warp_m=16, block_k=64, warp_k=64, block_m=16), "mma.sync mainloop"),
 ])
-def test_act8_config_errors(allow_act8, kw, match):
+def test_act8_config_errors(kw, match):
     base = dict(a_dtype="float8e4m3", b_dtype="int4", c_dtype="float16", group_size=0, block_m=16, block_n=128,
                 block_k=128, warp_m=16, warp_n=64, warp_k=64, arch="sm_90a")
     base.update(kw)
@@ -108,12 +95,9 @@ def test_prepare_weight_act8():
         prepare_weight(quantize_weight(torch.randn(128, 256), "int8", 0), "float8e4m3")
 
 
-def test_layer_act8_gate_and_load(monkeypatch):
+def test_layer_act8_load():
     import humming_cute as hc
 
-    with pytest.raises(NotImplementedError, match="not yet verified on a GPU"):
-        hc.HummingLayer(256, 512, "float8e4m3", "int4", "bfloat16", "float16", 128)
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED_ACT8", True)
     layer = hc.HummingLayer(256, 512, "float8e4m3", "uint4", "bfloat16", "float16", 128)
     layer.load_weight(torch.randn(256, 512))
     layer.finish_load()

@@ -11,25 +11,25 @@ import pytest
 import torch
 
 import humming_cute as hc
-import humming_cute.config as hconfig
 from humming_cute.quant.activation import quantize_activation
 from humming_cute.quant.reference import reference_gemm
 from humming_cute.quant.weight import quantize_weight
 
 pytestmark = pytest.mark.gpu
 
-PAIRS = [  # activation, weight, weight scale group (0 = per channel), scale dtype
+PAIRS = [  # activation, weight, weight scale group (0 = per channel), scale dtype: every legal must-show pair
     ("float8e4m3", "int4", 0, "float32"), ("float8e4m3", "int5", 0, "float16"),
     ("float8e4m3", "float8e4m3", 0, "float32"), ("float8e4m3", "float4e2m1", 32, "ue8m0"),
-    ("float8e4m3", "uint4", 128, "float16"), ("float8e5m2", "int4", 0, "float16"),
-    ("float8e5m2", "float6e3m2", 0, "float32"), ("float8e5m2", "int3", 128, "bfloat16"),
+    ("float8e4m3", "uint4", 128, "float16"), ("float8e4m3", "int3", 64, "float32"),
+    ("float8e4m3", "float6e3m2", 128, "bfloat16"),
+    ("float8e5m2", "int4", 0, "float16"), ("float8e5m2", "float6e3m2", 0, "float32"),
+    ("float8e5m2", "int3", 128, "bfloat16"), ("float8e5m2", "float4e2m1", 32, "ue8m0"),
     ("int8", "int8", 0, "float32"), ("int8", "int4", 32, "float16"), ("int8", "uint7", 64, "bfloat16"),
-    ("int8", "int7", 0, "bfloat16")]
+    ("int8", "int7", 0, "bfloat16"), ("int8", "uint4", 128, "float16")]
 
 
 @pytest.fixture(autouse=True)
-def _allow(monkeypatch):
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED_ACT8", True)
+def _needs_fp8(monkeypatch):
     if torch.cuda.is_available() and torch.cuda.get_device_capability() < (8, 9):
         pytest.skip("fp8 mma.sync needs sm_89+ (the int8 cases run from sm_80 but share this file)")
 
@@ -78,3 +78,25 @@ def test_layer_quantizes_activations(a, b, group):
     assert ((y.reshape(-1, 512).float() - ref).norm() / ref.norm()).item() < 2e-3
     y2 = layer(xq, x_scales=xs)
     assert ((y2.float() - ref).norm() / ref.norm()).item() < 2e-3
+
+
+@pytest.mark.parametrize("a,b,group,xgroup", [("float8e4m3", "uint4", 128, 0), ("int8", "int8", 0, 128),
+                                              ("float8e5m2", "int4", 0, 0), ("int8", "int4", 32, 0)])
+@pytest.mark.parametrize("bk", [64, 128, 256])
+def test_act8_k_split_warps(a, b, group, xgroup, bk):
+    """K split across warps (each warp owns 64 of the k-tile's `bk` codes, a slice of the swizzled A tile) with
+    8-bit activations and one- or two-level scales."""
+    from humming_cute.arch import current_arch
+
+    torch.manual_seed(bk)
+    m, n, k = 40, 320, 2048
+    qw = quantize_weight(torch.randn(n, k, device="cuda"), b, group, "float16")
+    pw = hc.prepare_weight(qw, a)
+    xq, xs = quantize_activation(torch.randn(m, k, device="cuda"), a, xgroup)
+    cfg = hc.GemmConfig(a_dtype=a, b_dtype=b, c_dtype="float16", group_size=group, block_m=64, block_n=64,
+                        block_k=bk, warp_m=32, warp_n=64, warp_k=64, stages=3, act_group_size=xgroup, arch=current_arch().target)
+    out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.float16)
+    y = hc.gemm(xq, pw, x_scales=xs, out_dtype=torch.float16, out=out, config=cfg)
+    ref = reference_gemm(xq, qw, x_scales=xs, x_group_size=xgroup, a_dtype=a, out_dtype=torch.float32)
+    assert not torch.isnan(y).any()
+    assert ((y.float() - ref).norm() / ref.norm()).item() < 2e-3

@@ -58,12 +58,17 @@ def test_unknown_names():
         GemmConfig(b_dtype="int9")
 
 
-@pytest.mark.parametrize("a,b", [("int8", "uint4"), ("int8", "int8"), ("int4", "int4"), ("float8e4m3", "int4"),
-                                 ("float8e5m2", "float8e5m2")])
-def test_non_16bit_activations_not_implemented(a, b):
-    # int4 activations: not implemented; fp8 / int8: compiled but refused until verified on a GPU
-    msg = rf"{a} activations are not implemented" if a == "int4" else rf"{a} activations in the GEMM are compile-checked"
-    _raises(NotImplementedError, msg, a_dtype=a, b_dtype=b, arch="sm_90", group_size=0)
+def test_int4_activations_not_implemented():
+    _raises(NotImplementedError, r"int4 activations are not implemented", a_dtype="int4", b_dtype="int4",
+            arch="sm_90", group_size=0)
+
+
+@pytest.mark.parametrize("a,b,group", [("int8", "uint4", 128), ("int8", "int8", 0), ("float8e4m3", "int4", 0),
+                                       ("float8e5m2", "float8e5m2", 0)])
+def test_8bit_activations_validate(a, b, group):
+    cfg = GemmConfig(a_dtype=a, b_dtype=b, c_dtype="float16", group_size=group, arch="sm_90")
+    cfg.validate()
+    assert cfg.act_bits == 8 and cfg.mainloop == "sm80"
 
 
 @pytest.mark.parametrize("name,value", [("block_m", 48), ("block_n", 192), ("block_k", 96), ("warp_m", 24),

@@ -104,8 +104,10 @@ class Sm80MixedGemm:
                  mG: cute.Tensor, mBias: cute.Tensor, mC: cute.Tensor, mWS: cute.Tensor, mCnt: cute.Tensor,
                  mSorted: cute.Tensor, mExpert: cute.Tensor, mNumPost: cute.Tensor, mTopkW: cute.Tensor,
                  stream):
-        # A tile in shared memory: 64-element rows, 128-bit chunks XOR-swizzled so ldmatrix is conflict-free
-        sw_cols = min(self.bk_a, 64)
+        # A tile in shared memory: 64-element rows, 128-bit chunks XOR-swizzled so ldmatrix is conflict-free.
+        # A K-split warp must own whole swizzle atoms: slicing an atom in the middle shifts the swizzled
+        # addresses (8-bit activations with warp_k = 64 span 32 16-bit columns, half a 64-column atom)
+        sw_cols = min(self.wk_a, 64)
         a_atom = cute.make_composed_layout(cute.make_swizzle(3, 3, 3), 0,
                                            cute.make_layout((8, sw_cols), stride=(sw_cols, 1)))
         sA_layout = cute.tile_to_shape(a_atom, (self.bm, self.bk_a, self.stages), (0, 1, 2))
