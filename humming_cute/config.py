@@ -199,8 +199,10 @@ class GemmConfig:
         arch = get_arch(self.arch)
         if arch.sm < (89 if a.name.startswith("float8") else 80):
             raise NotImplementedError(f"{a.name} activations need sm_89 or newer (fp8 mma.sync); {arch.name} has none")
-        if self.mainloop != "sm80":
-            raise NotImplementedError("8-bit activations run on the mma.sync mainloop (mainloop='sm80')")
+        if self.mainloop == "sm90" and (self.group_size or self.act_group_size):
+            raise NotImplementedError("8-bit activations with group scales (weight or activation) run on the "
+                                      "mma.sync mainloop (mainloop='sm80'); the wgmma mainloop takes channel "
+                                      "weight scales and per-token activation scales")
         if self.group_size and self.group_size < 32:
             raise ValueError(f"8-bit activations take weight scale groups of at least 32 (the MMA's K), got "
                              f"{self.group_size}")
@@ -209,8 +211,8 @@ class GemmConfig:
         ag = self.act_group_size
         if ag and (not _pow2(ag) or ag < 32):
             raise ValueError(f"act_group_size must be 0 (per token) or a power of two >= 32, got {ag}")
-        if self.moe or self.split_k != 1 or self.glu:
-            raise NotImplementedError("8-bit activations: MoE, split_k and GLU are not implemented yet")
+        if self.moe or self.glu:
+            raise NotImplementedError("8-bit activations: MoE and GLU epilogues are not implemented yet")
         if self.warp_k % 32 or self.block_k % 64:
             raise ValueError("8-bit activations need warp_k and block_k multiples of the MMA's K (32) and atom (64)")
 

@@ -64,8 +64,10 @@ def test_act8_group_scales_compile(a, b, g, xg, m, arch):
     (dict(group_size=16), "at least 32"),
     (dict(act_group_size=48), "act_group_size"),
     (dict(b_dtype="uint4", group_size=0), "zero points need a group size"),
-    (dict(split_k=2), "split_k"),
-    (dict(mainloop="sm90", warp_m=16, block_k=64, warp_k=64, block_m=16), "mma.sync mainloop"),
+    (dict(glu=True), "GLU"),
+    (dict(mainloop="sm90", warp_m=16, block_k=64, warp_k=64, block_m=16, group_size=128), "mma.sync mainloop"),
+    (dict(mainloop="sm90", warp_m=16, block_k=64, warp_k=64, block_m=16, act_group_size=128),
+     "mma.sync mainloop"),
 ])
 def test_act8_config_errors(kw, match):
     base = dict(a_dtype="float8e4m3", b_dtype="int4", c_dtype="float16", group_size=0, block_m=16, block_n=128,
@@ -111,3 +113,20 @@ def test_layer_act8_load():
 def test_act_group_size_needs_8bit_activations():
     with pytest.raises(ValueError, match="act_group_size is for 8-bit"):
         GemmConfig(a_dtype="float16", b_dtype="int4", act_group_size=128).validate()
+
+
+@pytest.mark.parametrize("a,b,m,mma", [("float8e4m3", "int4", 4096, "m64n256k32.f32.e4m3.e4m3"),
+                                       ("float8e5m2", "int3", 64, "m64n64k32.f32.e5m2.e5m2"),
+                                       ("int8", "int8", 256, "m64n128k32.satfinite.s32.s8.s8")])
+def test_act8_wgmma_compiles(a, b, m, mma):
+    """Channel-scaled 8-bit activations at M >= 64 take the wgmma mainloop on sm_90a: k32 fp8 / s8 wgmma with the
+    weight's 8-bit lanes in registers, no spills."""
+    from humming_cute.kernels.mainloop_sm90 import Sm90MixedGemm
+
+    cfg = default_config(m, 4096, 4096, a_dtype=a, b_dtype=b, c_dtype="float16", group_size=0, arch="sm_90a")
+    assert cfg.mainloop == "sm90" and cfg.block_k == 128
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    assert f"wgmma.mma_async.sync.aligned.{mma}" in art.ptx
+    assert "cp.async.bulk.tensor" in art.ptx
+    spills = sum(r.spill_bytes for r in art.ptxas.values())
+    assert art.ptxas and spills == 0, f"{cfg}: {spills} spill bytes"

@@ -82,21 +82,65 @@ def test_layer_quantizes_activations(a, b, group):
 
 @pytest.mark.parametrize("a,b,group,xgroup", [("float8e4m3", "uint4", 128, 0), ("int8", "int8", 0, 128),
                                               ("float8e5m2", "int4", 0, 0), ("int8", "int4", 32, 0)])
-@pytest.mark.parametrize("bk", [64, 128, 256])
-def test_act8_k_split_warps(a, b, group, xgroup, bk):
-    """K split across warps (each warp owns 64 of the k-tile's `bk` codes, a slice of the swizzled A tile) with
-    8-bit activations and one- or two-level scales."""
+@pytest.mark.parametrize("bk,split", [(64, 1), (128, 1), (256, 1), (128, 3)])
+def test_act8_k_split_warps(a, b, group, xgroup, bk, split):
+    """K split across warps (each warp owns 64 of the k-tile's `bk` codes, a slice of the swizzled A tile) and
+    across CTAs (fp32 partials) with 8-bit activations and one- or two-level scales."""
     from humming_cute.arch import current_arch
 
-    torch.manual_seed(bk)
+    torch.manual_seed(bk + split)
     m, n, k = 40, 320, 2048
     qw = quantize_weight(torch.randn(n, k, device="cuda"), b, group, "float16")
     pw = hc.prepare_weight(qw, a)
     xq, xs = quantize_activation(torch.randn(m, k, device="cuda"), a, xgroup)
     cfg = hc.GemmConfig(a_dtype=a, b_dtype=b, c_dtype="float16", group_size=group, block_m=64, block_n=64,
-                        block_k=bk, warp_m=32, warp_n=64, warp_k=64, stages=3, act_group_size=xgroup, arch=current_arch().target)
+                        block_k=bk, warp_m=32, warp_n=64, warp_k=64, stages=3, split_k=split, act_group_size=xgroup, arch=current_arch().target)
     out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.float16)
     y = hc.gemm(xq, pw, x_scales=xs, out_dtype=torch.float16, out=out, config=cfg)
     ref = reference_gemm(xq, qw, x_scales=xs, x_group_size=xgroup, a_dtype=a, out_dtype=torch.float32)
     assert not torch.isnan(y).any()
     assert ((y.float() - ref).norm() / ref.norm()).item() < 2e-3
+
+
+def _sm90():
+    from humming_cute.arch import current_arch
+
+    if current_arch().sm != 90:
+        pytest.skip("the wgmma mainloop needs sm_90a")
+
+
+@pytest.mark.parametrize("a,b", [("float8e4m3", "int4"), ("float8e4m3", "float8e4m3"), ("float8e5m2", "int3"),
+                                 ("float8e4m3", "float4e2m1"), ("int8", "int8"), ("int8", "int4")])
+@pytest.mark.parametrize("bm,bn,bk,split", [(64, 64, 64, 1), (128, 128, 128, 1), (256, 128, 128, 1),
+                                            (64, 128, 128, 2)])
+def test_act8_wgmma(a, b, bm, bn, bk, split):
+    """8-bit activations on the wgmma mainloop (channel weight scales, per-token activation scales): tile shapes,
+    split-K, a ragged M; the default dispatch of M >= 64 is covered by test_act8_matches_reference."""
+    _sm90()
+    torch.manual_seed(bm + bk)
+    m, n, k = 333, 384, 1536
+    qw = quantize_weight(torch.randn(n, k, device="cuda"), b, 0, "float32")
+    pw = hc.prepare_weight(qw, a)
+    xq, xs = quantize_activation(torch.randn(m, k, device="cuda"), a, 0)
+    cfg = hc.GemmConfig(a_dtype=a, b_dtype=b, c_dtype="float16", group_size=0, block_m=bm, block_n=bn,
+                        block_k=bk, warp_m=bm, warp_n=64, warp_k=bk, stages=3, split_k=split, arch="sm_90a",
+                        mainloop="sm90")
+    out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.float16)
+    y = hc.gemm(xq, pw, x_scales=xs, out_dtype=torch.float16, out=out, config=cfg)
+    ref = reference_gemm(xq, qw, x_scales=xs, a_dtype=a, out_dtype=torch.float32)
+    assert not torch.isnan(y).any()
+    assert ((y.float() - ref).norm() / ref.norm()).item() < 2e-3
+
+
+def test_act8_wgmma_epilogue():
+    """bias, an activation and bf16 output on the wgmma mainloop with fp8 activations (default dispatch)."""
+    _sm90()
+    torch.manual_seed(5)
+    qw = quantize_weight(torch.randn(512, 1024, device="cuda"), "int4", 0)
+    pw = hc.prepare_weight(qw, "float8e4m3")
+    xq, xs = quantize_activation(torch.randn(300, 1024, device="cuda"), "float8e4m3", 0)
+    bias = torch.randn(512, device="cuda", dtype=torch.bfloat16)
+    y = hc.gemm(xq, pw, x_scales=xs, out_dtype=torch.bfloat16, bias=bias, activation="gelu")
+    ref = reference_gemm(xq, qw, x_scales=xs, a_dtype="float8e4m3", bias=bias, activation="gelu",
+                         out_dtype=torch.float32)
+    assert ((y.float() - ref).norm() / ref.norm()).item() < 1e-2

@@ -6,13 +6,21 @@ Definitions used everywhere:
 
 - *bytes that must move* for one GEMM ``C[M, N] = A[M, K] @ W[N, K]^T`` in a given weight format: the packed
   weight (``N * K * bits / 8``), its scales (one per group, in the scale dtype), its zero points (``bits`` each),
-  the activations (``M * K``) and the output (``M * N``) in the activation dtype. It depends on the format only,
-  not on how an implementation stores it, so every implementation of a row is held to the same floor.
+  the activations (``M * K``) and the output (``M * N``) in the activation dtype (8-bit activations: one byte
+  each, and an fp16 output). It depends on the format only, not on how an implementation stores it, so every
+  implementation of a row is held to the same floor.
 - *memory floor* = bytes / copy bandwidth measured in the same run (a device-to-device copy of S bytes counts
   2 S bytes moved, so the two are in the same unit).
-- *compute floor* = ``2 M N K`` / the rate of a large cuBLAS fp16/bf16 GEMM measured in the same run.
+- *compute floor* = ``2 M N K`` / the rate of a large cuBLAS GEMM measured in the same run: fp16/bf16 for
+  16-bit activations, ``torch._scaled_mm`` fp8 e4m3 or ``torch._int_mm`` int8 for 8-bit ones.
 - ``pct_of_memory_floor`` = 100 * memory floor / time (100 % = at the floor); likewise for compute.
 - ``ratio_vs[peer]`` = humming_cute time / peer time (below 1: humming_cute is faster).
+
+8-bit activations (``--a-dtype float8e4m3 / float8e5m2 / int8``, dense mode only): humming_cute's ``ms`` is the GEMM
+on per-token codes made before timing; ``quant_ms`` is ``hc.quantize_input`` timed apart and ``ms_end_to_end`` the
+sum. A peer that quantizes the 16-bit activations itself also records ``ms_end_to_end`` (its quantization and
+GEMM timed together; a peer that takes them as they are: its ``ms``), and the row gets
+``ratio_end_to_end_vs[peer]``.
 
 MoE mode (``--moe``): one row per (preset, projection, tokens). A row's ``m`` is the number of routed rows
 ``tokens * top_k``; flops are ``2 * tokens * top_k * N * K`` (padding rows not counted). The bytes that must move
@@ -33,6 +41,7 @@ from typing import Iterable, Optional
 __all__ = [
     "DEFAULT_SHAPES", "DEFAULT_MS", "PEERS", "OURS", "IMPL_LABELS", "ACTIVATION_DTYPES", "BenchError",
     "parse_shapes", "parse_ms", "parse_peers", "build_parser", "parse_args", "command_line",
+    "ACT8_DTYPES", "ACT8_PEERS", "DENSE_PEERS", "is_act8", "default_peers", "with_quantize",
     "tolerance", "format_bytes", "memory_floor_ms", "compute_floor_ms", "impl_metrics", "ok_entry",
     "skipped_entry", "build_row", "assemble_result", "sanitize", "write_json", "format_table", "format_summary",
     "SimpleProgress", "progress_bar",
@@ -43,18 +52,25 @@ __all__ = [
 
 DEFAULT_SHAPES = "8192x8192,4096x4096,28672x4096,4096x14336"
 DEFAULT_MS = "1,16,64,256,1024,4096"
-#: the peers, in the order they are measured and printed
+#: the peers of a 16-bit activation run, in the order they are measured and printed
 PEERS = ("torch", "int4", "humming")
+#: the peers of an 8-bit activation run (int_mm only for int8 activations, see `default_peers`)
+ACT8_PEERS = ("torch", "scaled_mm", "int_mm", "humming")
+#: every dense peer, in the order they are measured and printed; one that does not apply is recorded as skipped
+DENSE_PEERS = ("torch", "int4", "scaled_mm", "int_mm", "humming")
 OURS = "humming_cute"
 IMPL_LABELS = {
     OURS: "humming_cute gemm",
     "torch": "torch matmul (cuBLAS) on the dequantized weight",
     "int4": "torch._weight_int4pack_mm (tinygemm int4)",
+    "scaled_mm": "torch._scaled_mm fp8 e4m3 x e4m3, row-wise scales, dequantized weight re-quantized per channel",
+    "int_mm": "torch._int_mm int8 x int8 -> int32, dequantized weight re-quantized per channel, scales by torch",
     "humming": "Humming (humming-kernels) HummingLayer",
 }
 #: short column names for the table
-_SHORT = {OURS: "hc", "torch": "torch", "int4": "int4", "humming": "humming"}
-ACTIVATION_DTYPES = ("float16", "bfloat16")
+_SHORT = {OURS: "hc", "torch": "torch", "int4": "int4", "scaled_mm": "fp8mm", "int_mm": "i8mm", "humming": "humming"}
+ACT8_DTYPES = ("float8e4m3", "float8e5m2", "int8")
+ACTIVATION_DTYPES = ("float16", "bfloat16") + ACT8_DTYPES
 #: longest reason kept (a compiler's error output can be pages long)
 _MAX_REASON = 2000
 
@@ -122,13 +138,26 @@ def parse_ms(text: str, what: str = "M") -> list[int]:
     return ms
 
 
-def parse_peers(text: str, choices: tuple = PEERS) -> list[str]:
+def is_act8(a_dtype: str) -> bool:
+    """Whether `a_dtype` is an 8-bit activation type (quantized per token before the GEMM)."""
+    return a_dtype in ACT8_DTYPES
+
+
+def default_peers(a_dtype: str) -> tuple:
+    """The dense peers that apply to `a_dtype` (what ``--peers all`` means): `PEERS` for 16-bit activations;
+    torch (the fp16 cuBLAS baseline), scaled_mm, int_mm (int8 only) and humming for 8-bit ones."""
+    if not is_act8(a_dtype):
+        return PEERS
+    return tuple(p for p in ACT8_PEERS if p != "int_mm" or a_dtype == "int8")
+
+
+def parse_peers(text: str, choices: tuple = PEERS, all_of: Optional[tuple] = None) -> list[str]:
     """``"torch,humming"`` -> ``["torch", "humming"]`` in the canonical order of `choices`; ``""`` or ``"none"``
-    -> ``[]``; ``"all"`` -> all of `choices`."""
+    -> ``[]``; ``"all"`` -> all of `all_of` (default: all of `choices`)."""
     names = {p.strip().lower() for p in text.split(",") if p.strip()}
     names.discard("none")
     if "all" in names:
-        names = set(choices)
+        names = set(all_of if all_of is not None else choices)
     unknown = sorted(names - set(choices))
     if unknown:
         raise ValueError(f"unknown peer(s) {unknown}; choose from {', '.join(choices)} (or 'all' / 'none')")
@@ -184,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "counts against a naive torch per-expert loop and Humming's MoE (indexed) GEMM instead. Every "
                     "output is checked against the reference before it is timed. Times are medians with L2 flushed "
                     "before each run; floors use the copy bandwidth and cuBLAS rate measured in the same run.")
-    p.add_argument("--a-dtype", default="float16", choices=ACTIVATION_DTYPES, help="activation dtype")
+    p.add_argument("--a-dtype", default="float16", choices=ACTIVATION_DTYPES,
+                   help="activation dtype; an 8-bit one (dense mode only) times the GEMM on per-token codes "
+                        "(fp16 output) and the fused activation quantization apart")
     p.add_argument("--b-dtype", default="uint4", help="weight dtype (e.g. uint4, int4, int8, float4e2m1)")
     p.add_argument("--group-size", type=int, default=128, help="scale group along K (0: one scale per channel)")
     p.add_argument("--scale-dtype", default="float16",
@@ -192,8 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shapes", default=None, help=f"comma-separated NxK (default {DEFAULT_SHAPES}; not with --moe)")
     p.add_argument("--m", default=None, help=f"comma-separated M (default {DEFAULT_MS}; not with --moe)")
     p.add_argument("--peers", default=None,
-                   help=f"comma-separated peers to measure: dense mode from {','.join(PEERS)}, MoE mode from "
-                        f"{','.join(MOE_PEERS)} ('none' for none; default all of the mode's peers)")
+                   help=f"comma-separated peers to measure: dense mode from {','.join(DENSE_PEERS)} (default and "
+                        f"'all': {','.join(PEERS)} for 16-bit activations, {','.join(ACT8_PEERS)} for 8-bit ones, "
+                        f"int_mm with int8 only), MoE mode from {','.join(MOE_PEERS)} ('none' for none)")
     p.add_argument("--reps", type=float, default=100.0,
                    help="milliseconds of timed runs per measurement (triton do_bench's 'rep'; about 25 ms of "
                         "warm-up runs come first); default 100")
@@ -224,6 +256,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p = build_parser()
     args = p.parse_args(argv)
     try:
+        if args.moe and is_act8(args.a_dtype):
+            raise ValueError(f"8-bit activations (--a-dtype {args.a_dtype}) are benchmarked in the dense mode only")
         if args.moe:
             for opt, value in (("--shapes", args.shapes), ("--m", args.m)):
                 if value is not None:
@@ -245,7 +279,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                     raise ValueError(f"{opt} needs --moe")
             args.shape_list = parse_shapes(args.shapes if args.shapes is not None else DEFAULT_SHAPES)
             args.m_list = parse_ms(args.m if args.m is not None else DEFAULT_MS)
-            args.peer_list = parse_peers(args.peers if args.peers is not None else "all")
+            args.peer_list = parse_peers(args.peers if args.peers is not None else "all", DENSE_PEERS,
+                                         default_peers(args.a_dtype))
             args.moe_presets, args.moe_projections, args.token_list, args.moe_jobs = [], [], None, []
     except ValueError as e:
         p.error(str(e))
@@ -267,8 +302,10 @@ def command_line(argv: Iterable[str]) -> str:
 
 
 def tolerance(a_dtype: str) -> float:
-    """Largest accepted relative (Frobenius) error of an output in `a_dtype` against its fp32 reference."""
-    return {"float16": 2e-3, "bfloat16": 1e-2}[a_dtype]
+    """Largest accepted relative (Frobenius) error of an output against its fp32 reference, for `a_dtype`
+    activations: 16-bit runs write the activation dtype; 8-bit runs write fp16 and their reference is made from
+    the same 8-bit codes, so only the summation order and the output rounding differ."""
+    return {"float16": 2e-3, "bfloat16": 1e-2, "float8e4m3": 2e-3, "float8e5m2": 2e-3, "int8": 2e-3}[a_dtype]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -382,17 +419,31 @@ def skipped_entry(status: str, reason: str, **extra) -> dict:
 
 def build_row(m: int, n: int, k: int, bytes_: dict, memory_floor: float, compute_floor: float,
               impls: dict) -> dict:
-    """One (shape, M) row: the floors, each implementation's record and humming_cute's ratio to each peer."""
+    """One (shape, M) row: the floors, each implementation's record and humming_cute's ratio to each peer; when
+    humming_cute has an end-to-end time (8-bit activations), also ``ratio_end_to_end_vs`` each peer's."""
     ours = impls.get(OURS, {})
-    ratio = {}
+    ratio, ratio_e2e = {}, {}
     for name, e in impls.items():
         if name == OURS:
             continue
         ok = ours.get("status") == "ok" and e.get("status") == "ok"
         ratio[name] = ours["ms"] / e["ms"] if ok else None
-    return dict(m=m, n=n, k=k, flops=2.0 * m * n * k, bytes=bytes_, memory_floor_ms=memory_floor,
-                compute_floor_ms=compute_floor, floor_ms=max(memory_floor, compute_floor), impls=impls,
-                ratio_vs=ratio)
+        ok_e2e = ok and ours.get("ms_end_to_end") is not None and e.get("ms_end_to_end") is not None
+        ratio_e2e[name] = ours["ms_end_to_end"] / e["ms_end_to_end"] if ok_e2e else None
+    row = dict(m=m, n=n, k=k, flops=2.0 * m * n * k, bytes=bytes_, memory_floor_ms=memory_floor,
+               compute_floor_ms=compute_floor, floor_ms=max(memory_floor, compute_floor), impls=impls,
+               ratio_vs=ratio)
+    if "ms_end_to_end" in ours:
+        row["ratio_end_to_end_vs"] = ratio_e2e
+    return row
+
+
+def with_quantize(entry: dict, quant_ms: Optional[float]) -> dict:
+    """humming_cute's 8-bit-activation record plus the time of the fused activation quantization it needs
+    (``quant_ms``, timed apart) and the sum (``ms_end_to_end``). A record that is not ok is returned unchanged."""
+    if entry.get("status") == "ok" and quant_ms is not None:
+        entry = dict(entry, quant_ms=quant_ms, ms_end_to_end=entry["ms"] + quant_ms)
+    return entry
 
 
 def with_align(entry: dict, align_ms: Optional[float]) -> dict:
@@ -486,13 +537,22 @@ def _fixed_table(rows: list, peers: list[str], lead_head: str, our_head: str, le
 
 def format_table(rows: list, peers: list[str]) -> str:
     """Fixed-width table: one line per row, humming_cute's numbers, then each peer's time and our ratio to it.
-    A peer not timed on a row shows '-' (its reason is in the JSON and printed once when it happened)."""
-    return _fixed_table(
-        rows, peers, f"{'M':>6} {'N':>6} {'K':>6}", f"{'hc ms':>9} {'%mem':>6} {'%cmp':>6} {'TFLOP/s':>8} {'GB/s':>7}",
-        lambda r: f"{r['m']:>6} {r['n']:>6} {r['k']:>6}",
-        lambda r, o: " ".join([_fmt(o.get("ms"), ".4f", 9), _fmt(o.get("pct_of_memory_floor"), ".1f", 6),
-                               _fmt(o.get("pct_of_compute_floor"), ".1f", 6), _fmt(o.get("tflops"), ".1f", 8),
-                               _fmt(o.get("weight_gbps"), ".0f", 7)]))
+    A peer not timed on a row shows '-' (its reason is in the JSON and printed once when it happened). Rows of an
+    8-bit activation run add humming_cute's quantization time (``q ms``) and GEMM + quantization (``e2e ms``)."""
+    act8 = any("quant_ms" in r["impls"].get(OURS, {}) for r in rows)
+    q_head = f" {'q ms':>8} {'e2e ms':>9}" if act8 else ""
+
+    def ours(r, o):
+        cells = [_fmt(o.get("ms"), ".4f", 9)]
+        if act8:
+            cells += [_fmt(o.get("quant_ms"), ".4f", 8), _fmt(o.get("ms_end_to_end"), ".4f", 9)]
+        return " ".join(cells + [_fmt(o.get("pct_of_memory_floor"), ".1f", 6),
+                                 _fmt(o.get("pct_of_compute_floor"), ".1f", 6), _fmt(o.get("tflops"), ".1f", 8),
+                                 _fmt(o.get("weight_gbps"), ".0f", 7)])
+
+    return _fixed_table(rows, peers, f"{'M':>6} {'N':>6} {'K':>6}",
+                        f"{'hc ms':>9}{q_head} {'%mem':>6} {'%cmp':>6} {'TFLOP/s':>8} {'GB/s':>7}",
+                        lambda r: f"{r['m']:>6} {r['n']:>6} {r['k']:>6}", ours)
 
 
 def format_moe_table(rows: list, peers: list[str]) -> str:

@@ -2,8 +2,13 @@
 
 An adapter either returns a ready `Peer` or raises `PeerUnavailable` (with the reason to print) when the peer
 does not apply to this format or is not installed; any other exception is reported by the runner as a failure.
-A peer never stops the run. Each `Peer` says what weight it really multiplies by (`ref_weight`), so that its
-output is checked against ``x @ ref_weight^T`` before it is timed.
+A peer never stops the run. Each `Peer` says what weight it really multiplies by (`ref_weight`) and, when it is
+given quantized activations, what values they hold (`ref_input`), so that its output is checked against
+``ref_input(x_peer) @ ref_weight^T`` before it is timed.
+
+8-bit activation runs (``--a-dtype float8e4m3 / float8e5m2 / int8``): a peer's timed `call` takes activations
+quantized per token before timing (`to_input`), like humming_cute's GEMM; `end_to_end`, when a peer has one, is
+timed as well on the 16-bit activations, its own quantization included.
 
 MoE peers (``--moe``) are `MoePeer`s: ``prepare(problem)`` does, outside the timed region, whatever the peer needs
 for one routing (its own block alignment, index lists) and returns the timed call; the runner checks the call's
@@ -13,15 +18,17 @@ output against the routed reference of the weight the peer really holds (`ref_we
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
 from ..dtypes import parse_dtype
+from ..quant.activation import dequantize_activation, quantize_activation
 from ..quant.weight import QuantizedWeight, decode_scales
+from .core import ACT8_DTYPES, tolerance
 
-__all__ = ["Peer", "PeerUnavailable", "torch_peer", "int4_peer", "humming_peer", "MoeProblem", "MoePeer",
-           "torch_moe_peer", "humming_moe_peer", "humming_moe_block_m"]
+__all__ = ["Peer", "PeerUnavailable", "torch_peer", "int4_peer", "scaled_mm_peer", "int_mm_peer", "humming_peer",
+           "MoeProblem", "MoePeer", "torch_moe_peer", "humming_moe_peer", "humming_moe_block_m"]
 
 
 class PeerUnavailable(Exception):
@@ -35,17 +42,55 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 @dataclass
 class Peer:
     name: str
-    call: Callable[[torch.Tensor], torch.Tensor]  # timed: call(x_peer) -> [M, N]
-    tol: float                                     # accepted relative error against the reference below
-    # the activations this peer is given, made from ours outside the timed region (e.g. a bf16 copy)
-    to_input: Callable[[torch.Tensor], torch.Tensor] = _identity
+    call: Callable[[Any], torch.Tensor]  # timed: call(x_peer) -> [M, N]
+    tol: float                           # accepted relative error against the reference below
+    # the activations this peer is given, made from our 16-bit x outside the timed region (e.g. a bf16 copy, or
+    # per-token codes and scales)
+    to_input: Callable[[torch.Tensor], Any] = _identity
     # fp32 [N, K]: the weight it multiplies by; None means humming_cute's own dequantized weight
     ref_weight: Optional[torch.Tensor] = None
+    # fp32 [M, K]: the activation values x_peer holds; None means x_peer.float()
+    ref_input: Optional[Callable[[Any], torch.Tensor]] = None
+    # also timed in 8-bit activation runs: the 16-bit x -> [M, N], the peer's own activation quantization included
+    end_to_end: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
     notes: list = field(default_factory=list)
 
 
 def _name(t) -> str:
     return t if isinstance(t, str) else t.name
+
+
+def _cuda_capability(t: torch.Tensor, what: str) -> tuple:
+    """(major, minor) of the GPU that holds `t`; PeerUnavailable where torch has no CUDA GPU."""
+    if not torch.cuda.is_available():
+        raise PeerUnavailable(f"{what} needs a CUDA GPU; torch {torch.__version__} sees none")
+    return tuple(torch.cuda.get_device_capability(t.device))
+
+
+def _per_token(kind: str, min_rows: int = 0) -> Callable[[torch.Tensor], tuple]:
+    """``x -> (codes, fp32 scales [M, 1])``: x quantized per token to `kind` with humming_cute's reference
+    quantizer (``quant.activation.quantize_activation``, plain torch ops: the codes humming_cute's GEMM is timed
+    on when `kind` is the run's activation type). The codes get at least `min_rows` rows (zero rows appended)."""
+    def to_input(x: torch.Tensor) -> tuple:
+        q, s = quantize_activation(x, kind, 0)
+        if q.shape[0] < min_rows:
+            q = torch.cat([q, q.new_zeros(min_rows - q.shape[0], q.shape[1])])
+        return q, s
+    return to_input
+
+
+def _dequant_input(kind: str) -> Callable[[tuple], torch.Tensor]:
+    """``(codes, scales [M, 1]) -> fp32 [M, K]``: the activation values a peer multiplies (padding rows dropped)."""
+    def ref_input(xp: tuple) -> torch.Tensor:
+        q, s = xp
+        return dequantize_activation(q[:s.shape[0]], s.reshape(-1, 1), kind)
+    return ref_input
+
+
+def _not_act8(name: str, a_name: str) -> None:
+    if a_name not in ACT8_DTYPES:
+        raise PeerUnavailable(f"{name} multiplies 8-bit activations; this run's are {a_name} (use --a-dtype "
+                              f"{' / '.join(ACT8_DTYPES)})")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -65,7 +110,7 @@ def torch_peer(w16: torch.Tensor, tol: float) -> Peer:
 _INT4_GROUPS = (32, 64, 128, 256)
 
 
-def int4_peer(qw: QuantizedWeight, tol_bf16: float) -> Peer:
+def int4_peer(qw: QuantizedWeight, tol_bf16: float, a_name: str = "bfloat16") -> Peer:
     """``torch._weight_int4pack_mm`` on humming_cute's own 4-bit codes and scales.
 
     The kernel (aten/src/ATen/native/cuda/int4mm.cu) computes ``w = (q - 8) * scale + zero`` per group with a
@@ -80,8 +125,10 @@ def int4_peer(qw: QuantizedWeight, tol_bf16: float) -> Peer:
     ``j``; ``qScaleAndZeros`` bf16 ``[K/G, N, 2]`` (``[..., 0]`` scale, ``[..., 1]`` zero); group size 32..256;
     ``K`` a multiple of ``innerKTiles * 16``; ``N`` a multiple of 8. Seen on torch 2.11 (H100): the packing
     needs uint8 (int32 codes are refused), the other nibble order gives a wrong product, and fp16 activations
-    are refused (``A.dtype() == at::kBFloat16``).
+    are refused (``A.dtype() == at::kBFloat16``). It takes no 8-bit activations (`a_name` is the run's type).
     """
+    if a_name in ACT8_DTYPES:
+        raise PeerUnavailable(f"the int4 kernel multiplies bf16 activations, not {a_name} ones")
     if not (hasattr(torch, "_weight_int4pack_mm") and hasattr(torch, "_convert_weight_to_int4pack")):
         raise PeerUnavailable(f"torch {torch.__version__} has no _weight_int4pack_mm/_convert_weight_to_int4pack")
     b = _name(qw.b_dtype)
@@ -119,6 +166,89 @@ def int4_peer(qw: QuantizedWeight, tol_bf16: float) -> Peer:
 
 
 # ------------------------------------------------------------------------------------------------------------
+# torch's 8-bit GEMMs: _scaled_mm (fp8) and _int_mm (int8), on the dequantized weight re-quantized per channel
+# ------------------------------------------------------------------------------------------------------------
+
+def scaled_mm_peer(w_deq: torch.Tensor, a_name: str) -> Peer:
+    """``torch._scaled_mm`` fp8 e4m3 x e4m3 with row-wise scales: the W8A8 FP8 GEMM torch ships.
+
+    Weight: humming_cute's dequantized weight (fp32 ``[N, K]``) quantized per output channel to float8_e4m3fn
+    (scale = absmax / 448 per row, fp32 ``[1, N]``); its `ref_weight` is that weight dequantized. Activations:
+    per-token e4m3 codes and fp32 scales ``[M, 1]`` made before timing by humming_cute's reference quantizer, so
+    a float8e4m3 run gives it the codes humming_cute is timed on (e5m2 and int8 runs: e4m3 codes of the same x).
+    The call is ``torch._scaled_mm(xq, wq.t(), scale_a=sx, scale_b=sw, out_dtype=torch.float16)``: the second
+    operand column-major (``wq.t()`` of a row-major ``[N, K]``), K and N multiples of 16. torch versions whose
+    row-wise kernel writes bf16 only are given bf16 and the result is converted to fp16 inside the timed call.
+    `end_to_end`: the same quantizer (plain torch ops) then the GEMM, timed together."""
+    _not_act8("scaled_mm", a_name)
+    if not hasattr(torch, "_scaled_mm") or not hasattr(torch, "float8_e4m3fn"):
+        raise PeerUnavailable(f"torch {torch.__version__} has no _scaled_mm / float8_e4m3fn")
+    if _cuda_capability(w_deq, "torch._scaled_mm") < (8, 9):
+        raise PeerUnavailable("torch._scaled_mm's fp8 GEMM needs sm_89 or newer")
+    n, k = w_deq.shape
+    if n % 16 or k % 16:
+        raise PeerUnavailable(f"torch._scaled_mm needs N and K multiples of 16, got N={n}, K={k}")
+    wq, sw = quantize_activation(w_deq, "float8e4m3", 0)   # per output channel: [N, K] codes, [N, 1] scales
+    wt, sw_row = wq.t(), sw.reshape(1, n)
+    probe = torch.zeros(16, k, dtype=wq.dtype, device=wq.device)
+    out_dtype, notes = torch.float16, ["weight: humming_cute's dequantized weight re-quantized per output channel "
+                                       "to float8_e4m3fn (absmax / 448); activations: per-token e4m3 codes"]
+    try:
+        torch._scaled_mm(probe, wt, scale_a=torch.ones(16, 1, device=wq.device), scale_b=sw_row,
+                         out_dtype=torch.float16)
+    except RuntimeError as e:
+        out_dtype = torch.bfloat16
+        notes.append(f"row-wise scaling refused fp16 output ({str(e).splitlines()[0][:200]}): bf16 output, "
+                     f"converted to fp16 inside the timed call")
+
+    def call(xp: tuple) -> torch.Tensor:
+        y = torch._scaled_mm(xp[0], wt, scale_a=xp[1], scale_b=sw_row, out_dtype=out_dtype)
+        return y if out_dtype == torch.float16 else y.to(torch.float16)
+
+    to_input = _per_token("float8e4m3")
+    return Peer(name="scaled_mm", call=call, tol=tolerance("float16" if out_dtype == torch.float16 else "bfloat16"),
+                to_input=to_input, ref_weight=wq.float() * sw, ref_input=_dequant_input("float8e4m3"),
+                end_to_end=lambda x: call(to_input(x)), notes=notes)
+
+
+#: torch._int_mm refuses 16 rows or fewer: fewer rows are padded to this many with zero rows
+_INT_MM_MIN_ROWS = 17
+
+
+def int_mm_peer(w_deq: torch.Tensor, a_name: str) -> Peer:
+    """``torch._int_mm`` int8 x int8 -> int32, then the scales applied by torch: the W8A8 int8 GEMM torch ships.
+
+    Weight: humming_cute's dequantized weight quantized per output channel to int8 (scale = absmax / 127);
+    its `ref_weight` is that weight dequantized. Activations (int8 runs only): humming_cute's per-token int8 codes,
+    made before timing, padded with zero rows to 17 when M <= 16 (``_int_mm`` needs more than 16 rows; the padded
+    rows are computed and dropped). The timed call is ``(_int_mm(xq, wq.t())[:M] * sx * sw).to(fp16)``: the
+    second operand column-major, K and N multiples of 8; the scales are applied by unfused torch ops.
+    `end_to_end`: the same quantizer (plain torch ops) then the call, timed together."""
+    if a_name != "int8":
+        raise PeerUnavailable(f"torch._int_mm multiplies int8 activations; this run's are {a_name}")
+    if not hasattr(torch, "_int_mm"):
+        raise PeerUnavailable(f"torch {torch.__version__} has no _int_mm")
+    if _cuda_capability(w_deq, "torch._int_mm") < (8, 0):
+        raise PeerUnavailable("torch._int_mm runs here from sm_80 on")
+    n, k = w_deq.shape
+    if n % 8 or k % 8:
+        raise PeerUnavailable(f"torch._int_mm needs N and K multiples of 8, got N={n}, K={k}")
+    wq, sw = quantize_activation(w_deq, "int8", 0)   # per output channel: [N, K] codes, [N, 1] scales
+    wt, sw_row = wq.t(), sw.reshape(1, n)
+
+    def call(xp: tuple) -> torch.Tensor:
+        q, s = xp
+        return (torch._int_mm(q, wt)[:s.shape[0]] * s * sw_row).to(torch.float16)
+
+    to_input = _per_token("int8", _INT_MM_MIN_ROWS)
+    notes = ["weight: humming_cute's dequantized weight re-quantized per output channel to int8 (absmax / 127); "
+             f"activations: humming_cute's per-token int8 codes (M <= 16 padded to {_INT_MM_MIN_ROWS} rows); int32 "
+             "result scaled and cast to fp16 by torch ops"]
+    return Peer(name="int_mm", call=call, tol=tolerance("float16"), to_input=to_input, ref_weight=wq.float() * sw,
+                ref_input=_dequant_input("int8"), end_to_end=lambda x: call(to_input(x)), notes=notes)
+
+
+# ------------------------------------------------------------------------------------------------------------
 # the reference Humming package (humming-kernels, import name `humming`)
 # ------------------------------------------------------------------------------------------------------------
 
@@ -132,7 +262,7 @@ def _same_weight(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def humming_peer(qw: QuantizedWeight, w_float: torch.Tensor, w_ours: torch.Tensor, a_dtype: torch.dtype,
-                 tol: float) -> Peer:
+                 tol: float, input_dtype: Optional[str] = None) -> Peer:
     """A `humming.layer.HummingLayer` holding the same quantized weight as humming_cute where it can.
 
     Calls (humming-kernels 0.1.19; files of the installed package):
@@ -156,15 +286,56 @@ def humming_peer(qw: QuantizedWeight, w_float: torch.Tensor, w_ours: torch.Tenso
     4. ``layer.transform()`` (layer.py: repacks into the kernel layout), then ``layer(x)`` (``forward`` ->
        forward.py ``humming_forward`` -> ops/gemm.py ``humming_gemm``, which picks the kernel config by its
        heuristics (tune/) for each M and JIT-compiles it on first use).
+
+    8-bit activations (`input_dtype` float8e4m3 / float8e5m2 / int8; `a_dtype` and `tol` are then unused):
+
+    5. The layer gets ``input_config={"dtype": input_dtype}`` (layer.py ``HummingLayer.__post_init__`` ->
+       schema/humming.py ``HummingInputSchema``, ``dtype`` an alias of ``a_dtype``; no ``input_quant_mode``, so
+       config/config.py ``LayerConfig`` picks ``DynamicToken``: one fp32 scale per token, ``as_dtype`` float32).
+       Its ``torch_dtype`` (the output dtype, ``c_dtype``) is fp16, or bf16 for e5m2: config/mma.py
+       ``get_dtype_compatibility_error`` refuses float8e5m2 activations with an fp16 output. The pair is first
+       checked with ``layer.input_schema.is_compatible_with(layer.weight_schema, torch_dtype)`` (schema/humming.py
+       ``is_humming_schema_compatible``); where Humming refuses it, the peer is unavailable.
+    6. Timed call: ``layer(codes, input_scale=scales)`` on humming_cute's own per-token codes and fp32 scales
+       ``[M, 1]`` (forward.py ``humming_forward``: an input that is not fp16/bf16/fp32 is taken as already
+       quantized and goes straight to ``ops.humming_gemm`` with ``input_scale``; csrc/launcher/tensor.h
+       ``check_tensor_as`` wants fp32 ``[M, 1]`` per token). The scales sit in a buffer of ``round_up(M, 4)``
+       floats, as Humming's own quantizer allocates them (ops/input.py ``_prepare_process_input_op``).
+    7. `end_to_end`: ``layer(x16)``: ``humming_forward`` quantizes the 16-bit x with its process_input kernel
+       (forward.py ``may_process_input`` -> ops/input.py ``process_input``; scale = max(absmax / qmax, 1e-30),
+       include/humming/kernel/process_input/quantization.cuh ``quant_group``), then runs the same GEMM.
+    8. int8 activations with group weight scales: where ``LayerConfig.use_int_weight_scale`` is on, Humming's
+       ``transform()`` rounds the group scales to integers of max|s| / 1024 (transform.py
+       ``process_int_weight_scale``), a weight that differs from the loaded one by up to 2^-11 of the largest
+       scale; it is still checked against the loaded weight, within the tolerance (noted when it happens).
     """
-    layer, ref, notes = _humming_layer(qw, w_float, w_ours, a_dtype)
-    return Peer(name="humming", call=lambda x: layer(x), tol=tol, ref_weight=ref, notes=notes)
+    if input_dtype is None:
+        layer, ref, notes = _humming_layer(qw, w_float, w_ours, a_dtype)
+        return Peer(name="humming", call=lambda x: layer(x), tol=tol, ref_weight=ref, notes=notes)
+    out_dtype = torch.bfloat16 if input_dtype == "float8e5m2" else torch.float16
+    layer, ref, notes = _humming_layer(qw, w_float, w_ours, out_dtype, input_dtype)
+
+    def to_input(x: torch.Tensor) -> tuple:
+        q, s = quantize_activation(x, input_dtype, 0)
+        m = s.shape[0]
+        buf = torch.zeros(-(-m // 4) * 4, dtype=torch.float32, device=s.device)
+        buf[:m] = s.reshape(-1)
+        return q, buf[:m].view(m, 1)
+
+    notes.append(f"timed on humming_cute's per-token {input_dtype} codes and fp32 scales (layer(codes, "
+                 f"input_scale=scales)); end-to-end: layer(x) with Humming's own activation quantization; "
+                 f"{str(out_dtype).removeprefix('torch.')} output")
+    return Peer(name="humming", call=lambda xp: layer(xp[0], input_scale=xp[1]),
+                tol=tolerance(str(out_dtype).removeprefix("torch.")), to_input=to_input, ref_weight=ref,
+                ref_input=_dequant_input(input_dtype), end_to_end=lambda x: layer(x), notes=notes)
 
 
-def _humming_layer(qw: QuantizedWeight, w_float: torch.Tensor, w_ours: torch.Tensor, a_dtype: torch.dtype):
+def _humming_layer(qw: QuantizedWeight, w_float: torch.Tensor, w_ours: torch.Tensor, a_dtype: torch.dtype,
+                   input_dtype: Optional[str] = None):
     """Steps 1-4 of `humming_peer`'s docstring for a dense ``[N, K]`` or an MoE ``[E, N, K]`` weight (MoE:
-    ``HummingLayer(..., num_experts=E)``, every tensor with a leading expert dim). -> (transformed layer, the
-    fp32 weight it multiplies by or None when it is humming_cute's own, notes)."""
+    ``HummingLayer(..., num_experts=E)``, every tensor with a leading expert dim), and steps 5 and 8 for 8-bit
+    activations (`input_dtype`; `a_dtype` is then the layer's output dtype). -> (transformed layer, the fp32
+    weight it multiplies by or None when it is humming_cute's own, notes)."""
     try:
         import humming  # noqa: F401  (registers humming.ops)
         from humming import ops as hops
@@ -188,8 +359,14 @@ def _humming_layer(qw: QuantizedWeight, w_float: torch.Tensor, w_ours: torch.Ten
     if scale in _HUMMING_FP8_SCALES:
         config["bs_dtype"] = _HUMMING_FP8_SCALES[scale]
     extra = {} if num_experts is None else {"num_experts": num_experts}
+    if input_dtype is not None:
+        extra["input_config"] = {"dtype": input_dtype}
     layer = HummingLayer(shape_n=n, shape_k=k, weight_config=dict(config), torch_dtype=a_dtype, **extra).cuda()
-    notes = [f"weight_config={config}" + ("" if num_experts is None else f", num_experts={num_experts}")]
+    notes = [f"weight_config={config}" + ("" if num_experts is None else f", num_experts={num_experts}")
+             + ("" if input_dtype is None else f", input_config={{'dtype': '{input_dtype}'}}, torch_dtype={a_name}")]
+    if input_dtype is not None and not layer.input_schema.is_compatible_with(layer.weight_schema, a_dtype):
+        raise PeerUnavailable(f"Humming refuses {input_dtype} activations with weight_config={config} and "
+                              f"{a_name} output on this card (schema/humming.py is_humming_schema_compatible)")
 
     if scale in _HUMMING_FP8_SCALES or scale == a_name:
         why_not = _load_same_weight(layer, hops, qw, bits, is_uint, w_ours)
@@ -203,6 +380,10 @@ def _humming_layer(qw: QuantizedWeight, w_float: torch.Tensor, w_ours: torch.Ten
         layer.load_from_unquantized(w_float)
         ref = _loaded_weight(layer)
     layer.transform()
+    if input_dtype is not None and getattr(layer.humming_config, "use_int_weight_scale", False):
+        notes.append("transform() turned the group scales into integer multiples of max|s| / 1024 "
+                     "(LayerConfig.use_int_weight_scale): Humming's weight differs from the loaded one by up to "
+                     "2^-11 of the largest scale; checked against the loaded weight")
     return layer, ref, notes
 
 

@@ -1,4 +1,5 @@
-"""GPU timing: medians with L2 flushed, the copy bandwidth and the cuBLAS rate of this card, environment info."""
+"""GPU timing: medians with L2 flushed, the copy bandwidth and the cuBLAS rates (16-bit, fp8, int8) of this card,
+environment info."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import torch
 
 from ..quant.reference import full_fp32_matmul  # noqa: F401  (shared with the oracle)
 
-__all__ = ["bench_ms", "timer_name", "copy_bandwidth", "cublas_peak_flops", "environment", "full_fp32_matmul"]
+__all__ = ["bench_ms", "timer_name", "copy_bandwidth", "cublas_peak_flops", "act8_peak_flops", "environment",
+           "full_fp32_matmul"]
 
 _WARMUP_MS = 25.0
 _FLUSH_BYTES = 256 * 1024 * 1024  # far larger than the L2 of any current GPU (H100: 50 MB, B200: 126 MB)
@@ -84,6 +86,29 @@ def cublas_peak_flops(dtype: torch.dtype, size: int = 8192, rep_ms: float = 100.
     return 2.0 * size ** 3 / (ms * 1e-3)
 
 
+def act8_peak_flops(a_dtype: str, size: int = 8192, rep_ms: float = 100.0) -> tuple[float, str]:
+    """flop/s of a ``size^3`` 8-bit GEMM on random data, the compute roof of an `a_dtype` activation run, and what
+    was timed: ``torch._int_mm`` for int8; for fp8, ``torch._scaled_mm`` e4m3 x e4m3 with tensor-wise scales and
+    bf16 output (cuBLASLt's plain fp8 path; e5m2 runs on the same tensor cores at the same rate)."""
+    a = torch.randn(size, size, device="cuda")
+    b = torch.randn(size, size, device="cuda")
+    if a_dtype == "int8":
+        a8, b8 = (t.mul_(32).round_().clamp_(-127, 127).to(torch.int8) for t in (a, b))
+        what = f"torch._int_mm int8 {size}x{size}x{size}, random data"
+
+        def fn():
+            return torch._int_mm(a8, b8.t())
+    else:
+        a8, b8 = a.to(torch.float8_e4m3fn), b.to(torch.float8_e4m3fn)
+        one = torch.ones((), device="cuda")
+        what = f"torch._scaled_mm float8_e4m3fn {size}x{size}x{size}, tensor-wise scales, bf16 output, random data"
+
+        def fn():
+            return torch._scaled_mm(a8, b8.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+    del a, b
+    ms = bench_ms(fn, rep_ms)
+    del a8, b8
+    return 2.0 * size ** 3 / (ms * 1e-3), what
 
 
 def _driver_version():

@@ -8,7 +8,11 @@ wgmma's N (`block_m`, 16..256). The packed weight, scales and zero points are th
 kernel reads (`layouts/weight.py`): warp r of a warpgroup takes the pairs of n8 tiles 2r and 2r + 1 of each
 k16 step, which are exactly the rows 16r .. 16r + 15 of wgmma's A fragment.
 
-Operands and their order are those of `gemm_sm80.Sm80MixedGemm` (the MoE / split-K operands are unused).
+8-bit activations (fp8 e4m3 / e5m2, int8; channel weight scales, per-token activation scales): the weight is
+turned into 8-bit lanes (`dequant.lanes8`, layout `mma_k=32`) and the wgmma is k32 with fp8 or s8 operands; warp
+r takes n8 tiles 2r, 2r + 1 again (the m16n8k32 B fragment of a tile is the k32 A fragment of its 8 rows).
+
+Operands and their order are those of `gemm_sm80.Sm80MixedGemm` (the MoE operands are unused).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from .epilogue import Epilogue
 from .scheduler import split_k_reduce
 
 _CUTLASS_TYPES = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16}
+_ACT8_TYPES = {"float8e4m3": cutlass.Float8E4M3FN, "float8e5m2": cutlass.Float8E5M2, "int8": cutlass.Int8}
 _CHUNK = 128      # int32 words per innermost TMA box row of the packed weight
 _RASTER_M = 8     # block rows that sweep all of N together (A tiles stay in L2 while the weights stream)
 
@@ -38,8 +43,18 @@ class Sm90MixedGemm:
         self.cfg = cfg.validate()
         if cfg.mainloop != "sm90":
             raise ValueError(f"Sm90MixedGemm needs mainloop='sm90', got {cfg.mainloop!r}")
-        self.plan = cfg.dequant_plan()
-        self.a_type = _CUTLASS_TYPES[cfg.a_dtype]
+        self.act8 = cfg.act_bits == 8
+        if self.act8:
+            self.lane = cfg.lane_plan()
+            self.plan = self.lane.half
+            self.planes = self.lane.planes
+            self.a_type = _ACT8_TYPES[cfg.a_dtype]
+        else:
+            self.lane = None
+            self.plan = cfg.dequant_plan()
+            self.planes = self.plan.planes
+            self.a_type = _CUTLASS_TYPES[cfg.a_dtype]
+        self.acc_type = cutlass.Int32 if cfg.a_dtype == "int8" else cutlass.Float32
         self.c_type = _CUTLASS_TYPES[cfg.c_dtype]
         self.bm, self.bn, self.bk = cfg.block_m, cfg.block_n, cfg.block_k
         self.n_wg = self.bn // ATOM_N
@@ -50,14 +65,15 @@ class Sm90MixedGemm:
         self.bk_words = self.bk // ATOM_K * self.aw
         self.bk_chunks = self.bk_words // _CHUNK
         self.bn_atoms = self.bn // ATOM_N
-        self.k_steps = self.bk // 16
+        self.mma_k = 32 if self.act8 else 16
+        self.k_steps = self.bk // self.mma_k
         self.group = cfg.group_size
         self.srows = max(cfg.scale_rows, 1)
         self.has_zp = cfg.has_zero_point
         self.split_k = cfg.split_k
         self.epilogue = Epilogue(cfg, self.c_type)
         half = self.bn // 2
-        self.tx_bytes = (self.bm * self.bk * 2 + self.bn_atoms * self.bk_words * 4
+        self.tx_bytes = (self.bm * self.bk * cfg.act_bits // 8 + self.bn_atoms * self.bk_words * 4
                          + (self.srows * half * 4 if self.group > 0 else 0)
                          + (self.srows * half * 4 if self.has_zp else 0))
 
@@ -66,8 +82,10 @@ class Sm90MixedGemm:
                  mG: cute.Tensor, mBias: cute.Tensor, mC: cute.Tensor, mWS: cute.Tensor, mCnt: cute.Tensor,
                  mSorted: cute.Tensor, mExpert: cute.Tensor, mNumPost: cute.Tensor, mTopkW: cute.Tensor,
                  stream):
+        if cutlass.const_expr(self.act8):
+            mA = cute.recast_tensor(mA, self.a_type)    # the [M, K/2] 16-bit view of the codes -> [M, K]
         tiled_mma = sm90_utils.make_trivial_tiled_mma(
-            self.a_type, self.a_type, OperandMajorMode.K, OperandMajorMode.K, cutlass.Float32, (1, 1, 1),
+            self.a_type, self.a_type, OperandMajorMode.K, OperandMajorMode.K, self.acc_type, (1, 1, 1),
             (ATOM_N, self.bm), warpgroup.OperandSource.RMEM)
         # activations: wgmma's B operand, K-major, swizzled for the wgmma descriptors
         sA_layout = sm90_utils.make_smem_layout_b(LayoutEnum.ROW_MAJOR, (self.bn, self.bm, self.bk), self.a_type,
@@ -96,7 +114,7 @@ class Sm90MixedGemm:
         tiles_m = cute.ceil_div(cute.size(mA, mode=[0]), self.bm)
         tiles_n = cute.size(mB, mode=[0]) // self.bn_atoms
         self.kernel(tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, mCS, mG, mBias, mC, mWS, mCnt,
-                    tiled_mma, sA_layout, sB_layout, sS_layout, tiles_m, tiles_n).launch(
+                    mTopkW, tiled_mma, sA_layout, sB_layout, sS_layout, tiles_m, tiles_n).launch(
             grid=[tiles_m * tiles_n, 1, self.split_k], block=[self.threads, 1, 1], stream=stream)
 
     @cute.jit
@@ -120,7 +138,7 @@ class Sm90MixedGemm:
     def kernel(self, tma_a: cute.CopyAtom, gA_tma: cute.Tensor, tma_b: cute.CopyAtom, gB_tma: cute.Tensor,
                tma_s: cute.CopyAtom, gS_tma: cute.Tensor, tma_z: cute.CopyAtom, gZ_tma: cute.Tensor,
                mCS: cute.Tensor, mG: cute.Tensor, mBias: cute.Tensor, mC: cute.Tensor, mWS: cute.Tensor,
-               mCnt: cute.Tensor, tiled_mma: cute.TiledMma,
+               mCnt: cute.Tensor, mTopkW: cute.Tensor, tiled_mma: cute.TiledMma,
                sA_layout: cute.ComposedLayout, sB_layout: cute.Layout, sS_layout: cute.Layout,
                tiles_m: cutlass.Int32, tiles_n: cutlass.Int32):
         plan = self.plan
@@ -183,18 +201,24 @@ class Sm90MixedGemm:
         tCsB = thr_mma.partition_B(sA)
         tCrB = tiled_mma.make_fragment_B(tCsB)                  # (MMA, MMA_N, MMA_K, stage)
         tCcC = thr_mma.partition_C(cute.make_identity_tensor((ATOM_N, self.bm)))   # (n, m) coordinates
-        acc = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)
-        acc.fill(0.0)
+        acc = cute.make_rmem_tensor(tCcC.shape, self.acc_type)
+        acc.fill(0 if self.acc_type is cutlass.Int32 else 0.0)
         # two register buffers of wgmma A fragments: one feeds the in-flight wgmma, the other is being dequantized
-        rA0 = cute.make_rmem_tensor(cute.make_layout(((2, 2, 2), 1, self.k_steps)), self.a_type)
-        rA1 = cute.make_rmem_tensor(cute.make_layout(((2, 2, 2), 1, self.k_steps)), self.a_type)
+        # (4 registers per k-step: 2 x 2 16-bit values, or 4 x 2 x 2 8-bit lanes)
+        frag = ((4 if self.act8 else 2, 2, 2), 1, self.k_steps)
+        if cutlass.const_expr(self.a_type is cutlass.Int8):     # the s8 wgmma wants its own (signed) element type
+            rA0 = tiled_mma.make_fragment_A(cute.make_layout(frag))
+            rA1 = tiled_mma.make_fragment_A(cute.make_layout(frag))
+        else:
+            rA0 = cute.make_rmem_tensor(cute.make_layout(frag), self.a_type)
+            rA1 = cute.make_rmem_tensor(cute.make_layout(frag), self.a_type)
         rAu0 = cute.recast_tensor(rA0, cutlass.Int32)            # register (reg, step) at reg + 4 step
         rAu1 = cute.recast_tensor(rA1, cutlass.Int32)
 
         # per-plane views of a packed B stage: (word, lane, vec, k-atom, n-atom, stage)
         b_views = []
         off = 0
-        for w in plan.planes:
+        for w in self.planes:
             b_views.append(cute.make_tensor(sB.iterator + off, cute.make_layout(
                 (4, 32, w, self.bk // ATOM_K, self.bn_atoms, self.stages),
                 stride=(1, 4, 128, self.aw, self.bk_words, self.bn_atoms * self.bk_words))))
@@ -226,7 +250,7 @@ class Sm90MixedGemm:
         # k-tile kt + 1 is dequantized into the other; a stage is released once its wgmmas have completed
         if k_tiles > 0:
             pipe.consumer_wait(cons)
-            self.dequant_tile(plan, rAu0, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
+            self.dequant(plan, rAu0, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
         for _ in cutlass.range(k_tiles // 2, unroll=1):
             for half in cutlass.range_constexpr(2):
                 cur = rA0 if half == 0 else rA1
@@ -250,7 +274,7 @@ class Sm90MixedGemm:
                 cons.advance()
                 if cons.count < k_tiles:
                     pipe.consumer_wait(cons)
-                    self.dequant_tile(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
+                    self.dequant(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
         if k_tiles % 2 == 1:                             # odd count: the last k-tile sits in buffer 0
             stage = cons.index
             warpgroup.fence()
@@ -259,6 +283,11 @@ class Sm90MixedGemm:
             warpgroup.commit_group()
             cons.advance()
         warpgroup.wait_group(0)
+        if cutlass.const_expr(self.acc_type is cutlass.Int32):   # int8: exact s32 sums -> fp32 for the epilogue
+            accf = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)
+            for i in cutlass.range_constexpr(cute.size(acc)):
+                accf[i] = acc[i].to(cutlass.Float32)
+            acc = accf
 
         # ---- split-K: every CTA stores its fp32 partial; the last to arrive (atomic ticket) adds the partials in
         # split order (deterministic) and runs the epilogue
@@ -273,7 +302,59 @@ class Sm90MixedGemm:
                                      True, self.split_k, True)
 
         # ---- epilogue (coordinates are (n, m): transposed)
-        self.epilogue.store(acc, tCcC, m0, n0, M, N, 0, is_last, mG, mCS, mBias, mC, mCS, mG, transposed=True)
+        # (8-bit activations: the per-token scales travel in the row-weight operand, as on the mma.sync path)
+        self.epilogue.store(acc, tCcC, m0, n0, M, N, 0, is_last, mG, mCS, mBias, mC, mCS,
+                            mTopkW if self.act8 else mG, transposed=True)
+
+    @cute.jit
+    def dequant(self, plan: cutlass.Constexpr, rAu, b_views, s_view, z_view, wg, wr, lane, g, stage):
+        """Dequantize this warp's weight rows of one k-tile into wgmma A registers (16- or 8-bit)."""
+        if cutlass.const_expr(self.act8):
+            self.dequant_tile8(rAu, b_views, wg, wr, lane, stage)
+        else:
+            self.dequant_tile(plan, rAu, b_views, s_view, z_view, wg, wr, lane, g, stage)
+
+    def pair_words(self, b_views, ss, ka, wg, wr, lane, stage):
+        """Per plane, the packed words holding pairs 4 wr .. 4 wr + 3 of slot group `ss` of k-atom `ka`, and the
+        static slot of each pair in its (pre-shifted) word."""
+        plane_words = []
+        plane_slots = []
+        for pi, w in enumerate(self.planes):
+            if cutlass.const_expr(w == 8):      # 2 pairs per word: words 8 ss + 2 wr + (0, 1)
+                q = 8 * ss + 2 * wr
+                w0 = b_views[pi][q % 4, lane, q // 4, ka, wg, stage]
+                w1 = b_views[pi][(q + 1) % 4, lane, (q + 1) // 4, ka, wg, stage]
+                plane_words.append([w0, w0, w1, w1])
+                plane_slots.append([0, 1, 0, 1])
+            elif cutlass.const_expr(w == 4):    # 4 pairs per word: word 4 ss + wr
+                wd = b_views[pi][wr, lane, ss, ka, wg, stage]
+                plane_words.append([wd, wd, wd, wd])
+                plane_slots.append([0, 1, 2, 3])
+            elif cutlass.const_expr(w == 2):    # 8 pairs per word: word 2 ss + wr // 2, slots 4 (wr % 2) + i
+                q = 2 * ss + wr // 2
+                wd = b_views[pi][q % 4, lane, q // 4, ka, wg, stage] >> (8 * (wr % 2))
+                plane_words.append([wd, wd, wd, wd])
+                plane_slots.append([0, 1, 2, 3])
+            else:                               # 16 pairs per word: word ss, slots 4 wr + i
+                wd = b_views[pi][ss, lane, 0, ka, wg, stage] >> (4 * wr)
+                plane_words.append([wd, wd, wd, wd])
+                plane_slots.append([0, 1, 2, 3])
+        return plane_words, plane_slots
+
+    @cute.jit
+    def dequant_tile8(self, rAu, b_views, wg, wr, lane, stage):
+        """8-bit activations: this warp's 16 weight rows of one k-tile as 8-bit lanes in wgmma's k32 A fragment.
+
+        Slot group ss = 2 (s % 2) + hb of k-atom s // 2 holds k 16 hb + 4t .. + 3 of k32 step s (layout
+        `mma_k=32`); its pairs 2 jj, 2 jj + 1 (n8 tile 2 wr + jj) make the lanes of A register jj + 2 hb (rows g /
+        g + 8, k 4t / 16 + 4t)."""
+        for s in cutlass.range_constexpr(self.k_steps):
+            for hb in cutlass.range_constexpr(2):
+                plane_words, plane_slots = self.pair_words(b_views, 2 * (s % 2) + hb, s // 2, wg, wr, lane, stage)
+                codes = [dq.extract_pair(self.lane, [pw[i] for pw in plane_words], [sl[i] for sl in plane_slots])
+                         for i in range(4)]
+                for jj in cutlass.range_constexpr(2):
+                    rAu[jj + 2 * hb + 4 * s] = dq.lanes8(self.lane, codes[2 * jj], codes[2 * jj + 1])
 
     @cute.jit
     def dequant_tile(self, plan: cutlass.Constexpr, rAu, b_views, s_view, z_view, wg, wr, lane, g, stage):
@@ -291,29 +372,7 @@ class Sm90MixedGemm:
                 if cutlass.const_expr(self.has_zp):
                     zw = z_view[wr, g, wg, row, stage]
                     z_lo, z_hi = dq.broadcast_lo(zw), dq.broadcast_hi(zw)
-            # per plane: the words of pairs 4 wr .. 4 wr + 3, pre-shifted so that pair i sits at a static slot
-            plane_words = []
-            plane_slots = []
-            for pi, w in enumerate(plan.planes):
-                if cutlass.const_expr(w == 8):      # 2 pairs per word: words 8 ss + 2 wr + (0, 1)
-                    q = 8 * ss + 2 * wr
-                    w0 = b_views[pi][q % 4, lane, q // 4, ka, wg, stage]
-                    w1 = b_views[pi][(q + 1) % 4, lane, (q + 1) // 4, ka, wg, stage]
-                    plane_words.append([w0, w0, w1, w1])
-                    plane_slots.append([0, 1, 0, 1])
-                elif cutlass.const_expr(w == 4):    # 4 pairs per word: word 4 ss + wr
-                    wd = b_views[pi][wr, lane, ss, ka, wg, stage]
-                    plane_words.append([wd, wd, wd, wd])
-                    plane_slots.append([0, 1, 2, 3])
-                elif cutlass.const_expr(w == 2):    # 8 pairs per word: word 2 ss + wr // 2, slots 4 (wr % 2) + i
-                    q = 2 * ss + wr // 2
-                    wd = b_views[pi][q % 4, lane, q // 4, ka, wg, stage] >> (8 * (wr % 2))
-                    plane_words.append([wd, wd, wd, wd])
-                    plane_slots.append([0, 1, 2, 3])
-                else:                               # 16 pairs per word: word ss, slots 4 wr + i
-                    wd = b_views[pi][ss, lane, 0, ka, wg, stage] >> (4 * wr)
-                    plane_words.append([wd, wd, wd, wd])
-                    plane_slots.append([0, 1, 2, 3])
+            plane_words, plane_slots = self.pair_words(b_views, ss, ka, wg, wr, lane, stage)
             for i in cutlass.range_constexpr(4):
                 code = dq.extract_pair(plan, [pw[i] for pw in plane_words], [sl[i] for sl in plane_slots])
                 neg_sub = None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ..arch import get_arch
-from ..config import GemmConfig, smem_bytes
+from ..config import ACT8_TYPES, GemmConfig, smem_bytes
 
 
 def _largest_dividing(options, n: int) -> int:
@@ -34,6 +34,8 @@ def sm90_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c
     else:
         bm, bk, stages = 128, 64, 4
     bn = 128 if n_pad % 128 == 0 else 64
+    if a_dtype in ACT8_TYPES and k_pad % 128 == 0:
+        bk = 128        # 8-bit activations: 128-byte rows (one full swizzle atom) per k-tile
     if k_pad % bk:
         bk = 64
     # small problems: narrower tiles, then split-K, until the grid covers the SMs (the H100 bench showed
@@ -60,15 +62,17 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
                    batch_invariant: bool = False, glu: bool = False,
                    mainloop: Optional[str] = None, act_group_size: int = 0) -> GemmConfig:
     """A sane config for an (m, n_pad, k_pad) problem; later replaced by measured tables / the autotuner.
-    On sm_90a, M >= SM90_MIN_M takes the wgmma mainloop (GLU epilogues, 8-bit activations and batch-invariant
-    mode stay on mma.sync); `mainloop` forces one ("sm80" / "sm90").
+    On sm_90a, M >= SM90_MIN_M takes the wgmma mainloop (GLU epilogues, batch-invariant mode and 8-bit
+    activations with group scales stay on mma.sync); `mainloop` forces one ("sm80" / "sm90").
 
     `batch_invariant`: every M gets the same K reduction structure (block_k = warp_k = 64, no split-K), so a
     row's result never depends on M or on the other rows of the batch."""
     if mainloop not in (None, "sm80", "sm90"):
         raise ValueError(f"mainloop must be None (choose), 'sm80' or 'sm90', got {mainloop!r}")
+    wgmma_act = a_dtype in ("float16", "bfloat16") or (a_dtype in ACT8_TYPES and not group_size
+                                                       and not act_group_size)
     if mainloop == "sm90" or (mainloop is None and get_arch(arch).sm == 90 and m >= SM90_MIN_M
-                              and not batch_invariant and not glu and a_dtype in ("float16", "bfloat16")):
+                              and not batch_invariant and not glu and wgmma_act):
         return sm90_config(m, n_pad, k_pad, a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype,
                            group_size=group_size, has_bias=has_bias, num_sms=num_sms)
     if m <= 16:
