@@ -199,10 +199,13 @@ class GemmConfig:
         arch = get_arch(self.arch)
         if arch.sm < (89 if a.name.startswith("float8") else 80):
             raise NotImplementedError(f"{a.name} activations need sm_89 or newer (fp8 mma.sync); {arch.name} has none")
-        if self.mainloop == "sm90" and (self.group_size or self.act_group_size):
-            raise NotImplementedError("8-bit activations with group scales (weight or activation) run on the "
-                                      "mma.sync mainloop (mainloop='sm80'); the wgmma mainloop takes channel "
-                                      "weight scales and per-token activation scales")
+        if self.mainloop == "sm90" and (self.act_group_size or 0 < self.group_size < self.block_k):
+            raise NotImplementedError("the wgmma mainloop takes 8-bit activations with per-token scales and channel "
+                                      "weight scales or weight groups of at least block_k; activation groups and "
+                                      "smaller weight groups run on the mma.sync mainloop (mainloop='sm80')")
+        if self.mainloop == "sm90" and self.group_size and self.block_m > 128:
+            raise ValueError(f"8-bit activations with weight groups on the wgmma mainloop keep a second (per k-tile) "
+                             f"accumulator: block_m must be <= 128, got {self.block_m}")
         if self.group_size and self.group_size < 32:
             raise ValueError(f"8-bit activations take weight scale groups of at least 32 (the MMA's K), got "
                              f"{self.group_size}")

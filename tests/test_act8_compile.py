@@ -65,7 +65,8 @@ def test_act8_group_scales_compile(a, b, g, xg, m, arch):
     (dict(act_group_size=48), "act_group_size"),
     (dict(b_dtype="uint4", group_size=0), "zero points need a group size"),
     (dict(glu=True), "GLU"),
-    (dict(mainloop="sm90", warp_m=16, block_k=64, warp_k=64, block_m=16, group_size=128), "mma.sync mainloop"),
+    (dict(mainloop="sm90", warp_m=16, block_k=64, warp_k=64, block_m=16, group_size=32), "mma.sync mainloop"),
+    (dict(mainloop="sm90", warp_m=256, block_k=64, warp_k=64, block_m=256, group_size=64), "block_m must be <= 128"),
     (dict(mainloop="sm90", warp_m=16, block_k=64, warp_k=64, block_m=16, act_group_size=128),
      "mma.sync mainloop"),
 ])
@@ -115,16 +116,18 @@ def test_act_group_size_needs_8bit_activations():
         GemmConfig(a_dtype="float16", b_dtype="int4", act_group_size=128).validate()
 
 
-@pytest.mark.parametrize("a,b,m,mma", [("float8e4m3", "int4", 4096, "m64n256k32.f32.e4m3.e4m3"),
-                                       ("float8e5m2", "int3", 64, "m64n64k32.f32.e5m2.e5m2"),
-                                       ("int8", "int8", 256, "m64n128k32.satfinite.s32.s8.s8")])
-def test_act8_wgmma_compiles(a, b, m, mma):
-    """Channel-scaled 8-bit activations at M >= 64 take the wgmma mainloop on sm_90a: k32 fp8 / s8 wgmma with the
-    weight's 8-bit lanes in registers, no spills."""
+@pytest.mark.parametrize("a,b,g,m,mma", [("float8e4m3", "int4", 0, 4096, "m64n256k32.f32.e4m3.e4m3"),
+                                         ("float8e5m2", "int3", 0, 64, "m64n64k32.f32.e5m2.e5m2"),
+                                         ("int8", "int8", 0, 256, "m64n128k32.satfinite.s32.s8.s8"),
+                                         ("float8e4m3", "uint4", 128, 4096, "m64n128k32.f32.e4m3.e4m3"),
+                                         ("int8", "int4", 64, 256, "m64n128k32.satfinite.s32.s8.s8")])
+def test_act8_wgmma_compiles(a, b, g, m, mma):
+    """8-bit activations with per-token scales at M >= 64 take the wgmma mainloop on sm_90a: k32 fp8 / s8 wgmma
+    with the weight's 8-bit lanes in registers (weight groups: one partial sum per k-tile), no spills."""
     from humming_cute.kernels.mainloop_sm90 import Sm90MixedGemm
 
-    cfg = default_config(m, 4096, 4096, a_dtype=a, b_dtype=b, c_dtype="float16", group_size=0, arch="sm_90a")
-    assert cfg.mainloop == "sm90" and cfg.block_k == 128
+    cfg = default_config(m, 4096, 4096, a_dtype=a, b_dtype=b, c_dtype="float16", group_size=g, arch="sm_90a")
+    assert cfg.mainloop == "sm90" and cfg.block_k == (64 if g == 64 else 128)
     art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
     assert f"wgmma.mma_async.sync.aligned.{mma}" in art.ptx
     assert "cp.async.bulk.tensor" in art.ptx

@@ -109,20 +109,27 @@ def _sm90():
         pytest.skip("the wgmma mainloop needs sm_90a")
 
 
-@pytest.mark.parametrize("a,b", [("float8e4m3", "int4"), ("float8e4m3", "float8e4m3"), ("float8e5m2", "int3"),
-                                 ("float8e4m3", "float4e2m1"), ("int8", "int8"), ("int8", "int4")])
-@pytest.mark.parametrize("bm,bn,bk,split", [(64, 64, 64, 1), (128, 128, 128, 1), (256, 128, 128, 1),
-                                            (64, 128, 128, 2)])
-def test_act8_wgmma(a, b, bm, bn, bk, split):
-    """8-bit activations on the wgmma mainloop (channel weight scales, per-token activation scales): tile shapes,
-    split-K, a ragged M; the default dispatch of M >= 64 is covered by test_act8_matches_reference."""
+_WGMMA_PAIRS = [("float8e4m3", "int4", 0), ("float8e4m3", "float8e4m3", 0), ("float8e5m2", "int3", 0),
+                ("float8e4m3", "float4e2m1", 0), ("int8", "int8", 0), ("int8", "int4", 0),
+                ("float8e4m3", "uint4", 128), ("float8e4m3", "int4", 256), ("int8", "uint4", 128),
+                ("int8", "int4", 64), ("float8e5m2", "float4e2m1", 128)]
+_WGMMA_TILES = [(64, 64, 64, 1), (128, 128, 128, 1), (256, 128, 128, 1), (64, 128, 128, 2)]
+
+
+@pytest.mark.parametrize("a,b,group,bm,bn,bk,split", [
+    p + t for p in _WGMMA_PAIRS for t in _WGMMA_TILES
+    if not p[2] or (p[2] >= t[2] and t[0] <= 128)])    # weight groups: group_size >= block_k, block_m <= 128
+def test_act8_wgmma(a, b, group, bm, bn, bk, split):
+    """8-bit activations on the wgmma mainloop with per-token activation scales and channel weight scales or weight
+    groups >= block_k (two-level: one partial sum per k-tile, folded with fp32 scales): tile shapes, split-K, a
+    ragged M; the default dispatch of M >= 64 is covered by test_act8_matches_reference."""
     _sm90()
     torch.manual_seed(bm + bk)
     m, n, k = 333, 384, 1536
-    qw = quantize_weight(torch.randn(n, k, device="cuda"), b, 0, "float32")
+    qw = quantize_weight(torch.randn(n, k, device="cuda"), b, group, "float32" if group == 0 else "float16")
     pw = hc.prepare_weight(qw, a)
     xq, xs = quantize_activation(torch.randn(m, k, device="cuda"), a, 0)
-    cfg = hc.GemmConfig(a_dtype=a, b_dtype=b, c_dtype="float16", group_size=0, block_m=bm, block_n=bn,
+    cfg = hc.GemmConfig(a_dtype=a, b_dtype=b, c_dtype="float16", group_size=group, block_m=bm, block_n=bn,
                         block_k=bk, warp_m=bm, warp_n=64, warp_k=bk, stages=3, split_k=split, arch="sm_90a",
                         mainloop="sm90")
     out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.float16)

@@ -46,7 +46,7 @@ def test_parse_peers():
         core.parse_peers("torch,marlin")
 
 
-@pytest.mark.parametrize("argv", [["--peers", "cutlass"], ["--shapes", "8x"], ["--m", "0"], ["--a-dtype", "int8"],
+@pytest.mark.parametrize("argv", [["--peers", "cutlass"], ["--shapes", "8x"], ["--m", "0"], ["--a-dtype", "int4"],
                                   ["--group-size", "-1"], ["--group-size", "96", "--shapes", "64x128"],
                                   ["--reps", "0"]])
 def test_bad_options_exit_with_a_message(argv, capsys):
@@ -303,7 +303,7 @@ def test_moe_options_are_parsed():
                                   # 768 (qwen down K) is not a multiple of 512; 14336 is not of 4096
                                   ["--moe", "--group-size", "512"],
                                   ["--moe", "--moe-preset", "mixtral", "--group-size", "4096"],
-                                  ["--moe", "--reps", "-1"]])
+                                  ["--moe", "--reps", "-1"], ["--moe", "--a-dtype", "float8e4m3"]])
 def test_bad_moe_options_exit_with_a_message(argv, capsys):
     with pytest.raises(SystemExit) as e:
         core.parse_args(argv)

@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m humming_cute.bench",
         description="Time humming_cute's quantized GEMM over M and shapes against its peers (torch cuBLAS on the "
-                    "dequantized weight, torch's int4 kernel, the Humming package), all in this process on this "
+                    "dequantized weight, torch's int4 kernel, torch._scaled_mm / torch._int_mm for 8-bit "
+                    "activations, the Humming package), all in this process on this "
                     "card. With --moe, time the MoE GEMM (vLLM fused_moe contract) of preset layers over token "
                     "counts against a naive torch per-expert loop and Humming's MoE (indexed) GEMM instead. Every "
                     "output is checked against the reference before it is timed. Times are medians with L2 flushed "

@@ -191,8 +191,10 @@ def scaled_mm_peer(w_deq: torch.Tensor, a_name: str) -> Peer:
     wq, sw = quantize_activation(w_deq, "float8e4m3", 0)   # per output channel: [N, K] codes, [N, 1] scales
     wt, sw_row = wq.t(), sw.reshape(1, n)
     probe = torch.zeros(16, k, dtype=wq.dtype, device=wq.device)
-    out_dtype, notes = torch.float16, ["weight: humming_cute's dequantized weight re-quantized per output channel "
-                                       "to float8_e4m3fn (absmax / 448); activations: per-token e4m3 codes"]
+    codes = ("humming_cute's per-token e4m3 codes" if a_name == "float8e4m3" else
+             f"per-token e4m3 codes of the same fp16 x (humming_cute multiplies {a_name} ones)")
+    out_dtype, notes = torch.float16, [f"weight: humming_cute's dequantized weight re-quantized per output channel "
+                                       f"to float8_e4m3fn (absmax / 448); activations: {codes}"]
     try:
         torch._scaled_mm(probe, wt, scale_a=torch.ones(16, 1, device=wq.device), scale_b=sw_row,
                          out_dtype=torch.float16)

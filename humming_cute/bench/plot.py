@@ -1,18 +1,19 @@
 """PNG of a benchmark result: time and % of the memory floor vs M (MoE: vs tokens), one panel per shape (MoE: per
-preset and projection), one line per implementation (matplotlib; nothing here needs a GPU)."""
+preset and projection), one line per implementation (matplotlib; nothing here needs a GPU). An 8-bit activation
+run adds humming_cute's end-to-end time (GEMM + activation quantization) as a dashed line."""
 
 from __future__ import annotations
 
 import math
 from typing import Optional
 
-from .core import MOE_PEERS, OURS, PEERS
+from .core import DENSE_PEERS, MOE_PEERS, OURS
 
 __all__ = ["series", "panel_of", "x_of", "write_png"]
 
 #: legend names (short enough for one legend row under the panels)
 _LEGEND = {OURS: "humming_cute", "torch": "torch cuBLAS (dequantized W)", "int4": "torch int4 (tinygemm)",
-           "humming": "Humming"}
+           "scaled_mm": "torch._scaled_mm fp8", "int_mm": "torch._int_mm int8", "humming": "Humming"}
 _MOE_LEGEND = {OURS: "humming_cute moe_gemm", "torch": "torch per-expert loop (dequantized W)",
                "humming": "Humming (indexed GEMM)"}
 
@@ -60,7 +61,7 @@ def write_png(doc: dict, path: str) -> Optional[str]:
         return "no rows: no PNG written"
     is_moe = any(r.get("mode") == "moe" for r in rows)
     legend = _MOE_LEGEND if is_moe else _LEGEND
-    impls = [OURS] + [p for p in (MOE_PEERS if is_moe else PEERS) if any(p in r["impls"] for r in rows)]
+    impls = [OURS] + [p for p in (MOE_PEERS if is_moe else DENSE_PEERS) if any(p in r["impls"] for r in rows)]
     fig, axes = plt.subplots(2, len(shapes), figsize=(max(8.0, 4.2 * len(shapes)), 7.5), squeeze=False)
     for j, shape in enumerate(shapes):
         for impl in impls:
@@ -71,6 +72,10 @@ def write_png(doc: dict, path: str) -> Optional[str]:
             xs, ys = series(rows, impl, "pct_of_memory_floor", shape)
             if xs:
                 axes[1][j].plot(xs, ys, **style)
+        xs, ys = series(rows, OURS, "ms_end_to_end", shape)
+        if xs:
+            axes[0][j].plot(xs, ys, marker="o", linewidth=1.6, linestyle="--",
+                            label="humming_cute + quantize_input")
         if isinstance(shape, str):
             first = next(r for r in rows if panel_of(r) == shape)
             axes[0][j].set_title(f"{shape}: E={first['num_experts']} top_k={first['top_k']} N={first['n']} "

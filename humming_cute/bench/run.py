@@ -2,6 +2,11 @@
 then for each M check every output against its reference and time it. ``--moe`` runs `moe.job_rows` instead
 (same measurements, table, JSON and PNG machinery).
 
+8-bit activations (``--a-dtype float8e4m3 / float8e5m2 / int8``): the fp16 x of each row is quantized per token
+(``quant.activation.quantize_activation``) before timing; humming_cute's GEMM is timed on those codes and checked
+against ``reference_gemm`` of the same codes; ``hc.quantize_input`` is timed apart (and must give the same codes);
+peers are checked against the product of the activations and weight they really multiply (`peers.Peer`).
+
 humming_cute failing (an exception, or a result outside the tolerance) stops the run with an error; a peer
 failing is recorded (JSON and stdout) and the run goes on.
 """
@@ -20,14 +25,28 @@ def _rel_err(y, ref) -> float:
     return ((y.float() - ref).norm() / ref.norm().clamp_min(1e-30)).item()
 
 
+#: written into the JSON's config of an 8-bit activation run
+ACT8_NOTE = ("activations: fp16 x quantized per token (fp32 scales) by humming_cute.quant.activation."
+             "quantize_activation before timing; ms = hc.gemm on those codes, fp16 output; quant_ms = "
+             "hc.quantize_input timed apart; ms_end_to_end = ms + quant_ms. Peers: torch = fp16 x @ the dequantized "
+             "weight in fp16; scaled_mm / int_mm / humming timed on per-token codes made before timing, and "
+             "end-to-end (their own quantization of the fp16 x included) as ms_end_to_end")
+
+
 def _prepare_peers(names, *, qw, w, w_deq, a_dtype, a_name, progress, peer_info):
-    """{name: Peer} for the peers that apply to this weight; the others are recorded with their reason."""
+    """{name: Peer} for the peers that apply to this weight; the others are recorded with their reason.
+    `a_dtype` is the torch dtype of the 16-bit activations (fp16 in an 8-bit run), `a_name` the run's type."""
     from . import peers as P
 
+    act8 = core.is_act8(a_name)
+    x_name = "float16" if act8 else a_name
     builders = {
-        "torch": lambda: P.torch_peer(w_deq.to(a_dtype), core.tolerance(a_name)),
-        "int4": lambda: P.int4_peer(qw, core.tolerance("bfloat16")),
-        "humming": lambda: P.humming_peer(qw, w, w_deq, a_dtype, core.tolerance(a_name)),
+        "torch": lambda: P.torch_peer(w_deq.to(a_dtype), core.tolerance(x_name)),
+        "int4": lambda: P.int4_peer(qw, core.tolerance("bfloat16"), a_name),
+        "scaled_mm": lambda: P.scaled_mm_peer(w_deq, a_name),
+        "int_mm": lambda: P.int_mm_peer(w_deq, a_name),
+        "humming": lambda: P.humming_peer(qw, w, w_deq, a_dtype, core.tolerance(x_name),
+                                          a_name if act8 else None),
     }
     return build_peers(names, builders, progress, peer_info)
 
@@ -74,7 +93,7 @@ def bench_weight(shape: tuple, args, device):
     qw = hc.quantize_weight(w, args.b_dtype, args.group_size, args.scale_dtype)
     pw = hc.prepare_weight(qw, args.a_dtype)
     fmt = dict(b_bits=qw.b_dtype.bits, group_size=args.group_size, scale_bits=qw.scale_dtype.bits,
-               zero_point=qw.zero_points is not None, a_bytes=2, c_bytes=2)
+               zero_point=qw.zero_points is not None, a_bytes=1 if core.is_act8(args.a_dtype) else 2, c_bytes=2)
     return w, qw, pw, hc.dequantize_weight(qw), fmt
 
 
@@ -82,10 +101,13 @@ def _shape_rows(n, k, args, *, device, copy_bw, peak, progress, peer_info, hc_co
     import torch
 
     import humming_cute as hc
+    from humming_cute.quant.activation import quantize_activation
+    from humming_cute.quant.reference import reference_gemm
 
     from .timing import bench_ms, full_fp32_matmul
 
-    a_dtype = getattr(torch, args.a_dtype)
+    act8 = core.is_act8(args.a_dtype)
+    a_dtype = torch.float16 if act8 else getattr(torch, args.a_dtype)  # the 16-bit activations of each row
     w, qw, pw, w_deq, fmt = bench_weight((n, k), args, device)
     peers, not_ready = _prepare_peers(args.peer_list, qw=qw, w=w, w_deq=w_deq, a_dtype=a_dtype,
                                       a_name=args.a_dtype, progress=progress, peer_info=peer_info)
@@ -98,19 +120,34 @@ def _shape_rows(n, k, args, *, device, copy_bw, peak, progress, peer_info, hc_co
         cmp_floor = core.compute_floor_ms(m, n, k, peak)
         x = torch.randn(m, k, device=device, dtype=a_dtype)
         with full_fp32_matmul():
-            y_ref = x.float() @ w_deq.t()
+            y_ref = x.float() @ w_deq.t()  # the reference of a peer that multiplies x as it is by our weight
             y_float = x.float() @ w.t()
+        if act8:  # per-token codes made outside the timed region; the reference multiplies the same codes
+            xq, xs = quantize_activation(x, args.a_dtype, 0)
+            y_ours_ref = reference_gemm(xq, qw, x_scales=xs, a_dtype=args.a_dtype, out_dtype=torch.float32)
+
+            def ours():
+                return hc.gemm(xq, pw, x_scales=xs, out_dtype=torch.float16)
+        else:
+            y_ours_ref = y_ref
+
+            def ours():
+                return hc.gemm(x, pw)
 
         # ours: any exception propagates; a wrong result stops the run
-        y = hc.gemm(x, pw)
+        y = ours()
         torch.cuda.synchronize()
-        err = _rel_err(y, y_ref)
+        err = _rel_err(y, y_ours_ref)
         if not err <= tol:
             raise BenchError(f"humming_cute gemm is wrong at M={m} N={n} K={k} ({args.a_dtype} x {args.b_dtype} "
                              f"g{args.group_size}, {args.scale_dtype} scales): relative error {err:.3e} > {tol:.0e}")
-        t = bench_ms(lambda: hc.gemm(x, pw), args.reps)
-        impls = {OURS: core.ok_entry(t, err, _rel_err(y, y_float), m=m, n=n, k=k, bytes_=bytes_,
-                                     memory_floor=mem_floor, compute_floor=cmp_floor)}
+        t = bench_ms(ours, args.reps)
+        entry = core.ok_entry(t, err, _rel_err(y, y_float), m=m, n=n, k=k, bytes_=bytes_, memory_floor=mem_floor,
+                              compute_floor=cmp_floor)
+        if act8:
+            entry = core.with_quantize(entry, _quantize_ms(x, xq, xs, args, m=m, k=k))
+            del xq, xs, y_ours_ref
+        impls = {OURS: entry}
         hc_configs.setdefault(f"{n}x{k}", {})[m] = _our_config(m, pw, args.a_dtype, device)
         del y
 
@@ -119,7 +156,8 @@ def _shape_rows(n, k, args, *, device, copy_bw, peak, progress, peer_info, hc_co
                 impls[name] = not_ready[name]
                 continue
             impls[name] = _measure_peer(peers[name], x, y_ref, y_float, w_deq, args.reps, m=m, n=n, k=k,
-                                        bytes_=bytes_, memory_floor=mem_floor, compute_floor=cmp_floor)
+                                        bytes_=bytes_, memory_floor=mem_floor, compute_floor=cmp_floor,
+                                        end_to_end=act8)
             if impls[name]["status"] != "ok":
                 _report(progress, peer_info, name, impls[name]["reason"])
         rows.append(core.build_row(m, n, k, bytes_, mem_floor, cmp_floor, impls))
@@ -130,8 +168,34 @@ def _shape_rows(n, k, args, *, device, copy_bw, peak, progress, peer_info, hc_co
     return rows
 
 
-def _measure_peer(peer, x, y_ref, y_float, w_deq, rep_ms, *, m, n, k, bytes_, memory_floor, compute_floor) -> dict:
-    """Check one peer's output against its reference, then time it; any failure becomes a record."""
+def _quantize_ms(x, xq, xs, args, *, m: int, k: int) -> float:
+    """Time humming_cute's fused activation quantization of `x` after checking that it gives the codes and scales
+    the GEMM was timed on (`xq`, `xs`, from the reference quantizer); a mismatch stops the run."""
+    import torch
+
+    import humming_cute as hc
+
+    from .timing import bench_ms
+
+    q, s = hc.quantize_input(x, args.a_dtype, 0)
+    torch.cuda.synchronize()
+    if not (torch.equal(q.view(torch.uint8), xq.view(torch.uint8)) and torch.equal(s, xs)):
+        raise BenchError(f"hc.quantize_input({args.a_dtype}) differs from the reference quantizer at M={m} K={k}")
+    del q, s
+    return bench_ms(lambda: hc.quantize_input(x, args.a_dtype, 0), args.reps)
+
+
+#: largest relative error of a peer's end-to-end output against the product of the codes its GEMM was checked
+#: on: its own activation quantizer may round a few codes differently; a wrong scale or layout is far above this
+END_TO_END_TOL = 1e-2
+
+
+def _measure_peer(peer, x, y_ref, y_float, w_deq, rep_ms, *, m, n, k, bytes_, memory_floor, compute_floor,
+                  end_to_end: bool = False) -> dict:
+    """Check one peer's output against its reference (``ref_input(x_peer) @ ref_weight^T``, or `y_ref` when it
+    multiplies x as it is by our weight), then time it; any failure becomes a record. With `end_to_end` (8-bit
+    runs) the peer's end-to-end time is recorded too: its `end_to_end` call on x, checked and timed, or its own
+    time when it takes x as it is."""
     import torch
 
     from .timing import bench_ms, full_fp32_matmul
@@ -140,24 +204,51 @@ def _measure_peer(peer, x, y_ref, y_float, w_deq, rep_ms, *, m, n, k, bytes_, me
         xp = peer.to_input(x)
         yp = peer.call(xp)
         torch.cuda.synchronize()
-        if xp is x and peer.ref_weight is None:
+        if xp is x and peer.ref_weight is None and peer.ref_input is None:
             ref = y_ref  # same activations, same weight as ours
         else:
+            xr = xp.float() if peer.ref_input is None else peer.ref_input(xp)
             with full_fp32_matmul():
-                ref = xp.float() @ (w_deq if peer.ref_weight is None else peer.ref_weight).t()
+                ref = xr @ (w_deq if peer.ref_weight is None else peer.ref_weight).t()
+            del xr
         if tuple(yp.shape) != tuple(ref.shape):
             return core.skipped_entry("wrong", f"output shape {tuple(yp.shape)}, expected {tuple(ref.shape)}")
         err = _rel_err(yp, ref)
         err_float = _rel_err(yp, y_float)
-        del yp, ref
+        del yp
         if not err <= peer.tol:
             return core.skipped_entry("wrong", f"output off its reference at M={m} N={n} K={k}: relative error "
                                                f"{err:.3e} > {peer.tol:.0e}", rel_err=err)
         t = bench_ms(lambda: peer.call(xp), rep_ms)
     except Exception as e:  # noqa: BLE001 - a peer never stops the run
         return core.skipped_entry("failed", f"{type(e).__name__}: {e}")
-    return core.ok_entry(t, err, err_float, m=m, n=n, k=k, bytes_=bytes_, memory_floor=memory_floor,
-                         compute_floor=compute_floor)
+    entry = core.ok_entry(t, err, err_float, m=m, n=n, k=k, bytes_=bytes_, memory_floor=memory_floor,
+                          compute_floor=compute_floor)
+    if end_to_end and peer.end_to_end is not None:
+        entry.update(_end_to_end(peer, x, ref, rep_ms))
+    elif end_to_end and xp is x:
+        entry["ms_end_to_end"] = t  # it multiplies the 16-bit activations as they are
+    return entry
+
+
+def _end_to_end(peer, x, ref, rep_ms) -> dict:
+    """A peer's `end_to_end` call on the 16-bit x, checked against `ref` within `END_TO_END_TOL`, then timed:
+    ``ms_end_to_end`` and ``rel_err_end_to_end``, or ``end_to_end_reason`` when it fails."""
+    import torch
+
+    from .timing import bench_ms
+
+    try:
+        y = peer.end_to_end(x)
+        torch.cuda.synchronize()
+        err = _rel_err(y, ref) if tuple(y.shape) == tuple(ref.shape) else float("nan")
+        del y
+        if not err <= END_TO_END_TOL:
+            return dict(end_to_end_reason=f"end-to-end output off the reference of its GEMM: relative error "
+                                          f"{err:.3e} > {END_TO_END_TOL:.0e}")
+        return dict(ms_end_to_end=bench_ms(lambda: peer.end_to_end(x), rep_ms), rel_err_end_to_end=err)
+    except Exception as e:  # noqa: BLE001 - a peer never stops the run
+        return dict(end_to_end_reason=f"{type(e).__name__}: {e}")
 
 
 def _our_config(m, pw, a_name, device) -> Optional[str]:
@@ -166,7 +257,8 @@ def _our_config(m, pw, a_name, device) -> Optional[str]:
         from humming_cute.ops import _num_sms, device_target
         from humming_cute.tune import default_config
 
-        cfg = default_config(m, pw.n_pad, pw.k_pad, a_dtype=pw.a_dtype, b_dtype=pw.b_dtype, c_dtype=a_name,
+        c_name = "float16" if core.is_act8(a_name) else a_name
+        cfg = default_config(m, pw.n_pad, pw.k_pad, a_dtype=pw.a_dtype, b_dtype=pw.b_dtype, c_dtype=c_name,
                              group_size=pw.group_size, arch=device_target(device), has_bias=False,
                              num_sms=_num_sms(device))
         return repr(cfg)
@@ -186,21 +278,30 @@ def main(argv: Optional[list[str]] = None) -> int:
     from humming_cute.runtime.compile import compile_stats
 
     from .plot import write_png
-    from .timing import copy_bandwidth, cublas_peak_flops, environment
+    from .timing import act8_peak_flops, copy_bandwidth, cublas_peak_flops, environment
 
     device = torch.device("cuda")
     env = environment(device, core.command_line(argv))
     print(f"{env['card']} (sm {env['sm']}, {env['sm_count']} SMs), torch {env['torch']}, CuTe DSL "
           f"{env['cutlass_dsl']}, humming-kernels {env['humming_kernels']}; timer: {env['timer']}")
+    act8 = core.is_act8(args.a_dtype)
     copy_bw = copy_bandwidth(args.reps)
-    peak = cublas_peak_flops(getattr(torch, args.a_dtype), rep_ms=args.reps)
-    print(f"copy bandwidth {copy_bw / 1e9:.0f} GB/s (read + write); cuBLAS {args.a_dtype} 8192^3 "
-          f"{peak / 1e12:.0f} TFLOP/s")
+    if act8:
+        peak, peak_problem = act8_peak_flops(args.a_dtype, rep_ms=args.reps)
+        print(f"copy bandwidth {copy_bw / 1e9:.0f} GB/s (read + write); {peak_problem.split(',')[0]} "
+              f"{peak / 1e12:.0f} TFLOP/s")
+    else:
+        peak = cublas_peak_flops(getattr(torch, args.a_dtype), rep_ms=args.reps)
+        peak_problem = f"torch.matmul {args.a_dtype} 8192x8192x8192, random data"
+        print(f"copy bandwidth {copy_bw / 1e9:.0f} GB/s (read + write); cuBLAS {args.a_dtype} 8192^3 "
+              f"{peak / 1e12:.0f} TFLOP/s")
     measured = dict(copy_bandwidth_gbps=copy_bw / 1e9, cublas_peak_tflops=peak / 1e12,
-                    cublas_peak_problem=f"torch.matmul {args.a_dtype} 8192x8192x8192, random data")
+                    cublas_peak_problem=peak_problem)
     common = dict(a_dtype=args.a_dtype, b_dtype=args.b_dtype, group_size=args.group_size,
                   scale_dtype=args.scale_dtype, peers=args.peer_list, reps_ms=args.reps, seed=args.seed,
                   tolerance=core.tolerance(args.a_dtype))
+    if act8:
+        common.update(output_dtype="float16", activations=ACT8_NOTE, end_to_end_tolerance=END_TO_END_TOL)
     if args.moe:
         from . import moe
 
@@ -250,6 +351,12 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"token; bm = humming_cute's block_m; %mem = memory floor (weights of the experts hit + "
               f"activations + output) over time; hc/<peer> = our time / peer time")
         print(core.format_moe_table(doc["rows"], args.peer_list))
+    elif act8:
+        print(f"{args.a_dtype} x {args.b_dtype} g{args.group_size} ({args.scale_dtype} scales), per-token activation "
+              f"scales, fp16 output; times in ms; hc ms = GEMM on codes made before timing, q ms = hc.quantize_input, "
+              f"e2e = both; %mem / %cmp = memory / compute floor over the GEMM time; hc/<peer> = our GEMM time / "
+              f"peer GEMM time (end-to-end ratios in the JSON)")
+        print(core.format_table(doc["rows"], args.peer_list))
     else:
         print(f"{args.a_dtype} x {args.b_dtype} g{args.group_size} ({args.scale_dtype} scales); times in ms; "
               f"%mem / %cmp = memory / compute floor over time; hc/<peer> = our time / peer time")

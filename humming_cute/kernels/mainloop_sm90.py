@@ -70,11 +70,16 @@ class Sm90MixedGemm:
         self.group = cfg.group_size
         self.srows = max(cfg.scale_rows, 1)
         self.has_zp = cfg.has_zero_point
+        # 16-bit activations: group scales (fp16/bf16 pairs) come by TMA and multiply the weight; 8-bit
+        # activations: fp32 group scales multiply each k-tile's partial sum (two-level accumulation, group_size
+        # >= block_k), read from global memory
+        self.tma_scales = self.group > 0 and not self.act8
+        self.two_level = self.group > 0 and self.act8
         self.split_k = cfg.split_k
         self.epilogue = Epilogue(cfg, self.c_type)
         half = self.bn // 2
         self.tx_bytes = (self.bm * self.bk * cfg.act_bits // 8 + self.bn_atoms * self.bk_words * 4
-                         + (self.srows * half * 4 if self.group > 0 else 0)
+                         + (self.srows * half * 4 if self.tma_scales else 0)
                          + (self.srows * half * 4 if self.has_zp else 0))
 
     @cute.jit
@@ -105,7 +110,7 @@ class Sm90MixedGemm:
         sS_layout = cute.make_layout((self.srows, half, self.stages), stride=(half, 1, self.srows * half))
         tma_s, gS_tma = tma_a, gA_tma       # placeholders when the variant has no group scales / zero points
         tma_z, gZ_tma = tma_a, gA_tma
-        if cutlass.const_expr(self.group > 0):
+        if cutlass.const_expr(self.tma_scales):
             tma_s, gS_tma = cpasync.make_tiled_tma_atom(op, mS, cute.slice_(sS_layout, (None, None, 0)),
                                                          (self.srows, half))
         if cutlass.const_expr(self.has_zp):
@@ -113,7 +118,7 @@ class Sm90MixedGemm:
                                                          (self.srows, half))
         tiles_m = cute.ceil_div(cute.size(mA, mode=[0]), self.bm)
         tiles_n = cute.size(mB, mode=[0]) // self.bn_atoms
-        self.kernel(tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, mCS, mG, mBias, mC, mWS, mCnt,
+        self.kernel(tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, mS, mCS, mG, mBias, mC, mWS, mCnt,
                     mTopkW, tiled_mma, sA_layout, sB_layout, sS_layout, tiles_m, tiles_n).launch(
             grid=[tiles_m * tiles_n, 1, self.split_k], block=[self.threads, 1, 1], stream=stream)
 
@@ -129,7 +134,8 @@ class Sm90MixedGemm:
         cute.copy(tma_b, tBgB[None, kt], tBsB[None, st], tma_bar_ptr=bar)
         if cutlass.const_expr(self.group > 0):
             r = (kt * self.bk) // (self.group * self.srows)
-            cute.copy(tma_s, tSgS[None, r], tSsS[None, st], tma_bar_ptr=bar)
+            if cutlass.const_expr(self.tma_scales):
+                cute.copy(tma_s, tSgS[None, r], tSsS[None, st], tma_bar_ptr=bar)
             if cutlass.const_expr(self.has_zp):
                 cute.copy(tma_z, tZgZ[None, r], tZsZ[None, st], tma_bar_ptr=bar)
         pipe.producer_commit(state)
@@ -137,7 +143,7 @@ class Sm90MixedGemm:
     @cute.kernel
     def kernel(self, tma_a: cute.CopyAtom, gA_tma: cute.Tensor, tma_b: cute.CopyAtom, gB_tma: cute.Tensor,
                tma_s: cute.CopyAtom, gS_tma: cute.Tensor, tma_z: cute.CopyAtom, gZ_tma: cute.Tensor,
-               mCS: cute.Tensor, mG: cute.Tensor, mBias: cute.Tensor, mC: cute.Tensor, mWS: cute.Tensor,
+               mS: cute.Tensor, mCS: cute.Tensor, mG: cute.Tensor, mBias: cute.Tensor, mC: cute.Tensor, mWS: cute.Tensor,
                mCnt: cute.Tensor, mTopkW: cute.Tensor, tiled_mma: cute.TiledMma,
                sA_layout: cute.ComposedLayout, sB_layout: cute.Layout, sS_layout: cute.Layout,
                tiles_m: cutlass.Int32, tiles_n: cutlass.Int32):
@@ -151,7 +157,7 @@ class Sm90MixedGemm:
         if warp_idx == 0:
             cpasync.prefetch_descriptor(tma_a)
             cpasync.prefetch_descriptor(tma_b)
-            if cutlass.const_expr(self.group > 0):
+            if cutlass.const_expr(self.tma_scales):
                 cpasync.prefetch_descriptor(tma_s)
             if cutlass.const_expr(self.has_zp):
                 cpasync.prefetch_descriptor(tma_z)
@@ -188,9 +194,10 @@ class Sm90MixedGemm:
                                            cute.group_modes(gB, 0, 3))
         tSsS, tSgS, tZsZ, tZgZ = tAsA, tAgA, tAsA, tAgA
         if cutlass.const_expr(self.group > 0):
-            gS = cute.local_tile(gS_tma, (self.srows, self.bn // 2), (None, bn_idx))
-            tSsS, tSgS = cpasync.tma_partition(tma_s, 0, cute.make_layout(1), cute.group_modes(sS, 0, 2),
-                                               cute.group_modes(gS, 0, 2))
+            if cutlass.const_expr(self.tma_scales):
+                gS = cute.local_tile(gS_tma, (self.srows, self.bn // 2), (None, bn_idx))
+                tSsS, tSgS = cpasync.tma_partition(tma_s, 0, cute.make_layout(1), cute.group_modes(sS, 0, 2),
+                                                   cute.group_modes(gS, 0, 2))
             if cutlass.const_expr(self.has_zp):
                 gZ = cute.local_tile(gZ_tma, (self.srows, self.bn // 2), (None, bn_idx))
                 tZsZ, tZgZ = cpasync.tma_partition(tma_z, 0, cute.make_layout(1), cute.group_modes(sZ, 0, 2),
@@ -201,8 +208,11 @@ class Sm90MixedGemm:
         tCsB = thr_mma.partition_B(sA)
         tCrB = tiled_mma.make_fragment_B(tCsB)                  # (MMA, MMA_N, MMA_K, stage)
         tCcC = thr_mma.partition_C(cute.make_identity_tensor((ATOM_N, self.bm)))   # (n, m) coordinates
-        acc = cute.make_rmem_tensor(tCcC.shape, self.acc_type)
-        acc.fill(0 if self.acc_type is cutlass.Int32 else 0.0)
+        acc = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32 if self.two_level else self.acc_type)
+        acc.fill(0 if self.acc_type is cutlass.Int32 and not self.two_level else 0.0)
+        acc_t = acc       # two-level: one k-tile's partial sum (s32 for int8, fp32 for fp8)
+        if cutlass.const_expr(self.two_level):
+            acc_t = cute.make_rmem_tensor(tCcC.shape, self.acc_type)
         # two register buffers of wgmma A fragments: one feeds the in-flight wgmma, the other is being dequantized
         # (4 registers per k-step: 2 x 2 16-bit values, or 4 x 2 x 2 8-bit lanes)
         frag = ((4 if self.act8 else 2, 2, 2), 1, self.k_steps)
@@ -246,44 +256,106 @@ class Sm90MixedGemm:
         rel = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.stages)
         tiled_mma.set(warpgroup.Field.ACCUMULATE, True)
 
-        # software pipeline inside each warpgroup: while the wgmmas of k-tile kt run on one register buffer,
-        # k-tile kt + 1 is dequantized into the other; a stage is released once its wgmmas have completed
-        if k_tiles > 0:
-            pipe.consumer_wait(cons)
-            self.dequant(plan, rAu0, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
-        for _ in cutlass.range(k_tiles // 2, unroll=1):
-            for half in cutlass.range_constexpr(2):
-                cur = rA0 if half == 0 else rA1
-                nxt = rAu1 if half == 0 else rAu0
+        if cutlass.const_expr(self.two_level):
+            # 8-bit activations with group scales (group_size >= block_k): each k-tile's wgmmas write a fresh
+            # partial sum into acc_t; once they have completed it is folded into acc times the tile's fp32 scales
+            # of this thread's two weight rows (wgmma C rows g and g + 8 of warp wr). The dequant of the next
+            # k-tile still overlaps the wgmmas; the fold sits between two k-tiles' wgmmas.
+            mSf = cute.recast_tensor(mS, cutlass.Float32)
+            n_row = bn_idx * self.bn + wg * ATOM_N + 16 * wr + g
+            rsc = cute.make_rmem_tensor(cute.make_layout((2, 2)), cutlass.Float32)   # (row half, tile parity)
+            if k_tiles > 0:
+                pipe.consumer_wait(cons)
+                self.dequant(plan, rAu0, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
+                grp = (kt0 * self.bk) // self.group
+                rsc[0, 0] = mSf[grp, n_row]
+                rsc[1, 0] = mSf[grp, n_row + 8]
+            for _ in cutlass.range(k_tiles // 2, unroll=1):
+                for half in cutlass.range_constexpr(2):
+                    cur = rA0 if half == 0 else rA1
+                    nxt = rAu1 if half == 0 else rAu0
+                    stage = cons.index
+                    warpgroup.wait_group(0)                  # the previous k-tile's wgmmas are done
+                    if cons.count > 0:
+                        self.fold(acc, acc_t, rsc, 1 - half)
+                        pipe.consumer_release(rel)
+                        rel.advance()
+                        if warp_idx == 0:
+                            if prod.count < k_tiles:
+                                self.produce(pipe, prod, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS,
+                                             tSsS, tma_z, tZgZ, tZsZ)
+                                prod.advance()
+                    warpgroup.fence()
+                    tiled_mma.set(warpgroup.Field.ACCUMULATE, False)
+                    for s in cutlass.range_constexpr(self.k_steps):
+                        cute.gemm(tiled_mma, acc_t, cur[None, None, s], tCrB[None, None, s, stage], acc_t)
+                        tiled_mma.set(warpgroup.Field.ACCUMULATE, True)
+                    warpgroup.commit_group()
+                    cons.advance()
+                    if cons.count < k_tiles:
+                        pipe.consumer_wait(cons)
+                        self.dequant(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
+                        grp = ((kt0 + cons.count) * self.bk) // self.group
+                        rsc[0, 1 - half] = mSf[grp, n_row]
+                        rsc[1, 1 - half] = mSf[grp, n_row + 8]
+            if k_tiles % 2 == 1:                             # odd count: the last k-tile sits in buffer 0
+                stage = cons.index
+                warpgroup.wait_group(0)
+                if cons.count > 0:
+                    self.fold(acc, acc_t, rsc, 1)
+                warpgroup.fence()
+                tiled_mma.set(warpgroup.Field.ACCUMULATE, False)
+                for s in cutlass.range_constexpr(self.k_steps):
+                    cute.gemm(tiled_mma, acc_t, rA0[None, None, s], tCrB[None, None, s, stage], acc_t)
+                    tiled_mma.set(warpgroup.Field.ACCUMULATE, True)
+                warpgroup.commit_group()
+                cons.advance()
+                warpgroup.wait_group(0)
+                self.fold(acc, acc_t, rsc, 0)
+            else:
+                warpgroup.wait_group(0)
+                if k_tiles > 0:
+                    self.fold(acc, acc_t, rsc, 1)
+        else:
+            # software pipeline inside each warpgroup: while the wgmmas of k-tile kt run on one register buffer,
+            # k-tile kt + 1 is dequantized into the other; a stage is released once its wgmmas have completed
+            if k_tiles > 0:
+                pipe.consumer_wait(cons)
+                self.dequant(plan, rAu0, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
+            for _ in cutlass.range(k_tiles // 2, unroll=1):
+                for half in cutlass.range_constexpr(2):
+                    cur = rA0 if half == 0 else rA1
+                    nxt = rAu1 if half == 0 else rAu0
+                    stage = cons.index
+                    warpgroup.fence()
+                    for s in cutlass.range_constexpr(self.k_steps):
+                        cute.gemm(tiled_mma, acc, cur[None, None, s], tCrB[None, None, s, stage], acc)
+                    warpgroup.commit_group()
+                    warpgroup.wait_group(1)                  # the previous k-tile's wgmmas are done
+                    if cons.count > 0:
+                        pipe.consumer_release(rel)
+                        rel.advance()
+                        # refill the stage just released (warp 0 must release before it waits for the stage to be
+                        # empty: it is one of the consumers)
+                        if warp_idx == 0:
+                            if prod.count < k_tiles:
+                                self.produce(pipe, prod, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS,
+                                             tma_z, tZgZ, tZsZ)
+                                prod.advance()
+                    cons.advance()
+                    if cons.count < k_tiles:
+                        pipe.consumer_wait(cons)
+                        self.dequant(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
+            if k_tiles % 2 == 1:                             # odd count: the last k-tile sits in buffer 0
                 stage = cons.index
                 warpgroup.fence()
                 for s in cutlass.range_constexpr(self.k_steps):
-                    cute.gemm(tiled_mma, acc, cur[None, None, s], tCrB[None, None, s, stage], acc)
+                    cute.gemm(tiled_mma, acc, rA0[None, None, s], tCrB[None, None, s, stage], acc)
                 warpgroup.commit_group()
-                warpgroup.wait_group(1)                  # the previous k-tile's wgmmas are done
-                if cons.count > 0:
-                    pipe.consumer_release(rel)
-                    rel.advance()
-                    # refill the stage just released (warp 0 must release before it waits for the stage to be
-                    # empty: it is one of the consumers)
-                    if warp_idx == 0:
-                        if prod.count < k_tiles:
-                            self.produce(pipe, prod, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS,
-                                         tma_z, tZgZ, tZsZ)
-                            prod.advance()
                 cons.advance()
-                if cons.count < k_tiles:
-                    pipe.consumer_wait(cons)
-                    self.dequant(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
-        if k_tiles % 2 == 1:                             # odd count: the last k-tile sits in buffer 0
-            stage = cons.index
-            warpgroup.fence()
-            for s in cutlass.range_constexpr(self.k_steps):
-                cute.gemm(tiled_mma, acc, rA0[None, None, s], tCrB[None, None, s, stage], acc)
-            warpgroup.commit_group()
-            cons.advance()
         warpgroup.wait_group(0)
-        if cutlass.const_expr(self.acc_type is cutlass.Int32):   # int8: exact s32 sums -> fp32 for the epilogue
+        if cutlass.const_expr(self.acc_type is cutlass.Int32 and not self.two_level):
+            # int8: exact s32 sums -> fp32 for the epilogue
             accf = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)
             for i in cutlass.range_constexpr(cute.size(acc)):
                 accf[i] = acc[i].to(cutlass.Float32)
@@ -307,10 +379,21 @@ class Sm90MixedGemm:
                             mTopkW if self.act8 else mG, transposed=True)
 
     @cute.jit
+    def fold(self, acc, acc_t, rsc, parity: cutlass.Constexpr):
+        """acc += acc_t * scale of the value's weight row (C fragment value i: row g for (i // 2) even, g + 8
+        for odd), with the scales of the k-tile of this parity."""
+        for i in cutlass.range_constexpr(cute.size(acc)):
+            sc = rsc[(i // 2) % 2, parity]
+            if cutlass.const_expr(self.acc_type is cutlass.Int32):
+                acc[i] = acc[i] + acc_t[i].to(cutlass.Float32) * sc
+            else:
+                acc[i] = acc[i] + acc_t[i] * sc
+
+    @cute.jit
     def dequant(self, plan: cutlass.Constexpr, rAu, b_views, s_view, z_view, wg, wr, lane, g, stage):
         """Dequantize this warp's weight rows of one k-tile into wgmma A registers (16- or 8-bit)."""
         if cutlass.const_expr(self.act8):
-            self.dequant_tile8(rAu, b_views, wg, wr, lane, stage)
+            self.dequant_tile8(rAu, b_views, z_view, wg, wr, lane, g, stage)
         else:
             self.dequant_tile(plan, rAu, b_views, s_view, z_view, wg, wr, lane, g, stage)
 
@@ -342,19 +425,24 @@ class Sm90MixedGemm:
         return plane_words, plane_slots
 
     @cute.jit
-    def dequant_tile8(self, rAu, b_views, wg, wr, lane, stage):
+    def dequant_tile8(self, rAu, b_views, z_view, wg, wr, lane, g, stage):
         """8-bit activations: this warp's 16 weight rows of one k-tile as 8-bit lanes in wgmma's k32 A fragment.
 
         Slot group ss = 2 (s % 2) + hb of k-atom s // 2 holds k 16 hb + 4t .. + 3 of k32 step s (layout
         `mma_k=32`); its pairs 2 jj, 2 jj + 1 (n8 tile 2 wr + jj) make the lanes of A register jj + 2 hb (rows g /
-        g + 8, k 4t / 16 + 4t)."""
+        g + 8, k 4t / 16 + 4t). Zero points (group_size >= block_k: one row per stage) arrive as the lane
+        constants / fp16 subtrahends of columns 16 wr + g (tile 2 wr) and 16 wr + 8 + g (tile 2 wr + 1)."""
+        zsub = [None, None]
+        if cutlass.const_expr(self.has_zp):
+            zw = z_view[wr, g, wg, 0, stage]
+            zsub = [dq.broadcast_lo(zw), dq.broadcast_hi(zw)]
         for s in cutlass.range_constexpr(self.k_steps):
             for hb in cutlass.range_constexpr(2):
                 plane_words, plane_slots = self.pair_words(b_views, 2 * (s % 2) + hb, s // 2, wg, wr, lane, stage)
                 codes = [dq.extract_pair(self.lane, [pw[i] for pw in plane_words], [sl[i] for sl in plane_slots])
                          for i in range(4)]
                 for jj in cutlass.range_constexpr(2):
-                    rAu[jj + 2 * hb + 4 * s] = dq.lanes8(self.lane, codes[2 * jj], codes[2 * jj + 1])
+                    rAu[jj + 2 * hb + 4 * s] = dq.lanes8(self.lane, codes[2 * jj], codes[2 * jj + 1], zsub[jj])
 
     @cute.jit
     def dequant_tile(self, plan: cutlass.Constexpr, rAu, b_views, s_view, z_view, wg, wr, lane, g, stage):

@@ -33,9 +33,11 @@ def sm90_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c
         bm, bk, stages = 256, 64, 3
     else:
         bm, bk, stages = 128, 64, 4
+    if a_dtype in ACT8_TYPES and group_size and bm > 128:
+        bm, stages = 128, 4   # two-level accumulation holds a second accumulator: 64 x 256 tiles would spill
     bn = 128 if n_pad % 128 == 0 else 64
-    if a_dtype in ACT8_TYPES and k_pad % 128 == 0:
-        bk = 128        # 8-bit activations: 128-byte rows (one full swizzle atom) per k-tile
+    if a_dtype in ACT8_TYPES and k_pad % 128 == 0 and (group_size == 0 or group_size >= 128):
+        bk = 128        # 8-bit activations: 128-byte rows (one full swizzle atom) per k-tile, within one group
     if k_pad % bk:
         bk = 64
     # small problems: narrower tiles, then split-K, until the grid covers the SMs (the H100 bench showed
@@ -69,8 +71,9 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
     row's result never depends on M or on the other rows of the batch."""
     if mainloop not in (None, "sm80", "sm90"):
         raise ValueError(f"mainloop must be None (choose), 'sm80' or 'sm90', got {mainloop!r}")
-    wgmma_act = a_dtype in ("float16", "bfloat16") or (a_dtype in ACT8_TYPES and not group_size
-                                                       and not act_group_size)
+    # 8-bit activations: per-token scales and channel scales or weight groups >= 64 (two-level per k-tile)
+    wgmma_act = a_dtype in ("float16", "bfloat16") or (a_dtype in ACT8_TYPES and not act_group_size
+                                                       and (group_size == 0 or group_size >= 64))
     if mainloop == "sm90" or (mainloop is None and get_arch(arch).sm == 90 and m >= SM90_MIN_M
                               and not batch_invariant and not glu and wgmma_act):
         return sm90_config(m, n_pad, k_pad, a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype,
