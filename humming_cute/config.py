@@ -55,6 +55,10 @@ class GemmConfig:
     arch: str = "sm_80"
     mainloop: str = "sm80"         # "sm80": cp.async + mma.sync; "sm90": TMA + mbarriers + wgmma (sm_90a)
     act_group_size: int = 0        # 8-bit activations: scale group along K (0 = one scale per token)
+    # fp8 activations on the wgmma mainloop: True keeps the fp8 wgmma accumulator across k-tiles (fastest; the
+    # tensor cores keep fewer mantissa bits than fp32 there); False promotes each k-tile's partial sum into an
+    # fp32 accumulator (cuBLAS's default accuracy, about 30 % slower)
+    fp8_fast_accum: bool = True
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -203,8 +207,9 @@ class GemmConfig:
             raise NotImplementedError("the wgmma mainloop takes 8-bit activations with per-token scales and channel "
                                       "weight scales or weight groups of at least block_k; activation groups and "
                                       "smaller weight groups run on the mma.sync mainloop (mainloop='sm80')")
-        if self.mainloop == "sm90" and self.group_size and self.block_m > 128:
-            raise ValueError(f"8-bit activations with weight groups on the wgmma mainloop keep a second (per k-tile) "
+        promote = a.name != "int8" and not self.fp8_fast_accum
+        if self.mainloop == "sm90" and (self.group_size or promote) and self.block_m > 128:
+            raise ValueError(f"fp8 activations and weight groups on the wgmma mainloop keep a second (per k-tile) "
                              f"accumulator: block_m must be <= 128, got {self.block_m}")
         if self.group_size and self.group_size < 32:
             raise ValueError(f"8-bit activations take weight scale groups of at least 32 (the MMA's K), got "

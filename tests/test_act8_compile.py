@@ -118,7 +118,7 @@ def test_act_group_size_needs_8bit_activations():
 
 @pytest.mark.parametrize("a,b,g,m,mma", [("float8e4m3", "int4", 0, 4096, "m64n256k32.f32.e4m3.e4m3"),
                                          ("float8e5m2", "int3", 0, 64, "m64n64k32.f32.e5m2.e5m2"),
-                                         ("int8", "int8", 0, 256, "m64n128k32.satfinite.s32.s8.s8"),
+                                         ("int8", "int8", 0, 4096, "m64n256k32.satfinite.s32.s8.s8"),
                                          ("float8e4m3", "uint4", 128, 4096, "m64n128k32.f32.e4m3.e4m3"),
                                          ("int8", "int4", 64, 256, "m64n128k32.satfinite.s32.s8.s8")])
 def test_act8_wgmma_compiles(a, b, g, m, mma):

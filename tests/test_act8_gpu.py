@@ -94,7 +94,8 @@ def test_act8_k_split_warps(a, b, group, xgroup, bk, split):
     pw = hc.prepare_weight(qw, a)
     xq, xs = quantize_activation(torch.randn(m, k, device="cuda"), a, xgroup)
     cfg = hc.GemmConfig(a_dtype=a, b_dtype=b, c_dtype="float16", group_size=group, block_m=64, block_n=64,
-                        block_k=bk, warp_m=32, warp_n=64, warp_k=64, stages=3, split_k=split, act_group_size=xgroup, arch=current_arch().target)
+                        block_k=bk, warp_m=32, warp_n=64, warp_k=64, stages=3, split_k=split,
+                        act_group_size=xgroup, arch=current_arch().target)
     out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.float16)
     y = hc.gemm(xq, pw, x_scales=xs, out_dtype=torch.float16, out=out, config=cfg)
     ref = reference_gemm(xq, qw, x_scales=xs, x_group_size=xgroup, a_dtype=a, out_dtype=torch.float32)
@@ -116,13 +117,24 @@ _WGMMA_PAIRS = [("float8e4m3", "int4", 0), ("float8e4m3", "float8e4m3", 0), ("fl
 _WGMMA_TILES = [(64, 64, 64, 1), (128, 128, 128, 1), (256, 128, 128, 1), (64, 128, 128, 2)]
 
 
-@pytest.mark.parametrize("a,b,group,bm,bn,bk,split", [
-    p + t for p in _WGMMA_PAIRS for t in _WGMMA_TILES
-    if not p[2] or (p[2] >= t[2] and t[0] <= 128)])    # weight groups: group_size >= block_k, block_m <= 128
-def test_act8_wgmma(a, b, group, bm, bn, bk, split):
+def _wgmma_cases():
+    """(pair, tile, fp8_fast_accum): weight groups and promoted fp8 keep a second accumulator (block_m <= 128);
+    groups span whole k-tiles; promotion (fast=False) only for fp8."""
+    for p in _WGMMA_PAIRS:
+        for t in _WGMMA_TILES:
+            for fast in (True, False):
+                second = p[2] > 0 or not fast
+                if (not fast and p[0] == "int8") or (second and t[0] > 128) or (p[2] and p[2] < t[2]):
+                    continue
+                yield p + t + (fast,)
+
+
+@pytest.mark.parametrize("a,b,group,bm,bn,bk,split,fast", list(_wgmma_cases()))
+def test_act8_wgmma(a, b, group, bm, bn, bk, split, fast):
     """8-bit activations on the wgmma mainloop with per-token activation scales and channel weight scales or weight
-    groups >= block_k (two-level: one partial sum per k-tile, folded with fp32 scales): tile shapes, split-K, a
-    ragged M; the default dispatch of M >= 64 is covered by test_act8_matches_reference."""
+    groups >= block_k (two-level: one partial sum per k-tile, folded with fp32 scales; fp8 partial sums are
+    promoted every k-tile): tile shapes, split-K, a ragged M; the default dispatch of M >= 64 is covered by
+    test_act8_matches_reference, a long K by test_act8_wgmma_long_k."""
     _sm90()
     torch.manual_seed(bm + bk)
     m, n, k = 333, 384, 1536
@@ -131,12 +143,30 @@ def test_act8_wgmma(a, b, group, bm, bn, bk, split):
     xq, xs = quantize_activation(torch.randn(m, k, device="cuda"), a, 0)
     cfg = hc.GemmConfig(a_dtype=a, b_dtype=b, c_dtype="float16", group_size=group, block_m=bm, block_n=bn,
                         block_k=bk, warp_m=bm, warp_n=64, warp_k=bk, stages=3, split_k=split, arch="sm_90a",
-                        mainloop="sm90")
+                        mainloop="sm90", fp8_fast_accum=fast)
     out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.float16)
     y = hc.gemm(xq, pw, x_scales=xs, out_dtype=torch.float16, out=out, config=cfg)
     ref = reference_gemm(xq, qw, x_scales=xs, a_dtype=a, out_dtype=torch.float32)
     assert not torch.isnan(y).any()
     assert ((y.float() - ref).norm() / ref.norm()).item() < 2e-3
+
+
+@pytest.mark.parametrize("a,b,fast,tol", [("float8e4m3", "float8e4m3", False, 1e-3),
+                                          ("float8e4m3", "int4", False, 1e-3),
+                                          ("float8e4m3", "float8e4m3", True, 4e-3), ("int8", "int8", True, 1e-3)])
+def test_act8_wgmma_long_k(a, b, fast, tol):
+    """K = 8192: with fp8_fast_accum=False the fp8 wgmma partial sums are promoted to fp32 every k-tile and the
+    error stays at the fp16 output rounding (1e-3); the default fast accumulation keeps the fp8 wgmma accumulator,
+    which holds fewer mantissa bits (2.1e-3 measured for e4m3 x e4m3 on H100; bound 4e-3); int8 sums are exact."""
+    _sm90()
+    torch.manual_seed(3)
+    m, n, k = 256, 512, 8192
+    qw = quantize_weight(torch.randn(n, k, device="cuda"), b, 0, "float32")
+    pw = hc.prepare_weight(qw, a)
+    xq, xs = quantize_activation(torch.randn(m, k, device="cuda"), a, 0)
+    y = hc.gemm(xq, pw, x_scales=xs, out_dtype=torch.float16, fp8_fast_accum=fast)
+    ref = reference_gemm(xq, qw, x_scales=xs, a_dtype=a, out_dtype=torch.float32)
+    assert ((y.float() - ref).norm() / ref.norm()).item() < tol
 
 
 def test_act8_wgmma_epilogue():

@@ -305,8 +305,10 @@ def command_line(argv: Iterable[str]) -> str:
 def tolerance(a_dtype: str) -> float:
     """Largest accepted relative (Frobenius) error of an output against its fp32 reference, for `a_dtype`
     activations: 16-bit runs write the activation dtype; 8-bit runs write fp16 and their reference is made from
-    the same 8-bit codes, so only the summation order and the output rounding differ."""
-    return {"float16": 2e-3, "bfloat16": 1e-2, "float8e4m3": 2e-3, "float8e5m2": 2e-3, "int8": 2e-3}[a_dtype]
+    the same 8-bit codes, so only the summation order and the output rounding differ - and for fp8 the fp8 wgmma
+    accumulator of the default fast accumulation, which holds fewer mantissa bits than fp32 (2.1e-3 measured at
+    K = 8192 for e4m3 x e4m3 on H100)."""
+    return {"float16": 2e-3, "bfloat16": 1e-2, "float8e4m3": 4e-3, "float8e5m2": 4e-3, "int8": 2e-3}[a_dtype]
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -74,7 +74,9 @@ class Sm90MixedGemm:
         # activations: fp32 group scales multiply each k-tile's partial sum (two-level accumulation, group_size
         # >= block_k), read from global memory
         self.tma_scales = self.group > 0 and not self.act8
-        self.two_level = self.group > 0 and self.act8
+        # fp8 wgmma keeps fewer mantissa bits than fp32 in its accumulator: with fp8_fast_accum=False the fp8
+        # partial sums are promoted into the fp32 accumulator after every k-tile as well (cuBLAS's default)
+        self.two_level = self.act8 and (self.group > 0 or (cfg.a_dtype != "int8" and not cfg.fp8_fast_accum))
         self.split_k = cfg.split_k
         self.epilogue = Epilogue(cfg, self.c_type)
         half = self.bn // 2
@@ -143,7 +145,8 @@ class Sm90MixedGemm:
     @cute.kernel
     def kernel(self, tma_a: cute.CopyAtom, gA_tma: cute.Tensor, tma_b: cute.CopyAtom, gB_tma: cute.Tensor,
                tma_s: cute.CopyAtom, gS_tma: cute.Tensor, tma_z: cute.CopyAtom, gZ_tma: cute.Tensor,
-               mS: cute.Tensor, mCS: cute.Tensor, mG: cute.Tensor, mBias: cute.Tensor, mC: cute.Tensor, mWS: cute.Tensor,
+               mS: cute.Tensor, mCS: cute.Tensor, mG: cute.Tensor, mBias: cute.Tensor, mC: cute.Tensor,
+               mWS: cute.Tensor,
                mCnt: cute.Tensor, mTopkW: cute.Tensor, tiled_mma: cute.TiledMma,
                sA_layout: cute.ComposedLayout, sB_layout: cute.Layout, sS_layout: cute.Layout,
                tiles_m: cutlass.Int32, tiles_n: cutlass.Int32):
@@ -257,19 +260,20 @@ class Sm90MixedGemm:
         tiled_mma.set(warpgroup.Field.ACCUMULATE, True)
 
         if cutlass.const_expr(self.two_level):
-            # 8-bit activations with group scales (group_size >= block_k): each k-tile's wgmmas write a fresh
-            # partial sum into acc_t; once they have completed it is folded into acc times the tile's fp32 scales
-            # of this thread's two weight rows (wgmma C rows g and g + 8 of warp wr). The dequant of the next
-            # k-tile still overlaps the wgmmas; the fold sits between two k-tiles' wgmmas.
+            # 8-bit activations with group scales (group_size >= block_k), or promoted fp8: each k-tile's wgmmas
+            # write a fresh partial sum into acc_t; once they have completed it is folded into acc (times the
+            # tile's fp32 scales of this thread's two weight rows, wgmma C rows g and g + 8 of warp wr). The
+            # dequant of the next k-tile still overlaps the wgmmas; the fold sits between two k-tiles' wgmmas.
             mSf = cute.recast_tensor(mS, cutlass.Float32)
             n_row = bn_idx * self.bn + wg * ATOM_N + 16 * wr + g
             rsc = cute.make_rmem_tensor(cute.make_layout((2, 2)), cutlass.Float32)   # (row half, tile parity)
             if k_tiles > 0:
                 pipe.consumer_wait(cons)
                 self.dequant(plan, rAu0, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
-                grp = (kt0 * self.bk) // self.group
-                rsc[0, 0] = mSf[grp, n_row]
-                rsc[1, 0] = mSf[grp, n_row + 8]
+                if cutlass.const_expr(self.group > 0):
+                    grp = (kt0 * self.bk) // self.group
+                    rsc[0, 0] = mSf[grp, n_row]
+                    rsc[1, 0] = mSf[grp, n_row + 8]
             for _ in cutlass.range(k_tiles // 2, unroll=1):
                 for half in cutlass.range_constexpr(2):
                     cur = rA0 if half == 0 else rA1
@@ -295,9 +299,10 @@ class Sm90MixedGemm:
                     if cons.count < k_tiles:
                         pipe.consumer_wait(cons)
                         self.dequant(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
-                        grp = ((kt0 + cons.count) * self.bk) // self.group
-                        rsc[0, 1 - half] = mSf[grp, n_row]
-                        rsc[1, 1 - half] = mSf[grp, n_row + 8]
+                        if cutlass.const_expr(self.group > 0):
+                            grp = ((kt0 + cons.count) * self.bk) // self.group
+                            rsc[0, 1 - half] = mSf[grp, n_row]
+                            rsc[1, 1 - half] = mSf[grp, n_row + 8]
             if k_tiles % 2 == 1:                             # odd count: the last k-tile sits in buffer 0
                 stage = cons.index
                 warpgroup.wait_group(0)
@@ -381,13 +386,15 @@ class Sm90MixedGemm:
     @cute.jit
     def fold(self, acc, acc_t, rsc, parity: cutlass.Constexpr):
         """acc += acc_t * scale of the value's weight row (C fragment value i: row g for (i // 2) even, g + 8
-        for odd), with the scales of the k-tile of this parity."""
+        for odd), with the scales of the k-tile of this parity; without weight groups acc += acc_t."""
         for i in cutlass.range_constexpr(cute.size(acc)):
-            sc = rsc[(i // 2) % 2, parity]
-            if cutlass.const_expr(self.acc_type is cutlass.Int32):
+            if cutlass.const_expr(self.group == 0):
+                acc[i] = acc[i] + acc_t[i]
+            elif cutlass.const_expr(self.acc_type is cutlass.Int32):
+                sc = rsc[(i // 2) % 2, parity]
                 acc[i] = acc[i] + acc_t[i].to(cutlass.Float32) * sc
             else:
-                acc[i] = acc[i] + acc_t[i] * sc
+                acc[i] = acc[i] + acc_t[i] * rsc[(i // 2) % 2, parity]
 
     @cute.jit
     def dequant(self, plan: cutlass.Constexpr, rAu, b_views, s_view, z_view, wg, wr, lane, g, stage):

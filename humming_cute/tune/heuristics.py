@@ -21,7 +21,7 @@ SM90_MIN_M = 64
 
 
 def sm90_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c_dtype: str, group_size: int,
-                has_bias: bool = False, num_sms: int = 132) -> GemmConfig:
+                has_bias: bool = False, num_sms: int = 132, fp8_fast_accum: bool = True) -> GemmConfig:
     """The wgmma mainloop's config for an (m, n_pad, k_pad) problem on sm_90a: the tokens are wgmma's N
     (block_m), two warpgroups take 64 weight rows each."""
     # measured on H100 (benchmarks/results/2026-11-25_h100_sm90_config_probe.log), fp16 x uint4 g128 at
@@ -33,8 +33,8 @@ def sm90_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c
         bm, bk, stages = 256, 64, 3
     else:
         bm, bk, stages = 128, 64, 4
-    if a_dtype in ACT8_TYPES and group_size and bm > 128:
-        bm, stages = 128, 4   # two-level accumulation holds a second accumulator: 64 x 256 tiles would spill
+    if a_dtype in ACT8_TYPES and (group_size or (a_dtype != "int8" and not fp8_fast_accum)) and bm > 128:
+        bm, stages = 128, 4   # a second (per k-tile) accumulator: 64 x 256 tiles would spill
     bn = 128 if n_pad % 128 == 0 else 64
     if a_dtype in ACT8_TYPES and k_pad % 128 == 0 and (group_size == 0 or group_size >= 128):
         bk = 128        # 8-bit activations: 128-byte rows (one full swizzle atom) per k-tile, within one group
@@ -52,7 +52,7 @@ def sm90_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c
         split *= 2
     cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
                      has_bias=has_bias, block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_n=64, warp_k=bk,
-                     stages=stages, split_k=split, arch="sm_90a", mainloop="sm90")
+                     stages=stages, split_k=split, arch="sm_90a", mainloop="sm90", fp8_fast_accum=fp8_fast_accum)
     limit = get_arch("sm_90a").smem_per_block_bytes
     while smem_bytes(cfg) > limit and cfg.stages > 2:
         cfg = cfg.with_(stages=cfg.stages - 1)
@@ -62,7 +62,8 @@ def sm90_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c
 def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c_dtype: str, group_size: int,
                    arch: str, has_bias: bool = False, num_sms: int = 132,
                    batch_invariant: bool = False, glu: bool = False,
-                   mainloop: Optional[str] = None, act_group_size: int = 0) -> GemmConfig:
+                   mainloop: Optional[str] = None, act_group_size: int = 0,
+                   fp8_fast_accum: bool = True) -> GemmConfig:
     """A sane config for an (m, n_pad, k_pad) problem; later replaced by measured tables / the autotuner.
     On sm_90a, M >= SM90_MIN_M takes the wgmma mainloop (GLU epilogues, batch-invariant mode and 8-bit
     activations with group scales stay on mma.sync); `mainloop` forces one ("sm80" / "sm90").
@@ -77,7 +78,7 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
     if mainloop == "sm90" or (mainloop is None and get_arch(arch).sm == 90 and m >= SM90_MIN_M
                               and not batch_invariant and not glu and wgmma_act):
         return sm90_config(m, n_pad, k_pad, a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype,
-                           group_size=group_size, has_bias=has_bias, num_sms=num_sms)
+                           group_size=group_size, has_bias=has_bias, num_sms=num_sms, fp8_fast_accum=fp8_fast_accum)
     if m <= 16:
         bm, wm = 16, 16
     elif m <= 32:
