@@ -16,8 +16,10 @@ from .layouts.weight import ATOM_K, ATOM_N
 
 __all__ = ["GemmConfig", "smem_bytes"]
 
-# 8-bit activation types of the mma.sync kernel
+# quantized activation types of the mma.sync kernel: 8-bit (m16n8k32 MMAs) and int4 (s4 m16n8k64)
 ACT8_TYPES = ("float8e4m3", "float8e5m2", "int8")
+ACT4_TYPES = ("int4",)
+QUANT_ACT_TYPES = ACT8_TYPES + ACT4_TYPES
 
 _MMA_M, _MMA_N, _MMA_K = 16, 8, 16
 
@@ -117,12 +119,12 @@ class GemmConfig:
         a = dt.parse_dtype(self.a_dtype)
         b = dt.parse_dtype(self.b_dtype)
         dt.check_legal_pair(a, b, self.has_zero_point)
-        if a.name in ACT8_TYPES:
+        if a.name in QUANT_ACT_TYPES:
             self._validate_act8(a)
         elif self.act_group_size:
             raise ValueError("act_group_size is for 8-bit activations (their scales along K)")
         elif a.name not in ("float16", "bfloat16"):
-            raise NotImplementedError(f"the GEMM takes float16/bfloat16/float8e4m3/float8e5m2/int8 activations; "
+            raise NotImplementedError(f"the GEMM takes float16/bfloat16/float8e4m3/float8e5m2/int8/int4 activations; "
                                       f"{a.name} activations are not implemented yet")
         if self.c_dtype not in ("float16", "bfloat16"):
             raise ValueError(f"output dtype must be float16 or bfloat16, got {self.c_dtype}")
@@ -193,16 +195,24 @@ class GemmConfig:
 
     @property
     def act_bits(self) -> int:
-        """Width of the activation type: 16, or 8 for fp8 / int8 activations."""
-        return 8 if self.a_dtype in ACT8_TYPES else 16
+        """Width of the activation type: 16, 8 for fp8 / int8 activations, 4 for int4."""
+        return 8 if self.a_dtype in ACT8_TYPES else 4 if self.a_dtype in ACT4_TYPES else 16
+
+    @property
+    def act_mma_k(self) -> int:
+        """K of one MMA of the activation type: 16 (fp16/bf16 m16n8k16), 32 (8-bit m16n8k32), 64 (s4 m16n8k64)."""
+        return 256 // self.act_bits
 
     def _validate_act8(self, a) -> None:
-        """8-bit activations (fp8 e4m3/e5m2 from sm_89, int8 from sm_80) on the mma.sync mainloop: the weight
-        becomes 8-bit lanes (`layouts.dequant_plan.make_lane_plan`), MMA m16n8k32, per-token activation scales
-        and channel weight scales in the fp32 epilogue, group scales by two-level accumulation."""
+        """Quantized activations: fp8 e4m3/e5m2 (from sm_89), int8 (sm_80) with m16n8k32 MMAs, int4 (sm_80; s4
+        m16n8k64, mma.sync only). The weight becomes 8/4-bit lanes (`layouts.dequant_plan.make_lane_plan`),
+        per-token activation scales and channel weight scales apply in the fp32 epilogue, group scales by
+        two-level accumulation."""
         arch = get_arch(self.arch)
         if arch.sm < (89 if a.name.startswith("float8") else 80):
             raise NotImplementedError(f"{a.name} activations need sm_89 or newer (fp8 mma.sync); {arch.name} has none")
+        if self.mainloop == "sm90" and a.name in ACT4_TYPES:
+            raise NotImplementedError(f"{a.name} activations run on the mma.sync mainloop (mainloop='sm80')")
         if self.mainloop == "sm90" and (self.act_group_size or 0 < self.group_size < self.block_k):
             raise NotImplementedError("the wgmma mainloop takes 8-bit activations with per-token scales and channel "
                                       "weight scales or weight groups of at least block_k; activation groups and "
@@ -211,18 +221,20 @@ class GemmConfig:
         if self.mainloop == "sm90" and (self.group_size or promote) and self.block_m > 128:
             raise ValueError(f"fp8 activations and weight groups on the wgmma mainloop keep a second (per k-tile) "
                              f"accumulator: block_m must be <= 128, got {self.block_m}")
-        if self.group_size and self.group_size < 32:
-            raise ValueError(f"8-bit activations take weight scale groups of at least 32 (the MMA's K), got "
+        mk = self.act_mma_k
+        if self.group_size and self.group_size < mk:
+            raise ValueError(f"{a.name} activations take weight scale groups of at least {mk} (the MMA's K), got "
                              f"{self.group_size}")
         if self.has_zero_point and not self.group_size:
             raise ValueError("zero points need a group size")
         ag = self.act_group_size
-        if ag and (not _pow2(ag) or ag < 32):
-            raise ValueError(f"act_group_size must be 0 (per token) or a power of two >= 32, got {ag}")
+        if ag and (not _pow2(ag) or ag < mk):
+            raise ValueError(f"act_group_size must be 0 (per token) or a power of two >= {mk}, got {ag}")
         if self.moe or self.glu:
-            raise NotImplementedError("8-bit activations: MoE and GLU epilogues are not implemented yet")
-        if self.warp_k % 32 or self.block_k % 64:
-            raise ValueError("8-bit activations need warp_k and block_k multiples of the MMA's K (32) and atom (64)")
+            raise NotImplementedError(f"{a.name} activations: MoE and GLU epilogues are not implemented yet")
+        if self.warp_k % mk or self.block_k % 64:
+            raise ValueError(f"{a.name} activations need warp_k and block_k multiples of the MMA's K ({mk}) and "
+                             f"atom (64)")
 
     def _validate_sm90(self, arch) -> None:
         """The wgmma mainloop: the weight is wgmma's A (64 rows per warpgroup, dequantized in registers), the

@@ -40,17 +40,17 @@ class HummingLayer(torch.nn.Module):
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         self.a_dtype = dt.parse_dtype(a_dtype)
         self.b_dtype = dt.parse_dtype(b_dtype)
-        self.act8 = self.a_dtype.name in ("float8e4m3", "float8e5m2", "int8")
+        self.act8 = self.a_dtype.name in ("float8e4m3", "float8e5m2", "int8", "int4")   # quantized activations
         self.c_dtype = (dt.parse_dtype(c_dtype) if c_dtype is not None
                         else (dt.float16 if self.act8 else self.a_dtype))
         self.bs_dtype = dt.check_scale_dtype(bs_dtype)
         dt.check_legal_pair(self.a_dtype, self.b_dtype)
         if self.act8:
             if num_experts is not None:
-                raise NotImplementedError("8-bit activations are not implemented for MoE layers yet")
+                raise NotImplementedError(f"{self.a_dtype.name} activations are not implemented for MoE layers yet")
         elif self.a_dtype.name not in _TORCH_HALF:
             raise NotImplementedError(f"{self.a_dtype.name} activations are not implemented yet; use float16, "
-                                      f"bfloat16, float8e4m3, float8e5m2 or int8")
+                                      f"bfloat16, float8e4m3, float8e5m2, int8 or int4")
         if self.c_dtype.name not in _TORCH_HALF:
             raise ValueError(f"c_dtype must be float16 or bfloat16, got {self.c_dtype.name}")
         if num_experts is not None and (not isinstance(num_experts, int) or num_experts <= 0):
@@ -261,7 +261,9 @@ class HummingLayer(torch.nn.Module):
     def _forward_act8(self, x2, x_scales, block_shape, warp_shape, stages) -> torch.Tensor:
         from .ops import gemm
 
-        codes_dtype = self.a_dtype.torch_dtype
+        from .quant.activation import activation_storage_dtype
+
+        codes_dtype = activation_storage_dtype(self.a_dtype)   # int4: int8 values in [-8, 7], one per byte
         if x2.dtype in (torch.float16, torch.bfloat16, torch.float32):
             if x_scales is not None:
                 raise ValueError("x_scales comes with already-quantized x; pass the float x alone to quantize it here")

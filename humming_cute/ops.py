@@ -17,8 +17,8 @@ from .tune import default_config
 __all__ = ["gemm"]
 
 _TORCH = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float8e4m3": torch.float8_e4m3fn,
-          "float8e5m2": torch.float8_e5m2, "int8": torch.int8}
-_ACT8 = ("float8e4m3", "float8e5m2", "int8")
+          "float8e5m2": torch.float8_e5m2, "int8": torch.int8, "int4": torch.int8}
+_ACT8 = ("float8e4m3", "float8e5m2", "int8", "int4")   # quantized activations: codes + fp32 scales
 _C_NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16"}
 _DUMMIES: dict = {}
 
@@ -100,8 +100,8 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
     "<name>_glu"), or a Python function of one value (two, gate and up, with `glu=True`) written with
     `humming_cute.activations` math; it is compiled into the epilogue. GLU reads gate/up from interleaved
     columns (2j, 2j + 1) and returns N/2 columns. `batch_invariant=True` (default configs only) keeps a row's
-    result bitwise independent of M. 8-bit activations (a weight prepared for fp8 / int8): x holds the
-    codes and `x_scales` the fp32 scales, [M] / [M, 1] per token or [M, K / g] per group of g along K;
+    result bitwise independent of M. 8/4-bit activations (a weight prepared for fp8 / int8 / int4): x holds
+    the codes (int4: int8 values in [-8, 7], one per byte) and `x_scales` the fp32 scales, [M] / [M, 1] per token or [M, K / g] per group of g along K;
     `fp8_fast_accum=False` (default configs) promotes fp8 wgmma partial sums to fp32 every k-tile (see
     `GemmConfig.fp8_fast_accum`)."""
     check_input(x, weight, bias)
@@ -109,7 +109,7 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
     x_group = 0
     if act8:
         if out_dtype is None:
-            raise ValueError("8-bit activations need out_dtype (torch.float16 or torch.bfloat16)")
+            raise ValueError(f"{weight.a_dtype} activations need out_dtype (torch.float16 or torch.bfloat16)")
         m_rows, k = x.shape
         if (not isinstance(x_scales, torch.Tensor) or x_scales.dtype != torch.float32
                 or x_scales.device != x.device or x_scales.dim() not in (1, 2) or x_scales.shape[0] != m_rows
@@ -123,7 +123,7 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
                                  f"= {x_group}")
         x_scales = x_scales.reshape(-1).contiguous()
     elif x_scales is not None:
-        raise ValueError("x_scales is for 8-bit activations; this weight takes float16/bfloat16 activations")
+        raise ValueError("x_scales is for 8/4-bit activations; this weight takes float16/bfloat16 activations")
     if activation is None and not glu:
         act_name, act_fn = "none", None
     else:
@@ -186,8 +186,11 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
             xk = torch.nn.functional.pad(xk.view(torch.uint8), (0, weight.k_pad - weight.shape_k)).view(x.dtype)
         else:
             xk = torch.nn.functional.pad(xk, (0, weight.k_pad - weight.shape_k))
+    if weight.a_dtype == "int4":   # two's complement nibbles, k even in the low one: [M, K / 2] bytes
+        xu = xk.view(torch.uint8)
+        xk = (xu[:, 0::2] & 0xF) | (xu[:, 1::2] << 4)
     if act8:
-        xk = xk.view(torch.uint8).view(torch.float16)   # the kernel moves 8-bit codes as 16-bit pairs
+        xk = xk.view(torch.uint8).view(torch.float16)   # the kernel moves 8/4-bit codes as 16-bit units
     ops = _launch_operands(weight, dev)
     if config.split_k > 1:
         tiles = -(-m // config.block_m) * (weight.n_pad // config.block_n)

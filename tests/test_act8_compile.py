@@ -23,12 +23,15 @@ CASES = [  # activation, weight, arch, expected MMA type string, conversion inst
     ("float8e4m3", "int5", "sm_89", "f32.e4m3.e4m3.f32", "cvt.rn.satfinite.e4m3x2.f16x2"),
     ("int8", "int8", "sm_80", "s32.s8.s8.s32", None),
     ("int8", "int3", "sm_90a", "s32.s8.s8.s32", None),
+    ("int4", "int4", "sm_80", "s32.s4.s4.s32", None),
+    ("int4", "int2", "sm_90a", "s32.s4.s4.s32", None),
 ]
 GROUP_CASES = [  # two-level accumulation: activation, weight, weight group, activation group, M, arch
     ("float8e4m3", "uint4", 128, 0, 16, "sm_89"), ("int8", "uint7", 64, 0, 4096, "sm_80"),
     ("int8", "int4", 32, 0, 64, "sm_90a"), ("float8e4m3", "float4e2m1", 32, 0, 4096, "sm_90a"),
     ("float8e5m2", "int3", 128, 0, 1, "sm_120a"), ("float8e4m3", "uint4", 128, 128, 333, "sm_90a"),
     ("int8", "int8", 0, 128, 4096, "sm_80"), ("float8e4m3", "int4", 0, 64, 1, "sm_89"),
+    ("int4", "uint3", 64, 0, 16, "sm_80"), ("int4", "int4", 0, 128, 4096, "sm_90a"),
 ]
 
 
@@ -36,10 +39,11 @@ GROUP_CASES = [  # two-level accumulation: activation, weight, weight group, act
 def test_act8_compiles(a, b, arch, mma, cvt):
     m = 4096 if b == "int8" else 16
     cfg = default_config(m, 4096, 4096, a_dtype=a, b_dtype=b, c_dtype="bfloat16", group_size=0, arch=arch)
-    assert cfg.mainloop == "sm80" and cfg.act_bits == 8
+    assert cfg.mainloop == "sm80" and cfg.act_bits == (4 if a == "int4" else 8)
     art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch=arch, options="--enable-tvm-ffi")
     ptx = art.ptx
-    assert re.search(rf"mma\.sync\.aligned\.m16n8k32\.row\.col\.{re.escape(mma)}", ptx)
+    mk = 64 if a == "int4" else 32
+    assert re.search(rf"mma\.sync\.aligned\.m16n8k{mk}\.row\.col\.{re.escape(mma)}", ptx)
     assert not re.search(r"mma\.sync\.aligned\.m16n8k16", ptx)
     assert "ldmatrix.sync.aligned" in ptx and "cp.async.cg.shared.global" in ptx
     if cvt:
@@ -54,7 +58,7 @@ def test_act8_group_scales_compile(a, b, g, xg, m, arch):
                          act_group_size=xg)
     assert cfg.act_group_size == xg
     art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch=arch, options="--enable-tvm-ffi")
-    assert "mma.sync.aligned.m16n8k32.row.col" in art.ptx
+    assert f"mma.sync.aligned.m16n8k{64 if a == 'int4' else 32}.row.col" in art.ptx
     spills = sum(r.spill_bytes for r in art.ptxas.values())
     assert art.ptxas and spills == 0, f"{cfg}: {spills} spill bytes"
 

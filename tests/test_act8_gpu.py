@@ -1,4 +1,4 @@
-"""GPU tests of 8-bit activations (fp8 e4m3 / e5m2, int8) in the mma.sync kernel (marked `gpu`).
+"""GPU tests of 8-bit (fp8 e4m3 / e5m2, int8) and int4 activations in the GEMM kernels (marked `gpu`).
 
 Tolerance: the kernel and the reference multiply the same exactly representable values (activation codes times
 weight lanes that hold q - offset exactly; fp32 group scales applied to fp32 partial sums), so they differ only by
@@ -25,7 +25,8 @@ PAIRS = [  # activation, weight, weight scale group (0 = per channel), scale dty
     ("float8e5m2", "int4", 0, "float16"), ("float8e5m2", "float6e3m2", 0, "float32"),
     ("float8e5m2", "int3", 128, "bfloat16"), ("float8e5m2", "float4e2m1", 32, "ue8m0"),
     ("int8", "int8", 0, "float32"), ("int8", "int4", 32, "float16"), ("int8", "uint7", 64, "bfloat16"),
-    ("int8", "int7", 0, "bfloat16"), ("int8", "uint4", 128, "float16")]
+    ("int8", "int7", 0, "bfloat16"), ("int8", "uint4", 128, "float16"),
+    ("int4", "int4", 0, "float32"), ("int4", "uint3", 64, "float16"), ("int4", "int3", 128, "bfloat16")]
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +64,7 @@ def test_act8_bias_and_bf16_output():
     assert ((y.float() - ref).norm() / ref.norm()).item() < 1e-2
 
 
-@pytest.mark.parametrize("a,b,group", [("float8e4m3", "uint4", 128), ("int8", "int8", 0)])
+@pytest.mark.parametrize("a,b,group", [("float8e4m3", "uint4", 128), ("int8", "int8", 0), ("int4", "uint3", 128)])
 def test_layer_quantizes_activations(a, b, group):
     """HummingLayer with 8-bit activations quantizes fp16 x per token on the GPU, or takes codes + scales."""
     torch.manual_seed(11)
@@ -81,7 +82,8 @@ def test_layer_quantizes_activations(a, b, group):
 
 
 @pytest.mark.parametrize("a,b,group,xgroup", [("float8e4m3", "uint4", 128, 0), ("int8", "int8", 0, 128),
-                                              ("float8e5m2", "int4", 0, 0), ("int8", "int4", 32, 0)])
+                                              ("float8e5m2", "int4", 0, 0), ("int8", "int4", 32, 0),
+                                              ("int4", "uint3", 64, 0), ("int4", "int4", 0, 128)])
 @pytest.mark.parametrize("bk,split", [(64, 1), (128, 1), (256, 1), (128, 3)])
 def test_act8_k_split_warps(a, b, group, xgroup, bk, split):
     """K split across warps (each warp owns 64 of the k-tile's `bk` codes, a slice of the swizzled A tile) and

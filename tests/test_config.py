@@ -58,9 +58,9 @@ def test_unknown_names():
         GemmConfig(b_dtype="int9")
 
 
-def test_int4_activations_not_implemented():
-    _raises(NotImplementedError, r"int4 activations are not implemented", a_dtype="int4", b_dtype="int4",
-            arch="sm_90", group_size=0)
+def test_fp4_activations_not_implemented():
+    _raises(NotImplementedError, r"float4e2m1 activations are not implemented", a_dtype="float4e2m1",
+            b_dtype="float4e2m1", arch="sm_90", group_size=0)
 
 
 @pytest.mark.parametrize("a,b,group", [("int8", "uint4", 128), ("int8", "int8", 0), ("float8e4m3", "int4", 0),

@@ -68,8 +68,8 @@ def test_per_expert_loading():
 def test_errors_are_clear():
     with pytest.raises(ValueError, match="illegal pair"):
         _layer(a_dtype=dt.float16, b_dtype="float8e6m1")
-    with pytest.raises(NotImplementedError, match="int4 activations"):
-        _layer(a_dtype="int4", b_dtype="int4")
+    with pytest.raises(NotImplementedError, match="float4e2m1 activations"):
+        _layer(a_dtype="float4e2m1", b_dtype="float4e2m1")
     with pytest.raises(ValueError, match="power of two"):
         _layer(weight_scale_group_size=48)
     with pytest.raises(ValueError, match="not divisible"):

@@ -27,9 +27,9 @@ class Epilogue:
         self.glu = cfg.glu
         self.moe = cfg.moe
         self.mul_topk = cfg.moe_mul_topk_weights
-        # 8-bit activations with one scale per token: fp32 [M] in the row-weight operand (per-group activation
+        # 8/4-bit activations with one scale per token: fp32 [M] in the row-weight operand (per-group activation
         # scales are applied in the mainloop instead)
-        self.token_scale = cfg.act_bits == 8 and cfg.act_group_size == 0
+        self.token_scale = cfg.act_bits < 16 and cfg.act_group_size == 0
         self.custom = cfg.activation == "custom"
         if self.custom:
             self.act_fn = cfg.custom_activation

@@ -25,7 +25,7 @@ from ..config import GemmConfig
 from ..layouts.weight import ATOM_K, ATOM_N, atom_words
 from . import dequant as dq
 from .epilogue import Epilogue
-from .mma import mma_f8_m16n8k32, mma_s8_m16n8k32
+from .mma import mma_f8_m16n8k32, mma_s4_m16n8k64, mma_s8_m16n8k32
 from .scheduler import split_k_reduce
 
 _CUTLASS_TYPES = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16, "float32": cutlass.Float32}
@@ -46,10 +46,14 @@ class Sm80MixedGemm:
         if cfg.mainloop != "sm80":
             raise ValueError(f"Sm80MixedGemm builds mainloop='sm80' configs, got {cfg.mainloop!r} "
                              f"(kernels/mainloop_sm90.py builds 'sm90')")
-        self.act8 = cfg.act_bits == 8
+        # quantized activations (`act8`: 8-bit, and int4 with `act4`): the A tile travels as 16-bit units of 2
+        # (4) codes (cp.async / ldmatrix unchanged, K halved / quartered); the weight becomes 8-bit (4-bit) lanes
+        # and the MMA is m16n8k32 (s4 m16n8k64)
+        self.act8 = cfg.act_bits < 16
+        self.act4 = cfg.act_bits == 4
+        self.int_acc = cfg.a_dtype in ("int8", "int4")     # exact s32 MMA accumulators
+        self.mma_k = cfg.act_mma_k
         if self.act8:
-            # 8-bit activations: the A tile travels as 16-bit pairs (cp.async / ldmatrix unchanged, K halved);
-            # the weight becomes 8-bit lanes and the MMA is m16n8k32
             self.lane = cfg.lane_plan()
             self.plan = self.lane.half
             self.planes = self.lane.planes
@@ -72,9 +76,9 @@ class Sm80MixedGemm:
         self.bk_words = self.bk // ATOM_K * self.aw       # int32 words of one 64-column strip per k-tile
         self.bn_atoms = self.bn // ATOM_N
         self.wn_atoms = self.wn // ATOM_N
-        self.k_steps = self.wk // (32 if self.act8 else 16)  # MMA k-steps of one warp per k-tile
-        self.bk_a = self.bk // 2 if self.act8 else self.bk   # A tile width in 16-bit elements
-        self.wk_a = self.wk // 2 if self.act8 else self.wk
+        self.k_steps = self.wk // self.mma_k                  # MMA k-steps of one warp per k-tile
+        self.bk_a = self.bk * cfg.act_bits // 16              # A tile width in 16-bit elements
+        self.wk_a = self.wk * cfg.act_bits // 16
         self.wk_atoms = self.wk // ATOM_K
         self.group = cfg.group_size
         self.srows = cfg.scale_rows
@@ -183,20 +187,25 @@ class Sm80MixedGemm:
         Group scales (two-level accumulation): the MMAs of one scale group accumulate into `acc_i` (s32 for int8,
         fp32 for fp8), which is added to `acc` times the group's fp32 column scales at the group's end (and at
         the end of the warp's k-range), then cleared. Zero points arrive per column as lane constants (int8) or
-        fp16 subtrahends (fp8) in the zero-point stage buffer."""
-        rAi = cute.recast_tensor(tCrA, cutlass.Int32)          # (4 regs, m16 tiles, k32 steps)
+        fp16 subtrahends (fp8) in the zero-point stage buffer.
+
+        int4 activations (`act4`): k64 steps (one weight atom each), A fragments are 16-bit units of 4 codes,
+        B registers of 8 int4 lanes (b0 = k 8t..8t+7: slot groups 0, 1; b1 = k 32+8t..: slot groups 2, 3;
+        layout `mma_k=64`), one s4 m16n8k64 MMA per (m16, n8) tile into s32."""
+        rAi = cute.recast_tensor(tCrA, cutlass.Int32)          # (4 regs, m16 tiles, MMA k-steps)
+        mk = self.mma_k
         words = {}
         zps = {}
         xgroup = self.cfg.act_group_size
-        wseg = min(self.group, self.wk) // 32 if self.group > 0 else 0   # k32 steps per weight scale group
-        xseg = min(xgroup, self.wk) // 32 if xgroup > 0 else 0           # ... per activation scale group
+        wseg = min(self.group, self.wk) // mk if self.group > 0 else 0   # MMA k-steps per weight scale group
+        xseg = min(xgroup, self.wk) // mk if xgroup > 0 else 0           # ... per activation scale group
         flush_every = min(v for v in (wseg, xseg, self.k_steps) if v > 0)
         two_level = self.group > 0 or xgroup > 0
         for s in cutlass.range_constexpr(self.k_steps):
-            ka_l = s // 2
+            ka_l = (s * mk) // ATOM_K
             ka = wk_idx * self.wk_atoms + ka_l
             # zero-point row of this step inside the stage (as in the 16-bit path)
-            zrow = (s * 32) // self.group if 0 < self.group < self.wk else 0
+            zrow = (s * mk) // self.group if 0 < self.group < self.wk else 0
             if cutlass.const_expr(0 < self.group < self.bk):
                 zrow = (wk_idx * self.wk) // self.group + zrow
             cute.copy(s2r_A, tXsA[None, None, s, stage], tXrA[None, None, s])
@@ -205,9 +214,13 @@ class Sm80MixedGemm:
                 for j in cutlass.range_constexpr(8):
                     bregs = []
                     for hb in cutlass.range_constexpr(2):
-                        ss = 2 * (s % 2) + hb
+                        # (slot group, pair) of the register's lanes in k order
+                        if cutlass.const_expr(self.act4):
+                            lane_pairs = [(2 * hb + h, r) for h in range(2) for r in range(2)]
+                        else:
+                            lane_pairs = [(2 * (s % 2) + hb, r) for r in range(2)]
                         codes = []
-                        for r in cutlass.range_constexpr(2):
+                        for ss, r in lane_pairs:
                             p = 2 * j + r
                             pw = []
                             slots = []
@@ -226,11 +239,18 @@ class Sm80MixedGemm:
                                 zps[zkey] = rz
                             zw = zps[zkey][j // 2]
                             zsub = dq.broadcast_lo(zw) if j % 2 == 0 else dq.broadcast_hi(zw)
-                        bregs.append(dq.lanes8(self.lane, codes[0], codes[1], zsub))
+                        if cutlass.const_expr(self.act4):
+                            bregs.append(dq.lanes4(self.lane, codes[0], codes[1], codes[2], codes[3], zsub))
+                        else:
+                            bregs.append(dq.lanes8(self.lane, codes[0], codes[1], zsub))
                     nj = a * 8 + j
                     for mi in cutlass.range_constexpr(self.wm // 16):
                         a_regs = [rAi[v, mi, s] for v in range(4)]
-                        if cutlass.const_expr(self.cfg.a_dtype == "int8"):
+                        if cutlass.const_expr(self.act4):
+                            d = mma_s4_m16n8k64(None, a_regs, bregs, [acc_i[v, mi, nj] for v in range(4)])
+                            for v in cutlass.range_constexpr(4):
+                                acc_i[v, mi, nj] = d[v]
+                        elif cutlass.const_expr(self.cfg.a_dtype == "int8"):
                             d = mma_s8_m16n8k32(None, a_regs, bregs, [acc_i[v, mi, nj] for v in range(4)])
                             for v in cutlass.range_constexpr(4):
                                 acc_i[v, mi, nj] = d[v]
@@ -241,7 +261,7 @@ class Sm80MixedGemm:
                             for v in cutlass.range_constexpr(4):
                                 dst[v, mi, nj] = d[v]
             if cutlass.const_expr(two_level and (s + 1) % flush_every == 0):
-                k = kt * self.bk + wk_idx * self.wk + s * 32
+                k = kt * self.bk + wk_idx * self.wk + s * mk
                 self.flush_group(acc, acc_i, tCcC, mS, n0, k // max(self.group, 1), mX, m0, M,
                                  k // max(xgroup, 1))
 
@@ -260,7 +280,7 @@ class Sm80MixedGemm:
                 # rows past M and groups past K (padding) read an in-bounds scale; their values are never stored
                 row = cutlass.min(m0 + c[0], M - 1)
                 sc = sc * mX[row * xgroups + cutlass.min(xgrp, xgroups - 1)]
-            if cutlass.const_expr(self.cfg.a_dtype == "int8"):
+            if cutlass.const_expr(self.int_acc):
                 acc[i] = acc[i] + acc_i[i].to(cutlass.Float32) * sc
                 acc_i[i] = cutlass.Int32(0)
             else:
@@ -382,7 +402,7 @@ class Sm80MixedGemm:
         acc.fill(0.0)
         cfg_xg = self.cfg.act_group_size
         acc_i = acc            # int8 MMAs accumulate exactly in int32; 8-bit group scales need a partial sum
-        if cutlass.const_expr(self.act8 and self.cfg.a_dtype == "int8"):
+        if cutlass.const_expr(self.act8 and self.int_acc):
             acc_i = cute.make_rmem_tensor(tCcC.shape, cutlass.Int32)
             acc_i.fill(0)
         elif cutlass.const_expr(self.act8 and (self.group > 0 or cfg_xg > 0)):
@@ -484,7 +504,7 @@ class Sm80MixedGemm:
                     cute.gemm(tiled_mma, acc, tCrA[None, None, s], rB[None, None, 0], acc)
 
         cute.arch.cp_async_wait_group(0)
-        if cutlass.const_expr(self.act8 and self.cfg.a_dtype == "int8" and self.group == 0 and cfg_xg == 0):
+        if cutlass.const_expr(self.act8 and self.int_acc and self.group == 0 and cfg_xg == 0):
             for i in cutlass.range_constexpr(cute.size(acc)):
                 acc[i] = acc_i[i].to(cutlass.Float32)
 

@@ -86,7 +86,7 @@ def prepare_weight(qw: QuantizedWeight, a_dtype="float16") -> PreparedWeight:
     a = dt.parse_dtype(a_dtype)
     b = qw.b_dtype if not isinstance(qw.b_dtype, str) else dt.parse_dtype(qw.b_dtype)
     b = dt.parse_dtype(b)
-    act8 = a.name in ("float8e4m3", "float8e5m2", "int8")
+    act8 = a.name in ("float8e4m3", "float8e5m2", "int8", "int4")   # quantized activations (8 or 4 bits)
     if act8:
         make_lane_plan(a, b)                 # checks the pair
         plan = None
@@ -96,7 +96,7 @@ def prepare_weight(qw: QuantizedWeight, a_dtype="float16") -> PreparedWeight:
     n_pad, k_pad = round_up(n, ATOM_N), round_up(k, ATOM_K)
     dev = qw.codes.device
     codes = _pad_last2(qw.codes, n_pad, k_pad, 0)
-    packed = pack_weight(codes, b.bits, mma_k=32 if act8 else 16)
+    packed = pack_weight(codes, b.bits, mma_k=64 if a.name == "int4" else 32 if act8 else 16)
 
     s, z, g = _group_params(qw, n, k)
     lead = qw.codes.shape[:-2]
@@ -126,7 +126,10 @@ def prepare_weight(qw: QuantizedWeight, a_dtype="float16") -> PreparedWeight:
         if z is not None:
             lane = make_lane_plan(a, b)
             z = _pad_last2(z, n_pad, groups, 0.0).transpose(-1, -2)
-            if lane.kind == "int_lanes":   # the per-lane add constant 2^7 - z, one byte per lane of the column
+            if lane.kind == "int_lanes" and lane.lane_bits == 4:   # int4 lanes: 2^3 - z in every nibble
+                c = (8 - z).to(torch.int32)
+                sub16 = (c * 0x1111).to(torch.int16)
+            elif lane.kind == "int_lanes":   # the per-lane add constant 2^7 - z, one byte per lane of the column
                 c = (128 - z).to(torch.int32)
                 sub16 = (c | (c << 8)).to(torch.int16)
             else:                          # fp16 subtrahend -(1024 + z) of the exact fp16 transform

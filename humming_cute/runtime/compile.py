@@ -59,7 +59,7 @@ def fake_operands(cfg: GemmConfig):
     from cutlass.cute.runtime import make_fake_compact_tensor, make_fake_stream
 
     half = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16}
-    # 8-bit activations travel as 16-bit pairs: A is a [M, K/2] 16-bit view of the [M, K] codes
+    # 8-bit (4-bit) activations travel as 16-bit units: A is a [M, K/2] ([M, K/4]) 16-bit view of the codes
     a_t, c_t = half.get(cfg.a_dtype, cutlass.Float16), half[cfg.c_dtype]
 
     def t2(dtype, div_cols, align=16):
@@ -73,7 +73,7 @@ def fake_operands(cfg: GemmConfig):
         return make_fake_compact_tensor(dtype, (cute.sym_int(), cute.sym_int(), cute.sym_int(divisibility=div_cols)),
                                         stride_order=(2, 1, 0), assumed_align=align)
 
-    A = t2(a_t, 32 if cfg.act_bits == 8 else 64)
+    A = t2(a_t, 64 * cfg.act_bits // 16)
     C = make_fake_compact_tensor(c_t, (cute.sym_int(), cute.sym_int()), stride_order=(1, 0), assumed_align=2)
     WS = t2(cutlass.Float32, 64, 16)
     CNT = t1(cutlass.Int32)
