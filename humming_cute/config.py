@@ -20,6 +20,9 @@ __all__ = ["GemmConfig", "smem_bytes"]
 ACT8_TYPES = ("float8e4m3", "float8e5m2", "int8")
 ACT4_TYPES = ("int4",)
 QUANT_ACT_TYPES = ACT8_TYPES + ACT4_TYPES
+# int4 activations compile and most of their GPU tests pass; the A-tile swizzle fix for 16-column atoms has not run
+# on a GPU yet: configs with int4 activations are refused unless this is set (the tests set it)
+ALLOW_UNVERIFIED_INT4_ACT = False
 
 _MMA_M, _MMA_N, _MMA_K = 16, 8, 16
 
@@ -211,6 +214,9 @@ class GemmConfig:
         arch = get_arch(self.arch)
         if arch.sm < (89 if a.name.startswith("float8") else 80):
             raise NotImplementedError(f"{a.name} activations need sm_89 or newer (fp8 mma.sync); {arch.name} has none")
+        if a.name in ACT4_TYPES and not ALLOW_UNVERIFIED_INT4_ACT:
+            raise NotImplementedError(f"{a.name} activations in the GEMM are built but not yet verified on a GPU; "
+                                      f"they are not enabled")
         if self.mainloop == "sm90" and a.name in ACT4_TYPES:
             raise NotImplementedError(f"{a.name} activations run on the mma.sync mainloop (mainloop='sm80')")
         if self.mainloop == "sm90" and (self.act_group_size or 0 < self.group_size < self.block_k):

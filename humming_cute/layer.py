@@ -46,6 +46,11 @@ class HummingLayer(torch.nn.Module):
         self.bs_dtype = dt.check_scale_dtype(bs_dtype)
         dt.check_legal_pair(self.a_dtype, self.b_dtype)
         if self.act8:
+            from . import config as _config
+
+            if self.a_dtype.name == "int4" and not _config.ALLOW_UNVERIFIED_INT4_ACT:
+                raise NotImplementedError("int4 activations in the GEMM are built but not yet verified on a GPU; "
+                                          "they are not enabled")
             if num_experts is not None:
                 raise NotImplementedError(f"{self.a_dtype.name} activations are not implemented for MoE layers yet")
         elif self.a_dtype.name not in _TORCH_HALF:

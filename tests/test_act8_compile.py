@@ -8,6 +8,7 @@ import re
 import pytest
 import torch
 
+import humming_cute.config as hconfig
 from humming_cute.config import GemmConfig
 from humming_cute.kernels.gemm_sm80 import Sm80MixedGemm
 from humming_cute.layouts.prepared import prepare_weight
@@ -15,6 +16,12 @@ from humming_cute.quant.weight import quantize_weight
 from humming_cute.runtime.compile import fake_operands
 from humming_cute.testing.ptx import compile_for_arch
 from humming_cute.tune import default_config
+
+
+@pytest.fixture(autouse=True)
+def _int4_enabled(monkeypatch):
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED_INT4_ACT", True)
+
 
 CASES = [  # activation, weight, arch, expected MMA type string, conversion instruction or None
     ("float8e4m3", "int4", "sm_89", "f32.e4m3.e4m3.f32", "cvt.rn.satfinite.e4m3x2.f16x2"),

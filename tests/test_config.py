@@ -58,6 +58,11 @@ def test_unknown_names():
         GemmConfig(b_dtype="int9")
 
 
+def test_int4_activations_refused_until_verified():
+    _raises(NotImplementedError, r"int4 activations in the GEMM are built but not yet verified", a_dtype="int4",
+            b_dtype="int4", arch="sm_90", group_size=0)
+
+
 def test_fp4_activations_not_implemented():
     _raises(NotImplementedError, r"float4e2m1 activations are not implemented", a_dtype="float4e2m1",
             b_dtype="float4e2m1", arch="sm_90", group_size=0)

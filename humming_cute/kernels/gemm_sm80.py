@@ -112,7 +112,11 @@ class Sm80MixedGemm:
         # A K-split warp must own whole swizzle atoms: slicing an atom in the middle shifts the swizzled
         # addresses (8-bit activations with warp_k = 64 span 32 16-bit columns, half a 64-column atom)
         sw_cols = min(self.wk_a, 64)
-        a_atom = cute.make_composed_layout(cute.make_swizzle(3, 3, 3), 0,
+        # the swizzle's period must divide every warp's slice (8 x 16 atoms of int4 activations: warps may start 8
+        # rows / 16 columns apart): XOR 3 chunk bits with 3 row bits (period 512 elements) for 64- and 32-column
+        # atoms, 1 with 1 (period 128, one 8 x 16 atom) for 16-column atoms
+        sw_bits = 3 if sw_cols >= 32 else 1
+        a_atom = cute.make_composed_layout(cute.make_swizzle(sw_bits, 3, 3), 0,
                                            cute.make_layout((8, sw_cols), stride=(sw_cols, 1)))
         sA_layout = cute.tile_to_shape(a_atom, (self.bm, self.bk_a, self.stages), (0, 1, 2))
         sB_layout = cute.make_layout((self.bn_atoms, self.bk_words, self.stages),
