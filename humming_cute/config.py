@@ -18,10 +18,11 @@ __all__ = ["GemmConfig", "smem_bytes"]
 
 # quantized activation types of the mma.sync kernel: 8-bit (m16n8k32 MMAs) and int4 (s4 m16n8k64)
 ACT8_TYPES = ("float8e4m3", "float8e5m2", "int8")
-ACT4_TYPES = ("int4",)
+ACT4_TYPES = ("int4", "float4e2m1")
 QUANT_ACT_TYPES = ACT8_TYPES + ACT4_TYPES
 # int4 activations compile and most of their GPU tests pass; the A-tile swizzle fix for 16-column atoms has not run
-# on a GPU yet: configs with int4 activations are refused unless this is set (the tests set it)
+# on a GPU yet; fp4 (e2m1) activations (sm_120a, block-scaled m16n8k64 MMA) are compile-checked only: configs with
+# 4-bit activations are refused unless this is set (the tests set it)
 ALLOW_UNVERIFIED_INT4_ACT = False
 
 _MMA_M, _MMA_N, _MMA_K = 16, 8, 16
@@ -198,7 +199,7 @@ class GemmConfig:
 
     @property
     def act_bits(self) -> int:
-        """Width of the activation type: 16, 8 for fp8 / int8 activations, 4 for int4."""
+        """Width of the activation type: 16, 8 for fp8 / int8 activations, 4 for int4 / e2m1."""
         return 8 if self.a_dtype in ACT8_TYPES else 4 if self.a_dtype in ACT4_TYPES else 16
 
     @property
@@ -214,6 +215,13 @@ class GemmConfig:
         arch = get_arch(self.arch)
         if arch.sm < (89 if a.name.startswith("float8") else 80):
             raise NotImplementedError(f"{a.name} activations need sm_89 or newer (fp8 mma.sync); {arch.name} has none")
+        if a.name == "float4e2m1":
+            if arch.sm not in (120, 121):
+                raise NotImplementedError(f"float4e2m1 activations use the block-scaled e2m1 mma.sync of sm_120a / "
+                                          f"sm_121a; {arch.name} has none")
+            if self.b_dtype != "float4e2m1":
+                raise NotImplementedError(f"float4e2m1 activations take float4e2m1 weights so far, got "
+                                          f"{self.b_dtype}")
         if a.name in ACT4_TYPES and not ALLOW_UNVERIFIED_INT4_ACT:
             raise NotImplementedError(f"{a.name} activations in the GEMM are built but not yet verified on a GPU; "
                                       f"they are not enabled")

@@ -40,7 +40,7 @@ class HummingLayer(torch.nn.Module):
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         self.a_dtype = dt.parse_dtype(a_dtype)
         self.b_dtype = dt.parse_dtype(b_dtype)
-        self.act8 = self.a_dtype.name in ("float8e4m3", "float8e5m2", "int8", "int4")   # quantized activations
+        self.act8 = self.a_dtype.name in ("float8e4m3", "float8e5m2", "int8", "int4", "float4e2m1")   # quantized
         self.c_dtype = (dt.parse_dtype(c_dtype) if c_dtype is not None
                         else (dt.float16 if self.act8 else self.a_dtype))
         self.bs_dtype = dt.check_scale_dtype(bs_dtype)
@@ -48,9 +48,9 @@ class HummingLayer(torch.nn.Module):
         if self.act8:
             from . import config as _config
 
-            if self.a_dtype.name == "int4" and not _config.ALLOW_UNVERIFIED_INT4_ACT:
-                raise NotImplementedError("int4 activations in the GEMM are built but not yet verified on a GPU; "
-                                          "they are not enabled")
+            if self.a_dtype.name in _config.ACT4_TYPES and not _config.ALLOW_UNVERIFIED_INT4_ACT:
+                raise NotImplementedError(f"{self.a_dtype.name} activations in the GEMM are built but not yet verified "
+                                          f"on a GPU; they are not enabled")
             if num_experts is not None:
                 raise NotImplementedError(f"{self.a_dtype.name} activations are not implemented for MoE layers yet")
         elif self.a_dtype.name not in _TORCH_HALF:

@@ -17,8 +17,8 @@ from .tune import default_config
 __all__ = ["gemm"]
 
 _TORCH = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float8e4m3": torch.float8_e4m3fn,
-          "float8e5m2": torch.float8_e5m2, "int8": torch.int8, "int4": torch.int8}
-_ACT8 = ("float8e4m3", "float8e5m2", "int8", "int4")   # quantized activations: codes + fp32 scales
+          "float8e5m2": torch.float8_e5m2, "int8": torch.int8, "int4": torch.int8, "float4e2m1": torch.uint8}
+_ACT8 = ("float8e4m3", "float8e5m2", "int8", "int4", "float4e2m1")   # quantized activations: codes + fp32 scales
 _C_NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16"}
 _DUMMIES: dict = {}
 
@@ -101,7 +101,7 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
     `humming_cute.activations` math; it is compiled into the epilogue. GLU reads gate/up from interleaved
     columns (2j, 2j + 1) and returns N/2 columns. `batch_invariant=True` (default configs only) keeps a row's
     result bitwise independent of M. 8/4-bit activations (a weight prepared for fp8 / int8 / int4): x holds
-    the codes (int4: int8 values in [-8, 7], one per byte) and `x_scales` the fp32 scales, [M] / [M, 1] per token or [M, K / g] per group of g along K;
+    the codes (int4: int8 values in [-8, 7]; e2m1: uint8 codes; one per byte) and `x_scales` the fp32 scales, [M] / [M, 1] per token or [M, K / g] per group of g along K;
     `fp8_fast_accum=False` (default configs) promotes fp8 wgmma partial sums to fp32 every k-tile (see
     `GemmConfig.fp8_fast_accum`)."""
     check_input(x, weight, bias)
@@ -186,7 +186,7 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
             xk = torch.nn.functional.pad(xk.view(torch.uint8), (0, weight.k_pad - weight.shape_k)).view(x.dtype)
         else:
             xk = torch.nn.functional.pad(xk, (0, weight.k_pad - weight.shape_k))
-    if weight.a_dtype == "int4":   # two's complement nibbles, k even in the low one: [M, K / 2] bytes
+    if weight.a_dtype in ("int4", "float4e2m1"):   # 4-bit codes as nibbles, k even in the low one: [M, K/2] bytes
         xu = xk.view(torch.uint8)
         xk = (xu[:, 0::2] & 0xF) | (xu[:, 1::2] << 4)
     if act8:

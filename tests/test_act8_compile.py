@@ -144,3 +144,28 @@ def test_act8_wgmma_compiles(a, b, g, m, mma):
     assert "cp.async.bulk.tensor" in art.ptx
     spills = sum(r.spill_bytes for r in art.ptxas.values())
     assert art.ptxas and spills == 0, f"{cfg}: {spills} spill bytes"
+
+
+@pytest.mark.parametrize("g,xg,m", [(0, 0, 1), (64, 0, 16), (0, 128, 4096)])
+def test_fp4_activations_compile_sm120(g, xg, m):
+    """e2m1 activations x e2m1 weights on sm_120a: the block-scaled m16n8k64 e2m1 MMA (unit ue8m0 scales; the
+    kernel's own fp32 scales apply to the sums) on packed 4-bit A fragments and identity weight lanes, no spills.
+    Compile-checked only (no sm_120 GPU has run it)."""
+    cfg = default_config(m, 4096, 4096, a_dtype="float4e2m1", b_dtype="float4e2m1", c_dtype="bfloat16",
+                         group_size=g, arch="sm_120a", act_group_size=xg)
+    assert cfg.mainloop == "sm80" and cfg.act_bits == 4
+    art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch="sm_120a", options="--enable-tvm-ffi")
+    assert ("mma.sync.aligned.m16n8k64.row.col.kind::mxf4.block_scale.scale_vec::2X.f32.e2m1.e2m1.f32.ue8m0"
+            in art.ptx)
+    spills = sum(r.spill_bytes for r in art.ptxas.values())
+    assert art.ptxas and spills == 0, f"{cfg}: {spills} spill bytes"
+
+
+@pytest.mark.parametrize("kw,match", [(dict(arch="sm_90a"), "sm_120a"), (dict(b_dtype="int2"), "float4e2m1 weights"),
+                                      (dict(group_size=32), "at least 64")])
+def test_fp4_activation_errors(kw, match):
+    base = dict(a_dtype="float4e2m1", b_dtype="float4e2m1", c_dtype="float16", group_size=0, block_m=16,
+                block_n=64, block_k=128, warp_m=16, warp_n=64, warp_k=64, arch="sm_120a")
+    base.update(kw)
+    with pytest.raises((NotImplementedError, ValueError), match=match):
+        GemmConfig(**base).validate()

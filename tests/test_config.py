@@ -63,9 +63,9 @@ def test_int4_activations_refused_until_verified():
             b_dtype="int4", arch="sm_90", group_size=0)
 
 
-def test_fp4_activations_not_implemented():
-    _raises(NotImplementedError, r"float4e2m1 activations are not implemented", a_dtype="float4e2m1",
-            b_dtype="float4e2m1", arch="sm_90", group_size=0)
+def test_fp4_activations_need_sm120():
+    _raises(NotImplementedError, r"float4e2m1 activations use the block-scaled e2m1 mma.sync of sm_120a",
+            a_dtype="float4e2m1", b_dtype="float4e2m1", arch="sm_90", group_size=0)
 
 
 @pytest.mark.parametrize("a,b,group", [("int8", "uint4", 128), ("int8", "int8", 0), ("float8e4m3", "int4", 0),

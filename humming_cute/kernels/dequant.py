@@ -128,13 +128,14 @@ def lanes8(lane, c0, c1, neg_sub=None):
 
 def lanes4(lane, c0, c1, c2, c3, neg_sub=None):
     """Four code pairs (k, k+1) .. (k+6, k+7), each pair in the two 16-bit halves of c0..c3 (codes < 16), -> one
-    register of eight 4-bit int4 lanes holding q - offset, lane i = k + i (int_lanes plans only).
+    register of eight 4-bit lanes, lane i = k + i: int4 lanes holding q - offset (int_lanes plans), or the e2m1
+    codes themselves (identity plans: e2m1 weights under e2m1 activations).
 
     Each pair's two codes become one byte (lo | hi << 4: OR with itself shifted down by 12), three PRMTs gather
     the four low bytes, then the carry-free per-lane add and top-bit flip of `LanePlan` give two's complement;
     `neg_sub` (zero points) is that add constant of the column in every nibble."""
-    if lane.kind != "int_lanes" or lane.lane_bits != 4:
-        raise ValueError(f"lanes4 builds int4 lanes; {lane.a_dtype} x {lane.b_dtype} is a {lane.kind} plan")
+    if lane.lane_bits != 4 or lane.kind not in ("int_lanes", "identity"):
+        raise ValueError(f"lanes4 builds int4 / e2m1 lanes; {lane.a_dtype} x {lane.b_dtype} is a {lane.kind} plan")
     v = cute.arch.inline_ptx(
         "{\n.reg .b32 t0, t1, t2, t3, lo, hi;\n"
         "shr.b32 t0, {$r0}, 12;\nor.b32 t0, t0, {$r0};\n"
@@ -143,5 +144,7 @@ def lanes4(lane, c0, c1, c2, c3, neg_sub=None):
         "shr.b32 t3, {$r3}, 12;\nor.b32 t3, t3, {$r3};\n"
         "prmt.b32 lo, t0, t1, 0x0040;\nprmt.b32 hi, t2, t3, 0x0040;\n"
         "prmt.b32 {$w0}, lo, hi, 0x5410;\n}", write_only_types=[cutlass.Int32], read_only_args=[c0, c1, c2, c3])
+    if lane.kind == "identity":
+        return v
     add = i32(lane.lane_add_word(lane.sym_offset)) if neg_sub is None else neg_sub
     return (v + add) ^ i32(0x88888888)

@@ -25,7 +25,7 @@ from ..config import GemmConfig
 from ..layouts.weight import ATOM_K, ATOM_N, atom_words
 from . import dequant as dq
 from .epilogue import Epilogue
-from .mma import mma_f8_m16n8k32, mma_s4_m16n8k64, mma_s8_m16n8k32
+from .mma import mma_f8_m16n8k32, mma_mxf4_m16n8k64, mma_s4_m16n8k64, mma_s8_m16n8k32
 from .scheduler import split_k_reduce
 
 _CUTLASS_TYPES = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16, "float32": cutlass.Float32}
@@ -193,9 +193,10 @@ class Sm80MixedGemm:
         the end of the warp's k-range), then cleared. Zero points arrive per column as lane constants (int8) or
         fp16 subtrahends (fp8) in the zero-point stage buffer.
 
-        int4 activations (`act4`): k64 steps (one weight atom each), A fragments are 16-bit units of 4 codes,
-        B registers of 8 int4 lanes (b0 = k 8t..8t+7: slot groups 0, 1; b1 = k 32+8t..: slot groups 2, 3;
-        layout `mma_k=64`), one s4 m16n8k64 MMA per (m16, n8) tile into s32."""
+        4-bit activations (`act4`): k64 steps (one weight atom each), A fragments are 16-bit units of 4 codes,
+        B registers of 8 lanes (b0 = k 8t..8t+7: slot groups 0, 1; b1 = k 32+8t..: slot groups 2, 3; layout
+        `mma_k=64`), one s4 m16n8k64 MMA into s32 (int4) or block-scaled e2m1 m16n8k64 MMA with unit scales into
+        fp32 (e2m1, sm_120a) per (m16, n8) tile."""
         rAi = cute.recast_tensor(tCrA, cutlass.Int32)          # (4 regs, m16 tiles, MMA k-steps)
         mk = self.mma_k
         words = {}
@@ -250,7 +251,12 @@ class Sm80MixedGemm:
                     nj = a * 8 + j
                     for mi in cutlass.range_constexpr(self.wm // 16):
                         a_regs = [rAi[v, mi, s] for v in range(4)]
-                        if cutlass.const_expr(self.act4):
+                        if cutlass.const_expr(self.cfg.a_dtype == "float4e2m1"):
+                            dst = acc_i if two_level else acc
+                            d = mma_mxf4_m16n8k64(a_regs, bregs, [dst[v, mi, nj] for v in range(4)])
+                            for v in cutlass.range_constexpr(4):
+                                dst[v, mi, nj] = d[v]
+                        elif cutlass.const_expr(self.act4):
                             d = mma_s4_m16n8k64(None, a_regs, bregs, [acc_i[v, mi, nj] for v in range(4)])
                             for v in cutlass.range_constexpr(4):
                                 acc_i[v, mi, nj] = d[v]

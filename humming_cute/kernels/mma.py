@@ -47,6 +47,7 @@ __all__ = [
     "mma_s4_m16n8k64",
     "check_int_mma_arch",
     "mma_f8_m16n8k32",
+    "mma_mxf4_m16n8k64",
 ]
 
 #: Registers per thread of the A, B and C/D fragments (the same for both shapes).
@@ -232,6 +233,26 @@ def mma_f8_m16n8k32(kind: str, a: Fragment, b: Fragment, c: Sequence[object], *,
     ptx = (f"mma.sync.aligned.m16n8k32.row.col.f32.{t}.{t}.f32 {_operand_list('w', 0, CD_REGS)}, "
            f"{_operand_list('r', 0, A_REGS)}, {_operand_list('r', A_REGS, B_REGS)}, "
            f"{_operand_list('r', A_REGS + B_REGS, CD_REGS)};")
+    args = _words(a, A_REGS, "A") + _words(b, B_REGS, "B") + [cutlass.Float32(v) for v in c]
+    return cute.arch.inline_ptx(ptx, write_only_types=[cutlass.Float32] * CD_REGS, read_only_args=args,
+                                loc=loc, ip=ip)
+
+
+# ue8m0 scale factor 2^0 in all four bytes: the block-scaled fp4 MMA then computes the plain product
+_UE8M0_ONES = 0x7F7F7F7F
+
+
+def mma_mxf4_m16n8k64(a: Fragment, b: Fragment, c: Sequence[object], *, loc=None, ip=None) -> tuple:
+    """``mma.sync.aligned.m16n8k64.row.col.kind::mxf4.block_scale.scale_vec::2X.f32.e2m1.e2m1.f32.ue8m0`` (sm_120a):
+    e2m1 A (16x64) * B (64x8) + C in fp32 with unit block scales (every scale factor 2^0; the kernels apply their
+    scales to the fp32 sums). A and B registers hold 8 packed e2m1 lanes each with the s4 layout of the module
+    docstring; C is 4 fp32 values. Returns the 4 new fp32 accumulators."""
+    ptx = ("{\n.reg .b16 sfid;\n.reg .b32 sf;\nmov.b16 sfid, 0;\n"
+           f"mov.b32 sf, {_UE8M0_ONES};\n"
+           "mma.sync.aligned.m16n8k64.row.col.kind::mxf4.block_scale.scale_vec::2X.f32.e2m1.e2m1.f32.ue8m0 "
+           f"{_operand_list('w', 0, CD_REGS)}, {_operand_list('r', 0, A_REGS)}, "
+           f"{_operand_list('r', A_REGS, B_REGS)}, {_operand_list('r', A_REGS + B_REGS, CD_REGS)}, "
+           "{sf}, {sfid, sfid}, {sf}, {sfid, sfid};\n}")
     args = _words(a, A_REGS, "A") + _words(b, B_REGS, "B") + [cutlass.Float32(v) for v in c]
     return cute.arch.inline_ptx(ptx, write_only_types=[cutlass.Float32] * CD_REGS, read_only_args=args,
                                 loc=loc, ip=ip)

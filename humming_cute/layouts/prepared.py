@@ -86,7 +86,7 @@ def prepare_weight(qw: QuantizedWeight, a_dtype="float16") -> PreparedWeight:
     a = dt.parse_dtype(a_dtype)
     b = qw.b_dtype if not isinstance(qw.b_dtype, str) else dt.parse_dtype(qw.b_dtype)
     b = dt.parse_dtype(b)
-    act8 = a.name in ("float8e4m3", "float8e5m2", "int8", "int4")   # quantized activations (8 or 4 bits)
+    act8 = a.name in ("float8e4m3", "float8e5m2", "int8", "int4", "float4e2m1")   # quantized activations
     if act8:
         make_lane_plan(a, b)                 # checks the pair
         plan = None
@@ -96,7 +96,7 @@ def prepare_weight(qw: QuantizedWeight, a_dtype="float16") -> PreparedWeight:
     n_pad, k_pad = round_up(n, ATOM_N), round_up(k, ATOM_K)
     dev = qw.codes.device
     codes = _pad_last2(qw.codes, n_pad, k_pad, 0)
-    packed = pack_weight(codes, b.bits, mma_k=64 if a.name == "int4" else 32 if act8 else 16)
+    packed = pack_weight(codes, b.bits, mma_k=64 if a.name in ("int4", "float4e2m1") else 32 if act8 else 16)
 
     s, z, g = _group_params(qw, n, k)
     lead = qw.codes.shape[:-2]
