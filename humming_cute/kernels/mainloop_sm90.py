@@ -304,6 +304,8 @@ class Sm90MixedGemm:
                             rsc[0, 1 - half] = mSf[grp, n_row]
                             rsc[1, 1 - half] = mSf[grp, n_row + 8]
             if k_tiles % 2 == 1:                             # odd count: the last k-tile sits in buffer 0
+                # (the wgmma issue is written out here and in the loop on purpose: moving the ACCUMULATE toggling
+                # into a helper called inside the dynamic loop made the DSL emit IR that fails dominance checks)
                 stage = cons.index
                 warpgroup.wait_group(0)
                 if cons.count > 0:
