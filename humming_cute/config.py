@@ -20,10 +20,10 @@ __all__ = ["GemmConfig", "smem_bytes"]
 ACT8_TYPES = ("float8e4m3", "float8e5m2", "int8")
 ACT4_TYPES = ("int4", "float4e2m1")
 QUANT_ACT_TYPES = ACT8_TYPES + ACT4_TYPES
-# int4 activations compile and most of their GPU tests pass; the A-tile swizzle fix for 16-column atoms has not run
-# on a GPU yet; fp4 (e2m1) activations (sm_120a, block-scaled m16n8k64 MMA) are compile-checked only: configs with
-# 4-bit activations are refused unless this is set (the tests set it)
-ALLOW_UNVERIFIED_INT4_ACT = False
+# Built and compile-checked, not yet passed on a GPU: int4 activations (most of their GPU tests pass; the A-tile
+# swizzle fix for 16-column atoms has not run), fp4 (e2m1) activations (sm_120a, block-scaled m16n8k64 MMA) and
+# use_f16_accum. Configs using them are refused unless this is set (the tests set it).
+ALLOW_UNVERIFIED = False
 
 _MMA_M, _MMA_N, _MMA_K = 16, 8, 16
 
@@ -65,6 +65,9 @@ class GemmConfig:
     # tensor cores keep fewer mantissa bits than fp32 there); False promotes each k-tile's partial sum into an
     # fp32 accumulator (cuBLAS's default accuracy, about 30 % slower)
     fp8_fast_accum: bool = True
+    # fp16 activations and output on the mma.sync mainloop: accumulate in fp16 (m16n8k16.f16 MMAs; twice the MMA
+    # rate on GPUs whose fp32-accumulate rate is halved, e.g. GeForce parts) at fp16's precision
+    use_f16_accum: bool = False
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -132,6 +135,12 @@ class GemmConfig:
                                       f"{a.name} activations are not implemented yet")
         if self.c_dtype not in ("float16", "bfloat16"):
             raise ValueError(f"output dtype must be float16 or bfloat16, got {self.c_dtype}")
+        if self.use_f16_accum:
+            if (self.a_dtype, self.c_dtype, self.mainloop) != ("float16", "float16", "sm80"):
+                raise NotImplementedError(f"use_f16_accum takes float16 activations and output on the mma.sync "
+                                          f"mainloop, got {self.a_dtype} x -> {self.c_dtype} on {self.mainloop!r}")
+            if not ALLOW_UNVERIFIED:
+                raise NotImplementedError("use_f16_accum is built but not yet verified on a GPU; it is not enabled")
         arch = get_arch(self.arch)
         if arch.sm < 80:
             raise NotImplementedError(f"{arch.name}: the CuTe DSL kernels need sm_80 or newer")
@@ -222,7 +231,7 @@ class GemmConfig:
             if self.b_dtype != "float4e2m1":
                 raise NotImplementedError(f"float4e2m1 activations take float4e2m1 weights so far, got "
                                           f"{self.b_dtype}")
-        if a.name in ACT4_TYPES and not ALLOW_UNVERIFIED_INT4_ACT:
+        if a.name in ACT4_TYPES and not ALLOW_UNVERIFIED:
             raise NotImplementedError(f"{a.name} activations in the GEMM are built but not yet verified on a GPU; "
                                       f"they are not enabled")
         if self.mainloop == "sm90" and a.name in ACT4_TYPES:

@@ -93,7 +93,8 @@ def check_input(x: torch.Tensor, w: PreparedWeight, bias: Optional[torch.Tensor]
 def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor] = None,
          out_dtype: Optional[torch.dtype] = None, config: Optional[GemmConfig] = None,
          out: Optional[torch.Tensor] = None, batch_invariant: bool = False, activation=None,
-         glu: bool = False, x_scales: Optional[torch.Tensor] = None, fp8_fast_accum: bool = True) -> torch.Tensor:
+         glu: bool = False, x_scales: Optional[torch.Tensor] = None, fp8_fast_accum: bool = True,
+         use_f16_accum: bool = False) -> torch.Tensor:
     """C[M, N] = act((x @ dequant(W)^T) * scales + bias), on the current CUDA stream.
 
     `activation`: None, a name ("relu", "silu", "gelu", "gelu_tanh", "quick_gelu", "sigmoid", "tanh", or
@@ -103,7 +104,8 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
     result bitwise independent of M. 8/4-bit activations (a weight prepared for fp8 / int8 / int4): x holds
     the codes (int4: int8 values in [-8, 7]; e2m1: uint8 codes; one per byte) and `x_scales` the fp32 scales, [M] / [M, 1] per token or [M, K / g] per group of g along K;
     `fp8_fast_accum=False` (default configs) promotes fp8 wgmma partial sums to fp32 every k-tile (see
-    `GemmConfig.fp8_fast_accum`)."""
+    `GemmConfig.fp8_fast_accum`); `use_f16_accum=True` (default configs, fp16 in and out) accumulates in fp16
+    (`GemmConfig.use_f16_accum`)."""
     check_input(x, weight, bias)
     act8 = weight.a_dtype in _ACT8
     x_group = 0
@@ -148,16 +150,18 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
     if config is None:
         # the default (config, kernel) of a problem is memoised: the hot path is one tuple lookup
         key = (m, id(weight), c_name, bias is not None, batch_invariant, dev, act_name, act_fn, glu, x_group,
-               fp8_fast_accum)
+               fp8_fast_accum, use_f16_accum)
         hit = _DEFAULTS.get(key)
         if hit is None or hit[0]() is not weight:
             cfg = default_config(m, weight.n_pad, weight.k_pad, a_dtype=weight.a_dtype, b_dtype=weight.b_dtype,
                                  c_dtype=c_name, group_size=weight.group_size, arch=device_target(dev),
                                  has_bias=bias is not None, num_sms=_num_sms(dev),
                                  batch_invariant=batch_invariant, glu=glu, act_group_size=x_group,
-                                 fp8_fast_accum=fp8_fast_accum)
+                                 fp8_fast_accum=fp8_fast_accum, mainloop="sm80" if use_f16_accum else None)
             if act_name != "none":
                 cfg = cfg.with_(activation=act_name, custom_activation=act_fn, glu=glu)
+            if use_f16_accum:   # fp16 accumulation exists on the mma.sync mainloop (chosen above)
+                cfg = cfg.with_(use_f16_accum=True).validate()
             if len(_DEFAULTS) > 65536:
                 _DEFAULTS.clear()
             hit = _DEFAULTS[key] = (weakref.ref(weight), cfg, _rc.get_kernel(cfg))

@@ -20,7 +20,7 @@ from humming_cute.tune import default_config
 
 @pytest.fixture(autouse=True)
 def _int4_enabled(monkeypatch):
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED_INT4_ACT", True)
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
 
 
 CASES = [  # activation, weight, arch, expected MMA type string, conversion instruction or None

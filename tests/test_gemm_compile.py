@@ -56,3 +56,23 @@ def test_compile_time_is_reported():
     rc.compile_kernel(cfg)
     st = rc.compile_stats()
     assert st["compiles"] == before + 1 and 0 < st["last_seconds"] < 60
+
+
+def test_use_f16_accum_compiles_and_is_gated(monkeypatch):
+    """use_f16_accum: fp16-accumulating m16n8k16 MMAs, no spills; refused until verified on a GPU, and for
+    anything but fp16 activations and output on the mma.sync mainloop."""
+    import humming_cute.config as hconfig
+
+    cfg = default_config(16, 4096, 4096, a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
+                         arch="sm_86").with_(use_f16_accum=True)
+    with pytest.raises(NotImplementedError, match="not yet verified"):
+        cfg.validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    bf = default_config(16, 4096, 4096, a_dtype="bfloat16", b_dtype="uint4", c_dtype="bfloat16", group_size=128,
+                        arch="sm_86").with_(use_f16_accum=True)
+    with pytest.raises(NotImplementedError, match="float16 activations and output"):
+        bf.validate()
+    art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch="sm_86", options="--enable-tvm-ffi")
+    assert re.search(r"mma\.sync\.aligned\.m16n8k16\.row\.col\.f16\.f16\.f16\.f16", art.ptx)
+    assert not re.search(r"mma\.sync\.aligned\.m16n8k16\.row\.col\.f32", art.ptx)
+    assert art.ptxas and sum(r.spill_bytes for r in art.ptxas.values()) == 0

@@ -238,3 +238,23 @@ def test_batch_invariant_bitwise(b, group):
         assert torch.equal(part, full[lo:hi]), f"rows {lo}:{hi} differ from the same rows in a batch of 300"
     ref = reference_gemm(x, qw, out_dtype=torch.float32)
     assert ((full.float() - ref).norm() / ref.norm()).item() < 1e-2
+
+
+# ---- fp16 accumulation (use_f16_accum): built and compile-checked; enabled here for its GPU run
+@pytest.mark.parametrize("b,group", [("uint4", 128), ("int4", 0), ("float4e2m1", 32)])
+@pytest.mark.parametrize("m", [1, 16, 333])
+def test_use_f16_accum(monkeypatch, b, group, m):
+    """fp16 in, fp16 accumulate, fp16 out. Tolerance 1e-2: K = 1024 products summed in fp16 (11-bit mantissa)
+    instead of fp32 lose about sqrt(K) / 2^11 relative to the sum's magnitude in the worst rows."""
+    import humming_cute.config as hconfig
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    torch.manual_seed(m)
+    qw = quantize_weight(torch.randn(384, 1024, device="cuda"), b, group, "float16")
+    pw = hc.prepare_weight(qw, "float16")
+    x = torch.randn(m, 1024, device="cuda", dtype=torch.float16)
+    out = torch.full((m, 384), float("nan"), device="cuda", dtype=torch.float16)
+    y = hc.gemm(x, pw, out=out, use_f16_accum=True)
+    ref = reference_gemm(x, qw, out_dtype=torch.float32)
+    assert not torch.isnan(y).any()
+    assert ((y.float() - ref).norm() / ref.norm()).item() < 1e-2

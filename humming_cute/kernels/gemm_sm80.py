@@ -129,7 +129,8 @@ class Sm80MixedGemm:
         copy_B, nthr_B = self._g2s_copy(cutlass.Int32, self.bn_atoms, self.bk_words)
         copy_S, nthr_S = self._g2s_copy(cutlass.Int32, srows, self.bn // 2)
 
-        mma_op = warp.MmaF16BF16Op(self.a_type, cutlass.Float32, (16, 8, 16))
+        mma_op = warp.MmaF16BF16Op(self.a_type, cutlass.Float16 if self.cfg.use_f16_accum else cutlass.Float32,
+                                   (16, 8, 16))
         tiled_mma = cute.make_tiled_mma(mma_op, cute.make_layout((1, 1, 1)))
 
         if cutlass.const_expr(self.moe):
@@ -410,6 +411,10 @@ class Sm80MixedGemm:
         tCcC = thr_mma.partition_C(cC)
         acc = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)
         acc.fill(0.0)
+        acc_mma = acc          # use_f16_accum: the 16-bit MMAs accumulate in fp16, widened after the mainloop
+        if cutlass.const_expr(self.cfg.use_f16_accum):
+            acc_mma = cute.make_rmem_tensor(tCcC.shape, cutlass.Float16)
+            acc_mma.fill(0.0)
         cfg_xg = self.cfg.act_group_size
         acc_i = acc            # int8 MMAs accumulate exactly in int32; 8-bit group scales need a partial sum
         if cutlass.const_expr(self.act8 and self.int_acc):
@@ -511,9 +516,12 @@ class Sm80MixedGemm:
                             if cutlass.const_expr(self.group > 0):
                                 val = dq.mul2(plan, val, sc)
                             rBu[r + 2 * (a * 8 + j)] = val
-                    cute.gemm(tiled_mma, acc, tCrA[None, None, s], rB[None, None, 0], acc)
+                    cute.gemm(tiled_mma, acc_mma, tCrA[None, None, s], rB[None, None, 0], acc_mma)
 
         cute.arch.cp_async_wait_group(0)
+        if cutlass.const_expr(self.cfg.use_f16_accum):
+            for i in cutlass.range_constexpr(cute.size(acc)):
+                acc[i] = acc_mma[i].to(cutlass.Float32)
         if cutlass.const_expr(self.act8 and self.int_acc and self.group == 0 and cfg_xg == 0):
             for i in cutlass.range_constexpr(cute.size(acc)):
                 acc[i] = acc_i[i].to(cutlass.Float32)
