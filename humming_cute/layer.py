@@ -226,9 +226,9 @@ class HummingLayer(torch.nn.Module):
         """y[..., N] for x[..., K]. `block_shape=(BM, BN, BK)` / `warp_shape=(WM, WN, WK)` pick the tiles;
         by default a config is chosen from M (`batch_invariant=True`: one K reduction order for every M).
 
-        8-bit activation layers take x in fp16/bf16/fp32 and quantize it per token on the GPU
-        (`humming_cute.quantize_input`, one fused kernel), or x already quantized (fp8 / int8 codes) with its
-        per-token fp32 `x_scales` ([..., 1] or [...])."""
+        8/4-bit activation layers take x in fp16/bf16/fp32 and quantize it per token on the GPU
+        (`humming_cute.quantize_input`, one fused kernel), or x already quantized (the codes `quantize_input`
+        gives) with its per-token fp32 `x_scales` ([..., 1] or [...])."""
         from .ops import gemm
 
         if self._prepared is None:

@@ -101,8 +101,9 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
     "<name>_glu"), or a Python function of one value (two, gate and up, with `glu=True`) written with
     `humming_cute.activations` math; it is compiled into the epilogue. GLU reads gate/up from interleaved
     columns (2j, 2j + 1) and returns N/2 columns. `batch_invariant=True` (default configs only) keeps a row's
-    result bitwise independent of M. 8/4-bit activations (a weight prepared for fp8 / int8 / int4): x holds
-    the codes (int4: int8 values in [-8, 7]; e2m1: uint8 codes; one per byte) and `x_scales` the fp32 scales, [M] / [M, 1] per token or [M, K / g] per group of g along K;
+    result bitwise independent of M. 8/4-bit activations (a weight prepared for fp8 / int8 / int4 / e2m1): x
+    holds the codes (int4: int8 values in [-8, 7], not range-checked; e2m1: uint8 codes; one per byte) and
+    `x_scales` the fp32 scales, [M] / [M, 1] per token or [M, K / g] per group of g along K;
     `fp8_fast_accum=False` (default configs) promotes fp8 wgmma partial sums to fp32 every k-tile (see
     `GemmConfig.fp8_fast_accum`); `use_f16_accum=True` (default configs, fp16 in and out) accumulates in fp16
     (`GemmConfig.use_f16_accum`)."""
@@ -175,6 +176,9 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
             raise ValueError("activation/glu arguments disagree with config.activation/custom_activation/glu")
         if config.glu and weight.shape_n % 2:
             raise ValueError(f"a GLU config needs an even N, got N={weight.shape_n}")
+        if (not fp8_fast_accum and config.fp8_fast_accum) or (use_f16_accum and not config.use_f16_accum):
+            raise ValueError("fp8_fast_accum=False / use_f16_accum=True ask for what the given config does not do: "
+                             "set them in the config (the arguments choose default configs)")
         if config.act_group_size != x_group:
             raise ValueError(f"config.act_group_size={config.act_group_size} does not match x_scales (group "
                              f"{x_group}; 0 = per token)")

@@ -37,21 +37,27 @@ def _needs_fp8(monkeypatch):
         pytest.skip("fp8 mma.sync needs sm_89+ (the int8 cases run from sm_80 but share this file)")
 
 
+def _check(a, b, group, scale, m, n, k, *, xgroup=0, config=None, tol=2e-3):
+    """Random weight and activations, both quantized; the GEMM into a NaN-poisoned output against the reference
+    on the same codes and scales."""
+    qw = quantize_weight(torch.randn(n, k, device="cuda"), b, group, scale)
+    pw = hc.prepare_weight(qw, a)
+    xq, xs = quantize_activation(torch.randn(m, k, device="cuda"), a, xgroup)
+    out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.float16)
+    y = hc.gemm(xq, pw, x_scales=xs, out_dtype=torch.float16, out=out, config=config)
+    ref = reference_gemm(xq, qw, x_scales=xs, x_group_size=xgroup, a_dtype=a, out_dtype=torch.float32)
+    assert not torch.isnan(y).any(), "an output element was never written"
+    rel = ((y.float() - ref).norm() / ref.norm()).item()
+    assert rel < tol, f"relative error {rel:.3e}"
+
+
 @pytest.mark.parametrize("a,b,group,scale", PAIRS)
 @pytest.mark.parametrize("m", [1, 16, 333, 4096])
 @pytest.mark.parametrize("xgroup", [0, 128])       # activation scales per token / per group of 128
 def test_act8_matches_reference(a, b, group, scale, m, xgroup):
     torch.manual_seed(m)
-    n, k = 384, (1088 if group in (0, 32, 64) and not xgroup else 1152)   # 1088: padded to 1152 inside
-    qw = quantize_weight(torch.randn(n, k, device="cuda"), b, group, scale)
-    pw = hc.prepare_weight(qw, a)
-    xq, xs = quantize_activation(torch.randn(m, k, device="cuda"), a, xgroup)
-    out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.float16)
-    y = hc.gemm(xq, pw, x_scales=xs, out_dtype=torch.float16, out=out)
-    ref = reference_gemm(xq, qw, x_scales=xs, x_group_size=xgroup, a_dtype=a, out_dtype=torch.float32)
-    assert not torch.isnan(y).any(), "an output element was never written"
-    rel = ((y.float() - ref).norm() / ref.norm()).item()
-    assert rel < 2e-3, f"relative error {rel:.3e}"
+    k = 1088 if group in (0, 32, 64) and not xgroup else 1152   # 1088: padded to 1152 inside
+    _check(a, b, group, scale, m, 384, k, xgroup=xgroup)
 
 
 def test_act8_bias_and_bf16_output():
@@ -93,18 +99,10 @@ def test_act8_k_split_warps(a, b, group, xgroup, bk, split):
     from humming_cute.arch import current_arch
 
     torch.manual_seed(bk + split)
-    m, n, k = 40, 320, 2048
-    qw = quantize_weight(torch.randn(n, k, device="cuda"), b, group, "float16")
-    pw = hc.prepare_weight(qw, a)
-    xq, xs = quantize_activation(torch.randn(m, k, device="cuda"), a, xgroup)
     cfg = hc.GemmConfig(a_dtype=a, b_dtype=b, c_dtype="float16", group_size=group, block_m=64, block_n=64,
                         block_k=bk, warp_m=32, warp_n=64, warp_k=64, stages=3, split_k=split,
                         act_group_size=xgroup, arch=current_arch().target)
-    out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.float16)
-    y = hc.gemm(xq, pw, x_scales=xs, out_dtype=torch.float16, out=out, config=cfg)
-    ref = reference_gemm(xq, qw, x_scales=xs, x_group_size=xgroup, a_dtype=a, out_dtype=torch.float32)
-    assert not torch.isnan(y).any()
-    assert ((y.float() - ref).norm() / ref.norm()).item() < 2e-3
+    _check(a, b, group, "float16", 40, 320, 2048, xgroup=xgroup, config=cfg)
 
 
 def _sm90():
@@ -141,18 +139,10 @@ def test_act8_wgmma(a, b, group, bm, bn, bk, split, fast):
     test_act8_matches_reference, a long K by test_act8_wgmma_long_k."""
     _sm90()
     torch.manual_seed(bm + bk)
-    m, n, k = 333, 384, 1536
-    qw = quantize_weight(torch.randn(n, k, device="cuda"), b, group, "float32" if group == 0 else "float16")
-    pw = hc.prepare_weight(qw, a)
-    xq, xs = quantize_activation(torch.randn(m, k, device="cuda"), a, 0)
     cfg = hc.GemmConfig(a_dtype=a, b_dtype=b, c_dtype="float16", group_size=group, block_m=bm, block_n=bn,
                         block_k=bk, warp_m=bm, warp_n=64, warp_k=bk, stages=3, split_k=split, arch="sm_90a",
                         mainloop="sm90", fp8_fast_accum=fast)
-    out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.float16)
-    y = hc.gemm(xq, pw, x_scales=xs, out_dtype=torch.float16, out=out, config=cfg)
-    ref = reference_gemm(xq, qw, x_scales=xs, a_dtype=a, out_dtype=torch.float32)
-    assert not torch.isnan(y).any()
-    assert ((y.float() - ref).norm() / ref.norm()).item() < 2e-3
+    _check(a, b, group, "float32" if group == 0 else "float16", 333, 384, 1536, config=cfg)
 
 
 @pytest.mark.parametrize("a,b,fast,tol", [("float8e4m3", "float8e4m3", False, 1e-3),

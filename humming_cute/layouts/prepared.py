@@ -79,8 +79,9 @@ def _group_params(qw: QuantizedWeight, n: int, k: int):
 
 
 def prepare_weight(qw: QuantizedWeight, a_dtype="float16") -> PreparedWeight:
-    """Build the kernel operands of `qw` for activations of type `a_dtype` (fp16/bf16; fp8 / int8 with
-    channelwise scales, whose packing feeds the m16n8k32 MMA)."""
+    """Build the kernel operands of `qw` for activations of type `a_dtype`: fp16/bf16 (m16n8k16 layout, scales
+    for the in-register dequant), fp8 / int8 (m16n8k32 layout) or int4 / e2m1 (m16n8k64 layout), the last two
+    with fp32 group scales for two-level accumulation and zero points as lane constants."""
     if not isinstance(qw, QuantizedWeight):
         raise TypeError(f"prepare_weight takes a QuantizedWeight (see quantize_weight), got {type(qw).__name__}")
     a = dt.parse_dtype(a_dtype)
