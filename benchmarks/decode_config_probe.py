@@ -1,44 +1,81 @@
-"""Sweep decode (M=1) configs of the mma.sync kernel on the GPU: fp16 x uint4 g128, CUDA-graph replay times."""
-import os, sys, time, torch
+"""Sweep small-M configs of the mma.sync kernel on the GPU against the default config and the Humming package.
+
+fp16 x uint4 g128 (or --b/--group), M in --m, shapes in --shapes; every config's output is checked against the
+default config's before it is timed; times are `humming_cute.bench.timing.bench_ms` medians (L2 flushed before
+each call). GB/s counts the packed weight and its scales. Usage:
+
+    python3 benchmarks/decode_config_probe.py --m 1,16 --shapes 8192x8192,4096x4096
+"""
+import argparse
+import itertools
+import os
+import sys
+
+import torch
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-import humming_cute as hc
-from humming_cute.arch import current_arch
-from triton.testing import do_bench
-torch.manual_seed(0)
+import humming_cute as hc  # noqa: E402
+from humming_cute.arch import current_arch  # noqa: E402
+from humming_cute.bench.peers import PeerUnavailable, humming_peer  # noqa: E402
+from humming_cute.bench.timing import bench_ms, copy_bandwidth, environment  # noqa: E402
+from humming_cute.quant.weight import dequantize_weight  # noqa: E402
+
+p = argparse.ArgumentParser()
+p.add_argument("--m", default="1,16")
+p.add_argument("--shapes", default="8192x8192,4096x4096,28672x4096,4096x14336")
+p.add_argument("--b", default="uint4")
+p.add_argument("--group", type=int, default=128)
+p.add_argument("--bn", default="64,128")
+p.add_argument("--kw", default="256/64,512/128,512/64,1024/128,1024/64")   # block_k / warp_k
+p.add_argument("--stages", default="3,4")
+p.add_argument("--split", default="1,2")
+args = p.parse_args()
+
+env = environment(torch.device("cuda"), " ".join(sys.argv))
+print(f"# {env['card']} driver {env['driver']}, {env['date']}; python3 {env['command']}", flush=True)
+bw = copy_bandwidth()
+print(f"# copy bandwidth {bw / 1e9:.0f} GB/s", flush=True)
 arch = current_arch().target
-def graph_time(fn):
-    fn(); torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    s = torch.cuda.Stream()
-    with torch.cuda.stream(s):
-        fn()
-        torch.cuda.synchronize()
-        with torch.cuda.graph(g):
-            fn()
-    torch.cuda.synchronize()
-    return do_bench(lambda: g.replay(), warmup=25, rep=100, return_mode="median")
-for (n, k) in [(8192, 8192), (4096, 4096)]:
-    qw = hc.quantize_weight(torch.randn(n, k, device="cuda"), "uint4", 128)
+torch.manual_seed(0)
+for shape in args.shapes.split(","):
+    n, k = map(int, shape.split("x"))
+    w = torch.randn(n, k, device="cuda")
+    qw = hc.quantize_weight(w, args.b, args.group)
     pw = hc.prepare_weight(qw, "float16")
-    x = torch.randn(1, k, device="cuda", dtype=torch.float16)
-    y = hc.gemm(x, pw); torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(200): hc.gemm(x, pw)
-    torch.cuda.synchronize(); cpu_us = (time.perf_counter() - t0) / 200 * 1e6
-    print(f"N={n} K={k} default: do_bench {do_bench(lambda: hc.gemm(x, pw), return_mode='median')*1e3:.1f}us graph {graph_time(lambda: hc.gemm(x, pw))*1e3:.1f}us  per-call wall {cpu_us:.1f}us", flush=True)
-    bytes_ = pw.packed.numel()*4 + pw.group_scales.numel()*4*2
-    for bn in (64, 128):
-      for bk, wk in ((256, 64), (512, 128)):
-        for split in (1, 2, 4):
-          for st in (4, 6):
+    nbytes = pw.packed.numel() * 4 + (pw.group_scales.numel() * 4 if pw.group_scales is not None else 0)
+    floor_us = nbytes / bw * 1e6
+    try:
+        hm = humming_peer(qw, w, dequantize_weight(qw, dtype=torch.float32), torch.float16, 1e-2)
+    except PeerUnavailable as e:
+        hm = None
+        print(f"# humming unavailable: {e}")
+    for m in map(int, args.m.split(",")):
+        x = torch.randn(m, k, device="cuda", dtype=torch.float16)
+        y = hc.gemm(x, pw)
+        t_def = bench_ms(lambda: hc.gemm(x, pw)) * 1e3
+        t_hm = bench_ms(lambda: hm.call(hm.to_input(x))) * 1e3 if hm else float("nan")
+        print(f"N={n} K={k} M={m}: floor {floor_us:.1f}us  default {t_def:.1f}us ({floor_us / t_def:.0%} of floor)  "
+              f"humming {t_hm:.1f}us  ratio {t_def / t_hm:.2f}", flush=True)
+        rows = []
+        for bn, kw, st, split in itertools.product(map(int, args.bn.split(",")), args.kw.split(","),
+                                                    map(int, args.stages.split(",")), map(int, args.split.split(","))):
+            bk, wk = map(int, kw.split("/"))
+            if k % bk or (k // bk) // split < 2 or n % bn:
+                continue
             try:
-                cfg = hc.GemmConfig(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=16,
-                    block_n=bn, block_k=bk, warp_m=16, warp_n=64, warp_k=wk, stages=st, split_k=split, arch=arch).validate()
-                if (k // bk) // split < 2: continue
-                f = lambda: hc.gemm(x, pw, config=cfg)
-                yy = f(); torch.cuda.synchronize()
-                assert ((yy.float()-y.float()).norm()/y.float().norm()).item() < 1e-3
-                t = graph_time(f)
-                print(f"  bn{bn} bk{bk} wk{wk} split{split} st{st}: {t*1e3:.1f}us  {bytes_/(t*1e-3)/1e9:.0f} GB/s", flush=True)
-            except ValueError as e:
-                pass
+                cfg = hc.GemmConfig(a_dtype="float16", b_dtype=args.b, c_dtype="float16", group_size=args.group,
+                                    block_m=16, block_n=bn, block_k=bk, warp_m=16, warp_n=64, warp_k=wk, stages=st,
+                                    split_k=split, arch=arch).validate()
+            except ValueError:
+                continue
+            yy = hc.gemm(x, pw, config=cfg)
+            err = ((yy.float() - y.float()).norm() / y.float().norm()).item()
+            if err > 1e-3:
+                print(f"  WRONG bn{bn} bk{bk} wk{wk} st{st} split{split}: rel err {err:.2e}", flush=True)
+                continue
+            t = bench_ms(lambda: hc.gemm(x, pw, config=cfg)) * 1e3
+            rows.append((t, f"bn{bn} bk{bk} wk{wk} warps{cfg.num_threads // 32} st{st} split{split}"))
+        rows.sort()
+        for t, name in rows[:8]:
+            print(f"  {name}: {t:.1f}us  {nbytes / (t * 1e-6) / 1e9:.0f} GB/s  {floor_us / t:.0%} of floor  "
+                  f"x{t / t_hm:.2f} humming", flush=True)

@@ -25,6 +25,18 @@ QUANT_ACT_TYPES = ACT8_TYPES + ACT4_TYPES
 # use_f16_accum. Configs using them are refused unless this is set (the tests set it).
 ALLOW_UNVERIFIED = False
 
+
+def act_bits(a_dtype: str, b_dtype: str) -> int:
+    """Bits per activation element inside the kernels (see `GemmConfig.act_bits`)."""
+    if a_dtype == "float4e2m1":
+        return 4 if b_dtype == "float4e2m1" else 8
+    return 8 if a_dtype in ACT8_TYPES else 4 if a_dtype in ACT4_TYPES else 16
+
+
+def act_mma_k(a_dtype: str, b_dtype: str) -> int:
+    """K of one MMA step for the (activation, weight) pair: 256 / act_bits."""
+    return 256 // act_bits(a_dtype, b_dtype)
+
 _MMA_M, _MMA_N, _MMA_K = 16, 8, 16
 
 
@@ -136,9 +148,11 @@ class GemmConfig:
         if self.c_dtype not in ("float16", "bfloat16"):
             raise ValueError(f"output dtype must be float16 or bfloat16, got {self.c_dtype}")
         if self.use_f16_accum:
-            if (self.a_dtype, self.c_dtype, self.mainloop) != ("float16", "float16", "sm80"):
-                raise NotImplementedError(f"use_f16_accum takes float16 activations and output on the mma.sync "
-                                          f"mainloop, got {self.a_dtype} x -> {self.c_dtype} on {self.mainloop!r}")
+            if (self.a_dtype not in ("float16", "float8e4m3") or self.c_dtype != "float16"
+                    or self.mainloop != "sm80"):
+                raise NotImplementedError(f"use_f16_accum takes float16 or float8e4m3 activations and float16 output "
+                                          f"on the mma.sync mainloop, got {self.a_dtype} x -> {self.c_dtype} on "
+                                          f"{self.mainloop!r}")
             if not ALLOW_UNVERIFIED:
                 raise NotImplementedError("use_f16_accum is built but not yet verified on a GPU; it is not enabled")
         arch = get_arch(self.arch)
@@ -208,13 +222,14 @@ class GemmConfig:
 
     @property
     def act_bits(self) -> int:
-        """Width of the activation type: 16, 8 for fp8 / int8 activations, 4 for int4 / e2m1."""
-        return 8 if self.a_dtype in ACT8_TYPES else 4 if self.a_dtype in ACT4_TYPES else 16
+        """Bits per activation element in the kernel: 16, 8 for fp8 / int8 activations, 4 for int4 and for e2m1
+        with e2m1 weights; e2m1 with other weights travels one code per byte (the kind::f8f6f4 MMA's container)."""
+        return act_bits(self.a_dtype, self.b_dtype)
 
     @property
     def act_mma_k(self) -> int:
-        """K of one MMA of the activation type: 16 (fp16/bf16 m16n8k16), 32 (8-bit m16n8k32), 64 (s4 m16n8k64)."""
-        return 256 // self.act_bits
+        """K of one MMA of the activation type: 16 (fp16/bf16 m16n8k16), 32 (8-bit m16n8k32), 64 (4-bit m16n8k64)."""
+        return act_mma_k(self.a_dtype, self.b_dtype)
 
     def _validate_act8(self, a) -> None:
         """Quantized activations: fp8 e4m3/e5m2 (from sm_89), int8 (sm_80) with m16n8k32 MMAs, int4 (sm_80; s4
@@ -228,9 +243,6 @@ class GemmConfig:
             if arch.sm not in (120, 121):
                 raise NotImplementedError(f"float4e2m1 activations use the block-scaled e2m1 mma.sync of sm_120a / "
                                           f"sm_121a; {arch.name} has none")
-            if self.b_dtype != "float4e2m1":
-                raise NotImplementedError(f"float4e2m1 activations take float4e2m1 weights so far, got "
-                                          f"{self.b_dtype}")
         if a.name in ACT4_TYPES and not ALLOW_UNVERIFIED:
             raise NotImplementedError(f"{a.name} activations in the GEMM are built but not yet verified on a GPU; "
                                       f"they are not enabled")

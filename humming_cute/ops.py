@@ -194,9 +194,13 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
             xk = torch.nn.functional.pad(xk.view(torch.uint8), (0, weight.k_pad - weight.shape_k)).view(x.dtype)
         else:
             xk = torch.nn.functional.pad(xk, (0, weight.k_pad - weight.shape_k))
-    if weight.a_dtype in ("int4", "float4e2m1"):   # 4-bit codes as nibbles, k even in the low one: [M, K/2] bytes
+    if weight.a_dtype == "int4" or (weight.a_dtype == "float4e2m1" and weight.b_dtype == "float4e2m1"):
+        # 4-bit codes as nibbles, k even in the low one: [M, K/2] bytes
         xu = xk.view(torch.uint8)
         xk = (xu[:, 0::2] & 0xF) | (xu[:, 1::2] << 4)
+    elif weight.a_dtype == "float4e2m1":
+        # e2m1 codes under other weights: one per byte in bits 2..5, the kind::f8f6f4 MMA's 8-bit container
+        xk = (xk.view(torch.uint8) & 0xF) << 2
     if act8:
         xk = xk.view(torch.uint8).view(torch.float16)   # the kernel moves 8/4-bit codes as 16-bit units
     ops = _launch_operands(weight, dev)

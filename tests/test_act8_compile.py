@@ -161,7 +161,23 @@ def test_fp4_activations_compile_sm120(g, xg, m):
     assert art.ptxas and spills == 0, f"{cfg}: {spills} spill bytes"
 
 
-@pytest.mark.parametrize("kw,match", [(dict(arch="sm_90a"), "sm_120a"), (dict(b_dtype="int2"), "float4e2m1 weights"),
+@pytest.mark.parametrize("b,g,xg,m", [("int3", 0, 0, 1), ("uint2", 64, 0, 16), ("float3e1m1", 32, 128, 4096),
+                                       ("int2", 128, 0, 333)])
+def test_fp4_activations_other_weights_compile_sm120(b, g, xg, m):
+    """e2m1 activations x other legal weights on sm_120a: e2m1 codes one per byte (bits 2..5) and e4m3 weight
+    lanes in the mixed-format kind::f8f6f4 m16n8k32 MMA, no spills. Compile-checked only."""
+    cfg = default_config(m, 4096, 4096, a_dtype="float4e2m1", b_dtype=b, c_dtype="float16", group_size=g,
+                         arch="sm_120a", act_group_size=xg)
+    assert cfg.mainloop == "sm80" and cfg.act_bits == 8 and cfg.act_mma_k == 32
+    art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch="sm_120a", options="--enable-tvm-ffi")
+    assert "mma.sync.aligned.m16n8k32.row.col.kind::f8f6f4.f32.e2m1.e4m3.f32" in art.ptx
+    assert "cvt.rn.satfinite.e4m3x2.f16x2" in art.ptx
+    assert not re.search(r"mma\.sync\.aligned\.m16n8k(16|64)", art.ptx)
+    spills = sum(r.spill_bytes for r in art.ptxas.values())
+    assert art.ptxas and spills == 0, f"{cfg}: {spills} spill bytes"
+
+
+@pytest.mark.parametrize("kw,match", [(dict(arch="sm_90a"), "sm_120a"), (dict(b_dtype="int4"), "int4"),
                                       (dict(group_size=32), "at least 64")])
 def test_fp4_activation_errors(kw, match):
     base = dict(a_dtype="float4e2m1", b_dtype="float4e2m1", c_dtype="float16", group_size=0, block_m=16,
@@ -169,3 +185,20 @@ def test_fp4_activation_errors(kw, match):
     base.update(kw)
     with pytest.raises((NotImplementedError, ValueError), match=match):
         GemmConfig(**base).validate()
+
+
+@pytest.mark.parametrize("b,g,xg,m,arch", [("int4", 0, 0, 16, "sm_89"), ("uint4", 128, 0, 4096, "sm_120a"),
+                                           ("float8e4m3", 0, 128, 333, "sm_90a")])
+def test_e4m3_f16_accum_compiles(b, g, xg, m, arch):
+    """use_f16_accum with e4m3 activations: fp16-accumulating m16n8k32 MMAs only, no spills; fp16 output only."""
+    cfg = default_config(m, 4096, 4096, a_dtype="float8e4m3", b_dtype=b, c_dtype="float16", group_size=g,
+                         act_group_size=xg, arch=arch, mainloop="sm80").with_(use_f16_accum=True).validate()
+    art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch=arch, options="--enable-tvm-ffi")
+    assert re.search(r"mma\.sync\.aligned\.m16n8k32\.row\.col\.f16\.e4m3\.e4m3\.f16", art.ptx)
+    assert not re.search(r"mma\.sync\.aligned\.m16n8k32\.row\.col\.f32", art.ptx)
+    assert art.ptxas and sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    with pytest.raises(NotImplementedError, match="float16 output"):
+        cfg.with_(c_dtype="bfloat16").validate()
+    with pytest.raises(NotImplementedError, match="float8e4m3 activations"):
+        default_config(16, 4096, 4096, a_dtype="float8e5m2", b_dtype="int4", c_dtype="float16", group_size=0,
+                       arch="sm_89").with_(use_f16_accum=True).validate()

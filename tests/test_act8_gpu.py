@@ -105,6 +105,30 @@ def test_act8_k_split_warps(a, b, group, xgroup, bk, split):
     _check(a, b, group, "float16", 40, 320, 2048, xgroup=xgroup, config=cfg)
 
 
+@pytest.mark.parametrize("b,group,xgroup", [("int4", 0, 0), ("uint4", 128, 0), ("float8e4m3", 0, 0),
+                                           ("int3", 64, 128)])
+@pytest.mark.parametrize("m", [1, 16, 333, 4096])
+def test_e4m3_f16_accum(b, group, xgroup, m):
+    """e4m3 activations with fp16 accumulators (use_f16_accum, fp16 output). Static activation scales with small
+    codes keep the fp16 partial sums far from overflow (65504). Tolerance 1e-2: about K / 32 = 36 fp16 roundings
+    (one per m16n8k32 MMA) of a running sum, each up to 2^-11 of it, instead of fp32 sums."""
+    torch.manual_seed(m + group)
+    n, k = 384, 1152
+    qw = quantize_weight(torch.randn(n, k, device="cuda"), b, group, "float16")
+    pw = hc.prepare_weight(qw, "float8e4m3")
+    # |x| ~ 4 codes against int weights (lanes <= 8), ~ 1/4 against e4m3 weights (lanes up to 448): sums of
+    # K = 1152 products stay below ~2^13 (the first GPU run overflowed to inf with |x| ~ 4 against e4m3 weights)
+    xq = (torch.randn(m, k, device="cuda") * (0.25 if b == "float8e4m3" else 4.0)).to(torch.float8_e4m3fn)
+    ng = k // xgroup if xgroup else 1
+    xs = torch.rand(m, ng, device="cuda") * 0.5 + 0.25
+    out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.float16)
+    y = hc.gemm(xq, pw, x_scales=xs, out_dtype=torch.float16, out=out, use_f16_accum=True)
+    ref = reference_gemm(xq, qw, x_scales=xs, x_group_size=xgroup, a_dtype="float8e4m3", out_dtype=torch.float32)
+    assert not torch.isnan(y).any() and not torch.isinf(y).any()
+    rel = ((y.float() - ref).norm() / ref.norm()).item()
+    assert rel < 1e-2, f"relative error {rel:.3e}"
+
+
 def _sm90():
     from humming_cute.arch import current_arch
 

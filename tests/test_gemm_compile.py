@@ -70,7 +70,7 @@ def test_use_f16_accum_compiles_and_is_gated(monkeypatch):
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     bf = default_config(16, 4096, 4096, a_dtype="bfloat16", b_dtype="uint4", c_dtype="bfloat16", group_size=128,
                         arch="sm_86").with_(use_f16_accum=True)
-    with pytest.raises(NotImplementedError, match="float16 activations and output"):
+    with pytest.raises(NotImplementedError, match="float16 or float8e4m3 activations and float16 output"):
         bf.validate()
     art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch="sm_86", options="--enable-tvm-ffi")
     assert re.search(r"mma\.sync\.aligned\.m16n8k16\.row\.col\.f16\.f16\.f16\.f16", art.ptx)

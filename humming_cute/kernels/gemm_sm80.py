@@ -25,7 +25,8 @@ from ..config import GemmConfig
 from ..layouts.weight import ATOM_K, ATOM_N, atom_words
 from . import dequant as dq
 from .epilogue import Epilogue
-from .mma import mma_f8_m16n8k32, mma_mxf4_m16n8k64, mma_s4_m16n8k64, mma_s8_m16n8k32
+from .mma import (mma_f8_m16n8k32, mma_f8_m16n8k32_f16acc, mma_f8f6f4_m16n8k32, mma_mxf4_m16n8k64,
+                  mma_s4_m16n8k64, mma_s8_m16n8k32)
 from .scheduler import split_k_reduce
 
 _CUTLASS_TYPES = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16, "float32": cutlass.Float32}
@@ -36,6 +37,9 @@ def _largest_divisor_at_most(n: int, cap: int) -> int:
         if n % d == 0:
             return d
     return 1
+
+
+_F16_2POW_M13 = 0x08000800    # fp16 2^-13 in both halves
 
 
 class Sm80MixedGemm:
@@ -52,6 +56,8 @@ class Sm80MixedGemm:
         self.act8 = cfg.act_bits < 16
         self.act4 = cfg.act_bits == 4
         self.int_acc = cfg.a_dtype in ("int8", "int4")     # exact s32 MMA accumulators
+        # fp8 MMAs accumulating in fp16 (use_f16_accum), into the partial accumulator `acc_i`
+        self.f16acc8 = self.act8 and cfg.use_f16_accum
         self.mma_k = cfg.act_mma_k
         if self.act8:
             self.lane = cfg.lane_plan()
@@ -252,7 +258,14 @@ class Sm80MixedGemm:
                     nj = a * 8 + j
                     for mi in cutlass.range_constexpr(self.wm // 16):
                         a_regs = [rAi[v, mi, s] for v in range(4)]
-                        if cutlass.const_expr(self.cfg.a_dtype == "float4e2m1"):
+                        if cutlass.const_expr(self.cfg.a_dtype == "float4e2m1" and not self.act4):
+                            # e2m1 codes (one per byte) x e4m3 weight lanes: the mixed kind::f8f6f4 MMA
+                            dst = acc_i if two_level else acc
+                            d = mma_f8f6f4_m16n8k32("float4e2m1", "float8e4m3", a_regs, bregs,
+                                                    [dst[v, mi, nj] for v in range(4)])
+                            for v in cutlass.range_constexpr(4):
+                                dst[v, mi, nj] = d[v]
+                        elif cutlass.const_expr(self.cfg.a_dtype == "float4e2m1"):
                             dst = acc_i if two_level else acc
                             d = mma_mxf4_m16n8k64(a_regs, bregs, [dst[v, mi, nj] for v in range(4)])
                             for v in cutlass.range_constexpr(4):
@@ -265,6 +278,13 @@ class Sm80MixedGemm:
                             d = mma_s8_m16n8k32(None, a_regs, bregs, [acc_i[v, mi, nj] for v in range(4)])
                             for v in cutlass.range_constexpr(4):
                                 acc_i[v, mi, nj] = d[v]
+                        elif cutlass.const_expr(self.f16acc8):
+                            # fp16 accumulators as packed pairs: register w = elements 2w, 2w + 1
+                            acc_h = cute.recast_tensor(acc_i, cutlass.Int32)
+                            d = mma_f8_m16n8k32_f16acc(self.cfg.a_dtype, a_regs, bregs,
+                                                       [acc_h[w, mi, nj] for w in range(2)])
+                            for w in cutlass.range_constexpr(2):
+                                acc_h[w, mi, nj] = d[w]
                         else:
                             dst = acc_i if two_level else acc
                             d = mma_f8_m16n8k32(self.cfg.a_dtype, a_regs, bregs,
@@ -294,6 +314,9 @@ class Sm80MixedGemm:
             if cutlass.const_expr(self.int_acc):
                 acc[i] = acc[i] + acc_i[i].to(cutlass.Float32) * sc
                 acc_i[i] = cutlass.Int32(0)
+            elif cutlass.const_expr(self.f16acc8):
+                acc[i] = acc[i] + acc_i[i].to(cutlass.Float32) * sc
+                acc_i[i] = cutlass.Float16(0.0)
             else:
                 acc[i] = acc[i] + acc_i[i] * sc
                 acc_i[i] = cutlass.Float32(0.0)
@@ -412,7 +435,7 @@ class Sm80MixedGemm:
         acc = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)
         acc.fill(0.0)
         acc_mma = acc          # use_f16_accum: the 16-bit MMAs accumulate in fp16, widened after the mainloop
-        if cutlass.const_expr(self.cfg.use_f16_accum):
+        if cutlass.const_expr(self.cfg.use_f16_accum and not self.act8):
             acc_mma = cute.make_rmem_tensor(tCcC.shape, cutlass.Float16)
             acc_mma.fill(0.0)
         cfg_xg = self.cfg.act_group_size
@@ -420,6 +443,9 @@ class Sm80MixedGemm:
         if cutlass.const_expr(self.act8 and self.int_acc):
             acc_i = cute.make_rmem_tensor(tCcC.shape, cutlass.Int32)
             acc_i.fill(0)
+        elif cutlass.const_expr(self.f16acc8):
+            acc_i = cute.make_rmem_tensor(tCcC.shape, cutlass.Float16)
+            acc_i.fill(0.0)
         elif cutlass.const_expr(self.act8 and (self.group > 0 or cfg_xg > 0)):
             acc_i = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)
             acc_i.fill(0.0)
@@ -480,6 +506,11 @@ class Sm80MixedGemm:
                         if cutlass.const_expr(self.group > 0 and (a, row_s) not in scl):
                             rs = cute.make_rmem_tensor(cute.make_layout(4), cutlass.Int32)
                             cute.autovec_copy(s_view[None, g, atom_n, row, stage], rs)
+                            if cutlass.const_expr(self.cfg.use_f16_accum):
+                                # prepared group scales put the largest |weight| near 2^13 (range for fp32
+                                # sums); fp16 sums need it near 1: scale by 2^-13 here, 2^13 after the mainloop
+                                for i in cutlass.range_constexpr(4):
+                                    rs[i] = dq.mul2(plan, rs[i], cutlass.Int32(_F16_2POW_M13))
                             rz = None
                             if cutlass.const_expr(self.has_zp):
                                 rz = cute.make_rmem_tensor(cute.make_layout(4), cutlass.Int32)
@@ -519,10 +550,11 @@ class Sm80MixedGemm:
                     cute.gemm(tiled_mma, acc_mma, tCrA[None, None, s], rB[None, None, 0], acc_mma)
 
         cute.arch.cp_async_wait_group(0)
-        if cutlass.const_expr(self.cfg.use_f16_accum):
+        if cutlass.const_expr(self.cfg.use_f16_accum and not self.act8):
+            back = 8192.0 if self.group > 0 else 1.0     # undo the 2^-13 on the group scales (exact)
             for i in cutlass.range_constexpr(cute.size(acc)):
-                acc[i] = acc_mma[i].to(cutlass.Float32)
-        if cutlass.const_expr(self.act8 and self.int_acc and self.group == 0 and cfg_xg == 0):
+                acc[i] = acc_mma[i].to(cutlass.Float32) * back
+        if cutlass.const_expr(self.act8 and (self.int_acc or self.f16acc8) and self.group == 0 and cfg_xg == 0):
             for i in cutlass.range_constexpr(cute.size(acc)):
                 acc[i] = acc_i[i].to(cutlass.Float32)
 

@@ -47,6 +47,8 @@ __all__ = [
     "mma_s4_m16n8k64",
     "check_int_mma_arch",
     "mma_f8_m16n8k32",
+    "mma_f8_m16n8k32_f16acc",
+    "mma_f8f6f4_m16n8k32",
     "mma_mxf4_m16n8k64",
 ]
 
@@ -231,6 +233,40 @@ def mma_f8_m16n8k32(kind: str, a: Fragment, b: Fragment, c: Sequence[object], *,
     the module docstring; C is 4 fp32 values. Returns the 4 new fp32 accumulators."""
     t = _F8_PTX[kind]
     ptx = (f"mma.sync.aligned.m16n8k32.row.col.f32.{t}.{t}.f32 {_operand_list('w', 0, CD_REGS)}, "
+           f"{_operand_list('r', 0, A_REGS)}, {_operand_list('r', A_REGS, B_REGS)}, "
+           f"{_operand_list('r', A_REGS + B_REGS, CD_REGS)};")
+    args = _words(a, A_REGS, "A") + _words(b, B_REGS, "B") + [cutlass.Float32(v) for v in c]
+    return cute.arch.inline_ptx(ptx, write_only_types=[cutlass.Float32] * CD_REGS, read_only_args=args,
+                                loc=loc, ip=ip)
+
+
+@dsl_user_op
+def mma_f8_m16n8k32_f16acc(kind: str, a: Fragment, b: Fragment, c: Sequence[object], *, loc=None,
+                           ip=None) -> tuple:
+    """``mma.sync.aligned.m16n8k32.row.col.f16.{e4m3,e5m2}.{..}.f16`` (sm_89+): fp8 A * B + C with fp16
+    accumulators (``use_f16_accum``). A and B as for :func:`mma_f8_m16n8k32`; C is 2 registers of packed fp16
+    pairs (register ``i`` = D[g + 8 i, 2 t .. 2 t + 1], the fp32 layout two elements at a time). Returns the 2
+    new packed registers."""
+    t = _F8_PTX[kind]
+    ptx = (f"mma.sync.aligned.m16n8k32.row.col.f16.{t}.{t}.f16 {_operand_list('w', 0, 2)}, "
+           f"{_operand_list('r', 0, A_REGS)}, {_operand_list('r', A_REGS, B_REGS)}, "
+           f"{_operand_list('r', A_REGS + B_REGS, 2)};")
+    args = _words(a, A_REGS, "A") + _words(b, B_REGS, "B") + _words(c, 2, "C")
+    return cute.arch.inline_ptx(ptx, write_only_types=[Int32] * 2, read_only_args=args, loc=loc, ip=ip)
+
+
+_F8F6F4_PTX = {"float8e4m3": "e4m3", "float8e5m2": "e5m2", "float4e2m1": "e2m1"}
+
+
+@dsl_user_op
+def mma_f8f6f4_m16n8k32(a_kind: str, b_kind: str, a: Fragment, b: Fragment, c: Sequence[object], *, loc=None,
+                        ip=None) -> tuple:
+    """``mma.sync.aligned.m16n8k32.row.col.kind::f8f6f4.f32.<a>.<b>.f32`` (sm_120a): A and B of (possibly
+    different) 8/6/4-bit float types, one element per byte with the s8 layout of the module docstring, C 4 fp32
+    values. An e2m1 element sits in bits 2..5 of its byte (``code << 2``), as the instruction expects. Returns the
+    4 new fp32 accumulators."""
+    ta, tb = _F8F6F4_PTX[a_kind], _F8F6F4_PTX[b_kind]
+    ptx = (f"mma.sync.aligned.m16n8k32.row.col.kind::f8f6f4.f32.{ta}.{tb}.f32 {_operand_list('w', 0, CD_REGS)}, "
            f"{_operand_list('r', 0, A_REGS)}, {_operand_list('r', A_REGS, B_REGS)}, "
            f"{_operand_list('r', A_REGS + B_REGS, CD_REGS)};")
     args = _words(a, A_REGS, "A") + _words(b, B_REGS, "B") + [cutlass.Float32(v) for v in c]

@@ -223,6 +223,11 @@ def make_lane_plan(a_dtype, b_dtype) -> LanePlan:
     off = b.offset if isinstance(b, dt.IntegerType) else 0
     if a.name in ("int8", "int4"):
         return LanePlan(a.name, b.name, b.bits, planes, "int_lanes", 8 if a.name == "int8" else 4, sym_offset=off)
+    if a.name == "float4e2m1" and b.name != "float4e2m1":
+        # e2m1 activations with other weights: e4m3 weight lanes for the mixed-format kind::f8f6f4 m16n8k32 MMA of
+        # sm_120a (e2m1 A, e4m3 B); every weight legal under e2m1 is exact in e4m3
+        return LanePlan("float8e4m3", b.name, b.bits, planes, "half_cvt", 8, sym_offset=off,
+                        half=make_plan("float16", b))
     lane_bits = 4 if a.name == "float4e2m1" else 8
     if b.name == a.name:   # e4m3 / e5m2 / e2m1 weights under the same activation format: the codes are the lanes
         return LanePlan(a.name, b.name, b.bits, planes, "identity", lane_bits)

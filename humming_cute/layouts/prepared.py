@@ -97,7 +97,10 @@ def prepare_weight(qw: QuantizedWeight, a_dtype="float16") -> PreparedWeight:
     n_pad, k_pad = round_up(n, ATOM_N), round_up(k, ATOM_K)
     dev = qw.codes.device
     codes = _pad_last2(qw.codes, n_pad, k_pad, 0)
-    packed = pack_weight(codes, b.bits, mma_k=64 if a.name in ("int4", "float4e2m1") else 32 if act8 else 16)
+    # MMA K: 64 for 4-bit activation codes (int4; e2m1 with e2m1 weights), 32 for 8-bit ones (e2m1 with other
+    # weights is one code per byte for the kind::f8f6f4 m16n8k32 MMA), 16 for fp16/bf16
+    act4 = a.name == "int4" or (a.name == "float4e2m1" and b.name == "float4e2m1")
+    packed = pack_weight(codes, b.bits, mma_k=64 if act4 else 32 if act8 else 16)
 
     s, z, g = _group_params(qw, n, k)
     lead = qw.codes.shape[:-2]
