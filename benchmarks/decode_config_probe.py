@@ -29,6 +29,7 @@ p.add_argument("--bn", default="64,128")
 p.add_argument("--kw", default="256/64,512/128,512/64,1024/128,1024/64")   # block_k / warp_k
 p.add_argument("--stages", default="3,4")
 p.add_argument("--split", default="1,2")
+p.add_argument("--two-level", default="0,1", help="two_level_scales values to sweep")
 args = p.parse_args()
 
 env = environment(torch.device("cuda"), " ".join(sys.argv))
@@ -57,15 +58,17 @@ for shape in args.shapes.split(","):
         print(f"N={n} K={k} M={m}: floor {floor_us:.1f}us  default {t_def:.1f}us ({floor_us / t_def:.0%} of floor)  "
               f"humming {t_hm:.1f}us  ratio {t_def / t_hm:.2f}", flush=True)
         rows = []
-        for bn, kw, st, split in itertools.product(map(int, args.bn.split(",")), args.kw.split(","),
-                                                    map(int, args.stages.split(",")), map(int, args.split.split(","))):
+        for bn, kw, st, split, tl in itertools.product(map(int, args.bn.split(",")), args.kw.split(","),
+                                                        map(int, args.stages.split(",")),
+                                                        map(int, args.split.split(",")),
+                                                        map(int, args.two_level.split(","))):
             bk, wk = map(int, kw.split("/"))
             if k % bk or (k // bk) // split < 2 or n % bn:
                 continue
             try:
                 cfg = hc.GemmConfig(a_dtype="float16", b_dtype=args.b, c_dtype="float16", group_size=args.group,
                                     block_m=16, block_n=bn, block_k=bk, warp_m=16, warp_n=64, warp_k=wk, stages=st,
-                                    split_k=split, arch=arch).validate()
+                                    split_k=split, two_level_scales=bool(tl), arch=arch).validate()
             except ValueError:
                 continue
             yy = hc.gemm(x, pw, config=cfg)
@@ -74,8 +77,8 @@ for shape in args.shapes.split(","):
                 print(f"  WRONG bn{bn} bk{bk} wk{wk} st{st} split{split}: rel err {err:.2e}", flush=True)
                 continue
             t = bench_ms(lambda: hc.gemm(x, pw, config=cfg)) * 1e3
-            rows.append((t, f"bn{bn} bk{bk} wk{wk} warps{cfg.num_threads // 32} st{st} split{split}"))
+            rows.append((t, f"bn{bn} bk{bk} wk{wk} warps{cfg.num_threads // 32} st{st} split{split} 2lvl{tl}"))
         rows.sort()
-        for t, name in rows[:8]:
+        for t, name in rows[:10]:
             print(f"  {name}: {t:.1f}us  {nbytes / (t * 1e-6) / 1e9:.0f} GB/s  {floor_us / t:.0%} of floor  "
                   f"x{t / t_hm:.2f} humming", flush=True)

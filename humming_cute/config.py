@@ -20,10 +20,11 @@ __all__ = ["GemmConfig", "smem_bytes"]
 ACT8_TYPES = ("float8e4m3", "float8e5m2", "int8")
 ACT4_TYPES = ("int4", "float4e2m1")
 QUANT_ACT_TYPES = ACT8_TYPES + ACT4_TYPES
-# Built and compile-checked, not yet passed on a GPU: int4 activations (most of their GPU tests pass; the A-tile
-# swizzle fix for 16-column atoms has not run), fp4 (e2m1) activations (sm_120a, block-scaled m16n8k64 MMA) and
-# use_f16_accum. Configs using them are refused unless this is set (the tests set it).
+# Built and compile-checked, not yet run on a GPU: fp4 (e2m1) activations (sm_120a: block-scaled m16n8k64 MMA with
+# e2m1 weights, kind::f8f6f4 m16n8k32 with other weights). Configs using them are refused unless this is set (the
+# compile tests set it).
 ALLOW_UNVERIFIED = False
+UNVERIFIED_ACT_TYPES = ("float4e2m1",)
 
 
 def act_bits(a_dtype: str, b_dtype: str) -> int:
@@ -80,6 +81,11 @@ class GemmConfig:
     # fp16 activations and output on the mma.sync mainloop: accumulate in fp16 (m16n8k16.f16 MMAs; twice the MMA
     # rate on GPUs whose fp32-accumulate rate is halved, e.g. GeForce parts) at fp16's precision
     use_f16_accum: bool = False
+    # fp16/bf16 activations with group scales on the mma.sync mainloop: the MMAs of one scale group accumulate
+    # unscaled weights into an fp32 partial sum, multiplied by the group's scales at the group's end (two-level
+    # accumulation) instead of scaling every dequantized weight pair. Fewer instructions per weight when the tile
+    # has few rows (decode); more per output element
+    two_level_scales: bool = False
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -153,8 +159,13 @@ class GemmConfig:
                 raise NotImplementedError(f"use_f16_accum takes float16 or float8e4m3 activations and float16 output "
                                           f"on the mma.sync mainloop, got {self.a_dtype} x -> {self.c_dtype} on "
                                           f"{self.mainloop!r}")
-            if not ALLOW_UNVERIFIED:
-                raise NotImplementedError("use_f16_accum is built but not yet verified on a GPU; it is not enabled")
+        if self.two_level_scales:
+            if self.a_dtype not in ("float16", "bfloat16") or self.group_size == 0 or self.mainloop != "sm80":
+                raise ValueError(f"two_level_scales is for float16/bfloat16 activations with group scales on the "
+                                 f"mma.sync mainloop, got {self.a_dtype} activations, group_size={self.group_size} on "
+                                 f"{self.mainloop!r}")
+            if self.use_f16_accum or self.moe:
+                raise NotImplementedError("two_level_scales is not combined with use_f16_accum or MoE")
         arch = get_arch(self.arch)
         if arch.sm < 80:
             raise NotImplementedError(f"{arch.name}: the CuTe DSL kernels need sm_80 or newer")
@@ -243,7 +254,7 @@ class GemmConfig:
             if arch.sm not in (120, 121):
                 raise NotImplementedError(f"float4e2m1 activations use the block-scaled e2m1 mma.sync of sm_120a / "
                                           f"sm_121a; {arch.name} has none")
-        if a.name in ACT4_TYPES and not ALLOW_UNVERIFIED:
+        if a.name in UNVERIFIED_ACT_TYPES and not ALLOW_UNVERIFIED:
             raise NotImplementedError(f"{a.name} activations in the GEMM are built but not yet verified on a GPU; "
                                       f"they are not enabled")
         if self.mainloop == "sm90" and a.name in ACT4_TYPES:

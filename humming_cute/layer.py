@@ -48,7 +48,7 @@ class HummingLayer(torch.nn.Module):
         if self.act8:
             from . import config as _config
 
-            if self.a_dtype.name in _config.ACT4_TYPES and not _config.ALLOW_UNVERIFIED:
+            if self.a_dtype.name in _config.UNVERIFIED_ACT_TYPES and not _config.ALLOW_UNVERIFIED:
                 raise NotImplementedError(f"{self.a_dtype.name} activations in the GEMM are built but not yet verified "
                                           f"on a GPU; they are not enabled")
             if num_experts is not None:

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 import humming_cute as hc
-import humming_cute.config as hconfig
 from humming_cute.quant.activation import quantize_activation
 from humming_cute.quant.reference import reference_gemm
 from humming_cute.quant.weight import quantize_weight
@@ -31,8 +30,7 @@ PAIRS = [  # activation, weight, weight scale group (0 = per channel), scale dty
 
 
 @pytest.fixture(autouse=True)
-def _needs_fp8(monkeypatch):
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+def _needs_fp8():
     if torch.cuda.is_available() and torch.cuda.get_device_capability() < (8, 9):
         pytest.skip("fp8 mma.sync needs sm_89+ (the int8 cases run from sm_80 but share this file)")
 

@@ -58,9 +58,14 @@ def test_unknown_names():
         GemmConfig(b_dtype="int9")
 
 
-def test_int4_activations_refused_until_verified():
-    _raises(NotImplementedError, r"int4 activations in the GEMM are built but not yet verified", a_dtype="int4",
-            b_dtype="int4", arch="sm_90", group_size=0)
+def test_fp4_activations_refused_until_verified():
+    _raises(NotImplementedError, r"float4e2m1 activations in the GEMM are built but not yet verified",
+            a_dtype="float4e2m1", b_dtype="int3", arch="sm_120a", group_size=0)
+
+
+def test_int4_activations_enabled():
+    GemmConfig(a_dtype="int4", b_dtype="int4", c_dtype="float16", group_size=0, block_m=16, block_n=64,
+               block_k=128, warp_m=16, warp_n=64, warp_k=64, arch="sm_80").validate()
 
 
 def test_fp4_activations_need_sm120():

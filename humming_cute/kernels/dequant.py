@@ -82,6 +82,32 @@ def decode_pair(plan: DequantPlan, code, neg_sub=None):
     return t
 
 
+def is_fast4(plan: DequantPlan) -> bool:
+    """4-bit integer codes in one plane under fp16 activations: `decode_slot4` applies (1024 + 16 q is exact in
+    fp16, so odd slots need no shift)."""
+    return plan.kind == "int" and plan.a_dtype == "float16" and tuple(plan.planes) == (4,)
+
+
+def decode_slot4(plan: DequantPlan, word, slot: int, neg_sub=None):
+    """Pair `slot` (0..3: bits 4 slot .. 4 slot + 3 of each half) of a 4-bit code word -> fp16 values q - offset.
+
+    Even slots: (word & 0x000F000F) | magic = 1024 + q, plus -(1024 + z). Odd slots read the nibble where it is:
+    (word & 0x00F000F0) | magic = 1024 + 16 q, times 1/16 plus -(64 + z) in one HFMA2, both exact. Slots 2, 3 use
+    word >> 8 (one shift for two pairs). `neg_sub` is -(1024 + z) per half (None: the symmetric offset)."""
+    w = word >> 8 if slot >= 2 else word
+    off = plan.magic_value + plan.sym_offset
+    if slot % 2 == 0:
+        x = (w & i32(0x000F000F)) | i32(plan.magic * 0x00010001)
+        sub = neg_sub if neg_sub is not None else half2_const(plan, -off)
+        return fma2(plan, x, half2_const(plan, 1.0), sub)
+    x = (w & i32(0x00F000F0)) | i32(plan.magic * 0x00010001)
+    if neg_sub is None:
+        sub = half2_const(plan, -(plan.magic_value / 16 + plan.sym_offset))
+    else:   # -(1024 + z) + 960 = -(64 + z), exact
+        sub = fma2(plan, neg_sub, half2_const(plan, 1.0), half2_const(plan, plan.magic_value * 15 / 16))
+    return fma2(plan, x, half2_const(plan, 1.0 / 16), sub)
+
+
 def broadcast_lo(w):
     """(lo, hi) -> (lo, lo) of a packed pair."""
     return (w & i32(0xFFFF)) | (w << 16)

@@ -449,6 +449,9 @@ class Sm80MixedGemm:
         elif cutlass.const_expr(self.act8 and (self.group > 0 or cfg_xg > 0)):
             acc_i = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)
             acc_i.fill(0.0)
+        elif cutlass.const_expr(self.cfg.two_level_scales):
+            acc_mma = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)   # one scale group's unscaled sum
+            acc_mma.fill(0.0)
         n8 = self.wn // 8
         rB = cute.make_rmem_tensor(cute.make_layout(((2, 2), n8, 1)), self.a_type)
         rBu = cute.recast_tensor(rB, cutlass.Int32)     # ((1, 2), n8, 1): pair r of n8 tile j at r + 2 j
@@ -466,6 +469,9 @@ class Sm80MixedGemm:
         s_view = cute.make_tensor(sS.iterator, cute.make_layout(
             (4, 8, self.bn_atoms, srows, self.stages), stride=(1, 4, 32, self.bn // 2, srows * self.bn // 2)))
         z_view = cute.make_tensor(sZ.iterator, s_view.layout)
+        # the same scales as halves: (j, g, n-atom, row, stage) = the scale of column 8j + g of the atom
+        s_half = cute.make_tensor(cute.recast_ptr(sS.iterator, dtype=self.a_type), cute.make_layout(
+            (8, 8, self.bn_atoms, srows, self.stages), stride=(1, 8, 64, self.bn, srows * self.bn)))
 
         # ---- prologue
         for st in cutlass.range_constexpr(self.stages - 1):
@@ -533,7 +539,6 @@ class Sm80MixedGemm:
                                 per_word = 16 // w
                                 pw.append(plane_words[pi][p // per_word])
                                 slots.append(p % per_word)
-                            code = dq.extract_pair(plan, pw, slots)
                             neg_sub = None
                             sc = None
                             if cutlass.const_expr(self.group > 0):
@@ -543,11 +548,30 @@ class Sm80MixedGemm:
                                 if cutlass.const_expr(self.has_zp):
                                     zw = rz[j // 2]
                                     neg_sub = dq.broadcast_lo(zw) if j % 2 == 0 else dq.broadcast_hi(zw)
-                            val = dq.decode_pair(plan, code, neg_sub)
-                            if cutlass.const_expr(self.group > 0):
+                            if cutlass.const_expr(dq.is_fast4(plan)):
+                                val = dq.decode_slot4(plan, pw[0], slots[0], neg_sub)
+                            else:
+                                val = dq.decode_pair(plan, dq.extract_pair(plan, pw, slots), neg_sub)
+                            if cutlass.const_expr(self.group > 0 and not self.cfg.two_level_scales):
                                 val = dq.mul2(plan, val, sc)
                             rBu[r + 2 * (a * 8 + j)] = val
                     cute.gemm(tiled_mma, acc_mma, tCrA[None, None, s], rB[None, None, 0], acc_mma)
+                    if cutlass.const_expr(self.cfg.two_level_scales
+                                          and (s + 1) % (min(self.group, self.wk) // 16) == 0):
+                        # the end of a scale group inside this warp's k-range: acc += partial * column scale
+                        srow = (s * 16) // self.group if 0 < self.group < self.wk else 0
+                        if cutlass.const_expr(0 < self.group < self.bk):
+                            srow = (wk_idx * self.wk) // self.group + srow
+                        # accumulator v of n8 tile nj holds column 8 nj + 2 (lane % 4) + v % 2 (rows g, g + 8)
+                        for nj in cutlass.range_constexpr(self.wn // 8):
+                            for e in cutlass.range_constexpr(2):
+                                sc = s_half[nj % 8, 2 * (lane % 4) + e, wn_idx * self.wn_atoms + nj // 8, srow,
+                                            stage].to(cutlass.Float32)
+                                for mi in cutlass.range_constexpr(self.wm // 16):
+                                    for h in cutlass.range_constexpr(2):
+                                        v = 2 * h + e
+                                        acc[v, mi, nj] = acc[v, mi, nj] + acc_mma[v, mi, nj] * sc
+                                        acc_mma[v, mi, nj] = cutlass.Float32(0.0)
 
         cute.arch.cp_async_wait_group(0)
         if cutlass.const_expr(self.cfg.use_f16_accum and not self.act8):
