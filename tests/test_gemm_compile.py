@@ -62,7 +62,7 @@ def test_use_f16_accum_compiles():
     """use_f16_accum: fp16-accumulating m16n8k16 MMAs, no spills; refused for anything but fp16 (or e4m3)
     activations and fp16 output on the mma.sync mainloop."""
     cfg = default_config(16, 4096, 4096, a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
-                         arch="sm_86").with_(use_f16_accum=True).validate()
+                         arch="sm_86").with_(use_f16_accum=True, two_level_scales=False).validate()
     bf = default_config(16, 4096, 4096, a_dtype="bfloat16", b_dtype="uint4", c_dtype="bfloat16", group_size=128,
                         arch="sm_86").with_(use_f16_accum=True)
     with pytest.raises(NotImplementedError, match="float16 or float8e4m3 activations and float16 output"):
@@ -71,3 +71,19 @@ def test_use_f16_accum_compiles():
     assert re.search(r"mma\.sync\.aligned\.m16n8k16\.row\.col\.f16\.f16\.f16\.f16", art.ptx)
     assert not re.search(r"mma\.sync\.aligned\.m16n8k16\.row\.col\.f32", art.ptx)
     assert art.ptxas and sum(r.spill_bytes for r in art.ptxas.values()) == 0
+
+
+@pytest.mark.parametrize("b,group,arch", [("uint4", 128, "sm_80"), ("int3", 64, "sm_90a"), ("float4e2m1", 32, "sm_89")])
+def test_decode_two_level_scales_compile(b, group, arch):
+    """M <= 16 with group scales: the default config scales fp32 partial sums at group ends (two_level_scales), so
+    the mainloop multiplies no dequantized weight pair by a scale; compiles without spills."""
+    cfg = default_config(1, 8192, 8192, a_dtype="float16", b_dtype=b, c_dtype="float16", group_size=group,
+                         arch=arch)
+    assert cfg.two_level_scales
+    if arch == "sm_90a":   # smaller shared memories (sm_80, sm_89) take shallower k-tiles
+        assert cfg.block_k == 1024 and cfg.warps_k == 8 and cfg.stages == 3
+    art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch=arch, options="--enable-tvm-ffi")
+    assert "mul.f16x2" not in art.ptx and "fma.rn.f32" in art.ptx
+    assert art.ptxas and sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    with pytest.raises(ValueError, match="two_level_scales"):
+        cfg.with_(group_size=0).validate()

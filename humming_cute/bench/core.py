@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"'all': {','.join(PEERS)} for 16-bit activations, {','.join(ACT8_PEERS)} for 8-bit ones, "
                         f"int_mm with int8 only), MoE mode from {','.join(MOE_PEERS)} ('none' for none)")
     p.add_argument("--reps", type=float, default=100.0,
-                   help="milliseconds of timed runs per measurement (triton do_bench's 'rep'; about 25 ms of "
+                   help="milliseconds of timed runs per measurement (about 25 ms of "
                         "warm-up runs come first); default 100")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights, activations and routing")
     p.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON here")

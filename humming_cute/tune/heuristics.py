@@ -100,25 +100,35 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
     if wm < 64 and bm == 128:
         bn = min(bn, 128 if wm == 32 else 64)   # at most 8 warps: 255 registers per thread
     wn = 64
-    # small M: a deep k-tile split across warps keeps enough weight bytes in flight per CTA. Measured on H100
-    # (benchmarks/results/2026-11-25_h100_decode_config_probe.log): BK=512/WK=128 or BK=256/WK=64 with 6 stages
-    # are best at M=1; split-K across CTAs made decode slower there, so it stays off by default.
+    # small M: a deep k-tile split across warps keeps enough weight bytes in flight per CTA. Measured on H200
+    # (benchmarks/results/2026-11-29_h200_decode_config_probe.log, fp16 x uint4 g128, M = 1 and 16): BK=1024 with
+    # 8 warps of WK=128 where K >= 8192, else BK=512 with 4 warps, 3 stages (two 96 KB CTAs per SM when the grid
+    # has several waves); split-K 2 only when the grid covers fewer than 80 SMs and each split keeps >= 6 k-tiles
+    # (4096 x 14336: 0.71x the unsplit time; 4096 x 4096: slower)
     stages = 4
+    split = 1
     if m <= 32:
-        if k_pad % 512 == 0:
-            bk, wk = 512, 128
+        if k_pad % 1024 == 0 and k_pad >= 8192:
+            bk, wk, stages = 1024, 128, 3
+        elif k_pad % 512 == 0:
+            bk, wk, stages = 512, 128, 3
         else:
             bk, wk, stages = _largest_dividing((256, 128, 64), k_pad), 64, 6
+        ctas = -(-m // bm) * (n_pad // bn)
+        if ctas < 80 and (k_pad // bk) // 2 >= 6 and not batch_invariant:
+            split = 2
     elif m <= 64:
         bk, wk = _largest_dividing((128, 64), k_pad), 64
     else:
         bk, wk = 64, 64
-    split = 1
     if batch_invariant:
         bk, wk = 64, 64
     cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
                      has_bias=has_bias, block_m=bm, block_n=bn, block_k=bk, warp_m=wm,
-                     warp_n=wn, warp_k=wk, stages=stages, split_k=split, arch=arch, act_group_size=act_group_size)
+                     warp_n=wn, warp_k=wk, stages=stages, split_k=split, arch=arch, act_group_size=act_group_size,
+                     # decode: group scales on fp32 partial sums (no scale multiply per weight pair)
+                     two_level_scales=(m <= 16 and group_size > 0 and a_dtype in ("float16", "bfloat16")
+                                       and not batch_invariant))
     # fit the arch's shared memory: fewer stages first (down to 3), then a shallower / narrower block
     limit = get_arch(arch).smem_per_block_bytes
     while smem_bytes(cfg) > limit:
