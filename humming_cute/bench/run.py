@@ -104,6 +104,7 @@ def _shape_rows(n, k, args, *, device, copy_bw, peak, progress, peer_info, hc_co
     from humming_cute.quant.activation import quantize_activation
     from humming_cute.quant.reference import reference_gemm
 
+    from . import timing
     from .timing import bench_ms, full_fp32_matmul
 
     act8 = core.is_act8(args.a_dtype)
@@ -144,6 +145,7 @@ def _shape_rows(n, k, args, *, device, copy_bw, peak, progress, peer_info, hc_co
         t = bench_ms(ours, args.reps)
         entry = core.ok_entry(t, err, _rel_err(y, y_float), m=m, n=n, k=k, bytes_=bytes_, memory_floor=mem_floor,
                               compute_floor=cmp_floor)
+        entry["timed_as"] = timing.last_mode
         if act8:
             entry = core.with_quantize(entry, _quantize_ms(x, xq, xs, args, m=m, k=k))
             del xq, xs, y_ours_ref
@@ -198,6 +200,7 @@ def _measure_peer(peer, x, y_ref, y_float, w_deq, rep_ms, *, m, n, k, bytes_, me
     time when it takes x as it is."""
     import torch
 
+    from . import timing
     from .timing import bench_ms, full_fp32_matmul
 
     try:
@@ -224,6 +227,7 @@ def _measure_peer(peer, x, y_ref, y_float, w_deq, rep_ms, *, m, n, k, bytes_, me
         return core.skipped_entry("failed", f"{type(e).__name__}: {e}")
     entry = core.ok_entry(t, err, err_float, m=m, n=n, k=k, bytes_=bytes_, memory_floor=memory_floor,
                           compute_floor=compute_floor)
+    entry["timed_as"] = timing.last_mode
     if end_to_end and peer.end_to_end is not None:
         entry.update(_end_to_end(peer, x, ref, rep_ms))
     elif end_to_end and xp is x:

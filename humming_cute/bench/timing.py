@@ -26,6 +26,8 @@ def timer_name() -> str:
 
 
 _flush_buf = None
+# how the last bench_ms call ran its function: "cuda_graph" or "eager" (recorded per timed entry)
+last_mode = None
 
 
 def _flush() -> None:
@@ -63,9 +65,11 @@ def bench_ms(fn: Callable[[], object], rep_ms: float = 100.0, graph: bool = True
     After a warm-up, ``fn`` is captured as a CUDA graph where possible (`graph`), then each timed call is: the L2
     flush (a 256 MB read, ~60 us of GPU time that also covers the host's launch time), a start event, the call, an
     end event; as many calls as fit in `rep_ms`."""
+    global last_mode
     fn()
     torch.cuda.synchronize()
     call = _as_graph(fn) if graph else fn
+    last_mode = "eager" if call is fn else "cuda_graph"
     s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     s.record()
     for _ in range(5):

@@ -52,11 +52,12 @@ def extract_pair(plan: DequantPlan, plane_words, slot_per_plane):
     return code
 
 
-def decode_pair(plan: DequantPlan, code, neg_sub=None):
+def decode_pair(plan: DequantPlan, code, neg_sub=None, exp_factor: bool = True):
     """Codes (one per half) -> activation-typed values (one per half), exact.
 
     `neg_sub` is the per-column negated subtrahend -(magic + z) (or -z for the split 8-bit bf16 path) as a
-    packed pair; None means the symmetric constant."""
+    packed pair; None means the symmetric constant. `exp_factor=False` leaves float codes short of the plan's
+    power-of-two exponent factor (the caller applies it to a scale instead)."""
     one = half2_const(plan, 1.0)
     if plan.kind == "int":
         if neg_sub is None:
@@ -77,7 +78,7 @@ def decode_pair(plan: DequantPlan, code, neg_sub=None):
         mag = t & i32(plan.mag_mask * 0x00010001)
         sgn = (t & i32((1 << plan.sign_bit) * 0x00010001)) << (15 - plan.sign_bit)
         t = mag | sgn
-    if plan.has_exp_factor:
+    if plan.has_exp_factor and exp_factor:
         t = mul2(plan, t, half2_const(plan, plan.exp_factor))
     return t
 

@@ -95,6 +95,9 @@ class Sm80MixedGemm:
         self.moe_down = cfg.moe_down
         self.top_k = cfg.moe_top_k
         self.epilogue = Epilogue(cfg, self.c_type)
+        # two-level fp16 scales take a float weight format's power-of-two exponent factor (one multiply per group)
+        self.defer_exp = (cfg.two_level_scales and not self.act8 and self.plan.has_exp_factor
+                          and cfg.a_dtype == "float16")
 
     # ------------------------------------------------------------------ host-side (trace time) builders
     def _g2s_copy(self, dtype, rows: int, cols: int):
@@ -551,7 +554,11 @@ class Sm80MixedGemm:
                             if cutlass.const_expr(dq.is_fast4(plan)):
                                 val = dq.decode_slot4(plan, pw[0], slots[0], neg_sub)
                             else:
-                                val = dq.decode_pair(plan, dq.extract_pair(plan, pw, slots), neg_sub)
+                                # two-level scales, fp16: a float format's exponent factor goes to the group scale
+                                # (the unfactored values are exact fp16 normals / subnormals; bf16 keeps it, its
+                                # unfactored values would sit near fp32's denormal range)
+                                val = dq.decode_pair(plan, dq.extract_pair(plan, pw, slots), neg_sub,
+                                                     exp_factor=not self.defer_exp)
                             if cutlass.const_expr(self.group > 0 and not self.cfg.two_level_scales):
                                 val = dq.mul2(plan, val, sc)
                             rBu[r + 2 * (a * 8 + j)] = val
@@ -567,6 +574,8 @@ class Sm80MixedGemm:
                             for e in cutlass.range_constexpr(2):
                                 sc = s_half[nj % 8, 2 * (lane % 4) + e, wn_idx * self.wn_atoms + nj // 8, srow,
                                             stage].to(cutlass.Float32)
+                                if cutlass.const_expr(self.defer_exp):
+                                    sc = sc * float(plan.exp_factor)
                                 for mi in cutlass.range_constexpr(self.wm // 16):
                                     for h in cutlass.range_constexpr(2):
                                         v = 2 * h + e
