@@ -127,6 +127,28 @@ def test_e4m3_f16_accum(b, group, xgroup, m):
     assert rel < 1e-2, f"relative error {rel:.3e}"
 
 
+@pytest.mark.parametrize("a,b,group,xgroup", [("float8e4m3", "int4", 0, 0), ("int8", "uint4", 128, 0),
+                                              ("float8e5m2", "int3", 0, 128), ("int4", "int4", 0, 0)])
+@pytest.mark.parametrize("m", [1, 40])
+def test_act8_glu(monkeypatch, a, b, group, xgroup, m):
+    """silu_glu on interleaved gate/up columns with 8/4-bit activations: the per-token scale multiplies gate and up
+    before the activation. Built and compile-checked; enabled here for its GPU run."""
+    import humming_cute.config as hconfig
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    torch.manual_seed(m)
+    qw = quantize_weight(torch.randn(256, 1024, device="cuda"), b, group, "float16")
+    pw = hc.prepare_weight(qw, a)
+    xq, xs = quantize_activation(torch.randn(m, 1024, device="cuda"), a, xgroup)
+    out = torch.full((m, 128), float("nan"), device="cuda", dtype=torch.float16)
+    y = hc.gemm(xq, pw, x_scales=xs, out_dtype=torch.float16, out=out, activation="silu_glu")
+    ref = reference_gemm(xq, qw, x_scales=xs, x_group_size=xgroup, a_dtype=a, activation="silu_glu",
+                         out_dtype=torch.float32)
+    assert y.shape == (m, 128) and not torch.isnan(y).any()
+    rel = ((y.float() - ref).norm() / ref.norm()).item()
+    assert rel < 2e-3, f"relative error {rel:.3e}"
+
+
 def _sm90():
     from humming_cute.arch import current_arch
 

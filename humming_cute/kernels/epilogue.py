@@ -73,8 +73,13 @@ class Epilogue:
                 m = m0 + coord[0]
                 n = n0 + coord[1]
                 if m < M and n < N and wk_idx == 0 and is_last:
-                    gate = self.scale_bias(acc[2 * ii], gscale, n, mCS, mBias)
-                    up = self.scale_bias(acc[2 * ii + 1], gscale, n + 1, mCS, mBias)
+                    vg = acc[2 * ii]
+                    vu = acc[2 * ii + 1]
+                    if cutlass.const_expr(self.token_scale):
+                        vg = vg * mTopkW[m]
+                        vu = vu * mTopkW[m]
+                    gate = self.scale_bias(vg, gscale, n, mCS, mBias)
+                    up = self.scale_bias(vu, gscale, n + 1, mCS, mBias)
                     if cutlass.const_expr(self.custom):
                         out = self.act_fn(gate, up)
                     else:
