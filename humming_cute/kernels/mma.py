@@ -232,7 +232,12 @@ def mma_f8_m16n8k32(kind: str, a: Fragment, b: Fragment, c: Sequence[object], *,
     fp32. `kind` is "float8e4m3" or "float8e5m2"; A and B registers hold 4 fp8 lanes each with the s8 layout of
     the module docstring; C is 4 fp32 values. Returns the 4 new fp32 accumulators."""
     t = _F8_PTX[kind]
-    ptx = (f"mma.sync.aligned.m16n8k32.row.col.f32.{t}.{t}.f32 {_operand_list('w', 0, CD_REGS)}, "
+    return _mma_k32_f32(f"mma.sync.aligned.m16n8k32.row.col.f32.{t}.{t}.f32", a, b, c, loc=loc, ip=ip)
+
+
+def _mma_k32_f32(opcode: str, a: Fragment, b: Fragment, c: Sequence[object], *, loc=None, ip=None) -> tuple:
+    """Issue an m16n8k32 `opcode` with 4 A, 2 B and 4 fp32 C/D registers; returns the 4 new accumulators."""
+    ptx = (f"{opcode} {_operand_list('w', 0, CD_REGS)}, "
            f"{_operand_list('r', 0, A_REGS)}, {_operand_list('r', A_REGS, B_REGS)}, "
            f"{_operand_list('r', A_REGS + B_REGS, CD_REGS)};")
     args = _words(a, A_REGS, "A") + _words(b, B_REGS, "B") + [cutlass.Float32(v) for v in c]
@@ -266,12 +271,8 @@ def mma_f8f6f4_m16n8k32(a_kind: str, b_kind: str, a: Fragment, b: Fragment, c: S
     values. An e2m1 element sits in bits 2..5 of its byte (``code << 2``), as the instruction expects. Returns the
     4 new fp32 accumulators."""
     ta, tb = _F8F6F4_PTX[a_kind], _F8F6F4_PTX[b_kind]
-    ptx = (f"mma.sync.aligned.m16n8k32.row.col.kind::f8f6f4.f32.{ta}.{tb}.f32 {_operand_list('w', 0, CD_REGS)}, "
-           f"{_operand_list('r', 0, A_REGS)}, {_operand_list('r', A_REGS, B_REGS)}, "
-           f"{_operand_list('r', A_REGS + B_REGS, CD_REGS)};")
-    args = _words(a, A_REGS, "A") + _words(b, B_REGS, "B") + [cutlass.Float32(v) for v in c]
-    return cute.arch.inline_ptx(ptx, write_only_types=[cutlass.Float32] * CD_REGS, read_only_args=args,
-                                loc=loc, ip=ip)
+    return _mma_k32_f32(f"mma.sync.aligned.m16n8k32.row.col.kind::f8f6f4.f32.{ta}.{tb}.f32", a, b, c, loc=loc,
+                        ip=ip)
 
 
 # ue8m0 scale factor 2^0 in all four bytes: the block-scaled fp4 MMA then computes the plain product
