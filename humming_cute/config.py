@@ -78,8 +78,9 @@ class GemmConfig:
     # tensor cores keep fewer mantissa bits than fp32 there); False promotes each k-tile's partial sum into an
     # fp32 accumulator (cuBLAS's default accuracy, about 30 % slower)
     fp8_fast_accum: bool = True
-    # fp16 activations and output on the mma.sync mainloop: accumulate in fp16 (m16n8k16.f16 MMAs; twice the MMA
-    # rate on GPUs whose fp32-accumulate rate is halved, e.g. GeForce parts) at fp16's precision
+    # fp16 or e4m3 activations and fp16 output on the mma.sync mainloop: accumulate in fp16 (m16n8k16.f16 /
+    # m16n8k32.f16.e4m3 MMAs; twice the MMA rate on GPUs whose fp32-accumulate rate is halved, e.g. GeForce parts)
+    # at fp16's precision and range (group scales: fp16 partial sums per group, folded into fp32)
     use_f16_accum: bool = False
     # fp16/bf16 activations with group scales on the mma.sync mainloop: the MMAs of one scale group accumulate
     # unscaled weights into an fp32 partial sum, multiplied by the group's scales at the group's end (two-level

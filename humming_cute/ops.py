@@ -105,7 +105,7 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
     holds the codes (int4: int8 values in [-8, 7], not range-checked; e2m1: uint8 codes; one per byte) and
     `x_scales` the fp32 scales, [M] / [M, 1] per token or [M, K / g] per group of g along K;
     `fp8_fast_accum=False` (default configs) promotes fp8 wgmma partial sums to fp32 every k-tile (see
-    `GemmConfig.fp8_fast_accum`); `use_f16_accum=True` (default configs, fp16 in and out) accumulates in fp16
+    `GemmConfig.fp8_fast_accum`); `use_f16_accum=True` (default configs; fp16 or e4m3 in, fp16 out) accumulates in fp16
     (`GemmConfig.use_f16_accum`)."""
     check_input(x, weight, bias)
     act8 = weight.a_dtype in _ACT8
