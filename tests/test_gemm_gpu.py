@@ -203,10 +203,13 @@ def test_warp_k_split(a, b, group, m):
 
 
 # ---- two-level group scales for 16-bit activations (fp32 partial sum per group, scaled at the group's end)
-@pytest.mark.parametrize("a,b,group,scale", [("float16", "uint4", 128, "float16"), ("float16", "int4", 32, "bfloat16"),
-                                             ("bfloat16", "uint4", 64, "bfloat16"), ("float16", "uint8", 128, "float16"),
-                                             ("float16", "float4e2m1", 32, "ue8m0"), ("bfloat16", "int3", 256, "float32"),
-                                             ("float16", "int2", 128, "float8e4m3")])
+_TWO_LEVEL = [("float16", "uint4", 128, "float16"), ("float16", "int4", 32, "bfloat16"),
+              ("bfloat16", "uint4", 64, "bfloat16"), ("float16", "uint8", 128, "float16"),
+              ("float16", "float4e2m1", 32, "ue8m0"), ("bfloat16", "int3", 256, "float32"),
+              ("float16", "int2", 128, "float8e4m3")]
+
+
+@pytest.mark.parametrize("a,b,group,scale", _TWO_LEVEL)
 @pytest.mark.parametrize("m", [1, 16, 29])
 @pytest.mark.parametrize("bk,wk,split", [(512, 128, 1), (256, 64, 1), (128, 64, 2)])
 def test_two_level_scales(a, b, group, scale, m, bk, wk, split):
