@@ -253,3 +253,27 @@ def test_aliases_give_same_plan():
     assert make_plan("fp16", "e4m3") == make_plan("float16", "float8e4m3") == make_plan(torch.float16,
                                                                                           "float8_e4m3fn")
     assert make_plan("bf16", "fp4") == make_plan(dtypes.bfloat16, dtypes.float4e2m1)
+
+
+@pytest.mark.parametrize("b", ["int4", "uint4"])
+@pytest.mark.parametrize("slot", [0, 1, 2, 3])
+def test_slot4_decode_every_code_exact(b, slot):
+    """The shift-free 4-bit fp16 decode (`kernels.dequant.decode_slot4`, emulated): every code of both halves of
+    pair `slot`, against every zero point (uint4) or the symmetric offset (int4), gives q - offset exactly."""
+    from humming_cute.layouts.dequant_plan import emulate_slot4
+
+    plan = make_plan("float16", b)
+    q_lo, q_hi = np.meshgrid(np.arange(16), np.arange(16), indexing="ij")
+    q_lo, q_hi = q_lo.ravel(), q_hi.ravel()
+    other = (np.arange(256) * 7) % 16                           # noise in the other nibbles
+    words = np.zeros(256, dtype=np.int64)
+    for s in range(4):
+        lo = q_lo if s == slot else other
+        hi = q_hi if s == slot else (other + 3) % 16
+        words |= (lo << (4 * s)) | (hi << (16 + 4 * s))
+    zs = range(16) if b == "uint4" else [None]
+    for zv in zs:
+        z = None if zv is None else np.full(256, zv)
+        got = emulate_slot4(plan, words, slot, z)
+        off = 8 if zv is None else zv
+        assert np.array_equal(got[:, 0], q_lo - off) and np.array_equal(got[:, 1], q_hi - off)

@@ -25,8 +25,8 @@ import torch
 
 from .. import dtypes as dt
 
-__all__ = ["DequantPlan", "make_plan", "plane_widths", "emulate_pairs", "emulate_codes", "LanePlan", "make_lane_plan",
-           "emulate_lanes"]
+__all__ = ["DequantPlan", "make_plan", "plane_widths", "emulate_pairs", "emulate_codes", "emulate_slot4", "LanePlan",
+           "make_lane_plan", "emulate_lanes"]
 
 
 def plane_widths(bits: int) -> tuple[int, ...]:
@@ -124,6 +124,38 @@ def _to_half(bits_u16: np.ndarray, a_name: str) -> torch.Tensor:
 
 def _half_const(a_name: str, x: float) -> torch.Tensor:
     return torch.tensor([x], dtype=torch.float16 if a_name == "float16" else torch.bfloat16)
+
+
+def _fp16_exact(v: np.ndarray) -> np.ndarray:
+    """`v` (float64) rounded to fp16; raises if any value is not exactly representable (a rounding step)."""
+    h = v.astype(np.float16).astype(np.float64)
+    if not np.array_equal(h, v):
+        raise ArithmeticError("an intermediate value of the 4-bit slot decode is not exact in fp16")
+    return h
+
+
+def emulate_slot4(plan: DequantPlan, words: np.ndarray, slot: int, z: np.ndarray | None = None) -> np.ndarray:
+    """Emulate `kernels.dequant.decode_slot4` (4-bit codes, fp16): pair `slot` of 32-bit code words -> values
+    [..., 2] (low half first), every intermediate checked exact in fp16. Even slots: (w & 0x000F000F) | magic
+    = 1024 + q, plus -(1024 + z); odd slots: (w & 0x00F000F0) | magic = 1024 + 16 q, times 1/16 plus -(64 + z),
+    where -(64 + z) = -(1024 + z) + 960; slots 2, 3 read w >> 8. `z` per word (None: the symmetric offset)."""
+    if plan.kind != "int" or plan.a_dtype != "float16" or tuple(plan.planes) != (4,):
+        raise ValueError("emulate_slot4 is for 4-bit integer codes under fp16 activations")
+    w = words.astype(np.uint64) & 0xFFFFFFFF
+    if slot >= 2:
+        w = w >> 8
+    mask = 0x000F000F if slot % 2 == 0 else 0x00F000F0
+    x = (w & mask) | (plan.magic * 0x00010001)
+    halves = np.stack([x & 0xFFFF, x >> 16], -1).astype(np.uint16).view(np.float16).astype(np.float64)
+    zz = np.full(w.shape, plan.sym_offset, dtype=np.float64) if z is None else z.astype(np.float64)
+    neg_sub = _fp16_exact(-(plan.magic_value + zz))[..., None]
+    if slot % 2 == 0:
+        return _fp16_exact(halves + neg_sub)
+    if z is None:
+        sub = _fp16_exact(np.full_like(neg_sub, -(plan.magic_value / 16 + plan.sym_offset)))
+    else:
+        sub = _fp16_exact(neg_sub + plan.magic_value * 15 / 16)
+    return _fp16_exact(halves * (1.0 / 16) + sub)
 
 
 def emulate_pairs(plan: DequantPlan, pairs: np.ndarray, z: np.ndarray | None = None,
