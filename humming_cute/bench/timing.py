@@ -31,9 +31,7 @@ last_mode = None
 
 
 def _flush() -> None:
-    """Evict the L2 by reading 256 MB. A read leaves the L2 clean: zeroing a buffer (triton's do_bench flush) fills
-    it with dirty lines whose write-back the timed kernel then pays (about 12 us on an H200: more than a whole
-    decode GEMM)."""
+    """Evict the L2 by reading 256 MB (a read leaves no dirty lines behind for the timed kernel to write back)."""
     global _flush_buf
     if _flush_buf is None:
         _flush_buf = torch.zeros(_FLUSH_BYTES // 4, dtype=torch.int32, device="cuda")
