@@ -4,7 +4,7 @@ fp16 x uint4 g128 (or --b/--group), M in --m, shapes in --shapes; every config's
 default config's before it is timed; times are `humming_cute.bench.timing.bench_ms` medians (L2 flushed before
 each call). GB/s counts the packed weight and its scales. Usage:
 
-    python3 benchmarks/decode_config_probe.py --m 1,16 --shapes 8192x8192,4096x4096
+    python3 benchmarks/decode_config_probe.py --m 1,16 --shapes 8192x8192,4096x4096 [--rotate 8]
 """
 import argparse
 import itertools
@@ -30,12 +30,42 @@ p.add_argument("--kw", default="256/64,512/128,512/64,1024/128,1024/64")   # blo
 p.add_argument("--stages", default="3,4")
 p.add_argument("--split", default="1,2")
 p.add_argument("--two-level", default="0,1", help="two_level_scales values to sweep")
+p.add_argument("--rotate", type=int, default=0,
+               help="also time R back-to-back default calls over R weight copies in one CUDA graph (ours and "
+                    "Humming's), per call: the steady state of consecutive layers, without a single launch's "
+                    "fixed cost")
 args = p.parse_args()
+
+
+def back_to_back_us(calls) -> float:
+    """Per-call microseconds of `calls` replayed back to back as one CUDA graph (median of 20 replays)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for c in calls:
+            c()
+    torch.cuda.current_stream().wait_stream(side)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for c in calls:
+            c()
+    times = []
+    for _ in range(20):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        g.replay()
+        e.record()
+        torch.cuda.synchronize()
+        times.append(s.elapsed_time(e) * 1e3 / len(calls))
+    return sorted(times)[len(times) // 2]
 
 env = environment(torch.device("cuda"), " ".join(sys.argv))
 print(f"# {env['card']} driver {env['driver']}, {env['date']}; python3 {env['command']}", flush=True)
 bw = copy_bandwidth()
 print(f"# copy bandwidth {bw / 1e9:.0f} GB/s", flush=True)
+_tiny = torch.zeros(1, device="cuda")
+print(f"# one-element kernel, same timer: {bench_ms(lambda: _tiny.add_(1)) * 1e3:.1f} us "
+      f"(the timer's fixed cost per call)", flush=True)
 arch = current_arch().target
 torch.manual_seed(0)
 for shape in args.shapes.split(","):
@@ -57,6 +87,22 @@ for shape in args.shapes.split(","):
         t_hm = bench_ms(lambda: hm.call(hm.to_input(x))) * 1e3 if hm else float("nan")
         print(f"N={n} K={k} M={m}: floor {floor_us:.1f}us  default {t_def:.1f}us ({floor_us / t_def:.0%} of floor)  "
               f"humming {t_hm:.1f}us  ratio {t_def / t_hm:.2f}", flush=True)
+        if args.rotate:
+            # enough copies that the set is 3x the L2: every call reads its weight from DRAM
+            l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 64 << 20)
+            reps = max(args.rotate, -(-3 * l2 // nbytes))
+            pws = [hc.prepare_weight(qw, "float16") for _ in range(reps)]
+            ours_r = back_to_back_us([(lambda p_=p_: hc.gemm(x, p_)) for p_ in pws])
+            line = (f"  back to back over {reps} weight copies: ours {ours_r:.1f}us/call "
+                    f"({floor_us / ours_r:.0%})")
+            if hm is not None:
+                hms = [humming_peer(qw, w, dequantize_weight(qw, dtype=torch.float32), torch.float16, 1e-2)
+                       for _ in range(reps)]
+                hm_r = back_to_back_us([(lambda h_=h_: h_.call(h_.to_input(x))) for h_ in hms])
+                line += f"  humming {hm_r:.1f}us/call  ratio {ours_r / hm_r:.2f}"
+                del hms
+            print(line, flush=True)
+            del pws
         rows = []
         for bn, kw, st, split, tl in itertools.product(map(int, args.bn.split(",")), args.kw.split(","),
                                                         map(int, args.stages.split(",")),
