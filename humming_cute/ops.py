@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 
 from .activations import resolve
-from .config import GemmConfig
+from .config import GemmConfig, act_bits
 from .layouts.prepared import PreparedWeight
 from .runtime import compile as _rc
 from .tune import default_config
@@ -194,8 +194,7 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
             xk = torch.nn.functional.pad(xk.view(torch.uint8), (0, weight.k_pad - weight.shape_k)).view(x.dtype)
         else:
             xk = torch.nn.functional.pad(xk, (0, weight.k_pad - weight.shape_k))
-    if weight.a_dtype == "int4" or (weight.a_dtype == "float4e2m1" and weight.b_dtype == "float4e2m1"):
-        # 4-bit codes as nibbles, k even in the low one: [M, K/2] bytes
+    if act_bits(weight.a_dtype, weight.b_dtype) == 4:   # 4-bit codes as nibbles, k even in the low one: [M, K/2]
         xu = xk.view(torch.uint8)
         xk = (xu[:, 0::2] & 0xF) | (xu[:, 1::2] << 4)
     elif weight.a_dtype == "float4e2m1":

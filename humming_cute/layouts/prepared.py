@@ -99,8 +99,9 @@ def prepare_weight(qw: QuantizedWeight, a_dtype="float16") -> PreparedWeight:
     codes = _pad_last2(qw.codes, n_pad, k_pad, 0)
     # MMA K: 64 for 4-bit activation codes (int4; e2m1 with e2m1 weights), 32 for 8-bit ones (e2m1 with other
     # weights is one code per byte for the kind::f8f6f4 m16n8k32 MMA), 16 for fp16/bf16
-    act4 = a.name == "int4" or (a.name == "float4e2m1" and b.name == "float4e2m1")
-    packed = pack_weight(codes, b.bits, mma_k=64 if act4 else 32 if act8 else 16)
+    from ..config import act_mma_k
+
+    packed = pack_weight(codes, b.bits, mma_k=act_mma_k(a.name, b.name))
 
     s, z, g = _group_params(qw, n, k)
     lead = qw.codes.shape[:-2]
