@@ -51,8 +51,9 @@ class HummingLayer(torch.nn.Module):
             if self.a_dtype.name in _config.UNVERIFIED_ACT_TYPES and not _config.ALLOW_UNVERIFIED:
                 raise NotImplementedError(f"{self.a_dtype.name} activations in the GEMM are built but not yet verified "
                                           f"on a GPU; they are not enabled")
-            if num_experts is not None:
-                raise NotImplementedError(f"{self.a_dtype.name} activations are not implemented for MoE layers yet")
+            if num_experts is not None and not _config.ALLOW_UNVERIFIED:
+                raise NotImplementedError(f"MoE layers with {self.a_dtype.name} activations are built but not yet "
+                                          f"verified on a GPU; they are not enabled")
         elif self.a_dtype.name not in _TORCH_HALF:
             raise NotImplementedError(f"{self.a_dtype.name} activations are not implemented yet; use float16, "
                                       f"bfloat16, float8e4m3, float8e5m2, int8 or int4")
@@ -263,9 +264,9 @@ class HummingLayer(torch.nn.Module):
                      batch_invariant=batch_invariant, activation=self.activation, glu=self.glu)
         return y.reshape(*lead, y.shape[-1])
 
-    def _forward_act8(self, x2, x_scales, block_shape, warp_shape, stages) -> torch.Tensor:
-        from .ops import gemm
-
+    def _act8_input(self, x2: torch.Tensor, x_scales: Optional[torch.Tensor]) -> tuple:
+        """(codes, per-row fp32 scales [rows, 1]): fp16/bf16/fp32 x quantized per token here, or x already holding
+        this layer's codes with their scales."""
         from .quant.activation import activation_storage_dtype
 
         codes_dtype = activation_storage_dtype(self.a_dtype)   # int4: int8 values in [-8, 7], one per byte
@@ -279,12 +280,17 @@ class HummingLayer(torch.nn.Module):
             raise ValueError(f"quantized x ({x2.dtype}) needs its per-token fp32 x_scales")
         elif x2.dtype != codes_dtype:
             raise TypeError(f"x holds {x2.dtype} codes; this layer takes {self.a_dtype.name} activations")
+        return x2, x_scales.reshape(x2.shape[0], -1).float().contiguous()
+
+    def _forward_act8(self, x2, x_scales, block_shape, warp_shape, stages) -> torch.Tensor:
+        from .ops import gemm
+
+        x2, x_scales = self._act8_input(x2, x_scales)
         cfg = None
         if block_shape is not None or warp_shape is not None:
             cfg = self._config_from_shapes(block_shape, warp_shape, stages, x2.device, 1)
         return gemm(x2, self._prepared, bias=self.bias, out_dtype=_TORCH_HALF[self.c_dtype.name], config=cfg,
-                    activation=self.activation, glu=self.glu,
-                    x_scales=x_scales.reshape(x2.shape[0], -1).float().contiguous())
+                    activation=self.activation, glu=self.glu, x_scales=x_scales)
 
     def moe_block_size(self, num_tokens: int, top_k: int) -> int:
         """The block size to align the routing with (`moe_align_block_size(topk_ids, block_m, E)`)."""
@@ -294,10 +300,12 @@ class HummingLayer(torch.nn.Module):
 
     def moe_forward(self, x: torch.Tensor, topk_ids: torch.Tensor, topk_weights: Optional[torch.Tensor] = None,
                     *, is_down: bool = False, mul_topk_weights: Optional[bool] = None,
-                    expert_map: Optional[torch.Tensor] = None) -> torch.Tensor:
+                    expert_map: Optional[torch.Tensor] = None,
+                    x_scales: Optional[torch.Tensor] = None) -> torch.Tensor:
         """MoE layer: route `x` by `topk_ids` [M, top_k]; returns [M, top_k, N'] (rows of experts mapped to -1
         by `expert_map` are zero). Up/gate: x is [M, K]; down (`is_down`): x is [M * top_k, K], and the routing
-        weights multiply the output unless `mul_topk_weights=False`."""
+        weights multiply the output unless `mul_topk_weights=False`. With 8/4-bit activations x is quantized per
+        row here, or holds codes with their per-row fp32 `x_scales`."""
         from .moe_align import moe_align_block_size
         from .ops import moe_gemm
 
@@ -311,9 +319,14 @@ class HummingLayer(torch.nn.Module):
         mul = is_down if mul_topk_weights is None else mul_topk_weights
         block_m = self.moe_block_size(m, top_k)
         sorted_ids, expert_ids, num_post = moe_align_block_size(topk_ids, block_m, self.num_experts, expert_map)
+        if self.act8:
+            x, x_scales = self._act8_input(x, x_scales)
+        elif x_scales is not None:
+            raise ValueError("x_scales is for 8/4-bit activation layers")
         return moe_gemm(x, self._prepared, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=block_m,
                         topk_weights=topk_weights, mul_topk_weights=mul, is_down=is_down, bias=self.bias,
-                        activation=self.activation, glu=self.glu, out_dtype=_TORCH_HALF[self.c_dtype.name])
+                        activation=self.activation, glu=self.glu, out_dtype=_TORCH_HALF[self.c_dtype.name],
+                        x_scales=x_scales)
 
     def _config_from_shapes(self, block_shape, warp_shape, stages, device, split_k=1) -> GemmConfig:
         from .arch import current_arch

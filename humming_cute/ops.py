@@ -109,24 +109,7 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
     (`GemmConfig.use_f16_accum`)."""
     check_input(x, weight, bias)
     act8 = weight.a_dtype in _ACT8
-    x_group = 0
-    if act8:
-        if out_dtype is None:
-            raise ValueError(f"{weight.a_dtype} activations need out_dtype (torch.float16 or torch.bfloat16)")
-        m_rows, k = x.shape
-        if (not isinstance(x_scales, torch.Tensor) or x_scales.dtype != torch.float32
-                or x_scales.device != x.device or x_scales.dim() not in (1, 2) or x_scales.shape[0] != m_rows
-                or (x_scales.dim() == 2 and (x_scales.shape[1] == 0 or k % x_scales.shape[1]))):
-            raise ValueError(f"{weight.a_dtype} activations need x_scales: float32 on {x.device}, [M={m_rows}] or "
-                             f"[M, 1] per token, or [M, K / group] per group of K")
-        if x_scales.dim() == 2 and x_scales.shape[1] > 1:
-            x_group = k // x_scales.shape[1]
-            if x_group < 32 or x_group & (x_group - 1):
-                raise ValueError(f"activation scale groups must be powers of two >= 32, got K / {x_scales.shape[1]} "
-                                 f"= {x_group}")
-        x_scales = x_scales.reshape(-1).contiguous()
-    elif x_scales is not None:
-        raise ValueError("x_scales is for 8/4-bit activations; this weight takes float16/bfloat16 activations")
+    x_scales, x_group = _check_x_scales(x, weight, x_scales, out_dtype)
     if activation is None and not glu:
         act_name, act_fn = "none", None
     else:
@@ -188,20 +171,7 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
         kernel = _rc.get_kernel(config)
     if m == 0:
         return out
-    xk = x if x.is_contiguous() else x.contiguous()
-    if weight.k_pad != weight.shape_k:
-        if act8:   # zero codes are zero in every 8-bit format
-            xk = torch.nn.functional.pad(xk.view(torch.uint8), (0, weight.k_pad - weight.shape_k)).view(x.dtype)
-        else:
-            xk = torch.nn.functional.pad(xk, (0, weight.k_pad - weight.shape_k))
-    if act_bits(weight.a_dtype, weight.b_dtype) == 4:   # 4-bit codes as nibbles, k even in the low one: [M, K/2]
-        xu = xk.view(torch.uint8)
-        xk = (xu[:, 0::2] & 0xF) | (xu[:, 1::2] << 4)
-    elif weight.a_dtype == "float4e2m1":
-        # e2m1 codes under other weights: one per byte in bits 2..5, the kind::f8f6f4 MMA's 8-bit container
-        xk = (xk.view(torch.uint8) & 0xF) << 2
-    if act8:
-        xk = xk.view(torch.uint8).view(torch.float16)   # the kernel moves 8/4-bit codes as 16-bit units
+    xk = _kernel_activations(x, weight)
     ops = _launch_operands(weight, dev)
     if config.split_k > 1:
         tiles = -(-m // config.block_m) * (weight.n_pad // config.block_n)
@@ -237,6 +207,53 @@ def _launch_operands(weight: PreparedWeight, dev: torch.device) -> tuple:
                dummy_i, _dummy(dev, torch.float32))
         weight.__dict__["_launch"] = ops
     return ops
+
+def _check_x_scales(x: torch.Tensor, weight: PreparedWeight, x_scales: Optional[torch.Tensor],
+                    out_dtype: Optional[torch.dtype]) -> tuple:
+    """8/4-bit activations: check `x_scales` ([M] / [M, 1] per token, [M, K / g] per group of g) and `out_dtype`;
+    -> (flat contiguous fp32 scales, g; 0 = per token). 16-bit activations: x_scales must be None -> (None, 0)."""
+    if weight.a_dtype not in _ACT8:
+        if x_scales is not None:
+            raise ValueError("x_scales is for 8/4-bit activations; this weight takes float16/bfloat16 activations")
+        return None, 0
+    if out_dtype is None:
+        raise ValueError(f"{weight.a_dtype} activations need out_dtype (torch.float16 or torch.bfloat16)")
+    m_rows, k = x.shape
+    if (not isinstance(x_scales, torch.Tensor) or x_scales.dtype != torch.float32
+            or x_scales.device != x.device or x_scales.dim() not in (1, 2) or x_scales.shape[0] != m_rows
+            or (x_scales.dim() == 2 and (x_scales.shape[1] == 0 or k % x_scales.shape[1]))):
+        raise ValueError(f"{weight.a_dtype} activations need x_scales: float32 on {x.device}, [M={m_rows}] or "
+                         f"[M, 1] per token, or [M, K / group] per group of K")
+    x_group = 0
+    if x_scales.dim() == 2 and x_scales.shape[1] > 1:
+        x_group = k // x_scales.shape[1]
+        if x_group < 32 or x_group & (x_group - 1):
+            raise ValueError(f"activation scale groups must be powers of two >= 32, got K / {x_scales.shape[1]} "
+                             f"= {x_group}")
+    return x_scales.reshape(-1).contiguous(), x_group
+
+
+def _kernel_activations(x: torch.Tensor, weight: PreparedWeight) -> torch.Tensor:
+    """x as the kernel reads it: contiguous, K padded with zeros to the weight's padded K; 8/4-bit codes as a
+    16-bit view (int4, and e2m1 against e2m1 weights, packed two per byte; e2m1 against other weights one per
+    byte in bits 2..5)."""
+    act8 = weight.a_dtype in _ACT8
+    xk = x if x.is_contiguous() else x.contiguous()
+    if weight.k_pad != weight.shape_k:
+        if act8:   # zero codes are zero in every 8-bit format
+            xk = torch.nn.functional.pad(xk.view(torch.uint8), (0, weight.k_pad - weight.shape_k)).view(x.dtype)
+        else:
+            xk = torch.nn.functional.pad(xk, (0, weight.k_pad - weight.shape_k))
+    if act_bits(weight.a_dtype, weight.b_dtype) == 4:   # 4-bit codes as nibbles, k even in the low one: [M, K/2]
+        xu = xk.view(torch.uint8)
+        xk = (xu[:, 0::2] & 0xF) | (xu[:, 1::2] << 4)
+    elif weight.a_dtype == "float4e2m1":
+        # e2m1 codes under other weights: one per byte in bits 2..5, the kind::f8f6f4 MMA's 8-bit container
+        xk = (xk.view(torch.uint8) & 0xF) << 2
+    if act8:
+        xk = xk.view(torch.uint8).view(torch.float16)   # the kernel moves 8/4-bit codes as 16-bit units
+    return xk
+
 
 def _check_moe_inputs(x, weight, sorted_token_ids, expert_ids, num_tokens_post_padded, top_k, topk_weights,
                       mul_topk_weights, is_down, bias, block_m):
@@ -278,17 +295,21 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
              topk_weights: Optional[torch.Tensor] = None, mul_topk_weights: bool = False, is_down: bool = False,
              bias: Optional[torch.Tensor] = None, activation=None, glu: bool = False,
              out_dtype: Optional[torch.dtype] = None, config: Optional[GemmConfig] = None,
-             out: Optional[torch.Tensor] = None) -> torch.Tensor:
+             out: Optional[torch.Tensor] = None, x_scales: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The vLLM `fused_moe` contract: out[M, top_k, N'] where row id = t * top_k + k of the sorted ids is
     act(x[id // top_k] @ W[e]^T * scales + bias[e]) (up/gate) or of x[id] (down, `is_down=True`), times
     topk_weights[t, k] when `mul_topk_weights`. The routing tensors come from `moe_align_block_size` with the
     same `block_m` as the kernel. Blocks of expert -1 (another rank's) and padding are skipped: those rows keep
     the value of `out` (zeros when `out` is not given). The grid depends only on the routing tensors' sizes,
-    so one CUDA graph replays for any routing."""
+    so one CUDA graph replays for any routing. 8/4-bit activations (a weight prepared for them): x holds the
+    codes, `x_scales` one fp32 scale per row of x ([rows] or [rows, 1]), `out_dtype` is required."""
     from .tune.heuristics import default_moe_config
 
     m_tokens = _check_moe_inputs(x, weight, sorted_token_ids, expert_ids, num_tokens_post_padded, top_k,
                                  topk_weights, mul_topk_weights, is_down, bias, block_m)
+    x_scales, x_group = _check_x_scales(x, weight, x_scales, out_dtype)
+    if x_group:
+        raise NotImplementedError("the MoE GEMM takes one activation scale per row (x_scales [rows] or [rows, 1])")
     act_name, act_fn, glu = resolve(activation, glu)
     if glu and weight.shape_n % 2:
         raise ValueError(f"a GLU activation needs an even N, got N={weight.shape_n}")
@@ -314,9 +335,7 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
         raise ValueError(f"out must be a contiguous {c_dtype} tensor of shape ({m_tokens}, {top_k}, {n_out})")
     if x.shape[0] == 0:
         return out
-    xk = x if x.is_contiguous() else x.contiguous()
-    if weight.k_pad != weight.shape_k:
-        xk = torch.nn.functional.pad(xk, (0, weight.k_pad - weight.shape_k))
+    xk = _kernel_activations(x, weight)
     dev = x.device
     e = weight.packed.shape[0]
     dummy_s = _dummy(dev, torch.int32, 32 * e).view(e, 1, 32)
@@ -330,7 +349,9 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
                weight.epilogue_factor.view(e, 1),
                bias if bias is not None else _dummy(dev, c_dtype, 8 * e).view(e, 8),
                out.view(m_tokens * top_k, n_out),
-               _dummy(dev, torch.float32, 64).view(1, 64), _dummy(dev, torch.int32, 8),
+               # the split-K workspace slot (unused by MoE) carries the per-row activation scales of 8/4-bit x
+               x_scales if x_scales is not None else _dummy(dev, torch.float32, 64).view(1, 64),
+               _dummy(dev, torch.int32, 8),
                sorted_token_ids, expert_ids, num_tokens_post_padded,
                topk_weights.reshape(-1).float().contiguous() if mul_topk_weights else _dummy(dev, torch.float32))
     return out

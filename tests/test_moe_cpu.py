@@ -55,3 +55,32 @@ def test_moe_gemm_rejects_bad_arguments_before_compiling():
         hc.moe_gemm(x, dense, *ids, top_k=2, block_m=16)
     with pytest.raises(ValueError, match="K=128"):
         hc.moe_gemm(torch.randn(3, 128, dtype=torch.float16), pw, *ids, top_k=2, block_m=16)
+
+
+@pytest.mark.parametrize("a,b,group,arch,kind,bm", [
+    ("float8e4m3", "int4", 0, "sm_89", "up", 16), ("float8e4m3", "uint4", 128, "sm_90a", "down", 64),
+    ("int8", "uint4", 128, "sm_80", "glu", 32), ("int8", "int8", 0, "sm_80", "down", 128),
+    ("int4", "int4", 0, "sm_80", "up", 16)])
+def test_moe_act8_compiles_and_is_gated(monkeypatch, a, b, group, arch, kind, bm):
+    """The MoE GEMM with 8/4-bit activations (per-row activation scales in the workspace slot, applied to the
+    gathered row's accumulators): compiles without spills with the activation type's MMA; refused until its GPU
+    test has run, and with per-group activation scales."""
+    import humming_cute.config as hconfig
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    kw = dict(up=dict(top_k=8), down=dict(top_k=8, is_down=True, mul_topk_weights=True), glu=dict(top_k=2))[kind]
+    cfg = default_moe_config(bm, 1536, 2048, a_dtype=a, b_dtype=b, c_dtype="float16", group_size=group,
+                             arch=arch, **kw)
+    if kind == "glu":
+        cfg = cfg.with_(activation="silu_glu", glu=True)
+    art = compile_for_arch(Sm80MixedGemm(cfg.validate()), *fake_operands(cfg), arch=arch,
+                           options="--enable-tvm-ffi")
+    mma = {"float8e4m3": "m16n8k32.row.col.f32.e4m3.e4m3.f32", "int8": "m16n8k32.row.col.s32.s8.s8.s32",
+           "int4": "m16n8k64.row.col.s32.s4.s4.s32"}[a]
+    assert f"mma.sync.aligned.{mma}" in art.ptx
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    with pytest.raises(NotImplementedError, match="per-token scales"):
+        cfg.with_(act_group_size=128).validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", False)
+    with pytest.raises(NotImplementedError, match="MoE GEMM with .* not yet verified"):
+        cfg.validate()

@@ -47,13 +47,14 @@ class Epilogue:
         return out
 
     @cute.jit
-    def store(self, acc, tCcC, m0, n0, M, N, wk_idx, is_last, mG, mCS, mBias, mC, mSorted, mTopkW,
+    def store(self, acc, tCcC, m0, n0, M, N, wk_idx, is_last, mG, mCS, mBias, mC, mSorted, mTopkW, mXS,
               transposed: cutlass.Constexpr = False):
         """Apply the epilogue to a warp's accumulators and store the elements inside (M, N). `transposed`: the
-        accumulator coordinates are (n, m) (the wgmma mainloop computes C^T = W A^T)."""
+        accumulator coordinates are (n, m) (the wgmma mainloop computes C^T = W A^T). `mXS`: per-row activation
+        scales of 8/4-bit activations (fp32, indexed by the activation row)."""
         gscale = mG[0]   # global scale times the exact power-of-two scale normalisation
         if cutlass.const_expr(self.moe):
-            self.store_moe(acc, tCcC, m0, n0, N, wk_idx, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW)
+            self.store_moe(acc, tCcC, m0, n0, N, wk_idx, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW, mXS)
         elif cutlass.const_expr(not self.glu):
             for i in cutlass.range_constexpr(cute.size(acc)):
                 coord = tCcC[i]
@@ -62,7 +63,7 @@ class Epilogue:
                 if m < M and n < N and wk_idx == 0 and is_last:
                     v = acc[i]
                     if cutlass.const_expr(self.token_scale):
-                        v = v * mTopkW[m]
+                        v = v * mXS[m]
                     out = self.scale_bias(v, gscale, n, mCS, mBias)
                     if cutlass.const_expr(self.act_fn is not None):
                         out = self.act_fn(out)
@@ -76,8 +77,8 @@ class Epilogue:
                     vg = acc[2 * ii]
                     vu = acc[2 * ii + 1]
                     if cutlass.const_expr(self.token_scale):
-                        vg = vg * mTopkW[m]
-                        vu = vu * mTopkW[m]
+                        vg = vg * mXS[m]
+                        vu = vu * mXS[m]
                     gate = self.scale_bias(vg, gscale, n, mCS, mBias)
                     up = self.scale_bias(vu, gscale, n + 1, mCS, mBias)
                     if cutlass.const_expr(self.custom):
@@ -87,10 +88,11 @@ class Epilogue:
                     mC[m, n // 2] = out.to(self.c_type)
 
     @cute.jit
-    def store_moe(self, acc, tCcC, m0, n0, N, wk_idx, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW):
+    def store_moe(self, acc, tCcC, m0, n0, N, wk_idx, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW, mXS):
         """MoE: tile row r is sorted position m0 + r; its output row is the flat id sorted_token_ids[pos]
         (padding ids >= M * top_k are skipped); the routing weight multiplies after the activation. Only the
-        first K-warp stores: it holds the sum over the K-split warps."""
+        first K-warp stores: it holds the sum over the K-split warps. 8/4-bit activations: the activation row's
+        scale (row id // top_k up, row id down) multiplies the accumulators first."""
         n_sorted = cute.size(mSorted, mode=[0])
         n_rows = cute.size(mC, mode=[0])
         step = 2 if self.glu else 1
@@ -101,15 +103,18 @@ class Epilogue:
             n = n0 + coord[1]
             tok = mSorted[cutlass.min(pos, n_sorted - 1)]
             if pos < n_sorted and tok < n_rows and n < N and wk_idx == 0 and is_last:
+                xs = cutlass.Float32(1.0)
+                if cutlass.const_expr(self.token_scale):
+                    xs = mXS[tok if self.cfg.moe_down else tok // self.cfg.moe_top_k]
                 if cutlass.const_expr(self.glu):
-                    gate = self.scale_bias(acc[i], gscale, n, mCS, mBias)
-                    up = self.scale_bias(acc[i + 1], gscale, n + 1, mCS, mBias)
+                    gate = self.scale_bias(acc[i] * xs, gscale, n, mCS, mBias)
+                    up = self.scale_bias(acc[i + 1] * xs, gscale, n + 1, mCS, mBias)
                     if cutlass.const_expr(self.custom):
                         out = self.act_fn(gate, up)
                     else:
                         out = self.act_fn(gate) * up
                 else:
-                    out = self.scale_bias(acc[i], gscale, n, mCS, mBias)
+                    out = self.scale_bias(acc[i] * xs, gscale, n, mCS, mBias)
                     if cutlass.const_expr(self.act_fn is not None):
                         out = self.act_fn(out)
                 if cutlass.const_expr(self.mul_topk):

@@ -619,4 +619,6 @@ class Sm80MixedGemm:
                                      wk_idx == 0, self.split_k, False)
 
         # ---- epilogue: scales, bias, activation (fp32), cast, predicated store (kernels/epilogue.py)
-        self.epilogue.store(acc, tCcC, m0, n0, M, N, wk_idx, is_last, mG, mCS, mBias, mC, mSorted, mTopkW)
+        # 8/4-bit activation scales per row: the row-weight operand (dense), the workspace slot (MoE, no split-K)
+        mXS = mWS if cutlass.const_expr(self.moe) else mTopkW
+        self.epilogue.store(acc, tCcC, m0, n0, M, N, wk_idx, is_last, mG, mCS, mBias, mC, mSorted, mTopkW, mXS)

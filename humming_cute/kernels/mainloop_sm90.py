@@ -382,8 +382,8 @@ class Sm90MixedGemm:
 
         # ---- epilogue (coordinates are (n, m): transposed)
         # (8-bit activations: the per-token scales travel in the row-weight operand, as on the mma.sync path)
-        self.epilogue.store(acc, tCcC, m0, n0, M, N, 0, is_last, mG, mCS, mBias, mC, mCS,
-                            mTopkW if self.act8 else mG, transposed=True)
+        xs = mTopkW if self.act8 else mG
+        self.epilogue.store(acc, tCcC, m0, n0, M, N, 0, is_last, mG, mCS, mBias, mC, mCS, xs, xs, transposed=True)
 
     @cute.jit
     def fold(self, acc, acc_t, rsc, parity: cutlass.Constexpr):

@@ -75,7 +75,9 @@ def fake_operands(cfg: GemmConfig):
 
     A = t2(a_t, 64 * cfg.act_bits // 16)
     C = make_fake_compact_tensor(c_t, (cute.sym_int(), cute.sym_int()), stride_order=(1, 0), assumed_align=2)
-    WS = t2(cutlass.Float32, 64, 16)
+    # the split-K workspace; the MoE GEMM (no split-K) with 8/4-bit activations takes its per-row activation
+    # scales [M] in this slot (the row-weight slot holds the routing weights there)
+    WS = t1(cutlass.Float32) if cfg.moe and cfg.act_bits < 16 else t2(cutlass.Float32, 64, 16)
     CNT = t1(cutlass.Int32)
     if cfg.moe:
         # per-expert operands carry a leading E mode: B [E, N/64, words], S/Z [E, groups, N/2],

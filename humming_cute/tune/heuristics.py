@@ -153,6 +153,8 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
     if block_m not in (16, 32, 64, 128):
         raise ValueError(f"MoE block_m must be 16, 32, 64 or 128, got {block_m}")
     wm = {16: 16, 32: 32, 64: 32, 128: 64}[block_m]
+    if a_dtype not in ("float16", "bfloat16"):
+        wm = min(wm, 32)     # 8/4-bit activations: weight lanes and partial sums need the registers
     bn = 128 if n_pad % 128 == 0 and block_m <= 32 else 64
     bk = _largest_dividing((128, 64), k_pad) if block_m <= 64 else 64
     cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
