@@ -189,3 +189,32 @@ def test_moe_launch_plumbing(monkeypatch, down):
 def test_prepare_weight_rejects_a_non_quantized_weight():
     with pytest.raises(TypeError, match="QuantizedWeight"):
         hc.prepare_weight(torch.randn(128, 256), "float16")
+
+
+def test_kernel_activations_packing():
+    """How x reaches the kernel: K zero-padded, int4 codes two per byte (even k low), e2m1 codes against e2m1
+    weights two per byte, against other weights one per byte in bits 2..5 (kind::f8f6f4's container), all as a
+    16-bit view; 16-bit x only padded."""
+    from types import SimpleNamespace
+
+    from humming_cute.ops import _kernel_activations
+
+    def w(a, b, k, k_pad):
+        return SimpleNamespace(a_dtype=a, b_dtype=b, shape_k=k, k_pad=k_pad)
+
+    codes = torch.randint(-8, 8, (3, 100), dtype=torch.int8)
+    got = _kernel_activations(codes, w("int4", "int4", 100, 128)).view(torch.uint8)
+    assert got.shape == (3, 64)     # K padded to 128 codes -> 64 bytes (32 fp16 units)
+    u = torch.nn.functional.pad(codes.view(torch.uint8), (0, 28))
+    assert torch.equal(got, (u[:, 0::2] & 0xF) | (u[:, 1::2] << 4))
+    e2 = torch.randint(0, 16, (2, 64), dtype=torch.uint8)
+    same = _kernel_activations(e2, w("float4e2m1", "float4e2m1", 64, 64)).view(torch.uint8)
+    assert torch.equal(same, (e2[:, 0::2] & 0xF) | (e2[:, 1::2] << 4))
+    wide = _kernel_activations(e2, w("float4e2m1", "int3", 64, 64)).view(torch.uint8)
+    assert torch.equal(wide, e2 << 2) and wide.shape == (2, 64)
+    f8 = torch.randn(2, 64).to(torch.float8_e4m3fn)
+    assert torch.equal(_kernel_activations(f8, w("float8e4m3", "int4", 64, 64)).view(torch.uint8),
+                       f8.view(torch.uint8))
+    x16 = torch.randn(2, 60, dtype=torch.float16)
+    p16 = _kernel_activations(x16, w("float16", "uint4", 60, 64))
+    assert p16.shape == (2, 64) and torch.equal(p16[:, :60], x16) and not p16[:, 60:].any()
