@@ -277,16 +277,9 @@ class GemmConfig:
         ag = self.act_group_size
         if ag and (not _pow2(ag) or ag < mk):
             raise ValueError(f"act_group_size must be 0 (per token) or a power of two >= {mk}, got {ag}")
-        if self.moe:
-            if not ALLOW_UNVERIFIED:
-                raise NotImplementedError(f"the MoE GEMM with {a.name} activations is built but not yet verified on a "
-                                          f"GPU; it is not enabled")
-            if self.act_group_size:
-                raise NotImplementedError(f"the MoE GEMM takes {a.name} activations with per-token scales "
-                                          f"(act_group_size=0)")
-        if self.glu and not ALLOW_UNVERIFIED:
-            raise NotImplementedError(f"{a.name} activations with a GLU epilogue are built but not yet verified on a "
-                                      f"GPU; they are not enabled")
+        if self.moe and self.act_group_size:
+            raise NotImplementedError(f"the MoE GEMM takes {a.name} activations with per-token scales "
+                                      f"(act_group_size=0)")
         if self.warp_k % mk or self.block_k % 64:
             raise ValueError(f"{a.name} activations need warp_k and block_k multiples of the MMA's K ({mk}) and "
                              f"atom (64)")

@@ -51,9 +51,6 @@ class HummingLayer(torch.nn.Module):
             if self.a_dtype.name in _config.UNVERIFIED_ACT_TYPES and not _config.ALLOW_UNVERIFIED:
                 raise NotImplementedError(f"{self.a_dtype.name} activations in the GEMM are built but not yet verified "
                                           f"on a GPU; they are not enabled")
-            if num_experts is not None and not _config.ALLOW_UNVERIFIED:
-                raise NotImplementedError(f"MoE layers with {self.a_dtype.name} activations are built but not yet "
-                                          f"verified on a GPU; they are not enabled")
         elif self.a_dtype.name not in _TORCH_HALF:
             raise NotImplementedError(f"{self.a_dtype.name} activations are not implemented yet; use float16, "
                                       f"bfloat16, float8e4m3, float8e5m2, int8 or int4")
