@@ -1,0 +1,125 @@
+"""Sweep tile configs of both mainloops at mid-size M (default 64 and 256) on the GPU, against the default config
+and the Humming package, to choose the defaults of `humming_cute/tune/heuristics.py`.
+
+Each config's output is checked against the default config's before it is timed; times are
+`humming_cute.bench.timing.bench_ms` medians (L2 flushed, CUDA-graph replay). Candidates that do not validate
+(shared memory, register or shape limits) are left out silently; a config that validates but fails to compile or
+gives a wrong result is printed. Usage:
+
+    python3 benchmarks/config_probe.py --m 64,256 --shapes 8192x8192,4096x4096 [--b int8 --group 0] [--top 8]
+"""
+import argparse
+import itertools
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import humming_cute as hc  # noqa: E402
+from humming_cute.arch import current_arch, get_arch  # noqa: E402
+from humming_cute.bench.peers import PeerUnavailable, humming_peer  # noqa: E402
+from humming_cute.bench.timing import bench_ms, copy_bandwidth, environment  # noqa: E402
+from humming_cute.config import smem_bytes  # noqa: E402
+from humming_cute.quant.weight import dequantize_weight  # noqa: E402
+
+p = argparse.ArgumentParser()
+p.add_argument("--m", default="64,256")
+p.add_argument("--shapes", default="8192x8192,4096x4096,28672x4096,4096x14336")
+p.add_argument("--b", default="uint4")
+p.add_argument("--group", type=int, default=128)
+p.add_argument("--top", type=int, default=8, help="fastest configs printed per problem")
+p.add_argument("--families", default="sm90,sm80", help="mainloops to sweep")
+p.add_argument("--budget-s", type=float, default=1e9, help="stop sweeping after this many seconds")
+args = p.parse_args()
+
+
+def candidates(m: int, arch: str):
+    """(name, GemmConfig) pairs to try for M = m; the stage count is the deepest that fits (at most 8)."""
+    base = dict(a_dtype="float16", b_dtype=args.b, c_dtype="float16", group_size=args.group, arch=arch)
+    limit = get_arch(arch).smem_per_block_bytes
+    out = []
+
+    def deepest(cfg, top=8):
+        for st in range(top, 1, -1):
+            c = cfg.with_(stages=st)
+            if smem_bytes(c) <= limit:
+                return c
+        return None
+
+    if "sm90" in args.families and get_arch(arch).sm == 90:
+        bms = [64] if m <= 64 else [128, 256] if m >= 256 else [128]
+        splits = (1, 2, 4) if m <= 64 else (1, 2)
+        for bm, bn, bk, split in itertools.product(bms, (64, 128, 256), (64, 128), splits):
+            cfg = hc.GemmConfig(**base, block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_n=64, warp_k=bk,
+                                stages=2, split_k=split, mainloop="sm90")
+            cfg = deepest(cfg)
+            if cfg is not None:
+                out.append((f"sm90 {bm}x{bn}x{bk} st{cfg.stages} split{split}", cfg))
+    if "sm80" in args.families and m <= 128:
+        bm = 64 if m <= 64 else 128
+        for (bn, bk, wk, wm), split in itertools.product(
+                [(128, 128, 64, 32), (128, 256, 128, 32), (256, 128, 128, 32), (256, 256, 128, 32),
+                 (64, 256, 64, 32), (128, 256, 64, 64), (256, 128, 64, 64)], (1, 2, 4)):
+            cfg = hc.GemmConfig(**base, block_m=bm, block_n=bn, block_k=bk, warp_m=wm, warp_n=64, warp_k=wk,
+                                stages=2, split_k=split, mainloop="sm80")
+            if cfg.num_threads > 512:
+                continue
+            cfg = deepest(cfg, 4)
+            if cfg is not None:
+                out.append((f"sm80 {bm}x{bn}x{bk} wm{wm} wk{wk} warps{cfg.num_threads // 32} st{cfg.stages} "
+                            f"split{split}", cfg))
+    valid = []
+    for name, cfg in out:
+        try:
+            valid.append((name, cfg.validate()))
+        except (ValueError, NotImplementedError):
+            pass
+    return valid
+
+
+env = environment(torch.device("cuda"), " ".join(sys.argv))
+print(f"# {env['card']} driver {env['driver']}, {env['date']}; python3 {env['command']}", flush=True)
+bw = copy_bandwidth()
+print(f"# copy bandwidth {bw / 1e9:.0f} GB/s; fp16 x {args.b} group {args.group}", flush=True)
+arch = current_arch().target
+torch.manual_seed(0)
+t_start = time.time()
+for shape in args.shapes.split(","):
+    n, k = map(int, shape.split("x"))
+    w = torch.randn(n, k, device="cuda")
+    qw = hc.quantize_weight(w, args.b, args.group)
+    pw = hc.prepare_weight(qw, "float16")
+    try:
+        hm = humming_peer(qw, w, dequantize_weight(qw, dtype=torch.float32), torch.float16, 1e-2)
+    except PeerUnavailable as e:
+        hm = None
+        print(f"# humming unavailable: {e}")
+    for m in map(int, args.m.split(",")):
+        x = torch.randn(m, k, device="cuda", dtype=torch.float16)
+        y = hc.gemm(x, pw)
+        t_def = bench_ms(lambda: hc.gemm(x, pw), 60) * 1e3
+        t_hm = bench_ms(lambda: hm.call(hm.to_input(x)), 60) * 1e3 if hm else float("nan")
+        print(f"N={n} K={k} M={m}: default {t_def:.1f}us  humming {t_hm:.1f}us  ratio {t_def / t_hm:.2f}",
+              flush=True)
+        rows = []
+        for name, cfg in candidates(m, arch):
+            if time.time() - t_start > args.budget_s:
+                print("  (time budget reached)", flush=True)
+                break
+            try:
+                yy = hc.gemm(x, pw, config=cfg)
+                torch.cuda.synchronize()
+            except Exception as e:  # noqa: BLE001 - a probe reports and goes on
+                print(f"  FAILED {name}: {type(e).__name__}: {str(e)[:160]}", flush=True)
+                continue
+            err = ((yy.float() - y.float()).norm() / y.float().norm()).item()
+            if err > 1e-3:
+                print(f"  WRONG {name}: rel err {err:.2e}", flush=True)
+                continue
+            rows.append((bench_ms(lambda: hc.gemm(x, pw, config=cfg), 60) * 1e3, name))
+        rows.sort()
+        for t, name in rows[:args.top]:
+            print(f"  {name:48s} {t:7.1f}us  {2 * m * n * k / t / 1e6:6.1f} TFLOP/s  x{t / t_def:.2f} default  "
+                  f"x{t / t_hm:.2f} humming", flush=True)
