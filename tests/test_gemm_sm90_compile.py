@@ -94,3 +94,21 @@ def test_sm90_epilogue_activations_compile(activation):
     art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
     assert "wgmma.mma_async" in art.ptx
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+
+
+@pytest.mark.parametrize("n,k", [(8192, 8192), (4096, 4096), (28672, 4096), (4096, 14336), (1536, 2048)])
+@pytest.mark.parametrize("m", [64, 96, 256])
+def test_sm90_mid_m_configs(n, k, m):
+    """16-bit activations at 64 <= M <= 256: valid configs that fit shared memory, 128-deep k-tiles within a weight
+    group (64 for 256-token tiles), split-K only over whole k-tiles and K >= 4096 per split."""
+    from humming_cute.arch import get_arch
+    from humming_cute.config import smem_bytes
+
+    cfg = sm90_config(m, n, k, a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128).validate()
+    assert cfg.mainloop == "sm90" and cfg.block_m >= min(m, 128)
+    assert smem_bytes(cfg) <= get_arch("sm_90a").smem_per_block_bytes
+    assert smem_bytes(cfg.with_(stages=cfg.stages + 1)) > get_arch("sm_90a").smem_per_block_bytes or cfg.stages == 8
+    assert cfg.block_k == (64 if cfg.block_m == 256 else 128)
+    assert (k // cfg.block_k) % cfg.split_k == 0 and k // cfg.split_k >= 4096 or cfg.split_k == 1
+    g64 = sm90_config(m, n, k, a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=64)
+    assert g64.block_k == 64, "a k-tile must not span two weight groups"

@@ -20,10 +20,50 @@ def _largest_dividing(options, n: int) -> int:
 SM90_MIN_M = 64
 
 
+def _deepest_stages(cfg: GemmConfig, arch: str, most: int = 8) -> GemmConfig:
+    """`cfg` with the most pipeline stages (up to `most`) that fit the arch's shared memory."""
+    limit = get_arch(arch).smem_per_block_bytes
+    for st in range(most, 1, -1):
+        if smem_bytes(cfg.with_(stages=st)) <= limit:
+            return cfg.with_(stages=st)
+    return cfg.with_(stages=2)
+
+
+def _sm90_mid_m_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c_dtype: str,
+                       group_size: int, has_bias: bool, num_sms: int) -> GemmConfig:
+    """16-bit activations, 64 <= M <= 256 on the wgmma mainloop. Measured on H200
+    (benchmarks/results/2026-11-29_h200_config_probe_m64_m256.log, fp16 x uint4 g128, four LLM shapes): k-tiles
+    of 128 and the deepest pipeline that fits win everywhere (0.67-0.83x the time of the earlier 64-deep, 4-stage
+    tiles); the widest weight tile that still gives ~3/4 of the SMs a CTA (fewer CTAs re-read the activations);
+    split-K only while each split keeps >= 4096 of K (4096 x 4096 at M=64: 20.4 us unsplit, 24.2 us split 2)."""
+    bm = 64 if m <= 64 else 128
+    bk = 128 if k_pad % 128 == 0 and (group_size == 0 or group_size >= 128) else 64
+    tiles_m = -(-m // bm)
+    if m > 128 and -(-m // 256) * (n_pad // 128) >= num_sms:
+        bm, bk, tiles_m = 256, 64, -(-m // 256)    # 28672 x 4096 at M=256: 256x128x64, 6 stages
+    bn = 64
+    for cand in ((256, 128) if bm == 64 else (128,)):
+        if n_pad % cand == 0 and tiles_m * (n_pad // cand) * 4 >= 3 * num_sms:
+            bn = cand
+            break
+    tiles = tiles_m * (n_pad // bn)
+    split = 1
+    while tiles * split * 2 <= num_sms and k_pad // (split * 2) >= 4096 and (k_pad // bk) % (split * 2) == 0:
+        split *= 2
+    cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
+                     has_bias=has_bias, block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_n=64, warp_k=bk,
+                     stages=2, split_k=split, arch="sm_90a", mainloop="sm90")
+    return _deepest_stages(cfg, "sm_90a")
+
+
 def sm90_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c_dtype: str, group_size: int,
                 has_bias: bool = False, num_sms: int = 132, fp8_fast_accum: bool = True) -> GemmConfig:
     """The wgmma mainloop's config for an (m, n_pad, k_pad) problem on sm_90a: the tokens are wgmma's N
     (block_m), two warpgroups take 64 weight rows each."""
+    half = a_dtype in ("float16", "bfloat16")
+    if m <= 256 and half:
+        return _sm90_mid_m_config(m, n_pad, k_pad, a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype,
+                                  group_size=group_size, has_bias=has_bias, num_sms=num_sms)
     # measured on H100 (benchmarks/results/2026-11-25_h100_sm90_config_probe.log), fp16 x uint4 g128 at
     # N=K=8192 and 28672x4096: 64x128x64 best at M=64; 256x128x64 wherever it still gives every SM a tile,
     # else 128x128x64
