@@ -312,6 +312,8 @@ def smem_bytes(cfg: GemmConfig) -> int:
     b = cfg.block_n * cfg.block_k * cfg.bits // 8
     s = cfg.scale_rows * cfg.block_n * 2 * (2 if cfg.has_zero_point else 1)
     if cfg.mainloop == "sm90":
-        return cfg.stages * (a + b + s) + 1024 + 16 * cfg.stages   # + swizzle alignment, mbarriers
+        # the wgmma kernel allocates its scale and zero-point rings (fp16 pairs, >= 1 row) whatever it uses
+        s = 2 * max(cfg.scale_rows, 1) * cfg.block_n * 2
+        return cfg.stages * (a + b + s) + 1024 + 16 * cfg.stages + 128   # + swizzle alignment, mbarriers, flag
     reduce = (cfg.warps_k - 1) * cfg.block_m * cfg.block_n * 4  # fp32 partial sums of the K-split warps
     return cfg.stages * (a + b + s) + reduce

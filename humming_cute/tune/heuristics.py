@@ -7,6 +7,7 @@ from typing import Optional
 
 from ..arch import get_arch
 from ..config import ACT8_TYPES, GemmConfig, smem_bytes
+from ..dtypes import parse_dtype
 
 
 def _largest_dividing(options, n: int) -> int:
@@ -143,19 +144,24 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
     # small M: a deep k-tile split across warps keeps enough weight bytes in flight per CTA. Measured on H200
     # (benchmarks/results/2026-11-29_h200_decode_config_probe.log, fp16 x uint4 g128, M = 1 and 16): BK=1024 with
     # 8 warps of WK=128 where K >= 8192, else BK=512 with 4 warps, 3 stages (two 96 KB CTAs per SM when the grid
-    # has several waves); split-K 2 only when the grid covers fewer than 80 SMs and each split keeps >= 6 k-tiles
-    # (4096 x 14336: 0.71x the unsplit time; 4096 x 4096: slower)
+    # has several waves); split-K 2 only when the grid covers fewer than 80 SMs, each split keeps >= 6 k-tiles
+    # and K >= 12288 (4096 x 14336: 0.71x the unsplit time; 4096 x 4096: slower, also for int8 at BK=256)
     stages = 4
     split = 1
     if m <= 32:
-        if k_pad % 1024 == 0 and k_pad >= 8192:
+        if parse_dtype(b_dtype).bits >= 6 and k_pad % 256 == 0 and a_dtype in ("float16", "bfloat16"):
+            # 6-8 bit weights, 16-bit activations (H200, fp16 x int8 channel, M=1,
+            # benchmarks/results/2026-11-29_h200_decode_config_probe_int8.log): BK=256 with 4 warps, 4 stages is
+            # the fastest or within 1 % on all four shapes (28672 x 4096: 39.8 us against 50.9 us at BK=512)
+            bk, wk, stages = 256, 64, 4
+        elif k_pad % 1024 == 0 and k_pad >= 8192:
             bk, wk, stages = 1024, 128, 3
         elif k_pad % 512 == 0:
             bk, wk, stages = 512, 128, 3
         else:
             bk, wk, stages = _largest_dividing((256, 128, 64), k_pad), 64, 6
         ctas = -(-m // bm) * (n_pad // bn)
-        if ctas < 80 and (k_pad // bk) // 2 >= 6 and not batch_invariant:
+        if ctas < 80 and (k_pad // bk) // 2 >= 6 and k_pad >= 12288 and not batch_invariant:
             split = 2
     elif m <= 64:
         bk, wk = _largest_dividing((128, 64), k_pad), 64
