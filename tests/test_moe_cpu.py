@@ -24,7 +24,7 @@ def test_config_rules():
     with pytest.raises(ValueError, match="block_m must be 16, 32, 64 or 128"):
         default_moe_config(48, 1536, 2048, a_dtype="float16", b_dtype="uint4", c_dtype="float16",
                            group_size=128, arch="sm_90a")
-    assert moe_block_size(1, 8, 128) == 16 and moe_block_size(4096, 8, 8) == 64
+    assert moe_block_size(1, 8, 128) == 16 and moe_block_size(512, 8, 8) == 64 and moe_block_size(4096, 8, 8) == 128
 
 
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90a"])

@@ -32,7 +32,8 @@ def _routing(tokens, experts, top_k, skewed, gen):
     return ids.to(torch.int32)
 
 
-CASES = [(8, 2, 1), (8, 2, 7), (8, 1, 64), (64, 8, 7), (64, 8, 64), (128, 8, 1), (128, 8, 1000), (8, 2, 1000)]
+CASES = [(8, 2, 1), (8, 2, 7), (8, 1, 64), (64, 8, 7), (64, 8, 64), (128, 8, 1), (128, 8, 1000), (8, 2, 1000),
+         (8, 2, 3000)]   # the last: 750 rows per expert, 128-row blocks
 
 
 @pytest.mark.parametrize("experts,top_k,tokens", CASES)

@@ -203,9 +203,18 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
         wm = min(wm, 32)     # 8/4-bit activations: weight lanes and partial sums need the registers
     bn = 128 if n_pad % 128 == 0 and block_m <= 32 else 64
     bk = _largest_dividing((128, 64), k_pad) if block_m <= 64 else 64
+    stages = 4
+    if block_m >= 64 and a_dtype in ("float16", "bfloat16"):
+        # many rows per expert (H200, fp16 x uint4 g128, benchmarks/results/2026-11-29_h200_moe_config_probe.log):
+        # wider weight tiles, one K-warp and 6 stages: 0.74-0.96x the time of 64 x 64 x 128 tiles at 512-4096
+        # tokens (Qwen3-30B-A3B-like and Mixtral-like up / down); 128-row blocks with 256-wide tiles: 0.73x on
+        # Mixtral up at 4096 tokens
+        bk, stages = 64, 6
+        want = 256 if block_m == 128 else 128
+        bn = want if n_pad % want == 0 else (128 if n_pad % 128 == 0 else 64)
     cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
                      has_bias=has_bias, block_m=block_m, block_n=bn, block_k=bk, warp_m=wm,
-                     warp_n=64, warp_k=64, stages=4, arch=arch, moe=True, moe_top_k=top_k, moe_down=is_down,
+                     warp_n=64, warp_k=64, stages=stages, arch=arch, moe=True, moe_top_k=top_k, moe_down=is_down,
                      moe_mul_topk_weights=mul_topk_weights)
     limit = get_arch(arch).smem_per_block_bytes
     while smem_bytes(cfg) > limit and cfg.stages > 2:
@@ -221,4 +230,6 @@ def moe_block_size(num_tokens: int, top_k: int, num_experts: int) -> int:
         return 16
     if per_expert <= 48:
         return 32
-    return 64
+    if per_expert <= 512:
+        return 64
+    return 128   # Mixtral-like up projection at 4096 tokens (1024 rows per expert): 0.84x the 64-row time

@@ -1,0 +1,111 @@
+"""Sweep MoE GEMM tile configs (mma.sync mainloop) at larger token counts on the GPU against the default config and
+the Humming package's MoE GEMM, to choose `default_moe_config` / `moe_block_size`.
+
+fp16 x uint4 g128, the bench's presets (Qwen3-30B-A3B-like and Mixtral-like, up and down projections). Each config's
+output is checked against the default's; times are `bench_ms` medians (L2 flushed, CUDA-graph replay). Usage:
+
+    python3 benchmarks/moe_config_probe.py --tokens 512,4096 [--presets qwen3-30b-a3b,mixtral]
+"""
+import argparse
+import itertools
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import humming_cute as hc  # noqa: E402
+from humming_cute.arch import current_arch, get_arch  # noqa: E402
+from humming_cute.bench.core import MOE_PRESETS  # noqa: E402
+from humming_cute.bench.moe import draw_routing  # noqa: E402
+from humming_cute.bench.peers import MoeProblem, PeerUnavailable, humming_moe_peer  # noqa: E402
+from humming_cute.bench.timing import bench_ms, environment  # noqa: E402
+from humming_cute.config import smem_bytes  # noqa: E402
+from humming_cute.quant.weight import dequantize_weight  # noqa: E402
+from humming_cute.tune.heuristics import default_moe_config, moe_block_size  # noqa: E402
+
+p = argparse.ArgumentParser()
+p.add_argument("--tokens", default="512,4096")
+p.add_argument("--presets", default="qwen3-30b-a3b,mixtral")
+p.add_argument("--block-m", default="64,128")
+p.add_argument("--bn", default="128,256")
+p.add_argument("--bk", default="64,128")
+p.add_argument("--budget-s", type=float, default=1e9)
+args = p.parse_args()
+
+env = environment(torch.device("cuda"), " ".join(sys.argv))
+print(f"# {env['card']} driver {env['driver']}, {env['date']}; python3 {env['command']}", flush=True)
+arch = current_arch().target
+limit = get_arch(arch).smem_per_block_bytes
+t0 = time.time()
+for preset in args.presets.split(","):
+    pr = MOE_PRESETS[preset]
+    e, top_k = pr["num_experts"], pr["top_k"]
+    for proj in ("up", "down"):
+        n, k = pr[proj]
+        is_down = proj == "down"
+        w = torch.randn(e, n, k, device="cuda")
+        qw = hc.quantize_weight(w, "uint4", 128)
+        pw = hc.prepare_weight(qw, "float16")
+        try:
+            hm = humming_moe_peer(qw, w, dequantize_weight(qw, dtype=torch.float32), torch.float16, 1e-2)
+        except PeerUnavailable as ex:
+            hm = None
+            print(f"# humming unavailable: {ex}")
+        for tokens in map(int, args.tokens.split(",")):
+            ids, tw = draw_routing(tokens, e, top_k, tokens, "cuda")
+            x = torch.randn(tokens * top_k if is_down else tokens, k, device="cuda", dtype=torch.float16)
+            out = torch.empty(tokens, top_k, n, device="cuda", dtype=torch.float16)
+            bm0 = moe_block_size(tokens, top_k, e)
+            aligned = {bm: hc.moe_align_block_size(ids, bm, e) for bm in {bm0, *map(int, args.block_m.split(","))}}
+
+            def call(bm, cfg=None):
+                s, ei, npost = aligned[bm]
+                return hc.moe_gemm(x, pw, s, ei, npost, top_k=top_k, block_m=bm, topk_weights=tw,
+                                   mul_topk_weights=is_down, is_down=is_down, out=out, config=cfg)
+
+            y0 = call(bm0).float().clone()
+            t_def = bench_ms(lambda: call(bm0), 60) * 1e3
+            t_hm = float("nan")
+            if hm is not None:
+                prob = MoeProblem(x=x, topk_ids=ids, topk_weights=tw, top_k=top_k, num_experts=e, is_down=is_down,
+                                  out=torch.empty_like(out))
+                hm_call, _ = hm.prepare(prob)
+                t_hm = bench_ms(hm_call, 60) * 1e3
+            print(f"{preset} {proj} E={e} top{top_k} N={n} K={k} tokens={tokens}: default bm{bm0} {t_def:.1f}us  "
+                  f"humming {t_hm:.1f}us  ratio {t_def / t_hm:.2f}", flush=True)
+            rows = []
+            for bm, bn, bk in itertools.product(map(int, args.block_m.split(",")), map(int, args.bn.split(",")),
+                                                map(int, args.bk.split(","))):
+                if time.time() - t0 > args.budget_s:
+                    break
+                base = default_moe_config(bm, pw.n_pad, pw.k_pad, a_dtype="float16", b_dtype=pw.b_dtype,
+                                          c_dtype="float16", group_size=128, arch=arch, top_k=top_k, is_down=is_down,
+                                          mul_topk_weights=is_down)
+                if pw.n_pad % bn or pw.k_pad % bk:
+                    continue
+                cfg = None
+                for st in range(6, 1, -1):
+                    c = base.with_(block_n=bn, block_k=bk, warp_k=64, stages=st)
+                    if smem_bytes(c) <= limit:
+                        cfg = c
+                        break
+                try:
+                    cfg = cfg.validate()
+                except (ValueError, NotImplementedError, AttributeError):
+                    continue
+                name = f"bm{bm} bn{bn} bk{bk} wm{cfg.warp_m} warps{cfg.num_threads // 32} st{cfg.stages}"
+                try:
+                    y = call(bm, cfg).float()
+                    torch.cuda.synchronize()
+                except Exception as ex:  # noqa: BLE001 - a probe reports and goes on
+                    print(f"  FAILED {name}: {type(ex).__name__}: {str(ex)[:160]}", flush=True)
+                    continue
+                err = ((y - y0).norm() / y0.norm()).item()
+                if err > 2e-3:
+                    print(f"  WRONG {name}: rel err {err:.2e}", flush=True)
+                    continue
+                rows.append((bench_ms(lambda: call(bm, cfg), 60) * 1e3, name))
+            for t, name in sorted(rows)[:6]:
+                print(f"  {name:44s} {t:8.1f}us  x{t / t_def:.2f} default  x{t / t_hm:.2f} humming", flush=True)
