@@ -142,6 +142,8 @@ FORMATS = [  # (weight type, group size, scale dtype, global scale, activation d
 def test_moe_formats_and_tiles(fmt, block_m, split_warps):
     """Every MoE tile height, with K split across warps or not, on several weight formats and both
     activation dtypes (the default config splits K across warps; the other variant keeps one K-warp)."""
+    from humming_cute.arch import get_arch
+    from humming_cute.config import smem_bytes
     from humming_cute.ops import device_target
     from humming_cute.tune.heuristics import default_moe_config
 
@@ -158,6 +160,8 @@ def test_moe_formats_and_tiles(fmt, block_m, split_warps):
     cfg = default_moe_config(block_m, pw.n_pad, pw.k_pad, a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name,
                              group_size=pw.group_size, arch=device_target(x.device), top_k=top_k)
     cfg = cfg.with_(warp_k=64 if split_warps else cfg.block_k, block_k=128 if split_warps else cfg.block_k)
+    while smem_bytes(cfg) > get_arch(cfg.arch).smem_per_block_bytes:   # deeper k-tiles: fewer stages fit
+        cfg = cfg.with_(stages=cfg.stages - 1)
     cfg = cfg.validate()
     assert (cfg.warps_k > 1) == split_warps
     out = torch.full((tokens, top_k, n), float("nan"), device="cuda", dtype=a_dtype)
