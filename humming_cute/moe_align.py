@@ -1,21 +1,138 @@
 """`moe_align_block_size` for the MoE GEMM: group the routed (token, slot) ids by expert and pad each expert's
 run to a multiple of the kernel's block_m.
 
-Plain torch, on the routing tensor's device, with no host synchronisation and shapes that depend only on
-(M, top_k, num_experts, block_m): it can be captured in a CUDA graph and replayed for any routing. The result is
-exactly vLLM's layout (and `quant.reference.moe_align_block_size_reference`'s)."""
+Two implementations with the same output, both on the routing tensor's device, with no host synchronisation and
+shapes that depend only on (M, top_k, num_experts, block_m), so they can be captured in a CUDA graph and replayed
+for any routing: a sequence of torch ops (any device), and one single-CTA CuTe DSL kernel
+(`kernels/moe_align.py`, CUDA). The result is exactly vLLM's layout (and
+`quant.reference.moe_align_block_size_reference`'s)."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
-__all__ = ["moe_align_block_size"]
+from . import config as _config
+from .runtime.compile import KernelCache
+
+__all__ = ["moe_align_block_size", "kernel_threads", "compile_moe_align", "align_smem_words", "MoeAlignConfig",
+           "IMPLS"]
+
+IMPLS = ("auto", "torch", "kernel")
+#: the single-CTA kernel has not run on a GPU yet: "auto" takes it only with config.ALLOW_UNVERIFIED
+KERNEL_VERIFIED = False
+
+_KERNELS = KernelCache()
+_NO_MAP: dict = {}
+
+
+@dataclass(frozen=True)
+class MoeAlignConfig:
+    """One compiled variant of the alignment kernel: the expert count, the block size, threads of its single CTA,
+    whether an expert map (global -> local id or -1) rewrites the expert ids, and the arch."""
+
+    num_experts: int
+    block_m: int
+    threads: int
+    has_map: bool
+    arch: str
+
+    def __post_init__(self):
+        for name in ("num_experts", "block_m", "threads"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if self.threads % 32 or self.threads > 1024:
+            raise ValueError(f"threads must be a multiple of 32 up to 1024, got {self.threads}")
+
+
+def align_smem_words(num_experts: int, threads: int) -> int:
+    """int32 words of shared memory the kernel's CTA uses: a count row per thread plus the totals row, and the
+    padded run starts."""
+    return (threads + 1) * num_experts + num_experts + 1
+
+
+def kernel_threads(numel: int, num_experts: int, arch: str) -> Optional[int]:
+    """Threads of the alignment kernel's single CTA for `numel` routed ids, or None when even 32 threads' count
+    rows of `num_experts` do not fit the arch's shared memory (the torch path is used then). Few threads keep the
+    per-expert prefix over thread rows short for decode-sized batches; more keep each thread's chunk short."""
+    from .arch import get_arch
+
+    limit = get_arch(arch).smem_per_block_bytes
+    for t in ((256, 128, 64, 32) if numel > 4096 else (64, 32)):
+        if align_smem_words(num_experts, t) * 4 <= limit:
+            return t
+    return None
+
+
+def compile_moe_align(cfg):
+    """Compile a `kernels.moe_align.MoeAlignConfig` for its arch (no GPU needed); the TVM-FFI callable
+    f(ids, sorted_ids, expert_ids, num_post, expert_map)."""
+    import cutlass.cute as cute
+
+    from .arch import dsl_target
+    from .kernels.moe_align import MoeAlignKernel, fake_operands
+    from .runtime.compile import target_arch
+
+    target = dsl_target(cfg.arch)
+    with target_arch(target):
+        t0 = time.perf_counter()
+        compiled = cute.compile(MoeAlignKernel(cfg), *fake_operands(cfg),
+                                options=f"--gpu-arch {target} --enable-tvm-ffi")
+        _KERNELS.record(time.perf_counter() - t0)
+    return compiled
+
+
+def _use_kernel(impl: str, topk_ids: torch.Tensor) -> bool:
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
+    enabled = KERNEL_VERIFIED or _config.ALLOW_UNVERIFIED
+    if impl == "kernel":
+        if not enabled:
+            raise NotImplementedError("the moe_align_block_size kernel is built but not yet verified on a GPU; it "
+                                      "is not enabled (impl='torch' or 'auto')")
+        if topk_ids.device.type != "cuda":
+            raise ValueError(f"the moe_align_block_size kernel runs on CUDA tensors; topk_ids is on "
+                             f"{topk_ids.device} (impl='torch' runs anywhere)")
+        return True
+    return impl == "auto" and enabled and topk_ids.device.type == "cuda"
+
+
+def _align_kernel(topk_ids, block_m, num_experts, expert_map, max_padded, n_blocks, explicit: bool):
+    """The kernel path; None when the expert count does not fit (auto falls back to torch)."""
+    from .ops import device_target
+
+    dev = topk_ids.device
+    numel = topk_ids.numel()
+    arch = device_target(dev)
+    threads = kernel_threads(numel, num_experts, arch)
+    if threads is None:
+        if explicit:
+            raise ValueError(f"{num_experts} experts do not fit the alignment kernel's shared memory on {arch}; "
+                             f"use impl='torch'")
+        return None
+    ids = topk_ids.reshape(-1)
+    if ids.dtype != torch.int32 or not ids.is_contiguous():
+        ids = ids.to(torch.int32).contiguous()
+    sorted_ids = torch.empty(max_padded, dtype=torch.int32, device=dev)
+    expert_ids = torch.empty(n_blocks, dtype=torch.int32, device=dev)
+    num_post = torch.empty(1, dtype=torch.int32, device=dev)
+    if expert_map is not None:
+        emap = expert_map.to(dev, torch.int32).contiguous()
+    else:
+        emap = _NO_MAP.get(dev)
+        if emap is None:
+            emap = _NO_MAP[dev] = torch.zeros(1, dtype=torch.int32, device=dev)
+    cfg = MoeAlignConfig(num_experts, block_m, threads, expert_map is not None, arch)
+    _KERNELS.get(cfg, compile_moe_align)(ids, sorted_ids, expert_ids, num_post, emap)
+    return sorted_ids, expert_ids, num_post
 
 
 def moe_align_block_size(topk_ids: torch.Tensor, block_m: int, num_experts: int,
-                         expert_map: Optional[torch.Tensor] = None):
+                         expert_map: Optional[torch.Tensor] = None, *, impl: str = "auto"):
     """-> (sorted_token_ids int32 [M*top_k + E*(block_m-1)], expert_ids int32 [ceil(that / block_m)],
     num_tokens_post_padded int32 [1]).
 
@@ -23,17 +140,27 @@ def moe_align_block_size(topk_ids: torch.Tensor, block_m: int, num_experts: int,
     multiple of `block_m` with the pad value M * top_k. Blocks past the padded total get expert 0 (vLLM's
     convention; the kernel stops at num_tokens_post_padded). `expert_map` (global -> local id or -1) is applied
     to expert_ids at the end: blocks of experts on another rank get -1. Ids outside [0, num_experts) are not
-    checked here (that would need a device sync); they are dropped from every run."""
+    checked here (that would need a device sync); they are dropped from every run.
+
+    `impl`: "torch" (the op sequence, any device), "kernel" (the single-CTA CuTe DSL kernel, CUDA only) or "auto"
+    (the kernel on CUDA once it is enabled - it is built and compile-checked, and waits for its GPU test - else
+    torch)."""
     if not isinstance(topk_ids, torch.Tensor) or topk_ids.dim() != 2 or topk_ids.is_floating_point():
         raise ValueError("topk_ids must be an integer tensor [M, top_k]")
     if not isinstance(block_m, int) or block_m <= 0:
         raise ValueError(f"block_m must be a positive int, got {block_m!r}")
     if not isinstance(num_experts, int) or num_experts <= 0:
         raise ValueError(f"num_experts must be a positive int, got {num_experts!r}")
+    if expert_map is not None and expert_map.numel() != num_experts:
+        raise ValueError(f"expert_map must have num_experts = {num_experts} entries, got {expert_map.numel()}")
     dev = topk_ids.device
     numel = topk_ids.numel()
     max_padded = numel + num_experts * (block_m - 1)
     n_blocks = -(-max_padded // block_m)
+    if _use_kernel(impl, topk_ids) and numel > 0:
+        out = _align_kernel(topk_ids, block_m, num_experts, expert_map, max_padded, n_blocks, impl == "kernel")
+        if out is not None:
+            return out
     flat = topk_ids.reshape(-1).long()
     valid = (flat >= 0) & (flat < num_experts)
     key = torch.where(valid, flat, torch.full_like(flat, num_experts))       # invalid ids sort last
@@ -56,8 +183,6 @@ def moe_align_block_size(topk_ids: torch.Tensor, block_m: int, num_experts: int,
     expert_ids = torch.searchsorted(ends, block_start, right=True)
     expert_ids = torch.where(expert_ids >= num_experts, torch.zeros_like(expert_ids), expert_ids)
     if expert_map is not None:
-        if expert_map.numel() != num_experts:
-            raise ValueError(f"expert_map must have num_experts = {num_experts} entries, got {expert_map.numel()}")
         expert_ids = expert_map.to(dev).long()[expert_ids]
     num_post = ends[-1:].to(torch.int32)
     return sorted_ids, expert_ids.to(torch.int32), num_post
