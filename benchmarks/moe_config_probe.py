@@ -5,6 +5,7 @@ fp16 x uint4 g128, the bench's presets (Qwen3-30B-A3B-like and Mixtral-like, up 
 output is checked against the default's; times are `bench_ms` medians (L2 flushed, CUDA-graph replay). Usage:
 
     python3 benchmarks/moe_config_probe.py --tokens 512,4096 [--presets qwen3-30b-a3b,mixtral]
+    python3 benchmarks/moe_config_probe.py --tokens 1,16 --small     # decode: 16-row blocks, deep K-split tiles
 """
 import argparse
 import itertools
@@ -31,6 +32,9 @@ p.add_argument("--presets", default="qwen3-30b-a3b,mixtral")
 p.add_argument("--block-m", default="64,128")
 p.add_argument("--bn", default="128,256")
 p.add_argument("--bk", default="64,128")
+p.add_argument("--small", action="store_true",
+               help="decode candidates instead: 16-row blocks, block_n 64/128, (block_k, warp_k) from 128/64 to "
+                    "1024/128 (K split across up to 8 warps), 3 or 4 stages")
 p.add_argument("--budget-s", type=float, default=1e9)
 args = p.parse_args()
 
@@ -76,21 +80,30 @@ for preset in args.presets.split(","):
             print(f"{preset} {proj} E={e} top{top_k} N={n} K={k} tokens={tokens}: default bm{bm0} {t_def:.1f}us  "
                   f"humming {t_hm:.1f}us  ratio {t_def / t_hm:.2f}", flush=True)
             rows = []
-            for bm, bn, bk in itertools.product(map(int, args.block_m.split(",")), map(int, args.bn.split(",")),
-                                                map(int, args.bk.split(","))):
+            if args.small:
+                cands = [(16, bn, bk, wk, st) for bn in (64, 128) for bk, wk in ((128, 64), (256, 64), (512, 128),
+                                                                                (1024, 128)) for st in (3, 4)]
+            else:
+                cands = [(bm, bn, bk, 64, None) for bm, bn, bk in itertools.product(
+                    map(int, args.block_m.split(",")), map(int, args.bn.split(",")), map(int, args.bk.split(",")))]
+            for bm, bn, bk, wk, stages in cands:
                 if time.time() - t0 > args.budget_s:
                     break
+                if bm not in aligned:
+                    aligned[bm] = hc.moe_align_block_size(ids, bm, e)
                 base = default_moe_config(bm, pw.n_pad, pw.k_pad, a_dtype="float16", b_dtype=pw.b_dtype,
                                           c_dtype="float16", group_size=128, arch=arch, top_k=top_k, is_down=is_down,
                                           mul_topk_weights=is_down)
                 if pw.n_pad % bn or pw.k_pad % bk:
                     continue
                 cfg = None
-                for st in range(6, 1, -1):
-                    c = base.with_(block_n=bn, block_k=bk, warp_k=64, stages=st)
+                for st in ([stages] if stages else range(6, 1, -1)):
+                    c = base.with_(block_n=bn, block_k=bk, warp_k=wk, stages=st)
                     if smem_bytes(c) <= limit:
                         cfg = c
                         break
+                if cfg is None:
+                    continue
                 try:
                     cfg = cfg.validate()
                 except (ValueError, NotImplementedError, AttributeError):
