@@ -20,6 +20,12 @@ def i32(x: int) -> cutlass.Int32:
     return cutlass.Int32(x - (1 << 32) if x >= (1 << 31) else x)
 
 
+def and_or(x, mask: int, bits: int):
+    """(x & mask) | bits in one LOP3 (LLVM's separate and / or stay two instructions in SASS: a LOP3 takes one
+    immediate, so ptxas keeps the loop-invariant constant in a register only when it sees a single lop3)."""
+    return cute.arch.lop3(x, i32(mask), i32(bits), 0xEA)
+
+
 def half2_const(plan: DequantPlan, x: float) -> cutlass.Int32:
     """Both halves set to the activation-typed bits of x."""
     h = plan.half_bits(x)
@@ -50,6 +56,21 @@ def extract_pair(plan: DequantPlan, plane_words, slot_per_plane):
         code = part if code is None else (code | part)
         shift += w
     return code
+
+
+def extract_decode(plan: DequantPlan, plane_words, slot_per_plane, neg_sub=None, exp_factor: bool = True):
+    """`decode_pair(extract_pair(...))`; for integer codes in one plane the mask and the magic exponent go in one
+    LOP3 (shift, LOP3, HFMA2 per pair)."""
+    if plan.kind == "int" and len(plan.planes) == 1:
+        w = plan.planes[0]
+        slot = slot_per_plane[0]
+        word = plane_words[0]
+        part = word >> (slot * w) if slot else word
+        x = and_or(part, ((1 << w) - 1) * 0x00010001, plan.magic * 0x00010001)
+        if neg_sub is None:
+            neg_sub = half2_const(plan, -(plan.magic_value + plan.sym_offset))
+        return fma2(plan, x, half2_const(plan, 1.0), neg_sub)
+    return decode_pair(plan, extract_pair(plan, plane_words, slot_per_plane), neg_sub, exp_factor)
 
 
 def decode_pair(plan: DequantPlan, code, neg_sub=None, exp_factor: bool = True):
@@ -98,10 +119,10 @@ def decode_slot4(plan: DequantPlan, word, slot: int, neg_sub=None):
     w = word >> 8 if slot >= 2 else word
     off = plan.magic_value + plan.sym_offset
     if slot % 2 == 0:
-        x = (w & i32(0x000F000F)) | i32(plan.magic * 0x00010001)
+        x = and_or(w, 0x000F000F, plan.magic * 0x00010001)
         sub = neg_sub if neg_sub is not None else half2_const(plan, -off)
         return fma2(plan, x, half2_const(plan, 1.0), sub)
-    x = (w & i32(0x00F000F0)) | i32(plan.magic * 0x00010001)
+    x = and_or(w, 0x00F000F0, plan.magic * 0x00010001)
     if neg_sub is None:
         sub = half2_const(plan, -(plan.magic_value / 16 + plan.sym_offset))
     else:   # -(1024 + z) + 960 = -(64 + z), exact
@@ -109,14 +130,19 @@ def decode_slot4(plan: DequantPlan, word, slot: int, neg_sub=None):
     return fma2(plan, x, half2_const(plan, 1.0 / 16), sub)
 
 
+def _prmt_self(w, selector: int):
+    return cute.arch.inline_ptx(f"prmt.b32 {{$w0}}, {{$r0}}, {{$r0}}, {selector:#06x};",
+                                write_only_types=[cutlass.Int32], read_only_args=[w])
+
+
 def broadcast_lo(w):
-    """(lo, hi) -> (lo, lo) of a packed pair."""
-    return (w & i32(0xFFFF)) | (w << 16)
+    """(lo, hi) -> (lo, lo) of a packed pair (one PRMT)."""
+    return _prmt_self(w, 0x1010)
 
 
 def broadcast_hi(w):
-    """(lo, hi) -> (hi, hi) of a packed pair."""
-    return (w & i32(0xFFFF0000)) | ((w >> 16) & i32(0xFFFF))
+    """(lo, hi) -> (hi, hi) of a packed pair (one PRMT)."""
+    return _prmt_self(w, 0x3232)
 
 
 # ---- 8-bit activation lanes (see layouts/dequant_plan.py: LanePlan) --------------------------------------------

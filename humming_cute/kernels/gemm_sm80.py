@@ -557,8 +557,7 @@ class Sm80MixedGemm:
                                 # two-level scales, fp16: a float format's exponent factor goes to the group scale
                                 # (the unfactored values are exact fp16 normals / subnormals; bf16 keeps it, its
                                 # unfactored values would sit near fp32's denormal range)
-                                val = dq.decode_pair(plan, dq.extract_pair(plan, pw, slots), neg_sub,
-                                                     exp_factor=not self.defer_exp)
+                                val = dq.extract_decode(plan, pw, slots, neg_sub, exp_factor=not self.defer_exp)
                             if cutlass.const_expr(self.group > 0 and not self.cfg.two_level_scales):
                                 val = dq.mul2(plan, val, sc)
                             rBu[r + 2 * (a * 8 + j)] = val

@@ -471,11 +471,10 @@ class Sm90MixedGemm:
                     z_lo, z_hi = dq.broadcast_lo(zw), dq.broadcast_hi(zw)
             plane_words, plane_slots = self.pair_words(b_views, ss, ka, wg, wr, lane, stage)
             for i in cutlass.range_constexpr(4):
-                code = dq.extract_pair(plan, [pw[i] for pw in plane_words], [sl[i] for sl in plane_slots])
                 neg_sub = None
                 if cutlass.const_expr(self.has_zp):
                     neg_sub = z_lo if i // 2 == 0 else z_hi
-                val = dq.decode_pair(plan, code, neg_sub)
+                val = dq.extract_decode(plan, [pw[i] for pw in plane_words], [sl[i] for sl in plane_slots], neg_sub)
                 if cutlass.const_expr(self.group > 0):
                     val = dq.mul2(plan, val, sc_lo if i // 2 == 0 else sc_hi)
                 rAu[(i // 2) + 2 * (i % 2) + 4 * s] = val
