@@ -474,7 +474,11 @@ class Sm90MixedGemm:
                 neg_sub = None
                 if cutlass.const_expr(self.has_zp):
                     neg_sub = z_lo if i // 2 == 0 else z_hi
-                val = dq.extract_decode(plan, [pw[i] for pw in plane_words], [sl[i] for sl in plane_slots], neg_sub)
+                if cutlass.const_expr(dq.is_fast4(plan)):
+                    val = dq.decode_slot4(plan, plane_words[0][i], plane_slots[0][i], neg_sub)
+                else:
+                    val = dq.extract_decode(plan, [pw[i] for pw in plane_words], [sl[i] for sl in plane_slots],
+                                            neg_sub)
                 if cutlass.const_expr(self.group > 0):
                     val = dq.mul2(plan, val, sc_lo if i // 2 == 0 else sc_hi)
                 rAu[(i // 2) + 2 * (i % 2) + 4 * s] = val
