@@ -32,7 +32,14 @@ p.add_argument("--group", type=int, default=128)
 p.add_argument("--top", type=int, default=8, help="fastest configs printed per problem")
 p.add_argument("--families", default="sm90,sm80", help="mainloops to sweep")
 p.add_argument("--budget-s", type=float, default=1e9, help="stop sweeping after this many seconds")
+p.add_argument("--ws", action="store_true",
+               help="also the warp-specialized variant of every wgmma candidate with block_n <= 128 (a producer "
+                    "warpgroup; enabled here through config.ALLOW_UNVERIFIED)")
 args = p.parse_args()
+if args.ws:
+    import humming_cute.config as _hconfig
+
+    _hconfig.ALLOW_UNVERIFIED = True
 
 
 def candidates(m: int, arch: str):
@@ -57,6 +64,8 @@ def candidates(m: int, arch: str):
             cfg = deepest(cfg)
             if cfg is not None:
                 out.append((f"sm90 {bm}x{bn}x{bk} st{cfg.stages} split{split}", cfg))
+                if args.ws and bn <= 128:
+                    out.append((f"sm90 {bm}x{bn}x{bk} st{cfg.stages} split{split} ws", cfg.with_(warp_specialized=True)))
     if "sm80" in args.families and m <= 128:
         bm = 64 if m <= 64 else 128
         for (bn, bk, wk, wm), split in itertools.product(

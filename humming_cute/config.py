@@ -87,6 +87,9 @@ class GemmConfig:
     # accumulation) instead of scaling every dequantized weight pair. Fewer instructions per weight when the tile
     # has few rows (decode); more per output element
     two_level_scales: bool = False
+    # wgmma mainloop only: a producer warpgroup issues the TMA loads while the consumer warpgroups (one per 64
+    # weight rows) only dequantize and multiply, with registers moved from the producer to them (setmaxnreg)
+    warp_specialized: bool = False
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -118,8 +121,8 @@ class GemmConfig:
 
     @property
     def num_threads(self) -> int:
-        if self.mainloop == "sm90":
-            return 128 * (self.block_n // ATOM_N)   # one warpgroup per 64 weight rows
+        if self.mainloop == "sm90":   # one warpgroup per 64 weight rows (+ the producer warpgroup)
+            return 128 * (self.block_n // ATOM_N + (1 if self.warp_specialized else 0))
         return 32 * self.warps_m * self.warps_n * self.warps_k
 
     @property
@@ -221,6 +224,8 @@ class GemmConfig:
             raise ValueError(f"mainloop must be 'sm80' (mma.sync) or 'sm90' (wgmma), got {self.mainloop!r}")
         if self.mainloop == "sm90":
             self._validate_sm90(arch)
+        elif self.warp_specialized:
+            raise ValueError("warp_specialized is an option of the wgmma mainloop (mainloop='sm90')")
         if not isinstance(self.split_k, int) or not 1 <= self.split_k <= 64:
             raise ValueError(f"split_k must be an int in 1..64, got {self.split_k!r}")
         if self.stages < 2:
@@ -304,6 +309,13 @@ class GemmConfig:
             raise NotImplementedError("the MoE GEMM runs on the mma.sync mainloop (mainloop='sm80')")
         if self.glu:
             raise NotImplementedError("GLU epilogues run on the mma.sync mainloop (mainloop='sm80')")
+        if self.warp_specialized:
+            if self.block_n > 128:
+                raise ValueError(f"warp_specialized takes block_n <= 128 (two consumer warpgroups and the producer "
+                                 f"share the register file), got {self.block_n}")
+            if not ALLOW_UNVERIFIED:
+                raise NotImplementedError("warp_specialized is built but not yet verified on a GPU; it is not "
+                                          "enabled")
 
 
 def smem_bytes(cfg: GemmConfig) -> int:

@@ -216,3 +216,18 @@ def test_act8_wgmma_epilogue():
     ref = reference_gemm(xq, qw, x_scales=xs, a_dtype="float8e4m3", bias=bias, activation="gelu",
                          out_dtype=torch.float32)
     assert ((y.float() - ref).norm() / ref.norm()).item() < 1e-2
+
+
+@pytest.mark.parametrize("a,b,group,bm,split", [("float8e4m3", "uint4", 128, 128, 1), ("int8", "int8", 0, 64, 2)])
+def test_act8_wgmma_warp_specialized(monkeypatch, a, b, group, bm, split):
+    """The producer warpgroup with 8-bit activations (two-level per k-tile accumulation for the grouped weight;
+    split-K consumers on a named barrier). Built and compile-checked; enabled here for its GPU run."""
+    import humming_cute.config as hconfig
+
+    _sm90()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    torch.manual_seed(bm + split)
+    cfg = hc.GemmConfig(a_dtype=a, b_dtype=b, c_dtype="float16", group_size=group, block_m=bm, block_n=128,
+                        block_k=128, warp_m=bm, warp_n=64, warp_k=128, stages=4, split_k=split, arch="sm_90a",
+                        mainloop="sm90", warp_specialized=True)
+    _check(a, b, group, "float32" if group == 0 else "float16", 333, 384, 1536, config=cfg)

@@ -112,3 +112,39 @@ def test_sm90_mid_m_configs(n, k, m):
     assert (k // cfg.block_k) % cfg.split_k == 0 and k // cfg.split_k >= 4096 or cfg.split_k == 1
     g64 = sm90_config(m, n, k, a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=64)
     assert g64.block_k == 64, "a k-tile must not span two weight groups"
+
+
+@pytest.mark.parametrize("a,b,g,bm,bn,bk,split", [("float16", "uint4", 128, 64, 64, 128, 2),
+                                                  ("bfloat16", "int8", 0, 256, 128, 64, 1),
+                                                  ("float8e4m3", "uint4", 128, 128, 128, 128, 1)])
+def test_sm90_warp_specialized_compiles(monkeypatch, a, b, g, bm, bn, bk, split):
+    """warp_specialized: one more warpgroup; it gives registers away (setmaxnreg.dec 40), the consumers take them
+    (setmaxnreg.inc); TMA from the producer only; split-K consumers meet on named barrier 1; no spills."""
+    import humming_cute.config as hconfig
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    cfg = GemmConfig(a_dtype=a, b_dtype=b, c_dtype="float16", group_size=g, block_m=bm, block_n=bn, block_k=bk,
+                     warp_m=bm, warp_n=64, warp_k=bk, stages=3, split_k=split, arch="sm_90a", mainloop="sm90",
+                     warp_specialized=True).validate()
+    assert cfg.num_threads == 128 * (bn // 64 + 1)
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    ptx = art.ptx
+    assert re.search(r"setmaxnreg\.dec\.sync\.aligned\.u32\s+40;", ptx)
+    inc = int(re.search(r"setmaxnreg\.inc\.sync\.aligned\.u32\s+(\d+);", ptx).group(1))
+    assert inc * 128 * (bn // 64) + 40 * 128 <= 65536 and inc % 8 == 0
+    assert f".reqntid {cfg.num_threads}" in ptx and "wgmma.mma_async" in ptx and "cp.async.bulk.tensor" in ptx
+    assert (f"bar.sync \t1, {128 * (bn // 64)};" in ptx) == (split > 1)
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+
+
+def test_sm90_warp_specialized_errors(monkeypatch):
+    import humming_cute.config as hconfig
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", False)
+    with pytest.raises(NotImplementedError, match="not yet verified"):
+        _sm90(warp_specialized=True).validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    with pytest.raises(ValueError, match="block_n <= 128|20 warps"):
+        _sm90(warp_specialized=True, block_n=256).validate()
+    with pytest.raises(ValueError, match="option of the wgmma mainloop"):
+        GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, warp_specialized=True).validate()

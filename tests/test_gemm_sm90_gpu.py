@@ -99,3 +99,25 @@ def test_wgmma_epilogue_activations(activation):
     y = hc.gemm(x, pw, bias=bias, activation=activation, config=cfg)
     ref = reference_gemm(x, qw, bias=bias, activation=activation, out_dtype=torch.float32)
     assert ((y.float() - ref).norm() / ref.norm()).item() < 2e-3
+
+
+@pytest.mark.parametrize("a,b,group,scale", [("float16", "uint4", 128, "float16"), ("bfloat16", "int8", 0, "float16"),
+                                             ("float16", "float4e2m1", 32, "ue8m0"), ("bfloat16", "uint3", 64,
+                                                                                       "float16")])
+@pytest.mark.parametrize("m,bm,bn,bk,stages,split", [(1, 64, 64, 128, 8, 1), (64, 64, 64, 128, 6, 2),
+                                                     (333, 128, 128, 64, 4, 1), (4096, 256, 128, 64, 3, 1),
+                                                     (200, 128, 128, 128, 3, 3)])
+def test_wgmma_warp_specialized(monkeypatch, a, b, group, scale, m, bm, bn, bk, stages, split):
+    """A producer warpgroup issues the TMA loads, the consumers only dequantize and multiply (setmaxnreg moves
+    registers to them); split-K synchronises the consumers by a named barrier. Built and compile-checked; enabled
+    here (config.ALLOW_UNVERIFIED) for its GPU run."""
+    import humming_cute.config as hconfig
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    if group and group < bk:
+        bk = 64
+    cfg = GemmConfig(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, block_m=bm, block_n=bn, block_k=bk,
+                     warp_m=bm, warp_n=64, warp_k=bk, stages=stages, split_k=split, arch="sm_90a", mainloop="sm90",
+                     warp_specialized=True, has_bias=m % 2 == 1)
+    run_case(a, b, group, scale, m, 512, 1280 if bk == 64 else 1024, bias=m % 2 == 1, config=cfg, seed=m + bm)
+

@@ -59,6 +59,13 @@ class Sm90MixedGemm:
         self.bm, self.bn, self.bk = cfg.block_m, cfg.block_n, cfg.block_k
         self.n_wg = self.bn // ATOM_N
         self.threads = cfg.num_threads
+        # warp specialization: a producer warpgroup after the consumers, whose first warp issues the TMA loads;
+        # registers move from it to the consumers (setmaxnreg), within the register file
+        self.ws = cfg.warp_specialized
+        self.cons_threads = 128 * self.n_wg
+        self.cons_warps = self.cons_threads // 32
+        self.producer_regs = 40
+        self.consumer_regs = min(240, (65536 - 128 * self.producer_regs) // self.cons_threads // 8 * 8)
         self.stages = cfg.stages
         self.bits = cfg.bits
         self.aw = atom_words(self.bits)
@@ -184,7 +191,7 @@ class Sm90MixedGemm:
         pipe = pipeline.PipelineTmaAsync.create(
             barrier_storage=bars, num_stages=self.stages,
             producer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread),
-            consumer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread, self.threads // 32),
+            consumer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread, self.cons_warps),
             tx_count=self.tx_bytes, cta_layout_vmnk=cute.make_layout((1, 1, 1, 1)), defer_sync=True)
         pipeline.pipeline_init_arrive()
 
@@ -206,6 +213,44 @@ class Sm90MixedGemm:
                 tZsZ, tZgZ = cpasync.tma_partition(tma_z, 0, cute.make_layout(1), cute.group_modes(sZ, 0, 2),
                                                    cute.group_modes(gZ, 0, 2))
 
+        # ---- a producer warpgroup (warp specialization: one warp issues the TMA loads, the others idle with few
+        # registers) and the consumer warpgroups; or all warpgroups consume and warp 0 also produces
+        args = (plan, pipe, smem, tiled_mma, sA, sB, sS, sZ, gA, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS,
+                tSsS, tma_z, tZgZ, tZsZ, tidx, warp_idx, wg, wr, lane, g, bm_idx, bn_idx, z_idx, tiles_n, mS, mCS, mG,
+                mBias, mC, mWS, mCnt, mTopkW)
+        if cutlass.const_expr(self.ws):
+            if warp_idx >= self.cons_warps:
+                cute.arch.setmaxregister_decrease(self.producer_regs)
+                pipeline.pipeline_init_wait()
+                kt0, k_tiles = self.k_range(gA, z_idx)
+                if warp_idx == self.cons_warps:
+                    prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)
+                    for _ in cutlass.range(k_tiles, unroll=1):
+                        self.produce(pipe, prod, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z,
+                                     tZgZ, tZsZ)
+                        prod.advance()
+                    pipe.producer_tail(prod)
+            else:
+                cute.arch.setmaxregister_increase(self.consumer_regs)
+                self.consume(*args)
+        else:
+            self.consume(*args)
+
+    @cute.jit
+    def k_range(self, gA, z_idx):
+        """(first k-tile, k-tile count) of this CTA: split-K CTA z takes k-tiles [kt0, kt0 + k_tiles)."""
+        k_tiles_all = cute.size(gA, mode=[2])
+        kt_per = (k_tiles_all + self.split_k - 1) // self.split_k
+        kt0 = z_idx * kt_per
+        k_tiles = cutlass.max(cutlass.min(kt_per, k_tiles_all - kt0), 0)
+        return kt0, k_tiles
+
+    @cute.jit
+    def consume(self, plan: cutlass.Constexpr, pipe, smem, tiled_mma, sA, sB, sS, sZ, gA, tma_a, tAgA, tAsA, tma_b,
+                tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ, tZsZ, tidx, warp_idx, wg, wr, lane, g, bm_idx, bn_idx,
+                z_idx, tiles_n, mS, mCS, mG, mBias, mC, mWS, mCnt, mTopkW):
+        """The consumer warpgroups: dequantize each k-tile into wgmma A registers, run the wgmmas, release the
+        stage; then split-K and the epilogue. Without a producer warp, warp 0 also issues the TMA loads."""
         # ---- wgmma partitions: this warpgroup's slice; B (activations) by shared-memory descriptors
         thr_mma = tiled_mma.get_slice(tidx % 128)
         tCsB = thr_mma.partition_B(sA)
@@ -244,13 +289,9 @@ class Sm90MixedGemm:
 
         pipeline.pipeline_init_wait()
 
-        # split-K across CTAs: CTA z takes k-tiles [kt0, kt0 + k_tiles)
-        k_tiles_all = cute.size(gA, mode=[2])
-        kt_per = (k_tiles_all + self.split_k - 1) // self.split_k
-        kt0 = z_idx * kt_per
-        k_tiles = cutlass.max(cutlass.min(kt_per, k_tiles_all - kt0), 0)
+        kt0, k_tiles = self.k_range(gA, z_idx)
         prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)
-        if warp_idx == 0:
+        if cutlass.const_expr(not self.ws) and warp_idx == 0:
             for _ in cutlass.range(cutlass.min(self.stages, k_tiles), unroll=1):
                 self.produce(pipe, prod, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ,
                              tZsZ)
@@ -284,7 +325,7 @@ class Sm90MixedGemm:
                         self.fold(acc, acc_t, rsc, 1 - half)
                         pipe.consumer_release(rel)
                         rel.advance()
-                        if warp_idx == 0:
+                        if cutlass.const_expr(not self.ws) and warp_idx == 0:
                             if prod.count < k_tiles:
                                 self.produce(pipe, prod, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS,
                                              tSsS, tma_z, tZgZ, tZsZ)
@@ -344,7 +385,7 @@ class Sm90MixedGemm:
                         rel.advance()
                         # refill the stage just released (warp 0 must release before it waits for the stage to be
                         # empty: it is one of the consumers)
-                        if warp_idx == 0:
+                        if cutlass.const_expr(not self.ws) and warp_idx == 0:
                             if prod.count < k_tiles:
                                 self.produce(pipe, prod, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS,
                                              tma_z, tZgZ, tZsZ)
@@ -361,6 +402,11 @@ class Sm90MixedGemm:
                 warpgroup.commit_group()
                 cons.advance()
         warpgroup.wait_group(0)
+        if cutlass.const_expr(self.ws):
+            # release the stages still held (the producer's tail waits until every stage is free)
+            for _ in cutlass.range(cons.count - rel.count, unroll=1):
+                pipe.consumer_release(rel)
+                rel.advance()
         if cutlass.const_expr(self.acc_type is cutlass.Int32 and not self.two_level):
             # int8: exact s32 sums -> fp32 for the epilogue
             accf = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)
@@ -378,7 +424,7 @@ class Sm90MixedGemm:
         if cutlass.const_expr(self.split_k > 1):
             sFlag = smem.allocate_tensor(cutlass.Int32, cute.make_layout(1), byte_alignment=4)
             is_last = split_k_reduce(acc, tCcC, m0, n0, M, bm_idx * tiles_n + bn_idx, z_idx, mWS, mCnt, sFlag, tidx,
-                                     True, self.split_k, True)
+                                     True, self.split_k, True, self.cons_threads if self.ws else 0)
 
         # ---- epilogue (coordinates are (n, m): transposed)
         # (8-bit activations: the per-token scales travel in the row-weight operand, as on the mma.sync path)
