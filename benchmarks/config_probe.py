@@ -65,7 +65,8 @@ def candidates(m: int, arch: str):
             if cfg is not None:
                 out.append((f"sm90 {bm}x{bn}x{bk} st{cfg.stages} split{split}", cfg))
                 if args.ws and bn <= 128:
-                    out.append((f"sm90 {bm}x{bn}x{bk} st{cfg.stages} split{split} ws", cfg.with_(warp_specialized=True)))
+                    out.append((f"sm90 {bm}x{bn}x{bk} st{cfg.stages} split{split} ws",
+                                cfg.with_(warp_specialized=True)))
     if "sm80" in args.families and m <= 128:
         bm = 64 if m <= 64 else 128
         for (bn, bk, wk, wm), split in itertools.product(
