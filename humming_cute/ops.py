@@ -142,6 +142,12 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
                                  has_bias=bias is not None, num_sms=_num_sms(dev),
                                  batch_invariant=batch_invariant, glu=glu, act_group_size=x_group,
                                  fp8_fast_accum=fp8_fast_accum, mainloop="sm80" if use_f16_accum else None)
+            if not (batch_invariant or glu or use_f16_accum or not fp8_fast_accum):
+                # a tiling measured by `humming_cute.autotune` for this problem on this GPU, if there is one
+                from .tune.autotune import tuned_config
+
+                cfg = tuned_config(cfg, x, weight, bias=bias, out_dtype=c_dtype, x_scales=x_scales, x_group=x_group,
+                                   c_name=c_name, arch=device_target(dev))
             if act_name != "none":
                 cfg = cfg.with_(activation=act_name, custom_activation=act_fn, glu=glu)
             if use_f16_accum:   # fp16 accumulation exists on the mma.sync mainloop (chosen above)

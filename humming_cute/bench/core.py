@@ -231,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="milliseconds of timed runs per measurement (about 25 ms of "
                         "warm-up runs come first); default 100")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights, activations and routing")
+    p.add_argument("--autotune", type=int, default=0, metavar="N",
+                   help="dense mode: before timing humming_cute at each (shape, M), tune it over up to N candidate "
+                        "configs (humming_cute.autotune; the winner also lands in the tuning cache); 0 (default): "
+                        "the default configs")
     p.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON here")
     p.add_argument("--png", default=None, metavar="PATH",
                    help="plot time and %% of the memory floor vs M (vs tokens with --moe) here (needs matplotlib)")
@@ -283,6 +287,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
             args.peer_list = parse_peers(args.peers if args.peers is not None else "all", DENSE_PEERS,
                                          default_peers(args.a_dtype))
             args.moe_presets, args.moe_projections, args.token_list, args.moe_jobs = [], [], None, []
+        if args.autotune < 0:
+            raise ValueError(f"--autotune takes a candidate count >= 0, got {args.autotune}")
+        if args.autotune and args.moe:
+            raise ValueError("--autotune tunes the dense GEMM; the MoE GEMM has no tuner yet")
     except ValueError as e:
         p.error(str(e))
     if args.group_size < 0:

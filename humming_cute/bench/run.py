@@ -135,6 +135,11 @@ def _shape_rows(n, k, args, *, device, copy_bw, peak, progress, peer_info, hc_co
             def ours():
                 return hc.gemm(x, pw)
 
+        tuned = None
+        if getattr(args, "autotune", 0):
+            tuned = hc.autotune(xq if act8 else x, pw, x_scales=xs if act8 else None,
+                                out_dtype=torch.float16 if act8 else None, rep_ms=min(args.reps, 50.0),
+                                max_candidates=args.autotune)
         # ours: any exception propagates; a wrong result stops the run
         y = ours()
         torch.cuda.synchronize()
@@ -150,7 +155,8 @@ def _shape_rows(n, k, args, *, device, copy_bw, peak, progress, peer_info, hc_co
             entry = core.with_quantize(entry, _quantize_ms(x, xq, xs, args, m=m, k=k))
             del xq, xs, y_ours_ref
         impls = {OURS: entry}
-        hc_configs.setdefault(f"{n}x{k}", {})[m] = _our_config(m, pw, args.a_dtype, device)
+        hc_configs.setdefault(f"{n}x{k}", {})[m] = repr(tuned) if tuned is not None else \
+            _our_config(m, pw, args.a_dtype, device)
         del y
 
         for name in args.peer_list:
@@ -303,7 +309,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     cublas_peak_problem=peak_problem)
     common = dict(a_dtype=args.a_dtype, b_dtype=args.b_dtype, group_size=args.group_size,
                   scale_dtype=args.scale_dtype, peers=args.peer_list, reps_ms=args.reps, seed=args.seed,
-                  tolerance=core.tolerance(args.a_dtype))
+                  tolerance=core.tolerance(args.a_dtype), autotune_candidates=getattr(args, "autotune", 0))
     if act8:
         common.update(output_dtype="float16", activations=ACT8_NOTE, end_to_end_tolerance=END_TO_END_TOL)
     if args.moe:

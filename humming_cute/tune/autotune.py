@@ -1,0 +1,302 @@
+"""Autotuning of the dense GEMM: time candidate configs of a problem on the actual GPU, keep the fastest in a JSON
+file, and let `humming_cute.gemm` take it for every later call of that problem (also in new processes).
+
+A problem is (GPU name, arch, library version, weight format, padded N and K, output dtype, bias, activation scale
+grouping, and M rounded up to a power of two). `autotune(x, weight, ...)` tunes one problem explicitly (e.g. while
+a server warms up); with ``HUMMING_CUTE_AUTOTUNE=1`` the first `gemm` call of an untuned problem tunes it (never
+while a CUDA graph is being captured). Every candidate is first checked against the default config's output on
+the same inputs; a candidate that fails to compile, launch or agree is skipped. The cache file is
+``$HUMMING_CUTE_TUNE_CACHE`` or ``~/.cache/humming_cute/autotune.json``; entries of another GPU, arch or library
+version are never used.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+import threading
+import time
+from typing import Callable, Optional
+
+from ..arch import get_arch
+from ..config import ACT8_TYPES, GemmConfig, smem_bytes
+
+__all__ = ["autotune", "candidate_configs", "lookup", "tuned_config", "apply_entry", "problem_key", "m_bucket",
+           "cache_path", "TuneCache", "TUNED_FIELDS", "enabled_on_the_fly"]
+
+#: the config fields an entry stores (the tiling and scheduling); everything else comes from the call
+TUNED_FIELDS = ("block_m", "block_n", "block_k", "warp_m", "warp_n", "warp_k", "stages", "split_k", "mainloop",
+                "two_level_scales")
+_SCHEMA = 1
+
+
+def cache_path() -> str:
+    p = os.environ.get("HUMMING_CUTE_TUNE_CACHE")
+    return p if p else os.path.join(os.path.expanduser("~"), ".cache", "humming_cute", "autotune.json")
+
+
+def enabled_on_the_fly() -> bool:
+    """True when ``HUMMING_CUTE_AUTOTUNE`` asks `gemm` to tune untuned problems on their first call."""
+    return os.environ.get("HUMMING_CUTE_AUTOTUNE", "0") not in ("", "0", "false", "False")
+
+
+def m_bucket(m: int) -> int:
+    """M rounded up to a power of two (the tuned config of a bucket serves every M in it)."""
+    if m < 1:
+        raise ValueError(f"M must be >= 1, got {m}")
+    return 1 << (m - 1).bit_length()
+
+
+def problem_key(*, device_name: str, arch: str, version: str, a_dtype: str, b_dtype: str, c_dtype: str,
+                group_size: int, has_zero_point: bool, n_pad: int, k_pad: int, m: int, has_bias: bool,
+                act_group_size: int = 0) -> str:
+    """The cache key of a problem (a string, so the JSON file stays readable)."""
+    return "|".join(str(v) for v in (device_name, arch, version, a_dtype, b_dtype, c_dtype, group_size,
+                                     int(has_zero_point), n_pad, k_pad, m_bucket(m), int(has_bias), act_group_size))
+
+
+class TuneCache:
+    """The tuned configs of one JSON file: loaded once, written atomically after every new entry. A missing or
+    unreadable file is an empty cache (an unreadable one is left alone and rewritten only by a new entry)."""
+
+    def __init__(self, path: Optional[str] = None):
+        self.path = path or cache_path()
+        self.lock = threading.Lock()
+        self.entries: dict = {}
+        try:
+            with open(self.path) as f:
+                data = json.load(f)
+            if isinstance(data, dict) and data.get("schema") == _SCHEMA and isinstance(data.get("entries"), dict):
+                self.entries = data["entries"]
+        except (OSError, ValueError):
+            pass
+
+    def get(self, key: str) -> Optional[dict]:
+        e = self.entries.get(key)
+        return e if isinstance(e, dict) and isinstance(e.get("config"), dict) else None
+
+    def put(self, key: str, entry: dict) -> None:
+        with self.lock:
+            self.entries[key] = entry
+            d = os.path.dirname(self.path)
+            if d:
+                os.makedirs(d, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".autotune-", dir=d or ".")
+            with os.fdopen(fd, "w") as f:
+                json.dump({"schema": _SCHEMA, "entries": self.entries}, f, indent=1, sort_keys=True)
+            os.replace(tmp, self.path)
+
+
+_CACHE: Optional[TuneCache] = None
+
+
+def _cache() -> TuneCache:
+    global _CACHE
+    if _CACHE is None or _CACHE.path != cache_path():
+        _CACHE = TuneCache()
+    return _CACHE
+
+
+def apply_entry(base: GemmConfig, entry: dict) -> Optional[GemmConfig]:
+    """`base` (the call's default config) with an entry's tiling, if that is valid for the call; else None."""
+    fields = {k: v for k, v in entry.get("config", {}).items() if k in TUNED_FIELDS}
+    try:
+        return base.with_(**fields).validate()
+    except (ValueError, NotImplementedError, TypeError):
+        return None
+
+
+def candidate_configs(base: GemmConfig, m: int, n_pad: int, k_pad: int, *, num_sms: int = 132,
+                      max_candidates: int = 40) -> list:
+    """Configs to time for a problem whose default config is `base`: `base` first, then tilings of the mma.sync
+    mainloop (and of the wgmma mainloop on sm_90a for 16-bit and per-token 8-bit activations) around it -
+    block_n, block_k split across warps, stages, split-K - each validated and fitting shared memory, without
+    duplicates, at most `max_candidates` in all. wgmma tiles from M = 32 on (their token tile is at least 64)."""
+    arch = get_arch(base.arch)
+    limit = arch.smem_per_block_bytes
+    seen = {base}
+    sm80_list: list = []
+    sm90_list: list = []
+
+    def add(cfg, into):
+        try:
+            cfg = cfg.validate()
+        except (ValueError, NotImplementedError):
+            return
+        if cfg not in seen and smem_bytes(cfg) <= limit and cfg.num_threads <= 512:
+            seen.add(cfg)
+            into.append(cfg)
+
+    def deepest(cfg, most):
+        for st in range(most, 1, -1):
+            if smem_bytes(cfg.with_(stages=st)) <= limit:
+                return cfg.with_(stages=st)
+        return None
+
+    def small_grid(bm, bn, split):   # split-K only where the unsplit grid leaves SMs idle
+        return split == 1 or -(-m // bm) * (n_pad // bn) * split <= 2 * num_sms
+
+    sm80 = base
+    if base.mainloop == "sm90":   # the mma.sync default of the same problem, to tile around
+        from .heuristics import default_config
+
+        sm80 = default_config(m, n_pad, k_pad, a_dtype=base.a_dtype, b_dtype=base.b_dtype, c_dtype=base.c_dtype,
+                              group_size=base.group_size, arch=base.arch, has_bias=base.has_bias, num_sms=num_sms,
+                              mainloop="sm80", act_group_size=base.act_group_size,
+                              fp8_fast_accum=base.fp8_fast_accum)
+        add(sm80, sm80_list)
+    kws = ((128, 64), (256, 64), (512, 128), (1024, 128)) if m <= 32 else ((64, 64), (128, 64), (128, 128))
+    for bn in (64, 128, 256):
+        for bk, wk in kws:
+            for split in (1, 2, 4):
+                if n_pad % bn or k_pad % bk or not small_grid(sm80.block_m, bn, split):
+                    continue
+                if split > 1 and ((k_pad // bk) % split or k_pad // bk // split < 2):
+                    continue
+                cfg = deepest(sm80.with_(block_n=bn, block_k=bk, warp_k=wk, split_k=split, stages=2), 4)
+                if cfg is not None:
+                    add(cfg, sm80_list)
+    if arch.sm == 90 and m >= 32 and (base.a_dtype in ("float16", "bfloat16")
+                                      or (base.a_dtype in ACT8_TYPES and base.act_group_size == 0)):
+        for bm in (b for b in (64, 128, 256) if b <= max(64, 2 * m)):
+            for bn in (64, 128):
+                for bk in (64, 128):
+                    for split in (1, 2):
+                        if n_pad % bn or k_pad % bk or not small_grid(bm, bn, split) or (k_pad // bk) % split:
+                            continue
+                        cfg = base.with_(block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_n=64, warp_k=bk,
+                                         split_k=split, mainloop="sm90", two_level_scales=False, stages=2,
+                                         activation="none", custom_activation=None, glu=False)
+                        cfg = deepest(cfg, 8)
+                        if cfg is not None:
+                            add(cfg, sm90_list)
+    # the default's own mainloop first, so a small max_candidates keeps the likelier winners
+    rest = sm90_list + sm80_list if base.mainloop == "sm90" else sm80_list + sm90_list
+    out = [base] + rest
+    return out[:max_candidates]
+
+
+@functools.lru_cache(maxsize=None)
+def _device_name_of(index: int) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(index)
+
+
+def _device_name(device) -> str:
+    import torch
+
+    return _device_name_of(device.index if device.index is not None else torch.cuda.current_device())
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _key_for(x, weight, c_name: str, has_bias: bool, x_group: int, arch: str) -> str:
+    return problem_key(device_name=_device_name(x.device), arch=arch, version=_version(), a_dtype=weight.a_dtype,
+                       b_dtype=weight.b_dtype, c_dtype=c_name, group_size=weight.group_size,
+                       has_zero_point=weight.has_zero_point, n_pad=weight.n_pad, k_pad=weight.k_pad,
+                       m=x.shape[0], has_bias=has_bias, act_group_size=x_group)
+
+
+def lookup(x, weight, c_name: str, has_bias: bool, x_group: int, arch: str) -> Optional[dict]:
+    """The cache entry of this call's problem, or None."""
+    cache = _cache()
+    if not cache.entries:
+        return None
+    return cache.get(_key_for(x, weight, c_name, has_bias, x_group, arch))
+
+
+def tuned_config(base: GemmConfig, x, weight, *, bias=None, out_dtype=None, x_scales=None, x_group: int = 0,
+                 c_name: str, arch: str) -> GemmConfig:
+    """`base` (a call's default config) with its problem's tuned tiling when the cache has one that is valid for
+    the call; with on-the-fly tuning enabled, an untuned problem is tuned first (outside CUDA graph capture)."""
+    import torch
+
+    entry = lookup(x, weight, c_name, bias is not None, x_group, arch)
+    if entry is None and enabled_on_the_fly() and not torch.cuda.is_current_stream_capturing():
+        autotune(x, weight, bias=bias, out_dtype=out_dtype, x_scales=x_scales)
+        entry = lookup(x, weight, c_name, bias is not None, x_group, arch)
+    if entry is None:
+        return base
+    cfg = apply_entry(base, entry)
+    return cfg if cfg is not None else base
+
+
+def _rel_err(y, ref) -> float:
+    d = (y.float() - ref.float()).norm()
+    return float(d / ref.float().norm().clamp_min(1e-30))
+
+
+def autotune(x, weight, *, bias=None, out_dtype=None, x_scales=None, rep_ms: float = 50.0,
+             max_candidates: int = 40, timer: Optional[Callable] = None, tolerance: Optional[float] = None,
+             verbose: bool = False) -> GemmConfig:
+    """Tune `hc.gemm(x, weight, bias=, out_dtype=, x_scales=)` for x's M bucket on x's GPU: time every candidate
+    config (`candidate_configs`) with `bench_ms` (L2 flushed, graph replay), keep the fastest in the cache and
+    return it. `timer(fn) -> ms` replaces `bench_ms` (tests). `tolerance`: the largest relative difference to the
+    default config's output a candidate may show (default 1e-2 for bf16 output, 2e-3 otherwise)."""
+    import torch
+
+    from .. import ops
+
+    if torch.cuda.is_current_stream_capturing():
+        raise RuntimeError("autotune times kernels: it cannot run while a CUDA graph is being captured")
+    ops.check_input(x, weight, bias)
+    x_scales, x_group = ops._check_x_scales(x, weight, x_scales, out_dtype)
+    c_dtype = out_dtype or x.dtype
+    c_name = ops._C_NAMES.get(c_dtype)
+    if c_name is None:
+        raise TypeError(f"out_dtype must be torch.float16 or torch.bfloat16, got {c_dtype}")
+    if x.shape[0] == 0:
+        raise ValueError("autotune needs at least one row of x")
+    dev = x.device
+    arch = ops.device_target(dev)
+    num_sms = ops._num_sms(dev)
+    from .heuristics import default_config
+
+    m = x.shape[0]
+    base = default_config(m, weight.n_pad, weight.k_pad, a_dtype=weight.a_dtype, b_dtype=weight.b_dtype,
+                          c_dtype=c_name, group_size=weight.group_size, arch=arch, has_bias=bias is not None,
+                          num_sms=num_sms, act_group_size=x_group)
+    if timer is None:
+        from ..bench.timing import bench_ms
+
+        def timer(fn):
+            return bench_ms(fn, rep_ms)
+    tol = tolerance if tolerance is not None else (1e-2 if c_dtype == torch.bfloat16 else 2e-3)
+    kw = dict(bias=bias, out_dtype=c_dtype, x_scales=x_scales)
+    ref = ops.gemm(x, weight, config=base, **kw)
+    results = []
+    for cfg in candidate_configs(base, m, weight.n_pad, weight.k_pad, num_sms=num_sms,
+                                 max_candidates=max_candidates):
+        try:
+            y = ops.gemm(x, weight, config=cfg, **kw)
+            torch.cuda.synchronize(dev)
+        except Exception as e:  # noqa: BLE001 - a candidate that cannot run is skipped, not fatal
+            if verbose:
+                print(f"autotune: skipped {cfg}: {type(e).__name__}: {e}")
+            continue
+        err = _rel_err(y, ref)
+        if not err <= tol:
+            if verbose:
+                print(f"autotune: skipped {cfg}: relative difference {err:.2e} to the default config")
+            continue
+        ms = float(timer(lambda cfg=cfg: ops.gemm(x, weight, config=cfg, **kw)))
+        results.append((ms, len(results), cfg))
+        if verbose:
+            print(f"autotune: {ms * 1e3:9.2f} us  {cfg}")
+    if not results:
+        raise RuntimeError("autotune: no candidate config ran (not even the default)")
+    best_ms, _, best = min(results)
+    default_ms = next(ms for ms, _, c in results if c == base) if any(c == base for _, _, c in results) else None
+    entry = {"config": {f: getattr(best, f) for f in TUNED_FIELDS}, "ms": best_ms, "default_ms": default_ms,
+             "candidates": len(results), "m": m, "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    _cache().put(_key_for(x, weight, c_name, bias is not None, x_group, arch), entry)
+    ops._DEFAULTS.clear()      # memoised default configs of earlier calls may now be superseded
+    return best
+

@@ -1,0 +1,196 @@
+"""The autotuner: candidate configs, the cache file, the choice of the fastest agreeing candidate (CPU, with the
+GPU calls replaced), and a real tuning run (marked `gpu`)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from humming_cute.arch import get_arch
+from humming_cute.config import smem_bytes
+from humming_cute.tune import autotune as at
+from humming_cute.tune.heuristics import default_config
+
+
+def _base(m, n, k, a="float16", b="uint4", g=128, arch="sm_90a", c=None):
+    return default_config(m, n, k, a_dtype=a, b_dtype=b, c_dtype=c or ("float16" if a not in
+                          ("float16", "bfloat16") else a), group_size=g, arch=arch)
+
+
+@pytest.mark.parametrize("m,n,k,a,b,g,arch", [
+    (1, 8192, 8192, "float16", "uint4", 128, "sm_90a"), (16, 4096, 4096, "bfloat16", "int8", 0, "sm_80"),
+    (64, 4096, 14336, "float16", "uint4", 128, "sm_90a"), (256, 28672, 4096, "float16", "int4", 0, "sm_90a"),
+    (4096, 4096, 4096, "bfloat16", "uint4", 64, "sm_90a"), (300, 4096, 4096, "float8e4m3", "int4", 0, "sm_90a"),
+    (40, 1024, 2048, "int8", "uint4", 128, "sm_86"), (8, 512, 1024, "bfloat16", "float4e2m1", 32, "sm_120a")])
+def test_candidates(m, n, k, a, b, g, arch):
+    base = _base(m, n, k, a, b, g, arch)
+    cands = at.candidate_configs(base, m, n, k, max_candidates=40)
+    assert cands[0] == base and len(cands) == len(set(cands)) and 2 <= len(cands) <= 40
+    limit = get_arch(arch).smem_per_block_bytes
+    for c in cands:
+        c.validate()
+        assert smem_bytes(c) <= limit and n % c.block_n == 0 and k % c.block_k == 0
+        assert (k // c.block_k) % c.split_k == 0
+        assert (c.a_dtype, c.b_dtype, c.group_size, c.arch) == (base.a_dtype, base.b_dtype, base.group_size, arch)
+    wgmma = [c for c in cands if c.mainloop == "sm90"]
+    assert bool(wgmma) == (arch == "sm_90a" and m >= 32)
+    assert any(c.mainloop == "sm80" for c in cands)
+    assert len(at.candidate_configs(base, m, n, k, max_candidates=3)) <= 3
+
+
+def test_keys_and_buckets():
+    assert [at.m_bucket(m) for m in (1, 2, 3, 16, 17, 4096, 4097)] == [1, 2, 4, 16, 32, 4096, 8192]
+    with pytest.raises(ValueError):
+        at.m_bucket(0)
+    kw = dict(device_name="NVIDIA H200", arch="sm_90a", version="0.1.0", a_dtype="float16", b_dtype="uint4",
+              c_dtype="float16", group_size=128, has_zero_point=True, n_pad=4096, k_pad=4096, m=20, has_bias=False)
+    k0 = at.problem_key(**kw)
+    assert at.problem_key(**{**kw, "m": 32}) == k0                      # same bucket
+    for change in (dict(m=33), dict(device_name="NVIDIA H100"), dict(version="0.2.0"), dict(has_bias=True),
+                   dict(group_size=64), dict(act_group_size=128), dict(c_dtype="bfloat16")):
+        assert at.problem_key(**{**kw, **change}) != k0, change
+
+
+def test_cache_file(tmp_path):
+    path = str(tmp_path / "sub" / "tune.json")
+    c = at.TuneCache(path)
+    assert c.get("k") is None
+    c.put("k", {"config": {"block_n": 128}, "ms": 0.01})
+    assert at.TuneCache(path).get("k")["config"] == {"block_n": 128}
+    assert os.listdir(tmp_path / "sub") == ["tune.json"]                 # written atomically, no leftovers
+    with open(path, "w") as f:
+        f.write("{not json")
+    assert at.TuneCache(path).entries == {}
+    with open(path, "w") as f:
+        json.dump({"schema": 999, "entries": {"k": {"config": {}}}}, f)
+    assert at.TuneCache(path).entries == {}
+
+
+def test_apply_entry():
+    base = _base(16, 4096, 4096)
+    good = {"config": {"block_n": 128, "block_k": 256, "warp_k": 64, "stages": 4, "split_k": 2, "nonsense": 1}}
+    cfg = at.apply_entry(base, good)
+    assert (cfg.block_n, cfg.block_k, cfg.warp_k, cfg.stages, cfg.split_k) == (128, 256, 64, 4, 2)
+    assert at.apply_entry(base, {"config": {"block_k": 96}}) is None      # invalid for this call: default kept
+    glu = base.with_(activation="silu_glu", glu=True)
+    assert at.apply_entry(glu, {"config": {"mainloop": "sm90", "block_m": 64, "warp_m": 64, "warp_k": 64,
+                                           "block_k": 64}}) is None
+
+
+class _FakeOps:
+    """Stands in for humming_cute.ops on the CPU: gemm returns a value per config (one candidate disagrees, one
+    raises); the timer reads a made-up time per config."""
+
+    def __init__(self):
+        self._DEFAULTS = {"stale": 1}
+        self._C_NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16"}
+        self.calls = 0
+
+    def check_input(self, x, weight, bias):
+        pass
+
+    def _check_x_scales(self, x, weight, x_scales, out_dtype):
+        return None, 0
+
+    def device_target(self, dev):
+        return "sm_90a"
+
+    def _num_sms(self, dev):
+        return 132
+
+    def gemm(self, x, weight, config=None, **kw):
+        self.calls += 1
+        if config.block_n == 256 and config.mainloop == "sm80":
+            raise RuntimeError("does not launch")
+        y = torch.ones(x.shape[0], weight.shape_n)
+        if config.split_k == 4:
+            y[0, 0] = 5.0                                                  # disagrees with the default
+        return y
+
+
+class _W:
+    a_dtype, b_dtype, group_size, has_zero_point = "float16", "uint4", 128, True
+    shape_n, n_pad, k_pad = 1024, 1024, 2048
+
+
+def test_autotune_picks_the_fastest_agreeing_candidate(monkeypatch, tmp_path):
+    import humming_cute.ops as real_ops
+
+    fake = _FakeOps()
+    for name in ("check_input", "_check_x_scales", "device_target", "_num_sms", "gemm", "_DEFAULTS", "_C_NAMES"):
+        monkeypatch.setattr(real_ops, name, getattr(fake, name))
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    monkeypatch.setattr(at, "_device_name", lambda dev: "FakeGPU")
+    monkeypatch.setenv("HUMMING_CUTE_TUNE_CACHE", str(tmp_path / "t.json"))
+    x = torch.zeros(64, 2048, dtype=torch.float16)
+    w = _W()
+    base = _base(64, 1024, 2048)
+    cands = at.candidate_configs(base, 64, 1024, 2048)
+
+    def made_up_ms(cfg):   # fastest: split-K 4 (disagrees), then a 128-wide wgmma tile
+        return {4: 0.001}.get(cfg.split_k, 0.02 if (cfg.mainloop, cfg.block_n, cfg.block_k) == ("sm90", 128, 128)
+                              else 0.05)
+
+    timed = []
+
+    def timer(fn):
+        cfg = fn.__defaults__[0]
+        timed.append(cfg)
+        return made_up_ms(cfg)
+
+    best = at.autotune(x, w, timer=timer)
+    assert (best.mainloop, best.block_n, best.block_k, best.split_k) == ("sm90", 128, 128, 1)
+    assert all(c.split_k != 4 for c in timed) and all(not (c.block_n == 256 and c.mainloop == "sm80")
+                                                    for c in timed)
+    assert len(timed) == sum(1 for c in cands if c.split_k != 4 and not (c.block_n == 256 and c.mainloop == "sm80"))
+    assert real_ops._DEFAULTS == {}                                      # memoised defaults dropped
+    entry = at.lookup(x, w, "float16", False, 0, "sm_90a")
+    assert entry["config"]["block_n"] == 128 and entry["ms"] == 0.02 and entry["default_ms"] == 0.05
+    assert at.tuned_config(base, x, w, c_name="float16", arch="sm_90a") == best
+    # another M bucket is not tuned: the default stays
+    assert at.tuned_config(_base(16, 1024, 2048), torch.zeros(16, 2048), w, c_name="float16",
+                           arch="sm_90a") == _base(16, 1024, 2048)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    with pytest.raises(RuntimeError, match="captured"):
+        at.autotune(x, w, timer=timer)
+
+
+@pytest.mark.gpu
+def test_autotune_on_the_gpu(monkeypatch, tmp_path):
+    """A real tuning run on a small problem: the winner agrees with the reference, is stored, and later default
+    calls of that M bucket take it."""
+    import humming_cute as hc
+    from humming_cute.quant.reference import reference_gemm
+    from humming_cute.quant.weight import quantize_weight
+
+    monkeypatch.setenv("HUMMING_CUTE_TUNE_CACHE", str(tmp_path / "t.json"))
+    torch.manual_seed(0)
+    qw = quantize_weight(torch.randn(1024, 2048, device="cuda"), "uint4", 128)
+    pw = hc.prepare_weight(qw, "float16")
+    x = torch.randn(48, 2048, device="cuda", dtype=torch.float16)
+    best = hc.autotune(x, pw, rep_ms=10, max_candidates=8)
+    ref = reference_gemm(x, qw, out_dtype=torch.float32)
+    y = hc.gemm(torch.randn(40, 2048, device="cuda", dtype=torch.float16), pw)   # same bucket (64)
+    assert y.shape == (40, 1024)
+    y = hc.gemm(x, pw)
+    assert ((y.float() - ref).norm() / ref.norm()).item() < 2e-3
+    entry = json.load(open(tmp_path / "t.json"))["entries"]
+    assert len(entry) == 1 and next(iter(entry.values()))["config"]["block_n"] == best.block_n
+    from humming_cute import ops
+
+    used = [v[1] for v in ops._DEFAULTS.values() if v[0]() is pw]
+    assert used and all(at.apply_entry(c, {"config": {f: getattr(best, f) for f in at.TUNED_FIELDS}}) == c
+                        for c in used)
+
+
+def test_bench_autotune_option():
+    from humming_cute.bench.core import parse_args
+
+    assert parse_args(["--autotune", "12"]).autotune == 12 and parse_args([]).autotune == 0
+    for argv in (["--autotune", "-1"], ["--moe", "--autotune", "4"]):
+        with pytest.raises(SystemExit):
+            parse_args(argv)
