@@ -35,8 +35,15 @@ p.add_argument("--bk", default="64,128")
 p.add_argument("--small", action="store_true",
                help="decode candidates instead: 16-row blocks, block_n 64/128, (block_k, warp_k) from 128/64 to "
                     "1024/128 (K split across up to 8 warps), 3 or 4 stages")
+p.add_argument("--wgmma", action="store_true",
+               help="also wgmma-mainloop candidates (sm_90a; block_m 64/128, block_n 64/128, block_k 64/128, with "
+                    "and without the producer warpgroup; enabled here through config.ALLOW_UNVERIFIED)")
 p.add_argument("--budget-s", type=float, default=1e9)
 args = p.parse_args()
+if args.wgmma:
+    import humming_cute.config as _hconfig
+
+    _hconfig.ALLOW_UNVERIFIED = True
 
 env = environment(torch.device("cuda"), " ".join(sys.argv))
 print(f"# {env['card']} driver {env['driver']}, {env['date']}; python3 {env['command']}", flush=True)
@@ -86,6 +93,9 @@ for preset in args.presets.split(","):
             else:
                 cands = [(bm, bn, bk, 64, None) for bm, bn, bk in itertools.product(
                     map(int, args.block_m.split(",")), map(int, args.bn.split(",")), map(int, args.bk.split(",")))]
+            if args.wgmma:
+                cands += [(bm, bn, bk, None, ("sm90", ws)) for bm in map(int, args.block_m.split(","))
+                          for bn in (64, 128) for bk in (64, 128) for ws in (False, True)]
             for bm, bn, bk, wk, stages in cands:
                 if time.time() - t0 > args.budget_s:
                     break
@@ -97,18 +107,27 @@ for preset in args.presets.split(","):
                 if pw.n_pad % bn or pw.k_pad % bk:
                     continue
                 cfg = None
-                for st in ([stages] if stages else range(6, 1, -1)):
-                    c = base.with_(block_n=bn, block_k=bk, warp_k=wk, stages=st)
-                    if smem_bytes(c) <= limit:
-                        cfg = c
-                        break
+                if isinstance(stages, tuple):      # a wgmma candidate: the deepest pipeline that fits
+                    wgb = base.with_(mainloop="sm90", block_m=bm, warp_m=bm, block_n=bn, block_k=bk, warp_n=64,
+                                     warp_k=bk, warp_specialized=stages[1], two_level_scales=False)
+                    for st in range(8, 1, -1):
+                        if smem_bytes(wgb.with_(stages=st)) <= limit:
+                            cfg = wgb.with_(stages=st)
+                            break
+                else:
+                    for st in ([stages] if stages else range(6, 1, -1)):
+                        c = base.with_(block_n=bn, block_k=bk, warp_k=wk, stages=st)
+                        if smem_bytes(c) <= limit:
+                            cfg = c
+                            break
                 if cfg is None:
                     continue
                 try:
                     cfg = cfg.validate()
                 except (ValueError, NotImplementedError, AttributeError):
                     continue
-                name = f"bm{bm} bn{bn} bk{bk} wm{cfg.warp_m} warps{cfg.num_threads // 32} st{cfg.stages}"
+                name = (f"{cfg.mainloop}{' ws' if cfg.warp_specialized else ''} bm{bm} bn{bn} bk{bk} wm{cfg.warp_m} "
+                        f"warps{cfg.num_threads // 32} st{cfg.stages}")
                 try:
                     y = call(bm, cfg).float()
                     torch.cuda.synchronize()

@@ -305,10 +305,15 @@ class GemmConfig:
                              f"{self.block_k}); got warp shape ({self.warp_m}, {self.warp_n}, {self.warp_k})")
         if self.block_k not in (64, 128):
             raise ValueError(f"the wgmma mainloop takes block_k 64 or 128, got {self.block_k}")
-        if self.moe:
-            raise NotImplementedError("the MoE GEMM runs on the mma.sync mainloop (mainloop='sm80')")
         if self.glu:
             raise NotImplementedError("GLU epilogues run on the mma.sync mainloop (mainloop='sm80')")
+        if self.moe:
+            if self.a_dtype not in ("float16", "bfloat16"):
+                raise NotImplementedError(f"the MoE GEMM with {self.a_dtype} activations runs on the mma.sync "
+                                          f"mainloop (mainloop='sm80')")
+            if not ALLOW_UNVERIFIED:
+                raise NotImplementedError("the MoE GEMM on the wgmma mainloop is built but not yet verified on a "
+                                          "GPU; it is not enabled (mainloop='sm80')")
         if self.warp_specialized:
             if self.block_n > 128:
                 raise ValueError(f"warp_specialized takes block_n <= 128 (two consumer warpgroups and the producer "

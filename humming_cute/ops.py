@@ -343,6 +343,11 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
         return out
     xk = _kernel_activations(x, weight)
     dev = x.device
+    if config.mainloop == "sm90":
+        # the wgmma kernel loads whole activation tiles by TMA: gather x's rows into sorted order first (padding
+        # positions take the last row; the epilogue skips them)
+        src = sorted_token_ids.long() if is_down else sorted_token_ids.long() // top_k
+        xk = xk.index_select(0, src.clamp_max(xk.shape[0] - 1))
     e = weight.packed.shape[0]
     dummy_s = _dummy(dev, torch.int32, 32 * e).view(e, 1, 32)
     kernel = _rc.get_kernel(config)

@@ -148,3 +148,27 @@ def test_sm90_warp_specialized_errors(monkeypatch):
         _sm90(warp_specialized=True, block_n=256).validate()
     with pytest.raises(ValueError, match="option of the wgmma mainloop"):
         GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, warp_specialized=True).validate()
+
+
+@pytest.mark.parametrize("a,b,g,bm,bn,bk,down,ws", [("float16", "uint4", 128, 64, 128, 64, False, False),
+                                                    ("bfloat16", "int8", 0, 128, 128, 128, True, False),
+                                                    ("float16", "float4e2m1", 32, 64, 64, 64, True, True)])
+def test_sm90_moe_compiles(monkeypatch, a, b, g, bm, bn, bk, down, ws):
+    """The MoE GEMM on the wgmma mainloop: per-expert weight / scale rows by TMA, wgmma, no spills; refused until
+    its GPU test has run, and for 8-bit activations."""
+    import humming_cute.config as hconfig
+
+    kw = dict(a_dtype=a, b_dtype=b, c_dtype="float16", group_size=g, block_m=bm, block_n=bn, block_k=bk, warp_m=bm,
+              warp_n=64, warp_k=bk, stages=4, arch="sm_90a", mainloop="sm90", moe=True, moe_top_k=2,
+              moe_down=down, moe_mul_topk_weights=down, warp_specialized=ws)
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    cfg = GemmConfig(**kw).validate()
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    assert "wgmma.mma_async" in art.ptx and "cp.async.bulk.tensor" in art.ptx
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    with pytest.raises(NotImplementedError, match="8-bit|int8|float8|mma.sync"):
+        GemmConfig(**{**kw, "a_dtype": "float8e4m3", "b_dtype": "int4", "group_size": 0,
+                      "warp_specialized": False}).validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", False)
+    with pytest.raises(NotImplementedError, match="not yet verified"):
+        GemmConfig(**{**kw, "warp_specialized": False}).validate()

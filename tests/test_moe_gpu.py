@@ -204,3 +204,54 @@ def test_moe_act8(a, b, group, tokens, top_k, down):
     rel = ((y.float() - ref).norm() / ref.norm()).item()
     assert rel < 2e-3, f"relative error {rel:.3e}"
 
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,block_m,bn,down,skewed,ws", [
+    (8, 2, 1, 64, 64, False, False, False), (8, 2, 300, 64, 128, True, True, False),
+    (64, 8, 37, 64, 64, False, True, True), (8, 2, 3000, 128, 128, False, False, False),
+    (8, 2, 3000, 128, 128, True, False, True)])
+def test_moe_wgmma(monkeypatch, fmt, experts, top_k, tokens, block_m, bn, down, skewed, ws):
+    """The MoE GEMM on the wgmma mainloop (sm_90a): x gathered into sorted order, per-expert weight and scale rows
+    by TMA, the MoE epilogue on transposed accumulators; experts of another rank (-1) left untouched, routing
+    weights, bias, with and without the producer warpgroup. Built and compile-checked; enabled here
+    (config.ALLOW_UNVERIFIED) for its GPU run."""
+    import humming_cute.config as hconfig
+    from humming_cute.config import GemmConfig
+
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma mainloop runs on sm_90 only")
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    b_dtype, group, scale_dtype, gscale, a_dtype = fmt
+    gen = torch.Generator().manual_seed(tokens + experts + block_m)
+    n, k = 384, 512
+    qw = quantize_weight(torch.randn(experts, n, k, generator=gen).cuda(), b_dtype, group, scale_dtype,
+                         global_scale=gscale)
+    a_name = "float16" if a_dtype == torch.float16 else "bfloat16"
+    pw = hc.prepare_weight(qw, a_name)
+    ids = _routing(tokens, experts, top_k, skewed, gen).cuda()
+    emap = None
+    if skewed:
+        emap = torch.arange(experts, dtype=torch.int32, device="cuda")
+        emap[::3] = -1
+    sorted_ids, expert_ids, num_post = hc.moe_align_block_size(ids, block_m, experts, emap)
+    x = torch.randn(tokens * top_k if down else tokens, k, generator=gen).to("cuda", a_dtype)
+    topk_w = torch.rand(tokens, top_k, generator=gen).cuda()
+    bias = torch.randn(experts, n, generator=gen).to("cuda", a_dtype) if tokens % 2 else None
+    bk = 64 if 0 < group < 128 else 128
+    cfg = GemmConfig(a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name, group_size=pw.group_size,
+                     has_bias=bias is not None, block_m=block_m, block_n=bn, block_k=bk, warp_m=block_m, warp_n=64,
+                     warp_k=bk, stages=4, arch="sm_90a", mainloop="sm90", moe=True, moe_top_k=top_k,
+                     moe_down=down, moe_mul_topk_weights=down, warp_specialized=ws).validate()
+    out = torch.full((tokens, top_k, n), float("nan"), device="cuda", dtype=a_dtype)
+    if emap is not None:
+        out.zero_()
+    y = hc.moe_gemm(x, pw, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=block_m, topk_weights=topk_w,
+                    mul_topk_weights=down, is_down=down, bias=bias, out=out, config=cfg)
+    ref = reference_moe_gemm(x, qw, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=block_m,
+                             topk_weights=topk_w, mul_topk_weights=down, is_down=down, bias=bias,
+                             out_dtype=torch.float32)
+    assert not torch.isnan(y).any(), "an output row was never written"
+    tol = 2e-3 if a_dtype == torch.float16 else 1e-2
+    rel = ((y.float() - ref).norm() / ref.norm().clamp_min(1e-6)).item()
+    assert rel < tol, f"relative error {rel:.3e} (config {cfg})"

@@ -85,6 +85,7 @@ class Sm90MixedGemm:
         # partial sums are promoted into the fp32 accumulator after every k-tile as well (cuBLAS's default)
         self.two_level = self.act8 and (self.group > 0 or (cfg.a_dtype != "int8" and not cfg.fp8_fast_accum))
         self.split_k = cfg.split_k
+        self.moe = cfg.moe
         self.epilogue = Epilogue(cfg, self.c_type)
         half = self.bn // 2
         self.tx_bytes = (self.bm * self.bk * cfg.act_bits // 8 + self.bn_atoms * self.bk_words * 4
@@ -108,9 +109,21 @@ class Sm90MixedGemm:
         tma_a, gA_tma = cpasync.make_tiled_tma_atom(op, mA, cute.slice_(sA_layout, (None, None, 0)),
                                                      (self.bm, self.bk))
         # packed weight: one contiguous run of bk_words per 64-row atom and k-tile, cut into 128-word box rows
-        words = cute.size(mB, mode=[1])
-        mB3 = cute.make_tensor(mB.iterator, cute.make_layout((cute.size(mB, mode=[0]), words // _CHUNK, _CHUNK),
-                                                             stride=(words, _CHUNK, 1)))
+        if cutlass.const_expr(self.moe):
+            # MoE: the experts' weight rows and scale rows one after another (x arrives gathered in sorted order)
+            n_exp = cute.size(mB, mode=[0])
+            b_rows = cute.size(mB, mode=[1])
+            words = cute.size(mB, mode=[2])
+            mB3 = cute.make_tensor(mB.iterator, cute.make_layout((n_exp * b_rows, words // _CHUNK, _CHUNK),
+                                                                 stride=(words, _CHUNK, 1)))
+            s_rows = cute.size(mS, mode=[1])
+            s_cols = cute.size(mS, mode=[2])
+            mS = cute.make_tensor(mS.iterator, cute.make_layout((n_exp * s_rows, s_cols), stride=(s_cols, 1)))
+            mZ = cute.make_tensor(mZ.iterator, cute.make_layout((n_exp * s_rows, s_cols), stride=(s_cols, 1)))
+        else:
+            words = cute.size(mB, mode=[1])
+            mB3 = cute.make_tensor(mB.iterator, cute.make_layout((cute.size(mB, mode=[0]), words // _CHUNK, _CHUNK),
+                                                                 stride=(words, _CHUNK, 1)))
         sB_layout = cute.make_layout((self.bn_atoms, self.bk_chunks, _CHUNK, self.stages),
                                      stride=(self.bk_words, _CHUNK, 1, self.bn_atoms * self.bk_words))
         tma_b, gB_tma = cpasync.make_tiled_tma_atom(op, mB3, cute.slice_(sB_layout, (None, None, None, 0)),
@@ -126,14 +139,15 @@ class Sm90MixedGemm:
             tma_z, gZ_tma = cpasync.make_tiled_tma_atom(op, mZ, cute.slice_(sS_layout, (None, None, 0)),
                                                          (self.srows, half))
         tiles_m = cute.ceil_div(cute.size(mA, mode=[0]), self.bm)
-        tiles_n = cute.size(mB, mode=[0]) // self.bn_atoms
+        tiles_n = cute.size(mB, mode=[1 if self.moe else 0]) // self.bn_atoms
         self.kernel(tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, mS, mCS, mG, mBias, mC, mWS, mCnt,
-                    mTopkW, tiled_mma, sA_layout, sB_layout, sS_layout, tiles_m, tiles_n).launch(
+                    mTopkW, mSorted, mExpert, mNumPost, tiled_mma, sA_layout, sB_layout, sS_layout, tiles_m,
+                    tiles_n).launch(
             grid=[tiles_m * tiles_n, 1, self.split_k], block=[self.threads, 1, 1], stream=stream)
 
     @cute.jit
     def produce(self, pipe, state, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ,
-                tZsZ):
+                tZsZ, s_off):
         """Warp 0: wait for a free stage, then start the TMA loads of k-tile `kt0 + state.count` into it."""
         pipe.producer_acquire(state)
         kt = kt0 + state.count
@@ -143,6 +157,8 @@ class Sm90MixedGemm:
         cute.copy(tma_b, tBgB[None, kt], tBsB[None, st], tma_bar_ptr=bar)
         if cutlass.const_expr(self.group > 0):
             r = (kt * self.bk) // (self.group * self.srows)
+            if cutlass.const_expr(self.moe):
+                r = r + s_off                    # this expert's scale rows
             if cutlass.const_expr(self.tma_scales):
                 cute.copy(tma_s, tSgS[None, r], tSsS[None, st], tma_bar_ptr=bar)
             if cutlass.const_expr(self.has_zp):
@@ -154,7 +170,8 @@ class Sm90MixedGemm:
                tma_s: cute.CopyAtom, gS_tma: cute.Tensor, tma_z: cute.CopyAtom, gZ_tma: cute.Tensor,
                mS: cute.Tensor, mCS: cute.Tensor, mG: cute.Tensor, mBias: cute.Tensor, mC: cute.Tensor,
                mWS: cute.Tensor,
-               mCnt: cute.Tensor, mTopkW: cute.Tensor, tiled_mma: cute.TiledMma,
+               mCnt: cute.Tensor, mTopkW: cute.Tensor, mSorted: cute.Tensor, mExpert: cute.Tensor,
+               mNumPost: cute.Tensor, tiled_mma: cute.TiledMma,
                sA_layout: cute.ComposedLayout, sB_layout: cute.Layout, sS_layout: cute.Layout,
                tiles_m: cutlass.Int32, tiles_n: cutlass.Int32):
         plan = self.plan
@@ -180,6 +197,21 @@ class Sm90MixedGemm:
         r_in = bid % per_group
         bm_idx = first_m + r_in % rows
         bn_idx = r_in // rows
+        # MoE: the block's expert; blocks past num_tokens_post_padded or of another rank's expert (-1) load and
+        # store nothing. (in range, has an expert, scale-row offset of the expert)
+        moe_st = (True, True, 0)
+        b_tile = bn_idx
+        if cutlass.const_expr(self.moe):
+            expert = mExpert[bm_idx]
+            e_idx = cutlass.max(expert, 0)
+            s_off = 0
+            if cutlass.const_expr(self.group > 0):
+                s_off = e_idx * (cute.size(gA_tma, mode=[1]) // (self.group * self.srows))
+            moe_st = (bm_idx * self.bm < mNumPost[0], expert >= 0, s_off)
+            b_tile = e_idx * tiles_n + bn_idx
+            mCS = mCS[e_idx, None]
+            mG = mG[e_idx, None]
+            mBias = mBias[e_idx, None]
 
         # ---- shared memory and the TMA pipeline
         smem = cutlass.utils.SmemAllocator()
@@ -199,7 +231,7 @@ class Sm90MixedGemm:
         gA = cute.local_tile(gA_tma, (self.bm, self.bk), (bm_idx, None))
         tAsA, tAgA = cpasync.tma_partition(tma_a, 0, cute.make_layout(1), cute.group_modes(sA, 0, 2),
                                            cute.group_modes(gA, 0, 2))
-        gB = cute.local_tile(gB_tma, (self.bn_atoms, self.bk_chunks, _CHUNK), (bn_idx, None, 0))
+        gB = cute.local_tile(gB_tma, (self.bn_atoms, self.bk_chunks, _CHUNK), (b_tile, None, 0))
         tBsB, tBgB = cpasync.tma_partition(tma_b, 0, cute.make_layout(1), cute.group_modes(sB, 0, 3),
                                            cute.group_modes(gB, 0, 3))
         tSsS, tSgS, tZsZ, tZgZ = tAsA, tAgA, tAsA, tAgA
@@ -217,17 +249,17 @@ class Sm90MixedGemm:
         # registers) and the consumer warpgroups; or all warpgroups consume and warp 0 also produces
         args = (plan, pipe, smem, tiled_mma, sA, sB, sS, sZ, gA, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS,
                 tSsS, tma_z, tZgZ, tZsZ, tidx, warp_idx, wg, wr, lane, g, bm_idx, bn_idx, z_idx, tiles_n, mS, mCS, mG,
-                mBias, mC, mWS, mCnt, mTopkW)
+                mBias, mC, mWS, mCnt, mTopkW, mSorted, moe_st)
         if cutlass.const_expr(self.ws):
             if warp_idx >= self.cons_warps:
                 cute.arch.setmaxregister_decrease(self.producer_regs)
                 pipeline.pipeline_init_wait()
-                kt0, k_tiles = self.k_range(gA, z_idx)
+                kt0, k_tiles = self.k_range(gA, z_idx, moe_st)
                 if warp_idx == self.cons_warps:
                     prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)
                     for _ in cutlass.range(k_tiles, unroll=1):
                         self.produce(pipe, prod, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z,
-                                     tZgZ, tZsZ)
+                                     tZgZ, tZsZ, moe_st[2])
                         prod.advance()
                     pipe.producer_tail(prod)
             else:
@@ -237,18 +269,21 @@ class Sm90MixedGemm:
             self.consume(*args)
 
     @cute.jit
-    def k_range(self, gA, z_idx):
-        """(first k-tile, k-tile count) of this CTA: split-K CTA z takes k-tiles [kt0, kt0 + k_tiles)."""
+    def k_range(self, gA, z_idx, moe_st):
+        """(first k-tile, k-tile count) of this CTA: split-K CTA z takes k-tiles [kt0, kt0 + k_tiles); an MoE
+        block out of range or without an expert on this rank takes none."""
         k_tiles_all = cute.size(gA, mode=[2])
         kt_per = (k_tiles_all + self.split_k - 1) // self.split_k
         kt0 = z_idx * kt_per
         k_tiles = cutlass.max(cutlass.min(kt_per, k_tiles_all - kt0), 0)
+        if cutlass.const_expr(self.moe):
+            k_tiles = cutlass.select_(moe_st[0], cutlass.select_(moe_st[1], k_tiles, 0), 0)
         return kt0, k_tiles
 
     @cute.jit
     def consume(self, plan: cutlass.Constexpr, pipe, smem, tiled_mma, sA, sB, sS, sZ, gA, tma_a, tAgA, tAsA, tma_b,
                 tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ, tZsZ, tidx, warp_idx, wg, wr, lane, g, bm_idx, bn_idx,
-                z_idx, tiles_n, mS, mCS, mG, mBias, mC, mWS, mCnt, mTopkW):
+                z_idx, tiles_n, mS, mCS, mG, mBias, mC, mWS, mCnt, mTopkW, mSorted, moe_st):
         """The consumer warpgroups: dequantize each k-tile into wgmma A registers, run the wgmmas, release the
         stage; then split-K and the epilogue. Without a producer warp, warp 0 also issues the TMA loads."""
         # ---- wgmma partitions: this warpgroup's slice; B (activations) by shared-memory descriptors
@@ -289,12 +324,12 @@ class Sm90MixedGemm:
 
         pipeline.pipeline_init_wait()
 
-        kt0, k_tiles = self.k_range(gA, z_idx)
+        kt0, k_tiles = self.k_range(gA, z_idx, moe_st)
         prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)
         if cutlass.const_expr(not self.ws) and warp_idx == 0:
             for _ in cutlass.range(cutlass.min(self.stages, k_tiles), unroll=1):
                 self.produce(pipe, prod, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ,
-                             tZsZ)
+                             tZsZ, moe_st[2])
                 prod.advance()
         cons = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.stages)
         rel = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.stages)
@@ -328,7 +363,7 @@ class Sm90MixedGemm:
                         if cutlass.const_expr(not self.ws) and warp_idx == 0:
                             if prod.count < k_tiles:
                                 self.produce(pipe, prod, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS,
-                                             tSsS, tma_z, tZgZ, tZsZ)
+                                             tSsS, tma_z, tZgZ, tZsZ, moe_st[2])
                                 prod.advance()
                     warpgroup.fence()
                     tiled_mma.set(warpgroup.Field.ACCUMULATE, False)
@@ -388,7 +423,7 @@ class Sm90MixedGemm:
                         if cutlass.const_expr(not self.ws) and warp_idx == 0:
                             if prod.count < k_tiles:
                                 self.produce(pipe, prod, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS,
-                                             tma_z, tZgZ, tZsZ)
+                                             tma_z, tZgZ, tZsZ, moe_st[2])
                                 prod.advance()
                     cons.advance()
                     if cons.count < k_tiles:
@@ -420,7 +455,7 @@ class Sm90MixedGemm:
         N = cute.size(mC, mode=[1])
         m0 = bm_idx * self.bm
         n0 = bn_idx * self.bn + wg * ATOM_N
-        is_last = True
+        is_last = moe_st[1]
         if cutlass.const_expr(self.split_k > 1):
             sFlag = smem.allocate_tensor(cutlass.Int32, cute.make_layout(1), byte_alignment=4)
             is_last = split_k_reduce(acc, tCcC, m0, n0, M, bm_idx * tiles_n + bn_idx, z_idx, mWS, mCnt, sFlag, tidx,
@@ -429,7 +464,12 @@ class Sm90MixedGemm:
         # ---- epilogue (coordinates are (n, m): transposed)
         # (8-bit activations: the per-token scales travel in the row-weight operand, as on the mma.sync path)
         xs = mTopkW if self.act8 else mG
-        self.epilogue.store(acc, tCcC, m0, n0, M, N, 0, is_last, mG, mCS, mBias, mC, mCS, xs, xs, transposed=True)
+        if cutlass.const_expr(self.moe):
+            self.epilogue.store(acc, tCcC, m0, n0, M, N, 0, is_last, mG, mCS, mBias, mC, mSorted, mTopkW, xs,
+                                transposed=True)
+        else:
+            self.epilogue.store(acc, tCcC, m0, n0, M, N, 0, is_last, mG, mCS, mBias, mC, mCS, xs, xs,
+                                transposed=True)
 
     @cute.jit
     def fold(self, acc, acc_t, rsc, parity: cutlass.Constexpr):
