@@ -61,6 +61,14 @@ class MoeAlignKernel:
             v = mMap[e]
         return v
 
+    @cute.jit
+    def load_batch(self, mIds: cute.Tensor, ids, base, hi):
+        """ids[u] = the id at base + u, or -1 past `hi` (UNROLL independent loads in flight)."""
+        for u in cutlass.range_constexpr(UNROLL):
+            ids[u] = cutlass.Int32(-1)
+            if base + u < hi:
+                ids[u] = mIds[base + u]
+
     @cute.kernel
     def kernel(self, mIds: cute.Tensor, mSorted: cute.Tensor, mExpert: cute.Tensor, mNum: cute.Tensor,
                mMap: cute.Tensor):
@@ -88,10 +96,7 @@ class MoeAlignKernel:
 
         # 1. counts of this thread's chunk
         for base in range(lo, hi, UNROLL):
-            for u in cutlass.range_constexpr(UNROLL):
-                ids[u] = cutlass.Int32(-1)
-                if base + u < hi:
-                    ids[u] = mIds[base + u]
+            self.load_batch(mIds, ids, base, hi)
             for u in cutlass.range_constexpr(UNROLL):
                 e = ids[u]
                 if e >= 0:
@@ -137,10 +142,7 @@ class MoeAlignKernel:
 
         # 5. scatter, in id order within the chunk (stable)
         for base in range(lo, hi, UNROLL):
-            for u in cutlass.range_constexpr(UNROLL):
-                ids[u] = cutlass.Int32(-1)
-                if base + u < hi:
-                    ids[u] = mIds[base + u]
+            self.load_batch(mIds, ids, base, hi)
             for u in cutlass.range_constexpr(UNROLL):
                 e = ids[u]
                 if e >= 0:
