@@ -27,6 +27,7 @@ KERNEL_VERIFIED = False
 
 _KERNELS = KernelCache()
 _NO_MAP: dict = {}
+_LAUNCH: dict = {}     # (device, numel, experts, block_m, has_map) -> compiled kernel: the launch path's one lookup
 
 
 @dataclass(frozen=True)
@@ -103,17 +104,24 @@ def _use_kernel(impl: str, topk_ids: torch.Tensor) -> bool:
 
 def _align_kernel(topk_ids, block_m, num_experts, expert_map, max_padded, n_blocks, explicit: bool):
     """The kernel path; None when the expert count does not fit (auto falls back to torch)."""
-    from .ops import device_target
-
     dev = topk_ids.device
     numel = topk_ids.numel()
-    arch = device_target(dev)
-    threads = kernel_threads(numel, num_experts, arch)
-    if threads is None:
-        if explicit:
-            raise ValueError(f"{num_experts} experts do not fit the alignment kernel's shared memory on {arch}; "
-                             f"use impl='torch'")
-        return None
+    key = (dev, numel, num_experts, block_m, expert_map is not None)
+    kernel = _LAUNCH.get(key)
+    if kernel is None:
+        from .ops import device_target
+
+        arch = device_target(dev)
+        threads = kernel_threads(numel, num_experts, arch)
+        if threads is None:
+            if explicit:
+                raise ValueError(f"{num_experts} experts do not fit the alignment kernel's shared memory on {arch}; "
+                                 f"use impl='torch'")
+            return None
+        cfg = MoeAlignConfig(num_experts, block_m, threads, expert_map is not None, arch)
+        if len(_LAUNCH) > 4096:
+            _LAUNCH.clear()
+        kernel = _LAUNCH[key] = _KERNELS.get(cfg, compile_moe_align)
     ids = topk_ids.reshape(-1)
     if ids.dtype != torch.int32 or not ids.is_contiguous():
         ids = ids.to(torch.int32).contiguous()
@@ -126,8 +134,7 @@ def _align_kernel(topk_ids, block_m, num_experts, expert_map, max_padded, n_bloc
         emap = _NO_MAP.get(dev)
         if emap is None:
             emap = _NO_MAP[dev] = torch.zeros(1, dtype=torch.int32, device=dev)
-    cfg = MoeAlignConfig(num_experts, block_m, threads, expert_map is not None, arch)
-    _KERNELS.get(cfg, compile_moe_align)(ids, sorted_ids, expert_ids, num_post, emap)
+    kernel(ids, sorted_ids, expert_ids, num_post, emap)
     return sorted_ids, expert_ids, num_post
 
 

@@ -341,6 +341,7 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
         raise ValueError(f"out must be a contiguous {c_dtype} tensor of shape ({m_tokens}, {top_k}, {n_out})")
     if x.shape[0] == 0:
         return out
+    kernel = _rc.get_kernel(config)      # validates the config first
     xk = _kernel_activations(x, weight)
     dev = x.device
     if config.mainloop == "sm90":
@@ -350,7 +351,6 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
         xk = xk.index_select(0, src.clamp_max(xk.shape[0] - 1))
     e = weight.packed.shape[0]
     dummy_s = _dummy(dev, torch.int32, 32 * e).view(e, 1, 32)
-    kernel = _rc.get_kernel(config)
     with _on_device(dev):
         kernel(xk, weight.packed,
                weight.group_scales if weight.group_scales is not None else dummy_s,

@@ -194,3 +194,11 @@ def test_bench_autotune_option():
     for argv in (["--autotune", "-1"], ["--moe", "--autotune", "4"]):
         with pytest.raises(SystemExit):
             parse_args(argv)
+
+
+def test_autotune_argument_errors():
+    x = torch.zeros(4, 64, dtype=torch.float16)
+    for kw, match in ((dict(rep_ms=0), "rep_ms"), (dict(rep_ms="fast"), "rep_ms"), (dict(max_candidates=0),
+                      "max_candidates"), (dict(max_candidates=True), "max_candidates")):
+        with pytest.raises(ValueError, match=match):
+            at.autotune(x, _W(), **kw)

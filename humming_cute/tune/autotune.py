@@ -244,6 +244,10 @@ def autotune(x, weight, *, bias=None, out_dtype=None, x_scales=None, rep_ms: flo
 
     from .. import ops
 
+    if not (isinstance(rep_ms, (int, float)) and rep_ms > 0):
+        raise ValueError(f"rep_ms must be a positive number, got {rep_ms!r}")
+    if isinstance(max_candidates, bool) or not isinstance(max_candidates, int) or max_candidates < 1:
+        raise ValueError(f"max_candidates must be a positive int, got {max_candidates!r}")
     if torch.cuda.is_current_stream_capturing():
         raise RuntimeError("autotune times kernels: it cannot run while a CUDA graph is being captured")
     ops.check_input(x, weight, bias)
