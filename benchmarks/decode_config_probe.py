@@ -34,7 +34,14 @@ p.add_argument("--rotate", type=int, default=0,
                help="also time R back-to-back default calls over R weight copies in one CUDA graph (ours and "
                     "Humming's), per call: the steady state of consecutive layers, without a single launch's "
                     "fixed cost")
+p.add_argument("--cluster", action="store_true",
+               help="also split-K inside a thread-block cluster (cluster_split_k; enabled here through "
+                    "config.ALLOW_UNVERIFIED) for every split > 1")
 args = p.parse_args()
+if args.cluster:
+    import humming_cute.config as _hconfig
+
+    _hconfig.ALLOW_UNVERIFIED = True
 
 
 def back_to_back_us(calls) -> float:
@@ -104,17 +111,21 @@ for shape in args.shapes.split(","):
             print(line, flush=True)
             del pws
         rows = []
-        for bn, kw, st, split, tl in itertools.product(map(int, args.bn.split(",")), args.kw.split(","),
-                                                        map(int, args.stages.split(",")),
-                                                        map(int, args.split.split(",")),
-                                                        map(int, args.two_level.split(","))):
+        for bn, kw, st, split, tl, cl in itertools.product(map(int, args.bn.split(",")), args.kw.split(","),
+                                                            map(int, args.stages.split(",")),
+                                                            map(int, args.split.split(",")),
+                                                            map(int, args.two_level.split(",")),
+                                                            (0, 1) if args.cluster else (0,)):
+            if cl and split == 1:
+                continue
             bk, wk = map(int, kw.split("/"))
             if k % bk or (k // bk) // split < 2 or n % bn:
                 continue
             try:
                 cfg = hc.GemmConfig(a_dtype="float16", b_dtype=args.b, c_dtype="float16", group_size=args.group,
                                     block_m=16, block_n=bn, block_k=bk, warp_m=16, warp_n=64, warp_k=wk, stages=st,
-                                    split_k=split, two_level_scales=bool(tl), arch=arch).validate()
+                                    split_k=split, two_level_scales=bool(tl), arch=arch,
+                                    cluster_split_k=bool(cl)).validate()
             except ValueError:
                 continue
             yy = hc.gemm(x, pw, config=cfg)
@@ -123,7 +134,8 @@ for shape in args.shapes.split(","):
                 print(f"  WRONG bn{bn} bk{bk} wk{wk} st{st} split{split}: rel err {err:.2e}", flush=True)
                 continue
             t = bench_ms(lambda: hc.gemm(x, pw, config=cfg)) * 1e3
-            rows.append((t, f"bn{bn} bk{bk} wk{wk} warps{cfg.num_threads // 32} st{st} split{split} 2lvl{tl}"))
+            rows.append((t, f"bn{bn} bk{bk} wk{wk} warps{cfg.num_threads // 32} st{st} split{split}"
+                            f"{' cluster' if cl else ''} 2lvl{tl}"))
         rows.sort()
         for t, name in rows[:10]:
             print(f"  {name}: {t:.1f}us  {nbytes / (t * 1e-6) / 1e9:.0f} GB/s  {floor_us / t:.0%} of floor  "

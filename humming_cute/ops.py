@@ -179,7 +179,7 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
         return out
     xk = _kernel_activations(x, weight)
     ops = _launch_operands(weight, dev)
-    if config.split_k > 1:
+    if config.split_k > 1 and not config.cluster_split_k:
         tiles = -(-m // config.block_m) * (weight.n_pad // config.block_n)
         ws = torch.empty(config.split_k * m, weight.n_pad, dtype=torch.float32, device=dev)
         cnt = _split_counters(dev, tiles)

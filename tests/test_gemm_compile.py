@@ -87,3 +87,28 @@ def test_decode_two_level_scales_compile(b, group, arch):
     assert art.ptxas and sum(r.spill_bytes for r in art.ptxas.values()) == 0
     with pytest.raises(ValueError, match="two_level_scales"):
         cfg.with_(group_size=0).validate()
+
+
+@pytest.mark.parametrize("b,g,m,k,split", [("uint4", 128, 1, 4096, 2), ("int8", 0, 16, 14336, 4),
+                                           ("float4e2m1", 32, 64, 4096, 8)])
+def test_cluster_split_k_compiles(monkeypatch, b, g, m, k, split):
+    """cluster_split_k: two cluster barriers, CTA 0 reads the other ranks' partials with ld.shared::cluster,
+    no global ticket (atomics); no spills; refused off sm_90+, outside split_k 2..8, and until its GPU test ran."""
+    import humming_cute.config as hconfig
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    cfg = default_config(m, 4096, k, a_dtype="float16", b_dtype=b, c_dtype="float16", group_size=g,
+                         arch="sm_90a", mainloop="sm80").with_(split_k=split, cluster_split_k=True).validate()
+    art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    ptx = art.ptx
+    assert ptx.count("barrier.cluster.arrive") == 2 and ptx.count("barrier.cluster.wait") == 2
+    assert ptx.count("ld.shared::cluster.f32") >= split - 1 and "mapa.shared::cluster" in ptx
+    assert "atom.global" not in ptx
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    with pytest.raises(ValueError, match="sm_90 and newer"):
+        cfg.with_(arch="sm_89").validate()
+    with pytest.raises(ValueError, match="2..8"):
+        cfg.with_(split_k=1).validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", False)
+    with pytest.raises(NotImplementedError, match="not yet verified"):
+        cfg.validate()

@@ -152,7 +152,35 @@ class Sm80MixedGemm:
         self.kernel(mA, mB, mS, mZ, mCS, mG, mBias, mC, mWS, mCnt, mSorted, mExpert, mNumPost, mTopkW,
                     sA_layout, sB_layout, sS_layout,
                     copy_A, copy_B, copy_S, tiled_mma, nthr_A, nthr_B, nthr_S).launch(
-            grid=[grid_m, grid_n, self.split_k], block=[self.threads, 1, 1], stream=stream)
+            grid=[grid_m, grid_n, self.split_k], block=[self.threads, 1, 1],
+            cluster=[1, 1, self.split_k] if self.cfg.cluster_split_k else None, stream=stream)
+
+    @cute.jit
+    def cluster_reduce(self, acc, smem, warp_idx, lane, wk_idx, rank):
+        """Split-K inside a cluster: the first K-warp of every CTA stores its partial sums in shared memory; after
+        a cluster barrier CTA 0's adds those of ranks 1 .. split_k - 1 in order (ld.shared::cluster), and a second
+        barrier keeps the other CTAs (and their shared memory) alive until then. -> is_last (rank 0)."""
+        nacc = cute.size(acc)
+        sP = smem.allocate_tensor(cutlass.Float32, cute.make_layout((nacc, 32, self.warps_mn),
+                                                                    stride=(32, 1, nacc * 32)), byte_alignment=16)
+        wmn = warp_idx % self.warps_mn
+        if wk_idx == 0:
+            for i in cutlass.range_constexpr(nacc):
+                sP[i, lane, wmn] = acc[i]
+        cute.arch.cluster_arrive()
+        cute.arch.cluster_wait()
+        if rank == 0:
+            if wk_idx == 0:
+                for r in cutlass.range_constexpr(1, self.split_k):
+                    for i in cutlass.range_constexpr(nacc):
+                        addr = (sP.iterator + (i * 32 + lane + wmn * nacc * 32)).toint()
+                        acc[i] = acc[i] + cute.arch.inline_ptx(
+                            "{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, {$r0}, {$r1};\n"
+                            "ld.shared::cluster.f32 {$w0}, [ra];\n}",
+                            write_only_types=[cutlass.Float32], read_only_args=[addr, cutlass.Int32(r)])
+        cute.arch.cluster_arrive()
+        cute.arch.cluster_wait()
+        return rank == 0
 
     @cute.jit
     def load_tile(self, kt, stage, tidx, nthr_A: cutlass.Constexpr, nthr_B: cutlass.Constexpr,
@@ -611,7 +639,11 @@ class Sm80MixedGemm:
 
         # ---- split-K across CTAs: every CTA stores its fp32 partial; the last one to arrive (atomic ticket)
         # adds all partials in split order, so the result does not depend on arrival order, and stores C
-        if cutlass.const_expr(self.split_k > 1):
+        if cutlass.const_expr(self.split_k > 1 and self.cfg.cluster_split_k):
+            # the split's CTAs form one cluster (1, 1, split_k): each leaves its partial in its own shared memory,
+            # CTA 0 adds them in rank order through distributed shared memory - no global round trips
+            is_last = self.cluster_reduce(acc, smem, warp_idx, lane, wk_idx, z_idx)
+        elif cutlass.const_expr(self.split_k > 1):
             sFlag = smem.allocate_tensor(cutlass.Int32, cute.make_layout(1), byte_alignment=4)
             grid_n = cute.size(mB, mode=[0]) // self.bn_atoms
             is_last = split_k_reduce(acc, tCcC, m0, n0, M, bm_idx * grid_n + bn_idx, z_idx, mWS, mCnt, sFlag, tidx,
