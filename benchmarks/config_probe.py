@@ -35,8 +35,11 @@ p.add_argument("--budget-s", type=float, default=1e9, help="stop sweeping after 
 p.add_argument("--ws", action="store_true",
                help="also the warp-specialized variant of every wgmma candidate with block_n <= 128 (a producer "
                     "warpgroup; enabled here through config.ALLOW_UNVERIFIED)")
+p.add_argument("--cluster", action="store_true",
+               help="also cluster split-K (cluster_split_k) for every candidate with split > 1 (enabled here through "
+                    "config.ALLOW_UNVERIFIED)")
 args = p.parse_args()
-if args.ws:
+if args.ws or args.cluster:
     import humming_cute.config as _hconfig
 
     _hconfig.ALLOW_UNVERIFIED = True
@@ -64,6 +67,10 @@ def candidates(m: int, arch: str):
             cfg = deepest(cfg)
             if cfg is not None:
                 out.append((f"sm90 {bm}x{bn}x{bk} st{cfg.stages} split{split}", cfg))
+                if args.cluster and split > 1:
+                    cl = deepest(cfg.with_(cluster_split_k=True))
+                    if cl is not None:
+                        out.append((f"sm90 {bm}x{bn}x{bk} st{cl.stages} split{split} cluster", cl))
                 if args.ws and bn <= 128:
                     out.append((f"sm90 {bm}x{bn}x{bk} st{cfg.stages} split{split} ws",
                                 cfg.with_(warp_specialized=True)))
@@ -80,6 +87,10 @@ def candidates(m: int, arch: str):
             if cfg is not None:
                 out.append((f"sm80 {bm}x{bn}x{bk} wm{wm} wk{wk} warps{cfg.num_threads // 32} st{cfg.stages} "
                             f"split{split}", cfg))
+                if args.cluster and split > 1:
+                    cl = deepest(cfg.with_(cluster_split_k=True), 4)
+                    if cl is not None:
+                        out.append((f"sm80 {bm}x{bn}x{bk} wm{wm} wk{wk} st{cl.stages} split{split} cluster", cl))
     valid = []
     for name, cfg in out:
         try:

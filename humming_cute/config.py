@@ -90,8 +90,8 @@ class GemmConfig:
     # wgmma mainloop only: a producer warpgroup issues the TMA loads while the consumer warpgroups (one per 64
     # weight rows) only dequantize and multiply, with registers moved from the producer to them (setmaxnreg)
     warp_specialized: bool = False
-    # mma.sync mainloop, sm_90+: split-K across the CTAs of one cluster (1, 1, split_k), partial sums added by
-    # CTA 0 through distributed shared memory instead of a global workspace and ticket
+    # sm_90+: split-K across the CTAs of one cluster (1, 1, split_k), partial sums added by CTA 0 through
+    # distributed shared memory instead of a global workspace and ticket (both mainloops)
     cluster_split_k: bool = False
 
     def __post_init__(self):
@@ -230,9 +230,11 @@ class GemmConfig:
         elif self.warp_specialized:
             raise ValueError("warp_specialized is an option of the wgmma mainloop (mainloop='sm90')")
         if self.cluster_split_k:
-            if self.mainloop != "sm80" or arch.sm < 90:
-                raise ValueError(f"cluster_split_k is an option of the mma.sync mainloop on sm_90 and newer (thread "
-                                 f"block clusters); got mainloop={self.mainloop!r} on {arch.name}")
+            if arch.sm < 90:
+                raise ValueError(f"cluster_split_k needs sm_90 and newer (thread block clusters); got {arch.name}")
+            if self.warp_specialized:
+                raise ValueError("cluster_split_k takes the wgmma kernel without the producer warpgroup "
+                                 "(warp_specialized=False)")
             if not 2 <= self.split_k <= 8:
                 raise ValueError(f"cluster_split_k needs split_k in 2..8 (one cluster of split_k CTAs), got "
                                  f"{self.split_k}")
@@ -343,7 +345,8 @@ def smem_bytes(cfg: GemmConfig) -> int:
     if cfg.mainloop == "sm90":
         # the wgmma kernel allocates its scale and zero-point rings (fp16 pairs, >= 1 row) whatever it uses
         s = 2 * max(cfg.scale_rows, 1) * cfg.block_n * 2
-        return cfg.stages * (a + b + s) + 1024 + 16 * cfg.stages + 128   # + swizzle alignment, mbarriers, flag
+        part = cfg.block_m * cfg.block_n * 4 + 16 if cfg.cluster_split_k else 0   # split-K partial (cluster)
+        return cfg.stages * (a + b + s) + 1024 + 16 * cfg.stages + 128 + part   # + alignment, mbarriers, flag
     reduce = (cfg.warps_k - 1) * cfg.block_m * cfg.block_n * 4  # fp32 partial sums of the K-split warps
     if cfg.cluster_split_k:
         reduce += cfg.block_m * cfg.block_n * 4 + 16             # this CTA's split-K partial, read by rank 0

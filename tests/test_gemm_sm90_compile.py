@@ -172,3 +172,19 @@ def test_sm90_moe_compiles(monkeypatch, a, b, g, bm, bn, bk, down, ws):
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", False)
     with pytest.raises(NotImplementedError, match="not yet verified"):
         GemmConfig(**{**kw, "warp_specialized": False}).validate()
+
+
+@pytest.mark.parametrize("bm,bn,bk,split", [(64, 64, 128, 2), (128, 128, 64, 4)])
+def test_sm90_cluster_split_k_compiles(monkeypatch, bm, bn, bk, split):
+    """Cluster split-K on the wgmma mainloop: cluster barriers and DSMEM loads instead of the workspace ticket;
+    not with the producer warpgroup."""
+    import humming_cute.config as hconfig
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    cfg = _sm90(block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_k=bk, split_k=split,
+                cluster_split_k=True).validate()
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    assert art.ptx.count("barrier.cluster.arrive") == 2 and "ld.shared::cluster.f32" in art.ptx
+    assert "atom.global" not in art.ptx and sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    with pytest.raises(ValueError, match="producer warpgroup"):
+        cfg.with_(warp_specialized=True).validate()

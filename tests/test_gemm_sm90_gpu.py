@@ -121,3 +121,24 @@ def test_wgmma_warp_specialized(monkeypatch, a, b, group, scale, m, bm, bn, bk, 
                      warp_specialized=True, has_bias=m % 2 == 1)
     run_case(a, b, group, scale, m, 512, 1280 if bk == 64 else 1024, bias=m % 2 == 1, config=cfg, seed=m + bm)
 
+
+
+@pytest.mark.parametrize("split,m,bm,bn,bk", [(2, 64, 64, 64, 128), (3, 200, 128, 128, 64), (4, 1, 64, 64, 64)])
+def test_wgmma_cluster_split_k(monkeypatch, split, m, bm, bn, bk):
+    """Cluster split-K on the wgmma mainloop agrees with the reference and, bitwise, with the workspace split-K
+    (same summation order). Built and compile-checked; enabled here (config.ALLOW_UNVERIFIED) for its GPU run."""
+    import humming_cute as hc
+    import humming_cute.config as hconfig
+    from humming_cute.quant.weight import quantize_weight
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    kw = dict(a_dtype="bfloat16", b_dtype="int4", c_dtype="bfloat16", group_size=128,
+              block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_n=64, warp_k=bk, stages=3, split_k=split,
+              arch="sm_90a", mainloop="sm90", has_bias=True)
+    cfg = GemmConfig(**kw, cluster_split_k=True)
+    run_case("bfloat16", "int4", 128, "bfloat16", m, 384, 1536, config=cfg, seed=split, bias=True)
+    torch.manual_seed(2)
+    pw = hc.prepare_weight(quantize_weight(torch.randn(384, 1536, device="cuda"), "int4", 128), "bfloat16")
+    x = torch.randn(m, 1536, device="cuda", dtype=torch.bfloat16)
+    bias = torch.randn(384, device="cuda", dtype=torch.bfloat16)
+    assert torch.equal(hc.gemm(x, pw, bias=bias, config=cfg), hc.gemm(x, pw, bias=bias, config=GemmConfig(**kw)))

@@ -27,7 +27,7 @@ from . import dequant as dq
 from .epilogue import Epilogue
 from .mma import (mma_f8_m16n8k32, mma_f8_m16n8k32_f16acc, mma_f8f6f4_m16n8k32, mma_mxf4_m16n8k64,
                   mma_s4_m16n8k64, mma_s8_m16n8k32)
-from .scheduler import split_k_reduce
+from .scheduler import cluster_split_reduce, split_k_reduce
 
 _CUTLASS_TYPES = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16, "float32": cutlass.Float32}
 
@@ -154,33 +154,6 @@ class Sm80MixedGemm:
                     copy_A, copy_B, copy_S, tiled_mma, nthr_A, nthr_B, nthr_S).launch(
             grid=[grid_m, grid_n, self.split_k], block=[self.threads, 1, 1],
             cluster=[1, 1, self.split_k] if self.cfg.cluster_split_k else None, stream=stream)
-
-    @cute.jit
-    def cluster_reduce(self, acc, smem, warp_idx, lane, wk_idx, rank):
-        """Split-K inside a cluster: the first K-warp of every CTA stores its partial sums in shared memory; after
-        a cluster barrier CTA 0's adds those of ranks 1 .. split_k - 1 in order (ld.shared::cluster), and a second
-        barrier keeps the other CTAs (and their shared memory) alive until then. -> is_last (rank 0)."""
-        nacc = cute.size(acc)
-        sP = smem.allocate_tensor(cutlass.Float32, cute.make_layout((nacc, 32, self.warps_mn),
-                                                                    stride=(32, 1, nacc * 32)), byte_alignment=16)
-        wmn = warp_idx % self.warps_mn
-        if wk_idx == 0:
-            for i in cutlass.range_constexpr(nacc):
-                sP[i, lane, wmn] = acc[i]
-        cute.arch.cluster_arrive()
-        cute.arch.cluster_wait()
-        if rank == 0:
-            if wk_idx == 0:
-                for r in cutlass.range_constexpr(1, self.split_k):
-                    for i in cutlass.range_constexpr(nacc):
-                        addr = (sP.iterator + (i * 32 + lane + wmn * nacc * 32)).toint()
-                        acc[i] = acc[i] + cute.arch.inline_ptx(
-                            "{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, {$r0}, {$r1};\n"
-                            "ld.shared::cluster.f32 {$w0}, [ra];\n}",
-                            write_only_types=[cutlass.Float32], read_only_args=[addr, cutlass.Int32(r)])
-        cute.arch.cluster_arrive()
-        cute.arch.cluster_wait()
-        return rank == 0
 
     @cute.jit
     def load_tile(self, kt, stage, tidx, nthr_A: cutlass.Constexpr, nthr_B: cutlass.Constexpr,
@@ -642,7 +615,8 @@ class Sm80MixedGemm:
         if cutlass.const_expr(self.split_k > 1 and self.cfg.cluster_split_k):
             # the split's CTAs form one cluster (1, 1, split_k): each leaves its partial in its own shared memory,
             # CTA 0 adds them in rank order through distributed shared memory - no global round trips
-            is_last = self.cluster_reduce(acc, smem, warp_idx, lane, wk_idx, z_idx)
+            is_last = cluster_split_reduce(acc, smem, lane + 32 * (warp_idx % self.warps_mn), 32 * self.warps_mn,
+                                           wk_idx == 0, z_idx, self.split_k)
         elif cutlass.const_expr(self.split_k > 1):
             sFlag = smem.allocate_tensor(cutlass.Int32, cute.make_layout(1), byte_alignment=4)
             grid_n = cute.size(mB, mode=[0]) // self.bn_atoms

@@ -28,7 +28,7 @@ from ..config import GemmConfig
 from ..layouts.weight import ATOM_K, ATOM_N, atom_words
 from . import dequant as dq
 from .epilogue import Epilogue
-from .scheduler import split_k_reduce
+from .scheduler import cluster_split_reduce, split_k_reduce
 
 _CUTLASS_TYPES = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16}
 _ACT8_TYPES = {"float8e4m3": cutlass.Float8E4M3FN, "float8e5m2": cutlass.Float8E5M2, "int8": cutlass.Int8}
@@ -143,7 +143,8 @@ class Sm90MixedGemm:
         self.kernel(tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, mS, mCS, mG, mBias, mC, mWS, mCnt,
                     mTopkW, mSorted, mExpert, mNumPost, tiled_mma, sA_layout, sB_layout, sS_layout, tiles_m,
                     tiles_n).launch(
-            grid=[tiles_m * tiles_n, 1, self.split_k], block=[self.threads, 1, 1], stream=stream)
+            grid=[tiles_m * tiles_n, 1, self.split_k], block=[self.threads, 1, 1],
+            cluster=[1, 1, self.split_k] if self.cfg.cluster_split_k else None, stream=stream)
 
     @cute.jit
     def produce(self, pipe, state, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ,
@@ -456,7 +457,9 @@ class Sm90MixedGemm:
         m0 = bm_idx * self.bm
         n0 = bn_idx * self.bn + wg * ATOM_N
         is_last = moe_st[1]
-        if cutlass.const_expr(self.split_k > 1):
+        if cutlass.const_expr(self.split_k > 1 and self.cfg.cluster_split_k):
+            is_last = cluster_split_reduce(acc, smem, tidx, self.cons_threads, True, z_idx, self.split_k)
+        elif cutlass.const_expr(self.split_k > 1):
             sFlag = smem.allocate_tensor(cutlass.Int32, cute.make_layout(1), byte_alignment=4)
             is_last = split_k_reduce(acc, tCcC, m0, n0, M, bm_idx * tiles_n + bn_idx, z_idx, mWS, mCnt, sFlag, tidx,
                                      True, self.split_k, True, self.cons_threads if self.ws else 0)

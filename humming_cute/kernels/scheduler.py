@@ -11,7 +11,7 @@ import cutlass
 import cutlass.cute as cute
 import cutlass.pipeline as pipeline
 
-__all__ = ["split_k_reduce"]
+__all__ = ["split_k_reduce", "cluster_split_reduce"]
 
 
 @cute.jit
@@ -57,3 +57,32 @@ def split_k_reduce(acc, tCcC, m0, n0, M, tile, z_idx, mWS, mCnt, sFlag, tidx, ow
         if tidx == 0:
             mCnt[tile] = 0
     return is_last
+
+
+@cute.jit
+def cluster_split_reduce(acc, smem, slot, n_slots: cutlass.Constexpr, owner, rank, split_k: cutlass.Constexpr):
+    """-> is_last. Split-K inside a thread-block cluster (1, 1, split_k): every owner thread leaves its partial
+    sums in this CTA's shared memory at column `slot` of an (acc size, n_slots) fp32 buffer; after a cluster
+    barrier, rank 0 adds those of ranks 1 .. split_k - 1 in rank order (mapa + ld.shared::cluster), and a second
+    barrier keeps the other CTAs and their shared memory alive until it has. The order is the workspace split-K's,
+    so both give the same bits."""
+    nacc = cute.size(acc)
+    sP = smem.allocate_tensor(cutlass.Float32, cute.make_layout((nacc, n_slots), stride=(n_slots, 1)),
+                              byte_alignment=16)
+    if owner:
+        for i in cutlass.range_constexpr(nacc):
+            sP[i, slot] = acc[i]
+    cute.arch.cluster_arrive()
+    cute.arch.cluster_wait()
+    if rank == 0:
+        if owner:
+            for r in cutlass.range_constexpr(1, split_k):
+                for i in cutlass.range_constexpr(nacc):
+                    addr = (sP.iterator + (i * n_slots + slot)).toint()
+                    acc[i] = acc[i] + cute.arch.inline_ptx(
+                        "{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, {$r0}, {$r1};\n"
+                        "ld.shared::cluster.f32 {$w0}, [ra];\n}",
+                        write_only_types=[cutlass.Float32], read_only_args=[addr, cutlass.Int32(r)])
+    cute.arch.cluster_arrive()
+    cute.arch.cluster_wait()
+    return rank == 0
