@@ -112,3 +112,17 @@ def test_cluster_split_k_compiles(monkeypatch, b, g, m, k, split):
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", False)
     with pytest.raises(NotImplementedError, match="not yet verified"):
         cfg.validate()
+
+
+@pytest.mark.parametrize("a,b,g,m,arch", [("float16", "uint4", 128, 1, "sm_90a"), ("bfloat16", "int4", 0, 16, "sm_80"),
+                                          ("float16", "int8", 0, 1, "sm_89")])
+def test_integer_decode_fuses_mask_and_magic(a, b, g, m, arch):
+    """Integer codes become (code & mask) | magic in one lop3 (LUT 0xEA = 234): no separate or.b32 with the
+    magic exponent survives, and pair broadcasts of group scales / zero points are prmt (0x1010 / 0x3232)."""
+    cfg = default_config(m, 4096, 4096, a_dtype=a, b_dtype=b, c_dtype=a, group_size=g, arch=arch)
+    art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch=arch, options="--enable-tvm-ffi")
+    magic = {"float16": 0x64006400, "bfloat16": 0x43004300}[a]
+    assert re.search(r"lop3\.b32 [^;]*, 234;", art.ptx)
+    assert not re.search(rf"or\.b32 [^;]*, {magic};", art.ptx)
+    if g:
+        assert "prmt.b32" in art.ptx and "0x1010" in art.ptx.lower()
