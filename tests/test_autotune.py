@@ -202,3 +202,34 @@ def test_autotune_argument_errors():
                       "max_candidates"), (dict(max_candidates=True), "max_candidates")):
         with pytest.raises(ValueError, match=match):
             at.autotune(x, _W(), **kw)
+
+
+def test_shipped_table_answers_after_the_user_cache(monkeypatch, tmp_path):
+    """A GPU's shipped table (version '*' in its keys) is consulted where the user's cache has no entry; the
+    user's entry wins where both have one."""
+    monkeypatch.setattr(at, "TABLES_DIR", str(tmp_path / "tables"))
+    monkeypatch.setattr(at, "_TABLES", {})
+    monkeypatch.setattr(at, "_device_name", lambda dev: "NVIDIA H200")
+    monkeypatch.setenv("HUMMING_CUTE_TUNE_CACHE", str(tmp_path / "user.json"))
+    assert at.table_file("NVIDIA H200") == str(tmp_path / "tables" / "NVIDIA_H200.json")
+    assert os.path.basename(at.table_file("NVIDIA H100 80GB HBM3")) == "NVIDIA_H100_80GB_HBM3.json"
+    x, w = torch.zeros(16, 2048), _W()
+    assert at.lookup(x, w, "float16", False, 0, "sm_90a") is None
+    at.TuneCache(at.table_file("NVIDIA H200")).put(at._key_for(x, w, "float16", False, 0, "sm_90a", version="*"),
+                                                    {"config": {"block_n": 128}})
+    monkeypatch.setattr(at, "_TABLES", {})        # tables are read once per process: start a fresh one
+    assert at.lookup(x, w, "float16", False, 0, "sm_90a")["config"] == {"block_n": 128}
+    at.TuneCache(str(tmp_path / "user.json")).put(at._key_for(x, w, "float16", False, 0, "sm_90a"),
+                                                   {"config": {"block_n": 256}})
+    monkeypatch.setattr(at, "_CACHE", None)
+    assert at.lookup(x, w, "float16", False, 0, "sm_90a")["config"] == {"block_n": 256}
+
+
+def test_build_table_arguments():
+    from humming_cute.tune.build_table import parse_args
+
+    a = parse_args(["--shapes", "1024x2048,4096x4096", "--m", "1,64"])
+    assert a.shape_list == [(1024, 2048), (4096, 4096)] and a.m_list == [1, 64]
+    for argv in (["--shapes", "10x"], ["--m", "0"], ["--max-candidates", "0"], ["--shapes", ""]):
+        with pytest.raises(SystemExit):
+            parse_args(argv)

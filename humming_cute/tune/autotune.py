@@ -2,7 +2,9 @@
 file, and let `humming_cute.gemm` take it for every later call of that problem (also in new processes).
 
 A problem is (GPU name, arch, library version, weight format, padded N and K, output dtype, bias, activation scale
-grouping, and M rounded up to a power of two). `autotune(x, weight, ...)` tunes one problem explicitly (e.g. while
+grouping, and M rounded up to a power of two). Measured tables shipped with the library
+(``humming_cute/tune/tables/<GPU name>.json``, written by ``python -m humming_cute.tune.build_table`` on that GPU;
+their keys hold ``*`` for the version) answer where the user's cache has no entry. `autotune(x, weight, ...)` tunes one problem explicitly (e.g. while
 a server warms up); with ``HUMMING_CUTE_AUTOTUNE=1`` the first `gemm` call of an untuned problem tunes it (never
 while a CUDA graph is being captured). Every candidate is first checked against the default config's output on
 the same inputs; a candidate that fails to compile, launch or agree is skipped. The cache file is
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import os
 import tempfile
 import threading
@@ -24,7 +27,7 @@ from ..arch import get_arch
 from ..config import ACT8_TYPES, GemmConfig, smem_bytes
 
 __all__ = ["autotune", "candidate_configs", "lookup", "tuned_config", "apply_entry", "problem_key", "m_bucket",
-           "cache_path", "TuneCache", "TUNED_FIELDS", "enabled_on_the_fly"]
+           "cache_path", "TuneCache", "TUNED_FIELDS", "enabled_on_the_fly", "table_file", "TABLES_DIR"]
 
 #: the config fields an entry stores (the tiling and scheduling); everything else comes from the call
 TUNED_FIELDS = ("block_m", "block_n", "block_k", "warp_m", "warp_n", "warp_k", "stages", "split_k", "mainloop",
@@ -197,19 +200,42 @@ def _version() -> str:
     return __version__
 
 
-def _key_for(x, weight, c_name: str, has_bias: bool, x_group: int, arch: str) -> str:
-    return problem_key(device_name=_device_name(x.device), arch=arch, version=_version(), a_dtype=weight.a_dtype,
+def _key_for(x, weight, c_name: str, has_bias: bool, x_group: int, arch: str, version: Optional[str] = None) -> str:
+    return problem_key(device_name=_device_name(x.device), arch=arch, version=version or _version(),
+                       a_dtype=weight.a_dtype,
                        b_dtype=weight.b_dtype, c_dtype=c_name, group_size=weight.group_size,
                        has_zero_point=weight.has_zero_point, n_pad=weight.n_pad, k_pad=weight.k_pad,
                        m=x.shape[0], has_bias=has_bias, act_group_size=x_group)
 
 
+TABLES_DIR = os.path.join(os.path.dirname(__file__), "tables")
+_TABLES: dict = {}
+
+
+def table_file(device_name: str) -> str:
+    """The shipped table of a GPU: its name with every run of characters other than letters, digits, '.' and
+    '-' replaced by '_' (``NVIDIA H200`` -> ``NVIDIA_H200.json``)."""
+    return os.path.join(TABLES_DIR, re.sub(r"[^A-Za-z0-9.-]+", "_", device_name).strip("_") + ".json")
+
+
+def _table(device_name: str) -> TuneCache:
+    t = _TABLES.get(device_name)
+    if t is None:
+        t = _TABLES[device_name] = TuneCache(table_file(device_name))
+    return t
+
+
 def lookup(x, weight, c_name: str, has_bias: bool, x_group: int, arch: str) -> Optional[dict]:
-    """The cache entry of this call's problem, or None."""
+    """The entry of this call's problem: the user's cache first, then the table shipped for this GPU; or None."""
     cache = _cache()
-    if not cache.entries:
+    if cache.entries:
+        e = cache.get(_key_for(x, weight, c_name, has_bias, x_group, arch))
+        if e is not None:
+            return e
+    table = _table(_device_name(x.device))
+    if not table.entries:
         return None
-    return cache.get(_key_for(x, weight, c_name, has_bias, x_group, arch))
+    return table.get(_key_for(x, weight, c_name, has_bias, x_group, arch, version="*"))
 
 
 def tuned_config(base: GemmConfig, x, weight, *, bias=None, out_dtype=None, x_scales=None, x_group: int = 0,
@@ -235,11 +261,12 @@ def _rel_err(y, ref) -> float:
 
 def autotune(x, weight, *, bias=None, out_dtype=None, x_scales=None, rep_ms: float = 50.0,
              max_candidates: int = 40, timer: Optional[Callable] = None, tolerance: Optional[float] = None,
-             verbose: bool = False) -> GemmConfig:
+             verbose: bool = False, cache: Optional[TuneCache] = None, version: Optional[str] = None) -> GemmConfig:
     """Tune `hc.gemm(x, weight, bias=, out_dtype=, x_scales=)` for x's M bucket on x's GPU: time every candidate
     config (`candidate_configs`) with `bench_ms` (L2 flushed, graph replay), keep the fastest in the cache and
     return it. `timer(fn) -> ms` replaces `bench_ms` (tests). `tolerance`: the largest relative difference to the
-    default config's output a candidate may show (default 1e-2 for bf16 output, 2e-3 otherwise)."""
+    default config's output a candidate may show (default 1e-2 for bf16 output, 2e-3 otherwise). `cache` /
+    `version`: where the entry goes and the version in its key (`build_table` writes shipped tables with "*")."""
     import torch
 
     from .. import ops
@@ -300,7 +327,7 @@ def autotune(x, weight, *, bias=None, out_dtype=None, x_scales=None, rep_ms: flo
     default_ms = next(ms for ms, _, c in results if c == base) if any(c == base for _, _, c in results) else None
     entry = {"config": {f: getattr(best, f) for f in TUNED_FIELDS}, "ms": best_ms, "default_ms": default_ms,
              "candidates": len(results), "m": m, "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    _cache().put(_key_for(x, weight, c_name, bias is not None, x_group, arch), entry)
+    (cache or _cache()).put(_key_for(x, weight, c_name, bias is not None, x_group, arch, version=version), entry)
     ops._DEFAULTS.clear()      # memoised default configs of earlier calls may now be superseded
     return best
 
