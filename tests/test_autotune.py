@@ -116,6 +116,15 @@ class _W:
     shape_n, n_pad, k_pad = 1024, 1024, 2048
 
 
+class _X:
+    """Stands in for a CUDA activation tensor (lookups only answer for CUDA tensors)."""
+
+    def __init__(self, m, k=2048):
+        self.shape = (m, k)
+        self.device = torch.device("cuda", 0)
+        self.dtype = torch.float16
+
+
 def test_autotune_picks_the_fastest_agreeing_candidate(monkeypatch, tmp_path):
     import humming_cute.ops as real_ops
 
@@ -126,7 +135,7 @@ def test_autotune_picks_the_fastest_agreeing_candidate(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
     monkeypatch.setattr(at, "_device_name", lambda dev: "FakeGPU")
     monkeypatch.setenv("HUMMING_CUTE_TUNE_CACHE", str(tmp_path / "t.json"))
-    x = torch.zeros(64, 2048, dtype=torch.float16)
+    x = _X(64)
     w = _W()
     base = _base(64, 1024, 2048)
     cands = at.candidate_configs(base, 64, 1024, 2048)
@@ -152,8 +161,10 @@ def test_autotune_picks_the_fastest_agreeing_candidate(monkeypatch, tmp_path):
     assert entry["config"]["block_n"] == 128 and entry["ms"] == 0.02 and entry["default_ms"] == 0.05
     assert at.tuned_config(base, x, w, c_name="float16", arch="sm_90a") == best
     # another M bucket is not tuned: the default stays
-    assert at.tuned_config(_base(16, 1024, 2048), torch.zeros(16, 2048), w, c_name="float16",
+    assert at.tuned_config(_base(16, 1024, 2048), _X(16), w, c_name="float16",
                            arch="sm_90a") == _base(16, 1024, 2048)
+    # off CUDA there is nothing to look up
+    assert at.lookup(torch.zeros(64, 2048), w, "float16", False, 0, "sm_90a") is None
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
     with pytest.raises(RuntimeError, match="captured"):
         at.autotune(x, w, timer=timer)
@@ -213,7 +224,7 @@ def test_shipped_table_answers_after_the_user_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("HUMMING_CUTE_TUNE_CACHE", str(tmp_path / "user.json"))
     assert at.table_file("NVIDIA H200") == str(tmp_path / "tables" / "NVIDIA_H200.json")
     assert os.path.basename(at.table_file("NVIDIA H100 80GB HBM3")) == "NVIDIA_H100_80GB_HBM3.json"
-    x, w = torch.zeros(16, 2048), _W()
+    x, w = _X(16), _W()
     assert at.lookup(x, w, "float16", False, 0, "sm_90a") is None
     at.TuneCache(at.table_file("NVIDIA H200")).put(at._key_for(x, w, "float16", False, 0, "sm_90a", version="*"),
                                                     {"config": {"block_n": 128}})

@@ -226,7 +226,10 @@ def _table(device_name: str) -> TuneCache:
 
 
 def lookup(x, weight, c_name: str, has_bias: bool, x_group: int, arch: str) -> Optional[dict]:
-    """The entry of this call's problem: the user's cache first, then the table shipped for this GPU; or None."""
+    """The entry of this call's problem: the user's cache first, then the table shipped for this GPU; or None
+    (always None off CUDA)."""
+    if x.device.type != "cuda":
+        return None
     cache = _cache()
     if cache.entries:
         e = cache.get(_key_for(x, weight, c_name, has_bias, x_group, arch))
