@@ -19,10 +19,9 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import humming_cute as hc  # noqa: E402
 from humming_cute.arch import current_arch, get_arch  # noqa: E402
-from humming_cute.bench.peers import PeerUnavailable, humming_peer  # noqa: E402
 from humming_cute.bench.timing import bench_ms, copy_bandwidth, environment  # noqa: E402
 from humming_cute.config import smem_bytes  # noqa: E402
-from humming_cute.quant.weight import dequantize_weight  # noqa: E402
+from probe_common import weight_and_peer  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--m", default="64,256")
@@ -109,14 +108,7 @@ torch.manual_seed(0)
 t_start = time.time()
 for shape in args.shapes.split(","):
     n, k = map(int, shape.split("x"))
-    w = torch.randn(n, k, device="cuda")
-    qw = hc.quantize_weight(w, args.b, args.group)
-    pw = hc.prepare_weight(qw, "float16")
-    try:
-        hm = humming_peer(qw, w, dequantize_weight(qw, dtype=torch.float32), torch.float16, 1e-2)
-    except PeerUnavailable as e:
-        hm = None
-        print(f"# humming unavailable: {e}")
+    w, qw, pw, hm = weight_and_peer((n, k), args.b, args.group)
     for m in map(int, args.m.split(",")):
         x = torch.randn(m, k, device="cuda", dtype=torch.float16)
         y = hc.gemm(x, pw)

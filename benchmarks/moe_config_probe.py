@@ -20,11 +20,11 @@ import humming_cute as hc  # noqa: E402
 from humming_cute.arch import current_arch, get_arch  # noqa: E402
 from humming_cute.bench.core import MOE_PRESETS  # noqa: E402
 from humming_cute.bench.moe import draw_routing  # noqa: E402
-from humming_cute.bench.peers import MoeProblem, PeerUnavailable, humming_moe_peer  # noqa: E402
+from humming_cute.bench.peers import MoeProblem  # noqa: E402
 from humming_cute.bench.timing import bench_ms, environment  # noqa: E402
 from humming_cute.config import smem_bytes  # noqa: E402
-from humming_cute.quant.weight import dequantize_weight  # noqa: E402
 from humming_cute.tune.heuristics import default_moe_config, moe_block_size  # noqa: E402
+from probe_common import weight_and_peer  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--tokens", default="512,4096")
@@ -56,14 +56,7 @@ for preset in args.presets.split(","):
     for proj in ("up", "down"):
         n, k = pr[proj]
         is_down = proj == "down"
-        w = torch.randn(e, n, k, device="cuda")
-        qw = hc.quantize_weight(w, "uint4", 128)
-        pw = hc.prepare_weight(qw, "float16")
-        try:
-            hm = humming_moe_peer(qw, w, dequantize_weight(qw, dtype=torch.float32), torch.float16, 1e-2)
-        except PeerUnavailable as ex:
-            hm = None
-            print(f"# humming unavailable: {ex}")
+        w, qw, pw, hm = weight_and_peer((e, n, k), "uint4", 128, moe=True)
         for tokens in map(int, args.tokens.split(",")):
             ids, tw = draw_routing(tokens, e, top_k, tokens, "cuda")
             x = torch.randn(tokens * top_k if is_down else tokens, k, device="cuda", dtype=torch.float16)

@@ -27,7 +27,8 @@ KERNEL_VERIFIED = False
 
 _KERNELS = KernelCache()
 _NO_MAP: dict = {}
-_LAUNCH: dict = {}     # (device, numel, experts, block_m, has_map) -> compiled kernel: the launch path's one lookup
+_SMALL = 4096          # routed ids up to this many: a CTA of few threads (see kernel_threads)
+_LAUNCH: dict = {}     # (device, numel > _SMALL, experts, block_m, has_map) -> compiled kernel: one lookup per launch
 
 
 @dataclass(frozen=True)
@@ -63,14 +64,14 @@ def kernel_threads(numel: int, num_experts: int, arch: str) -> Optional[int]:
     from .arch import get_arch
 
     limit = get_arch(arch).smem_per_block_bytes
-    for t in ((256, 128, 64, 32) if numel > 4096 else (64, 32)):
+    for t in ((256, 128, 64, 32) if numel > _SMALL else (64, 32)):
         if align_smem_words(num_experts, t) * 4 <= limit:
             return t
     return None
 
 
 def compile_moe_align(cfg):
-    """Compile a `kernels.moe_align.MoeAlignConfig` for its arch (no GPU needed); the TVM-FFI callable
+    """Compile a `MoeAlignConfig` for its arch (no GPU needed); the TVM-FFI callable
     f(ids, sorted_ids, expert_ids, num_post, expert_map)."""
     import cutlass.cute as cute
 
@@ -106,7 +107,7 @@ def _align_kernel(topk_ids, block_m, num_experts, expert_map, max_padded, n_bloc
     """The kernel path; None when the expert count does not fit (auto falls back to torch)."""
     dev = topk_ids.device
     numel = topk_ids.numel()
-    key = (dev, numel, num_experts, block_m, expert_map is not None)
+    key = (dev, numel > _SMALL, num_experts, block_m, expert_map is not None)   # what kernel_threads reads
     kernel = _LAUNCH.get(key)
     if kernel is None:
         from .ops import device_target
@@ -119,8 +120,6 @@ def _align_kernel(topk_ids, block_m, num_experts, expert_map, max_padded, n_bloc
                                  f"use impl='torch'")
             return None
         cfg = MoeAlignConfig(num_experts, block_m, threads, expert_map is not None, arch)
-        if len(_LAUNCH) > 4096:
-            _LAUNCH.clear()
         kernel = _LAUNCH[key] = _KERNELS.get(cfg, compile_moe_align)
     ids = topk_ids.reshape(-1)
     if ids.dtype != torch.int32 or not ids.is_contiguous():

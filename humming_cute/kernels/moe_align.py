@@ -62,12 +62,24 @@ class MoeAlignKernel:
         return v
 
     @cute.jit
-    def load_batch(self, mIds: cute.Tensor, ids, base, hi):
-        """ids[u] = the id at base + u, or -1 past `hi` (UNROLL independent loads in flight)."""
-        for u in cutlass.range_constexpr(UNROLL):
-            ids[u] = cutlass.Int32(-1)
-            if base + u < hi:
-                ids[u] = mIds[base + u]
+    def walk_chunk(self, mIds: cute.Tensor, mSorted: cute.Tensor, cnt, starts, ids, lo, hi, row,
+                   scatter: cutlass.Constexpr):
+        """Walk ids [lo, hi) in order, UNROLL independent loads at a time; ids outside [0, E) are skipped. Count
+        them in this thread's row (`scatter` False), or write id i to starts[e] + cnt[row + e]++ (True)."""
+        E = self.E
+        for base in range(lo, hi, UNROLL):
+            for u in cutlass.range_constexpr(UNROLL):
+                ids[u] = cutlass.Int32(-1)
+                if base + u < hi:
+                    ids[u] = mIds[base + u]
+            for u in cutlass.range_constexpr(UNROLL):
+                e = ids[u]
+                if e >= 0:
+                    if e < E:
+                        r = cnt[row + e]
+                        if cutlass.const_expr(scatter):
+                            mSorted[starts[e] + r] = base + u
+                        cnt[row + e] = r + 1
 
     @cute.kernel
     def kernel(self, mIds: cute.Tensor, mSorted: cute.Tensor, mExpert: cute.Tensor, mNum: cute.Tensor,
@@ -95,13 +107,7 @@ class MoeAlignKernel:
         row = (tidx + 1) * E
 
         # 1. counts of this thread's chunk
-        for base in range(lo, hi, UNROLL):
-            self.load_batch(mIds, ids, base, hi)
-            for u in cutlass.range_constexpr(UNROLL):
-                e = ids[u]
-                if e >= 0:
-                    if e < E:
-                        cnt[row + e] = cnt[row + e] + 1
+        self.walk_chunk(mIds, mSorted, cnt, starts, ids, lo, hi, row, False)
         cute.arch.sync_threads()
 
         # 2. per expert: exclusive prefix over the thread rows, the total in row 0
@@ -141,12 +147,4 @@ class MoeAlignKernel:
             mSorted[p] = numel
 
         # 5. scatter, in id order within the chunk (stable)
-        for base in range(lo, hi, UNROLL):
-            self.load_batch(mIds, ids, base, hi)
-            for u in cutlass.range_constexpr(UNROLL):
-                e = ids[u]
-                if e >= 0:
-                    if e < E:
-                        r = cnt[row + e]
-                        mSorted[starts[e] + r] = base + u
-                        cnt[row + e] = r + 1
+        self.walk_chunk(mIds, mSorted, cnt, starts, ids, lo, hi, row, True)
