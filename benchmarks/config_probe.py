@@ -33,16 +33,10 @@ p.add_argument("--families", default="sm90,sm80", help="mainloops to sweep")
 p.add_argument("--budget-s", type=float, default=1e9, help="stop sweeping after this many seconds")
 p.add_argument("--ws", action="store_true",
                help="also the warp-specialized variant of every wgmma candidate with block_n <= 128 (a producer "
-                    "warpgroup; enabled here through config.ALLOW_UNVERIFIED)")
+                    "warpgroup)")
 p.add_argument("--cluster", action="store_true",
-               help="also cluster split-K (cluster_split_k) for every candidate with split > 1 (enabled here through "
-                    "config.ALLOW_UNVERIFIED)")
+               help="also cluster split-K (cluster_split_k) for every candidate with split > 1")
 args = p.parse_args()
-if args.ws or args.cluster:
-    import humming_cute.config as _hconfig
-
-    _hconfig.ALLOW_UNVERIFIED = True
-
 
 def candidates(m: int, arch: str):
     """(name, GemmConfig) pairs to try for M = m; the stage count is the deepest that fits (at most 8)."""

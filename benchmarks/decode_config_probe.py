@@ -36,14 +36,9 @@ p.add_argument("--rotate", type=int, default=0,
                     "Humming's), per call: the steady state of consecutive layers, without a single launch's "
                     "fixed cost")
 p.add_argument("--cluster", action="store_true",
-               help="also split-K inside a thread-block cluster (cluster_split_k; enabled here through "
-                    "config.ALLOW_UNVERIFIED) for every split > 1")
+               help="also split-K inside a thread-block cluster (cluster_split_k) for every "
+                    "split > 1")
 args = p.parse_args()
-if args.cluster:
-    import humming_cute.config as _hconfig
-
-    _hconfig.ALLOW_UNVERIFIED = True
-
 
 def back_to_back_us(calls) -> float:
     """Per-call microseconds of `calls` replayed back to back as one CUDA graph (median of 20 replays)."""

@@ -37,14 +37,9 @@ p.add_argument("--small", action="store_true",
                     "1024/128 (K split across up to 8 warps), 3 or 4 stages")
 p.add_argument("--wgmma", action="store_true",
                help="also wgmma-mainloop candidates (sm_90a; block_m 64/128, block_n 64/128, block_k 64/128, with "
-                    "and without the producer warpgroup; enabled here through config.ALLOW_UNVERIFIED)")
+                    "and without the producer warpgroup)")
 p.add_argument("--budget-s", type=float, default=1e9)
 args = p.parse_args()
-if args.wgmma:
-    import humming_cute.config as _hconfig
-
-    _hconfig.ALLOW_UNVERIFIED = True
-
 env = environment(torch.device("cuda"), " ".join(sys.argv))
 print(f"# {env['card']} driver {env['driver']}, {env['date']}; python3 {env['command']}", flush=True)
 arch = current_arch().target

@@ -238,8 +238,6 @@ class GemmConfig:
             if not 2 <= self.split_k <= 8:
                 raise ValueError(f"cluster_split_k needs split_k in 2..8 (one cluster of split_k CTAs), got "
                                  f"{self.split_k}")
-            if not ALLOW_UNVERIFIED:
-                raise NotImplementedError("cluster_split_k is built but not yet verified on a GPU; it is not enabled")
         if not isinstance(self.split_k, int) or not 1 <= self.split_k <= 64:
             raise ValueError(f"split_k must be an int in 1..64, got {self.split_k!r}")
         if self.stages < 2:
@@ -325,16 +323,10 @@ class GemmConfig:
             if self.a_dtype not in ("float16", "bfloat16"):
                 raise NotImplementedError(f"the MoE GEMM with {self.a_dtype} activations runs on the mma.sync "
                                           f"mainloop (mainloop='sm80')")
-            if not ALLOW_UNVERIFIED:
-                raise NotImplementedError("the MoE GEMM on the wgmma mainloop is built but not yet verified on a "
-                                          "GPU; it is not enabled (mainloop='sm80')")
         if self.warp_specialized:
             if self.block_n > 128:
                 raise ValueError(f"warp_specialized takes block_n <= 128 (two consumer warpgroups and the producer "
                                  f"share the register file), got {self.block_n}")
-            if not ALLOW_UNVERIFIED:
-                raise NotImplementedError("warp_specialized is built but not yet verified on a GPU; it is not "
-                                          "enabled")
 
 
 def smem_bytes(cfg: GemmConfig) -> int:

@@ -15,15 +15,12 @@ from typing import Optional
 
 import torch
 
-from . import config as _config
 from .runtime.compile import KernelCache
 
 __all__ = ["moe_align_block_size", "kernel_threads", "compile_moe_align", "align_smem_words", "MoeAlignConfig",
            "IMPLS"]
 
 IMPLS = ("auto", "torch", "kernel")
-#: the single-CTA kernel has not run on a GPU yet: "auto" takes it only with config.ALLOW_UNVERIFIED
-KERNEL_VERIFIED = False
 
 _KERNELS = KernelCache()
 _NO_MAP: dict = {}
@@ -91,16 +88,12 @@ def compile_moe_align(cfg):
 def _use_kernel(impl: str, topk_ids: torch.Tensor) -> bool:
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
-    enabled = KERNEL_VERIFIED or _config.ALLOW_UNVERIFIED
     if impl == "kernel":
-        if not enabled:
-            raise NotImplementedError("the moe_align_block_size kernel is built but not yet verified on a GPU; it "
-                                      "is not enabled (impl='torch' or 'auto')")
         if topk_ids.device.type != "cuda":
             raise ValueError(f"the moe_align_block_size kernel runs on CUDA tensors; topk_ids is on "
                              f"{topk_ids.device} (impl='torch' runs anywhere)")
         return True
-    return impl == "auto" and enabled and topk_ids.device.type == "cuda"
+    return impl == "auto" and topk_ids.device.type == "cuda"
 
 
 def _align_kernel(topk_ids, block_m, num_experts, expert_map, max_padded, n_blocks, explicit: bool):

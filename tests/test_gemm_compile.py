@@ -91,12 +91,10 @@ def test_decode_two_level_scales_compile(b, group, arch):
 
 @pytest.mark.parametrize("b,g,m,k,split", [("uint4", 128, 1, 4096, 2), ("int8", 0, 16, 14336, 4),
                                            ("float4e2m1", 32, 64, 4096, 8)])
-def test_cluster_split_k_compiles(monkeypatch, b, g, m, k, split):
+def test_cluster_split_k_compiles(b, g, m, k, split):
     """cluster_split_k: two cluster barriers, CTA 0 reads the other ranks' partials with ld.shared::cluster,
-    no global ticket (atomics); no spills; refused off sm_90+, outside split_k 2..8, and until its GPU test ran."""
-    import humming_cute.config as hconfig
+    no global ticket (atomics); no spills; refused off sm_90+ and outside split_k 2..8."""
 
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     cfg = default_config(m, 4096, k, a_dtype="float16", b_dtype=b, c_dtype="float16", group_size=g,
                          arch="sm_90a", mainloop="sm80").with_(split_k=split, cluster_split_k=True).validate()
     art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
@@ -109,9 +107,6 @@ def test_cluster_split_k_compiles(monkeypatch, b, g, m, k, split):
         cfg.with_(arch="sm_89").validate()
     with pytest.raises(ValueError, match="2..8"):
         cfg.with_(split_k=1).validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", False)
-    with pytest.raises(NotImplementedError, match="not yet verified"):
-        cfg.validate()
 
 
 @pytest.mark.parametrize("a,b,g,m,arch", [("float16", "uint4", 128, 1, "sm_90a"), ("bfloat16", "int4", 0, 16, "sm_80"),

@@ -53,7 +53,7 @@ def test_sm90_mainloop_refuses_other_archs(arch):
 
 @pytest.mark.parametrize("kw,match", [
     (dict(glu=True, activation="silu_glu"), "GLU"),
-    (dict(moe=True), "MoE"),
+    (dict(moe=True, a_dtype="float8e4m3", b_dtype="int4", group_size=0), "MoE GEMM with float8e4m3"),
     (dict(split_k=0), "split_k"),
     (dict(block_n=512), "block_n|warps"),
     (dict(block_m=8, warp_m=8), "block_m|power of two|multiple"),
@@ -117,12 +117,10 @@ def test_sm90_mid_m_configs(n, k, m):
 @pytest.mark.parametrize("a,b,g,bm,bn,bk,split", [("float16", "uint4", 128, 64, 64, 128, 2),
                                                   ("bfloat16", "int8", 0, 256, 128, 64, 1),
                                                   ("float8e4m3", "uint4", 128, 128, 128, 128, 1)])
-def test_sm90_warp_specialized_compiles(monkeypatch, a, b, g, bm, bn, bk, split):
+def test_sm90_warp_specialized_compiles(a, b, g, bm, bn, bk, split):
     """warp_specialized: one more warpgroup; it gives registers away (setmaxnreg.dec 40), the consumers take them
     (setmaxnreg.inc); TMA from the producer only; split-K consumers meet on named barrier 1; no spills."""
-    import humming_cute.config as hconfig
 
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     cfg = GemmConfig(a_dtype=a, b_dtype=b, c_dtype="float16", group_size=g, block_m=bm, block_n=bn, block_k=bk,
                      warp_m=bm, warp_n=64, warp_k=bk, stages=3, split_k=split, arch="sm_90a", mainloop="sm90",
                      warp_specialized=True).validate()
@@ -137,13 +135,8 @@ def test_sm90_warp_specialized_compiles(monkeypatch, a, b, g, bm, bn, bk, split)
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
 
 
-def test_sm90_warp_specialized_errors(monkeypatch):
-    import humming_cute.config as hconfig
+def test_sm90_warp_specialized_errors():
 
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", False)
-    with pytest.raises(NotImplementedError, match="not yet verified"):
-        _sm90(warp_specialized=True).validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     with pytest.raises(ValueError, match="block_n <= 128|20 warps"):
         _sm90(warp_specialized=True, block_n=256).validate()
     with pytest.raises(ValueError, match="option of the wgmma mainloop"):
@@ -153,15 +146,13 @@ def test_sm90_warp_specialized_errors(monkeypatch):
 @pytest.mark.parametrize("a,b,g,bm,bn,bk,down,ws", [("float16", "uint4", 128, 64, 128, 64, False, False),
                                                     ("bfloat16", "int8", 0, 128, 128, 128, True, False),
                                                     ("float16", "float4e2m1", 32, 64, 64, 64, True, True)])
-def test_sm90_moe_compiles(monkeypatch, a, b, g, bm, bn, bk, down, ws):
-    """The MoE GEMM on the wgmma mainloop: per-expert weight / scale rows by TMA, wgmma, no spills; refused until
-    its GPU test has run, and for 8-bit activations."""
-    import humming_cute.config as hconfig
+def test_sm90_moe_compiles(a, b, g, bm, bn, bk, down, ws):
+    """The MoE GEMM on the wgmma mainloop: per-expert weight / scale rows by TMA, wgmma, no spills; refused for
+    8-bit activations."""
 
     kw = dict(a_dtype=a, b_dtype=b, c_dtype="float16", group_size=g, block_m=bm, block_n=bn, block_k=bk, warp_m=bm,
               warp_n=64, warp_k=bk, stages=4, arch="sm_90a", mainloop="sm90", moe=True, moe_top_k=2,
               moe_down=down, moe_mul_topk_weights=down, warp_specialized=ws)
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     cfg = GemmConfig(**kw).validate()
     art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
     assert "wgmma.mma_async" in art.ptx and "cp.async.bulk.tensor" in art.ptx
@@ -169,18 +160,13 @@ def test_sm90_moe_compiles(monkeypatch, a, b, g, bm, bn, bk, down, ws):
     with pytest.raises(NotImplementedError, match="8-bit|int8|float8|mma.sync"):
         GemmConfig(**{**kw, "a_dtype": "float8e4m3", "b_dtype": "int4", "group_size": 0,
                       "warp_specialized": False}).validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", False)
-    with pytest.raises(NotImplementedError, match="not yet verified"):
-        GemmConfig(**{**kw, "warp_specialized": False}).validate()
 
 
 @pytest.mark.parametrize("bm,bn,bk,split", [(64, 64, 128, 2), (128, 128, 64, 4)])
-def test_sm90_cluster_split_k_compiles(monkeypatch, bm, bn, bk, split):
+def test_sm90_cluster_split_k_compiles(bm, bn, bk, split):
     """Cluster split-K on the wgmma mainloop: cluster barriers and DSMEM loads instead of the workspace ticket;
     not with the producer warpgroup."""
-    import humming_cute.config as hconfig
 
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     cfg = _sm90(block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_k=bk, split_k=split,
                 cluster_split_k=True).validate()
     art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")

@@ -1,6 +1,4 @@
-"""GPU tests of the single-CTA `moe_align_block_size` kernel against the torch ops and the reference (marked `gpu`).
-
-The kernel is built and compile-checked; these tests enable it (`config.ALLOW_UNVERIFIED`) for their run."""
+"""GPU tests of the single-CTA `moe_align_block_size` kernel against the torch ops and the reference (marked `gpu`)."""
 
 from __future__ import annotations
 
@@ -13,13 +11,6 @@ from humming_cute.quant.reference import moe_align_block_size_reference
 pytestmark = pytest.mark.gpu
 
 NAMES = ("sorted_token_ids", "expert_ids", "num_tokens_post_padded")
-
-
-@pytest.fixture(autouse=True)
-def _enable_kernel(monkeypatch):
-    import humming_cute.config as hconfig
-
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
 
 
 def _poison_allocator():

@@ -211,17 +211,14 @@ def test_moe_act8(a, b, group, tokens, top_k, down):
     (8, 2, 1, 64, 64, False, False, False), (8, 2, 300, 64, 128, True, True, False),
     (64, 8, 37, 64, 64, False, True, True), (8, 2, 3000, 128, 128, False, False, False),
     (8, 2, 3000, 128, 128, True, False, True)])
-def test_moe_wgmma(monkeypatch, fmt, experts, top_k, tokens, block_m, bn, down, skewed, ws):
+def test_moe_wgmma(fmt, experts, top_k, tokens, block_m, bn, down, skewed, ws):
     """The MoE GEMM on the wgmma mainloop (sm_90a): x gathered into sorted order, per-expert weight and scale rows
     by TMA, the MoE epilogue on transposed accumulators; experts of another rank (-1) left untouched, routing
-    weights, bias, with and without the producer warpgroup. Built and compile-checked; enabled here
-    (config.ALLOW_UNVERIFIED) for its GPU run."""
-    import humming_cute.config as hconfig
+    weights, bias, with and without the producer warpgroup."""
     from humming_cute.config import GemmConfig
 
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     b_dtype, group, scale_dtype, gscale, a_dtype = fmt
     gen = torch.Generator().manual_seed(tokens + experts + block_m)
     n, k = 384, 512
