@@ -11,6 +11,7 @@ gives a wrong result is printed. Usage:
 import argparse
 import itertools
 import os
+import re
 import sys
 import time
 
@@ -30,7 +31,8 @@ p.add_argument("--b", default="uint4")
 p.add_argument("--group", type=int, default=128)
 p.add_argument("--top", type=int, default=8, help="fastest configs printed per problem")
 p.add_argument("--families", default="sm90,sm80", help="mainloops to sweep")
-p.add_argument("--budget-s", type=float, default=1e9, help="stop sweeping after this many seconds")
+p.add_argument("--budget-s", type=float, default=1e9, help="seconds of sweeping per problem")
+p.add_argument("--match", default="", help="only candidates whose name matches this regex")
 p.add_argument("--ws", action="store_true",
                help="also the warp-specialized variant of every wgmma candidate with block_n <= 128 (a producer "
                     "warpgroup)")
@@ -99,7 +101,6 @@ bw = copy_bandwidth()
 print(f"# copy bandwidth {bw / 1e9:.0f} GB/s; fp16 x {args.b} group {args.group}", flush=True)
 arch = current_arch().target
 torch.manual_seed(0)
-t_start = time.time()
 for shape in args.shapes.split(","):
     n, k = map(int, shape.split("x"))
     w, qw, pw, hm = weight_and_peer((n, k), args.b, args.group)
@@ -111,7 +112,10 @@ for shape in args.shapes.split(","):
         print(f"N={n} K={k} M={m}: default {t_def:.1f}us  humming {t_hm:.1f}us  ratio {t_def / t_hm:.2f}",
               flush=True)
         rows = []
+        t_start = time.time()
         for name, cfg in candidates(m, arch):
+            if args.match and not re.search(args.match, name):
+                continue
             if time.time() - t_start > args.budget_s:
                 print("  (time budget reached)", flush=True)
                 break

@@ -10,6 +10,7 @@ output is checked against the default's; times are `bench_ms` medians (L2 flushe
 import argparse
 import itertools
 import os
+import re
 import sys
 import time
 
@@ -23,7 +24,7 @@ from humming_cute.bench.moe import draw_routing  # noqa: E402
 from humming_cute.bench.peers import MoeProblem  # noqa: E402
 from humming_cute.bench.timing import bench_ms, environment  # noqa: E402
 from humming_cute.config import smem_bytes  # noqa: E402
-from humming_cute.tune.heuristics import default_moe_config, moe_block_size  # noqa: E402
+from humming_cute.tune.heuristics import default_moe_config, moe_block_size, moe_uses_wgmma  # noqa: E402
 from probe_common import weight_and_peer  # noqa: E402
 
 p = argparse.ArgumentParser()
@@ -36,15 +37,15 @@ p.add_argument("--small", action="store_true",
                help="decode candidates instead: 16-row blocks, block_n 64/128, (block_k, warp_k) from 128/64 to "
                     "1024/128 (K split across up to 8 warps), 3 or 4 stages")
 p.add_argument("--wgmma", action="store_true",
-               help="also wgmma-mainloop candidates (sm_90a; block_m 64/128, block_n 64/128, block_k 64/128, with "
+               help="also wgmma-mainloop candidates (sm_90a; block_m 64/128, block_n 64/128/256, block_k 64/128, with "
                     "and without the producer warpgroup)")
-p.add_argument("--budget-s", type=float, default=1e9)
+p.add_argument("--budget-s", type=float, default=1e9, help="seconds of sweeping per problem")
+p.add_argument("--match", default="", help="only candidates whose printed name matches this regex")
 args = p.parse_args()
 env = environment(torch.device("cuda"), " ".join(sys.argv))
 print(f"# {env['card']} driver {env['driver']}, {env['date']}; python3 {env['command']}", flush=True)
 arch = current_arch().target
 limit = get_arch(arch).smem_per_block_bytes
-t0 = time.time()
 for preset in args.presets.split(","):
     pr = MOE_PRESETS[preset]
     e, top_k = pr["num_experts"], pr["top_k"]
@@ -56,7 +57,7 @@ for preset in args.presets.split(","):
             ids, tw = draw_routing(tokens, e, top_k, tokens, "cuda")
             x = torch.randn(tokens * top_k if is_down else tokens, k, device="cuda", dtype=torch.float16)
             out = torch.empty(tokens, top_k, n, device="cuda", dtype=torch.float16)
-            bm0 = moe_block_size(tokens, top_k, e)
+            bm0 = moe_block_size(tokens, top_k, e, wgmma=moe_uses_wgmma(arch, "float16"))
             aligned = {bm: hc.moe_align_block_size(ids, bm, e) for bm in {bm0, *map(int, args.block_m.split(","))}}
 
             def call(bm, cfg=None):
@@ -75,6 +76,7 @@ for preset in args.presets.split(","):
             print(f"{preset} {proj} E={e} top{top_k} N={n} K={k} tokens={tokens}: default bm{bm0} {t_def:.1f}us  "
                   f"humming {t_hm:.1f}us  ratio {t_def / t_hm:.2f}", flush=True)
             rows = []
+            t0 = time.time()
             if args.small:
                 cands = [(16, bn, bk, wk, st) for bn in (64, 128) for bk, wk in ((128, 64), (256, 64), (512, 128),
                                                                                 (1024, 128)) for st in (3, 4)]
@@ -83,7 +85,7 @@ for preset in args.presets.split(","):
                     map(int, args.block_m.split(",")), map(int, args.bn.split(",")), map(int, args.bk.split(",")))]
             if args.wgmma:
                 cands += [(bm, bn, bk, None, ("sm90", ws)) for bm in map(int, args.block_m.split(","))
-                          for bn in (64, 128) for bk in (64, 128) for ws in (False, True)]
+                          for bn in (64, 128, 256) for bk in (64, 128) for ws in (False, True) if not (ws and bn > 128)]
             for bm, bn, bk, wk, stages in cands:
                 if time.time() - t0 > args.budget_s:
                     break
@@ -91,7 +93,7 @@ for preset in args.presets.split(","):
                     aligned[bm] = hc.moe_align_block_size(ids, bm, e)
                 base = default_moe_config(bm, pw.n_pad, pw.k_pad, a_dtype="float16", b_dtype=pw.b_dtype,
                                           c_dtype="float16", group_size=128, arch=arch, top_k=top_k, is_down=is_down,
-                                          mul_topk_weights=is_down)
+                                          mul_topk_weights=is_down, mainloop="sm80")
                 if pw.n_pad % bn or pw.k_pad % bk:
                     continue
                 cfg = None
@@ -116,6 +118,8 @@ for preset in args.presets.split(","):
                     continue
                 name = (f"{cfg.mainloop}{' ws' if cfg.warp_specialized else ''} bm{bm} bn{bn} bk{bk} wm{cfg.warp_m} "
                         f"warps{cfg.num_threads // 32} st{cfg.stages}")
+                if args.match and not re.search(args.match, name):
+                    continue
                 try:
                     y = call(bm, cfg).float()
                     torch.cuda.synchronize()

@@ -329,7 +329,8 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
         config = default_moe_config(block_m, weight.n_pad, weight.k_pad, a_dtype=weight.a_dtype,
                                     b_dtype=weight.b_dtype, c_dtype=c_name, group_size=weight.group_size,
                                     arch=device_target(x.device), has_bias=bias is not None, top_k=top_k,
-                                    is_down=is_down, mul_topk_weights=mul_topk_weights)
+                                    is_down=is_down, mul_topk_weights=mul_topk_weights,
+                                    epilogue=act_name != "none")
         if act_name != "none":
             config = config.with_(activation=act_name, custom_activation=act_fn, glu=glu)
     elif not config.moe or config.block_m != block_m or config.moe_top_k != top_k or config.moe_down != is_down:

@@ -109,7 +109,12 @@ def test_sm90_mid_m_configs(n, k, m):
     assert smem_bytes(cfg) <= get_arch("sm_90a").smem_per_block_bytes
     assert smem_bytes(cfg.with_(stages=cfg.stages + 1)) > get_arch("sm_90a").smem_per_block_bytes or cfg.stages == 8
     assert cfg.block_k == (64 if cfg.block_m == 256 else 128)
-    assert (k // cfg.block_k) % cfg.split_k == 0 and k // cfg.split_k >= 4096 or cfg.split_k == 1
+    assert (k // cfg.block_k) % cfg.split_k == 0
+    if cfg.cluster_split_k:    # M <= 64: two CTAs per weight tile in one cluster, one wave covering >= 3/4 SMs
+        assert m <= 64 and cfg.split_k == 2 and cfg.block_n <= 128 and 99 <= 2 * n // cfg.block_n <= 132
+    else:
+        assert k // cfg.split_k >= 4096 or cfg.split_k == 1
+    assert cfg.warp_specialized == (cfg.split_k == 1 and cfg.block_n <= 128 and cfg.block_m <= 128)
     g64 = sm90_config(m, n, k, a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=64)
     assert g64.block_k == 64, "a k-tile must not span two weight groups"
 

@@ -25,6 +25,33 @@ def test_config_rules():
         default_moe_config(48, 1536, 2048, a_dtype="float16", b_dtype="uint4", c_dtype="float16",
                            group_size=128, arch="sm_90a")
     assert moe_block_size(1, 8, 128) == 16 and moe_block_size(512, 8, 8) == 64 and moe_block_size(4096, 8, 8) == 128
+    assert moe_block_size(512, 8, 128) == 32 and moe_block_size(512, 8, 128, wgmma=True) == 64
+    assert moe_block_size(1, 8, 128, wgmma=True) == 16 and moe_block_size(4096, 2, 8, wgmma=True) == 128
+
+
+@pytest.mark.parametrize("block_m,n,bn", [(16, 1536, 128), (32, 1536, 128), (64, 1536, 128), (128, 28672, 256),
+                                          (128, 4160, 64)])
+def test_moe_defaults_take_wgmma_on_sm90(block_m, n, bn):
+    """sm_90a, 16-bit activations, blocks of 64 / 128 rows: the wgmma mainloop (64-deep k-tiles, deepest
+    pipeline, 128 / 256-wide weight tiles); smaller blocks, other archs, 8-bit activations, an activation in the
+    epilogue, or mainloop="sm80" keep mma.sync."""
+    from humming_cute.arch import get_arch
+    from humming_cute.config import smem_bytes
+
+    kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, top_k=8)
+    cfg = default_moe_config(block_m, n, 2048, arch="sm_90a", **kw).validate()
+    if block_m < 64:
+        assert cfg.mainloop == "sm80"
+        return
+    assert (cfg.mainloop, cfg.block_n, cfg.block_k, cfg.warp_m) == ("sm90", bn, 64, block_m)
+    assert smem_bytes(cfg) <= get_arch("sm_90a").smem_per_block_bytes < smem_bytes(cfg.with_(stages=cfg.stages + 1)) \
+        or cfg.stages == 8
+    assert default_moe_config(block_m, n, 2048, arch="sm_80", **kw).mainloop == "sm80"
+    assert default_moe_config(block_m, n, 2048, arch="sm_90a", epilogue=True, **kw).mainloop == "sm80"
+    assert default_moe_config(block_m, n, 2048, arch="sm_90a", mainloop="sm80", **kw).mainloop == "sm80"
+    assert default_moe_config(block_m, n, 2048, arch="sm_90a", **{**kw, "a_dtype": "float8e4m3"}).mainloop == "sm80"
+    with pytest.raises(ValueError, match="mainloop must be"):
+        default_moe_config(block_m, n, 2048, arch="sm_90a", mainloop="wgmma", **kw)
 
 
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90a"])

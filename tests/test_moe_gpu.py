@@ -210,7 +210,8 @@ def test_moe_act8(a, b, group, tokens, top_k, down):
 @pytest.mark.parametrize("experts,top_k,tokens,block_m,bn,down,skewed,ws", [
     (8, 2, 1, 64, 64, False, False, False), (8, 2, 300, 64, 128, True, True, False),
     (64, 8, 37, 64, 64, False, True, True), (8, 2, 3000, 128, 128, False, False, False),
-    (8, 2, 3000, 128, 128, True, False, True)])
+    (8, 2, 3000, 128, 128, True, False, True), (8, 2, 2000, 128, 256, True, True, False),
+    (128, 8, 200, 64, 256, False, False, False)])
 def test_moe_wgmma(fmt, experts, top_k, tokens, block_m, bn, down, skewed, ws):
     """The MoE GEMM on the wgmma mainloop (sm_90a): x gathered into sorted order, per-expert weight and scale rows
     by TMA, the MoE epilogue on transposed accumulators; experts of another rank (-1) left untouched, routing
@@ -221,7 +222,7 @@ def test_moe_wgmma(fmt, experts, top_k, tokens, block_m, bn, down, skewed, ws):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
     b_dtype, group, scale_dtype, gscale, a_dtype = fmt
     gen = torch.Generator().manual_seed(tokens + experts + block_m)
-    n, k = 384, 512
+    n, k = (512 if bn == 256 else 384), 512
     qw = quantize_weight(torch.randn(experts, n, k, generator=gen).cuda(), b_dtype, group, scale_dtype,
                          global_scale=gscale)
     a_name = "float16" if a_dtype == torch.float16 else "bfloat16"

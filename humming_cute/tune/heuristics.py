@@ -48,12 +48,26 @@ def _sm90_mid_m_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype:
             bn = cand
             break
     tiles = tiles_m * (n_pad // bn)
-    split = 1
-    while tiles * split * 2 <= num_sms and k_pad // (split * 2) >= 4096 and (k_pad // bk) % (split * 2) == 0:
+    split, cluster = 1, False
+    if bm == 64 and tiles_m == 1 and (k_pad // bk) % 2 == 0 and k_pad >= 4096:
+        # M <= 64 (benchmarks/results/2026-11-29_h200_config_probe_m64.log and ..._config_probe_ws_cluster.log):
+        # split-K 2 inside a cluster with the narrowest weight tile whose two CTAs per tile fit one wave:
+        # 8192^2 27.6 us (128-wide, against 33.2 unsplit), 4096^2 14.9 us (19.3), 4096 x 14336 31.4 us (39.6 with
+        # the workspace split); where no 64/128-wide tile fits (28672 x 4096) the widest covering tile, unsplit
+        for cand in (64, 128):
+            if n_pad % cand == 0 and 3 * num_sms <= 8 * (n_pad // cand) and 2 * (n_pad // cand) <= num_sms:
+                bn, tiles, split, cluster = cand, n_pad // cand, 2, True
+                break
+    while not cluster and tiles * split * 2 <= num_sms and k_pad // (split * 2) >= 4096 \
+            and (k_pad // bk) % (split * 2) == 0:
         split *= 2
+    # the producer warpgroup pays off unsplit (same logs: 64 x 64 x 128 at M=64 0.71-0.89x, 128 x 64 x 128 at
+    # 4096 x 14336, M=256 0.94x; 64 x 128 x 128 at 28672 x 4096 0.86x), not with the workspace split
+    ws = split == 1 and bn <= 128 and bm <= 128
     cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
                      has_bias=has_bias, block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_n=64, warp_k=bk,
-                     stages=2, split_k=split, arch="sm_90a", mainloop="sm90")
+                     stages=2, split_k=split, arch="sm_90a", mainloop="sm90", cluster_split_k=cluster,
+                     warp_specialized=ws)
     return _deepest_stages(cfg, "sm_90a")
 
 
@@ -147,7 +161,7 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
     # has several waves); split-K 2 only when the grid covers fewer than 80 SMs, each split keeps >= 6 k-tiles
     # and K >= 12288 (4096 x 14336: 0.71x the unsplit time; 4096 x 4096: slower, also for int8 at BK=256)
     stages = 4
-    split = 1
+    split, cluster = 1, False
     if m <= 32:
         if parse_dtype(b_dtype).bits >= 6 and k_pad % 256 == 0 and a_dtype in ("float16", "bfloat16"):
             # 6-8 bit weights, 16-bit activations (H200, fp16 x int8 channel, M=1,
@@ -161,8 +175,17 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
         else:
             bk, wk, stages = _largest_dividing((256, 128, 64), k_pad), 64, 6
         ctas = -(-m // bm) * (n_pad // bn)
-        if ctas < 80 and (k_pad // bk) // 2 >= 6 and k_pad >= 12288 and not batch_invariant:
+        cluster = (get_arch(arch).sm == 90 and a_dtype in ("float16", "bfloat16") and not glu
+                   and parse_dtype(b_dtype).bits < 6 and k_pad % 512 == 0 and k_pad // 512 >= 8)
+        if ctas < 80 and cluster and not batch_invariant:
+            # sm_90: split-K 2 inside a cluster, 512-deep k-tiles over 4 warps (H200, fp16 x uint4 g128,
+            # benchmarks/results/2026-11-29_h200_decode_cluster.log): 4096^2 M=1 11.2 us against 12.7 unsplit,
+            # 4096 x 14336 M=1 / 16 18.8 / 19.4 us against 20.9 / 23.8 with the workspace split
+            bk, wk, stages, split = 512, 128, 3, 2
+        elif ctas < 80 and (k_pad // bk) // 2 >= 6 and k_pad >= 12288 and not batch_invariant:
             split = 2
+        else:
+            cluster = False
     elif m <= 64:
         bk, wk = _largest_dividing((128, 64), k_pad), 64
     else:
@@ -172,6 +195,7 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
     cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
                      has_bias=has_bias, block_m=bm, block_n=bn, block_k=bk, warp_m=wm,
                      warp_n=wn, warp_k=wk, stages=stages, split_k=split, arch=arch, act_group_size=act_group_size,
+                     cluster_split_k=split > 1 and cluster,
                      # decode: group scales on fp32 partial sums (no scale multiply per weight pair)
                      two_level_scales=(m <= 16 and group_size > 0 and a_dtype in ("float16", "bfloat16")
                                        and not batch_invariant))
@@ -192,12 +216,33 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
     return cfg
 
 
+def moe_uses_wgmma(arch: str, a_dtype: str, epilogue: bool = False) -> bool:
+    """Whether MoE blocks of 64 / 128 rows run on the wgmma mainloop by default: sm_90a, 16-bit activations,
+    no activation / GLU in the epilogue (those MoE epilogues are GPU-tested on mma.sync only)."""
+    return get_arch(arch).sm == 90 and a_dtype in ("float16", "bfloat16") and not epilogue
+
+
 def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c_dtype: str,
                        group_size: int, arch: str, has_bias: bool = False, top_k: int = 1, is_down: bool = False,
-                       mul_topk_weights: bool = False) -> GemmConfig:
-    """The MoE GEMM's config: block_m is the routing alignment block; K deep and split across warps."""
+                       mul_topk_weights: bool = False, epilogue: bool = False,
+                       mainloop: Optional[str] = None) -> GemmConfig:
+    """The MoE GEMM's config: block_m is the routing alignment block; K deep and split across warps.
+    `epilogue`: an activation / GLU follows (keeps the mma.sync mainloop); `mainloop` forces one."""
     if block_m not in (16, 32, 64, 128):
         raise ValueError(f"MoE block_m must be 16, 32, 64 or 128, got {block_m}")
+    if mainloop not in (None, "sm80", "sm90"):
+        raise ValueError(f"mainloop must be None (choose), 'sm80' or 'sm90', got {mainloop!r}")
+    if block_m >= 64 and (mainloop == "sm90" or mainloop is None and moe_uses_wgmma(arch, a_dtype, epilogue)):
+        # H200, fp16 x uint4 g128 (benchmarks/results/2026-11-29_h200_moe_wgmma.log, ..._moe_wgmma_mixtral.log):
+        # wgmma, 64-deep k-tiles, the deepest pipeline; 64-row blocks with 128-wide weight tiles, 128-row blocks
+        # with 256-wide ones: 0.58-0.85x the mma.sync time at 512-4096 tokens (Qwen3-30B-A3B-like, Mixtral-like)
+        bn = 256 if block_m == 128 and n_pad % 256 == 0 else (128 if n_pad % 128 == 0 else 64)
+        cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
+                         has_bias=has_bias, block_m=block_m, block_n=bn, block_k=64, warp_m=block_m, warp_n=64,
+                         warp_k=64, stages=2, arch="sm_90a", mainloop="sm90", moe=True, moe_top_k=top_k,
+                         moe_down=is_down, moe_mul_topk_weights=mul_topk_weights)
+        if k_pad % 64 == 0:
+            return _deepest_stages(cfg, "sm_90a")
     wm = {16: 16, 32: 32, 64: 32, 128: 64}[block_m]
     if a_dtype not in ("float16", "bfloat16"):
         wm = min(wm, 32)     # 8/4-bit activations: weight lanes and partial sums need the registers
@@ -222,12 +267,16 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
     return cfg
 
 
-def moe_block_size(num_tokens: int, top_k: int, num_experts: int) -> int:
+def moe_block_size(num_tokens: int, top_k: int, num_experts: int, *, wgmma: bool = False) -> int:
     """The routing alignment block (= the MoE kernel's block_m) for a batch: small blocks when experts see few
-    tokens each, so less padding is computed."""
+    tokens each, so less padding is computed. `wgmma` (see `moe_uses_wgmma`): 64-row blocks from 17 rows per
+    expert on (Qwen3-30B-A3B-like at 512 tokens, 32 rows per expert: 161 us with 64-row wgmma blocks against
+    190 us with 32-row mma.sync blocks; ..._moe_wgmma.log)."""
     per_expert = num_tokens * top_k / max(num_experts, 1)
     if per_expert <= 16:
         return 16
+    if wgmma:
+        return 64 if per_expert <= 512 else 128
     if per_expert <= 48:
         return 32
     if per_expert <= 512:
