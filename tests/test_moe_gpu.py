@@ -158,7 +158,8 @@ def test_moe_formats_and_tiles(fmt, block_m, split_warps):
     sorted_ids, expert_ids, num_post = hc.moe_align_block_size(ids, block_m, e)
     x = torch.randn(tokens, k, generator=gen).to("cuda", a_dtype)
     cfg = default_moe_config(block_m, pw.n_pad, pw.k_pad, a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name,
-                             group_size=pw.group_size, arch=device_target(x.device), top_k=top_k)
+                             group_size=pw.group_size, arch=device_target(x.device), top_k=top_k,
+                             mainloop="sm80")   # the mma.sync tiles (test_moe_wgmma covers the wgmma ones)
     cfg = cfg.with_(warp_k=64 if split_warps else cfg.block_k, block_k=128 if split_warps else cfg.block_k)
     while smem_bytes(cfg) > get_arch(cfg.arch).smem_per_block_bytes:   # deeper k-tiles: fewer stages fit
         cfg = cfg.with_(stages=cfg.stages - 1)
