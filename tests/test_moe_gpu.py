@@ -217,7 +217,8 @@ def test_moe_wgmma(fmt, experts, top_k, tokens, block_m, bn, down, skewed, ws):
     """The MoE GEMM on the wgmma mainloop (sm_90a): x gathered into sorted order, per-expert weight and scale rows
     by TMA, the MoE epilogue on transposed accumulators; experts of another rank (-1) left untouched, routing
     weights, bias, with and without the producer warpgroup."""
-    from humming_cute.config import GemmConfig
+    from humming_cute.arch import get_arch
+    from humming_cute.config import GemmConfig, smem_bytes
 
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
@@ -241,7 +242,10 @@ def test_moe_wgmma(fmt, experts, top_k, tokens, block_m, bn, down, skewed, ws):
     cfg = GemmConfig(a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name, group_size=pw.group_size,
                      has_bias=bias is not None, block_m=block_m, block_n=bn, block_k=bk, warp_m=block_m, warp_n=64,
                      warp_k=bk, stages=4, arch="sm_90a", mainloop="sm90", moe=True, moe_top_k=top_k,
-                     moe_down=down, moe_mul_topk_weights=down, warp_specialized=ws).validate()
+                     moe_down=down, moe_mul_topk_weights=down, warp_specialized=ws)
+    while smem_bytes(cfg) > get_arch("sm_90a").smem_per_block_bytes:    # 8-bit weights, 256-wide tiles
+        cfg = cfg.with_(stages=cfg.stages - 1)
+    cfg = cfg.validate()
     out = torch.full((tokens, top_k, n), float("nan"), device="cuda", dtype=a_dtype)
     if emap is not None:
         out.zero_()
