@@ -41,7 +41,15 @@ p.add_argument("--wgmma", action="store_true",
                     "and without the producer warpgroup)")
 p.add_argument("--budget-s", type=float, default=1e9, help="seconds of sweeping per problem")
 p.add_argument("--match", default="", help="only candidates whose printed name matches this regex")
+p.add_argument("--cluster-split", default="",
+               help="also split K inside a thread-block cluster by these factors (mma.sync candidates, e.g. 2,4; "
+                    "enabled here through config.ALLOW_UNVERIFIED)")
 args = p.parse_args()
+splits = [int(v) for v in args.cluster_split.split(",") if v]
+if splits:
+    import humming_cute.config as _hconfig
+
+    _hconfig.ALLOW_UNVERIFIED = True
 env = environment(torch.device("cuda"), " ".join(sys.argv))
 print(f"# {env['card']} driver {env['driver']}, {env['date']}; python3 {env['command']}", flush=True)
 arch = current_arch().target
@@ -112,24 +120,28 @@ for preset in args.presets.split(","):
                             break
                 if cfg is None:
                     continue
-                try:
-                    cfg = cfg.validate()
-                except (ValueError, NotImplementedError, AttributeError):
-                    continue
-                name = (f"{cfg.mainloop}{' ws' if cfg.warp_specialized else ''} bm{bm} bn{bn} bk{bk} wm{cfg.warp_m} "
-                        f"warps{cfg.num_threads // 32} st{cfg.stages}")
-                if args.match and not re.search(args.match, name):
-                    continue
-                try:
-                    y = call(bm, cfg).float()
-                    torch.cuda.synchronize()
-                except Exception as ex:  # noqa: BLE001 - a probe reports and goes on
-                    print(f"  FAILED {name}: {type(ex).__name__}: {str(ex)[:160]}", flush=True)
-                    continue
-                err = ((y - y0).norm() / y0.norm()).item()
-                if err > 2e-3:
-                    print(f"  WRONG {name}: rel err {err:.2e}", flush=True)
-                    continue
-                rows.append((bench_ms(lambda: call(bm, cfg), 60) * 1e3, name))
+                variants = [cfg] + [cfg.with_(split_k=sp, cluster_split_k=True) for sp in splits
+                                    if cfg.mainloop == "sm80" and (pw.k_pad // cfg.block_k) % sp == 0]
+                for cfg in variants:
+                    try:
+                        cfg = cfg.validate()
+                    except (ValueError, NotImplementedError, AttributeError):
+                        continue
+                    name = (f"{cfg.mainloop}{' ws' if cfg.warp_specialized else ''} bm{bm} bn{bn} bk{bk} "
+                            f"wm{cfg.warp_m} warps{cfg.num_threads // 32} st{cfg.stages}"
+                            f"{f' cluster-split{cfg.split_k}' if cfg.split_k > 1 else ''}")
+                    if args.match and not re.search(args.match, name):
+                        continue
+                    try:
+                        y = call(bm, cfg).float()
+                        torch.cuda.synchronize()
+                    except Exception as ex:  # noqa: BLE001 - a probe reports and goes on
+                        print(f"  FAILED {name}: {type(ex).__name__}: {str(ex)[:160]}", flush=True)
+                        continue
+                    err = ((y - y0).norm() / y0.norm()).item()
+                    if err > 2e-3:
+                        print(f"  WRONG {name}: rel err {err:.2e}", flush=True)
+                        continue
+                    rows.append((bench_ms(lambda: call(bm, cfg), 60) * 1e3, name))
             for t, name in sorted(rows)[:6]:
                 print(f"  {name:44s} {t:8.1f}us  x{t / t_def:.2f} default  x{t / t_hm:.2f} humming", flush=True)

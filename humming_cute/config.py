@@ -217,8 +217,15 @@ class GemmConfig:
         if self.glu and self.activation == "none":
             raise ValueError("glu=True needs an activation")
         if self.moe:
-            if self.split_k != 1:
-                raise NotImplementedError("split_k > 1 is not implemented for the MoE GEMM")
+            if self.split_k != 1 and not (self.cluster_split_k and self.mainloop == "sm80"):
+                raise NotImplementedError("the MoE GEMM splits K only inside a thread-block cluster on the mma.sync "
+                                          "mainloop (cluster_split_k=True, mainloop='sm80')")
+            if self.split_k != 1 and self.a_dtype not in ("float16", "bfloat16"):
+                raise NotImplementedError(f"the MoE GEMM splits K for float16/bfloat16 activations, not "
+                                          f"{self.a_dtype}")
+            if self.split_k != 1 and not ALLOW_UNVERIFIED:
+                raise NotImplementedError("split-K in the MoE GEMM (cluster_split_k) is built but not yet verified "
+                                          "on a GPU; it is not enabled")
             if not isinstance(self.moe_top_k, int) or self.moe_top_k < 1:
                 raise ValueError(f"moe_top_k must be a positive int, got {self.moe_top_k!r}")
         elif self.moe_down or self.moe_mul_topk_weights or self.moe_top_k != 1:

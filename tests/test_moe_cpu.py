@@ -17,7 +17,7 @@ from humming_cute.tune.heuristics import default_moe_config, moe_block_size
 def test_config_rules():
     base = dict(block_m=16, block_n=64, block_k=64, warp_m=16, warp_n=64)
     GemmConfig(**base, moe=True, moe_top_k=8).validate()
-    with pytest.raises(NotImplementedError, match="split_k > 1"):
+    with pytest.raises(NotImplementedError, match="splits K only inside a thread-block cluster"):
         GemmConfig(**base, moe=True, split_k=2).validate()
     with pytest.raises(ValueError, match="need moe=True"):
         GemmConfig(**base, moe_down=True).validate()
@@ -105,3 +105,33 @@ def test_moe_act8_compiles(a, b, group, arch, kind, bm):
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
     with pytest.raises(NotImplementedError, match="per-token scales"):
         cfg.with_(act_group_size=128).validate()
+
+
+@pytest.mark.parametrize("down,split", [(False, 2), (True, 4)])
+def test_moe_cluster_split_k_compiles(monkeypatch, down, split):
+    """Decode-sized MoE blocks may split K inside a thread-block cluster (mma.sync mainloop, sm_90+): two cluster
+    barriers, CTA 0 adds the partials through distributed shared memory, no global atomics, no spills; refused on
+    the wgmma mainloop, for 8-bit activations, before sm_90, and until its GPU test has run."""
+    import humming_cute.config as hconfig
+
+    kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a", top_k=8,
+              is_down=down, mul_topk_weights=down)
+    cfg = default_moe_config(16, 2048, 4096, **kw).with_(split_k=split, cluster_split_k=True)
+    with pytest.raises(NotImplementedError, match="not yet verified"):
+        cfg.validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    cfg = cfg.validate()
+    art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    ptx = art.ptx
+    assert ptx.count("barrier.cluster.arrive") == 2 and ptx.count("ld.shared::cluster.f32") >= split - 1
+    assert "atom.global" not in ptx and sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    with pytest.raises(ValueError, match="sm_90 and newer"):
+        cfg.with_(arch="sm_89").validate()
+    with pytest.raises(NotImplementedError, match="float16/bfloat16 activations"):
+        cfg.with_(a_dtype="float8e4m3", b_dtype="int4", group_size=0, has_zero_point=False).validate()
+    with pytest.raises(NotImplementedError, match="splits K only inside"):
+        cfg.with_(cluster_split_k=False).validate()
+    wg = default_moe_config(64, 2048, 4096, **kw)
+    assert wg.mainloop == "sm90"
+    with pytest.raises(NotImplementedError, match="splits K only inside"):
+        wg.with_(split_k=2, cluster_split_k=True).validate()

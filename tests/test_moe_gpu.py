@@ -258,3 +258,56 @@ def test_moe_wgmma(fmt, experts, top_k, tokens, block_m, bn, down, skewed, ws):
     tol = 2e-3 if a_dtype == torch.float16 else 1e-2
     rel = ((y.float() - ref).norm() / ref.norm().clamp_min(1e-6)).item()
     assert rel < tol, f"relative error {rel:.3e} (config {cfg})"
+
+
+@pytest.mark.parametrize("fmt", FORMATS[:3], ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,down,skewed,split", [
+    (8, 2, 1, False, False, 2), (8, 2, 7, True, True, 4), (128, 8, 1, True, False, 2), (64, 8, 33, False, True, 3),
+    (8, 1, 64, True, True, 2)])
+def test_moe_cluster_split_k(monkeypatch, fmt, experts, top_k, tokens, down, skewed, split):
+    """Decode-sized MoE blocks with K split inside a thread-block cluster (mma.sync mainloop, sm_90+): matches the
+    reference; blocks of another rank's expert (-1) stay untouched in every CTA of the cluster; bias and routing
+    weights applied once. Built and compile-checked; enabled here (config.ALLOW_UNVERIFIED) for its GPU run."""
+    import humming_cute.config as hconfig
+    from humming_cute.ops import device_target
+    from humming_cute.tune.heuristics import default_moe_config
+
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("thread-block clusters need sm_90+")
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    b_dtype, group, scale_dtype, gscale, a_dtype = fmt
+    gen = torch.Generator().manual_seed(experts + 31 * tokens + split)
+    n, k = 256, 1536
+    qw = quantize_weight(torch.randn(experts, n, k, generator=gen).cuda(), b_dtype, group, scale_dtype,
+                         global_scale=gscale)
+    a_name = "float16" if a_dtype == torch.float16 else "bfloat16"
+    pw = hc.prepare_weight(qw, a_name)
+    ids = _routing(tokens, experts, top_k, skewed, gen).cuda()
+    emap = None
+    if skewed:
+        emap = torch.arange(experts, dtype=torch.int32, device="cuda")
+        emap[::3] = -1
+    block_m = 16
+    sorted_ids, expert_ids, num_post = hc.moe_align_block_size(ids, block_m, experts, emap)
+    x = torch.randn(tokens * top_k if down else tokens, k, generator=gen).to("cuda", a_dtype)
+    topk_w = torch.rand(tokens, top_k, generator=gen).cuda()
+    bias = torch.randn(experts, n, generator=gen).to("cuda", a_dtype) if tokens % 2 else None
+    cfg = default_moe_config(block_m, pw.n_pad, pw.k_pad, a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name,
+                             group_size=pw.group_size, arch=device_target(x.device), has_bias=bias is not None,
+                             top_k=top_k, is_down=down, mul_topk_weights=down)
+    cfg = cfg.with_(split_k=split, cluster_split_k=True).validate()
+    out = torch.full((tokens, top_k, n), float("nan"), device="cuda", dtype=a_dtype)
+    if emap is not None:
+        out.zero_()
+    y = hc.moe_gemm(x, pw, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=block_m, topk_weights=topk_w,
+                    mul_topk_weights=down, is_down=down, bias=bias, out=out, config=cfg)
+    ref = reference_moe_gemm(x, qw, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=block_m,
+                             topk_weights=topk_w, mul_topk_weights=down, is_down=down, bias=bias,
+                             out_dtype=torch.float32)
+    assert not torch.isnan(y).any(), "an output row was never written"
+    if emap is not None:
+        off = (emap[ids.long()] < 0).reshape(tokens, top_k)
+        assert (y[off] == 0).all(), "a row of another rank's expert was written"
+    tol = 2e-3 if a_dtype == torch.float16 else 1e-2
+    rel = ((y.float() - ref).norm() / ref.norm().clamp_min(1e-6)).item()
+    assert rel < tol, f"relative error {rel:.3e} (config {cfg})"

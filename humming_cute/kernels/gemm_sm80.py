@@ -615,8 +615,12 @@ class Sm80MixedGemm:
         if cutlass.const_expr(self.split_k > 1 and self.cfg.cluster_split_k):
             # the split's CTAs form one cluster (1, 1, split_k): each leaves its partial in its own shared memory,
             # CTA 0 adds them in rank order through distributed shared memory - no global round trips
-            is_last = cluster_split_reduce(acc, smem, lane + 32 * (warp_idx % self.warps_mn), 32 * self.warps_mn,
-                                           wk_idx == 0, z_idx, self.split_k)
+            red_last = cluster_split_reduce(acc, smem, lane + 32 * (warp_idx % self.warps_mn), 32 * self.warps_mn,
+                                            wk_idx == 0, z_idx, self.split_k)
+            if cutlass.const_expr(self.moe):
+                is_last = cutlass.select_(red_last, is_last, red_last)   # rank 0 of a block with an expert here
+            else:
+                is_last = red_last
         elif cutlass.const_expr(self.split_k > 1):
             sFlag = smem.allocate_tensor(cutlass.Int32, cute.make_layout(1), byte_alignment=4)
             grid_n = cute.size(mB, mode=[0]) // self.bn_atoms

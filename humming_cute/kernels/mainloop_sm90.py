@@ -458,7 +458,11 @@ class Sm90MixedGemm:
         n0 = bn_idx * self.bn + wg * ATOM_N
         is_last = moe_st[1]
         if cutlass.const_expr(self.split_k > 1 and self.cfg.cluster_split_k):
-            is_last = cluster_split_reduce(acc, smem, tidx, self.cons_threads, True, z_idx, self.split_k)
+            red_last = cluster_split_reduce(acc, smem, tidx, self.cons_threads, True, z_idx, self.split_k)
+            if cutlass.const_expr(self.moe):
+                is_last = cutlass.select_(red_last, is_last, red_last)   # rank 0 of a block with an expert here
+            else:
+                is_last = red_last
         elif cutlass.const_expr(self.split_k > 1):
             sFlag = smem.allocate_tensor(cutlass.Int32, cute.make_layout(1), byte_alignment=4)
             is_last = split_k_reduce(acc, tCcC, m0, n0, M, bm_idx * tiles_n + bn_idx, z_idx, mWS, mCnt, sFlag, tidx,
