@@ -41,12 +41,15 @@ p.add_argument("--wgmma", action="store_true",
                     "and without the producer warpgroup)")
 p.add_argument("--budget-s", type=float, default=1e9, help="seconds of sweeping per problem")
 p.add_argument("--match", default="", help="only candidates whose printed name matches this regex")
+p.add_argument("--n-major", action="store_true",
+               help="also the weight-tile-major grid (moe_n_major) of every mma.sync candidate (enabled here "
+                    "through config.ALLOW_UNVERIFIED)")
 p.add_argument("--cluster-split", default="",
                help="also split K inside a thread-block cluster by these factors (mma.sync candidates, e.g. 2,4; "
                     "enabled here through config.ALLOW_UNVERIFIED)")
 args = p.parse_args()
 splits = [int(v) for v in args.cluster_split.split(",") if v]
-if splits:
+if splits or args.n_major:
     import humming_cute.config as _hconfig
 
     _hconfig.ALLOW_UNVERIFIED = True
@@ -122,6 +125,8 @@ for preset in args.presets.split(","):
                     continue
                 variants = [cfg] + [cfg.with_(split_k=sp, cluster_split_k=True) for sp in splits
                                     if cfg.mainloop == "sm80" and (pw.k_pad // cfg.block_k) % sp == 0]
+                if args.n_major and cfg.mainloop == "sm80":
+                    variants += [v.with_(moe_n_major=True) for v in variants]
                 for cfg in variants:
                     try:
                         cfg = cfg.validate()
@@ -129,7 +134,8 @@ for preset in args.presets.split(","):
                         continue
                     name = (f"{cfg.mainloop}{' ws' if cfg.warp_specialized else ''} bm{bm} bn{bn} bk{bk} "
                             f"wm{cfg.warp_m} warps{cfg.num_threads // 32} st{cfg.stages}"
-                            f"{f' cluster-split{cfg.split_k}' if cfg.split_k > 1 else ''}")
+                            f"{f' cluster-split{cfg.split_k}' if cfg.split_k > 1 else ''}"
+                            f"{' n-major' if cfg.moe_n_major else ''}")
                     if args.match and not re.search(args.match, name):
                         continue
                     try:

@@ -93,6 +93,10 @@ class GemmConfig:
     # sm_90+: split-K across the CTAs of one cluster (1, 1, split_k), partial sums added by CTA 0 through
     # distributed shared memory instead of a global workspace and ticket (both mainloops)
     cluster_split_k: bool = False
+    # MoE on the mma.sync mainloop: blockIdx.x walks the weight tiles and blockIdx.y the routed blocks, so the few
+    # routed blocks of a decode batch start in the first wave, ahead of the padding blocks a token-independent
+    # grid also launches (which exit at once)
+    moe_n_major: bool = False
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -223,13 +227,18 @@ class GemmConfig:
             if self.split_k != 1 and self.a_dtype not in ("float16", "bfloat16"):
                 raise NotImplementedError(f"the MoE GEMM splits K for float16/bfloat16 activations, not "
                                           f"{self.a_dtype}")
+            if self.moe_n_major and self.mainloop != "sm80":
+                raise ValueError("moe_n_major orders the mma.sync MoE grid (mainloop='sm80'); the wgmma kernel has "
+                                 "its own raster")
+            if self.moe_n_major and not ALLOW_UNVERIFIED:
+                raise NotImplementedError("moe_n_major is built but not yet verified on a GPU; it is not enabled")
             if self.split_k != 1 and not ALLOW_UNVERIFIED:
                 raise NotImplementedError("split-K in the MoE GEMM (cluster_split_k) is built but not yet verified "
                                           "on a GPU; it is not enabled")
             if not isinstance(self.moe_top_k, int) or self.moe_top_k < 1:
                 raise ValueError(f"moe_top_k must be a positive int, got {self.moe_top_k!r}")
-        elif self.moe_down or self.moe_mul_topk_weights or self.moe_top_k != 1:
-            raise ValueError("moe_top_k / moe_down / moe_mul_topk_weights need moe=True")
+        elif self.moe_down or self.moe_mul_topk_weights or self.moe_top_k != 1 or self.moe_n_major:
+            raise ValueError("moe_top_k / moe_down / moe_mul_topk_weights / moe_n_major need moe=True")
         if self.mainloop not in ("sm80", "sm90"):
             raise ValueError(f"mainloop must be 'sm80' (mma.sync) or 'sm90' (wgmma), got {self.mainloop!r}")
         if self.mainloop == "sm90":

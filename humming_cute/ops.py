@@ -343,6 +343,9 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
     if x.shape[0] == 0:
         return out
     kernel = _rc.get_kernel(config)      # validates the config first
+    if config.moe_n_major and -(-sorted_token_ids.numel() // block_m) > 65535:
+        raise ValueError(f"moe_n_major puts the {-(-sorted_token_ids.numel() // block_m)} routed blocks on the grid's "
+                         f"y dimension (at most 65535): use moe_n_major=False")
     xk = _kernel_activations(x, weight)
     dev = x.device
     if config.mainloop == "sm90":

@@ -135,3 +135,26 @@ def test_moe_cluster_split_k_compiles(monkeypatch, down, split):
     assert wg.mainloop == "sm90"
     with pytest.raises(NotImplementedError, match="splits K only inside"):
         wg.with_(split_k=2, cluster_split_k=True).validate()
+
+
+def test_moe_n_major_grid_compiles(monkeypatch):
+    """moe_n_major swaps the mma.sync MoE grid's x / y (weight tiles first): same kernel body, refused off MoE, on
+    the wgmma mainloop, and until its GPU test has run."""
+    import humming_cute.config as hconfig
+
+    kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a", top_k=8)
+    cfg = default_moe_config(16, 1536, 2048, **kw).with_(moe_n_major=True)
+    with pytest.raises(NotImplementedError, match="not yet verified"):
+        cfg.validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    art = compile_for_arch(Sm80MixedGemm(cfg.validate()), *fake_operands(cfg), arch="sm_90a",
+                           options="--enable-tvm-ffi")
+    ref = compile_for_arch(Sm80MixedGemm(cfg.with_(moe_n_major=False)), *fake_operands(cfg), arch="sm_90a",
+                           options="--enable-tvm-ffi")
+    assert "%ctaid.y" in art.ptx and sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    for op in ("mma.sync", "cp.async.cg", "ldmatrix", "st.global"):       # the same kernel, block indices swapped
+        assert art.ptx.count(op) == ref.ptx.count(op), op
+    with pytest.raises(ValueError, match="own raster"):
+        default_moe_config(64, 1536, 2048, **kw).with_(moe_n_major=True).validate()
+    with pytest.raises(ValueError, match="need moe=True"):
+        GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, moe_n_major=True).validate()

@@ -261,18 +261,20 @@ def test_moe_wgmma(fmt, experts, top_k, tokens, block_m, bn, down, skewed, ws):
 
 
 @pytest.mark.parametrize("fmt", FORMATS[:3], ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
-@pytest.mark.parametrize("experts,top_k,tokens,down,skewed,split", [
-    (8, 2, 1, False, False, 2), (8, 2, 7, True, True, 4), (128, 8, 1, True, False, 2), (64, 8, 33, False, True, 3),
-    (8, 1, 64, True, True, 2)])
-def test_moe_cluster_split_k(monkeypatch, fmt, experts, top_k, tokens, down, skewed, split):
-    """Decode-sized MoE blocks with K split inside a thread-block cluster (mma.sync mainloop, sm_90+): matches the
-    reference; blocks of another rank's expert (-1) stay untouched in every CTA of the cluster; bias and routing
-    weights applied once. Built and compile-checked; enabled here (config.ALLOW_UNVERIFIED) for its GPU run."""
+@pytest.mark.parametrize("experts,top_k,tokens,down,skewed", [
+    (8, 2, 1, False, False), (8, 2, 7, True, True), (128, 8, 1, True, False), (64, 8, 33, False, True),
+    (8, 1, 64, True, True)])
+@pytest.mark.parametrize("split,n_major", [(2, False), (4, False), (3, True), (1, True)])
+def test_moe_cluster_split_k(monkeypatch, fmt, experts, top_k, tokens, down, skewed, split, n_major):
+    """Decode-sized MoE blocks with K split inside a thread-block cluster (mma.sync mainloop, sm_90+) and / or the
+    weight-tile-major grid (moe_n_major): matches the reference; blocks of another rank's expert (-1) stay untouched
+    in every CTA of the cluster; bias and routing weights applied once. Built and compile-checked; enabled here
+    (config.ALLOW_UNVERIFIED) for its GPU run."""
     import humming_cute.config as hconfig
     from humming_cute.ops import device_target
     from humming_cute.tune.heuristics import default_moe_config
 
-    if torch.cuda.get_device_capability() < (9, 0):
+    if split > 1 and torch.cuda.get_device_capability() < (9, 0):
         pytest.skip("thread-block clusters need sm_90+")
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     b_dtype, group, scale_dtype, gscale, a_dtype = fmt
@@ -295,7 +297,7 @@ def test_moe_cluster_split_k(monkeypatch, fmt, experts, top_k, tokens, down, ske
     cfg = default_moe_config(block_m, pw.n_pad, pw.k_pad, a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name,
                              group_size=pw.group_size, arch=device_target(x.device), has_bias=bias is not None,
                              top_k=top_k, is_down=down, mul_topk_weights=down)
-    cfg = cfg.with_(split_k=split, cluster_split_k=True).validate()
+    cfg = cfg.with_(split_k=split, cluster_split_k=split > 1, moe_n_major=n_major).validate()
     out = torch.full((tokens, top_k, n), float("nan"), device="cuda", dtype=a_dtype)
     if emap is not None:
         out.zero_()

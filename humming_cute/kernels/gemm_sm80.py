@@ -152,7 +152,8 @@ class Sm80MixedGemm:
         self.kernel(mA, mB, mS, mZ, mCS, mG, mBias, mC, mWS, mCnt, mSorted, mExpert, mNumPost, mTopkW,
                     sA_layout, sB_layout, sS_layout,
                     copy_A, copy_B, copy_S, tiled_mma, nthr_A, nthr_B, nthr_S).launch(
-            grid=[grid_m, grid_n, self.split_k], block=[self.threads, 1, 1],
+            grid=[grid_n, grid_m, self.split_k] if self.cfg.moe_n_major else [grid_m, grid_n, self.split_k],
+            block=[self.threads, 1, 1],
             cluster=[1, 1, self.split_k] if self.cfg.cluster_split_k else None, stream=stream)
 
     @cute.jit
@@ -337,6 +338,8 @@ class Sm80MixedGemm:
         plan = self.plan
         tidx, _, _ = cute.arch.thread_idx()
         bm_idx, bn_idx, z_idx = cute.arch.block_idx()
+        if cutlass.const_expr(self.cfg.moe_n_major):
+            bn_idx, bm_idx, z_idx = cute.arch.block_idx()
         warp_idx = tidx // 32
         lane = tidx % 32
         wk_idx = warp_idx // self.warps_mn
