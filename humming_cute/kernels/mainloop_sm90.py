@@ -287,41 +287,8 @@ class Sm90MixedGemm:
                 z_idx, tiles_n, mS, mCS, mG, mBias, mC, mWS, mCnt, mTopkW, mSorted, moe_st):
         """The consumer warpgroups: dequantize each k-tile into wgmma A registers, run the wgmmas, release the
         stage; then split-K and the epilogue. Without a producer warp, warp 0 also issues the TMA loads."""
-        # ---- wgmma partitions: this warpgroup's slice; B (activations) by shared-memory descriptors
-        thr_mma = tiled_mma.get_slice(tidx % 128)
-        tCsB = thr_mma.partition_B(sA)
-        tCrB = tiled_mma.make_fragment_B(tCsB)                  # (MMA, MMA_N, MMA_K, stage)
-        tCcC = thr_mma.partition_C(cute.make_identity_tensor((ATOM_N, self.bm)))   # (n, m) coordinates
-        acc = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32 if self.two_level else self.acc_type)
-        acc.fill(0 if self.acc_type is cutlass.Int32 and not self.two_level else 0.0)
-        acc_t = acc       # two-level: one k-tile's partial sum (s32 for int8, fp32 for fp8)
-        if cutlass.const_expr(self.two_level):
-            acc_t = cute.make_rmem_tensor(tCcC.shape, self.acc_type)
-        # two register buffers of wgmma A fragments: one feeds the in-flight wgmma, the other is being dequantized
-        # (4 registers per k-step: 2 x 2 16-bit values, or 4 x 2 x 2 8-bit lanes)
-        frag = ((4 if self.act8 else 2, 2, 2), 1, self.k_steps)
-        if cutlass.const_expr(self.a_type is cutlass.Int8):     # the s8 wgmma wants its own (signed) element type
-            rA0 = tiled_mma.make_fragment_A(cute.make_layout(frag))
-            rA1 = tiled_mma.make_fragment_A(cute.make_layout(frag))
-        else:
-            rA0 = cute.make_rmem_tensor(cute.make_layout(frag), self.a_type)
-            rA1 = cute.make_rmem_tensor(cute.make_layout(frag), self.a_type)
-        rAu0 = cute.recast_tensor(rA0, cutlass.Int32)            # register (reg, step) at reg + 4 step
-        rAu1 = cute.recast_tensor(rA1, cutlass.Int32)
-
-        # per-plane views of a packed B stage: (word, lane, vec, k-atom, n-atom, stage)
-        b_views = []
-        off = 0
-        for w in self.planes:
-            b_views.append(cute.make_tensor(sB.iterator + off, cute.make_layout(
-                (4, 32, w, self.bk // ATOM_K, self.bn_atoms, self.stages),
-                stride=(1, 4, 128, self.aw, self.bk_words, self.bn_atoms * self.bk_words))))
-            off += 128 * w
-        # scale / zero-point views: (word, g, n-atom, row, stage); word r holds columns 16r + g and 16r + 8 + g
-        s_view = cute.make_tensor(sS.iterator, cute.make_layout(
-            (4, 8, self.bn_atoms, self.srows, self.stages),
-            stride=(1, 4, 32, self.bn // 2, self.srows * self.bn // 2)))
-        z_view = cute.make_tensor(sZ.iterator, s_view.layout)
+        (tCrB, tCcC, acc, acc_t, rA0, rA1, rAu0, rAu1, b_views, s_view,
+         z_view) = self.consumer_operands(tiled_mma, tidx, sA, sB, sS, sZ)
 
         pipeline.pipeline_init_wait()
 
@@ -401,42 +368,10 @@ class Sm90MixedGemm:
                 if k_tiles > 0:
                     self.fold(acc, acc_t, rsc, 1)
         else:
-            # software pipeline inside each warpgroup: while the wgmmas of k-tile kt run on one register buffer,
-            # k-tile kt + 1 is dequantized into the other; a stage is released once its wgmmas have completed
-            if k_tiles > 0:
-                pipe.consumer_wait(cons)
-                self.dequant(plan, rAu0, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
-            for _ in cutlass.range(k_tiles // 2, unroll=1):
-                for half in cutlass.range_constexpr(2):
-                    cur = rA0 if half == 0 else rA1
-                    nxt = rAu1 if half == 0 else rAu0
-                    stage = cons.index
-                    warpgroup.fence()
-                    for s in cutlass.range_constexpr(self.k_steps):
-                        cute.gemm(tiled_mma, acc, cur[None, None, s], tCrB[None, None, s, stage], acc)
-                    warpgroup.commit_group()
-                    warpgroup.wait_group(1)                  # the previous k-tile's wgmmas are done
-                    if cons.count > 0:
-                        pipe.consumer_release(rel)
-                        rel.advance()
-                        # refill the stage just released (warp 0 must release before it waits for the stage to be
-                        # empty: it is one of the consumers)
-                        if cutlass.const_expr(not self.ws) and warp_idx == 0:
-                            if prod.count < k_tiles:
-                                self.produce(pipe, prod, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS,
-                                             tma_z, tZgZ, tZsZ, moe_st[2])
-                                prod.advance()
-                    cons.advance()
-                    if cons.count < k_tiles:
-                        pipe.consumer_wait(cons)
-                        self.dequant(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
-            if k_tiles % 2 == 1:                             # odd count: the last k-tile sits in buffer 0
-                stage = cons.index
-                warpgroup.fence()
-                for s in cutlass.range_constexpr(self.k_steps):
-                    cute.gemm(tiled_mma, acc, rA0[None, None, s], tCrB[None, None, s, stage], acc)
-                warpgroup.commit_group()
-                cons.advance()
+            cons, rel, prod = self.mma_k_tiles(plan, pipe, tiled_mma, acc, tCrB, rA0, rA1, rAu0, rAu1, b_views,
+                                               s_view, z_view, cons, rel, prod, kt0, k_tiles, warp_idx, wg, wr, lane,
+                                               g, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z,
+                                               tZgZ, tZsZ, moe_st)
         warpgroup.wait_group(0)
         if cutlass.const_expr(self.ws):
             # release the stages still held (the producer's tail waits until every stage is free)
@@ -477,6 +412,91 @@ class Sm90MixedGemm:
         else:
             self.epilogue.store(acc, tCcC, m0, n0, M, N, 0, is_last, mG, mCS, mBias, mC, mCS, xs, xs,
                                 transposed=True)
+
+    @cute.jit
+    def consumer_operands(self, tiled_mma, tidx, sA, sB, sS, sZ):
+        """A consumer thread's operands: wgmma B fragments over the activation stages, C coordinates, the
+        accumulator(s), two register buffers of A fragments, views of the packed weight / scale / zero-point
+        stages."""
+        # ---- wgmma partitions: this warpgroup's slice; B (activations) by shared-memory descriptors
+        thr_mma = tiled_mma.get_slice(tidx % 128)
+        tCsB = thr_mma.partition_B(sA)
+        tCrB = tiled_mma.make_fragment_B(tCsB)                  # (MMA, MMA_N, MMA_K, stage)
+        tCcC = thr_mma.partition_C(cute.make_identity_tensor((ATOM_N, self.bm)))   # (n, m) coordinates
+        acc = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32 if self.two_level else self.acc_type)
+        acc.fill(0 if self.acc_type is cutlass.Int32 and not self.two_level else 0.0)
+        acc_t = acc       # two-level: one k-tile's partial sum (s32 for int8, fp32 for fp8)
+        if cutlass.const_expr(self.two_level):
+            acc_t = cute.make_rmem_tensor(tCcC.shape, self.acc_type)
+        # two register buffers of wgmma A fragments: one feeds the in-flight wgmma, the other is being dequantized
+        # (4 registers per k-step: 2 x 2 16-bit values, or 4 x 2 x 2 8-bit lanes)
+        frag = ((4 if self.act8 else 2, 2, 2), 1, self.k_steps)
+        if cutlass.const_expr(self.a_type is cutlass.Int8):     # the s8 wgmma wants its own (signed) element type
+            rA0 = tiled_mma.make_fragment_A(cute.make_layout(frag))
+            rA1 = tiled_mma.make_fragment_A(cute.make_layout(frag))
+        else:
+            rA0 = cute.make_rmem_tensor(cute.make_layout(frag), self.a_type)
+            rA1 = cute.make_rmem_tensor(cute.make_layout(frag), self.a_type)
+        rAu0 = cute.recast_tensor(rA0, cutlass.Int32)            # register (reg, step) at reg + 4 step
+        rAu1 = cute.recast_tensor(rA1, cutlass.Int32)
+
+        # per-plane views of a packed B stage: (word, lane, vec, k-atom, n-atom, stage)
+        b_views = []
+        off = 0
+        for w in self.planes:
+            b_views.append(cute.make_tensor(sB.iterator + off, cute.make_layout(
+                (4, 32, w, self.bk // ATOM_K, self.bn_atoms, self.stages),
+                stride=(1, 4, 128, self.aw, self.bk_words, self.bn_atoms * self.bk_words))))
+            off += 128 * w
+        # scale / zero-point views: (word, g, n-atom, row, stage); word r holds columns 16r + g and 16r + 8 + g
+        s_view = cute.make_tensor(sS.iterator, cute.make_layout(
+            (4, 8, self.bn_atoms, self.srows, self.stages),
+            stride=(1, 4, 32, self.bn // 2, self.srows * self.bn // 2)))
+        z_view = cute.make_tensor(sZ.iterator, s_view.layout)
+        return tCrB, tCcC, acc, acc_t, rA0, rA1, rAu0, rAu1, b_views, s_view, z_view
+
+    @cute.jit
+    def mma_k_tiles(self, plan: cutlass.Constexpr, pipe, tiled_mma, acc, tCrB, rA0, rA1, rAu0, rAu1, b_views,
+                    s_view, z_view, cons, rel, prod, kt0, k_tiles, warp_idx, wg, wr, lane, g, tma_a, tAgA, tAsA,
+                    tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ, tZsZ, moe_st):
+        """One tile's k-tiles, one accumulator: -> (cons, rel, prod) states after them. The software pipeline
+        inside each warpgroup: while the wgmmas of k-tile kt run on one register buffer, k-tile kt + 1 is
+        dequantized into the other; a stage is released once its wgmmas have completed."""
+        if k_tiles > 0:
+            pipe.consumer_wait(cons)
+            self.dequant(plan, rAu0, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
+        for _ in cutlass.range(k_tiles // 2, unroll=1):
+            for half in cutlass.range_constexpr(2):
+                cur = rA0 if half == 0 else rA1
+                nxt = rAu1 if half == 0 else rAu0
+                stage = cons.index
+                warpgroup.fence()
+                for s in cutlass.range_constexpr(self.k_steps):
+                    cute.gemm(tiled_mma, acc, cur[None, None, s], tCrB[None, None, s, stage], acc)
+                warpgroup.commit_group()
+                warpgroup.wait_group(1)                  # the previous k-tile's wgmmas are done
+                if cons.count > 0:
+                    pipe.consumer_release(rel)
+                    rel.advance()
+                    # refill the stage just released (warp 0 must release before it waits for the stage to be
+                    # empty: it is one of the consumers)
+                    if cutlass.const_expr(not self.ws) and warp_idx == 0:
+                        if prod.count < k_tiles:
+                            self.produce(pipe, prod, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS,
+                                         tma_z, tZgZ, tZsZ, moe_st[2])
+                            prod.advance()
+                cons.advance()
+                if cons.count < k_tiles:
+                    pipe.consumer_wait(cons)
+                    self.dequant(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
+        if k_tiles % 2 == 1:                             # odd count: the last k-tile sits in buffer 0
+            stage = cons.index
+            warpgroup.fence()
+            for s in cutlass.range_constexpr(self.k_steps):
+                cute.gemm(tiled_mma, acc, rA0[None, None, s], tCrB[None, None, s, stage], acc)
+            warpgroup.commit_group()
+            cons.advance()
+        return cons, rel, prod
 
     @cute.jit
     def fold(self, acc, acc_t, rsc, parity: cutlass.Constexpr):
