@@ -166,6 +166,57 @@ class Sm90MixedGemm:
                 cute.copy(tma_z, tZgZ[None, r], tZsZ[None, st], tma_bar_ptr=bar)
         pipe.producer_commit(state)
 
+    @cute.jit
+    def tile_coords(self, tile, tiles_m, tiles_n):
+        """(block row, block column) of linear tile `tile` in the grouped raster: _RASTER_M block rows walk all
+        of N before the next rows start."""
+        per_group = _RASTER_M * tiles_n
+        first_m = (tile // per_group) * _RASTER_M
+        rows = cutlass.min(tiles_m - first_m, _RASTER_M)
+        r_in = tile % per_group
+        return first_m + r_in % rows, r_in // rows
+
+    @cute.jit
+    def smem_pipeline(self, sA_layout, sB_layout, sS_layout):
+        """The CTA's shared memory (pipeline barriers, activation / packed weight / scale / zero-point stages) and
+        its TMA pipeline: -> (allocator, pipeline, sA, sB, sS, sZ)."""
+        smem = cutlass.utils.SmemAllocator()
+        bars = smem.allocate_array(cutlass.Int64, 2 * self.stages, byte_alignment=8)
+        sA = smem.allocate_tensor(self.a_type, sA_layout.outer, byte_alignment=1024, swizzle=sA_layout.inner)
+        sB = smem.allocate_tensor(cutlass.Int32, sB_layout, byte_alignment=128)
+        sS = smem.allocate_tensor(cutlass.Int32, sS_layout, byte_alignment=128)
+        sZ = smem.allocate_tensor(cutlass.Int32, sS_layout, byte_alignment=128)
+        pipe = pipeline.PipelineTmaAsync.create(
+            barrier_storage=bars, num_stages=self.stages,
+            producer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread),
+            consumer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread, self.cons_warps),
+            tx_count=self.tx_bytes, cta_layout_vmnk=cute.make_layout((1, 1, 1, 1)), defer_sync=True)
+        pipeline.pipeline_init_arrive()
+        return smem, pipe, sA, sB, sS, sZ
+
+    @cute.jit
+    def tile_partitions(self, tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, sA, sB, sS, sZ, bm_idx,
+                        bn_idx, b_tile):
+        """TMA partitions of one output tile's operands, k-tile index last: -> (gA, tAsA, tAgA, tBsB, tBgB, tSsS,
+        tSgS, tZsZ, tZgZ); `b_tile` is the weight tile (an expert's own rows for MoE)."""
+        gA = cute.local_tile(gA_tma, (self.bm, self.bk), (bm_idx, None))
+        tAsA, tAgA = cpasync.tma_partition(tma_a, 0, cute.make_layout(1), cute.group_modes(sA, 0, 2),
+                                           cute.group_modes(gA, 0, 2))
+        gB = cute.local_tile(gB_tma, (self.bn_atoms, self.bk_chunks, _CHUNK), (b_tile, None, 0))
+        tBsB, tBgB = cpasync.tma_partition(tma_b, 0, cute.make_layout(1), cute.group_modes(sB, 0, 3),
+                                           cute.group_modes(gB, 0, 3))
+        tSsS, tSgS, tZsZ, tZgZ = tAsA, tAgA, tAsA, tAgA
+        if cutlass.const_expr(self.group > 0):
+            if cutlass.const_expr(self.tma_scales):
+                gS = cute.local_tile(gS_tma, (self.srows, self.bn // 2), (None, bn_idx))
+                tSsS, tSgS = cpasync.tma_partition(tma_s, 0, cute.make_layout(1), cute.group_modes(sS, 0, 2),
+                                                   cute.group_modes(gS, 0, 2))
+            if cutlass.const_expr(self.has_zp):
+                gZ = cute.local_tile(gZ_tma, (self.srows, self.bn // 2), (None, bn_idx))
+                tZsZ, tZgZ = cpasync.tma_partition(tma_z, 0, cute.make_layout(1), cute.group_modes(sZ, 0, 2),
+                                                   cute.group_modes(gZ, 0, 2))
+        return gA, tAsA, tAgA, tBsB, tBgB, tSsS, tSgS, tZsZ, tZgZ
+
     @cute.kernel
     def kernel(self, tma_a: cute.CopyAtom, gA_tma: cute.Tensor, tma_b: cute.CopyAtom, gB_tma: cute.Tensor,
                tma_s: cute.CopyAtom, gS_tma: cute.Tensor, tma_z: cute.CopyAtom, gZ_tma: cute.Tensor,
@@ -190,14 +241,8 @@ class Sm90MixedGemm:
             if cutlass.const_expr(self.has_zp):
                 cpasync.prefetch_descriptor(tma_z)
 
-        # grouped raster: _RASTER_M block rows walk all of N before the next rows start
         bid, _, z_idx = cute.arch.block_idx()
-        per_group = _RASTER_M * tiles_n
-        first_m = (bid // per_group) * _RASTER_M
-        rows = cutlass.min(tiles_m - first_m, _RASTER_M)
-        r_in = bid % per_group
-        bm_idx = first_m + r_in % rows
-        bn_idx = r_in // rows
+        bm_idx, bn_idx = self.tile_coords(bid, tiles_m, tiles_n)
         # MoE: the block's expert; blocks past num_tokens_post_padded or of another rank's expert (-1) load and
         # store nothing. (in range, has an expert, scale-row offset of the expert)
         moe_st = (True, True, 0)
@@ -214,37 +259,11 @@ class Sm90MixedGemm:
             mG = mG[e_idx, None]
             mBias = mBias[e_idx, None]
 
-        # ---- shared memory and the TMA pipeline
-        smem = cutlass.utils.SmemAllocator()
-        bars = smem.allocate_array(cutlass.Int64, 2 * self.stages, byte_alignment=8)
-        sA = smem.allocate_tensor(self.a_type, sA_layout.outer, byte_alignment=1024, swizzle=sA_layout.inner)
-        sB = smem.allocate_tensor(cutlass.Int32, sB_layout, byte_alignment=128)
-        sS = smem.allocate_tensor(cutlass.Int32, sS_layout, byte_alignment=128)
-        sZ = smem.allocate_tensor(cutlass.Int32, sS_layout, byte_alignment=128)
-        pipe = pipeline.PipelineTmaAsync.create(
-            barrier_storage=bars, num_stages=self.stages,
-            producer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread),
-            consumer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread, self.cons_warps),
-            tx_count=self.tx_bytes, cta_layout_vmnk=cute.make_layout((1, 1, 1, 1)), defer_sync=True)
-        pipeline.pipeline_init_arrive()
-
-        # ---- TMA partitions of this CTA's tiles (k-tile index last)
-        gA = cute.local_tile(gA_tma, (self.bm, self.bk), (bm_idx, None))
-        tAsA, tAgA = cpasync.tma_partition(tma_a, 0, cute.make_layout(1), cute.group_modes(sA, 0, 2),
-                                           cute.group_modes(gA, 0, 2))
-        gB = cute.local_tile(gB_tma, (self.bn_atoms, self.bk_chunks, _CHUNK), (b_tile, None, 0))
-        tBsB, tBgB = cpasync.tma_partition(tma_b, 0, cute.make_layout(1), cute.group_modes(sB, 0, 3),
-                                           cute.group_modes(gB, 0, 3))
-        tSsS, tSgS, tZsZ, tZgZ = tAsA, tAgA, tAsA, tAgA
-        if cutlass.const_expr(self.group > 0):
-            if cutlass.const_expr(self.tma_scales):
-                gS = cute.local_tile(gS_tma, (self.srows, self.bn // 2), (None, bn_idx))
-                tSsS, tSgS = cpasync.tma_partition(tma_s, 0, cute.make_layout(1), cute.group_modes(sS, 0, 2),
-                                                   cute.group_modes(gS, 0, 2))
-            if cutlass.const_expr(self.has_zp):
-                gZ = cute.local_tile(gZ_tma, (self.srows, self.bn // 2), (None, bn_idx))
-                tZsZ, tZgZ = cpasync.tma_partition(tma_z, 0, cute.make_layout(1), cute.group_modes(sZ, 0, 2),
-                                                   cute.group_modes(gZ, 0, 2))
+        # ---- shared memory and the TMA pipeline; TMA partitions of this CTA's tiles (k-tile index last)
+        smem, pipe, sA, sB, sS, sZ = self.smem_pipeline(sA_layout, sB_layout, sS_layout)
+        (gA, tAsA, tAgA, tBsB, tBgB, tSsS, tSgS, tZsZ,
+         tZgZ) = self.tile_partitions(tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, sA, sB, sS, sZ,
+                                      bm_idx, bn_idx, b_tile)
 
         # ---- a producer warpgroup (warp specialization: one warp issues the TMA loads, the others idle with few
         # registers) and the consumer warpgroups; or all warpgroups consume and warp 0 also produces
