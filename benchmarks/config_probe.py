@@ -36,9 +36,16 @@ p.add_argument("--match", default="", help="only candidates whose name matches t
 p.add_argument("--ws", action="store_true",
                help="also the warp-specialized variant of every wgmma candidate with block_n <= 128 (a producer "
                     "warpgroup)")
+p.add_argument("--persistent", action="store_true",
+               help="with --ws: also a persistent grid (one CTA per SM walking the tiles) of every unsplit "
+                    "warp-specialized candidate (persistent_ctas; enabled here through config.ALLOW_UNVERIFIED)")
 p.add_argument("--cluster", action="store_true",
                help="also cluster split-K (cluster_split_k) for every candidate with split > 1")
 args = p.parse_args()
+if args.persistent:
+    import humming_cute.config as _hconfig
+
+    _hconfig.ALLOW_UNVERIFIED = True
 
 def candidates(m: int, arch: str):
     """(name, GemmConfig) pairs to try for M = m; the stage count is the deepest that fits (at most 8)."""
@@ -69,6 +76,10 @@ def candidates(m: int, arch: str):
                 if args.ws and bn <= 128:
                     out.append((f"sm90 {bm}x{bn}x{bk} st{cfg.stages} split{split} ws",
                                 cfg.with_(warp_specialized=True)))
+                    if args.persistent and split == 1:
+                        out.append((f"sm90 {bm}x{bn}x{bk} st{cfg.stages} split1 ws persistent",
+                                    cfg.with_(warp_specialized=True, persistent_ctas=torch.cuda.get_device_properties(
+                                        0).multi_processor_count)))
     if "sm80" in args.families and m <= 128:
         bm = 64 if m <= 64 else 128
         for (bn, bk, wk, wm), split in itertools.product(

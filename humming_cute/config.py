@@ -90,6 +90,9 @@ class GemmConfig:
     # wgmma mainloop only: a producer warpgroup issues the TMA loads while the consumer warpgroups (one per 64
     # weight rows) only dequantize and multiply, with registers moved from the producer to them (setmaxnreg)
     warp_specialized: bool = False
+    # wgmma mainloop with the producer warpgroup: a persistent grid of this many CTAs (0 = one CTA per tile) walks
+    # the output tiles; the producer loads the next tile's k-tiles while the consumers run the epilogue
+    persistent_ctas: int = 0
     # sm_90+: split-K across the CTAs of one cluster (1, 1, split_k), partial sums added by CTA 0 through
     # distributed shared memory instead of a global workspace and ticket (both mainloops)
     cluster_split_k: bool = False
@@ -241,6 +244,10 @@ class GemmConfig:
             raise ValueError("moe_top_k / moe_down / moe_mul_topk_weights / moe_n_major need moe=True")
         if self.mainloop not in ("sm80", "sm90"):
             raise ValueError(f"mainloop must be 'sm80' (mma.sync) or 'sm90' (wgmma), got {self.mainloop!r}")
+        if not isinstance(self.persistent_ctas, int) or self.persistent_ctas < 0:
+            raise ValueError(f"persistent_ctas must be an int >= 0, got {self.persistent_ctas!r}")
+        if self.persistent_ctas and self.mainloop != "sm90":
+            raise ValueError("persistent_ctas is an option of the wgmma mainloop (mainloop='sm90')")
         if self.mainloop == "sm90":
             self._validate_sm90(arch)
         elif self.warp_specialized:
@@ -339,6 +346,16 @@ class GemmConfig:
             if self.a_dtype not in ("float16", "bfloat16"):
                 raise NotImplementedError(f"the MoE GEMM with {self.a_dtype} activations runs on the mma.sync "
                                           f"mainloop (mainloop='sm80')")
+        if self.persistent_ctas:
+            two_level = self.act_bits == 8 and (self.group_size > 0 or (self.a_dtype != "int8"
+                                                                        and not self.fp8_fast_accum))
+            if not self.warp_specialized or self.split_k != 1 or self.moe or two_level:
+                raise ValueError("persistent_ctas takes the producer warpgroup (warp_specialized=True), split_k=1, "
+                                 "a dense GEMM and one accumulator (16-bit activations, or 8-bit ones with channel "
+                                 "scales and fp8_fast_accum)")
+            if not ALLOW_UNVERIFIED:
+                raise NotImplementedError("persistent_ctas is built but not yet verified on a GPU; it is not "
+                                          "enabled")
         if self.warp_specialized:
             if self.block_n > 128:
                 raise ValueError(f"warp_specialized takes block_n <= 128 (two consumer warpgroups and the producer "

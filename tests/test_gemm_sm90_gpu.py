@@ -137,3 +137,35 @@ def test_wgmma_cluster_split_k(split, m, bm, bn, bk):
     x = torch.randn(m, 1536, device="cuda", dtype=torch.bfloat16)
     bias = torch.randn(384, device="cuda", dtype=torch.bfloat16)
     assert torch.equal(hc.gemm(x, pw, bias=bias, config=cfg), hc.gemm(x, pw, bias=bias, config=GemmConfig(**kw)))
+
+
+@pytest.mark.parametrize("a,b,group,scale", [("float16", "uint4", 128, "float16"), ("bfloat16", "int8", 0, "float16"),
+                                             ("float16", "float4e2m1", 32, "ue8m0"), ("bfloat16", "uint3", 64,
+                                                                                       "float16")])
+@pytest.mark.parametrize("m,bm,bn,bk,stages,ctas", [(1, 64, 64, 128, 8, 132), (333, 128, 128, 64, 4, 5),
+                                                    (4096, 128, 128, 128, 4, 132), (700, 64, 128, 128, 6, 1),
+                                                    (2000, 256, 64, 64, 3, 7)])
+def test_wgmma_persistent(monkeypatch, a, b, group, scale, m, bm, bn, bk, stages, ctas):
+    """A persistent grid of `ctas` CTAs walks the tiles (down to one CTA taking them all): agrees with the
+    reference and, bitwise, with one CTA per tile (same k order); the pipeline carries on across tiles, so an
+    uneven split of tiles over CTAs and tiles of several shapes end correctly. Built and compile-checked; enabled
+    here (config.ALLOW_UNVERIFIED) for its GPU run."""
+    import humming_cute as hc
+    import humming_cute.config as hconfig
+    from humming_cute.quant.weight import quantize_weight
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    if group and group < bk:
+        bk = 64
+    kw = dict(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, block_m=bm, block_n=bn, block_k=bk, warp_m=bm,
+              warp_n=64, warp_k=bk, stages=stages, arch="sm_90a", mainloop="sm90", warp_specialized=True,
+              has_bias=m % 2 == 1)
+    cfg = GemmConfig(**kw, persistent_ctas=ctas)
+    n, k = 640, 1280 if bk == 64 else 1024
+    run_case(a, b, group, scale, m, n, k, bias=m % 2 == 1, config=cfg, seed=m + ctas)
+    torch.manual_seed(m)
+    dt = getattr(torch, a)
+    pw = hc.prepare_weight(quantize_weight(torch.randn(n, k, device="cuda"), b, group, scale), a)
+    x = torch.randn(m, k, device="cuda", dtype=dt)
+    bias = torch.randn(n, device="cuda", dtype=dt) if m % 2 == 1 else None
+    assert torch.equal(hc.gemm(x, pw, bias=bias, config=cfg), hc.gemm(x, pw, bias=bias, config=GemmConfig(**kw)))

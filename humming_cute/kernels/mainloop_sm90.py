@@ -62,6 +62,7 @@ class Sm90MixedGemm:
         # warp specialization: a producer warpgroup after the consumers, whose first warp issues the TMA loads;
         # registers move from it to the consumers (setmaxnreg), within the register file
         self.ws = cfg.warp_specialized
+        self.persistent = cfg.persistent_ctas > 0
         self.cons_threads = 128 * self.n_wg
         self.cons_warps = self.cons_threads // 32
         self.producer_regs = 40
@@ -143,7 +144,8 @@ class Sm90MixedGemm:
         self.kernel(tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, mS, mCS, mG, mBias, mC, mWS, mCnt,
                     mTopkW, mSorted, mExpert, mNumPost, tiled_mma, sA_layout, sB_layout, sS_layout, tiles_m,
                     tiles_n).launch(
-            grid=[tiles_m * tiles_n, 1, self.split_k], block=[self.threads, 1, 1],
+            grid=[cutlass.min(tiles_m * tiles_n, self.cfg.persistent_ctas) if self.persistent else tiles_m * tiles_n,
+                  1, self.split_k], block=[self.threads, 1, 1],
             cluster=[1, 1, self.split_k] if self.cfg.cluster_split_k else None, stream=stream)
 
     @cute.jit
@@ -241,52 +243,122 @@ class Sm90MixedGemm:
             if cutlass.const_expr(self.has_zp):
                 cpasync.prefetch_descriptor(tma_z)
 
-        bid, _, z_idx = cute.arch.block_idx()
-        bm_idx, bn_idx = self.tile_coords(bid, tiles_m, tiles_n)
-        # MoE: the block's expert; blocks past num_tokens_post_padded or of another rank's expert (-1) load and
-        # store nothing. (in range, has an expert, scale-row offset of the expert)
-        moe_st = (True, True, 0)
-        b_tile = bn_idx
-        if cutlass.const_expr(self.moe):
-            expert = mExpert[bm_idx]
-            e_idx = cutlass.max(expert, 0)
-            s_off = 0
-            if cutlass.const_expr(self.group > 0):
-                s_off = e_idx * (cute.size(gA_tma, mode=[1]) // (self.group * self.srows))
-            moe_st = (bm_idx * self.bm < mNumPost[0], expert >= 0, s_off)
-            b_tile = e_idx * tiles_n + bn_idx
-            mCS = mCS[e_idx, None]
-            mG = mG[e_idx, None]
-            mBias = mBias[e_idx, None]
-
-        # ---- shared memory and the TMA pipeline; TMA partitions of this CTA's tiles (k-tile index last)
-        smem, pipe, sA, sB, sS, sZ = self.smem_pipeline(sA_layout, sB_layout, sS_layout)
-        (gA, tAsA, tAgA, tBsB, tBgB, tSsS, tSgS, tZsZ,
-         tZgZ) = self.tile_partitions(tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, sA, sB, sS, sZ,
-                                      bm_idx, bn_idx, b_tile)
-
-        # ---- a producer warpgroup (warp specialization: one warp issues the TMA loads, the others idle with few
-        # registers) and the consumer warpgroups; or all warpgroups consume and warp 0 also produces
-        args = (plan, pipe, smem, tiled_mma, sA, sB, sS, sZ, gA, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS,
-                tSsS, tma_z, tZgZ, tZsZ, tidx, warp_idx, wg, wr, lane, g, bm_idx, bn_idx, z_idx, tiles_n, mS, mCS, mG,
-                mBias, mC, mWS, mCnt, mTopkW, mSorted, moe_st)
-        if cutlass.const_expr(self.ws):
-            if warp_idx >= self.cons_warps:
-                cute.arch.setmaxregister_decrease(self.producer_regs)
-                pipeline.pipeline_init_wait()
-                kt0, k_tiles = self.k_range(gA, z_idx, moe_st)
-                if warp_idx == self.cons_warps:
-                    prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)
-                    for _ in cutlass.range(k_tiles, unroll=1):
-                        self.produce(pipe, prod, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z,
-                                     tZgZ, tZsZ, moe_st[2])
-                        prod.advance()
-                    pipe.producer_tail(prod)
-            else:
-                cute.arch.setmaxregister_increase(self.consumer_regs)
-                self.consume(*args)
+        if cutlass.const_expr(self.persistent):
+            self.persistent_tiles(plan, tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, mCS, mG, mBias,
+                                  mC, mTopkW, tiled_mma, sA_layout, sB_layout, sS_layout, tiles_m, tiles_n, tidx,
+                                  warp_idx, wg, wr, lane, g)
         else:
-            self.consume(*args)
+            bid, _, z_idx = cute.arch.block_idx()
+            bm_idx, bn_idx = self.tile_coords(bid, tiles_m, tiles_n)
+            # MoE: the block's expert; blocks past num_tokens_post_padded or of another rank's expert (-1) load and
+            # store nothing. (in range, has an expert, scale-row offset of the expert)
+            moe_st = (True, True, 0)
+            b_tile = bn_idx
+            if cutlass.const_expr(self.moe):
+                expert = mExpert[bm_idx]
+                e_idx = cutlass.max(expert, 0)
+                s_off = 0
+                if cutlass.const_expr(self.group > 0):
+                    s_off = e_idx * (cute.size(gA_tma, mode=[1]) // (self.group * self.srows))
+                moe_st = (bm_idx * self.bm < mNumPost[0], expert >= 0, s_off)
+                b_tile = e_idx * tiles_n + bn_idx
+                mCS = mCS[e_idx, None]
+                mG = mG[e_idx, None]
+                mBias = mBias[e_idx, None]
+
+            # ---- shared memory and the TMA pipeline; TMA partitions of this CTA's tiles (k-tile index last)
+            smem, pipe, sA, sB, sS, sZ = self.smem_pipeline(sA_layout, sB_layout, sS_layout)
+            (gA, tAsA, tAgA, tBsB, tBgB, tSsS, tSgS, tZsZ,
+             tZgZ) = self.tile_partitions(tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, sA, sB, sS, sZ,
+                                          bm_idx, bn_idx, b_tile)
+
+            # ---- a producer warpgroup (warp specialization: one warp issues the TMA loads, the others idle with few
+            # registers) and the consumer warpgroups; or all warpgroups consume and warp 0 also produces
+            args = (plan, pipe, smem, tiled_mma, sA, sB, sS, sZ, gA, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS,
+                    tSsS, tma_z, tZgZ, tZsZ, tidx, warp_idx, wg, wr, lane, g, bm_idx, bn_idx, z_idx, tiles_n, mS, mCS, mG,
+                    mBias, mC, mWS, mCnt, mTopkW, mSorted, moe_st)
+            if cutlass.const_expr(self.ws):
+                if warp_idx >= self.cons_warps:
+                    cute.arch.setmaxregister_decrease(self.producer_regs)
+                    pipeline.pipeline_init_wait()
+                    kt0, k_tiles = self.k_range(gA, z_idx, moe_st)
+                    if warp_idx == self.cons_warps:
+                        prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)
+                        for _ in cutlass.range(k_tiles, unroll=1):
+                            self.produce(pipe, prod, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z,
+                                         tZgZ, tZsZ, moe_st[2])
+                            prod.advance()
+                        pipe.producer_tail(prod)
+                else:
+                    cute.arch.setmaxregister_increase(self.consumer_regs)
+                    self.consume(*args)
+            else:
+                self.consume(*args)
+
+    @cute.jit
+    def persistent_tiles(self, plan: cutlass.Constexpr, tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma,
+                         mCS, mG, mBias, mC, mTopkW, tiled_mma, sA_layout, sB_layout, sS_layout, tiles_m, tiles_n,
+                         tidx, warp_idx, wg, wr, lane, g):
+        """Persistent grid (`persistent_ctas`): CTA b takes output tiles b, b + grid, ... in the grouped raster.
+        The producer warp runs ahead through the tiles' k-tiles; the pipeline states carry on from tile to tile, so
+        the next tile's first stages load while the consumers finish and store the current one."""
+        bid, _, _ = cute.arch.block_idx()
+        n_ctas, _, _ = cute.arch.grid_dim()
+        n_tiles = tiles_m * tiles_n
+        smem, pipe, sA, sB, sS, sZ = self.smem_pipeline(sA_layout, sB_layout, sS_layout)
+        if warp_idx >= self.cons_warps:
+            cute.arch.setmaxregister_decrease(self.producer_regs)
+            pipeline.pipeline_init_wait()
+            if warp_idx == self.cons_warps:
+                prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)
+                for tile in cutlass.range(bid, n_tiles, n_ctas, unroll=1):
+                    bm_idx, bn_idx = self.tile_coords(tile, tiles_m, tiles_n)
+                    (gA, tAsA, tAgA, tBsB, tBgB, tSsS, tSgS, tZsZ,
+                     tZgZ) = self.tile_partitions(tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, sA,
+                                                  sB, sS, sZ, bm_idx, bn_idx, bn_idx)
+                    prod.reset_count()                 # produce() reads the k-tile index from the count
+                    for _ in cutlass.range(cute.size(gA, mode=[2]), unroll=1):
+                        self.produce(pipe, prod, 0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z,
+                                     tZgZ, tZsZ, 0)
+                        prod.advance()
+                pipe.producer_tail(prod)
+        else:
+            cute.arch.setmaxregister_increase(self.consumer_regs)
+            (tCrB, tCcC, acc, _, rA0, rA1, rAu0, rAu1, b_views, s_view,
+             z_view) = self.consumer_operands(tiled_mma, tidx, sA, sB, sS, sZ)
+            pipeline.pipeline_init_wait()
+            prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)   # (unused)
+            cons = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.stages)
+            rel = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.stages)
+            tiled_mma.set(warpgroup.Field.ACCUMULATE, True)
+            # (the producer arguments of mma_k_tiles are traced but unused with the producer warpgroup)
+            (gA0, tAsA, tAgA, tBsB, tBgB, tSsS, tSgS, tZsZ,
+             tZgZ) = self.tile_partitions(tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, sA, sB, sS, sZ,
+                                          0, 0, 0)
+            k_tiles = cute.size(gA0, mode=[2])
+            M = cute.size(mC, mode=[0])
+            N = cute.size(mC, mode=[1])
+            xs = mTopkW if self.act8 else mG
+            for tile in cutlass.range(bid, n_tiles, n_ctas, unroll=1):
+                bm_idx, bn_idx = self.tile_coords(tile, tiles_m, tiles_n)
+                acc.fill(0 if self.acc_type is cutlass.Int32 else 0.0)
+                cons.reset_count()                     # mma_k_tiles counts this tile's k-tiles from 0
+                rel.reset_count()
+                cons, rel, prod = self.mma_k_tiles(plan, pipe, tiled_mma, acc, tCrB, rA0, rA1, rAu0, rAu1,
+                                                   b_views, s_view, z_view, cons, rel, prod, 0, k_tiles, warp_idx,
+                                                   wg, wr, lane, g, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s,
+                                                   tSgS, tSsS, tma_z, tZgZ, tZsZ, (True, True, 0))
+                warpgroup.wait_group(0)
+                for _ in cutlass.range(cons.count - rel.count, unroll=1):   # free the stages still held
+                    pipe.consumer_release(rel)
+                    rel.advance()
+                out = acc
+                if cutlass.const_expr(self.acc_type is cutlass.Int32):
+                    out = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)      # int8: exact s32 -> fp32
+                    for i in cutlass.range_constexpr(cute.size(acc)):
+                        out[i] = acc[i].to(cutlass.Float32)
+                self.epilogue.store(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M, N, 0, True,
+                                    mG, mCS, mBias, mC, mCS, xs, xs, transposed=True)
 
     @cute.jit
     def k_range(self, gA, z_idx, moe_st):
