@@ -93,6 +93,9 @@ class GemmConfig:
     # wgmma mainloop with the producer warpgroup: a persistent grid of this many CTAs (0 = one CTA per tile) walks
     # the output tiles; the producer loads the next tile's k-tiles while the consumers run the epilogue
     persistent_ctas: int = 0
+    # wgmma mainloop, dense: the epilogue stages each warpgroup's finished tile in shared memory and stores C in
+    # 16-byte row vectors (the transposed accumulators otherwise store 2-byte elements strided by N)
+    staged_store: bool = False
     # sm_90+: split-K across the CTAs of one cluster (1, 1, split_k), partial sums added by CTA 0 through
     # distributed shared memory instead of a global workspace and ticket (both mainloops)
     cluster_split_k: bool = False
@@ -248,6 +251,11 @@ class GemmConfig:
             raise ValueError(f"persistent_ctas must be an int >= 0, got {self.persistent_ctas!r}")
         if self.persistent_ctas and self.mainloop != "sm90":
             raise ValueError("persistent_ctas is an option of the wgmma mainloop (mainloop='sm90')")
+        if self.staged_store:
+            if self.mainloop != "sm90" or self.moe:
+                raise ValueError("staged_store is an option of the dense wgmma kernel (mainloop='sm90', moe=False)")
+            if not ALLOW_UNVERIFIED:
+                raise NotImplementedError("staged_store is built but not yet verified on a GPU; it is not enabled")
         if self.mainloop == "sm90":
             self._validate_sm90(arch)
         elif self.warp_specialized:
@@ -371,6 +379,8 @@ def smem_bytes(cfg: GemmConfig) -> int:
         # the wgmma kernel allocates its scale and zero-point rings (fp16 pairs, >= 1 row) whatever it uses
         s = 2 * max(cfg.scale_rows, 1) * cfg.block_n * 2
         part = cfg.block_m * cfg.block_n * 4 + 16 if cfg.cluster_split_k else 0   # split-K partial (cluster)
+        if cfg.staged_store:
+            part += cfg.block_m * (cfg.block_n + 8 * (cfg.block_n // ATOM_N)) * 2 + 16   # C staging, padded rows
         return cfg.stages * (a + b + s) + 1024 + 16 * cfg.stages + 128 + part   # + alignment, mbarriers, flag
     reduce = (cfg.warps_k - 1) * cfg.block_m * cfg.block_n * 4  # fp32 partial sums of the K-split warps
     if cfg.cluster_split_k:

@@ -210,3 +210,30 @@ def test_sm90_persistent_compiles(monkeypatch, a, b, g, bm, bn, bk):
         GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, persistent_ctas=132).validate()
     with pytest.raises(ValueError, match="int >= 0"):
         GemmConfig(**{**kw, "persistent_ctas": -1}).validate()
+
+
+@pytest.mark.parametrize("bm,bn,ws,pc,split", [(128, 128, False, 0, 1), (256, 128, False, 0, 1), (128, 64, True, 132, 1),
+                                              (64, 64, False, 0, 2)])
+def test_sm90_staged_store_compiles(monkeypatch, bm, bn, ws, pc, split):
+    """staged_store: each warpgroup stages its tile in shared memory, then stores C in 16-byte row vectors
+    (st.global.v4, block_m / 16 per thread) between two named barriers; no spills; refused for MoE, off the wgmma
+    mainloop, and until its GPU test has run."""
+    import humming_cute.config as hconfig
+
+    kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=bm, block_n=bn,
+              block_k=64, warp_m=bm, warp_n=64, warp_k=64, stages=3, arch="sm_90a", mainloop="sm90",
+              warp_specialized=ws, persistent_ctas=pc, split_k=split, has_bias=True, staged_store=True)
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", False)
+    with pytest.raises(NotImplementedError, match="not yet verified"):
+        GemmConfig(**{**kw, "persistent_ctas": 0}).validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    cfg = GemmConfig(**kw).validate()
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    assert len(re.findall(r"st\.global\.v4\.", art.ptx)) == bm // 16
+    assert len(re.findall(r"bar\.sync\s+(%r\d+|[2-5]), 128;", art.ptx)) >= 2
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    with pytest.raises(ValueError, match="dense wgmma kernel"):
+        GemmConfig(**{**kw, "moe": True, "moe_top_k": 2, "warp_specialized": False, "persistent_ctas": 0,
+                      "split_k": 1}).validate()
+    with pytest.raises(ValueError, match="dense wgmma kernel"):
+        GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, staged_store=True).validate()

@@ -89,6 +89,43 @@ class Epilogue:
                     mC[m, n // 2] = out.to(self.c_type)
 
     @cute.jit
+    def store_staged(self, acc, tCcC, m0, n0, M, N, mG, mCS, mBias, mC, mXS, sC, t, bar_id):
+        """One wgmma warpgroup's transposed accumulators (64 weight columns x block_m tokens) -> C through shared
+        memory (`staged_store`): each thread puts its finished values at (token, column) of the warpgroup's
+        staging tile sC (block_m, 64 + 8 padding: the four token rows of one store land in different banks), then
+        8 threads copy one token's 64 columns as 16-byte vectors - 128-byte segments instead of 2-byte stores
+        strided by N. `t`: thread index in the warpgroup; `bar_id`: its named barrier."""
+        gscale = mG[0]
+        for i in cutlass.range_constexpr(cute.size(acc)):
+            coord = tCcC[i]
+            n = cutlass.min(n0 + coord[0], N - 1)      # columns past N are computed and never stored
+            v = acc[i]
+            if cutlass.const_expr(self.token_scale):
+                v = v * mXS[cutlass.min(m0 + coord[1], M - 1)]
+            out = self.scale_bias(v, gscale, n, mCS, mBias)
+            if cutlass.const_expr(self.act_fn is not None):
+                out = self.act_fn(out)
+            sC[coord[1], coord[0]] = out.to(self.c_type)
+        cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)
+        # 16-byte vectors need 16-byte aligned rows of C (C is compact: row stride N); else element stores
+        vec_ok = (N % 8 == 0) & (mC.iterator.toint() % 16 == 0)
+        for r in cutlass.range_constexpr(cute.size(sC, mode=[0]) // 16):
+            row = t // 8 + 16 * r
+            col = (t % 8) * 8
+            m = m0 + row
+            n = n0 + col
+            if m < M:
+                if vec_ok and n + 8 <= N:
+                    src = cute.make_tensor(sC.iterator + row * cute.size(sC, mode=[1]) + col, cute.make_layout(8))
+                    dst = cute.make_tensor((mC.iterator + (m * N + n)).align(16), cute.make_layout(8))
+                    dst.store(src.load())
+                else:
+                    for j in cutlass.range_constexpr(8):
+                        if n + j < N:
+                            mC[m, n + j] = sC[row, col + j]
+        cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # sC is free for the next tile
+
+    @cute.jit
     def store_moe(self, acc, tCcC, m0, n0, N, wk_idx, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW, mXS,
                   transposed: cutlass.Constexpr = False):
         """MoE: tile row r is sorted position m0 + r; its output row is the flat id sorted_token_ids[pos]

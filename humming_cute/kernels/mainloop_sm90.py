@@ -339,6 +339,7 @@ class Sm90MixedGemm:
             M = cute.size(mC, mode=[0])
             N = cute.size(mC, mode=[1])
             xs = mTopkW if self.act8 else mG
+            sC = self.staging_tile(smem, wg) if self.cfg.staged_store else None
             for tile in cutlass.range(bid, n_tiles, n_ctas, unroll=1):
                 bm_idx, bn_idx = self.tile_coords(tile, tiles_m, tiles_n)
                 acc.fill(0 if self.acc_type is cutlass.Int32 else 0.0)
@@ -357,8 +358,20 @@ class Sm90MixedGemm:
                     out = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)      # int8: exact s32 -> fp32
                     for i in cutlass.range_constexpr(cute.size(acc)):
                         out[i] = acc[i].to(cutlass.Float32)
-                self.epilogue.store(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M, N, 0, True,
-                                    mG, mCS, mBias, mC, mCS, xs, xs, transposed=True)
+                if cutlass.const_expr(self.cfg.staged_store):
+                    self.epilogue.store_staged(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M, N,
+                                               mG, mCS, mBias, mC, xs, sC, tidx % 128, 2 + wg)
+                else:
+                    self.epilogue.store(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M, N, 0, True,
+                                        mG, mCS, mBias, mC, mCS, xs, xs, transposed=True)
+
+    @cute.jit
+    def staging_tile(self, smem, wg):
+        """This warpgroup's C staging tile (`staged_store`): block_m token rows of 64 + 8 output columns."""
+        sC = smem.allocate_tensor(self.c_type, cute.make_layout((self.bm, ATOM_N + 8, self.n_wg),
+                                                                stride=(ATOM_N + 8, 1, self.bm * (ATOM_N + 8))),
+                                  byte_alignment=16)
+        return sC[None, None, wg]
 
     @cute.jit
     def k_range(self, gA, z_idx, moe_st):
@@ -500,6 +513,10 @@ class Sm90MixedGemm:
         if cutlass.const_expr(self.moe):
             self.epilogue.store(acc, tCcC, m0, n0, M, N, 0, is_last, mG, mCS, mBias, mC, mSorted, mTopkW, xs,
                                 transposed=True)
+        elif cutlass.const_expr(self.cfg.staged_store):
+            sC = self.staging_tile(smem, wg)
+            if is_last:
+                self.epilogue.store_staged(acc, tCcC, m0, n0, M, N, mG, mCS, mBias, mC, xs, sC, tidx % 128, 2 + wg)
         else:
             self.epilogue.store(acc, tCcC, m0, n0, M, N, 0, is_last, mG, mCS, mBias, mC, mCS, xs, xs,
                                 transposed=True)
