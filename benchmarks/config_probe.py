@@ -39,10 +39,13 @@ p.add_argument("--ws", action="store_true",
 p.add_argument("--persistent", action="store_true",
                help="with --ws: also a persistent grid (one CTA per SM walking the tiles) of every unsplit "
                     "warp-specialized candidate (persistent_ctas; enabled here through config.ALLOW_UNVERIFIED)")
+p.add_argument("--staged", action="store_true",
+               help="also the shared-memory staged C store (staged_store) of every wgmma candidate (with --ws also "
+                    "warp-specialized; enabled here through config.ALLOW_UNVERIFIED)")
 p.add_argument("--cluster", action="store_true",
                help="also cluster split-K (cluster_split_k) for every candidate with split > 1")
 args = p.parse_args()
-if args.persistent:
+if args.persistent or args.staged:
     import humming_cute.config as _hconfig
 
     _hconfig.ALLOW_UNVERIFIED = True
@@ -80,6 +83,17 @@ def candidates(m: int, arch: str):
                         out.append((f"sm90 {bm}x{bn}x{bk} st{cfg.stages} split1 ws persistent",
                                     cfg.with_(warp_specialized=True, persistent_ctas=torch.cuda.get_device_properties(
                                         0).multi_processor_count)))
+                if args.staged:
+                    st = deepest(cfg.with_(staged_store=True))
+                    if st is not None:
+                        out.append((f"sm90 {bm}x{bn}x{bk} st{st.stages} split{split} staged", st))
+                        if args.ws and bn <= 128 and split == 1:
+                            out.append((f"sm90 {bm}x{bn}x{bk} st{st.stages} split1 ws staged",
+                                        st.with_(warp_specialized=True)))
+                            if args.persistent:
+                                out.append((f"sm90 {bm}x{bn}x{bk} st{st.stages} split1 ws persistent staged",
+                                            st.with_(warp_specialized=True, persistent_ctas=torch.cuda.
+                                                     get_device_properties(0).multi_processor_count)))
     if "sm80" in args.families and m <= 128:
         bm = 64 if m <= 64 else 128
         for (bn, bk, wk, wm), split in itertools.product(
