@@ -244,3 +244,22 @@ def test_build_table_arguments():
     for argv in (["--shapes", "10x"], ["--m", "0"], ["--max-candidates", "0"], ["--shapes", ""]):
         with pytest.raises(SystemExit):
             parse_args(argv)
+
+
+def test_candidates_cover_the_sm90_scheduling_options():
+    """On sm_90a the candidates include the producer warpgroup and split-K inside a cluster, and tiles that turn
+    an inherited option off (an unsplit tile of a cluster-split default is not dropped); entries written before
+    those fields existed apply with them off."""
+    from humming_cute.tune.heuristics import default_config
+
+    base = default_config(64, 8192, 8192, a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
+                          arch="sm_90a")
+    assert base.cluster_split_k
+    cands = at.candidate_configs(base, 64, 8192, 8192, max_candidates=400)
+    assert any(c.warp_specialized for c in cands) and any(c.cluster_split_k and c.mainloop == "sm80" for c in cands)
+    assert any(c.mainloop == "sm90" and c.split_k == 1 and not c.cluster_split_k for c in cands)
+    old = {"config": {f: getattr(base, f) for f in at.TUNED_FIELDS if f not in ("warp_specialized",
+                                                                              "cluster_split_k")}}
+    old["config"]["split_k"] = 1
+    got = at.apply_entry(base, old)
+    assert got is not None and not got.cluster_split_k and not got.warp_specialized

@@ -31,7 +31,9 @@ __all__ = ["autotune", "candidate_configs", "lookup", "tuned_config", "apply_ent
 
 #: the config fields an entry stores (the tiling and scheduling); everything else comes from the call
 TUNED_FIELDS = ("block_m", "block_n", "block_k", "warp_m", "warp_n", "warp_k", "stages", "split_k", "mainloop",
-                "two_level_scales")
+                "two_level_scales", "warp_specialized", "cluster_split_k")
+#: scheduling options an entry may lack (written before they existed): off
+_OFF_UNLESS_GIVEN = ("warp_specialized", "cluster_split_k")
 _SCHEMA = 1
 
 
@@ -105,6 +107,8 @@ def _cache() -> TuneCache:
 def apply_entry(base: GemmConfig, entry: dict) -> Optional[GemmConfig]:
     """`base` (the call's default config) with an entry's tiling, if that is valid for the call; else None."""
     fields = {k: v for k, v in entry.get("config", {}).items() if k in TUNED_FIELDS}
+    for k in _OFF_UNLESS_GIVEN:
+        fields.setdefault(k, False)
     try:
         return base.with_(**fields).validate()
     except (ValueError, NotImplementedError, TypeError):
@@ -115,8 +119,9 @@ def candidate_configs(base: GemmConfig, m: int, n_pad: int, k_pad: int, *, num_s
                       max_candidates: int = 40) -> list:
     """Configs to time for a problem whose default config is `base`: `base` first, then tilings of the mma.sync
     mainloop (and of the wgmma mainloop on sm_90a for 16-bit and per-token 8-bit activations) around it -
-    block_n, block_k split across warps, stages, split-K - each validated and fitting shared memory, without
-    duplicates, at most `max_candidates` in all. wgmma tiles from M = 32 on (their token tile is at least 64)."""
+    block_n, block_k split across warps, stages, split-K (on sm_90 also inside a cluster), the wgmma kernel's
+    producer warpgroup - each validated and fitting shared memory, without duplicates, at most `max_candidates` in
+    all. wgmma tiles from M = 32 on (their token tile is at least 64)."""
     arch = get_arch(base.arch)
     limit = arch.smem_per_block_bytes
     seen = {base}
@@ -158,9 +163,11 @@ def candidate_configs(base: GemmConfig, m: int, n_pad: int, k_pad: int, *, num_s
                     continue
                 if split > 1 and ((k_pad // bk) % split or k_pad // bk // split < 2):
                     continue
-                cfg = deepest(sm80.with_(block_n=bn, block_k=bk, warp_k=wk, split_k=split, stages=2), 4)
-                if cfg is not None:
-                    add(cfg, sm80_list)
+                for cluster in ((False, True) if split > 1 and arch.sm >= 90 else (False,)):
+                    cfg = deepest(sm80.with_(block_n=bn, block_k=bk, warp_k=wk, split_k=split, stages=2,
+                                             cluster_split_k=cluster), 4)
+                    if cfg is not None:
+                        add(cfg, sm80_list)
     if arch.sm == 90 and m >= 32 and (base.a_dtype in ("float16", "bfloat16")
                                       or (base.a_dtype in ACT8_TYPES and base.act_group_size == 0)):
         for bm in (b for b in (64, 128, 256) if b <= max(64, 2 * m)):
@@ -169,15 +176,20 @@ def candidate_configs(base: GemmConfig, m: int, n_pad: int, k_pad: int, *, num_s
                     for split in (1, 2):
                         if n_pad % bn or k_pad % bk or not small_grid(bm, bn, split) or (k_pad // bk) % split:
                             continue
-                        cfg = base.with_(block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_n=64, warp_k=bk,
-                                         split_k=split, mainloop="sm90", two_level_scales=False, stages=2,
-                                         activation="none", custom_activation=None, glu=False)
-                        cfg = deepest(cfg, 8)
-                        if cfg is not None:
-                            add(cfg, sm90_list)
+                        # plain, with the producer warpgroup, and (split) with the split inside a cluster
+                        for ws, cluster in ((False, False), (True, False), (False, split > 1)):
+                            cfg = base.with_(block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_n=64, warp_k=bk,
+                                             split_k=split, mainloop="sm90", two_level_scales=False, stages=2,
+                                             activation="none", custom_activation=None, glu=False,
+                                             warp_specialized=ws, cluster_split_k=cluster)
+                            cfg = deepest(cfg, 8)
+                            if cfg is not None:
+                                add(cfg, sm90_list)
     # the default's own mainloop first, so a small max_candidates keeps the likelier winners
-    rest = sm90_list + sm80_list if base.mainloop == "sm90" else sm80_list + sm90_list
-    out = [base] + rest
+    own, other = (sm90_list, sm80_list) if base.mainloop == "sm90" else (sm80_list, sm90_list)
+    keep_other = min(len(other), max(1, (max_candidates - 1) // 4))   # at least a quarter for the other mainloop
+    n_own = min(len(own), max(0, max_candidates - 1 - keep_other))
+    out = [base] + own[:n_own] + other[:max(0, max_candidates - 1 - n_own)]
     return out[:max_candidates]
 
 
