@@ -142,8 +142,7 @@ def moe_align_block_size(topk_ids: torch.Tensor, block_m: int, num_experts: int,
     checked here (that would need a device sync); they are dropped from every run.
 
     `impl`: "torch" (the op sequence, any device), "kernel" (the single-CTA CuTe DSL kernel, CUDA only) or "auto"
-    (the kernel on CUDA once it is enabled - it is built and compile-checked, and waits for its GPU test - else
-    torch)."""
+    (the kernel on CUDA tensors when the expert count fits its shared memory, else torch)."""
     if not isinstance(topk_ids, torch.Tensor) or topk_ids.dim() != 2 or topk_ids.is_floating_point():
         raise ValueError("topk_ids must be an integer tensor [M, top_k]")
     if not isinstance(block_m, int) or block_m <= 0:

@@ -351,8 +351,9 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
     if config.mainloop == "sm90":
         # the wgmma kernel loads whole activation tiles by TMA: gather x's rows into sorted order first (padding
         # positions take the last row; the epilogue skips them)
-        src = sorted_token_ids.long() if is_down else sorted_token_ids.long() // top_k
-        xk = xk.index_select(0, src.clamp_max(xk.shape[0] - 1))
+        from .moe_gather import gather_sorted_rows
+
+        xk = gather_sorted_rows(xk, sorted_token_ids, num_tokens_post_padded, top_k, is_down)
     e = weight.packed.shape[0]
     dummy_s = _dummy(dev, torch.int32, 32 * e).view(e, 1, 32)
     with _on_device(dev):

@@ -158,3 +158,28 @@ def test_moe_n_major_grid_compiles(monkeypatch):
         default_moe_config(64, 1536, 2048, **kw).with_(moe_n_major=True).validate()
     with pytest.raises(ValueError, match="need moe=True"):
         GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, moe_n_major=True).validate()
+
+
+@pytest.mark.parametrize("down", [False, True])
+def test_gather_sorted_rows(down):
+    """The wgmma MoE path's activation gather (torch path on the CPU): row p is x[id // top_k] (x[id] down),
+    padding ids take x's last row; the gather kernel compiles for sm_90a with 16-byte loads and stores."""
+    import re
+
+    from humming_cute.kernels.moe_gather import MoeGatherKernel
+    from humming_cute.kernels.moe_gather import fake_operands as gather_operands
+    from humming_cute.moe_gather import MoeGatherConfig, gather_sorted_rows
+
+    gen = torch.Generator().manual_seed(5)
+    tokens, top_k, e = 9, 2, 4
+    ids = torch.stack([torch.randperm(e, generator=gen)[:top_k] for _ in range(tokens)]).to(torch.int32)
+    sorted_ids, _, num_post = hc.moe_align_block_size(ids, 16, e)
+    x = torch.randn(tokens * top_k if down else tokens, 64, generator=gen)
+    got = gather_sorted_rows(x, sorted_ids, num_post, top_k, down)
+    for p, t in enumerate(sorted_ids.tolist()):
+        row = (t if down else t // top_k) if t < tokens * top_k else x.shape[0] - 1
+        assert torch.equal(got[p], x[row])
+    cfg = MoeGatherConfig("float16", top_k, down, "sm_90a")
+    art = compile_for_arch(MoeGatherKernel(cfg), *gather_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    assert re.search(r"ld\.global(\.nc)?\.v4", art.ptx) and "st.global.v4" in art.ptx
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0

@@ -313,3 +313,38 @@ def test_moe_cluster_split_k(monkeypatch, fmt, experts, top_k, tokens, down, ske
     tol = 2e-3 if a_dtype == torch.float16 else 1e-2
     rel = ((y.float() - ref).norm() / ref.norm().clamp_min(1e-6)).item()
     assert rel < tol, f"relative error {rel:.3e} (config {cfg})"
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("experts,top_k,tokens,k,down", [(128, 8, 1, 2048, False), (8, 2, 300, 4096, True),
+                                                         (64, 8, 37, 520, False), (8, 1, 2000, 768, True)])
+def test_moe_gather_kernel(monkeypatch, dtype, experts, top_k, tokens, k, down):
+    """The gather kernel of the wgmma MoE path writes the same rows as the torch ops below num_tokens_post_padded
+    (padding ids: x's last row), and the MoE GEMM through it gives the same bits. Built and compile-checked;
+    enabled here (config.ALLOW_UNVERIFIED) for its GPU run."""
+    import humming_cute.config as hconfig
+    from humming_cute.config import GemmConfig
+    from humming_cute.moe_gather import gather_sorted_rows
+
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the gather feeds the wgmma mainloop (sm_90)")
+    gen = torch.Generator().manual_seed(tokens + k)
+    ids = _routing(tokens, experts, top_k, False, gen).cuda()
+    sorted_ids, expert_ids, num_post = hc.moe_align_block_size(ids, 64, experts)
+    x = torch.randn(tokens * top_k if down else tokens, k, generator=gen).to("cuda", dtype)
+    want = gather_sorted_rows(x, sorted_ids, num_post, top_k, down)            # torch ops (gate closed)
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    got = gather_sorted_rows(x, sorted_ids, num_post, top_k, down)
+    n = int(num_post.item())
+    assert torch.equal(got[:n], want[:n])
+    if k % 64 == 0:
+        a_name = "float16" if dtype == torch.float16 else "bfloat16"
+        qw = quantize_weight(torch.randn(experts, 256, k, generator=gen).cuda(), "uint4", 128)
+        pw = hc.prepare_weight(qw, a_name)
+        cfg = GemmConfig(a_dtype=a_name, b_dtype="uint4", c_dtype=a_name, group_size=128, block_m=64, block_n=128,
+                         block_k=64, warp_m=64, warp_n=64, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90",
+                         moe=True, moe_top_k=top_k, moe_down=down).validate()
+        y1 = hc.moe_gemm(x, pw, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=64, is_down=down, config=cfg)
+        monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", False)
+        y0 = hc.moe_gemm(x, pw, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=64, is_down=down, config=cfg)
+        assert torch.equal(y1, y0)
