@@ -9,13 +9,12 @@ for any routing: a sequence of torch ops (any device), and one single-CTA CuTe D
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
-from .runtime.compile import KernelCache
+from .runtime.compile import KernelCache, compile_aux
 
 __all__ = ["moe_align_block_size", "kernel_threads", "compile_moe_align", "align_smem_words", "MoeAlignConfig",
            "IMPLS"]
@@ -70,19 +69,9 @@ def kernel_threads(numel: int, num_experts: int, arch: str) -> Optional[int]:
 def compile_moe_align(cfg):
     """Compile a `MoeAlignConfig` for its arch (no GPU needed); the TVM-FFI callable
     f(ids, sorted_ids, expert_ids, num_post, expert_map)."""
-    import cutlass.cute as cute
-
-    from .arch import dsl_target
     from .kernels.moe_align import MoeAlignKernel, fake_operands
-    from .runtime.compile import target_arch
 
-    target = dsl_target(cfg.arch)
-    with target_arch(target):
-        t0 = time.perf_counter()
-        compiled = cute.compile(MoeAlignKernel(cfg), *fake_operands(cfg),
-                                options=f"--gpu-arch {target} --enable-tvm-ffi")
-        _KERNELS.record(time.perf_counter() - t0)
-    return compiled
+    return compile_aux(MoeAlignKernel(cfg), fake_operands(cfg), cfg.arch, _KERNELS)
 
 
 def _use_kernel(impl: str, topk_ids: torch.Tensor) -> bool:

@@ -6,13 +6,12 @@ past num_tokens_post_padded and replaces the op chain by one launch. Both are CU
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
 
 from . import config as _config
-from .runtime.compile import KernelCache
+from .runtime.compile import KernelCache, compile_aux
 
 __all__ = ["gather_sorted_rows", "MoeGatherConfig", "compile_moe_gather"]
 
@@ -34,19 +33,9 @@ class MoeGatherConfig:
 
 def compile_moe_gather(cfg: MoeGatherConfig):
     """Compile a `MoeGatherConfig` for its arch (no GPU needed): f(x, sorted_ids, num_post, out)."""
-    import cutlass.cute as cute
-
-    from .arch import dsl_target
     from .kernels.moe_gather import MoeGatherKernel, fake_operands
-    from .runtime.compile import target_arch
 
-    target = dsl_target(cfg.arch)
-    with target_arch(target):
-        t0 = time.perf_counter()
-        compiled = cute.compile(MoeGatherKernel(cfg), *fake_operands(cfg),
-                                options=f"--gpu-arch {target} --enable-tvm-ffi")
-        _KERNELS.record(time.perf_counter() - t0)
-    return compiled
+    return compile_aux(MoeGatherKernel(cfg), fake_operands(cfg), cfg.arch, _KERNELS)
 
 
 def _kernel_ok(x: torch.Tensor) -> bool:

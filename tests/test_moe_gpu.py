@@ -222,9 +222,26 @@ def test_moe_wgmma(fmt, experts, top_k, tokens, block_m, bn, down, skewed, ws):
 
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
+    def config(pw, a_name, has_bias):
+        bk = 64 if 0 < pw.group_size < 128 else 128
+        cfg = GemmConfig(a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name, group_size=pw.group_size,
+                         has_bias=has_bias, block_m=block_m, block_n=bn, block_k=bk, warp_m=block_m, warp_n=64,
+                         warp_k=bk, stages=4, arch="sm_90a", mainloop="sm90", moe=True, moe_top_k=top_k,
+                         moe_down=down, moe_mul_topk_weights=down, warp_specialized=ws)
+        while smem_bytes(cfg) > get_arch("sm_90a").smem_per_block_bytes:    # 8-bit weights, 256-wide tiles
+            cfg = cfg.with_(stages=cfg.stages - 1)
+        return cfg.validate()
+
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, 512 if bn == 256 else 384, 512, block_m,
+                  tokens + experts + block_m, config)
+
+
+def _check_routed(fmt, experts, top_k, tokens, down, skewed, n, k, block_m, seed, make_config):
+    """Random weights of format `fmt` and a routing (every third expert on another rank when `skewed`), the MoE
+    GEMM with make_config(prepared weight, activation dtype name, has_bias) against the reference: every routed
+    row written, rows of other ranks' experts untouched, routing weights and bias (odd token counts) applied."""
     b_dtype, group, scale_dtype, gscale, a_dtype = fmt
-    gen = torch.Generator().manual_seed(tokens + experts + block_m)
-    n, k = (512 if bn == 256 else 384), 512
+    gen = torch.Generator().manual_seed(seed)
     qw = quantize_weight(torch.randn(experts, n, k, generator=gen).cuda(), b_dtype, group, scale_dtype,
                          global_scale=gscale)
     a_name = "float16" if a_dtype == torch.float16 else "bfloat16"
@@ -238,14 +255,7 @@ def test_moe_wgmma(fmt, experts, top_k, tokens, block_m, bn, down, skewed, ws):
     x = torch.randn(tokens * top_k if down else tokens, k, generator=gen).to("cuda", a_dtype)
     topk_w = torch.rand(tokens, top_k, generator=gen).cuda()
     bias = torch.randn(experts, n, generator=gen).to("cuda", a_dtype) if tokens % 2 else None
-    bk = 64 if 0 < group < 128 else 128
-    cfg = GemmConfig(a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name, group_size=pw.group_size,
-                     has_bias=bias is not None, block_m=block_m, block_n=bn, block_k=bk, warp_m=block_m, warp_n=64,
-                     warp_k=bk, stages=4, arch="sm_90a", mainloop="sm90", moe=True, moe_top_k=top_k,
-                     moe_down=down, moe_mul_topk_weights=down, warp_specialized=ws)
-    while smem_bytes(cfg) > get_arch("sm_90a").smem_per_block_bytes:    # 8-bit weights, 256-wide tiles
-        cfg = cfg.with_(stages=cfg.stages - 1)
-    cfg = cfg.validate()
+    cfg = make_config(pw, a_name, bias is not None)
     out = torch.full((tokens, top_k, n), float("nan"), device="cuda", dtype=a_dtype)
     if emap is not None:
         out.zero_()
@@ -255,6 +265,9 @@ def test_moe_wgmma(fmt, experts, top_k, tokens, block_m, bn, down, skewed, ws):
                              topk_weights=topk_w, mul_topk_weights=down, is_down=down, bias=bias,
                              out_dtype=torch.float32)
     assert not torch.isnan(y).any(), "an output row was never written"
+    if emap is not None:
+        off = (emap[ids.long()] < 0).reshape(tokens, top_k)
+        assert (y[off] == 0).all(), "a row of another rank's expert was written"
     tol = 2e-3 if a_dtype == torch.float16 else 1e-2
     rel = ((y.float() - ref).norm() / ref.norm().clamp_min(1e-6)).item()
     assert rel < tol, f"relative error {rel:.3e} (config {cfg})"
@@ -277,42 +290,14 @@ def test_moe_cluster_split_k(monkeypatch, fmt, experts, top_k, tokens, down, ske
     if split > 1 and torch.cuda.get_device_capability() < (9, 0):
         pytest.skip("thread-block clusters need sm_90+")
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
-    b_dtype, group, scale_dtype, gscale, a_dtype = fmt
-    gen = torch.Generator().manual_seed(experts + 31 * tokens + split)
-    n, k = 256, 1536
-    qw = quantize_weight(torch.randn(experts, n, k, generator=gen).cuda(), b_dtype, group, scale_dtype,
-                         global_scale=gscale)
-    a_name = "float16" if a_dtype == torch.float16 else "bfloat16"
-    pw = hc.prepare_weight(qw, a_name)
-    ids = _routing(tokens, experts, top_k, skewed, gen).cuda()
-    emap = None
-    if skewed:
-        emap = torch.arange(experts, dtype=torch.int32, device="cuda")
-        emap[::3] = -1
-    block_m = 16
-    sorted_ids, expert_ids, num_post = hc.moe_align_block_size(ids, block_m, experts, emap)
-    x = torch.randn(tokens * top_k if down else tokens, k, generator=gen).to("cuda", a_dtype)
-    topk_w = torch.rand(tokens, top_k, generator=gen).cuda()
-    bias = torch.randn(experts, n, generator=gen).to("cuda", a_dtype) if tokens % 2 else None
-    cfg = default_moe_config(block_m, pw.n_pad, pw.k_pad, a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name,
-                             group_size=pw.group_size, arch=device_target(x.device), has_bias=bias is not None,
-                             top_k=top_k, is_down=down, mul_topk_weights=down)
-    cfg = cfg.with_(split_k=split, cluster_split_k=split > 1, moe_n_major=n_major).validate()
-    out = torch.full((tokens, top_k, n), float("nan"), device="cuda", dtype=a_dtype)
-    if emap is not None:
-        out.zero_()
-    y = hc.moe_gemm(x, pw, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=block_m, topk_weights=topk_w,
-                    mul_topk_weights=down, is_down=down, bias=bias, out=out, config=cfg)
-    ref = reference_moe_gemm(x, qw, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=block_m,
-                             topk_weights=topk_w, mul_topk_weights=down, is_down=down, bias=bias,
-                             out_dtype=torch.float32)
-    assert not torch.isnan(y).any(), "an output row was never written"
-    if emap is not None:
-        off = (emap[ids.long()] < 0).reshape(tokens, top_k)
-        assert (y[off] == 0).all(), "a row of another rank's expert was written"
-    tol = 2e-3 if a_dtype == torch.float16 else 1e-2
-    rel = ((y.float() - ref).norm() / ref.norm().clamp_min(1e-6)).item()
-    assert rel < tol, f"relative error {rel:.3e} (config {cfg})"
+
+    def config(pw, a_name, has_bias):
+        cfg = default_moe_config(16, pw.n_pad, pw.k_pad, a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name,
+                                 group_size=pw.group_size, arch=device_target(torch.device("cuda")),
+                                 has_bias=has_bias, top_k=top_k, is_down=down, mul_topk_weights=down)
+        return cfg.with_(split_k=split, cluster_split_k=split > 1, moe_n_major=n_major).validate()
+
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, 256, 1536, 16, experts + 31 * tokens + split, config)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

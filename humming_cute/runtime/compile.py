@@ -95,6 +95,21 @@ def fake_operands(cfg: GemmConfig):
             make_fake_stream(use_tvm_ffi_env_stream=True))
 
 
+def compile_aux(kernel, operands, arch: str, cache: "KernelCache"):
+    """Compile a helper kernel (alignment, gather) for `arch` with its fake operands through TVM-FFI, recording
+    the compile time in `cache`'s statistics."""
+    import cutlass.cute as cute
+
+    from ..arch import dsl_target
+
+    target = dsl_target(arch)
+    with target_arch(target):
+        t0 = time.perf_counter()
+        compiled = cute.compile(kernel, *operands, options=f"--gpu-arch {target} --enable-tvm-ffi")
+        cache.record(time.perf_counter() - t0)
+    return compiled
+
+
 @contextlib.contextmanager
 def target_arch(target: str):
     """Name the DSL target in CUTE_DSL_ARCH for the duration (ops built outside cute.compile read it)."""
