@@ -41,6 +41,9 @@ p.add_argument("--wgmma", action="store_true",
                     "and without the producer warpgroup)")
 p.add_argument("--budget-s", type=float, default=1e9, help="seconds of sweeping per problem")
 p.add_argument("--match", default="", help="only candidates whose printed name matches this regex")
+p.add_argument("--persistent", action="store_true",
+               help="with --wgmma: also a persistent grid (one CTA per SM) of every producer-warpgroup candidate "
+                    "(persistent_ctas; enabled here through config.ALLOW_UNVERIFIED)")
 p.add_argument("--n-major", action="store_true",
                help="also the weight-tile-major grid (moe_n_major) of every mma.sync candidate (enabled here "
                     "through config.ALLOW_UNVERIFIED)")
@@ -49,7 +52,7 @@ p.add_argument("--cluster-split", default="",
                     "enabled here through config.ALLOW_UNVERIFIED)")
 args = p.parse_args()
 splits = [int(v) for v in args.cluster_split.split(",") if v]
-if splits or args.n_major:
+if splits or args.n_major or args.persistent:
     import humming_cute.config as _hconfig
 
     _hconfig.ALLOW_UNVERIFIED = True
@@ -127,6 +130,8 @@ for preset in args.presets.split(","):
                                     if cfg.mainloop == "sm80" and (pw.k_pad // cfg.block_k) % sp == 0]
                 if args.n_major and cfg.mainloop == "sm80":
                     variants += [v.with_(moe_n_major=True) for v in variants]
+                if args.persistent and cfg.warp_specialized:
+                    variants.append(cfg.with_(persistent_ctas=torch.cuda.get_device_properties(0).multi_processor_count))
                 for cfg in variants:
                     try:
                         cfg = cfg.validate()
@@ -135,7 +140,7 @@ for preset in args.presets.split(","):
                     name = (f"{cfg.mainloop}{' ws' if cfg.warp_specialized else ''} bm{bm} bn{bn} bk{bk} "
                             f"wm{cfg.warp_m} warps{cfg.num_threads // 32} st{cfg.stages}"
                             f"{f' cluster-split{cfg.split_k}' if cfg.split_k > 1 else ''}"
-                            f"{' n-major' if cfg.moe_n_major else ''}")
+                            f"{' n-major' if cfg.moe_n_major else ''}{' persistent' if cfg.persistent_ctas else ''}")
                     if args.match and not re.search(args.match, name):
                         continue
                     try:

@@ -357,10 +357,10 @@ class GemmConfig:
         if self.persistent_ctas:
             two_level = self.act_bits == 8 and (self.group_size > 0 or (self.a_dtype != "int8"
                                                                         and not self.fp8_fast_accum))
-            if not self.warp_specialized or self.split_k != 1 or self.moe or two_level:
-                raise ValueError("persistent_ctas takes the producer warpgroup (warp_specialized=True), split_k=1, "
-                                 "a dense GEMM and one accumulator (16-bit activations, or 8-bit ones with channel "
-                                 "scales and fp8_fast_accum)")
+            if not self.warp_specialized or self.split_k != 1 or two_level:
+                raise ValueError("persistent_ctas takes the producer warpgroup (warp_specialized=True), split_k=1 "
+                                 "and one accumulator (16-bit activations, or 8-bit ones with channel scales and "
+                                 "fp8_fast_accum)")
             if not ALLOW_UNVERIFIED:
                 raise NotImplementedError("persistent_ctas is built but not yet verified on a GPU; it is not "
                                           "enabled")

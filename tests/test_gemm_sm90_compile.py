@@ -185,8 +185,8 @@ def test_sm90_cluster_split_k_compiles(bm, bn, bk, split):
                                           ("bfloat16", "int8", 0, 256, 64, 64), ("float8e4m3", "int4", 0, 128, 128, 128)])
 def test_sm90_persistent_compiles(monkeypatch, a, b, g, bm, bn, bk):
     """persistent_ctas: the grid is min(tiles, persistent_ctas) and each CTA strides over the tiles (%nctaid),
-    with the producer warpgroup; no spills; refused without the producer warpgroup, with split-K, for MoE, for
-    two-level 8-bit accumulation, off the wgmma mainloop, and until its GPU test has run."""
+    with the producer warpgroup, dense and MoE; no spills; refused without the producer warpgroup, with split-K,
+    for two-level 8-bit accumulation, off the wgmma mainloop, and until its GPU test has run."""
     import humming_cute.config as hconfig
 
     kw = dict(a_dtype=a, b_dtype=b, c_dtype="bfloat16" if a == "bfloat16" else "float16", group_size=g,
@@ -201,13 +201,15 @@ def test_sm90_persistent_compiles(monkeypatch, a, b, g, bm, bn, bk):
     assert "wgmma.mma_async" in art.ptx and sum(r.spill_bytes for r in art.ptxas.values()) == 0
     bads = [dict(warp_specialized=False), dict(split_k=2),
             dict(a_dtype="float8e4m3", b_dtype="uint4", group_size=128, block_m=128, warp_m=128, c_dtype="float16")]
-    if a in ("float16", "bfloat16"):
-        bads.append(dict(moe=True, moe_top_k=2))
     for bad in bads:
         with pytest.raises(ValueError, match="persistent_ctas takes"):
             GemmConfig(**{**kw, **bad}).validate()
     with pytest.raises(ValueError, match="option of the wgmma mainloop"):
         GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, persistent_ctas=132).validate()
+    if a in ("float16", "bfloat16"):     # the MoE GEMM too: each tile looks up its block's expert
+        moe = GemmConfig(**{**kw, "moe": True, "moe_top_k": 2, "block_n": 64}).validate()
+        art = compile_for_arch(Sm90MixedGemm(moe), *fake_operands(moe), arch="sm_90a", options="--enable-tvm-ffi")
+        assert "%nctaid.x" in art.ptx and sum(r.spill_bytes for r in art.ptxas.values()) == 0
     with pytest.raises(ValueError, match="int >= 0"):
         GemmConfig(**{**kw, "persistent_ctas": -1}).validate()
 

@@ -245,23 +245,15 @@ class Sm90MixedGemm:
 
         if cutlass.const_expr(self.persistent):
             self.persistent_tiles(plan, tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, mCS, mG, mBias,
-                                  mC, mTopkW, tiled_mma, sA_layout, sB_layout, sS_layout, tiles_m, tiles_n, tidx,
-                                  warp_idx, wg, wr, lane, g)
+                                  mC, mTopkW, mSorted, mExpert, mNumPost, tiled_mma, sA_layout, sB_layout, sS_layout,
+                                  tiles_m, tiles_n, tidx, warp_idx, wg, wr, lane, g)
         else:
             bid, _, z_idx = cute.arch.block_idx()
             bm_idx, bn_idx = self.tile_coords(bid, tiles_m, tiles_n)
             # MoE: the block's expert; blocks past num_tokens_post_padded or of another rank's expert (-1) load and
             # store nothing. (in range, has an expert, scale-row offset of the expert)
-            moe_st = (True, True, 0)
-            b_tile = bn_idx
+            moe_st, b_tile, e_idx = self.moe_block(mExpert, mNumPost, gA_tma, bm_idx, bn_idx, tiles_n)
             if cutlass.const_expr(self.moe):
-                expert = mExpert[bm_idx]
-                e_idx = cutlass.max(expert, 0)
-                s_off = 0
-                if cutlass.const_expr(self.group > 0):
-                    s_off = e_idx * (cute.size(gA_tma, mode=[1]) // (self.group * self.srows))
-                moe_st = (bm_idx * self.bm < mNumPost[0], expert >= 0, s_off)
-                b_tile = e_idx * tiles_n + bn_idx
                 mCS = mCS[e_idx, None]
                 mG = mG[e_idx, None]
                 mBias = mBias[e_idx, None]
@@ -297,11 +289,13 @@ class Sm90MixedGemm:
 
     @cute.jit
     def persistent_tiles(self, plan: cutlass.Constexpr, tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma,
-                         mCS, mG, mBias, mC, mTopkW, tiled_mma, sA_layout, sB_layout, sS_layout, tiles_m, tiles_n,
-                         tidx, warp_idx, wg, wr, lane, g):
+                         mCS, mG, mBias, mC, mTopkW, mSorted, mExpert, mNumPost, tiled_mma, sA_layout, sB_layout,
+                         sS_layout, tiles_m, tiles_n, tidx, warp_idx, wg, wr, lane, g):
         """Persistent grid (`persistent_ctas`): CTA b takes output tiles b, b + grid, ... in the grouped raster.
         The producer warp runs ahead through the tiles' k-tiles; the pipeline states carry on from tile to tile, so
-        the next tile's first stages load while the consumers finish and store the current one."""
+        the next tile's first stages load while the consumers finish and store the current one. MoE: each tile
+        looks up its block's expert (blocks past num_tokens_post_padded or of another rank's expert take no
+        k-tiles and store nothing)."""
         bid, _, _ = cute.arch.block_idx()
         n_ctas, _, _ = cute.arch.grid_dim()
         n_tiles = tiles_m * tiles_n
@@ -313,13 +307,15 @@ class Sm90MixedGemm:
                 prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)
                 for tile in cutlass.range(bid, n_tiles, n_ctas, unroll=1):
                     bm_idx, bn_idx = self.tile_coords(tile, tiles_m, tiles_n)
+                    moe_st, b_tile, _ = self.moe_block(mExpert, mNumPost, gA_tma, bm_idx, bn_idx, tiles_n)
                     (gA, tAsA, tAgA, tBsB, tBgB, tSsS, tSgS, tZsZ,
                      tZgZ) = self.tile_partitions(tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, sA,
-                                                  sB, sS, sZ, bm_idx, bn_idx, bn_idx)
+                                                  sB, sS, sZ, bm_idx, bn_idx, b_tile)
+                    _, k_tiles = self.k_range(gA, 0, moe_st)
                     prod.reset_count()                 # produce() reads the k-tile index from the count
-                    for _ in cutlass.range(cute.size(gA, mode=[2]), unroll=1):
+                    for _ in cutlass.range(k_tiles, unroll=1):
                         self.produce(pipe, prod, 0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z,
-                                     tZgZ, tZsZ, 0)
+                                     tZgZ, tZsZ, moe_st[2])
                         prod.advance()
                 pipe.producer_tail(prod)
         else:
@@ -335,13 +331,14 @@ class Sm90MixedGemm:
             (gA0, tAsA, tAgA, tBsB, tBgB, tSsS, tSgS, tZsZ,
              tZgZ) = self.tile_partitions(tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, sA, sB, sS, sZ,
                                           0, 0, 0)
-            k_tiles = cute.size(gA0, mode=[2])
             M = cute.size(mC, mode=[0])
             N = cute.size(mC, mode=[1])
             xs = mTopkW if self.act8 else mG
             sC = self.staging_tile(smem, wg) if self.cfg.staged_store else None
             for tile in cutlass.range(bid, n_tiles, n_ctas, unroll=1):
                 bm_idx, bn_idx = self.tile_coords(tile, tiles_m, tiles_n)
+                moe_st, _, e_idx = self.moe_block(mExpert, mNumPost, gA_tma, bm_idx, bn_idx, tiles_n)
+                _, k_tiles = self.k_range(gA0, 0, moe_st)
                 acc.fill(0 if self.acc_type is cutlass.Int32 else 0.0)
                 cons.reset_count()                     # mma_k_tiles counts this tile's k-tiles from 0
                 rel.reset_count()
@@ -358,12 +355,33 @@ class Sm90MixedGemm:
                     out = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)      # int8: exact s32 -> fp32
                     for i in cutlass.range_constexpr(cute.size(acc)):
                         out[i] = acc[i].to(cutlass.Float32)
-                if cutlass.const_expr(self.cfg.staged_store):
+                if cutlass.const_expr(self.moe):
+                    self.epilogue.store(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M, N, 0,
+                                        moe_st[1], mG[e_idx, None], mCS[e_idx, None], mBias[e_idx, None], mC,
+                                        mSorted, mTopkW, xs, transposed=True)
+                elif cutlass.const_expr(self.cfg.staged_store):
                     self.epilogue.store_staged(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M, N,
                                                mG, mCS, mBias, mC, xs, sC, tidx % 128, 2 + wg)
                 else:
                     self.epilogue.store(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M, N, 0, True,
                                         mG, mCS, mBias, mC, mCS, xs, xs, transposed=True)
+
+    @cute.jit
+    def moe_block(self, mExpert, mNumPost, gA_tma, bm_idx, bn_idx, tiles_n):
+        """-> ((in range, has an expert, scale-row offset), weight tile, expert index) of block row bm_idx; a dense
+        GEMM's block is always in range with weight tile bn_idx."""
+        moe_st = (True, True, 0)
+        b_tile = bn_idx
+        e_idx = 0
+        if cutlass.const_expr(self.moe):
+            expert = mExpert[bm_idx]
+            e_idx = cutlass.max(expert, 0)
+            s_off = 0
+            if cutlass.const_expr(self.group > 0):
+                s_off = e_idx * (cute.size(gA_tma, mode=[1]) // (self.group * self.srows))
+            moe_st = (bm_idx * self.bm < mNumPost[0], expert >= 0, s_off)
+            b_tile = e_idx * tiles_n + bn_idx
+        return moe_st, b_tile, e_idx
 
     @cute.jit
     def staging_tile(self, smem, wg):
