@@ -131,7 +131,8 @@ for preset in args.presets.split(","):
                 if args.n_major and cfg.mainloop == "sm80":
                     variants += [v.with_(moe_n_major=True) for v in variants]
                 if args.persistent and cfg.warp_specialized:
-                    variants.append(cfg.with_(persistent_ctas=torch.cuda.get_device_properties(0).multi_processor_count))
+                    sms = torch.cuda.get_device_properties(0).multi_processor_count
+                    variants.append(cfg.with_(persistent_ctas=sms))
                 for cfg in variants:
                     try:
                         cfg = cfg.validate()

@@ -182,7 +182,8 @@ def test_sm90_cluster_split_k_compiles(bm, bn, bk, split):
 
 
 @pytest.mark.parametrize("a,b,g,bm,bn,bk", [("float16", "uint4", 128, 128, 128, 128),
-                                          ("bfloat16", "int8", 0, 256, 64, 64), ("float8e4m3", "int4", 0, 128, 128, 128)])
+                                          ("bfloat16", "int8", 0, 256, 64, 64),
+                                          ("float8e4m3", "int4", 0, 128, 128, 128)])
 def test_sm90_persistent_compiles(monkeypatch, a, b, g, bm, bn, bk):
     """persistent_ctas: the grid is min(tiles, persistent_ctas) and each CTA strides over the tiles (%nctaid),
     with the producer warpgroup, dense and MoE; no spills; refused without the producer warpgroup, with split-K,
@@ -214,8 +215,8 @@ def test_sm90_persistent_compiles(monkeypatch, a, b, g, bm, bn, bk):
         GemmConfig(**{**kw, "persistent_ctas": -1}).validate()
 
 
-@pytest.mark.parametrize("bm,bn,ws,pc,split", [(128, 128, False, 0, 1), (256, 128, False, 0, 1), (128, 64, True, 132, 1),
-                                              (64, 64, False, 0, 2)])
+@pytest.mark.parametrize("bm,bn,ws,pc,split", [(128, 128, False, 0, 1), (256, 128, False, 0, 1),
+                                              (128, 64, True, 132, 1), (64, 64, False, 0, 2)])
 def test_sm90_staged_store_compiles(monkeypatch, bm, bn, ws, pc, split):
     """staged_store: each warpgroup stages its tile in shared memory, then stores C in 16-byte row vectors
     (st.global.v4, block_m / 16 per thread) between two named barriers; no spills; refused for MoE, off the wgmma

@@ -266,9 +266,9 @@ class Sm90MixedGemm:
 
             # ---- a producer warpgroup (warp specialization: one warp issues the TMA loads, the others idle with few
             # registers) and the consumer warpgroups; or all warpgroups consume and warp 0 also produces
-            args = (plan, pipe, smem, tiled_mma, sA, sB, sS, sZ, gA, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS,
-                    tSsS, tma_z, tZgZ, tZsZ, tidx, warp_idx, wg, wr, lane, g, bm_idx, bn_idx, z_idx, tiles_n, mS, mCS, mG,
-                    mBias, mC, mWS, mCnt, mTopkW, mSorted, moe_st)
+            args = (plan, pipe, smem, tiled_mma, sA, sB, sS, sZ, gA, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s,
+                    tSgS, tSsS, tma_z, tZgZ, tZsZ, tidx, warp_idx, wg, wr, lane, g, bm_idx, bn_idx, z_idx, tiles_n, mS,
+                    mCS, mG, mBias, mC, mWS, mCnt, mTopkW, mSorted, moe_st)
             if cutlass.const_expr(self.ws):
                 if warp_idx >= self.cons_warps:
                     cute.arch.setmaxregister_decrease(self.producer_regs)
@@ -277,8 +277,8 @@ class Sm90MixedGemm:
                     if warp_idx == self.cons_warps:
                         prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)
                         for _ in cutlass.range(k_tiles, unroll=1):
-                            self.produce(pipe, prod, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z,
-                                         tZgZ, tZsZ, moe_st[2])
+                            self.produce(pipe, prod, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS,
+                                         tma_z, tZgZ, tZsZ, moe_st[2])
                             prod.advance()
                         pipe.producer_tail(prod)
                 else:
