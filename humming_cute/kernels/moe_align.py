@@ -23,9 +23,10 @@ from cutlass.memory import SmemAllocator
 
 from ..moe_align import MoeAlignConfig
 
-__all__ = ["MoeAlignKernel", "fake_operands", "UNROLL"]
+__all__ = ["MoeAlignKernel", "fake_operands", "UNROLL", "UNROLL_WIDE"]
 
-UNROLL = 8     # ids loaded per batch (independent loads in flight per thread)
+UNROLL = 8     # ids loaded per batch (independent loads in flight per thread); decode-sized CTAs (<= 64 threads)
+UNROLL_WIDE = 32   # CTAs of 128+ threads (more than 4096 ids): long chunks, so more loads in flight per batch
 
 
 def fake_operands(cfg: MoeAlignConfig):
@@ -46,6 +47,7 @@ class MoeAlignKernel:
         self.E = cfg.num_experts
         self.bm = cfg.block_m
         self.T = cfg.threads
+        self.unroll = UNROLL_WIDE if cfg.threads >= 128 else UNROLL
 
     @cute.jit
     def __call__(self, mIds: cute.Tensor, mSorted: cute.Tensor, mExpert: cute.Tensor, mNum: cute.Tensor,
@@ -64,15 +66,15 @@ class MoeAlignKernel:
     @cute.jit
     def walk_chunk(self, mIds: cute.Tensor, mSorted: cute.Tensor, cnt, starts, ids, lo, hi, row,
                    scatter: cutlass.Constexpr):
-        """Walk ids [lo, hi) in order, UNROLL independent loads at a time; ids outside [0, E) are skipped. Count
+        """Walk ids [lo, hi) in order, `unroll` independent loads at a time; ids outside [0, E) are skipped. Count
         them in this thread's row (`scatter` False), or write id i to starts[e] + cnt[row + e]++ (True)."""
         E = self.E
-        for base in range(lo, hi, UNROLL):
-            for u in cutlass.range_constexpr(UNROLL):
+        for base in range(lo, hi, self.unroll):
+            for u in cutlass.range_constexpr(self.unroll):
                 ids[u] = cutlass.Int32(-1)
                 if base + u < hi:
                     ids[u] = mIds[base + u]
-            for u in cutlass.range_constexpr(UNROLL):
+            for u in cutlass.range_constexpr(self.unroll):
                 e = ids[u]
                 if e >= 0:
                     if e < E:
@@ -95,7 +97,7 @@ class MoeAlignKernel:
         smem = SmemAllocator()
         cnt = smem.allocate_tensor(cutlass.Int32, cute.make_layout((T + 1) * E), byte_alignment=16)
         starts = smem.allocate_tensor(cutlass.Int32, cute.make_layout(E + 1), byte_alignment=16)
-        ids = cute.make_rmem_tensor(cute.make_layout(UNROLL), cutlass.Int32)
+        ids = cute.make_rmem_tensor(cute.make_layout(self.unroll), cutlass.Int32)
 
         for i in range(tidx, (T + 1) * E, T):
             cnt[i] = cutlass.Int32(0)
