@@ -22,7 +22,7 @@ import humming_cute as hc  # noqa: E402
 from humming_cute.arch import current_arch, get_arch  # noqa: E402
 from humming_cute.bench.timing import bench_ms, copy_bandwidth, environment  # noqa: E402
 from humming_cute.config import smem_bytes  # noqa: E402
-from probe_common import weight_and_peer  # noqa: E402
+from probe_common import allow_unverified, sweep_arguments, weight_and_peer  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--m", default="64,256")
@@ -31,8 +31,7 @@ p.add_argument("--b", default="uint4")
 p.add_argument("--group", type=int, default=128)
 p.add_argument("--top", type=int, default=8, help="fastest configs printed per problem")
 p.add_argument("--families", default="sm90,sm80", help="mainloops to sweep")
-p.add_argument("--budget-s", type=float, default=1e9, help="seconds of sweeping per problem")
-p.add_argument("--match", default="", help="only candidates whose name matches this regex")
+sweep_arguments(p)
 p.add_argument("--ws", action="store_true",
                help="also the warp-specialized variant of every wgmma candidate with block_n <= 128 (a producer "
                     "warpgroup)")
@@ -45,10 +44,7 @@ p.add_argument("--staged", action="store_true",
 p.add_argument("--cluster", action="store_true",
                help="also cluster split-K (cluster_split_k) for every candidate with split > 1")
 args = p.parse_args()
-if args.persistent or args.staged:
-    import humming_cute.config as _hconfig
-
-    _hconfig.ALLOW_UNVERIFIED = True
+allow_unverified(args.persistent or args.staged)
 
 def candidates(m: int, arch: str):
     """(name, GemmConfig) pairs to try for M = m; the stage count is the deepest that fits (at most 8)."""

@@ -25,7 +25,7 @@ from humming_cute.bench.peers import MoeProblem  # noqa: E402
 from humming_cute.bench.timing import bench_ms, environment  # noqa: E402
 from humming_cute.config import smem_bytes  # noqa: E402
 from humming_cute.tune.heuristics import default_moe_config, moe_block_size, moe_uses_wgmma  # noqa: E402
-from probe_common import weight_and_peer  # noqa: E402
+from probe_common import allow_unverified, sweep_arguments, weight_and_peer  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--tokens", default="512,4096")
@@ -39,8 +39,7 @@ p.add_argument("--small", action="store_true",
 p.add_argument("--wgmma", action="store_true",
                help="also wgmma-mainloop candidates (sm_90a; block_m 64/128, block_n 64/128/256, block_k 64/128, with "
                     "and without the producer warpgroup)")
-p.add_argument("--budget-s", type=float, default=1e9, help="seconds of sweeping per problem")
-p.add_argument("--match", default="", help="only candidates whose printed name matches this regex")
+sweep_arguments(p, "only candidates whose printed name matches this regex")
 p.add_argument("--persistent", action="store_true",
                help="with --wgmma: also a persistent grid (one CTA per SM) of every producer-warpgroup candidate "
                     "(persistent_ctas; enabled here through config.ALLOW_UNVERIFIED)")
@@ -52,10 +51,7 @@ p.add_argument("--cluster-split", default="",
                     "enabled here through config.ALLOW_UNVERIFIED)")
 args = p.parse_args()
 splits = [int(v) for v in args.cluster_split.split(",") if v]
-if splits or args.n_major or args.persistent:
-    import humming_cute.config as _hconfig
-
-    _hconfig.ALLOW_UNVERIFIED = True
+allow_unverified(bool(splits) or args.n_major or args.persistent)
 env = environment(torch.device("cuda"), " ".join(sys.argv))
 print(f"# {env['card']} driver {env['driver']}, {env['date']}; python3 {env['command']}", flush=True)
 arch = current_arch().target

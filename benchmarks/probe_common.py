@@ -1,5 +1,6 @@
 """Shared by the config probes: a random weight quantized and prepared for fp16 activations, with the Humming
-package's layer on the same codes and scales as the peer (None, with the reason printed, when it cannot be built)."""
+package's layer on the same codes and scales as the peer (None, with the reason printed, when it cannot be built);
+the sweep arguments; enabling the not yet GPU-verified options a probe sweeps."""
 import os
 import sys
 
@@ -9,6 +10,21 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import humming_cute as hc  # noqa: E402
 from humming_cute.bench.peers import PeerUnavailable, humming_moe_peer, humming_peer  # noqa: E402
 from humming_cute.quant.weight import dequantize_weight  # noqa: E402
+
+
+def sweep_arguments(p, match_help: str = "only candidates whose name matches this regex") -> None:
+    """The arguments every config probe takes: a per-problem time budget and a name filter."""
+    p.add_argument("--budget-s", type=float, default=1e9, help="seconds of sweeping per problem")
+    p.add_argument("--match", default="", help=match_help)
+
+
+def allow_unverified(wanted: bool) -> None:
+    """Enable the options that are built but not yet GPU-verified (config.ALLOW_UNVERIFIED) when a probe sweeps
+    them."""
+    if wanted:
+        import humming_cute.config as hconfig
+
+        hconfig.ALLOW_UNVERIFIED = True
 
 
 def weight_and_peer(shape: tuple, b_dtype: str, group: int, *, moe: bool = False):
