@@ -24,7 +24,7 @@ IMPLS = ("auto", "torch", "kernel")
 _KERNELS = KernelCache()
 _NO_MAP: dict = {}
 _SMALL = 4096          # routed ids up to this many: a CTA of few threads (see kernel_threads)
-_LAUNCH: dict = {}     # (device, numel > _SMALL, experts, block_m, has_map) -> compiled kernel: one lookup per launch
+_LAUNCH: dict = {}     # (device, numel > _SMALL, experts, block_m, has_map, unroll) -> compiled kernel: one lookup/launch
 
 
 @dataclass(frozen=True)
@@ -37,14 +37,29 @@ class MoeAlignConfig:
     threads: int
     has_map: bool
     arch: str
+    unroll: int = 8
 
     def __post_init__(self):
-        for name in ("num_experts", "block_m", "threads"):
+        for name in ("num_experts", "block_m", "threads", "unroll"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         if self.threads % 32 or self.threads > 1024:
             raise ValueError(f"threads must be a multiple of 32 up to 1024, got {self.threads}")
+        if self.unroll > 64:
+            raise ValueError(f"unroll must be at most 64 ids per batch, got {self.unroll}")
+
+
+#: 32 ids per load batch in CTAs of 128+ threads (each thread walks a long chunk there, and the time is rounds of
+#: dependent loads): compile-checked, not yet run on a GPU, so used only with config.ALLOW_UNVERIFIED until then.
+WIDE_UNROLL_VERIFIED = False
+
+
+def load_unroll(threads: int) -> int:
+    """Ids each thread of the alignment kernel loads per batch (independent loads in flight)."""
+    from . import config
+
+    return 32 if threads >= 128 and (WIDE_UNROLL_VERIFIED or config.ALLOW_UNVERIFIED) else 8
 
 
 def align_smem_words(num_experts: int, threads: int) -> int:
@@ -89,7 +104,8 @@ def _align_kernel(topk_ids, block_m, num_experts, expert_map, max_padded, n_bloc
     """The kernel path; None when the expert count does not fit (auto falls back to torch)."""
     dev = topk_ids.device
     numel = topk_ids.numel()
-    key = (dev, numel > _SMALL, num_experts, block_m, expert_map is not None)   # what kernel_threads reads
+    key = (dev, numel > _SMALL, num_experts, block_m, expert_map is not None,    # what kernel_threads reads
+           load_unroll(1024))                                                     # and load_unroll
     kernel = _LAUNCH.get(key)
     if kernel is None:
         from .ops import device_target
@@ -101,7 +117,7 @@ def _align_kernel(topk_ids, block_m, num_experts, expert_map, max_padded, n_bloc
                 raise ValueError(f"{num_experts} experts do not fit the alignment kernel's shared memory on {arch}; "
                                  f"use impl='torch'")
             return None
-        cfg = MoeAlignConfig(num_experts, block_m, threads, expert_map is not None, arch)
+        cfg = MoeAlignConfig(num_experts, block_m, threads, expert_map is not None, arch, load_unroll(threads))
         kernel = _LAUNCH[key] = _KERNELS.get(cfg, compile_moe_align)
     ids = topk_ids.reshape(-1)
     if ids.dtype != torch.int32 or not ids.is_contiguous():

@@ -28,12 +28,14 @@ def swiglu_clamped(gate, up):
 
 @pytest.mark.parametrize("name", BUILTINS)
 def test_shared_formula_matches_the_reference(name):
+    # torch's own CPU kernels (torch.sigmoid, exp) differ between CPUs / vector ISAs by up to ~5e-5 relative, so the
+    # tolerance allows that much; a wrong formula is off by far more.
     torch.manual_seed(0)
     y = torch.randn(64, 96) * 4
-    assert torch.allclose(act.BUILTIN[name](y), apply_activation(y, name), rtol=1e-5, atol=1e-6)
+    assert torch.allclose(act.BUILTIN[name](y), apply_activation(y, name), rtol=2e-4, atol=1e-5)
     g = apply_activation(y, name + "_glu")
     assert g.shape == (64, 48)
-    assert torch.allclose(g, act.BUILTIN[name](y[:, 0::2]) * y[:, 1::2], rtol=1e-5, atol=1e-5)
+    assert torch.allclose(g, act.BUILTIN[name](y[:, 0::2]) * y[:, 1::2], rtol=2e-4, atol=1e-4)
 
 
 def test_custom_functions_run_on_torch_and_numbers():

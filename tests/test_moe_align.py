@@ -152,18 +152,33 @@ def test_kernel_threads_fit_shared_memory(arch):
     assert kernel_threads(16, 1 << 12, arch) is None      # 32 count rows of 4096 experts: the torch path
 
 
-@pytest.mark.parametrize("experts,block_m,threads,has_map,arch", [
-    (8, 16, 64, False, "sm_80"), (128, 64, 256, True, "sm_90a"), (256, 128, 128, False, "sm_90a"),
-    (64, 1, 32, True, "sm_120a")])
-def test_kernel_compiles(experts, block_m, threads, has_map, arch):
+@pytest.mark.parametrize("experts,block_m,threads,has_map,arch,unroll", [
+    (8, 16, 64, False, "sm_80", 8), (128, 64, 256, True, "sm_90a", 8), (128, 64, 256, True, "sm_90a", 32),
+    (256, 128, 128, False, "sm_90a", 32), (64, 1, 32, True, "sm_120a", 8)])
+def test_kernel_compiles(experts, block_m, threads, has_map, arch, unroll):
     """The alignment kernel compiles for each arch without spills: one CTA, barriers between its steps."""
     from humming_cute.kernels.moe_align import MoeAlignKernel, fake_operands
     from humming_cute.moe_align import MoeAlignConfig
     from humming_cute.testing.ptx import compile_for_arch
 
-    cfg = MoeAlignConfig(experts, block_m, threads, has_map, arch)
+    cfg = MoeAlignConfig(experts, block_m, threads, has_map, arch, unroll)
     art = compile_for_arch(MoeAlignKernel(cfg), *fake_operands(cfg), arch=arch, options="--enable-tvm-ffi")
     assert art.ptxas and sum(r.spill_bytes for r in art.ptxas.values()) == 0
     assert art.ptx.count("bar.sync") >= 4
     with pytest.raises(ValueError, match="threads"):
         MoeAlignConfig(experts, block_m, 48, has_map, arch)
+    with pytest.raises(ValueError, match="unroll"):
+        MoeAlignConfig(experts, block_m, threads, has_map, arch, 65)
+
+
+def test_wide_batches_wait_for_their_gpu_run(monkeypatch):
+    """32-id load batches (CTAs of 128+ threads) are used only once verified or with config.ALLOW_UNVERIFIED;
+    decode-sized CTAs always load 8."""
+    from humming_cute import config as hconfig
+    from humming_cute import moe_align
+
+    monkeypatch.setattr(moe_align, "WIDE_UNROLL_VERIFIED", False)
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", False)
+    assert moe_align.load_unroll(256) == 8 and moe_align.load_unroll(64) == 8
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    assert moe_align.load_unroll(256) == 32 and moe_align.load_unroll(64) == 8

@@ -34,11 +34,20 @@ def _ids(tokens, top_k, experts, seed, kind):
     return ids
 
 
-@pytest.mark.parametrize("tokens,top_k,experts", [(1, 1, 8), (1, 8, 128), (7, 2, 8), (64, 8, 64), (300, 2, 8),
-                                                  (1000, 8, 128), (4096, 8, 128), (8192, 8, 256), (3, 4, 3)])
+_SIZES = [(1, 1, 8), (1, 8, 128), (7, 2, 8), (64, 8, 64), (300, 2, 8), (1000, 8, 128), (4096, 8, 128),
+          (8192, 8, 256), (3, 4, 3)]
+
+
+@pytest.mark.parametrize("tokens,top_k,experts,wide", [s + (False,) for s in _SIZES]
+                         + [s + (True,) for s in _SIZES if s[0] * s[1] > 4096])
 @pytest.mark.parametrize("block_m", [1, 16, 64, 128])
 @pytest.mark.parametrize("kind", ["uniform", "skewed", "invalid"])
-def test_kernel_matches_torch_and_reference(tokens, top_k, experts, block_m, kind):
+def test_kernel_matches_torch_and_reference(tokens, top_k, experts, wide, block_m, kind, monkeypatch):
+    """`wide`: 32-id load batches in the CTAs of 128+ threads used above 4096 ids, enabled here for their GPU run
+    (config.ALLOW_UNVERIFIED); decode-sized CTAs load 8 either way."""
+    from humming_cute import config as hconfig
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", wide)
     ids = _ids(tokens, top_k, experts, tokens * 7 + experts + block_m, kind).cuda()
     emap = torch.arange(experts, dtype=torch.int32, device="cuda")
     emap[::3] = -1

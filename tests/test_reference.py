@@ -137,7 +137,8 @@ def test_custom_activations():
     named = reference_gemm(x, qw, activation="silu_glu", out_dtype=torch.float32)
     custom = reference_gemm(x, qw, activation=lambda g, u: g * torch.sigmoid(g) * u, glu=True,
                             out_dtype=torch.float32)
-    assert torch.allclose(named, custom, rtol=1e-6, atol=1e-6)
+    # torch.sigmoid vs F.silu: CPU kernels differ by up to ~5e-5 relative between vector ISAs
+    assert torch.allclose(named, custom, rtol=2e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("a_dtype", ["int8", "int4", "float8e4m3", "float8e5m2", "float4e2m1"])

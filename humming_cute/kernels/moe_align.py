@@ -23,10 +23,7 @@ from cutlass.memory import SmemAllocator
 
 from ..moe_align import MoeAlignConfig
 
-__all__ = ["MoeAlignKernel", "fake_operands", "UNROLL", "UNROLL_WIDE"]
-
-UNROLL = 8     # ids loaded per batch (independent loads in flight per thread); decode-sized CTAs (<= 64 threads)
-UNROLL_WIDE = 32   # CTAs of 128+ threads (more than 4096 ids): long chunks, so more loads in flight per batch
+__all__ = ["MoeAlignKernel", "fake_operands"]
 
 
 def fake_operands(cfg: MoeAlignConfig):
@@ -47,7 +44,7 @@ class MoeAlignKernel:
         self.E = cfg.num_experts
         self.bm = cfg.block_m
         self.T = cfg.threads
-        self.unroll = UNROLL_WIDE if cfg.threads >= 128 else UNROLL
+        self.unroll = cfg.unroll     # ids loaded per batch: independent loads in flight per thread
 
     @cute.jit
     def __call__(self, mIds: cute.Tensor, mSorted: cute.Tensor, mExpert: cute.Tensor, mNum: cute.Tensor,
