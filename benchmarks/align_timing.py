@@ -21,8 +21,8 @@ for tokens, top_k, experts, block_m in [(1, 8, 128, 16), (64, 8, 128, 16), (512,
         if wide and (threads or 0) < 128:
             continue
         hconfig.ALLOW_UNVERIFIED = wide
-        t[impl + (" wide" if wide else "")] = (
-            bench_ms(lambda: moe_align_block_size(ids, block_m, experts, impl=impl), 30) * 1e3, load_unroll(threads or 0))
+        us = bench_ms(lambda: moe_align_block_size(ids, block_m, experts, impl=impl), 30) * 1e3
+        t[impl + (" wide" if wide else "")] = (us, load_unroll(threads or 0))
     hconfig.ALLOW_UNVERIFIED = False
     print(f"tokens {tokens} top_k {top_k} E {experts} block_m {block_m} (threads {threads}): "
           + ", ".join(f"{k} {us:.1f} us" + (f" ({u}-id batches)" if k != "torch" else "") for k, (us, u) in t.items()),

@@ -24,7 +24,7 @@ IMPLS = ("auto", "torch", "kernel")
 _KERNELS = KernelCache()
 _NO_MAP: dict = {}
 _SMALL = 4096          # routed ids up to this many: a CTA of few threads (see kernel_threads)
-_LAUNCH: dict = {}     # (device, numel > _SMALL, experts, block_m, has_map, unroll) -> compiled kernel: one lookup/launch
+_LAUNCH: dict = {}     # (device, numel > _SMALL, experts, block_m, has_map, unroll) -> compiled kernel
 
 
 @dataclass(frozen=True)
