@@ -43,11 +43,18 @@ p.add_argument("--staged", action="store_true",
                     "warp-specialized; enabled here through config.ALLOW_UNVERIFIED)")
 p.add_argument("--cluster", action="store_true",
                help="also cluster split-K (cluster_split_k) for every candidate with split > 1")
+p.add_argument("--cluster-n", default="",
+               help="comma list of cluster sizes: also every unsplit wgmma candidate (incl. its --ws / --persistent "
+                    "/ --staged variants) with the activation tile multicast over clusters of that many CTAs "
+                    "(cluster_n; enabled here through config.ALLOW_UNVERIFIED)")
 args = p.parse_args()
-allow_unverified(args.persistent or args.staged)
+allow_unverified(args.persistent or args.staged or bool(args.cluster_n))
+cluster_ns = [int(c) for c in args.cluster_n.split(",") if c]
 
-def candidates(m: int, arch: str):
-    """(name, GemmConfig) pairs to try for M = m; the stage count is the deepest that fits (at most 8)."""
+
+def candidates(m: int, n: int, arch: str):
+    """(name, GemmConfig) pairs to try for M = m and N = n; the stage count is the deepest that fits (at most
+    8)."""
     base = dict(a_dtype="float16", b_dtype=args.b, c_dtype="float16", group_size=args.group, arch=arch)
     limit = get_arch(arch).smem_per_block_bytes
     out = []
@@ -107,6 +114,10 @@ def candidates(m: int, arch: str):
                     cl = deepest(cfg.with_(cluster_split_k=True), 4)
                     if cl is not None:
                         out.append((f"sm80 {bm}x{bn}x{bk} wm{wm} wk{wk} st{cl.stages} split{split} cluster", cl))
+    for name, cfg in list(out):
+        for cn in cluster_ns:
+            if cfg.mainloop == "sm90" and cfg.split_k == 1 and (n // cfg.block_n) % cn == 0:
+                out.append((f"{name} cn{cn}", cfg.with_(cluster_n=cn)))
     valid = []
     for name, cfg in out:
         try:
@@ -134,7 +145,7 @@ for shape in args.shapes.split(","):
               flush=True)
         rows = []
         t_start = time.time()
-        for name, cfg in candidates(m, arch):
+        for name, cfg in candidates(m, n, arch):
             if args.match and not re.search(args.match, name):
                 continue
             if time.time() - t_start > args.budget_s:

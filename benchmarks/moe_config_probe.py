@@ -49,9 +49,13 @@ p.add_argument("--n-major", action="store_true",
 p.add_argument("--cluster-split", default="",
                help="also split K inside a thread-block cluster by these factors (mma.sync candidates, e.g. 2,4; "
                     "enabled here through config.ALLOW_UNVERIFIED)")
+p.add_argument("--cluster-n", default="",
+               help="with --wgmma: also every wgmma candidate with the activation tile multicast over clusters of "
+                    "these many CTAs (e.g. 2,4; cluster_n; enabled here through config.ALLOW_UNVERIFIED)")
 args = p.parse_args()
 splits = [int(v) for v in args.cluster_split.split(",") if v]
-allow_unverified(bool(splits) or args.n_major or args.persistent)
+cluster_ns = [int(v) for v in args.cluster_n.split(",") if v]
+allow_unverified(bool(splits) or args.n_major or args.persistent or bool(cluster_ns))
 env = environment(torch.device("cuda"), " ".join(sys.argv))
 print(f"# {env['card']} driver {env['driver']}, {env['date']}; python3 {env['command']}", flush=True)
 arch = current_arch().target
@@ -129,6 +133,9 @@ for preset in args.presets.split(","):
                 if args.persistent and cfg.warp_specialized:
                     sms = torch.cuda.get_device_properties(0).multi_processor_count
                     variants.append(cfg.with_(persistent_ctas=sms))
+                if cfg.mainloop == "sm90":
+                    variants += [v.with_(cluster_n=cn) for v in list(variants) for cn in cluster_ns
+                                 if (pw.n_pad // bn) % cn == 0]
                 for cfg in variants:
                     try:
                         cfg = cfg.validate()
@@ -137,7 +144,8 @@ for preset in args.presets.split(","):
                     name = (f"{cfg.mainloop}{' ws' if cfg.warp_specialized else ''} bm{bm} bn{bn} bk{bk} "
                             f"wm{cfg.warp_m} warps{cfg.num_threads // 32} st{cfg.stages}"
                             f"{f' cluster-split{cfg.split_k}' if cfg.split_k > 1 else ''}"
-                            f"{' n-major' if cfg.moe_n_major else ''}{' persistent' if cfg.persistent_ctas else ''}")
+                            f"{' n-major' if cfg.moe_n_major else ''}{' persistent' if cfg.persistent_ctas else ''}"
+                            f"{f' cn{cfg.cluster_n}' if cfg.cluster_n > 1 else ''}")
                     if args.match and not re.search(args.match, name):
                         continue
                     try:

@@ -103,6 +103,11 @@ class GemmConfig:
     # routed blocks of a decode batch start in the first wave, ahead of the padding blocks a token-independent
     # grid also launches (which exit at once)
     moe_n_major: bool = False
+    # wgmma mainloop: clusters of this many CTAs take adjacent weight tiles of one block row and share its
+    # activation tile - each loads 1/cluster_n of it and TMA multicasts the piece into every CTA of the cluster
+    # (the activation tile is most of a k-tile's bytes: 16 of 20 KB at 128 x 128 x 64 with 4-bit weights, read
+    # again by every weight tile from L2). 1 = no cluster; N / block_n must be a multiple
+    cluster_n: int = 1
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -256,8 +261,13 @@ class GemmConfig:
                 raise ValueError("staged_store is an option of the dense wgmma kernel (mainloop='sm90', moe=False)")
             if not ALLOW_UNVERIFIED:
                 raise NotImplementedError("staged_store is built but not yet verified on a GPU; it is not enabled")
+        if self.cluster_n not in (1, 2, 4) or isinstance(self.cluster_n, bool):
+            raise ValueError(f"cluster_n must be 1, 2 or 4, got {self.cluster_n!r}")
         if self.mainloop == "sm90":
             self._validate_sm90(arch)
+        elif self.cluster_n != 1:
+            raise ValueError("cluster_n (activation tiles multicast across a cluster) is an option of the wgmma "
+                             "mainloop (mainloop='sm90')")
         elif self.warp_specialized:
             raise ValueError("warp_specialized is an option of the wgmma mainloop (mainloop='sm90')")
         if self.cluster_split_k:
@@ -364,10 +374,31 @@ class GemmConfig:
             if not ALLOW_UNVERIFIED:
                 raise NotImplementedError("persistent_ctas is built but not yet verified on a GPU; it is not "
                                           "enabled")
+        if self.cluster_n > 1:
+            if self.split_k != 1:
+                raise ValueError(f"cluster_n > 1 takes split_k=1 (the cluster's CTAs share one activation tile and "
+                                 f"k-range), got split_k={self.split_k}")
+            if self.persistent_ctas % self.cluster_n:
+                raise ValueError(f"persistent_ctas ({self.persistent_ctas}) must be a multiple of cluster_n "
+                                 f"({self.cluster_n}): whole clusters walk the tiles")
+            if not ALLOW_UNVERIFIED:
+                raise NotImplementedError("cluster_n > 1 (activation multicast) is built but not yet verified on a "
+                                          "GPU; it is not enabled")
         if self.warp_specialized:
             if self.block_n > 128:
                 raise ValueError(f"warp_specialized takes block_n <= 128 (two consumer warpgroups and the producer "
                                  f"share the register file), got {self.block_n}")
+
+
+def check_weight_tiles(cfg: GemmConfig, n_pad: int, k_pad: int) -> None:
+    """Raise ValueError unless the config's tiles divide the (padded) weight: block_n | N, block_k | K, and N's
+    weight tiles fill whole clusters (cluster_n)."""
+    if n_pad % cfg.block_n or k_pad % cfg.block_k:
+        raise ValueError(f"block_n={cfg.block_n} must divide the padded N={n_pad} and block_k={cfg.block_k} the "
+                         f"padded K={k_pad}")
+    if (n_pad // cfg.block_n) % cfg.cluster_n:
+        raise ValueError(f"cluster_n={cfg.cluster_n} must divide the {n_pad // cfg.block_n} weight tiles of N={n_pad} "
+                         f"(block_n={cfg.block_n})")
 
 
 def smem_bytes(cfg: GemmConfig) -> int:

@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 
 from .activations import resolve
-from .config import GemmConfig, act_bits
+from .config import GemmConfig, act_bits, check_weight_tiles
 from .layouts.prepared import PreparedWeight
 from .runtime import compile as _rc
 from .tune import default_config
@@ -171,9 +171,7 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
         if config.act_group_size != x_group:
             raise ValueError(f"config.act_group_size={config.act_group_size} does not match x_scales (group "
                              f"{x_group}; 0 = per token)")
-        if weight.n_pad % config.block_n or weight.k_pad % config.block_k:
-            raise ValueError(f"block_n={config.block_n} must divide the padded N={weight.n_pad} and "
-                             f"block_k={config.block_k} the padded K={weight.k_pad}")
+        check_weight_tiles(config, weight.n_pad, weight.k_pad)
         kernel = _rc.get_kernel(config)
     if m == 0:
         return out
@@ -335,6 +333,8 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
             config = config.with_(activation=act_name, custom_activation=act_fn, glu=glu)
     elif not config.moe or config.block_m != block_m or config.moe_top_k != top_k or config.moe_down != is_down:
         raise ValueError("config must be an MoE config with the same block_m, top_k and is_down")
+    else:
+        check_weight_tiles(config, weight.n_pad, weight.k_pad)
     n_out = weight.shape_n // 2 if config.glu else weight.shape_n
     if out is None:
         out = torch.zeros(m_tokens, top_k, n_out, dtype=c_dtype, device=x.device)

@@ -240,3 +240,56 @@ def test_sm90_staged_store_compiles(monkeypatch, bm, bn, ws, pc, split):
                       "split_k": 1}).validate()
     with pytest.raises(ValueError, match="dense wgmma kernel"):
         GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, staged_store=True).validate()
+
+
+@pytest.mark.parametrize("kw", [
+    dict(cluster_n=2),
+    dict(cluster_n=4, block_m=16, warp_m=16, block_n=64, stages=6),
+    dict(cluster_n=2, warp_specialized=True, persistent_ctas=132),
+    dict(cluster_n=2, a_dtype="float8e4m3", b_dtype="int4", group_size=0, block_k=128, warp_k=128, stages=3),
+    dict(cluster_n=2, moe=True, moe_top_k=2, block_m=64, warp_m=64),
+    dict(cluster_n=4, moe=True, moe_top_k=8, block_m=64, warp_m=64, block_n=64, warp_specialized=True,
+         persistent_ctas=128)], ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
+def test_sm90_cluster_n_compiles(monkeypatch, kw):
+    """cluster_n: the activation tile is TMA-multicast over a cluster of CTAs along N (each loads its piece with a
+    CTA mask), consumers release stages to every producer of the cluster (remote mbarrier arrives), and the CTAs
+    meet at a cluster barrier before leaving; dense, persistent, 8-bit activations and MoE; no spills. Refused
+    until its GPU test has run, and for illegal combinations."""
+    import humming_cute.config as hconfig
+
+    full = {**dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=128,
+                   block_n=128, block_k=64, warp_m=128, warp_n=64, warp_k=64, stages=4, arch="sm_90a",
+                   mainloop="sm90"), **kw}
+    with pytest.raises(NotImplementedError, match="not yet verified"):
+        GemmConfig(**full).validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    cfg = GemmConfig(**full).validate()
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    ptx = art.ptx
+    assert re.search(r"cp\.async\.bulk\.tensor\.2d\.shared::cluster\.global\.tile\.mbarrier::complete_tx::bytes"
+                     r"\.multicast::cluster", ptx), "the activation tile is not multicast"
+    assert "mapa.shared::cluster" in ptx and "mbarrier.arrive.shared::cluster" in ptx   # remote stage release
+    assert "%cluster_ctarank" in ptx and "barrier.cluster.wait" in ptx
+    assert "wgmma.mma_async" in ptx and sum(r.spill_bytes for r in art.ptxas.values()) == 0
+
+
+def test_sm90_cluster_n_refusals(monkeypatch):
+    """Illegal cluster_n combinations fail validation with a reason; the launch checks N's tiles fill clusters."""
+    import humming_cute.config as hconfig
+    from humming_cute.config import check_weight_tiles
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    for bad, match in [(dict(cluster_n=3), "cluster_n must be 1, 2 or 4"), (dict(cluster_n=True), "cluster_n must"),
+                       (dict(cluster_n=2, split_k=2), "takes split_k=1"),
+                       (dict(cluster_n=2, split_k=2, cluster_split_k=True), "takes split_k=1"),
+                       (dict(cluster_n=4, warp_specialized=True, persistent_ctas=130), "multiple of cluster_n")]:
+        with pytest.raises(ValueError, match=match):
+            _sm90(**bad).validate()
+    with pytest.raises(ValueError, match="option of the wgmma mainloop"):
+        GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, cluster_n=2).validate()
+    cfg = _sm90(cluster_n=4).validate()
+    check_weight_tiles(cfg, 4096, 4096)                        # 32 weight tiles: 8 clusters
+    with pytest.raises(ValueError, match="cluster_n=4 must divide the 6 weight tiles"):
+        check_weight_tiles(cfg, 768, 4096)
+    with pytest.raises(ValueError, match="block_n=128 must divide"):
+        check_weight_tiles(cfg, 700, 4096)

@@ -261,6 +261,32 @@ def test_moe_wgmma_persistent(monkeypatch, fmt, experts, top_k, tokens, block_m,
     _check_routed(fmt, experts, top_k, tokens, down, skewed, 384, 512, block_m, tokens + experts + ctas, config)
 
 
+@pytest.mark.parametrize("fmt", FORMATS[:3], ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,block_m,bn,down,skewed,cn,ctas", [
+    (8, 2, 1, 64, 64, False, False, 4, 0), (64, 8, 37, 64, 128, True, True, 2, 0),
+    (8, 2, 3000, 128, 128, True, False, 2, 132), (128, 8, 200, 64, 64, False, True, 4, 4)])
+def test_moe_wgmma_cluster_n(monkeypatch, fmt, experts, top_k, tokens, block_m, bn, down, skewed, cn, ctas):
+    """The wgmma MoE GEMM with the activation tile multicast over clusters of cn CTAs (one routed block, cn
+    weight tiles of its expert), one CTA per tile or a persistent grid: padding blocks and other ranks' experts
+    (-1) are skipped by the whole cluster. Built and compile-checked; enabled here (config.ALLOW_UNVERIFIED) for
+    its GPU run."""
+    import humming_cute.config as hconfig
+    from humming_cute.config import GemmConfig
+
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma mainloop runs on sm_90 only")
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+
+    def config(pw, a_name, has_bias):
+        return GemmConfig(a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name, group_size=pw.group_size,
+                          has_bias=has_bias, block_m=block_m, block_n=bn, block_k=64, warp_m=block_m, warp_n=64,
+                          warp_k=64, stages=4, arch="sm_90a", mainloop="sm90", moe=True, moe_top_k=top_k,
+                          moe_down=down, moe_mul_topk_weights=down, warp_specialized=ctas > 0,
+                          persistent_ctas=ctas, cluster_n=cn).validate()
+
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, 512, 512, block_m, tokens + experts + cn, config)
+
+
 def _check_routed(fmt, experts, top_k, tokens, down, skewed, n, k, block_m, seed, make_config):
     """Random weights of format `fmt` and a routing (every third expert on another rank when `skewed`), the MoE
     GEMM with make_config(prepared weight, activation dtype name, has_bias) against the reference: every routed

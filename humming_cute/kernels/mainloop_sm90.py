@@ -87,6 +87,9 @@ class Sm90MixedGemm:
         self.two_level = self.act8 and (self.group > 0 or (cfg.a_dtype != "int8" and not cfg.fp8_fast_accum))
         self.split_k = cfg.split_k
         self.moe = cfg.moe
+        # activation multicast: clusters of cn CTAs along the weight tiles of one block row (cfg.cluster_n)
+        self.cn = cfg.cluster_n
+        self.cluster_shape = (self.cn, 1) if self.cn > 1 else None
         self.epilogue = Epilogue(cfg, self.c_type)
         half = self.bn // 2
         self.tx_bytes = (self.bm * self.bk * cfg.act_bits // 8 + self.bn_atoms * self.bk_words * 4
@@ -107,8 +110,14 @@ class Sm90MixedGemm:
         sA_layout = sm90_utils.make_smem_layout_b(LayoutEnum.ROW_MAJOR, (self.bn, self.bm, self.bk), self.a_type,
                                                   self.stages)
         op = cpasync.CopyBulkTensorTileG2SOp()
-        tma_a, gA_tma = cpasync.make_tiled_tma_atom(op, mA, cute.slice_(sA_layout, (None, None, 0)),
-                                                     (self.bm, self.bk))
+        if cutlass.const_expr(self.cn > 1):
+            # each CTA of the cluster loads 1/cn of the activation tile and multicasts it to all of them
+            tma_a, gA_tma = cpasync.make_tiled_tma_atom(cpasync.CopyBulkTensorTileG2SMulticastOp(), mA,
+                                                         cute.slice_(sA_layout, (None, None, 0)), (self.bm, self.bk),
+                                                         num_multicast=self.cn)
+        else:
+            tma_a, gA_tma = cpasync.make_tiled_tma_atom(op, mA, cute.slice_(sA_layout, (None, None, 0)),
+                                                         (self.bm, self.bk))
         # packed weight: one contiguous run of bk_words per 64-row atom and k-tile, cut into 128-word box rows
         if cutlass.const_expr(self.moe):
             # MoE: the experts' weight rows and scale rows one after another (x arrives gathered in sorted order)
@@ -146,7 +155,8 @@ class Sm90MixedGemm:
                     tiles_n).launch(
             grid=[cutlass.min(tiles_m * tiles_n, self.cfg.persistent_ctas) if self.persistent else tiles_m * tiles_n,
                   1, self.split_k], block=[self.threads, 1, 1],
-            cluster=[1, 1, self.split_k] if self.cfg.cluster_split_k else None, stream=stream)
+            cluster=[1, 1, self.split_k] if self.cfg.cluster_split_k else ([self.cn, 1, 1] if self.cn > 1 else None),
+            stream=stream)
 
     @cute.jit
     def produce(self, pipe, state, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ,
@@ -156,7 +166,11 @@ class Sm90MixedGemm:
         kt = kt0 + state.count
         st = state.index
         bar = pipe.producer_get_barrier(state)
-        cute.copy(tma_a, tAgA[None, kt], tAsA[None, st], tma_bar_ptr=bar)
+        if cutlass.const_expr(self.cn > 1):
+            cute.copy(tma_a, tAgA[None, kt], tAsA[None, st], tma_bar_ptr=bar,
+                      mcast_mask=cutlass.Int16((1 << self.cn) - 1))
+        else:
+            cute.copy(tma_a, tAgA[None, kt], tAsA[None, st], tma_bar_ptr=bar)
         cute.copy(tma_b, tBgB[None, kt], tBsB[None, st], tma_bar_ptr=bar)
         if cutlass.const_expr(self.group > 0):
             r = (kt * self.bk) // (self.group * self.srows)
@@ -171,12 +185,18 @@ class Sm90MixedGemm:
     @cute.jit
     def tile_coords(self, tile, tiles_m, tiles_n):
         """(block row, block column) of linear tile `tile` in the grouped raster: _RASTER_M block rows walk all
-        of N before the next rows start."""
-        per_group = _RASTER_M * tiles_n
+        of N before the next rows start. With clusters (cn > 1) `tile` counts cluster tiles (cn adjacent weight
+        tiles of one block row); CTA `rank` of the cluster takes column cn * column + rank."""
+        cols = tiles_n // self.cn
+        per_group = _RASTER_M * cols
         first_m = (tile // per_group) * _RASTER_M
         rows = cutlass.min(tiles_m - first_m, _RASTER_M)
         r_in = tile % per_group
-        return first_m + r_in % rows, r_in // rows
+        row = first_m + r_in % rows
+        col = r_in // rows
+        if cutlass.const_expr(self.cn > 1):
+            col = col * self.cn + cute.arch.block_idx_in_cluster()
+        return row, col
 
     @cute.jit
     def smem_pipeline(self, sA_layout, sB_layout, sS_layout):
@@ -191,9 +211,11 @@ class Sm90MixedGemm:
         pipe = pipeline.PipelineTmaAsync.create(
             barrier_storage=bars, num_stages=self.stages,
             producer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread),
-            consumer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread, self.cons_warps),
-            tx_count=self.tx_bytes, cta_layout_vmnk=cute.make_layout((1, 1, 1, 1)), defer_sync=True)
-        pipeline.pipeline_init_arrive()
+            # with multicast every CTA of the cluster writes into this one's stages: each consumer warp releases a
+            # stage to all cn producers (lanes 0..cn-1 arrive on CTA `lane`'s empty barrier)
+            consumer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread, self.cons_warps * self.cn),
+            tx_count=self.tx_bytes, cta_layout_vmnk=cute.make_layout((1, self.cn, 1, 1)), defer_sync=True)
+        pipeline.pipeline_init_arrive(cluster_shape_mn=self.cluster_shape, is_relaxed=True)
         return smem, pipe, sA, sB, sS, sZ
 
     @cute.jit
@@ -202,7 +224,10 @@ class Sm90MixedGemm:
         """TMA partitions of one output tile's operands, k-tile index last: -> (gA, tAsA, tAgA, tBsB, tBgB, tSsS,
         tSgS, tZsZ, tZgZ); `b_tile` is the weight tile (an expert's own rows for MoE)."""
         gA = cute.local_tile(gA_tma, (self.bm, self.bk), (bm_idx, None))
-        tAsA, tAgA = cpasync.tma_partition(tma_a, 0, cute.make_layout(1), cute.group_modes(sA, 0, 2),
+        rank = 0
+        if cutlass.const_expr(self.cn > 1):
+            rank = cute.arch.block_idx_in_cluster()     # this CTA's piece of the multicast activation tile
+        tAsA, tAgA = cpasync.tma_partition(tma_a, rank, cute.make_layout(self.cn), cute.group_modes(sA, 0, 2),
                                            cute.group_modes(gA, 0, 2))
         gB = cute.local_tile(gB_tma, (self.bn_atoms, self.bk_chunks, _CHUNK), (b_tile, None, 0))
         tBsB, tBgB = cpasync.tma_partition(tma_b, 0, cute.make_layout(1), cute.group_modes(sB, 0, 3),
@@ -249,7 +274,7 @@ class Sm90MixedGemm:
                                   tiles_m, tiles_n, tidx, warp_idx, wg, wr, lane, g)
         else:
             bid, _, z_idx = cute.arch.block_idx()
-            bm_idx, bn_idx = self.tile_coords(bid, tiles_m, tiles_n)
+            bm_idx, bn_idx = self.tile_coords(bid // self.cn, tiles_m, tiles_n)
             # MoE: the block's expert; blocks past num_tokens_post_padded or of another rank's expert (-1) load and
             # store nothing. (in range, has an expert, scale-row offset of the expert)
             moe_st, b_tile, e_idx = self.moe_block(mExpert, mNumPost, gA_tma, bm_idx, bn_idx, tiles_n)
@@ -272,7 +297,7 @@ class Sm90MixedGemm:
             if cutlass.const_expr(self.ws):
                 if warp_idx >= self.cons_warps:
                     cute.arch.setmaxregister_decrease(self.producer_regs)
-                    pipeline.pipeline_init_wait()
+                    pipeline.pipeline_init_wait(cluster_shape_mn=self.cluster_shape)
                     kt0, k_tiles = self.k_range(gA, z_idx, moe_st)
                     if warp_idx == self.cons_warps:
                         prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)
@@ -286,6 +311,10 @@ class Sm90MixedGemm:
                     self.consume(*args)
             else:
                 self.consume(*args)
+        if cutlass.const_expr(self.cn > 1):
+            # no CTA leaves while a peer may still multicast into its stages or arrive on its barriers
+            cute.arch.cluster_arrive()
+            cute.arch.cluster_wait()
 
     @cute.jit
     def persistent_tiles(self, plan: cutlass.Constexpr, tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma,
@@ -298,14 +327,14 @@ class Sm90MixedGemm:
         k-tiles and store nothing)."""
         bid, _, _ = cute.arch.block_idx()
         n_ctas, _, _ = cute.arch.grid_dim()
-        n_tiles = tiles_m * tiles_n
+        n_tiles = tiles_m * tiles_n          # a multiple of cn: clusters of cn CTAs walk cluster tiles
         smem, pipe, sA, sB, sS, sZ = self.smem_pipeline(sA_layout, sB_layout, sS_layout)
         if warp_idx >= self.cons_warps:
             cute.arch.setmaxregister_decrease(self.producer_regs)
-            pipeline.pipeline_init_wait()
+            pipeline.pipeline_init_wait(cluster_shape_mn=self.cluster_shape)
             if warp_idx == self.cons_warps:
                 prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)
-                for tile in cutlass.range(bid, n_tiles, n_ctas, unroll=1):
+                for tile in cutlass.range(bid // self.cn, n_tiles // self.cn, n_ctas // self.cn, unroll=1):
                     bm_idx, bn_idx = self.tile_coords(tile, tiles_m, tiles_n)
                     moe_st, b_tile, _ = self.moe_block(mExpert, mNumPost, gA_tma, bm_idx, bn_idx, tiles_n)
                     (gA, tAsA, tAgA, tBsB, tBgB, tSsS, tSgS, tZsZ,
@@ -322,7 +351,7 @@ class Sm90MixedGemm:
             cute.arch.setmaxregister_increase(self.consumer_regs)
             (tCrB, tCcC, acc, _, rA0, rA1, rAu0, rAu1, b_views, s_view,
              z_view) = self.consumer_operands(tiled_mma, tidx, sA, sB, sS, sZ)
-            pipeline.pipeline_init_wait()
+            pipeline.pipeline_init_wait(cluster_shape_mn=self.cluster_shape)
             prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)   # (unused)
             cons = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.stages)
             rel = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.stages)
@@ -335,7 +364,7 @@ class Sm90MixedGemm:
             N = cute.size(mC, mode=[1])
             xs = mTopkW if self.act8 else mG
             sC = self.staging_tile(smem, wg) if self.cfg.staged_store else None
-            for tile in cutlass.range(bid, n_tiles, n_ctas, unroll=1):
+            for tile in cutlass.range(bid // self.cn, n_tiles // self.cn, n_ctas // self.cn, unroll=1):
                 bm_idx, bn_idx = self.tile_coords(tile, tiles_m, tiles_n)
                 moe_st, _, e_idx = self.moe_block(mExpert, mNumPost, gA_tma, bm_idx, bn_idx, tiles_n)
                 _, k_tiles = self.k_range(gA0, 0, moe_st)
@@ -412,7 +441,7 @@ class Sm90MixedGemm:
         (tCrB, tCcC, acc, acc_t, rA0, rA1, rAu0, rAu1, b_views, s_view,
          z_view) = self.consumer_operands(tiled_mma, tidx, sA, sB, sS, sZ)
 
-        pipeline.pipeline_init_wait()
+        pipeline.pipeline_init_wait(cluster_shape_mn=self.cluster_shape)
 
         kt0, k_tiles = self.k_range(gA, z_idx, moe_st)
         prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)

@@ -31,9 +31,9 @@ __all__ = ["autotune", "candidate_configs", "lookup", "tuned_config", "apply_ent
 
 #: the config fields an entry stores (the tiling and scheduling); everything else comes from the call
 TUNED_FIELDS = ("block_m", "block_n", "block_k", "warp_m", "warp_n", "warp_k", "stages", "split_k", "mainloop",
-                "two_level_scales", "warp_specialized", "cluster_split_k")
-#: scheduling options an entry may lack (written before they existed): off
-_OFF_UNLESS_GIVEN = ("warp_specialized", "cluster_split_k")
+                "two_level_scales", "warp_specialized", "cluster_split_k", "cluster_n")
+#: scheduling options an entry may lack (written before they existed), and their "off" values
+_OFF_UNLESS_GIVEN = {"warp_specialized": False, "cluster_split_k": False, "cluster_n": 1}
 _SCHEMA = 1
 
 
@@ -107,8 +107,8 @@ def _cache() -> TuneCache:
 def apply_entry(base: GemmConfig, entry: dict) -> Optional[GemmConfig]:
     """`base` (the call's default config) with an entry's tiling, if that is valid for the call; else None."""
     fields = {k: v for k, v in entry.get("config", {}).items() if k in TUNED_FIELDS}
-    for k in _OFF_UNLESS_GIVEN:
-        fields.setdefault(k, False)
+    for k, off in _OFF_UNLESS_GIVEN.items():
+        fields.setdefault(k, off)
     try:
         return base.with_(**fields).validate()
     except (ValueError, NotImplementedError, TypeError):
@@ -176,15 +176,17 @@ def candidate_configs(base: GemmConfig, m: int, n_pad: int, k_pad: int, *, num_s
                     for split in (1, 2):
                         if n_pad % bn or k_pad % bk or not small_grid(bm, bn, split) or (k_pad // bk) % split:
                             continue
-                        # plain, with the producer warpgroup, and (split) with the split inside a cluster
+                        # plain, with the producer warpgroup, and (split) with the split inside a cluster;
+                        # unsplit ones also with the activation tile multicast over 2-CTA clusters
                         for ws, cluster in ((False, False), (True, False), (False, split > 1)):
-                            cfg = base.with_(block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_n=64, warp_k=bk,
-                                             split_k=split, mainloop="sm90", two_level_scales=False, stages=2,
-                                             activation="none", custom_activation=None, glu=False,
-                                             warp_specialized=ws, cluster_split_k=cluster)
-                            cfg = deepest(cfg, 8)
-                            if cfg is not None:
-                                add(cfg, sm90_list)
+                            for cn in (1, 2) if split == 1 and (n_pad // bn) % 2 == 0 else (1,):
+                                cfg = base.with_(block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_n=64,
+                                                 warp_k=bk, split_k=split, mainloop="sm90", two_level_scales=False,
+                                                 stages=2, activation="none", custom_activation=None, glu=False,
+                                                 warp_specialized=ws, cluster_split_k=cluster, cluster_n=cn)
+                                cfg = deepest(cfg, 8)
+                                if cfg is not None:
+                                    add(cfg, sm90_list)
     # the default's own mainloop first, so a small max_candidates keeps the likelier winners
     own, other = (sm90_list, sm80_list) if base.mainloop == "sm90" else (sm80_list, sm90_list)
     keep_other = min(len(other), max(1, (max_candidates - 1) // 4))   # at least a quarter for the other mainloop
