@@ -3,8 +3,8 @@ run to a multiple of the kernel's block_m.
 
 Two implementations with the same output, both on the routing tensor's device, with no host synchronisation and
 shapes that depend only on (M, top_k, num_experts, block_m), so they can be captured in a CUDA graph and replayed
-for any routing: a sequence of torch ops (any device), and one single-CTA CuTe DSL kernel
-(`kernels/moe_align.py`, CUDA). The result is exactly vLLM's layout (and
+for any routing: a sequence of torch ops (any device), and CuTe DSL kernels (`kernels/moe_align.py`, CUDA): one
+CTA up to 4096 routed ids, a pair of multi-CTA launches above. The result is exactly vLLM's layout (and
 `quant.reference.moe_align_block_size_reference`'s)."""
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import torch
 from .runtime.compile import KernelCache, compile_aux
 
 __all__ = ["moe_align_block_size", "kernel_threads", "compile_moe_align", "align_smem_words", "MoeAlignConfig",
-           "IMPLS"]
+           "IMPLS", "use_multi", "multi_ctas", "multi_smem_words"]
 
 IMPLS = ("auto", "torch", "kernel")
 
 _KERNELS = KernelCache()
 _NO_MAP: dict = {}
 _SMALL = 4096          # routed ids up to this many: a CTA of few threads (see kernel_threads)
-_LAUNCH: dict = {}     # (device, numel > _SMALL, experts, block_m, has_map, unroll) -> compiled kernel
+_LAUNCH: dict = {}     # (device, numel > _SMALL, experts, block_m, has_map, multi) -> compiled kernel
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class MoeAlignConfig:
     has_map: bool
     arch: str
     unroll: int = 8
+    multi: bool = False     # the multi-CTA kernel pair (kernels/moe_align.py: MoeAlignMultiKernel)
 
     def __post_init__(self):
         for name in ("num_experts", "block_m", "threads", "unroll"):
@@ -50,22 +51,40 @@ class MoeAlignConfig:
             raise ValueError(f"unroll must be at most 64 ids per batch, got {self.unroll}")
 
 
-#: 32 ids per load batch in CTAs of 128+ threads (each thread walks a long chunk there, and the time is rounds of
-#: dependent loads): compile-checked, not yet run on a GPU, so used only with config.ALLOW_UNVERIFIED until then.
-WIDE_UNROLL_VERIFIED = False
+#: above _SMALL routed ids: the multi-CTA kernel pair (coalesced warp-wide loads, a grid of up to _MAX_CTAS CTAs)
+#: instead of one CTA; compile-checked, not yet run on a GPU, so used only with config.ALLOW_UNVERIFIED until then
+MULTI_VERIFIED = False
+_MULTI_THREADS = 256
+_MAX_CTAS = 64          # each CTA of the scatter launch reads every CTA's count row: keep the grid modest
 
-
-def load_unroll(threads: int) -> int:
-    """Ids each thread of the alignment kernel loads per batch (independent loads in flight)."""
+def use_multi(numel: int) -> bool:
+    """Whether `numel` routed ids take the multi-CTA kernel pair."""
     from . import config
 
-    return 32 if threads >= 128 and (WIDE_UNROLL_VERIFIED or config.ALLOW_UNVERIFIED) else 8
+    return numel > _SMALL and (MULTI_VERIFIED or config.ALLOW_UNVERIFIED)
+
+
+def multi_ctas(numel: int) -> int:
+    """CTAs of the multi-CTA kernel pair for `numel` ids: about 1024 ids (4 steps of 32 per warp) each."""
+    return max(1, min(_MAX_CTAS, -(-numel // 1024)))
 
 
 def align_smem_words(num_experts: int, threads: int) -> int:
     """int32 words of shared memory the kernel's CTA uses: a count row per thread plus the totals row, and the
     padded run starts."""
     return (threads + 1) * num_experts + num_experts + 1
+
+
+def multi_smem_words(num_experts: int, threads: int) -> int:
+    """int32 words of shared memory of a multi-CTA kernel CTA: a count row per warp, run starts, the CTA's
+    offsets and the expert totals."""
+    return (threads // 32) * num_experts + 3 * num_experts + 1
+
+
+def _arch_smem(arch: str) -> int:
+    from .arch import get_arch
+
+    return get_arch(arch).smem_per_block_bytes
 
 
 def kernel_threads(numel: int, num_experts: int, arch: str) -> Optional[int]:
@@ -84,8 +103,10 @@ def kernel_threads(numel: int, num_experts: int, arch: str) -> Optional[int]:
 def compile_moe_align(cfg):
     """Compile a `MoeAlignConfig` for its arch (no GPU needed); the TVM-FFI callable
     f(ids, sorted_ids, expert_ids, num_post, expert_map)."""
-    from .kernels.moe_align import MoeAlignKernel, fake_operands
+    from .kernels.moe_align import MoeAlignKernel, MoeAlignMultiKernel, fake_multi_operands, fake_operands
 
+    if cfg.multi:
+        return compile_aux(MoeAlignMultiKernel(cfg), fake_multi_operands(cfg), cfg.arch, _KERNELS)
     return compile_aux(MoeAlignKernel(cfg), fake_operands(cfg), cfg.arch, _KERNELS)
 
 
@@ -104,20 +125,25 @@ def _align_kernel(topk_ids, block_m, num_experts, expert_map, max_padded, n_bloc
     """The kernel path; None when the expert count does not fit (auto falls back to torch)."""
     dev = topk_ids.device
     numel = topk_ids.numel()
-    key = (dev, numel > _SMALL, num_experts, block_m, expert_map is not None,    # what kernel_threads reads
-           load_unroll(1024))                                                     # and load_unroll
+    multi = use_multi(numel)
+    key = (dev, numel > _SMALL, num_experts, block_m, expert_map is not None, multi)   # what the choice reads
     kernel = _LAUNCH.get(key)
     if kernel is None:
         from .ops import device_target
 
         arch = device_target(dev)
-        threads = kernel_threads(numel, num_experts, arch)
+        if multi:
+            threads = _MULTI_THREADS
+            if multi_smem_words(num_experts, threads) * 4 > _arch_smem(arch):
+                threads = None
+        else:
+            threads = kernel_threads(numel, num_experts, arch)
         if threads is None:
             if explicit:
                 raise ValueError(f"{num_experts} experts do not fit the alignment kernel's shared memory on {arch}; "
                                  f"use impl='torch'")
             return None
-        cfg = MoeAlignConfig(num_experts, block_m, threads, expert_map is not None, arch, load_unroll(threads))
+        cfg = MoeAlignConfig(num_experts, block_m, threads, expert_map is not None, arch, multi=multi)
         kernel = _LAUNCH[key] = _KERNELS.get(cfg, compile_moe_align)
     ids = topk_ids.reshape(-1)
     if ids.dtype != torch.int32 or not ids.is_contiguous():
@@ -131,7 +157,11 @@ def _align_kernel(topk_ids, block_m, num_experts, expert_map, max_padded, n_bloc
         emap = _NO_MAP.get(dev)
         if emap is None:
             emap = _NO_MAP[dev] = torch.zeros(1, dtype=torch.int32, device=dev)
-    kernel(ids, sorted_ids, expert_ids, num_post, emap)
+    if multi:
+        ws = torch.empty(multi_ctas(numel) * num_experts, dtype=torch.int32, device=dev)   # per-CTA counts
+        kernel(ids, sorted_ids, expert_ids, num_post, emap, ws)
+    else:
+        kernel(ids, sorted_ids, expert_ids, num_post, emap)
     return sorted_ids, expert_ids, num_post
 
 

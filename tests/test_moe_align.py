@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -153,8 +155,8 @@ def test_kernel_threads_fit_shared_memory(arch):
 
 
 @pytest.mark.parametrize("experts,block_m,threads,has_map,arch,unroll", [
-    (8, 16, 64, False, "sm_80", 8), (128, 64, 256, True, "sm_90a", 8), (128, 64, 256, True, "sm_90a", 32),
-    (256, 128, 128, False, "sm_90a", 32), (64, 1, 32, True, "sm_120a", 8)])
+    (8, 16, 64, False, "sm_80", 8), (128, 64, 256, True, "sm_90a", 8), (256, 128, 128, False, "sm_90a", 16),
+    (64, 1, 32, True, "sm_120a", 8)])
 def test_kernel_compiles(experts, block_m, threads, has_map, arch, unroll):
     """The alignment kernel compiles for each arch without spills: one CTA, barriers between its steps."""
     from humming_cute.kernels.moe_align import MoeAlignKernel, fake_operands
@@ -171,14 +173,32 @@ def test_kernel_compiles(experts, block_m, threads, has_map, arch, unroll):
         MoeAlignConfig(experts, block_m, threads, has_map, arch, 65)
 
 
-def test_wide_batches_wait_for_their_gpu_run(monkeypatch):
-    """32-id load batches (CTAs of 128+ threads) are used only once verified or with config.ALLOW_UNVERIFIED;
-    decode-sized CTAs always load 8."""
+@pytest.mark.parametrize("experts,block_m,has_map,arch", [(128, 64, False, "sm_90a"), (8, 128, True, "sm_80"),
+                                                       (512, 16, True, "sm_90a"), (3, 1, False, "sm_120a")])
+def test_multi_cta_kernels_compile(experts, block_m, has_map, arch):
+    """The multi-CTA pair (many routed ids): two kernels in one compiled call, warp-wide match.any grouping and a
+    shuffle scan, no atomics (deterministic), no spills, for each arch."""
+    from humming_cute.kernels.moe_align import MoeAlignMultiKernel, fake_multi_operands
+    from humming_cute.moe_align import MoeAlignConfig, multi_smem_words
+    from humming_cute.testing.ptx import compile_for_arch
+
+    cfg = MoeAlignConfig(experts, block_m, 256, has_map, arch, multi=True)
+    art = compile_for_arch(MoeAlignMultiKernel(cfg), *fake_multi_operands(cfg), arch=arch, options="--enable-tvm-ffi")
+    assert len(art.ptxas) == 2 and sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    assert art.ptx.count(".entry") == 2 and "match.any.sync" in art.ptx and "shfl.sync.up" in art.ptx
+    assert not re.search(r"\b(atom|red)\.", art.ptx), "the multi-CTA pair uses no atomics"
+    assert multi_smem_words(experts, 256) == 8 * experts + 3 * experts + 1
+
+
+def test_multi_cta_waits_for_its_gpu_run(monkeypatch):
+    """The multi-CTA pair takes over above 4096 routed ids only once verified or with config.ALLOW_UNVERIFIED;
+    its grid is about 1024 ids per CTA, at most 64 CTAs."""
     from humming_cute import config as hconfig
     from humming_cute import moe_align
 
-    monkeypatch.setattr(moe_align, "WIDE_UNROLL_VERIFIED", False)
+    monkeypatch.setattr(moe_align, "MULTI_VERIFIED", False)
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", False)
-    assert moe_align.load_unroll(256) == 8 and moe_align.load_unroll(64) == 8
+    assert not moe_align.use_multi(32768)
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
-    assert moe_align.load_unroll(256) == 32 and moe_align.load_unroll(64) == 8
+    assert moe_align.use_multi(32768) and moe_align.use_multi(4097) and not moe_align.use_multi(4096)
+    assert [moe_align.multi_ctas(n) for n in (4097, 32768, 1 << 20)] == [5, 32, 64]
