@@ -114,10 +114,13 @@ def candidates(m: int, n: int, arch: str):
                     cl = deepest(cfg.with_(cluster_split_k=True), 4)
                     if cl is not None:
                         out.append((f"sm80 {bm}x{bn}x{bk} wm{wm} wk{wk} st{cl.stages} split{split} cluster", cl))
-    for name, cfg in list(out):
+    with_cn = []      # each candidate followed by its multicast variants (a --budget-s cut keeps pairs together)
+    for name, cfg in out:
+        with_cn.append((name, cfg))
         for cn in cluster_ns:
             if cfg.mainloop == "sm90" and cfg.split_k == 1 and (n // cfg.block_n) % cn == 0:
-                out.append((f"{name} cn{cn}", cfg.with_(cluster_n=cn)))
+                with_cn.append((f"{name} cn{cn}", cfg.with_(cluster_n=cn)))
+    out = with_cn
     valid = []
     for name, cfg in out:
         try:

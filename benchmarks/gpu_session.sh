@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The H100/H200 measurement steps, one per call (each fits a 10-minute command): writes logs, JSON and PNGs to
+# $OUT (default benchmarks/results/run) and prints a short summary last. Run from the repository root with the
+# CuTe DSL importable, e.g.
+#   bash benchmarks/gpu_session.sh tests        # the whole GPU test suite (incl. the options still refused)
+#   bash benchmarks/gpu_session.sh dense        # wgmma tile / cluster_n / persistent / staged probes, M 256-4096
+#   bash benchmarks/gpu_session.sh moe          # MoE probes (decode split / n-major; Qwen wgmma tiles) + align
+#   bash benchmarks/gpu_session.sh bench        # W4A16, W8A16 and MoE benchmarks with the current defaults
+# Every step has its own time limit, so one that overruns leaves the others' results.
+set -uo pipefail
+OUT=${OUT:-benchmarks/results/run}
+mkdir -p "$OUT"
+step=${1:?"usage: gpu_session.sh tests|dense|moe|bench"}
+tag=$(date -u +%Y-%m-%d)_$(python3 -c "import torch; print(torch.cuda.get_device_name().split()[-1].lower())")
+
+run() {   # run LIMIT_S LOG COMMAND...: one step, its log in $OUT, its exit status in the summary
+  local limit=$1 log=$2; shift 2
+  echo "== $* (limit ${limit}s)"
+  timeout "$limit" "$@" > "$OUT/$log" 2>&1
+  echo "   exit $? -> $OUT/$log: $(tail -n 1 "$OUT/$log")"
+}
+
+case "$step" in
+  tests)
+    run 560 "${tag}_gpu-tests.log" python3 -m pytest -m gpu tests/ -n 16 -q -rf ;;
+  dense)
+    run 290 "${tag}_config_probe_cluster_n.log" python3 benchmarks/config_probe.py --m 256,4096 \
+      --shapes 8192x8192,28672x4096 --families sm90 --ws --persistent --cluster-n 2,4 \
+      --match '^sm90 (128|256)x(128|256)x64 st[0-9] split1' --budget-s 65
+    run 250 "${tag}_config_probe_w8.log" python3 benchmarks/config_probe.py --m 256,4096 --b int8 --group 0 \
+      --shapes 8192x8192,28672x4096 --families sm90 --ws --cluster-n 2 \
+      --match '^sm90 (128|256)x(128|256)x64 st[0-9] split1( ws)?( cn2)?$' --budget-s 55 ;;
+  moe)
+    run 200 "${tag}_moe_probe_small.log" python3 benchmarks/moe_config_probe.py --tokens 1,16 --small \
+      --cluster-split 2,4 --n-major --budget-s 45
+    run 240 "${tag}_moe_probe_qwen.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
+      --tokens 512,4096 --block-m 64,128 --bn 128,256 --bk 64 --wgmma --persistent --cluster-n 2,4 \
+      --match '^sm90' --budget-s 55
+    run 100 "${tag}_align_timing.log" python3 benchmarks/align_timing.py ;;
+  bench)
+    run 220 "${tag}_w4a16_g128.log" python3 -m humming_cute.bench --json "$OUT/${tag}_w4a16_g128.json" \
+      --png "$OUT/${tag}_w4a16_g128.png"
+    run 180 "${tag}_w8a16_channel.log" python3 -m humming_cute.bench --b-dtype int8 --group-size 0 \
+      --json "$OUT/${tag}_w8a16_channel.json" --png "$OUT/${tag}_w8a16_channel.png"
+    run 180 "${tag}_moe_w4a16_g128.log" python3 -m humming_cute.bench --moe \
+      --json "$OUT/${tag}_moe_w4a16_g128.json" --png "$OUT/${tag}_moe_w4a16_g128.png" ;;
+  *) echo "unknown step $step"; exit 2 ;;
+esac
