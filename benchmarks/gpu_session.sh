@@ -34,7 +34,7 @@ case "$step" in
     run 200 "${tag}_moe_probe_small.log" python3 benchmarks/moe_config_probe.py --tokens 1,16 --small \
       --cluster-split 2,4 --n-major --budget-s 45
     run 240 "${tag}_moe_probe_qwen.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
-      --tokens 512,4096 --block-m 64,128 --bn 128,256 --bk 64 --wgmma --persistent --cluster-n 2,4 \
+      --tokens 512,4096 --block-m 64,128 --bn 128,256 --bk 64 --wgmma --persistent --cluster-n 2,4 --cp-async-rows \
       --match '^sm90' --budget-s 55
     run 100 "${tag}_align_timing.log" python3 benchmarks/align_timing.py ;;
   bench)

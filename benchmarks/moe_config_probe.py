@@ -52,10 +52,13 @@ p.add_argument("--cluster-split", default="",
 p.add_argument("--cluster-n", default="",
                help="with --wgmma: also every wgmma candidate with the activation tile multicast over clusters of "
                     "these many CTAs (e.g. 2,4; cluster_n; enabled here through config.ALLOW_UNVERIFIED)")
+p.add_argument("--cp-async-rows", action="store_true",
+               help="with --wgmma: also every producer-warpgroup candidate copying x's rows by cp.async instead of "
+                    "gathering x first (moe_cp_async_rows; enabled here through config.ALLOW_UNVERIFIED)")
 args = p.parse_args()
 splits = [int(v) for v in args.cluster_split.split(",") if v]
 cluster_ns = [int(v) for v in args.cluster_n.split(",") if v]
-allow_unverified(bool(splits) or args.n_major or args.persistent or bool(cluster_ns))
+allow_unverified(bool(splits) or args.n_major or args.persistent or bool(cluster_ns) or args.cp_async_rows)
 env = environment(torch.device("cuda"), " ".join(sys.argv))
 print(f"# {env['card']} driver {env['driver']}, {env['date']}; python3 {env['command']}", flush=True)
 arch = current_arch().target
@@ -134,8 +137,10 @@ for preset in args.presets.split(","):
                     sms = torch.cuda.get_device_properties(0).multi_processor_count
                     variants.append(cfg.with_(persistent_ctas=sms))
                 if cfg.mainloop == "sm90":
+                    if args.cp_async_rows and cfg.warp_specialized:
+                        variants += [v.with_(moe_cp_async_rows=True) for v in list(variants)]
                     variants += [v.with_(cluster_n=cn) for v in list(variants) for cn in cluster_ns
-                                 if (pw.n_pad // bn) % cn == 0]
+                                 if (pw.n_pad // bn) % cn == 0 and not v.moe_cp_async_rows]
                 for cfg in variants:
                     try:
                         cfg = cfg.validate()
@@ -145,7 +150,8 @@ for preset in args.presets.split(","):
                             f"wm{cfg.warp_m} warps{cfg.num_threads // 32} st{cfg.stages}"
                             f"{f' cluster-split{cfg.split_k}' if cfg.split_k > 1 else ''}"
                             f"{' n-major' if cfg.moe_n_major else ''}{' persistent' if cfg.persistent_ctas else ''}"
-                            f"{f' cn{cfg.cluster_n}' if cfg.cluster_n > 1 else ''}")
+                            f"{f' cn{cfg.cluster_n}' if cfg.cluster_n > 1 else ''}"
+                            f"{' rows' if cfg.moe_cp_async_rows else ''}")
                     if args.match and not re.search(args.match, name):
                         continue
                     try:

@@ -108,6 +108,10 @@ class GemmConfig:
     # (the activation tile is most of a k-tile's bytes: 16 of 20 KB at 128 x 128 x 64 with 4-bit weights, read
     # again by every weight tile from L2). 1 = no cluster; N / block_n must be a multiple
     cluster_n: int = 1
+    # wgmma MoE with the producer warpgroup: its 128 threads copy the activation rows of each block by cp.async in
+    # routed order straight from x (row id // top_k, or id for the down projection), while one of them TMA-loads the
+    # weights; without it x is first gathered into routed order (a copy of top_k x the activation bytes)
+    moe_cp_async_rows: bool = False
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -265,9 +269,9 @@ class GemmConfig:
             raise ValueError(f"cluster_n must be 1, 2 or 4, got {self.cluster_n!r}")
         if self.mainloop == "sm90":
             self._validate_sm90(arch)
-        elif self.cluster_n != 1:
-            raise ValueError("cluster_n (activation tiles multicast across a cluster) is an option of the wgmma "
-                             "mainloop (mainloop='sm90')")
+        elif self.cluster_n != 1 or self.moe_cp_async_rows:
+            raise ValueError("cluster_n (activation tiles multicast across a cluster) and moe_cp_async_rows are "
+                             "options of the wgmma mainloop (mainloop='sm90')")
         elif self.warp_specialized:
             raise ValueError("warp_specialized is an option of the wgmma mainloop (mainloop='sm90')")
         if self.cluster_split_k:
@@ -373,6 +377,14 @@ class GemmConfig:
                                  "fp8_fast_accum)")
             if not ALLOW_UNVERIFIED:
                 raise NotImplementedError("persistent_ctas is built but not yet verified on a GPU; it is not "
+                                          "enabled")
+        if self.moe_cp_async_rows:
+            if not self.moe or not self.warp_specialized or self.cluster_n != 1:
+                raise ValueError("moe_cp_async_rows takes the wgmma MoE GEMM with the producer warpgroup "
+                                 "(moe=True, warp_specialized=True) and cluster_n=1 (rows by cp.async are not "
+                                 "multicast)")
+            if not ALLOW_UNVERIFIED:
+                raise NotImplementedError("moe_cp_async_rows is built but not yet verified on a GPU; it is not "
                                           "enabled")
         if self.cluster_n > 1:
             if self.split_k != 1:

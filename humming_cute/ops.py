@@ -348,9 +348,9 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
                          f"y dimension (at most 65535): use moe_n_major=False")
     xk = _kernel_activations(x, weight)
     dev = x.device
-    if config.mainloop == "sm90":
+    if config.mainloop == "sm90" and not config.moe_cp_async_rows:
         # the wgmma kernel loads whole activation tiles by TMA: gather x's rows into sorted order first (padding
-        # positions take the last row; the epilogue skips them)
+        # positions take the last row; the epilogue skips them). With moe_cp_async_rows it copies x's rows itself
         from .moe_gather import gather_sorted_rows
 
         xk = gather_sorted_rows(xk, sorted_token_ids, num_tokens_post_padded, top_k, is_down)

@@ -285,7 +285,7 @@ def test_sm90_cluster_n_refusals(monkeypatch):
                        (dict(cluster_n=4, warp_specialized=True, persistent_ctas=130), "multiple of cluster_n")]:
         with pytest.raises(ValueError, match=match):
             _sm90(**bad).validate()
-    with pytest.raises(ValueError, match="option of the wgmma mainloop"):
+    with pytest.raises(ValueError, match="options of the wgmma mainloop"):
         GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, cluster_n=2).validate()
     cfg = _sm90(cluster_n=4).validate()
     check_weight_tiles(cfg, 4096, 4096)                        # 32 weight tiles: 8 clusters
@@ -293,3 +293,40 @@ def test_sm90_cluster_n_refusals(monkeypatch):
         check_weight_tiles(cfg, 768, 4096)
     with pytest.raises(ValueError, match="block_n=128 must divide"):
         check_weight_tiles(cfg, 700, 4096)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(moe_top_k=8),
+    dict(moe_top_k=2, moe_down=True, moe_mul_topk_weights=True, block_m=128, warp_m=128, block_n=64,
+         persistent_ctas=132),
+    dict(moe_top_k=8, block_k=128, warp_k=128, group_size=0, b_dtype="int8")],
+    ids=["up", "down-persistent", "int8-bk128"])
+def test_sm90_moe_cp_async_rows_compiles(monkeypatch, kw):
+    """moe_cp_async_rows: the producer warpgroup copies the block's activation rows by cp.async (16-byte copies
+    into the swizzled stage, one per 16 rows per thread) and arrives on the stage's barrier when they land
+    (noinc: 128 such arrivals plus the TMA thread's), the weights still by TMA; no spills. Refused without the
+    producer warpgroup or MoE, with cluster_n, and until its GPU test has run."""
+    import humming_cute.config as hconfig
+
+    full = {**dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=64,
+                   block_n=128, block_k=64, warp_m=64, warp_n=64, warp_k=64, stages=4, arch="sm_90a",
+                   mainloop="sm90", moe=True, warp_specialized=True, moe_cp_async_rows=True), **kw}
+    with pytest.raises(NotImplementedError, match="not yet verified"):
+        GemmConfig(**full).validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    cfg = GemmConfig(**full).validate()
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    ptx = art.ptx
+    copies = cfg.block_m * cfg.block_k // 8 // 128
+    assert len(re.findall(r"cp\.async\.cg\.shared\.global \[[^]]+\], \[[^]]+\], 16, 16;", ptx)) == copies
+    assert "cp.async.mbarrier.arrive.noinc.shared.b64" in ptx
+    assert re.search(r"mov\.b32\s+%r\d+, 129;", ptx)          # the stages' full barriers expect 129 arrivals
+    assert re.search(r"setmaxnreg\.dec\.sync\.aligned\.u32\s+64;", ptx)
+    assert "wgmma.mma_async" in ptx and sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    for bad in (dict(warp_specialized=False, persistent_ctas=0),
+                dict(moe=False, moe_top_k=1, moe_down=False, moe_mul_topk_weights=False),
+                dict(cluster_n=2)):
+        with pytest.raises(ValueError, match="moe_cp_async_rows takes"):
+            GemmConfig(**{**full, **bad}).validate()
+    with pytest.raises(ValueError, match="options of the wgmma mainloop"):
+        GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, moe=True, moe_cp_async_rows=True).validate()

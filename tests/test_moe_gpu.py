@@ -287,10 +287,41 @@ def test_moe_wgmma_cluster_n(monkeypatch, fmt, experts, top_k, tokens, block_m, 
     _check_routed(fmt, experts, top_k, tokens, down, skewed, 512, 512, block_m, tokens + experts + cn, config)
 
 
-def _check_routed(fmt, experts, top_k, tokens, down, skewed, n, k, block_m, seed, make_config):
+@pytest.mark.parametrize("fmt", FORMATS[:3], ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,block_m,bn,bk,down,skewed,ctas", [
+    (8, 2, 1, 64, 128, 64, False, False, 0), (64, 8, 37, 64, 128, 64, True, True, 0),
+    (8, 2, 3000, 128, 64, 64, True, False, 132), (128, 8, 200, 64, 128, 128, False, True, 3)])
+def test_moe_wgmma_cp_async_rows(monkeypatch, fmt, experts, top_k, tokens, block_m, bn, bk, down, skewed, ctas):
+    """moe_cp_async_rows: the producer warpgroup copies x's rows in routed order by cp.async (no gathered copy of
+    x), one CTA per tile or a persistent grid: matches the reference, and bitwise the TMA path over the gathered
+    rows (padding positions leave their rows stale; those outputs are never stored). Built and compile-checked;
+    enabled here (config.ALLOW_UNVERIFIED) for its GPU run."""
+    import humming_cute.config as hconfig
+    from humming_cute.config import GemmConfig
+
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma mainloop runs on sm_90 only")
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+
+    def config(rows):
+        def make(pw, a_name, has_bias):
+            bk_ = 64 if 0 < pw.group_size < bk else bk
+            return GemmConfig(a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name, group_size=pw.group_size,
+                              has_bias=has_bias, block_m=block_m, block_n=bn, block_k=bk_, warp_m=block_m,
+                              warp_n=64, warp_k=bk_, stages=4, arch="sm_90a", mainloop="sm90", moe=True,
+                              moe_top_k=top_k, moe_down=down, moe_mul_topk_weights=down, warp_specialized=True,
+                              persistent_ctas=ctas, moe_cp_async_rows=rows).validate()
+        return make
+
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, 256, 512, block_m, tokens + experts + bk, config(True),
+                  same_as=config(False))
+
+
+def _check_routed(fmt, experts, top_k, tokens, down, skewed, n, k, block_m, seed, make_config, same_as=None):
     """Random weights of format `fmt` and a routing (every third expert on another rank when `skewed`), the MoE
     GEMM with make_config(prepared weight, activation dtype name, has_bias) against the reference: every routed
-    row written, rows of other ranks' experts untouched, routing weights and bias (odd token counts) applied."""
+    row written, rows of other ranks' experts untouched, routing weights and bias (odd token counts) applied; with
+    `same_as` (another make_config) also bitwise equal to that config's output."""
     b_dtype, group, scale_dtype, gscale, a_dtype = fmt
     gen = torch.Generator().manual_seed(seed)
     qw = quantize_weight(torch.randn(experts, n, k, generator=gen).cuda(), b_dtype, group, scale_dtype,
@@ -322,6 +353,11 @@ def _check_routed(fmt, experts, top_k, tokens, down, skewed, n, k, block_m, seed
     tol = 2e-3 if a_dtype == torch.float16 else 1e-2
     rel = ((y.float() - ref).norm() / ref.norm().clamp_min(1e-6)).item()
     assert rel < tol, f"relative error {rel:.3e} (config {cfg})"
+    if same_as is not None:
+        y2 = hc.moe_gemm(x, pw, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=block_m,
+                         topk_weights=topk_w, mul_topk_weights=down, is_down=down, bias=bias,
+                         config=same_as(pw, a_name, bias is not None))
+        assert torch.equal(y, y2), "not bitwise equal to the reference config's output"
 
 
 @pytest.mark.parametrize("fmt", FORMATS[:3], ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")

@@ -90,9 +90,15 @@ class Sm90MixedGemm:
         # activation multicast: clusters of cn CTAs along the weight tiles of one block row (cfg.cluster_n)
         self.cn = cfg.cluster_n
         self.cluster_shape = (self.cn, 1) if self.cn > 1 else None
+        # MoE activation rows by cp.async from the producer warpgroup's 128 threads (cfg.moe_cp_async_rows)
+        self.rows = cfg.moe_cp_async_rows
+        if self.rows:
+            self.producer_regs = 64          # the row pointers of a block's rows stay in the producer's registers
+            self.consumer_regs = min(240, (65536 - 128 * self.producer_regs) // self.cons_threads // 8 * 8)
         self.epilogue = Epilogue(cfg, self.c_type)
         half = self.bn // 2
-        self.tx_bytes = (self.bm * self.bk * cfg.act_bits // 8 + self.bn_atoms * self.bk_words * 4
+        a_bytes = 0 if self.rows else self.bm * self.bk * cfg.act_bits // 8      # (cp.async rows: not TMA bytes)
+        self.tx_bytes = (a_bytes + self.bn_atoms * self.bk_words * 4
                          + (self.srows * half * 4 if self.tma_scales else 0)
                          + (self.srows * half * 4 if self.has_zp else 0))
 
@@ -152,7 +158,7 @@ class Sm90MixedGemm:
         tiles_n = cute.size(mB, mode=[1 if self.moe else 0]) // self.bn_atoms
         self.kernel(tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, mS, mCS, mG, mBias, mC, mWS, mCnt,
                     mTopkW, mSorted, mExpert, mNumPost, tiled_mma, sA_layout, sB_layout, sS_layout, tiles_m,
-                    tiles_n).launch(
+                    tiles_n, mA).launch(
             grid=[cutlass.min(tiles_m * tiles_n, self.cfg.persistent_ctas) if self.persistent else tiles_m * tiles_n,
                   1, self.split_k], block=[self.threads, 1, 1],
             cluster=[1, 1, self.split_k] if self.cfg.cluster_split_k else ([self.cn, 1, 1] if self.cn > 1 else None),
@@ -169,7 +175,7 @@ class Sm90MixedGemm:
         if cutlass.const_expr(self.cn > 1):
             cute.copy(tma_a, tAgA[None, kt], tAsA[None, st], tma_bar_ptr=bar,
                       mcast_mask=cutlass.Int16((1 << self.cn) - 1))
-        else:
+        elif cutlass.const_expr(not self.rows):     # (cp.async rows: the producer warpgroup copies them)
             cute.copy(tma_a, tAgA[None, kt], tAsA[None, st], tma_bar_ptr=bar)
         cute.copy(tma_b, tBgB[None, kt], tBsB[None, st], tma_bar_ptr=bar)
         if cutlass.const_expr(self.group > 0):
@@ -181,6 +187,64 @@ class Sm90MixedGemm:
             if cutlass.const_expr(self.has_zp):
                 cute.copy(tma_z, tZgZ[None, r], tZsZ[None, st], tma_bar_ptr=bar)
         pipe.producer_commit(state)
+
+    @cute.jit
+    def row_copy(self, sA, mX, tidx):
+        """cp.async rows (`rows`): this producer thread's slice of a 16-byte-per-copy tiled copy of one (block_m,
+        block_k) activation tile over the producer warpgroup's 128 threads -> (copy, shared-memory destinations
+        (CPY, rows, 1, stage), the per-thread global layout source, (row, k) coordinates in the tile)."""
+        tc = self.bk // 8
+        atom = cute.make_copy_atom(cpasync.CopyG2SOp(cache_mode=cpasync.LoadCacheMode.GLOBAL), self.a_type,
+                                   num_bits_per_copy=128)
+        copy = cute.make_tiled_copy_tv(atom, cute.make_layout((128 // tc, tc), stride=(tc, 1)),
+                                       cute.make_layout((1, 8)))
+        thr = copy.get_slice(tidx - self.cons_threads)
+        tXsA = thr.partition_D(sA)
+        tXgX = thr.partition_S(cute.local_tile(mX, (self.bm, self.bk), (0, None)))   # only its layout is used
+        tXcX = thr.partition_S(cute.make_identity_tensor((self.bm, self.bk)))
+        return copy, tXsA, tXgX, tXcX
+
+    @cute.jit
+    def block_rows(self, tXcX, mSorted, mC, bm_idx):
+        """cp.async rows: the x row of each of this thread's copy rows in block row bm_idx (id // top_k, or the id
+        for the down projection) and whether it is a routed row (padding positions copy nothing: their outputs
+        are never stored)."""
+        n_rm = cute.size(tXcX, mode=[1])
+        rows = cute.make_rmem_tensor(cute.make_layout(n_rm), cutlass.Int32)
+        ok = cute.make_rmem_tensor(cute.make_layout(n_rm), cutlass.Boolean)
+        n_sorted = cute.size(mSorted, mode=[0])
+        n_out = cute.size(mC, mode=[0])           # M * top_k routed rows
+        for i in cutlass.range_constexpr(n_rm):
+            pos = bm_idx * self.bm + tXcX[0, i, 0][0]
+            tok = mSorted[cutlass.min(pos, n_sorted - 1)]
+            tok = cutlass.select_(pos < n_sorted, tok, n_out)
+            ok[i] = tok < n_out
+            if cutlass.const_expr(self.cfg.moe_down):
+                rows[i] = tok
+            else:
+                rows[i] = tok // self.cfg.moe_top_k
+        return rows, ok
+
+    @cute.jit
+    def produce_rows(self, pipe, state, kt0, warp_idx, copy, tXsA, tXgX, tXcX, rows, ok, mX, tma_a, tAgA, tAsA,
+                     tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ, tZsZ, s_off):
+        """cp.async rows, every producer thread: once k-tile `kt0 + state.count`'s stage is free, the first producer
+        warp starts the weights' TMA loads (its arrive carries their bytes) and every thread copies its activation
+        rows, then arrives when its copies land (cp.async.mbarrier.arrive.noinc: 1 + 128 arrivals per stage)."""
+        if warp_idx == self.cons_warps:
+            self.produce(pipe, state, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ,
+                         tZsZ, s_off)
+        else:
+            pipe.sync_object_empty.wait(state.index, state.phase)
+        kt = kt0 + state.count
+        st = state.index
+        K = cute.size(mX, mode=[1])
+        for i in cutlass.range_constexpr(cute.size(tXcX, mode=[1])):
+            if ok[i]:
+                k0 = kt * self.bk + tXcX[0, i, 0][1]
+                src = cute.make_tensor((mX.iterator + (rows[i] * K + k0)).align(16), tXgX[None, i, None, 0].layout)
+                cute.copy(copy, src, tXsA[None, i, None, st])
+        cute.arch.cp_async_mbarrier_arrive_noinc(pipe.producer_get_barrier(state))
 
     @cute.jit
     def tile_coords(self, tile, tiles_m, tiles_n):
@@ -210,7 +274,8 @@ class Sm90MixedGemm:
         sZ = smem.allocate_tensor(cutlass.Int32, sS_layout, byte_alignment=128)
         pipe = pipeline.PipelineTmaAsync.create(
             barrier_storage=bars, num_stages=self.stages,
-            producer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread),
+            # cp.async rows: the TMA thread's arrive plus one cp.async arrive (noinc) per producer thread
+            producer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread, 129 if self.rows else 1),
             # with multicast every CTA of the cluster writes into this one's stages: each consumer warp releases a
             # stage to all cn producers (lanes 0..cn-1 arrive on CTA `lane`'s empty barrier)
             consumer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread, self.cons_warps * self.cn),
@@ -252,7 +317,7 @@ class Sm90MixedGemm:
                mCnt: cute.Tensor, mTopkW: cute.Tensor, mSorted: cute.Tensor, mExpert: cute.Tensor,
                mNumPost: cute.Tensor, tiled_mma: cute.TiledMma,
                sA_layout: cute.ComposedLayout, sB_layout: cute.Layout, sS_layout: cute.Layout,
-               tiles_m: cutlass.Int32, tiles_n: cutlass.Int32):
+               tiles_m: cutlass.Int32, tiles_n: cutlass.Int32, mX: cute.Tensor):
         plan = self.plan
         tidx, _, _ = cute.arch.thread_idx()
         warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
@@ -271,7 +336,7 @@ class Sm90MixedGemm:
         if cutlass.const_expr(self.persistent):
             self.persistent_tiles(plan, tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, mCS, mG, mBias,
                                   mC, mTopkW, mSorted, mExpert, mNumPost, tiled_mma, sA_layout, sB_layout, sS_layout,
-                                  tiles_m, tiles_n, tidx, warp_idx, wg, wr, lane, g)
+                                  tiles_m, tiles_n, tidx, warp_idx, wg, wr, lane, g, mX)
         else:
             bid, _, z_idx = cute.arch.block_idx()
             bm_idx, bn_idx = self.tile_coords(bid // self.cn, tiles_m, tiles_n)
@@ -299,7 +364,18 @@ class Sm90MixedGemm:
                     cute.arch.setmaxregister_decrease(self.producer_regs)
                     pipeline.pipeline_init_wait(cluster_shape_mn=self.cluster_shape)
                     kt0, k_tiles = self.k_range(gA, z_idx, moe_st)
-                    if warp_idx == self.cons_warps:
+                    if cutlass.const_expr(self.rows):
+                        copy, tXsA, tXgX, tXcX = self.row_copy(sA, mX, tidx)
+                        rows, ok = self.block_rows(tXcX, mSorted, mC, bm_idx)
+                        prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)
+                        for _ in cutlass.range(k_tiles, unroll=1):
+                            self.produce_rows(pipe, prod, kt0, warp_idx, copy, tXsA, tXgX, tXcX, rows, ok, mX, tma_a,
+                                              tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ, tZsZ,
+                                              moe_st[2])
+                            prod.advance()
+                        if warp_idx == self.cons_warps:
+                            pipe.producer_tail(prod)
+                    elif warp_idx == self.cons_warps:
                         prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)
                         for _ in cutlass.range(k_tiles, unroll=1):
                             self.produce(pipe, prod, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS,
@@ -319,7 +395,7 @@ class Sm90MixedGemm:
     @cute.jit
     def persistent_tiles(self, plan: cutlass.Constexpr, tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma,
                          mCS, mG, mBias, mC, mTopkW, mSorted, mExpert, mNumPost, tiled_mma, sA_layout, sB_layout,
-                         sS_layout, tiles_m, tiles_n, tidx, warp_idx, wg, wr, lane, g):
+                         sS_layout, tiles_m, tiles_n, tidx, warp_idx, wg, wr, lane, g, mX):
         """Persistent grid (`persistent_ctas`): CTA b takes output tiles b, b + grid, ... in the grouped raster.
         The producer warp runs ahead through the tiles' k-tiles; the pipeline states carry on from tile to tile, so
         the next tile's first stages load while the consumers finish and store the current one. MoE: each tile
@@ -332,7 +408,11 @@ class Sm90MixedGemm:
         if warp_idx >= self.cons_warps:
             cute.arch.setmaxregister_decrease(self.producer_regs)
             pipeline.pipeline_init_wait(cluster_shape_mn=self.cluster_shape)
-            if warp_idx == self.cons_warps:
+            producing = warp_idx == self.cons_warps
+            if cutlass.const_expr(self.rows):
+                producing = warp_idx >= self.cons_warps          # the whole warpgroup copies activation rows
+            if producing:
+                copy, tXsA, tXgX, tXcX = self.row_copy(sA, mX, tidx) if self.rows else (None, None, None, None)
                 prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)
                 for tile in cutlass.range(bid // self.cn, n_tiles // self.cn, n_ctas // self.cn, unroll=1):
                     bm_idx, bn_idx = self.tile_coords(tile, tiles_m, tiles_n)
@@ -342,11 +422,20 @@ class Sm90MixedGemm:
                                                   sB, sS, sZ, bm_idx, bn_idx, b_tile)
                     _, k_tiles = self.k_range(gA, 0, moe_st)
                     prod.reset_count()                 # produce() reads the k-tile index from the count
-                    for _ in cutlass.range(k_tiles, unroll=1):
-                        self.produce(pipe, prod, 0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z,
-                                     tZgZ, tZsZ, moe_st[2])
-                        prod.advance()
-                pipe.producer_tail(prod)
+                    if cutlass.const_expr(self.rows):
+                        rows, ok = self.block_rows(tXcX, mSorted, mC, bm_idx)
+                        for _ in cutlass.range(k_tiles, unroll=1):
+                            self.produce_rows(pipe, prod, 0, warp_idx, copy, tXsA, tXgX, tXcX, rows, ok, mX, tma_a,
+                                              tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ, tZsZ,
+                                              moe_st[2])
+                            prod.advance()
+                    else:
+                        for _ in cutlass.range(k_tiles, unroll=1):
+                            self.produce(pipe, prod, 0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS,
+                                         tma_z, tZgZ, tZsZ, moe_st[2])
+                            prod.advance()
+                if warp_idx == self.cons_warps:
+                    pipe.producer_tail(prod)
         else:
             cute.arch.setmaxregister_increase(self.consumer_regs)
             (tCrB, tCcC, acc, _, rA0, rA1, rAu0, rAu1, b_views, s_view,
