@@ -373,6 +373,8 @@ class Sm90MixedGemm:
                                               tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ, tZsZ,
                                               moe_st[2])
                             prod.advance()
+                        cute.arch.cp_async_commit_group()      # no producer thread leaves with copies in flight
+                        cute.arch.cp_async_wait_group(0)
                         if warp_idx == self.cons_warps:
                             pipe.producer_tail(prod)
                     elif warp_idx == self.cons_warps:
@@ -434,6 +436,9 @@ class Sm90MixedGemm:
                             self.produce(pipe, prod, 0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS,
                                          tma_z, tZgZ, tZsZ, moe_st[2])
                             prod.advance()
+                if cutlass.const_expr(self.rows):
+                    cute.arch.cp_async_commit_group()          # no producer thread leaves with copies in flight
+                    cute.arch.cp_async_wait_group(0)
                 if warp_idx == self.cons_warps:
                     pipe.producer_tail(prod)
         else:
