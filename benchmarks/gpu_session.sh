@@ -6,11 +6,12 @@
 #   bash benchmarks/gpu_session.sh dense        # wgmma tile / cluster_n / persistent / staged probes, M 256-4096
 #   bash benchmarks/gpu_session.sh moe          # MoE probes (decode split / n-major; Qwen wgmma tiles) + align
 #   bash benchmarks/gpu_session.sh bench        # W4A16, W8A16 and MoE benchmarks with the current defaults
+#   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
 # Every step has its own time limit, so one that overruns leaves the others' results.
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/run}
 mkdir -p "$OUT"
-step=${1:?"usage: gpu_session.sh tests|dense|moe|bench"}
+step=${1:?"usage: gpu_session.sh tests|dense|moe|bench|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import torch; print(torch.cuda.get_device_name().split()[-1].lower())")
 
 run() {   # run LIMIT_S LOG COMMAND...: one step, its log in $OUT, its exit status in the summary
@@ -44,5 +45,11 @@ case "$step" in
       --json "$OUT/${tag}_w8a16_channel.json" --png "$OUT/${tag}_w8a16_channel.png"
     run 180 "${tag}_moe_w4a16_g128.log" python3 -m humming_cute.bench --moe \
       --json "$OUT/${tag}_moe_w4a16_g128.json" --png "$OUT/${tag}_moe_w4a16_g128.png" ;;
+  table)
+    card=$(python3 -c "import re, torch; print(re.sub(r'[^A-Za-z0-9.-]+', '_', torch.cuda.get_device_name()))")
+    run 330 "${tag}_tune_table_w4a16.log" python3 -m humming_cute.tune.build_table --b-dtype uint4 --group-size 128 \
+      --max-candidates 8 --rep-ms 30 --out "$OUT/${card}.json"
+    run 230 "${tag}_tune_table_w8a16.log" python3 -m humming_cute.tune.build_table --b-dtype int8 --group-size 0 \
+      --m 1,16,64,256 --max-candidates 8 --rep-ms 30 --out "$OUT/${card}.json" ;;
   *) echo "unknown step $step"; exit 2 ;;
 esac
