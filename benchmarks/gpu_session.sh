@@ -4,14 +4,15 @@
 # CuTe DSL importable, e.g.
 #   bash benchmarks/gpu_session.sh tests        # the whole GPU test suite (incl. the options still refused)
 #   bash benchmarks/gpu_session.sh dense        # wgmma tile / cluster_n / persistent / staged probes, M 256-4096
-#   bash benchmarks/gpu_session.sh moe          # MoE probes (decode split / n-major; Qwen wgmma tiles) + align
+#   bash benchmarks/gpu_session.sh moe          # MoE probes: Qwen3-30B-A3B-like wgmma tiles at 512 / 4096 tokens
+#   bash benchmarks/gpu_session.sh moe-small    # MoE decode probes (cluster split-K, n-major) + align timing
 #   bash benchmarks/gpu_session.sh bench        # W4A16, W8A16 and MoE benchmarks with the current defaults
 #   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
 # Every step has its own time limit, so one that overruns leaves the others' results.
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/run}
 mkdir -p "$OUT"
-step=${1:?"usage: gpu_session.sh tests|dense|moe|bench|table"}
+step=${1:?"usage: gpu_session.sh tests|dense|moe|moe-small|bench|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import torch; print(torch.cuda.get_device_name().split()[-1].lower())")
 
 run() {   # run LIMIT_S LOG COMMAND...: one step, its log in $OUT, its exit status in the summary
@@ -32,11 +33,15 @@ case "$step" in
       --shapes 8192x8192,28672x4096 --families sm90 --ws --cluster-n 2 \
       --match '^sm90 (128|256)x(128|256)x64 st[0-9] split1( ws)?( cn2)?$' --budget-s 55 ;;
   moe)
-    run 200 "${tag}_moe_probe_small.log" python3 benchmarks/moe_config_probe.py --tokens 1,16 --small \
-      --cluster-split 2,4 --n-major --budget-s 45
-    run 240 "${tag}_moe_probe_qwen.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
-      --tokens 512,4096 --block-m 64,128 --bn 128,256 --bk 64 --wgmma --persistent --cluster-n 2,4 --cp-async-rows \
-      --match '^sm90' --budget-s 55
+    run 270 "${tag}_moe_probe_qwen.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
+      --tokens 512 --block-m 32,64 --bn 128,256 --bk 64 --wgmma --persistent --cluster-n 2,4 --cp-async-rows \
+      --match '^sm90' --budget-s 120
+    run 270 "${tag}_moe_probe_qwen4096.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
+      --tokens 4096 --block-m 64,128 --bn 128,256 --bk 64 --wgmma --persistent --cluster-n 2,4 --cp-async-rows \
+      --match '^sm90' --budget-s 120 ;;
+  moe-small)
+    run 300 "${tag}_moe_probe_small.log" python3 benchmarks/moe_config_probe.py --tokens 1,16 --small \
+      --cluster-split 2,4 --n-major --budget-s 60
     run 100 "${tag}_align_timing.log" python3 benchmarks/align_timing.py ;;
   bench)
     run 220 "${tag}_w4a16_g128.log" python3 -m humming_cute.bench --json "$OUT/${tag}_w4a16_g128.json" \

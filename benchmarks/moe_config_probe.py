@@ -37,8 +37,8 @@ p.add_argument("--small", action="store_true",
                help="decode candidates instead: 16-row blocks, block_n 64/128, (block_k, warp_k) from 128/64 to "
                     "1024/128 (K split across up to 8 warps), 3 or 4 stages")
 p.add_argument("--wgmma", action="store_true",
-               help="also wgmma-mainloop candidates (sm_90a; block_m 64/128, block_n 64/128/256, block_k 64/128, with "
-                    "and without the producer warpgroup)")
+               help="also wgmma-mainloop candidates (sm_90a; the --block-m / --bn / --bk lists, with and without the "
+                    "producer warpgroup)")
 sweep_arguments(p, "only candidates whose printed name matches this regex")
 p.add_argument("--persistent", action="store_true",
                help="with --wgmma: also a persistent grid (one CTA per SM) of every producer-warpgroup candidate "
@@ -100,9 +100,10 @@ for preset in args.presets.split(","):
             else:
                 cands = [(bm, bn, bk, 64, None) for bm, bn, bk in itertools.product(
                     map(int, args.block_m.split(",")), map(int, args.bn.split(",")), map(int, args.bk.split(",")))]
-            if args.wgmma:
-                cands += [(bm, bn, bk, None, ("sm90", ws)) for bm in map(int, args.block_m.split(","))
-                          for bn in (64, 128, 256) for bk in (64, 128) for ws in (False, True) if not (ws and bn > 128)]
+            if args.wgmma:   # producer-warpgroup tiles first (their --persistent / --cp-async-rows variants follow)
+                cands += [(bm, bn, bk, None, ("sm90", ws)) for ws in (True, False)
+                          for bn in map(int, args.bn.split(",")) for bk in map(int, args.bk.split(","))
+                          for bm in map(int, args.block_m.split(",")) if not (ws and bn > 128)]
             for bm, bn, bk, wk, stages in cands:
                 if time.time() - t0 > args.budget_s:
                     break
