@@ -3,7 +3,7 @@
 # $OUT (default benchmarks/results/run) and prints a short summary last. Run from the repository root with the
 # CuTe DSL importable, e.g.
 #   bash benchmarks/gpu_session.sh tests        # the whole GPU test suite (incl. the options still refused)
-#   bash benchmarks/gpu_session.sh dense        # wgmma tile / cluster_n / persistent / staged probes, M 256-4096
+#   bash benchmarks/gpu_session.sh dense        # wgmma tile / cluster_n / persistent probes at M 256 and 4096
 #   bash benchmarks/gpu_session.sh moe          # MoE probes: Qwen3-30B-A3B-like wgmma tiles at 512 / 4096 tokens
 #   bash benchmarks/gpu_session.sh moe-small    # MoE decode probes (cluster split-K, n-major) + align timing
 #   bash benchmarks/gpu_session.sh bench        # W4A16, W8A16 and MoE benchmarks with the current defaults
@@ -35,10 +35,10 @@ case "$step" in
   moe)
     run 270 "${tag}_moe_probe_qwen.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
       --tokens 512 --block-m 32,64 --bn 128,256 --bk 64 --wgmma --persistent --cluster-n 2,4 --cp-async-rows \
-      --match '^sm90' --budget-s 120
+      --match '^sm90' --budget-s 100
     run 270 "${tag}_moe_probe_qwen4096.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
       --tokens 4096 --block-m 64,128 --bn 128,256 --bk 64 --wgmma --persistent --cluster-n 2,4 --cp-async-rows \
-      --match '^sm90' --budget-s 120 ;;
+      --match '^sm90' --budget-s 100 ;;
   moe-small)
     run 300 "${tag}_moe_probe_small.log" python3 benchmarks/moe_config_probe.py --tokens 1,16 --small \
       --cluster-split 2,4 --n-major --budget-s 60
