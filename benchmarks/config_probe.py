@@ -44,9 +44,9 @@ p.add_argument("--staged", action="store_true",
 p.add_argument("--cluster", action="store_true",
                help="also cluster split-K (cluster_split_k) for every candidate with split > 1")
 p.add_argument("--cluster-n", default="",
-               help="comma list of cluster sizes: also every unsplit wgmma candidate (incl. its --ws / --persistent "
-                    "/ --staged variants) with the activation tile multicast over clusters of that many CTAs "
-                    "(cluster_n; enabled here through config.ALLOW_UNVERIFIED)")
+               help="comma list of cluster sizes: also every unsplit or cluster-split wgmma candidate (incl. its --ws / "
+                    "--persistent / --staged / --cluster variants) with the activation tile multicast over clusters of "
+                    "that many CTAs (cluster_n; enabled here through config.ALLOW_UNVERIFIED)")
 args = p.parse_args()
 allow_unverified(args.persistent or args.staged or bool(args.cluster_n))
 cluster_ns = [int(c) for c in args.cluster_n.split(",") if c]
@@ -118,7 +118,8 @@ def candidates(m: int, n: int, arch: str):
     for name, cfg in out:
         with_cn.append((name, cfg))
         for cn in cluster_ns:
-            if cfg.mainloop == "sm90" and cfg.split_k == 1 and (n // cfg.block_n) % cn == 0:
+            if (cfg.mainloop == "sm90" and (cfg.split_k == 1 or cfg.cluster_split_k) and cn * cfg.split_k <= 8
+                    and (n // cfg.block_n) % cn == 0):
                 with_cn.append((f"{name} cn{cn}", cfg.with_(cluster_n=cn)))
     out = with_cn
     valid = []

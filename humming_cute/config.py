@@ -387,9 +387,11 @@ class GemmConfig:
                 raise NotImplementedError("moe_cp_async_rows is built but not yet verified on a GPU; it is not "
                                           "enabled")
         if self.cluster_n > 1:
-            if self.split_k != 1:
-                raise ValueError(f"cluster_n > 1 takes split_k=1 (the cluster's CTAs share one activation tile and "
-                                 f"k-range), got split_k={self.split_k}")
+            if self.split_k != 1 and not self.cluster_split_k:
+                raise ValueError(f"cluster_n > 1 splits K only inside the cluster (cluster_split_k=True: a cluster "
+                                 f"(cluster_n, 1, split_k)), got split_k={self.split_k} through the workspace")
+            if self.cluster_n * self.split_k > 8:
+                raise ValueError(f"a cluster of cluster_n x split_k = {self.cluster_n * self.split_k} CTAs; at most 8")
             if self.persistent_ctas % self.cluster_n:
                 raise ValueError(f"persistent_ctas ({self.persistent_ctas}) must be a multiple of cluster_n "
                                  f"({self.cluster_n}): whole clusters walk the tiles")

@@ -249,12 +249,16 @@ def test_sm90_staged_store_compiles(monkeypatch, bm, bn, ws, pc, split):
     dict(cluster_n=2, a_dtype="float8e4m3", b_dtype="int4", group_size=0, block_k=128, warp_k=128, stages=3),
     dict(cluster_n=2, moe=True, moe_top_k=2, block_m=64, warp_m=64),
     dict(cluster_n=4, moe=True, moe_top_k=8, block_m=64, warp_m=64, block_n=64, warp_specialized=True,
-         persistent_ctas=128)], ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
+         persistent_ctas=128),
+    dict(cluster_n=2, block_m=64, warp_m=64, block_n=64, split_k=2, cluster_split_k=True),
+    dict(cluster_n=4, block_m=16, warp_m=16, block_n=64, block_k=128, warp_k=128, split_k=2, cluster_split_k=True)],
+    ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
 def test_sm90_cluster_n_compiles(monkeypatch, kw):
     """cluster_n: the activation tile is TMA-multicast over a cluster of CTAs along N (each loads its piece with a
     CTA mask), consumers release stages to every producer of the cluster (remote mbarrier arrives), and the CTAs
-    meet at a cluster barrier before leaving; dense, persistent, 8-bit activations and MoE; no spills. Refused
-    until its GPU test has run, and for illegal combinations."""
+    meet at a cluster barrier before leaving; dense, persistent, 8-bit activations, MoE, and with split-K inside a
+    (cluster_n, 1, split_k) cluster (multicast among the CTAs of one k-range, the split's partials read from rank
+    x + cluster_n r); no spills. Refused until its GPU test has run, and for illegal combinations."""
     import humming_cute.config as hconfig
 
     full = {**dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=128,
@@ -269,7 +273,9 @@ def test_sm90_cluster_n_compiles(monkeypatch, kw):
     assert re.search(r"cp\.async\.bulk\.tensor\.2d\.shared::cluster\.global\.tile\.mbarrier::complete_tx::bytes"
                      r"\.multicast::cluster", ptx), "the activation tile is not multicast"
     assert "mapa.shared::cluster" in ptx and "mbarrier.arrive.shared::cluster" in ptx   # remote stage release
-    assert "%cluster_ctarank" in ptx and "barrier.cluster.wait" in ptx
+    assert "%cluster_ctaid.x" in ptx and "barrier.cluster.wait" in ptx
+    if cfg.cluster_split_k:
+        assert "%cluster_ctaid.z" in ptx and "ld.shared::cluster.f32" in ptx
     assert "wgmma.mma_async" in ptx and sum(r.spill_bytes for r in art.ptxas.values()) == 0
 
 
@@ -280,8 +286,8 @@ def test_sm90_cluster_n_refusals(monkeypatch):
 
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     for bad, match in [(dict(cluster_n=3), "cluster_n must be 1, 2 or 4"), (dict(cluster_n=True), "cluster_n must"),
-                       (dict(cluster_n=2, split_k=2), "takes split_k=1"),
-                       (dict(cluster_n=2, split_k=2, cluster_split_k=True), "takes split_k=1"),
+                       (dict(cluster_n=2, split_k=2), "splits K only inside the cluster"),
+                       (dict(cluster_n=4, split_k=4, cluster_split_k=True), "at most 8"),
                        (dict(cluster_n=4, warp_specialized=True, persistent_ctas=130), "multiple of cluster_n")]:
         with pytest.raises(ValueError, match=match):
             _sm90(**bad).validate()

@@ -217,12 +217,14 @@ def test_wgmma_staged_store(monkeypatch, a, b, group, scale, m, n, bm, bn, extra
     (1, 16, 64, 64, 6, 4, {}), (333, 128, 128, 64, 4, 2, {}), (4096, 128, 128, 64, 4, 2, {"warp_specialized": True}),
     (700, 64, 128, 128, 4, 2, {"warp_specialized": True, "persistent_ctas": 6}),
     (2000, 256, 64, 64, 3, 4, {"warp_specialized": True, "persistent_ctas": 8}),
-    (97, 64, 64, 128, 4, 2, {"staged_store": True})])
+    (97, 64, 64, 128, 4, 2, {"staged_store": True}),
+    (64, 64, 64, 128, 4, 2, {"split_k": 2, "cluster_split_k": True}),
+    (5, 16, 64, 128, 4, 4, {"split_k": 2, "cluster_split_k": True})])
 def test_wgmma_cluster_n(monkeypatch, a, b, group, scale, m, bm, bn, bk, stages, cn, extra):
     """cluster_n: clusters of cn CTAs share one activation tile, each loading 1/cn of it by TMA multicast; agrees
     with the reference and bitwise with cn = 1 (same data, same k order), also with the producer warpgroup, a
-    persistent grid (clusters walk the tiles) and the staged store; 16-row tiles split 4 ways. Built and
-    compile-checked; enabled here (config.ALLOW_UNVERIFIED) for its GPU run."""
+    persistent grid (clusters walk the tiles), the staged store and split-K inside a (cn, 1, split) cluster; 16-row
+    tiles split 4 ways. Built and compile-checked; enabled here (config.ALLOW_UNVERIFIED) for its GPU run."""
     import humming_cute as hc
     import humming_cute.config as hconfig
     from humming_cute.quant.weight import quantize_weight

@@ -161,8 +161,7 @@ class Sm90MixedGemm:
                     tiles_n, mA).launch(
             grid=[cutlass.min(tiles_m * tiles_n, self.cfg.persistent_ctas) if self.persistent else tiles_m * tiles_n,
                   1, self.split_k], block=[self.threads, 1, 1],
-            cluster=[1, 1, self.split_k] if self.cfg.cluster_split_k else ([self.cn, 1, 1] if self.cn > 1 else None),
-            stream=stream)
+            cluster=[self.cn, 1, self.split_k] if self.cfg.cluster_split_k or self.cn > 1 else None, stream=stream)
 
     @cute.jit
     def produce(self, pipe, state, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ,
@@ -173,8 +172,11 @@ class Sm90MixedGemm:
         st = state.index
         bar = pipe.producer_get_barrier(state)
         if cutlass.const_expr(self.cn > 1):
-            cute.copy(tma_a, tAgA[None, kt], tAsA[None, st], tma_bar_ptr=bar,
-                      mcast_mask=cutlass.Int16((1 << self.cn) - 1))
+            mask = (1 << self.cn) - 1                   # the cluster's CTAs of this k-range: ranks cn z .. cn z + cn - 1
+            if cutlass.const_expr(self.cfg.cluster_split_k):
+                _, _, z = cute.arch.block_in_cluster_idx()
+                mask = mask << (self.cn * z)
+            cute.copy(tma_a, tAgA[None, kt], tAsA[None, st], tma_bar_ptr=bar, mcast_mask=cutlass.Int16(mask))
         elif cutlass.const_expr(not self.rows):     # (cp.async rows: the producer warpgroup copies them)
             cute.copy(tma_a, tAgA[None, kt], tAsA[None, st], tma_bar_ptr=bar)
         cute.copy(tma_b, tBgB[None, kt], tBsB[None, st], tma_bar_ptr=bar)
@@ -259,7 +261,7 @@ class Sm90MixedGemm:
         row = first_m + r_in % rows
         col = r_in // rows
         if cutlass.const_expr(self.cn > 1):
-            col = col * self.cn + cute.arch.block_idx_in_cluster()
+            col = col * self.cn + cute.arch.block_in_cluster_idx()[0]
         return row, col
 
     @cute.jit
@@ -279,7 +281,10 @@ class Sm90MixedGemm:
             # with multicast every CTA of the cluster writes into this one's stages: each consumer warp releases a
             # stage to all cn producers (lanes 0..cn-1 arrive on CTA `lane`'s empty barrier)
             consumer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread, self.cons_warps * self.cn),
-            tx_count=self.tx_bytes, cta_layout_vmnk=cute.make_layout((1, self.cn, 1, 1)), defer_sync=True)
+            # (a cluster (cn, 1, split) of multicast and split-K: only the cn CTAs of one k-range share stages)
+            tx_count=self.tx_bytes, defer_sync=True,
+            cta_layout_vmnk=cute.make_layout((1, self.cn, 1, self.split_k if self.cn > 1 and self.cfg.cluster_split_k
+                                              else 1)))
         pipeline.pipeline_init_arrive(cluster_shape_mn=self.cluster_shape, is_relaxed=True)
         return smem, pipe, sA, sB, sS, sZ
 
@@ -291,7 +296,7 @@ class Sm90MixedGemm:
         gA = cute.local_tile(gA_tma, (self.bm, self.bk), (bm_idx, None))
         rank = 0
         if cutlass.const_expr(self.cn > 1):
-            rank = cute.arch.block_idx_in_cluster()     # this CTA's piece of the multicast activation tile
+            rank = cute.arch.block_in_cluster_idx()[0]  # this CTA's piece of the multicast activation tile
         tAsA, tAgA = cpasync.tma_partition(tma_a, rank, cute.make_layout(self.cn), cute.group_modes(sA, 0, 2),
                                            cute.group_modes(gA, 0, 2))
         gB = cute.local_tile(gB_tma, (self.bn_atoms, self.bk_chunks, _CHUNK), (b_tile, None, 0))
@@ -638,7 +643,11 @@ class Sm90MixedGemm:
         n0 = bn_idx * self.bn + wg * ATOM_N
         is_last = moe_st[1]
         if cutlass.const_expr(self.split_k > 1 and self.cfg.cluster_split_k):
-            red_last = cluster_split_reduce(acc, smem, tidx, self.cons_threads, True, z_idx, self.split_k)
+            if cutlass.const_expr(self.cn > 1):        # split r's CTA of this weight tile: cluster rank x + cn r
+                red_last = cluster_split_reduce(acc, smem, tidx, self.cons_threads, True, z_idx, self.split_k,
+                                                cute.arch.block_in_cluster_idx()[0], self.cn)
+            else:
+                red_last = cluster_split_reduce(acc, smem, tidx, self.cons_threads, True, z_idx, self.split_k)
             if cutlass.const_expr(self.moe):
                 is_last = cutlass.select_(red_last, is_last, red_last)   # rank 0 of a block with an expert here
             else:

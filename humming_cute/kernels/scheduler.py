@@ -60,12 +60,14 @@ def split_k_reduce(acc, tCcC, m0, n0, M, tile, z_idx, mWS, mCnt, sFlag, tidx, ow
 
 
 @cute.jit
-def cluster_split_reduce(acc, smem, slot, n_slots: cutlass.Constexpr, owner, rank, split_k: cutlass.Constexpr):
+def cluster_split_reduce(acc, smem, slot, n_slots: cutlass.Constexpr, owner, rank, split_k: cutlass.Constexpr,
+                         peer_base=0, peer_stride: cutlass.Constexpr = 1):
     """-> is_last. Split-K inside a thread-block cluster (1, 1, split_k): every owner thread leaves its partial
     sums in this CTA's shared memory at column `slot` of an (acc size, n_slots) fp32 buffer; after a cluster
     barrier, rank 0 adds those of ranks 1 .. split_k - 1 in rank order (mapa + ld.shared::cluster), and a second
     barrier keeps the other CTAs and their shared memory alive until it has. The order is the workspace split-K's,
-    so both give the same bits."""
+    so both give the same bits. `rank` is this CTA's split index; split r's CTA has cluster rank
+    peer_base + peer_stride * r (a cluster (cn, 1, split_k) of the wgmma kernel's activation multicast: x + cn r)."""
     nacc = cute.size(acc)
     sP = smem.allocate_tensor(cutlass.Float32, cute.make_layout((nacc, n_slots), stride=(n_slots, 1)),
                               byte_alignment=16)
@@ -82,7 +84,8 @@ def cluster_split_reduce(acc, smem, slot, n_slots: cutlass.Constexpr, owner, ran
                     acc[i] = acc[i] + cute.arch.inline_ptx(
                         "{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, {$r0}, {$r1};\n"
                         "ld.shared::cluster.f32 {$w0}, [ra];\n}",
-                        write_only_types=[cutlass.Float32], read_only_args=[addr, cutlass.Int32(r)])
+                        write_only_types=[cutlass.Float32],
+                        read_only_args=[addr, cutlass.Int32(peer_base + peer_stride * r)])
     cute.arch.cluster_arrive()
     cute.arch.cluster_wait()
     return rank == 0
