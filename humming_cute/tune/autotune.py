@@ -177,9 +177,9 @@ def candidate_configs(base: GemmConfig, m: int, n_pad: int, k_pad: int, *, num_s
                         if n_pad % bn or k_pad % bk or not small_grid(bm, bn, split) or (k_pad // bk) % split:
                             continue
                         # plain, with the producer warpgroup, and (split) with the split inside a cluster;
-                        # unsplit ones also with the activation tile multicast over 2-CTA clusters
+                        # unsplit and cluster-split ones also with the activation tile multicast over 2 CTAs
                         for ws, cluster in ((False, False), (True, False), (False, split > 1)):
-                            for cn in (1, 2) if split == 1 and (n_pad // bn) % 2 == 0 else (1,):
+                            for cn in (1, 2) if (split == 1 or cluster) and (n_pad // bn) % 2 == 0 else (1,):
                                 cfg = base.with_(block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_n=64,
                                                  warp_k=bk, split_k=split, mainloop="sm90", two_level_scales=False,
                                                  stages=2, activation="none", custom_activation=None, glu=False,
