@@ -5,6 +5,7 @@
 #   bash benchmarks/gpu_session.sh tests        # the whole GPU test suite (incl. the options still refused)
 #   bash benchmarks/gpu_session.sh dense        # wgmma tile / cluster_n / persistent probes at M 256 and 4096
 #   bash benchmarks/gpu_session.sh dense-small  # M 16 / 64 on wgmma: cluster split-K with and without cluster_n
+#   bash benchmarks/gpu_session.sh decode8      # W8A16 channel decode (M 1 / 16): tilings with cluster split-K
 #   bash benchmarks/gpu_session.sh moe          # MoE probes: Qwen3-30B-A3B-like wgmma tiles at 512 / 4096 tokens
 #   bash benchmarks/gpu_session.sh moe-small    # MoE decode probes (cluster split-K, n-major) + align timing
 #   bash benchmarks/gpu_session.sh bench        # W4A16, W8A16 and MoE benchmarks with the current defaults
@@ -13,7 +14,7 @@
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/run}
 mkdir -p "$OUT"
-step=${1:?"usage: gpu_session.sh tests|dense|dense-small|moe|moe-small|bench|table"}
+step=${1:?"usage: gpu_session.sh tests|dense|dense-small|decode8|moe|moe-small|bench|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import torch; print(torch.cuda.get_device_name().split()[-1].lower())")
 
 run() {   # run LIMIT_S LOG COMMAND...: one step, its log in $OUT, its exit status in the summary
@@ -37,6 +38,10 @@ case "$step" in
     run 540 "${tag}_config_probe_m64_cluster_n.log" python3 benchmarks/config_probe.py --m 64,16 \
       --shapes 4096x14336,8192x8192,4096x4096,28672x4096 --families sm90 --cluster --cluster-n 2,4 \
       --match '^sm90 64x(64|128)x(64|128) st[0-9] split(1|2)( cluster)?( cn[24])?$' --budget-s 60 ;;
+  decode8)
+    run 540 "${tag}_decode_config_probe_w8_cluster.log" python3 benchmarks/decode_config_probe.py --b int8 \
+      --group 0 --shapes 4096x4096,4096x14336,28672x4096,8192x8192 --kw 256/64,512/128 --stages 3,4 \
+      --split 1,2 --two-level 0 --cluster ;;
   moe)
     run 270 "${tag}_moe_probe_qwen.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
       --tokens 512 --block-m 32,64 --bn 128,256 --bk 64 --wgmma --persistent --cluster-n 2,4 --cp-async-rows \
