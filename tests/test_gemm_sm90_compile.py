@@ -242,6 +242,23 @@ def test_sm90_staged_store_compiles(monkeypatch, bm, bn, ws, pc, split):
         GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, staged_store=True).validate()
 
 
+_SM90_BASE = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=128, block_n=128,
+                  block_k=64, warp_m=128, warp_n=64, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90")
+
+
+def _compile_gated(monkeypatch, fields: dict):
+    """A config of an option built but not yet GPU-verified: refused as such, then (config.ALLOW_UNVERIFIED)
+    validated and compiled for sm_90a -> (config, artifacts)."""
+    import humming_cute.config as hconfig
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", False)
+    with pytest.raises(NotImplementedError, match="not yet verified"):
+        GemmConfig(**fields).validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    cfg = GemmConfig(**fields).validate()
+    return cfg, compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+
+
 @pytest.mark.parametrize("kw", [
     dict(cluster_n=2),
     dict(cluster_n=4, block_m=16, warp_m=16, block_n=64, stages=6),
@@ -259,16 +276,7 @@ def test_sm90_cluster_n_compiles(monkeypatch, kw):
     meet at a cluster barrier before leaving; dense, persistent, 8-bit activations, MoE, and with split-K inside a
     (cluster_n, 1, split_k) cluster (multicast among the CTAs of one k-range, the split's partials read from rank
     x + cluster_n r); no spills. Refused until its GPU test has run, and for illegal combinations."""
-    import humming_cute.config as hconfig
-
-    full = {**dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=128,
-                   block_n=128, block_k=64, warp_m=128, warp_n=64, warp_k=64, stages=4, arch="sm_90a",
-                   mainloop="sm90"), **kw}
-    with pytest.raises(NotImplementedError, match="not yet verified"):
-        GemmConfig(**full).validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
-    cfg = GemmConfig(**full).validate()
-    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    cfg, art = _compile_gated(monkeypatch, {**_SM90_BASE, **kw})
     ptx = art.ptx
     assert re.search(r"cp\.async\.bulk\.tensor\.2d\.shared::cluster\.global\.tile\.mbarrier::complete_tx::bytes"
                      r"\.multicast::cluster", ptx), "the activation tile is not multicast"
@@ -312,16 +320,9 @@ def test_sm90_moe_cp_async_rows_compiles(monkeypatch, kw):
     into the swizzled stage, one per 16 rows per thread) and arrives on the stage's barrier when they land
     (noinc: 128 such arrivals plus the TMA thread's), the weights still by TMA; no spills. Refused without the
     producer warpgroup or MoE, with cluster_n, and until its GPU test has run."""
-    import humming_cute.config as hconfig
-
-    full = {**dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=64,
-                   block_n=128, block_k=64, warp_m=64, warp_n=64, warp_k=64, stages=4, arch="sm_90a",
-                   mainloop="sm90", moe=True, warp_specialized=True, moe_cp_async_rows=True), **kw}
-    with pytest.raises(NotImplementedError, match="not yet verified"):
-        GemmConfig(**full).validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
-    cfg = GemmConfig(**full).validate()
-    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    full = {**_SM90_BASE, **dict(block_m=64, warp_m=64, moe=True, warp_specialized=True, moe_cp_async_rows=True),
+            **kw}
+    cfg, art = _compile_gated(monkeypatch, full)
     ptx = art.ptx
     copies = cfg.block_m * cfg.block_k // 8 // 128
     assert len(re.findall(r"cp\.async\.cg\.shared\.global \[[^]]+\], \[[^]]+\], 16, 16;", ptx)) == copies

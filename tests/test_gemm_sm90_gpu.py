@@ -150,19 +150,26 @@ def test_wgmma_persistent(monkeypatch, a, b, group, scale, m, bm, bn, bk, stages
     reference and, bitwise, with one CTA per tile (same k order); the pipeline carries on across tiles, so an
     uneven split of tiles over CTAs and tiles of several shapes end correctly. Built and compile-checked; enabled
     here (config.ALLOW_UNVERIFIED) for its GPU run."""
-    import humming_cute as hc
     import humming_cute.config as hconfig
-    from humming_cute.quant.weight import quantize_weight
 
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    _check_option(a, b, group, scale, m, 640, bm, bn, bk, stages, dict(warp_specialized=True),
+                  dict(persistent_ctas=ctas), m + ctas)
+
+
+def _check_option(a, b, group, scale, m, n, bm, bn, bk, stages, base_kw, option_kw, seed):
+    """A wgmma config with `option_kw` on top of `base_kw`: against the reference (run_case), and bitwise against
+    the same config without the option (same data, same k order). block_k drops to 64 for groups under it."""
+    import humming_cute as hc
+    from humming_cute.quant.weight import quantize_weight
+
     if group and group < bk:
         bk = 64
     kw = dict(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, block_m=bm, block_n=bn, block_k=bk, warp_m=bm,
-              warp_n=64, warp_k=bk, stages=stages, arch="sm_90a", mainloop="sm90", warp_specialized=True,
-              has_bias=m % 2 == 1)
-    cfg = GemmConfig(**kw, persistent_ctas=ctas)
-    n, k = 640, 1280 if bk == 64 else 1024
-    run_case(a, b, group, scale, m, n, k, bias=m % 2 == 1, config=cfg, seed=m + ctas)
+              warp_n=64, warp_k=bk, stages=stages, arch="sm_90a", mainloop="sm90", has_bias=m % 2 == 1, **base_kw)
+    cfg = GemmConfig(**kw, **option_kw)
+    k = 1280 if bk == 64 else 1024
+    run_case(a, b, group, scale, m, n, k, bias=m % 2 == 1, config=cfg, seed=seed)
     torch.manual_seed(m)
     dt = getattr(torch, a)
     pw = hc.prepare_weight(quantize_weight(torch.randn(n, k, device="cuda"), b, group, scale), a)
@@ -225,21 +232,7 @@ def test_wgmma_cluster_n(monkeypatch, a, b, group, scale, m, bm, bn, bk, stages,
     with the reference and bitwise with cn = 1 (same data, same k order), also with the producer warpgroup, a
     persistent grid (clusters walk the tiles), the staged store and split-K inside a (cn, 1, split) cluster; 16-row
     tiles split 4 ways. Built and compile-checked; enabled here (config.ALLOW_UNVERIFIED) for its GPU run."""
-    import humming_cute as hc
     import humming_cute.config as hconfig
-    from humming_cute.quant.weight import quantize_weight
 
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
-    if group and group < bk:
-        bk = 64
-    kw = dict(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, block_m=bm, block_n=bn, block_k=bk, warp_m=bm,
-              warp_n=64, warp_k=bk, stages=stages, arch="sm_90a", mainloop="sm90", has_bias=m % 2 == 1, **extra)
-    cfg = GemmConfig(**kw, cluster_n=cn)
-    n, k = 1024, 1280 if bk == 64 else 1024
-    run_case(a, b, group, scale, m, n, k, bias=m % 2 == 1, config=cfg, seed=m + cn)
-    torch.manual_seed(m)
-    dt = getattr(torch, a)
-    pw = hc.prepare_weight(quantize_weight(torch.randn(n, k, device="cuda"), b, group, scale), a)
-    x = torch.randn(m, k, device="cuda", dtype=dt)
-    bias = torch.randn(n, device="cuda", dtype=dt) if m % 2 == 1 else None
-    assert torch.equal(hc.gemm(x, pw, bias=bias, config=cfg), hc.gemm(x, pw, bias=bias, config=GemmConfig(**kw)))
+    _check_option(a, b, group, scale, m, 1024, bm, bn, bk, stages, extra, dict(cluster_n=cn), m + cn)

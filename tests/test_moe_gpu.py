@@ -245,19 +245,11 @@ def test_moe_wgmma_persistent(monkeypatch, fmt, experts, top_k, tokens, block_m,
     blocks and other ranks' experts (-1) take no k-tiles and store nothing, also when one CTA walks every tile.
     Built and compile-checked; enabled here (config.ALLOW_UNVERIFIED) for its GPU run."""
     import humming_cute.config as hconfig
-    from humming_cute.config import GemmConfig
 
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
-
-    def config(pw, a_name, has_bias):
-        return GemmConfig(a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name, group_size=pw.group_size,
-                          has_bias=has_bias, block_m=block_m, block_n=bn, block_k=64, warp_m=block_m, warp_n=64,
-                          warp_k=64, stages=4, arch="sm_90a", mainloop="sm90", moe=True, moe_top_k=top_k,
-                          moe_down=down, moe_mul_topk_weights=down, warp_specialized=True,
-                          persistent_ctas=ctas).validate()
-
+    config = _wgmma_moe_config(block_m, bn, 64, top_k, down, warp_specialized=True, persistent_ctas=ctas)
     _check_routed(fmt, experts, top_k, tokens, down, skewed, 384, 512, block_m, tokens + experts + ctas, config)
 
 
@@ -271,19 +263,12 @@ def test_moe_wgmma_cluster_n(monkeypatch, fmt, experts, top_k, tokens, block_m, 
     (-1) are skipped by the whole cluster. Built and compile-checked; enabled here (config.ALLOW_UNVERIFIED) for
     its GPU run."""
     import humming_cute.config as hconfig
-    from humming_cute.config import GemmConfig
 
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
-
-    def config(pw, a_name, has_bias):
-        return GemmConfig(a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name, group_size=pw.group_size,
-                          has_bias=has_bias, block_m=block_m, block_n=bn, block_k=64, warp_m=block_m, warp_n=64,
-                          warp_k=64, stages=4, arch="sm_90a", mainloop="sm90", moe=True, moe_top_k=top_k,
-                          moe_down=down, moe_mul_topk_weights=down, warp_specialized=ctas > 0,
-                          persistent_ctas=ctas, cluster_n=cn).validate()
-
+    config = _wgmma_moe_config(block_m, bn, 64, top_k, down, warp_specialized=ctas > 0, persistent_ctas=ctas,
+                               cluster_n=cn)
     _check_routed(fmt, experts, top_k, tokens, down, skewed, 512, 512, block_m, tokens + experts + cn, config)
 
 
@@ -297,24 +282,31 @@ def test_moe_wgmma_cp_async_rows(monkeypatch, fmt, experts, top_k, tokens, block
     rows (padding positions leave their rows stale; those outputs are never stored). Built and compile-checked;
     enabled here (config.ALLOW_UNVERIFIED) for its GPU run."""
     import humming_cute.config as hconfig
-    from humming_cute.config import GemmConfig
 
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
 
     def config(rows):
-        def make(pw, a_name, has_bias):
-            bk_ = 64 if 0 < pw.group_size < bk else bk
-            return GemmConfig(a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name, group_size=pw.group_size,
-                              has_bias=has_bias, block_m=block_m, block_n=bn, block_k=bk_, warp_m=block_m,
-                              warp_n=64, warp_k=bk_, stages=4, arch="sm_90a", mainloop="sm90", moe=True,
-                              moe_top_k=top_k, moe_down=down, moe_mul_topk_weights=down, warp_specialized=True,
-                              persistent_ctas=ctas, moe_cp_async_rows=rows).validate()
-        return make
+        return _wgmma_moe_config(block_m, bn, bk, top_k, down, warp_specialized=True, persistent_ctas=ctas,
+                                 moe_cp_async_rows=rows)
 
     _check_routed(fmt, experts, top_k, tokens, down, skewed, 256, 512, block_m, tokens + experts + bk, config(True),
                   same_as=config(False))
+
+
+def _wgmma_moe_config(block_m, bn, bk, top_k, down, **kw):
+    """make_config for `_check_routed`: a wgmma MoE config of this tile (block_k down to 64 for 64-groups) with the
+    routing's top_k / projection and the options in `kw`."""
+    from humming_cute.config import GemmConfig
+
+    def make(pw, a_name, has_bias):
+        bk_ = 64 if 0 < pw.group_size < bk else bk
+        return GemmConfig(a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name, group_size=pw.group_size,
+                          has_bias=has_bias, block_m=block_m, block_n=bn, block_k=bk_, warp_m=block_m, warp_n=64,
+                          warp_k=bk_, stages=4, arch="sm_90a", mainloop="sm90", moe=True, moe_top_k=top_k,
+                          moe_down=down, moe_mul_topk_weights=down, **kw).validate()
+    return make
 
 
 def _check_routed(fmt, experts, top_k, tokens, down, skewed, n, k, block_m, seed, make_config, same_as=None):

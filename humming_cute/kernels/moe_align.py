@@ -63,6 +63,28 @@ class MoeAlignKernel:
         return v
 
     @cute.jit
+    def write_runs(self, mSorted: cute.Tensor, mExpert: cute.Tensor, mMap: cute.Tensor, starts, totals, numel,
+                   max_padded, n_blocks, first, step):
+        """Shared out over the threads first, first + step, ...: the expert id of every block, and the pad value
+        on each run's tail (after the expert's `totals[e]` ids) and past the padded total starts[E]."""
+        E = self.E
+        bm = self.bm
+        total = starts[E]
+        for e in range(first, E, step):
+            s0 = starts[e]
+            s1 = starts[e + 1]
+            v = self.expert_value(mMap, e)
+            for b in range(s0 // bm, s1 // bm):
+                mExpert[b] = v
+            for p in range(s0 + totals[e], s1):
+                mSorted[p] = numel
+        v0 = self.expert_value(mMap, 0)
+        for b in range(total // bm + first, n_blocks, step):
+            mExpert[b] = v0
+        for p in range(total + first, max_padded, step):
+            mSorted[p] = numel
+
+    @cute.jit
     def walk_chunk(self, mIds: cute.Tensor, mSorted: cute.Tensor, cnt, starts, ids, lo, hi, row,
                    scatter: cutlass.Constexpr):
         """Walk ids [lo, hi) in order, `unroll` independent loads at a time; ids outside [0, E) are skipped. Count
@@ -132,26 +154,13 @@ class MoeAlignKernel:
         cute.arch.sync_threads()
 
         # 4. expert id of every block; pad value on each run's tail and past the total
-        total = starts[E]
-        for e in range(tidx, E, T):
-            s0 = starts[e]
-            s1 = starts[e + 1]
-            v = self.expert_value(mMap, e)
-            for b in range(s0 // bm, s1 // bm):
-                mExpert[b] = v
-            for p in range(s0 + cnt[e], s1):
-                mSorted[p] = numel
-        v0 = self.expert_value(mMap, 0)
-        for b in range(total // bm + tidx, n_blocks, T):
-            mExpert[b] = v0
-        for p in range(total + tidx, max_padded, T):
-            mSorted[p] = numel
+        self.write_runs(mSorted, mExpert, mMap, starts, cnt, numel, max_padded, n_blocks, tidx, T)
 
         # 5. scatter, in id order within the chunk (stable)
         self.walk_chunk(mIds, mSorted, cnt, starts, ids, lo, hi, row, True)
 
 
-class MoeAlignMultiKernel:
+class MoeAlignMultiKernel(MoeAlignKernel):
     """The alignment over a grid of G CTAs (`MoeAlignConfig.multi`; G = len(workspace) / E), for many routed ids:
     two launches, no atomics, so the result is deterministic and a CUDA graph replays it for any routing.
 
@@ -168,10 +177,7 @@ class MoeAlignMultiKernel:
        expert ids, the run tails' pad values and num_tokens_post_padded out between them."""
 
     def __init__(self, cfg: MoeAlignConfig):
-        self.cfg = cfg
-        self.E = cfg.num_experts
-        self.bm = cfg.block_m
-        self.T = cfg.threads
+        super().__init__(cfg)
         self.W = cfg.threads // 32
 
     @cute.jit
@@ -182,14 +188,6 @@ class MoeAlignMultiKernel:
                                                                            stream=stream)
         self.kernel(mIds, mSorted, mExpert, mNum, mMap, mWs, True).launch(grid=[G, 1, 1], block=[self.T, 1, 1],
                                                                           stream=stream)
-
-    @cute.jit
-    def expert_value(self, mMap: cute.Tensor, e):
-        """The id written for expert e: e itself, or map[e]."""
-        v = e
-        if cutlass.const_expr(self.cfg.has_map):
-            v = mMap[e]
-        return v
 
     @cute.jit
     def walk(self, mIds: cute.Tensor, mSorted: cute.Tensor, cnt, starts, cbase, lo, hi, row, lane,
@@ -300,25 +298,11 @@ class MoeAlignMultiKernel:
             cute.arch.sync_threads()
 
             # shared out over the CTAs: expert id of every block, pad value on each run's tail and past the total
-            total_p = starts[E]
-            max_padded = cute.size(mSorted, mode=[0])
-            n_blocks = cute.size(mExpert, mode=[0])
             if g == 0:
                 if tidx == 0:
-                    mNum[0] = total_p
-            for e in range(g * T + tidx, E, G * T):
-                s0 = starts[e]
-                s1 = starts[e + 1]
-                v = self.expert_value(mMap, e)
-                for b in range(s0 // bm, s1 // bm):
-                    mExpert[b] = v
-                for p in range(s0 + tot[e], s1):
-                    mSorted[p] = numel
-            v0 = self.expert_value(mMap, 0)
-            for b in range(total_p // bm + g * T + tidx, n_blocks, G * T):
-                mExpert[b] = v0
-            for p in range(total_p + g * T + tidx, max_padded, G * T):
-                mSorted[p] = numel
+                    mNum[0] = starts[E]
+            self.write_runs(mSorted, mExpert, mMap, starts, tot, numel, cute.size(mSorted, mode=[0]),
+                            cute.size(mExpert, mode=[0]), g * T + tidx, G * T)
 
             # scatter, in id order
             self.walk(mIds, mSorted, cnt, starts, cbase, lo, hi, row, lane, True)
