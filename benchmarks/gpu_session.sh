@@ -7,6 +7,7 @@
 #   bash benchmarks/gpu_session.sh dense-small  # M 16 / 64 on wgmma: cluster split-K with and without cluster_n
 #   bash benchmarks/gpu_session.sh decode8      # W8A16 channel decode (M 1 / 16): tilings with cluster split-K
 #   bash benchmarks/gpu_session.sh moe          # MoE probes: Qwen3-30B-A3B-like wgmma tiles at 512 / 4096 tokens
+#   bash benchmarks/gpu_session.sh moe-ncu      # Nsight Compute of the Qwen-like down projection at 4096 tokens
 #   bash benchmarks/gpu_session.sh moe-small    # MoE decode probes (cluster split-K, n-major) + align timing
 #   bash benchmarks/gpu_session.sh bench        # W4A16, W8A16 and MoE benchmarks with the current defaults
 #   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
@@ -14,7 +15,7 @@
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/run}
 mkdir -p "$OUT"
-step=${1:?"usage: gpu_session.sh tests|dense|dense-small|decode8|moe|moe-small|bench|table"}
+step=${1:?"usage: gpu_session.sh tests|dense|dense-small|decode8|moe|moe-ncu|moe-small|bench|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import torch; print(torch.cuda.get_device_name().split()[-1].lower())")
 
 run() {   # run LIMIT_S LOG COMMAND...: one step, its log in $OUT, its exit status in the summary
@@ -49,6 +50,11 @@ case "$step" in
     run 270 "${tag}_moe_probe_qwen4096.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
       --tokens 4096 --block-m 64,128 --bn 128,256 --bk 64 --wgmma --persistent --cluster-n 2,4 --cp-async-rows \
       --match '^sm90' --budget-s 100 ;;
+  moe-ncu)
+    run 400 "${tag}_moe_ncu.txt" ncu --profile-from-start off --section SpeedOfLight --section WarpStateStats \
+      --section SchedulerStats --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
+      python3 benchmarks/moe_profile.py --preset qwen3-30b-a3b --proj down --tokens 4096 \
+      --variants persistent,rows,cn2 ;;
   moe-small)
     run 300 "${tag}_moe_probe_small.log" python3 benchmarks/moe_config_probe.py --tokens 1,16 --small \
       --cluster-split 2,4 --n-major --budget-s 60
