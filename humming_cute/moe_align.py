@@ -14,6 +14,7 @@ from typing import Optional
 
 import torch
 
+from . import config as _config
 from .runtime.compile import KernelCache, compile_aux
 
 __all__ = ["moe_align_block_size", "kernel_threads", "compile_moe_align", "align_smem_words", "MoeAlignConfig",
@@ -59,9 +60,7 @@ _MAX_CTAS = 64          # each CTA of the scatter launch reads every CTA's count
 
 def use_multi(numel: int) -> bool:
     """Whether `numel` routed ids take the multi-CTA kernel pair."""
-    from . import config
-
-    return numel > _SMALL and (MULTI_VERIFIED or config.ALLOW_UNVERIFIED)
+    return numel > _SMALL and (MULTI_VERIFIED or _config.ALLOW_UNVERIFIED)
 
 
 def multi_ctas(numel: int) -> int:
