@@ -3,6 +3,8 @@
 # $OUT (default benchmarks/results/run) and prints a short summary last. Run from the repository root with the
 # CuTe DSL importable, e.g.
 #   bash benchmarks/gpu_session.sh tests        # the whole GPU test suite (incl. the options still refused)
+#   bash benchmarks/gpu_session.sh probe        # the first probes in one call: dense cluster_n / persistent at
+#                                               # 8192^2 M 256 / 4096 and 28672x4096 M 4096; Qwen MoE tiles
 #   bash benchmarks/gpu_session.sh dense        # wgmma tile / cluster_n / persistent probes at M 256 and 4096
 #   bash benchmarks/gpu_session.sh dense-small  # M 16 / 64 on wgmma: cluster split-K with and without cluster_n
 #   bash benchmarks/gpu_session.sh decode8      # W8A16 channel decode (M 1 / 16): tilings with cluster split-K
@@ -15,7 +17,7 @@
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/run}
 mkdir -p "$OUT"
-step=${1:?"usage: gpu_session.sh tests|dense|dense-small|decode8|moe|moe-ncu|moe-small|bench|table"}
+step=${1:?"usage: gpu_session.sh tests|probe|dense|dense-small|decode8|moe|moe-ncu|moe-small|bench|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import torch; print(torch.cuda.get_device_name().split()[-1].lower())")
 
 run() {   # run LIMIT_S LOG COMMAND...: one step, its log in $OUT, its exit status in the summary
@@ -28,6 +30,16 @@ run() {   # run LIMIT_S LOG COMMAND...: one step, its log in $OUT, its exit stat
 case "$step" in
   tests)
     run 560 "${tag}_gpu-tests.log" python3 -m pytest -m gpu tests/ -n 16 -q -rf ;;
+  probe)
+    run 200 "${tag}_config_probe_cluster_n.log" python3 benchmarks/config_probe.py --m 256,4096 \
+      --shapes 8192x8192 --families sm90 --ws --persistent --cluster-n 2,4 \
+      --match '^sm90 (128|256)x(128|256)x64 st[0-9] split1' --budget-s 55
+    run 100 "${tag}_config_probe_cluster_n_28672.log" python3 benchmarks/config_probe.py --m 4096 \
+      --shapes 28672x4096 --families sm90 --ws --persistent --cluster-n 2,4 \
+      --match '^sm90 (128|256)x(128|256)x64 st[0-9] split1' --budget-s 55
+    run 230 "${tag}_moe_probe_qwen4096.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
+      --tokens 4096 --block-m 64,128 --bn 128,256 --bk 64 --wgmma --persistent --cluster-n 2 --cp-async-rows \
+      --match '^sm90' --budget-s 85 ;;
   dense)
     run 290 "${tag}_config_probe_cluster_n.log" python3 benchmarks/config_probe.py --m 256,4096 \
       --shapes 8192x8192,28672x4096 --families sm90 --ws --persistent --cluster-n 2,4 \
