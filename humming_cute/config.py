@@ -364,10 +364,16 @@ class GemmConfig:
             raise ValueError(f"the wgmma mainloop takes block_k 64 or 128, got {self.block_k}")
         if self.glu:
             raise NotImplementedError("GLU epilogues run on the mma.sync mainloop (mainloop='sm80')")
-        if self.moe:
-            if self.a_dtype not in ("float16", "bfloat16"):
-                raise NotImplementedError(f"the MoE GEMM with {self.a_dtype} activations runs on the mma.sync "
-                                          f"mainloop (mainloop='sm80')")
+        if self.moe and self.a_dtype not in ("float16", "bfloat16"):
+            # 8-bit activations: one accumulator (int8, or fp8 with fp8_fast_accum) and channel weight scales; the
+            # per-row activation scales come in the workspace slot as on the mma.sync path
+            if self.group_size or (self.a_dtype != "int8" and not self.fp8_fast_accum) or self.moe_cp_async_rows:
+                raise NotImplementedError(f"the wgmma MoE GEMM takes {self.a_dtype} activations with channel weight "
+                                          f"scales, one accumulator (int8, or fp8_fast_accum=True) and TMA-loaded "
+                                          f"rows; other MoE variants run on the mma.sync mainloop (mainloop='sm80')")
+            if not ALLOW_UNVERIFIED:
+                raise NotImplementedError(f"the wgmma MoE GEMM with {self.a_dtype} activations is built but not yet "
+                                          f"verified on a GPU; it is not enabled (mainloop='sm80' runs it)")
         if self.persistent_ctas:
             two_level = self.act_bits == 8 and (self.group_size > 0 or (self.a_dtype != "int8"
                                                                         and not self.fp8_fast_accum))

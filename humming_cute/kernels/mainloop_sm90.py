@@ -340,7 +340,7 @@ class Sm90MixedGemm:
 
         if cutlass.const_expr(self.persistent):
             self.persistent_tiles(plan, tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, mCS, mG, mBias,
-                                  mC, mTopkW, mSorted, mExpert, mNumPost, tiled_mma, sA_layout, sB_layout, sS_layout,
+                                  mC, mWS, mTopkW, mSorted, mExpert, mNumPost, tiled_mma, sA_layout, sB_layout, sS_layout,
                                   tiles_m, tiles_n, tidx, warp_idx, wg, wr, lane, g, mX)
         else:
             bid, _, z_idx = cute.arch.block_idx()
@@ -401,7 +401,7 @@ class Sm90MixedGemm:
 
     @cute.jit
     def persistent_tiles(self, plan: cutlass.Constexpr, tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma,
-                         mCS, mG, mBias, mC, mTopkW, mSorted, mExpert, mNumPost, tiled_mma, sA_layout, sB_layout,
+                         mCS, mG, mBias, mC, mWS, mTopkW, mSorted, mExpert, mNumPost, tiled_mma, sA_layout, sB_layout,
                          sS_layout, tiles_m, tiles_n, tidx, warp_idx, wg, wr, lane, g, mX):
         """Persistent grid (`persistent_ctas`): CTA b takes output tiles b, b + grid, ... in the grouped raster.
         The producer warp runs ahead through the tiles' k-tiles; the pipeline states carry on from tile to tile, so
@@ -461,7 +461,7 @@ class Sm90MixedGemm:
                                           0, 0, 0)
             M = cute.size(mC, mode=[0])
             N = cute.size(mC, mode=[1])
-            xs = mTopkW if self.act8 else mG
+            xs = self.act_scales(mG, mWS, mTopkW)
             sC = self.staging_tile(smem, wg) if self.cfg.staged_store else None
             for tile in cutlass.range(bid // self.cn, n_tiles // self.cn, n_ctas // self.cn, unroll=1):
                 bm_idx, bn_idx = self.tile_coords(tile, tiles_m, tiles_n)
@@ -493,6 +493,14 @@ class Sm90MixedGemm:
                 else:
                     self.epilogue.store(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M, N, 0, True,
                                         mG, mCS, mBias, mC, mCS, xs, xs, transposed=True)
+
+    def act_scales(self, mG, mWS, mTopkW):
+        """The epilogue's per-row activation-scale operand (chosen at trace time): 8-bit activations' per-token
+        scales travel in the row-weight operand (dense) or in the workspace slot (MoE, whose row-weight operand holds
+        the routing weights), as on the mma.sync path; 16-bit activations have none (mG stands in, unread)."""
+        if self.act8:
+            return mWS if self.moe else mTopkW
+        return mG
 
     @cute.jit
     def moe_block(self, mExpert, mNumPost, gA_tma, bm_idx, bn_idx, tiles_n):
@@ -658,8 +666,7 @@ class Sm90MixedGemm:
                                      True, self.split_k, True, self.cons_threads if self.ws else 0)
 
         # ---- epilogue (coordinates are (n, m): transposed)
-        # (8-bit activations: the per-token scales travel in the row-weight operand, as on the mma.sync path)
-        xs = mTopkW if self.act8 else mG
+        xs = self.act_scales(mG, mWS, mTopkW)
         if cutlass.const_expr(self.moe):
             self.epilogue.store(acc, tCcC, m0, n0, M, N, 0, is_last, mG, mCS, mBias, mC, mSorted, mTopkW, xs,
                                 transposed=True)
