@@ -365,12 +365,11 @@ class GemmConfig:
         if self.glu:
             raise NotImplementedError("GLU epilogues run on the mma.sync mainloop (mainloop='sm80')")
         if self.moe and self.a_dtype not in ("float16", "bfloat16"):
-            # 8-bit activations: one accumulator (int8, or fp8 with fp8_fast_accum) and channel weight scales; the
-            # per-row activation scales come in the workspace slot as on the mma.sync path
-            if self.group_size or (self.a_dtype != "int8" and not self.fp8_fast_accum) or self.moe_cp_async_rows:
-                raise NotImplementedError(f"the wgmma MoE GEMM takes {self.a_dtype} activations with channel weight "
-                                          f"scales, one accumulator (int8, or fp8_fast_accum=True) and TMA-loaded "
-                                          f"rows; other MoE variants run on the mma.sync mainloop (mainloop='sm80')")
+            # 8-bit activations: the per-row activation scales come in the workspace slot as on the mma.sync path;
+            # weight groups (two-level accumulation) read the expert's own fp32 scale rows
+            if self.moe_cp_async_rows:
+                raise NotImplementedError(f"the wgmma MoE GEMM takes {self.a_dtype} activations with TMA-loaded "
+                                          f"rows (moe_cp_async_rows copies 16-bit rows)")
             if not ALLOW_UNVERIFIED:
                 raise NotImplementedError(f"the wgmma MoE GEMM with {self.a_dtype} activations is built but not yet "
                                           f"verified on a GPU; it is not enabled (mainloop='sm80' runs it)")

@@ -53,7 +53,7 @@ def test_sm90_mainloop_refuses_other_archs(arch):
 
 @pytest.mark.parametrize("kw,match", [
     (dict(glu=True, activation="silu_glu"), "GLU"),
-    (dict(moe=True, a_dtype="float8e4m3", b_dtype="uint4", group_size=128), "wgmma MoE GEMM takes float8e4m3"),
+    (dict(a_dtype="float8e4m3", b_dtype="uint4", group_size=32), "weight groups of at least block_k"),
     (dict(split_k=0), "split_k"),
     (dict(block_n=512), "block_n|warps"),
     (dict(block_m=8, warp_m=8), "block_m|power of two|multiple"),
@@ -343,19 +343,21 @@ def test_sm90_moe_cp_async_rows_compiles(monkeypatch, kw):
     dict(a_dtype="int8", b_dtype="int8", moe_top_k=8),
     dict(a_dtype="float8e4m3", b_dtype="int4", moe_top_k=2, moe_down=True, moe_mul_topk_weights=True,
          block_m=128, warp_m=128, stages=3),
-    dict(a_dtype="float8e4m3", b_dtype="float8e4m3", moe_top_k=8, warp_specialized=True, persistent_ctas=132)],
-    ids=["int8-int8-up", "e4m3-int4-down", "e4m3-e4m3-persistent"])
+    dict(a_dtype="float8e4m3", b_dtype="float8e4m3", moe_top_k=8, warp_specialized=True, persistent_ctas=132),
+    dict(a_dtype="float8e4m3", b_dtype="uint4", group_size=128, moe_top_k=8),
+    dict(a_dtype="int8", b_dtype="int4", group_size=128, moe_top_k=2, moe_down=True, moe_mul_topk_weights=True),
+    dict(a_dtype="float8e4m3", b_dtype="int4", fp8_fast_accum=False, moe_top_k=8)],
+    ids=["int8-int8-up", "e4m3-int4-down", "e4m3-e4m3-persistent", "e4m3-uint4-g128", "int8-int4-g128-down",
+         "e4m3-int4-promoted"])
 def test_sm90_moe_act8_compiles(monkeypatch, kw):
-    """The wgmma MoE GEMM with 8-bit activations (k32 fp8 / s8 wgmma on the weight's 8-bit lanes, channel scales,
-    one accumulator): compiles without spills; refused with weight groups, with fp8_fast_accum=False and with
-    cp.async rows (16-bit copies), and until its GPU test has run."""
+    """The wgmma MoE GEMM with 8-bit activations (k32 fp8 / s8 wgmma on the weight's 8-bit lanes; channel scales,
+    or weight groups by two-level accumulation over the expert's own fp32 scale rows; fp8 promoted per k-tile):
+    compiles without spills; refused with cp.async rows (16-bit copies) and until its GPU test has run."""
     full = {**_SM90_BASE, **dict(c_dtype="float16", group_size=0, block_m=64, warp_m=64, block_k=128, warp_k=128,
                                  moe=True), **kw}
     cfg, art = _compile_gated(monkeypatch, full)
     t = "s32.s8.s8" if cfg.a_dtype == "int8" else "f32.e4m3.e4m3"
     assert re.search(rf"wgmma\.mma_async\.sync\.aligned\.m64n{cfg.block_m}k32\.(satfinite\.)?{t}", art.ptx)
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
-    for bad in (dict(b_dtype="uint4", group_size=128), dict(a_dtype="float8e4m3", b_dtype="int4", fp8_fast_accum=False),
-                dict(warp_specialized=True, moe_cp_async_rows=True, persistent_ctas=0)):
-        with pytest.raises(NotImplementedError, match="takes .* activations with channel weight scales"):
-            GemmConfig(**{**full, **bad}).validate()
+    with pytest.raises(NotImplementedError, match="activations with TMA-loaded rows"):
+        GemmConfig(**{**full, **dict(warp_specialized=True, moe_cp_async_rows=True, persistent_ctas=0)}).validate()

@@ -206,15 +206,19 @@ def test_moe_act8(a, b, group, tokens, top_k, down):
     assert rel < 2e-3, f"relative error {rel:.3e}"
 
 
-@pytest.mark.parametrize("a,b", [("float8e4m3", "int4"), ("int8", "int8"), ("float8e4m3", "float8e4m3")])
-@pytest.mark.parametrize("tokens,top_k,down,block_m,ws,ctas", [(1, 2, False, 64, False, 0), (300, 8, True, 64, True, 0),
-                                                               (3000, 2, False, 128, False, 0),
-                                                               (700, 2, True, 64, True, 7)])
-def test_moe_wgmma_act8(monkeypatch, a, b, tokens, top_k, down, block_m, ws, ctas):
-    """The wgmma MoE GEMM with 8-bit activations (channel weight scales, one accumulator): codes gathered in routed
-    order, each row's fp32 activation scale (row id // top_k, or id) from the workspace slot; against the reference
-    and the mma.sync MoE GEMM on the same codes. Built and compile-checked; enabled here (config.ALLOW_UNVERIFIED)
-    for its GPU run."""
+_ACT8_FORMATS = [("float8e4m3", "int4", 0), ("int8", "int8", 0), ("float8e4m3", "float8e4m3", 0),
+                 ("float8e4m3", "uint4", 128), ("int8", "int4", 128)]
+_ACT8_ROUTINGS = [(1, 2, False, 64, False, 0), (300, 8, True, 64, True, 0), (3000, 2, False, 128, False, 0),
+                  (700, 2, True, 64, True, 7)]     # the last: a persistent grid (one accumulator: channel scales)
+
+
+@pytest.mark.parametrize("a,b,group,tokens,top_k,down,block_m,ws,ctas",
+                         [f + r for f in _ACT8_FORMATS for r in _ACT8_ROUTINGS if not (f[2] and r[5])])
+def test_moe_wgmma_act8(monkeypatch, a, b, group, tokens, top_k, down, block_m, ws, ctas):
+    """The wgmma MoE GEMM with 8-bit activations: codes gathered in routed order, each row's fp32 activation scale
+    (row id // top_k, or id) from the workspace slot; channel scales, or weight groups of 128 by two-level
+    accumulation over the expert's own scale rows; against the reference and the mma.sync MoE GEMM on the same
+    codes. Built and compile-checked; enabled here (config.ALLOW_UNVERIFIED) for its GPU run."""
     import humming_cute.config as hconfig
     from humming_cute.config import GemmConfig
     from humming_cute.quant.activation import quantize_activation
@@ -224,13 +228,13 @@ def test_moe_wgmma_act8(monkeypatch, a, b, tokens, top_k, down, block_m, ws, cta
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     gen = torch.Generator().manual_seed(tokens * 10 + top_k)
     experts, n, k = 8, 256, 512
-    qw = quantize_weight(torch.randn(experts, n, k, generator=gen).cuda(), b, 0)
+    qw = quantize_weight(torch.randn(experts, n, k, generator=gen).cuda(), b, group)
     pw = hc.prepare_weight(qw, a)
     ids = _routing(tokens, experts, top_k, False, gen).cuda()
     sorted_ids, expert_ids, num_post = hc.moe_align_block_size(ids, block_m, experts)
     xq, xs = quantize_activation(torch.randn(tokens * top_k if down else tokens, k, generator=gen).cuda(), a, 0)
     topk_w = torch.rand(tokens, top_k, generator=gen).cuda()
-    cfg = GemmConfig(a_dtype=a, b_dtype=b, c_dtype="float16", group_size=0, block_m=block_m, block_n=128,
+    cfg = GemmConfig(a_dtype=a, b_dtype=b, c_dtype="float16", group_size=group, block_m=block_m, block_n=128,
                      block_k=128, warp_m=block_m, warp_n=64, warp_k=128, stages=4, arch="sm_90a", mainloop="sm90",
                      moe=True, moe_top_k=top_k, moe_down=down, moe_mul_topk_weights=down, warp_specialized=ws,
                      persistent_ctas=ctas).validate()

@@ -574,6 +574,8 @@ class Sm90MixedGemm:
                 self.dequant(plan, rAu0, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
                 if cutlass.const_expr(self.group > 0):
                     grp = (kt0 * self.bk) // self.group
+                    if cutlass.const_expr(self.moe):
+                        grp = grp + moe_st[2]                # this expert's scale rows
                     rsc[0, 0] = mSf[grp, n_row]
                     rsc[1, 0] = mSf[grp, n_row + 8]
             for _ in cutlass.range(k_tiles // 2, unroll=1):
@@ -603,6 +605,8 @@ class Sm90MixedGemm:
                         self.dequant(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
                         if cutlass.const_expr(self.group > 0):
                             grp = ((kt0 + cons.count) * self.bk) // self.group
+                            if cutlass.const_expr(self.moe):
+                                grp = grp + moe_st[2]
                             rsc[0, 1 - half] = mSf[grp, n_row]
                             rsc[1, 1 - half] = mSf[grp, n_row + 8]
             if k_tiles % 2 == 1:                             # odd count: the last k-tile sits in buffer 0
