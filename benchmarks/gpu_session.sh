@@ -18,7 +18,8 @@ set -uo pipefail
 OUT=${OUT:-benchmarks/results/run}
 mkdir -p "$OUT"
 step=${1:?"usage: gpu_session.sh tests|probe|dense|dense-small|decode8|moe|moe-ncu|moe-small|bench|table"}
-tag=$(date -u +%Y-%m-%d)_$(python3 -c "import torch; print(torch.cuda.get_device_name().split()[-1].lower())")
+tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
+print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
 run() {   # run LIMIT_S LOG COMMAND...: one step, its log in $OUT, its exit status in the summary
   local limit=$1 log=$2; shift 2
