@@ -182,28 +182,9 @@ def test_moe_act8(a, b, group, tokens, top_k, down):
     """The MoE GEMM with 8/4-bit activations: codes + one fp32 scale per row of x (gathered with the row), the
     per-expert weight's lanes, two-level group scales. Same codes and scales in the reference: tolerance 2e-3
     (summation order and the fp16 output)."""
-    from humming_cute.quant.activation import quantize_activation
-
     if torch.cuda.get_device_capability() < (8, 9) and a.startswith("float8"):
         pytest.skip("fp8 mma.sync needs sm_89+")
-    gen = torch.Generator().manual_seed(tokens * 10 + top_k)
-    experts, n, k = 8, 256, 512
-    qw = quantize_weight(torch.randn(experts, n, k, generator=gen).cuda(), b, group)
-    pw = hc.prepare_weight(qw, a)
-    ids = _routing(tokens, experts, top_k, False, gen).cuda()
-    block_m = moe_block_size(tokens, top_k, experts)
-    sorted_ids, expert_ids, num_post = hc.moe_align_block_size(ids, block_m, experts)
-    xq, xs = quantize_activation(torch.randn(tokens * top_k if down else tokens, k, generator=gen).cuda(), a, 0)
-    topk_w = torch.rand(tokens, top_k, generator=gen).cuda()
-    out = torch.full((tokens, top_k, n), float("nan"), device="cuda", dtype=torch.float16)
-    y = hc.moe_gemm(xq, pw, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=block_m, topk_weights=topk_w,
-                    mul_topk_weights=down, is_down=down, out=out, out_dtype=torch.float16, x_scales=xs)
-    ref = reference_moe_gemm(xq, qw, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=block_m,
-                             topk_weights=topk_w, mul_topk_weights=down, is_down=down, x_scales=xs, a_dtype=a,
-                             out_dtype=torch.float32)
-    assert not torch.isnan(y).any(), "an output row was never written"
-    rel = ((y.float() - ref).norm() / ref.norm()).item()
-    assert rel < 2e-3, f"relative error {rel:.3e}"
+    _check_act8_moe(a, b, group, tokens, top_k, down, moe_block_size(tokens, top_k, 8), lambda bm: None)
 
 
 _ACT8_FORMATS = [("float8e4m3", "int4", 0), ("int8", "int8", 0), ("float8e4m3", "float8e4m3", 0),
@@ -221,11 +202,26 @@ def test_moe_wgmma_act8(monkeypatch, a, b, group, tokens, top_k, down, block_m, 
     codes. Built and compile-checked; enabled here (config.ALLOW_UNVERIFIED) for its GPU run."""
     import humming_cute.config as hconfig
     from humming_cute.config import GemmConfig
-    from humming_cute.quant.activation import quantize_activation
 
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    cfg = GemmConfig(a_dtype=a, b_dtype=b, c_dtype="float16", group_size=group, block_m=block_m, block_n=128,
+                     block_k=128, warp_m=block_m, warp_n=64, warp_k=128, stages=4, arch="sm_90a", mainloop="sm90",
+                     moe=True, moe_top_k=top_k, moe_down=down, moe_mul_topk_weights=down, warp_specialized=ws,
+                     persistent_ctas=ctas).validate()
+    sm80 = cfg.with_(mainloop="sm80", warp_m=min(block_m, 64), warp_k=64, stages=3, warp_specialized=False,
+                     persistent_ctas=0).validate()
+    y, y80 = _check_act8_moe(a, b, group, tokens, top_k, down, block_m, lambda bm: cfg, lambda bm: sm80)
+    assert ((y.float() - y80.float()).norm() / y80.float().norm()).item() < 2e-3
+
+
+def _check_act8_moe(a, b, group, tokens, top_k, down, block_m, config, also=None):
+    """8 experts [256, 512] of `b` (scale group `group`), a routing, `a` codes of x with per-row fp32 scales: the
+    MoE GEMM with config(block_m) (None: the default) against the reference; -> (output, the output of
+    also(block_m) on the same inputs, or None)."""
+    from humming_cute.quant.activation import quantize_activation
+
     gen = torch.Generator().manual_seed(tokens * 10 + top_k)
     experts, n, k = 8, 256, 512
     qw = quantize_weight(torch.randn(experts, n, k, generator=gen).cuda(), b, group)
@@ -234,25 +230,19 @@ def test_moe_wgmma_act8(monkeypatch, a, b, group, tokens, top_k, down, block_m, 
     sorted_ids, expert_ids, num_post = hc.moe_align_block_size(ids, block_m, experts)
     xq, xs = quantize_activation(torch.randn(tokens * top_k if down else tokens, k, generator=gen).cuda(), a, 0)
     topk_w = torch.rand(tokens, top_k, generator=gen).cuda()
-    cfg = GemmConfig(a_dtype=a, b_dtype=b, c_dtype="float16", group_size=group, block_m=block_m, block_n=128,
-                     block_k=128, warp_m=block_m, warp_n=64, warp_k=128, stages=4, arch="sm_90a", mainloop="sm90",
-                     moe=True, moe_top_k=top_k, moe_down=down, moe_mul_topk_weights=down, warp_specialized=ws,
-                     persistent_ctas=ctas).validate()
     kw = dict(top_k=top_k, block_m=block_m, topk_weights=topk_w, mul_topk_weights=down, is_down=down,
               out_dtype=torch.float16, x_scales=xs)
     out = torch.full((tokens, top_k, n), float("nan"), device="cuda", dtype=torch.float16)
-    y = hc.moe_gemm(xq, pw, sorted_ids, expert_ids, num_post, out=out, config=cfg, **kw)
+    y = hc.moe_gemm(xq, pw, sorted_ids, expert_ids, num_post, out=out, config=config(block_m), **kw)
     ref = reference_moe_gemm(xq, qw, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=block_m,
                              topk_weights=topk_w, mul_topk_weights=down, is_down=down, x_scales=xs, a_dtype=a,
                              out_dtype=torch.float32)
     assert not torch.isnan(y).any(), "an output row was never written"
     rel = ((y.float() - ref).norm() / ref.norm()).item()
     assert rel < 2e-3, f"relative error {rel:.3e}"
-    y80 = hc.moe_gemm(xq, pw, sorted_ids, expert_ids, num_post, config=cfg.with_(
-        mainloop="sm80", warp_m=min(block_m, 64), warp_k=64, stages=3, warp_specialized=False,
-        persistent_ctas=0).validate(), **kw)
-    assert ((y.float() - y80.float()).norm() / y80.float().norm()).item() < 2e-3
-
+    other = None if also is None else hc.moe_gemm(xq, pw, sorted_ids, expert_ids, num_post, config=also(block_m),
+                                                  **kw)
+    return y, other
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
