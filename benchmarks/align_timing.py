@@ -1,13 +1,13 @@
 """Time `moe_align_block_size`'s torch ops against its single-CTA kernel on the GPU (`bench_ms`: L2 flushed, CUDA
-graph replay), uniform random routing; above 4096 ids also the multi-CTA kernel pair (`multi`, enabled through
-config.ALLOW_UNVERIFIED until verified). Usage: python3 benchmarks/align_timing.py"""
+graph replay), uniform random routing; above 4096 ids the single CTA against the multi-CTA kernel pair (`multi`,
+the default there). Usage: python3 benchmarks/align_timing.py"""
 import os
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-import humming_cute.config as hconfig  # noqa: E402
+from humming_cute import moe_align  # noqa: E402
 from humming_cute.bench.timing import bench_ms  # noqa: E402
 from humming_cute.moe_align import kernel_threads, moe_align_block_size, multi_ctas  # noqa: E402
 
@@ -20,9 +20,9 @@ for tokens, top_k, experts, block_m in [(1, 8, 128, 16), (64, 8, 128, 16), (512,
     for impl, multi in (("torch", False), ("kernel", False), ("kernel", True)):
         if multi and ids.numel() <= 4096:
             continue
-        hconfig.ALLOW_UNVERIFIED = multi
+        moe_align.MULTI_VERIFIED = multi         # False: one CTA at any size
         t[impl + (f" multi ({multi_ctas(ids.numel())} CTAs)" if multi else "")] = bench_ms(
             lambda: moe_align_block_size(ids, block_m, experts, impl=impl), 30) * 1e3
-    hconfig.ALLOW_UNVERIFIED = False
+    moe_align.MULTI_VERIFIED = True
     print(f"tokens {tokens} top_k {top_k} E {experts} block_m {block_m} (one CTA: {threads} threads): "
           + ", ".join(f"{k} {us:.1f} us" for k, us in t.items()), flush=True)

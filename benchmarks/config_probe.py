@@ -22,7 +22,7 @@ import humming_cute as hc  # noqa: E402
 from humming_cute.arch import current_arch, get_arch  # noqa: E402
 from humming_cute.bench.timing import bench_ms, copy_bandwidth, environment  # noqa: E402
 from humming_cute.config import smem_bytes  # noqa: E402
-from probe_common import allow_unverified, sweep_arguments, weight_and_peer  # noqa: E402
+from probe_common import sweep_arguments, weight_and_peer  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--m", default="64,256")
@@ -37,18 +37,17 @@ p.add_argument("--ws", action="store_true",
                     "warpgroup)")
 p.add_argument("--persistent", action="store_true",
                help="with --ws: also a persistent grid (one CTA per SM walking the tiles) of every unsplit "
-                    "warp-specialized candidate (persistent_ctas; enabled here through config.ALLOW_UNVERIFIED)")
+                    "warp-specialized candidate (persistent_ctas)")
 p.add_argument("--staged", action="store_true",
                help="also the shared-memory staged C store (staged_store) of every wgmma candidate (with --ws also "
-                    "warp-specialized; enabled here through config.ALLOW_UNVERIFIED)")
+                    "warp-specialized)")
 p.add_argument("--cluster", action="store_true",
                help="also cluster split-K (cluster_split_k) for every candidate with split > 1")
 p.add_argument("--cluster-n", default="",
                help="comma list of cluster sizes: also every unsplit or cluster-split wgmma candidate (incl. its --ws / "
                     "--persistent / --staged / --cluster variants) with the activation tile multicast over clusters of "
-                    "that many CTAs (cluster_n; enabled here through config.ALLOW_UNVERIFIED)")
+                    "that many CTAs (cluster_n)")
 args = p.parse_args()
-allow_unverified(args.persistent or args.staged or bool(args.cluster_n))
 cluster_ns = [int(c) for c in args.cluster_n.split(",") if c]
 
 

@@ -39,7 +39,7 @@ case "$step" in
       --shapes 28672x4096 --families sm90 --ws --persistent --cluster-n 2,4 \
       --match '^sm90 (128|256)x(128|256)x64 st[0-9] split1' --budget-s 55
     run 230 "${tag}_moe_probe_qwen4096.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
-      --tokens 4096 --block-m 64,128 --bn 128,256 --bk 64 --wgmma --persistent --cluster-n 2 --cp-async-rows \
+      --tokens 4096 --block-m 64,128 --bn 128,256 --bk 64 --wgmma --persistent --cluster-n 2 \
       --match '^sm90' --budget-s 85 ;;
   dense)
     run 290 "${tag}_config_probe_cluster_n.log" python3 benchmarks/config_probe.py --m 256,4096 \

@@ -25,7 +25,7 @@ from humming_cute.bench.peers import MoeProblem  # noqa: E402
 from humming_cute.bench.timing import bench_ms, environment  # noqa: E402
 from humming_cute.config import smem_bytes  # noqa: E402
 from humming_cute.tune.heuristics import default_moe_config, moe_block_size, moe_uses_wgmma  # noqa: E402
-from probe_common import allow_unverified, sweep_arguments, weight_and_peer  # noqa: E402
+from probe_common import sweep_arguments, weight_and_peer  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--tokens", default="512,4096")
@@ -42,23 +42,20 @@ p.add_argument("--wgmma", action="store_true",
 sweep_arguments(p, "only candidates whose printed name matches this regex")
 p.add_argument("--persistent", action="store_true",
                help="with --wgmma: also a persistent grid (one CTA per SM) of every producer-warpgroup candidate "
-                    "(persistent_ctas; enabled here through config.ALLOW_UNVERIFIED)")
+                    "(persistent_ctas)")
 p.add_argument("--n-major", action="store_true",
-               help="also the weight-tile-major grid (moe_n_major) of every mma.sync candidate (enabled here "
-                    "through config.ALLOW_UNVERIFIED)")
+               help="also the weight-tile-major grid (moe_n_major) of every mma.sync candidate")
 p.add_argument("--cluster-split", default="",
-               help="also split K inside a thread-block cluster by these factors (mma.sync candidates, e.g. 2,4; "
-                    "enabled here through config.ALLOW_UNVERIFIED)")
+               help="also split K inside a thread-block cluster by these factors (mma.sync candidates, e.g. 2,4)")
 p.add_argument("--cluster-n", default="",
                help="with --wgmma: also every wgmma candidate with the activation tile multicast over clusters of "
-                    "these many CTAs (e.g. 2,4; cluster_n; enabled here through config.ALLOW_UNVERIFIED)")
+                    "these many CTAs (e.g. 2,4; cluster_n)")
 p.add_argument("--cp-async-rows", action="store_true",
                help="with --wgmma: also every producer-warpgroup candidate copying x's rows by cp.async instead of "
-                    "gathering x first (moe_cp_async_rows; enabled here through config.ALLOW_UNVERIFIED)")
+                    "gathering x first (moe_cp_async_rows)")
 args = p.parse_args()
 splits = [int(v) for v in args.cluster_split.split(",") if v]
 cluster_ns = [int(v) for v in args.cluster_n.split(",") if v]
-allow_unverified(bool(splits) or args.n_major or args.persistent or bool(cluster_ns) or args.cp_async_rows)
 env = environment(torch.device("cuda"), " ".join(sys.argv))
 print(f"# {env['card']} driver {env['driver']}, {env['date']}; python3 {env['command']}", flush=True)
 arch = current_arch().target

@@ -3,8 +3,8 @@ config (its gather / alignment launches show up too) and optional variants.
 
     ncu --profile-from-start off --section SpeedOfLight --section WarpStateStats --section MemoryWorkloadAnalysis \\
         python3 benchmarks/moe_profile.py --preset qwen3-30b-a3b --proj down --tokens 4096 [--variants persistent,rows]
-Only the launches between cudaProfilerStart/Stop (one call per variant, after a warm-up) are profiled. Variants
-(enabled through config.ALLOW_UNVERIFIED): persistent (producer warpgroup, one CTA per SM walking the tiles), rows
+Only the launches between cudaProfilerStart/Stop (one call per variant, after a warm-up) are profiled. Variants:
+persistent (producer warpgroup, one CTA per SM walking the tiles), rows
 (the producer warpgroup copies x's rows by cp.async, no gather), cn2 (activation tile multicast over 2 CTAs)."""
 import argparse
 import os
@@ -14,7 +14,6 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import humming_cute as hc  # noqa: E402
-import humming_cute.config as hconfig  # noqa: E402
 from humming_cute.arch import current_arch  # noqa: E402
 from humming_cute.bench.core import MOE_PRESETS  # noqa: E402
 from humming_cute.bench.moe import draw_routing  # noqa: E402
@@ -26,7 +25,6 @@ p.add_argument("--proj", default="down", choices=("up", "down"))
 p.add_argument("--tokens", type=int, default=4096)
 p.add_argument("--variants", default="", help="comma list of: persistent, rows, cn2")
 args = p.parse_args()
-hconfig.ALLOW_UNVERIFIED = bool(args.variants)
 pr = MOE_PRESETS[args.preset]
 e, top_k = pr["num_experts"], pr["top_k"]
 n, k = pr[args.proj]

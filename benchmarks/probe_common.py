@@ -18,15 +18,6 @@ def sweep_arguments(p, match_help: str = "only candidates whose name matches thi
     p.add_argument("--match", default="", help=match_help)
 
 
-def allow_unverified(wanted: bool) -> None:
-    """Enable the options that are built but not yet GPU-verified (config.ALLOW_UNVERIFIED) when a probe sweeps
-    them."""
-    if wanted:
-        import humming_cute.config as hconfig
-
-        hconfig.ALLOW_UNVERIFIED = True
-
-
 def weight_and_peer(shape: tuple, b_dtype: str, group: int, *, moe: bool = False):
     """(float weight, QuantizedWeight, PreparedWeight, Humming peer or None) for a random weight of `shape`
     ([N, K], or [E, N, K] with `moe`)."""

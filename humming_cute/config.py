@@ -245,11 +245,6 @@ class GemmConfig:
             if self.moe_n_major and self.mainloop != "sm80":
                 raise ValueError("moe_n_major orders the mma.sync MoE grid (mainloop='sm80'); the wgmma kernel has "
                                  "its own raster")
-            if self.moe_n_major and not ALLOW_UNVERIFIED:
-                raise NotImplementedError("moe_n_major is built but not yet verified on a GPU; it is not enabled")
-            if self.split_k != 1 and not ALLOW_UNVERIFIED:
-                raise NotImplementedError("split-K in the MoE GEMM (cluster_split_k) is built but not yet verified "
-                                          "on a GPU; it is not enabled")
             if not isinstance(self.moe_top_k, int) or self.moe_top_k < 1:
                 raise ValueError(f"moe_top_k must be a positive int, got {self.moe_top_k!r}")
         elif self.moe_down or self.moe_mul_topk_weights or self.moe_top_k != 1 or self.moe_n_major:
@@ -263,8 +258,6 @@ class GemmConfig:
         if self.staged_store:
             if self.mainloop != "sm90" or self.moe:
                 raise ValueError("staged_store is an option of the dense wgmma kernel (mainloop='sm90', moe=False)")
-            if not ALLOW_UNVERIFIED:
-                raise NotImplementedError("staged_store is built but not yet verified on a GPU; it is not enabled")
         if self.cluster_n not in (1, 2, 4) or isinstance(self.cluster_n, bool):
             raise ValueError(f"cluster_n must be 1, 2 or 4, got {self.cluster_n!r}")
         if self.mainloop == "sm90":
@@ -370,9 +363,6 @@ class GemmConfig:
             if self.moe_cp_async_rows:
                 raise NotImplementedError(f"the wgmma MoE GEMM takes {self.a_dtype} activations with TMA-loaded "
                                           f"rows (moe_cp_async_rows copies 16-bit rows)")
-            if not ALLOW_UNVERIFIED:
-                raise NotImplementedError(f"the wgmma MoE GEMM with {self.a_dtype} activations is built but not yet "
-                                          f"verified on a GPU; it is not enabled (mainloop='sm80' runs it)")
         if self.persistent_ctas:
             two_level = self.act_bits == 8 and (self.group_size > 0 or (self.a_dtype != "int8"
                                                                         and not self.fp8_fast_accum))
@@ -380,17 +370,11 @@ class GemmConfig:
                 raise ValueError("persistent_ctas takes the producer warpgroup (warp_specialized=True), split_k=1 "
                                  "and one accumulator (16-bit activations, or 8-bit ones with channel scales and "
                                  "fp8_fast_accum)")
-            if not ALLOW_UNVERIFIED:
-                raise NotImplementedError("persistent_ctas is built but not yet verified on a GPU; it is not "
-                                          "enabled")
         if self.moe_cp_async_rows:
             if not self.moe or not self.warp_specialized or self.cluster_n != 1:
                 raise ValueError("moe_cp_async_rows takes the wgmma MoE GEMM with the producer warpgroup "
                                  "(moe=True, warp_specialized=True) and cluster_n=1 (rows by cp.async are not "
                                  "multicast)")
-            if not ALLOW_UNVERIFIED:
-                raise NotImplementedError("moe_cp_async_rows is built but not yet verified on a GPU; it is not "
-                                          "enabled")
         if self.cluster_n > 1:
             if self.split_k != 1 and not self.cluster_split_k:
                 raise ValueError(f"cluster_n > 1 splits K only inside the cluster (cluster_split_k=True: a cluster "
@@ -400,9 +384,6 @@ class GemmConfig:
             if self.persistent_ctas % self.cluster_n:
                 raise ValueError(f"persistent_ctas ({self.persistent_ctas}) must be a multiple of cluster_n "
                                  f"({self.cluster_n}): whole clusters walk the tiles")
-            if not ALLOW_UNVERIFIED:
-                raise NotImplementedError("cluster_n > 1 (activation multicast) is built but not yet verified on a "
-                                          "GPU; it is not enabled")
         if self.warp_specialized:
             if self.block_n > 128:
                 raise ValueError(f"warp_specialized takes block_n <= 128 (two consumer warpgroups and the producer "

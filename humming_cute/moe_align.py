@@ -53,8 +53,8 @@ class MoeAlignConfig:
 
 
 #: above _SMALL routed ids: the multi-CTA kernel pair (coalesced warp-wide loads, a grid of up to _MAX_CTAS CTAs)
-#: instead of one CTA; compile-checked, not yet run on a GPU, so used only with config.ALLOW_UNVERIFIED until then
-MULTI_VERIFIED = False
+#: instead of one CTA (GPU-tested on an H200: benchmarks/results/2026-11-30_h200_gpu-tests.log)
+MULTI_VERIFIED = True
 _MULTI_THREADS = 256
 _MAX_CTAS = 64          # each CTA of the scatter launch reads every CTA's count row: keep the grid modest
 

@@ -152,8 +152,8 @@ def test_sm90_warp_specialized_errors():
                                                     ("bfloat16", "int8", 0, 128, 128, 128, True, False),
                                                     ("float16", "float4e2m1", 32, 64, 64, 64, True, True)])
 def test_sm90_moe_compiles(a, b, g, bm, bn, bk, down, ws):
-    """The MoE GEMM on the wgmma mainloop: per-expert weight / scale rows by TMA, wgmma, no spills; refused for
-    8-bit activations."""
+    """The MoE GEMM on the wgmma mainloop: per-expert weight / scale rows by TMA, wgmma, no spills (8-bit
+    activations: `test_sm90_moe_act8_compiles`)."""
 
     kw = dict(a_dtype=a, b_dtype=b, c_dtype="float16", group_size=g, block_m=bm, block_n=bn, block_k=bk, warp_m=bm,
               warp_n=64, warp_k=bk, stages=4, arch="sm_90a", mainloop="sm90", moe=True, moe_top_k=2,
@@ -162,9 +162,6 @@ def test_sm90_moe_compiles(a, b, g, bm, bn, bk, down, ws):
     art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
     assert "wgmma.mma_async" in art.ptx and "cp.async.bulk.tensor" in art.ptx
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
-    with pytest.raises(NotImplementedError, match="8-bit|int8|float8|mma.sync"):
-        GemmConfig(**{**kw, "a_dtype": "float8e4m3", "b_dtype": "int4", "group_size": 0,
-                      "warp_specialized": False}).validate()
 
 
 @pytest.mark.parametrize("bm,bn,bk,split", [(64, 64, 128, 2), (128, 128, 64, 4)])
@@ -184,18 +181,13 @@ def test_sm90_cluster_split_k_compiles(bm, bn, bk, split):
 @pytest.mark.parametrize("a,b,g,bm,bn,bk", [("float16", "uint4", 128, 128, 128, 128),
                                           ("bfloat16", "int8", 0, 256, 64, 64),
                                           ("float8e4m3", "int4", 0, 128, 128, 128)])
-def test_sm90_persistent_compiles(monkeypatch, a, b, g, bm, bn, bk):
+def test_sm90_persistent_compiles(a, b, g, bm, bn, bk):
     """persistent_ctas: the grid is min(tiles, persistent_ctas) and each CTA strides over the tiles (%nctaid),
     with the producer warpgroup, dense and MoE; no spills; refused without the producer warpgroup, with split-K,
-    for two-level 8-bit accumulation, off the wgmma mainloop, and until its GPU test has run."""
-    import humming_cute.config as hconfig
-
+    for two-level 8-bit accumulation and off the wgmma mainloop."""
     kw = dict(a_dtype=a, b_dtype=b, c_dtype="bfloat16" if a == "bfloat16" else "float16", group_size=g,
               block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_n=64, warp_k=bk, stages=4, arch="sm_90a",
               mainloop="sm90", warp_specialized=True, persistent_ctas=132)
-    with pytest.raises(NotImplementedError, match="not yet verified"):
-        GemmConfig(**kw).validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     cfg = GemmConfig(**kw).validate()
     art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
     assert "%nctaid.x" in art.ptx and re.search(r"setmaxnreg\.dec\.sync\.aligned\.u32\s+40;", art.ptx)
@@ -217,19 +209,13 @@ def test_sm90_persistent_compiles(monkeypatch, a, b, g, bm, bn, bk):
 
 @pytest.mark.parametrize("bm,bn,ws,pc,split", [(128, 128, False, 0, 1), (256, 128, False, 0, 1),
                                               (128, 64, True, 132, 1), (64, 64, False, 0, 2)])
-def test_sm90_staged_store_compiles(monkeypatch, bm, bn, ws, pc, split):
+def test_sm90_staged_store_compiles(bm, bn, ws, pc, split):
     """staged_store: each warpgroup stages its tile in shared memory, then stores C in 16-byte row vectors
     (st.global.v4, block_m / 16 per thread) between two named barriers; no spills; refused for MoE, off the wgmma
-    mainloop, and until its GPU test has run."""
-    import humming_cute.config as hconfig
-
+    mainloop."""
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=bm, block_n=bn,
               block_k=64, warp_m=bm, warp_n=64, warp_k=64, stages=3, arch="sm_90a", mainloop="sm90",
               warp_specialized=ws, persistent_ctas=pc, split_k=split, has_bias=True, staged_store=True)
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", False)
-    with pytest.raises(NotImplementedError, match="not yet verified"):
-        GemmConfig(**{**kw, "persistent_ctas": 0}).validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     cfg = GemmConfig(**kw).validate()
     art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
     assert len(re.findall(r"st\.global\.v4\.", art.ptx)) == bm // 16
@@ -246,15 +232,8 @@ _SM90_BASE = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_s
                   block_k=64, warp_m=128, warp_n=64, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90")
 
 
-def _compile_gated(monkeypatch, fields: dict):
-    """A config of an option built but not yet GPU-verified: refused as such, then (config.ALLOW_UNVERIFIED)
-    validated and compiled for sm_90a -> (config, artifacts)."""
-    import humming_cute.config as hconfig
-
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", False)
-    with pytest.raises(NotImplementedError, match="not yet verified"):
-        GemmConfig(**fields).validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+def _compile_sm90(fields: dict):
+    """Validate (with the default switches) and compile a wgmma config for sm_90a -> (config, artifacts)."""
     cfg = GemmConfig(**fields).validate()
     return cfg, compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
 
@@ -270,13 +249,13 @@ def _compile_gated(monkeypatch, fields: dict):
     dict(cluster_n=2, block_m=64, warp_m=64, block_n=64, split_k=2, cluster_split_k=True),
     dict(cluster_n=4, block_m=16, warp_m=16, block_n=64, block_k=128, warp_k=128, split_k=2, cluster_split_k=True)],
     ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
-def test_sm90_cluster_n_compiles(monkeypatch, kw):
+def test_sm90_cluster_n_compiles(kw):
     """cluster_n: the activation tile is TMA-multicast over a cluster of CTAs along N (each loads its piece with a
     CTA mask), consumers release stages to every producer of the cluster (remote mbarrier arrives), and the CTAs
     meet at a cluster barrier before leaving; dense, persistent, 8-bit activations, MoE, and with split-K inside a
     (cluster_n, 1, split_k) cluster (multicast among the CTAs of one k-range, the split's partials read from rank
-    x + cluster_n r); no spills. Refused until its GPU test has run, and for illegal combinations."""
-    cfg, art = _compile_gated(monkeypatch, {**_SM90_BASE, **kw})
+    x + cluster_n r); no spills."""
+    cfg, art = _compile_sm90({**_SM90_BASE, **kw})
     ptx = art.ptx
     assert re.search(r"cp\.async\.bulk\.tensor\.2d\.shared::cluster\.global\.tile\.mbarrier::complete_tx::bytes"
                      r"\.multicast::cluster", ptx), "the activation tile is not multicast"
@@ -287,12 +266,10 @@ def test_sm90_cluster_n_compiles(monkeypatch, kw):
     assert "wgmma.mma_async" in ptx and sum(r.spill_bytes for r in art.ptxas.values()) == 0
 
 
-def test_sm90_cluster_n_refusals(monkeypatch):
+def test_sm90_cluster_n_refusals():
     """Illegal cluster_n combinations fail validation with a reason; the launch checks N's tiles fill clusters."""
-    import humming_cute.config as hconfig
     from humming_cute.config import check_weight_tiles
 
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     for bad, match in [(dict(cluster_n=3), "cluster_n must be 1, 2 or 4"), (dict(cluster_n=True), "cluster_n must"),
                        (dict(cluster_n=2, split_k=2), "splits K only inside the cluster"),
                        (dict(cluster_n=4, split_k=4, cluster_split_k=True), "at most 8"),
@@ -315,14 +292,14 @@ def test_sm90_cluster_n_refusals(monkeypatch):
          persistent_ctas=132),
     dict(moe_top_k=8, block_k=128, warp_k=128, group_size=0, b_dtype="int8")],
     ids=["up", "down-persistent", "int8-bk128"])
-def test_sm90_moe_cp_async_rows_compiles(monkeypatch, kw):
+def test_sm90_moe_cp_async_rows_compiles(kw):
     """moe_cp_async_rows: the producer warpgroup copies the block's activation rows by cp.async (16-byte copies
     into the swizzled stage, one per 16 rows per thread) and arrives on the stage's barrier when they land
     (noinc: 128 such arrivals plus the TMA thread's), the weights still by TMA; no spills. Refused without the
-    producer warpgroup or MoE, with cluster_n, and until its GPU test has run."""
+    producer warpgroup or MoE, and with cluster_n."""
     full = {**_SM90_BASE, **dict(block_m=64, warp_m=64, moe=True, warp_specialized=True, moe_cp_async_rows=True),
             **kw}
-    cfg, art = _compile_gated(monkeypatch, full)
+    cfg, art = _compile_sm90(full)
     ptx = art.ptx
     copies = cfg.block_m * cfg.block_k // 8 // 128
     assert len(re.findall(r"cp\.async\.cg\.shared\.global \[[^]]+\], \[[^]]+\], 16, 16;", ptx)) == copies
@@ -349,13 +326,13 @@ def test_sm90_moe_cp_async_rows_compiles(monkeypatch, kw):
     dict(a_dtype="float8e4m3", b_dtype="int4", fp8_fast_accum=False, moe_top_k=8)],
     ids=["int8-int8-up", "e4m3-int4-down", "e4m3-e4m3-persistent", "e4m3-uint4-g128", "int8-int4-g128-down",
          "e4m3-int4-promoted"])
-def test_sm90_moe_act8_compiles(monkeypatch, kw):
+def test_sm90_moe_act8_compiles(kw):
     """The wgmma MoE GEMM with 8-bit activations (k32 fp8 / s8 wgmma on the weight's 8-bit lanes; channel scales,
     or weight groups by two-level accumulation over the expert's own fp32 scale rows; fp8 promoted per k-tile):
-    compiles without spills; refused with cp.async rows (16-bit copies) and until its GPU test has run."""
+    compiles without spills; refused with cp.async rows (16-bit copies)."""
     full = {**_SM90_BASE, **dict(c_dtype="float16", group_size=0, block_m=64, warp_m=64, block_k=128, warp_k=128,
                                  moe=True), **kw}
-    cfg, art = _compile_gated(monkeypatch, full)
+    cfg, art = _compile_sm90(full)
     t = "s32.s8.s8" if cfg.a_dtype == "int8" else "f32.e4m3.e4m3"
     assert re.search(rf"wgmma\.mma_async\.sync\.aligned\.m64n{cfg.block_m}k32\.(satfinite\.)?{t}", art.ptx)
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0

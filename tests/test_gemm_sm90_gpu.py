@@ -145,14 +145,11 @@ def test_wgmma_cluster_split_k(split, m, bm, bn, bk):
 @pytest.mark.parametrize("m,bm,bn,bk,stages,ctas", [(1, 64, 64, 128, 8, 132), (333, 128, 128, 64, 4, 5),
                                                     (4096, 128, 128, 128, 4, 132), (700, 64, 128, 128, 6, 1),
                                                     (2000, 256, 64, 64, 3, 7)])
-def test_wgmma_persistent(monkeypatch, a, b, group, scale, m, bm, bn, bk, stages, ctas):
+def test_wgmma_persistent(a, b, group, scale, m, bm, bn, bk, stages, ctas):
     """A persistent grid of `ctas` CTAs walks the tiles (down to one CTA taking them all): agrees with the
     reference and, bitwise, with one CTA per tile (same k order); the pipeline carries on across tiles, so an
-    uneven split of tiles over CTAs and tiles of several shapes end correctly. Built and compile-checked; enabled
-    here (config.ALLOW_UNVERIFIED) for its GPU run."""
-    import humming_cute.config as hconfig
+    uneven split of tiles over CTAs and tiles of several shapes end correctly."""
 
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     _check_option(a, b, group, scale, m, 640, bm, bn, bk, stages, dict(warp_specialized=True),
                   dict(persistent_ctas=ctas), m + ctas)
 
@@ -184,17 +181,15 @@ def _check_option(a, b, group, scale, m, n, bm, bn, bk, stages, base_kw, option_
                                              (4096, 640, 256, 128, {}), (200, 640, 128, 128, {"split_k": 2}),
                                              (700, 600, 128, 128, {"warp_specialized": True, "persistent_ctas": 5})])
 @pytest.mark.parametrize("offset_out", [False, True])
-def test_wgmma_staged_store(monkeypatch, a, b, group, scale, m, n, bm, bn, extra, offset_out):
+def test_wgmma_staged_store(a, b, group, scale, m, n, bm, bn, extra, offset_out):
     """staged_store: C goes through shared memory and leaves in 16-byte row vectors where N is a multiple of 8
     and C's base is 16-byte aligned, else element by element (N = 604, an output view one element into its
     buffer); agrees with the reference and bitwise with the direct store, also with split-K and the persistent
-    grid. Built and compile-checked; enabled here (config.ALLOW_UNVERIFIED) for its GPU run."""
+    grid."""
     import humming_cute as hc
-    import humming_cute.config as hconfig
     from humming_cute.quant.reference import reference_gemm
     from humming_cute.quant.weight import quantize_weight
 
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     bk = 64
     kw = dict(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, block_m=bm, block_n=bn, block_k=bk, warp_m=bm,
               warp_n=64, warp_k=bk, stages=3, arch="sm_90a", mainloop="sm90", has_bias=True, activation="silu",
@@ -227,12 +222,10 @@ def test_wgmma_staged_store(monkeypatch, a, b, group, scale, m, n, bm, bn, extra
     (97, 64, 64, 128, 4, 2, {"staged_store": True}),
     (64, 64, 64, 128, 4, 2, {"split_k": 2, "cluster_split_k": True}),
     (5, 16, 64, 128, 4, 4, {"split_k": 2, "cluster_split_k": True})])
-def test_wgmma_cluster_n(monkeypatch, a, b, group, scale, m, bm, bn, bk, stages, cn, extra):
+def test_wgmma_cluster_n(a, b, group, scale, m, bm, bn, bk, stages, cn, extra):
     """cluster_n: clusters of cn CTAs share one activation tile, each loading 1/cn of it by TMA multicast; agrees
     with the reference and bitwise with cn = 1 (same data, same k order), also with the producer warpgroup, a
     persistent grid (clusters walk the tiles), the staged store and split-K inside a (cn, 1, split) cluster; 16-row
-    tiles split 4 ways. Built and compile-checked; enabled here (config.ALLOW_UNVERIFIED) for its GPU run."""
-    import humming_cute.config as hconfig
+    tiles split 4 ways."""
 
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     _check_option(a, b, group, scale, m, 1024, bm, bn, bk, stages, extra, dict(cluster_n=cn), m + cn)

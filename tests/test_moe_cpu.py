@@ -108,19 +108,13 @@ def test_moe_act8_compiles(a, b, group, arch, kind, bm):
 
 
 @pytest.mark.parametrize("down,split", [(False, 2), (True, 4)])
-def test_moe_cluster_split_k_compiles(monkeypatch, down, split):
+def test_moe_cluster_split_k_compiles(down, split):
     """Decode-sized MoE blocks may split K inside a thread-block cluster (mma.sync mainloop, sm_90+): two cluster
     barriers, CTA 0 adds the partials through distributed shared memory, no global atomics, no spills; refused on
-    the wgmma mainloop, for 8-bit activations, before sm_90, and until its GPU test has run."""
-    import humming_cute.config as hconfig
-
+    the wgmma mainloop, for 8-bit activations and before sm_90."""
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a", top_k=8,
               is_down=down, mul_topk_weights=down)
-    cfg = default_moe_config(16, 2048, 4096, **kw).with_(split_k=split, cluster_split_k=True)
-    with pytest.raises(NotImplementedError, match="not yet verified"):
-        cfg.validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
-    cfg = cfg.validate()
+    cfg = default_moe_config(16, 2048, 4096, **kw).with_(split_k=split, cluster_split_k=True).validate()
     art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
     ptx = art.ptx
     assert ptx.count("barrier.cluster.arrive") == 2 and ptx.count("ld.shared::cluster.f32") >= split - 1
@@ -137,16 +131,11 @@ def test_moe_cluster_split_k_compiles(monkeypatch, down, split):
         wg.with_(split_k=2, cluster_split_k=True).validate()
 
 
-def test_moe_n_major_grid_compiles(monkeypatch):
+def test_moe_n_major_grid_compiles():
     """moe_n_major swaps the mma.sync MoE grid's x / y (weight tiles first): same kernel body, refused off MoE, on
-    the wgmma mainloop, and until its GPU test has run."""
-    import humming_cute.config as hconfig
-
+    the wgmma mainloop."""
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a", top_k=8)
     cfg = default_moe_config(16, 1536, 2048, **kw).with_(moe_n_major=True)
-    with pytest.raises(NotImplementedError, match="not yet verified"):
-        cfg.validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     art = compile_for_arch(Sm80MixedGemm(cfg.validate()), *fake_operands(cfg), arch="sm_90a",
                            options="--enable-tvm-ffi")
     ref = compile_for_arch(Sm80MixedGemm(cfg.with_(moe_n_major=False)), *fake_operands(cfg), arch="sm_90a",

@@ -195,17 +195,15 @@ _ACT8_ROUTINGS = [(1, 2, False, 64, False, 0), (300, 8, True, 64, True, 0), (300
 
 @pytest.mark.parametrize("a,b,group,tokens,top_k,down,block_m,ws,ctas",
                          [f + r for f in _ACT8_FORMATS for r in _ACT8_ROUTINGS if not (f[2] and r[5])])
-def test_moe_wgmma_act8(monkeypatch, a, b, group, tokens, top_k, down, block_m, ws, ctas):
+def test_moe_wgmma_act8(a, b, group, tokens, top_k, down, block_m, ws, ctas):
     """The wgmma MoE GEMM with 8-bit activations: codes gathered in routed order, each row's fp32 activation scale
     (row id // top_k, or id) from the workspace slot; channel scales, or weight groups of 128 by two-level
     accumulation over the expert's own scale rows; against the reference and the mma.sync MoE GEMM on the same
-    codes. Built and compile-checked; enabled here (config.ALLOW_UNVERIFIED) for its GPU run."""
-    import humming_cute.config as hconfig
+    codes."""
     from humming_cute.config import GemmConfig
 
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     cfg = GemmConfig(a_dtype=a, b_dtype=b, c_dtype="float16", group_size=group, block_m=block_m, block_n=128,
                      block_k=128, warp_m=block_m, warp_n=64, warp_k=128, stages=4, arch="sm_90a", mainloop="sm90",
                      moe=True, moe_top_k=top_k, moe_down=down, moe_mul_topk_weights=down, warp_specialized=ws,
@@ -278,15 +276,12 @@ def test_moe_wgmma(fmt, experts, top_k, tokens, block_m, bn, down, skewed, ws):
 @pytest.mark.parametrize("experts,top_k,tokens,block_m,bn,down,skewed,ctas", [
     (8, 2, 1, 64, 64, False, False, 132), (64, 8, 37, 64, 128, True, True, 5), (8, 2, 3000, 128, 128, True, False, 132),
     (128, 8, 200, 64, 64, False, True, 1)])
-def test_moe_wgmma_persistent(monkeypatch, fmt, experts, top_k, tokens, block_m, bn, down, skewed, ctas):
+def test_moe_wgmma_persistent(fmt, experts, top_k, tokens, block_m, bn, down, skewed, ctas):
     """The wgmma MoE GEMM on a persistent grid (producer warpgroup): each tile looks up its block's expert; padding
-    blocks and other ranks' experts (-1) take no k-tiles and store nothing, also when one CTA walks every tile.
-    Built and compile-checked; enabled here (config.ALLOW_UNVERIFIED) for its GPU run."""
-    import humming_cute.config as hconfig
+    blocks and other ranks' experts (-1) take no k-tiles and store nothing, also when one CTA walks every tile."""
 
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     config = _wgmma_moe_config(block_m, bn, 64, top_k, down, warp_specialized=True, persistent_ctas=ctas)
     _check_routed(fmt, experts, top_k, tokens, down, skewed, 384, 512, block_m, tokens + experts + ctas, config)
 
@@ -295,16 +290,13 @@ def test_moe_wgmma_persistent(monkeypatch, fmt, experts, top_k, tokens, block_m,
 @pytest.mark.parametrize("experts,top_k,tokens,block_m,bn,down,skewed,cn,ctas", [
     (8, 2, 1, 64, 64, False, False, 4, 0), (64, 8, 37, 64, 128, True, True, 2, 0),
     (8, 2, 3000, 128, 128, True, False, 2, 132), (128, 8, 200, 64, 64, False, True, 4, 4)])
-def test_moe_wgmma_cluster_n(monkeypatch, fmt, experts, top_k, tokens, block_m, bn, down, skewed, cn, ctas):
+def test_moe_wgmma_cluster_n(fmt, experts, top_k, tokens, block_m, bn, down, skewed, cn, ctas):
     """The wgmma MoE GEMM with the activation tile multicast over clusters of cn CTAs (one routed block, cn
     weight tiles of its expert), one CTA per tile or a persistent grid: padding blocks and other ranks' experts
-    (-1) are skipped by the whole cluster. Built and compile-checked; enabled here (config.ALLOW_UNVERIFIED) for
-    its GPU run."""
-    import humming_cute.config as hconfig
+    (-1) are skipped by the whole cluster."""
 
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     config = _wgmma_moe_config(block_m, bn, 64, top_k, down, warp_specialized=ctas > 0, persistent_ctas=ctas,
                                cluster_n=cn)
     _check_routed(fmt, experts, top_k, tokens, down, skewed, 512, 512, block_m, tokens + experts + cn, config)
@@ -314,16 +306,13 @@ def test_moe_wgmma_cluster_n(monkeypatch, fmt, experts, top_k, tokens, block_m, 
 @pytest.mark.parametrize("experts,top_k,tokens,block_m,bn,bk,down,skewed,ctas", [
     (8, 2, 1, 64, 128, 64, False, False, 0), (64, 8, 37, 64, 128, 64, True, True, 0),
     (8, 2, 3000, 128, 64, 64, True, False, 132), (128, 8, 200, 64, 128, 128, False, True, 3)])
-def test_moe_wgmma_cp_async_rows(monkeypatch, fmt, experts, top_k, tokens, block_m, bn, bk, down, skewed, ctas):
+def test_moe_wgmma_cp_async_rows(fmt, experts, top_k, tokens, block_m, bn, bk, down, skewed, ctas):
     """moe_cp_async_rows: the producer warpgroup copies x's rows in routed order by cp.async (no gathered copy of
     x), one CTA per tile or a persistent grid: matches the reference, and bitwise the TMA path over the gathered
-    rows (padding positions leave their rows stale; those outputs are never stored). Built and compile-checked;
-    enabled here (config.ALLOW_UNVERIFIED) for its GPU run."""
-    import humming_cute.config as hconfig
+    rows (padding positions leave their rows stale; those outputs are never stored)."""
 
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
 
     def config(rows):
         return _wgmma_moe_config(block_m, bn, bk, top_k, down, warp_specialized=True, persistent_ctas=ctas,
@@ -395,18 +384,15 @@ def _check_routed(fmt, experts, top_k, tokens, down, skewed, n, k, block_m, seed
     (8, 2, 1, False, False), (8, 2, 7, True, True), (128, 8, 1, True, False), (64, 8, 33, False, True),
     (8, 1, 64, True, True)])
 @pytest.mark.parametrize("split,n_major", [(2, False), (4, False), (3, True), (1, True)])
-def test_moe_cluster_split_k(monkeypatch, fmt, experts, top_k, tokens, down, skewed, split, n_major):
+def test_moe_cluster_split_k(fmt, experts, top_k, tokens, down, skewed, split, n_major):
     """Decode-sized MoE blocks with K split inside a thread-block cluster (mma.sync mainloop, sm_90+) and / or the
     weight-tile-major grid (moe_n_major): matches the reference; blocks of another rank's expert (-1) stay untouched
-    in every CTA of the cluster; bias and routing weights applied once. Built and compile-checked; enabled here
-    (config.ALLOW_UNVERIFIED) for its GPU run."""
-    import humming_cute.config as hconfig
+    in every CTA of the cluster; bias and routing weights applied once."""
     from humming_cute.ops import device_target
     from humming_cute.tune.heuristics import default_moe_config
 
     if split > 1 and torch.cuda.get_device_capability() < (9, 0):
         pytest.skip("thread-block clusters need sm_90+")
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
 
     def config(pw, a_name, has_bias):
         cfg = default_moe_config(16, pw.n_pad, pw.k_pad, a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name,
@@ -422,9 +408,8 @@ def test_moe_cluster_split_k(monkeypatch, fmt, experts, top_k, tokens, down, ske
                                                          (64, 8, 37, 520, False), (8, 1, 2000, 768, True)])
 def test_moe_gather_kernel(monkeypatch, dtype, experts, top_k, tokens, k, down):
     """The gather kernel of the wgmma MoE path writes the same rows as the torch ops below num_tokens_post_padded
-    (padding ids: x's last row), and the MoE GEMM through it gives the same bits. Built and compile-checked;
-    enabled here (config.ALLOW_UNVERIFIED) for its GPU run."""
-    import humming_cute.config as hconfig
+    (padding ids: x's last row), and the MoE GEMM through it gives the same bits."""
+    from humming_cute import moe_gather
     from humming_cute.config import GemmConfig
     from humming_cute.moe_gather import gather_sorted_rows
 
@@ -434,8 +419,9 @@ def test_moe_gather_kernel(monkeypatch, dtype, experts, top_k, tokens, k, down):
     ids = _routing(tokens, experts, top_k, False, gen).cuda()
     sorted_ids, expert_ids, num_post = hc.moe_align_block_size(ids, 64, experts)
     x = torch.randn(tokens * top_k if down else tokens, k, generator=gen).to("cuda", dtype)
-    want = gather_sorted_rows(x, sorted_ids, num_post, top_k, down)            # torch ops (gate closed)
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    monkeypatch.setattr(moe_gather, "KERNEL_VERIFIED", False)                   # the torch ops
+    want = gather_sorted_rows(x, sorted_ids, num_post, top_k, down)
+    monkeypatch.setattr(moe_gather, "KERNEL_VERIFIED", True)                    # the kernel
     got = gather_sorted_rows(x, sorted_ids, num_post, top_k, down)
     n = int(num_post.item())
     assert torch.equal(got[:n], want[:n])
@@ -447,6 +433,6 @@ def test_moe_gather_kernel(monkeypatch, dtype, experts, top_k, tokens, k, down):
                          block_k=64, warp_m=64, warp_n=64, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90",
                          moe=True, moe_top_k=top_k, moe_down=down).validate()
         y1 = hc.moe_gemm(x, pw, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=64, is_down=down, config=cfg)
-        monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", False)
+        monkeypatch.setattr(moe_gather, "KERNEL_VERIFIED", False)
         y0 = hc.moe_gemm(x, pw, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=64, is_down=down, config=cfg)
         assert torch.equal(y1, y0)

@@ -135,7 +135,11 @@ class Sm90MixedGemm:
             s_rows = cute.size(mS, mode=[1])
             s_cols = cute.size(mS, mode=[2])
             mS = cute.make_tensor(mS.iterator, cute.make_layout((n_exp * s_rows, s_cols), stride=(s_cols, 1)))
-            mZ = cute.make_tensor(mZ.iterator, cute.make_layout((n_exp * s_rows, s_cols), stride=(s_cols, 1)))
+            # (zero points keep two 16-bit entries per word: with fp32 scales (8-bit activations) their rows are
+            # narrower than the scales' rows)
+            z_rows = cute.size(mZ, mode=[1])
+            z_cols = cute.size(mZ, mode=[2])
+            mZ = cute.make_tensor(mZ.iterator, cute.make_layout((n_exp * z_rows, z_cols), stride=(z_cols, 1)))
         else:
             words = cute.size(mB, mode=[1])
             mB3 = cute.make_tensor(mB.iterator, cute.make_layout((cute.size(mB, mode=[0]), words // _CHUNK, _CHUNK),
@@ -154,7 +158,8 @@ class Sm90MixedGemm:
         if cutlass.const_expr(self.has_zp):
             tma_z, gZ_tma = cpasync.make_tiled_tma_atom(op, mZ, cute.slice_(sS_layout, (None, None, 0)),
                                                          (self.srows, half))
-        tiles_m = cute.ceil_div(cute.size(mA, mode=[0]), self.bm)
+        # (cp.async rows: x is not gathered, the block rows are those of the sorted ids)
+        tiles_m = cute.ceil_div(cute.size(mSorted if self.rows else mA, mode=[0]), self.bm)
         tiles_n = cute.size(mB, mode=[1 if self.moe else 0]) // self.bn_atoms
         self.kernel(tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, mS, mCS, mG, mBias, mC, mWS, mCnt,
                     mTopkW, mSorted, mExpert, mNumPost, tiled_mma, sA_layout, sB_layout, sS_layout, tiles_m,

@@ -276,7 +276,10 @@ def moe_block_size(num_tokens: int, top_k: int, num_experts: int, *, wgmma: bool
     if per_expert <= 16:
         return 16
     if wgmma:
-        return 64 if per_expert <= 512 else 128
+        # 128-row blocks (256-wide weight tiles) from 129 rows per expert on: Qwen3-30B-A3B-like at 4096 tokens (256
+        # rows per expert) up 539 us against 600 us with 64-row blocks, down 512 against 503 (H200,
+        # benchmarks/results/2026-11-30_h200_moe_probe_qwen4096.log)
+        return 64 if per_expert <= 128 else 128
     if per_expert <= 48:
         return 32
     if per_expert <= 512:
