@@ -20,9 +20,9 @@ for tokens, top_k, experts, block_m in [(1, 8, 128, 16), (64, 8, 128, 16), (512,
     for impl, multi in (("torch", False), ("kernel", False), ("kernel", True)):
         if multi and ids.numel() <= 4096:
             continue
-        moe_align.MULTI_VERIFIED = multi         # False: one CTA at any size
+        moe_align.MULTI_CTA = multi         # False: one CTA at any size
         t[impl + (f" multi ({multi_ctas(ids.numel())} CTAs)" if multi else "")] = bench_ms(
             lambda: moe_align_block_size(ids, block_m, experts, impl=impl), 30) * 1e3
-    moe_align.MULTI_VERIFIED = True
+    moe_align.MULTI_CTA = True
     print(f"tokens {tokens} top_k {top_k} E {experts} block_m {block_m} (one CTA: {threads} threads): "
           + ", ".join(f"{k} {us:.1f} us" for k, us in t.items()), flush=True)

@@ -412,6 +412,8 @@ def smem_bytes(cfg: GemmConfig) -> int:
         part = cfg.block_m * cfg.block_n * 4 + 16 if cfg.cluster_split_k else 0   # split-K partial (cluster)
         if cfg.staged_store:
             part += cfg.block_m * (cfg.block_n + 8 * (cfg.block_n // ATOM_N)) * 2 + 16   # C staging, padded rows
+        if cfg.moe:
+            part += cfg.block_m * 12 * (cfg.block_n // ATOM_N) + 32     # the epilogue's routed-row tables
         return cfg.stages * (a + b + s) + 1024 + 16 * cfg.stages + 128 + part   # + alignment, mbarriers, flag
     reduce = (cfg.warps_k - 1) * cfg.block_m * cfg.block_n * 4  # fp32 partial sums of the K-split warps
     if cfg.cluster_split_k:

@@ -14,7 +14,6 @@ from typing import Optional
 
 import torch
 
-from . import config as _config
 from .runtime.compile import KernelCache, compile_aux
 
 __all__ = ["moe_align_block_size", "kernel_threads", "compile_moe_align", "align_smem_words", "MoeAlignConfig",
@@ -53,14 +52,14 @@ class MoeAlignConfig:
 
 
 #: above _SMALL routed ids: the multi-CTA kernel pair (coalesced warp-wide loads, a grid of up to _MAX_CTAS CTAs)
-#: instead of one CTA (GPU-tested on an H200: benchmarks/results/2026-11-30_h200_gpu-tests.log)
-MULTI_VERIFIED = True
+#: instead of one CTA; False keeps one CTA at any size
+MULTI_CTA = True
 _MULTI_THREADS = 256
 _MAX_CTAS = 64          # each CTA of the scatter launch reads every CTA's count row: keep the grid modest
 
 def use_multi(numel: int) -> bool:
     """Whether `numel` routed ids take the multi-CTA kernel pair."""
-    return numel > _SMALL and (MULTI_VERIFIED or _config.ALLOW_UNVERIFIED)
+    return numel > _SMALL and MULTI_CTA
 
 
 def multi_ctas(numel: int) -> int:

@@ -10,13 +10,12 @@ from dataclasses import dataclass
 
 import torch
 
-from . import config as _config
 from .runtime.compile import KernelCache, compile_aux
 
 __all__ = ["gather_sorted_rows", "MoeGatherConfig", "compile_moe_gather"]
 
-#: the gather kernel passed its GPU tests (H200, benchmarks/results/2026-11-30_h200_gpu-tests.log)
-KERNEL_VERIFIED = True
+#: gather with the CuTe DSL kernel where it applies (False: the torch ops)
+USE_KERNEL = True
 
 _KERNELS = KernelCache()
 _LAUNCH: dict = {}
@@ -40,7 +39,7 @@ def compile_moe_gather(cfg: MoeGatherConfig):
 
 def _kernel_ok(x: torch.Tensor) -> bool:
     return (x.device.type == "cuda" and x.dtype in (torch.float16, torch.bfloat16) and x.shape[1] % 8 == 0
-            and x.is_contiguous() and x.data_ptr() % 16 == 0 and (KERNEL_VERIFIED or _config.ALLOW_UNVERIFIED))
+            and x.is_contiguous() and x.data_ptr() % 16 == 0 and USE_KERNEL)
 
 
 def gather_sorted_rows(x: torch.Tensor, sorted_token_ids: torch.Tensor, num_tokens_post_padded: torch.Tensor,

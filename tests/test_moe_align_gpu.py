@@ -43,10 +43,13 @@ _SIZES = [(1, 1, 8), (1, 8, 128), (7, 2, 8), (64, 8, 64), (300, 2, 8), (1000, 8,
                          + [(4097, 1, 8, True), (20000, 8, 512, True), (131072, 8, 128, True)])
 @pytest.mark.parametrize("block_m", [1, 16, 64, 128])
 @pytest.mark.parametrize("kind", ["uniform", "skewed", "invalid"])
-def test_kernel_matches_torch_and_reference(tokens, top_k, experts, multi, block_m, kind):
-    """`multi`: above 4096 routed ids the multi-CTA kernel pair instead of one CTA; up to 4096 ids one CTA."""
+def test_kernel_matches_torch_and_reference(tokens, top_k, experts, multi, block_m, kind, monkeypatch):
+    """`multi`: above 4096 routed ids the multi-CTA kernel pair (the default there), else one CTA at any size
+    (`moe_align.MULTI_CTA = False`); up to 4096 ids one CTA either way."""
+    from humming_cute import moe_align
     from humming_cute.moe_align import use_multi
 
+    monkeypatch.setattr(moe_align, "MULTI_CTA", multi)
     assert use_multi(tokens * top_k) == multi
     ids = _ids(tokens, top_k, experts, tokens * 7 + experts + block_m, kind).cuda()
     emap = torch.arange(experts, dtype=torch.int32, device="cuda")
@@ -77,6 +80,9 @@ def test_kernel_takes_int64_and_strided_ids():
 @pytest.mark.parametrize("experts,top_k,tokens,block_m,multi", [(64, 8, 40, 16, False), (128, 8, 4096, 64, True)])
 def test_kernel_in_a_cuda_graph_replays_for_any_routing(experts, top_k, tokens, block_m, multi):
     """Captured once, replayed for new routings (the multi-CTA pair rewrites its per-CTA counts every call)."""
+    from humming_cute.moe_align import use_multi
+
+    assert use_multi(tokens * top_k) == multi
     ids = torch.zeros(tokens, top_k, dtype=torch.int32, device="cuda")
     moe_align_block_size(ids, block_m, experts, impl="kernel")      # compile outside the capture
     torch.cuda.synchronize()

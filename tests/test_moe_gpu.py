@@ -419,9 +419,9 @@ def test_moe_gather_kernel(monkeypatch, dtype, experts, top_k, tokens, k, down):
     ids = _routing(tokens, experts, top_k, False, gen).cuda()
     sorted_ids, expert_ids, num_post = hc.moe_align_block_size(ids, 64, experts)
     x = torch.randn(tokens * top_k if down else tokens, k, generator=gen).to("cuda", dtype)
-    monkeypatch.setattr(moe_gather, "KERNEL_VERIFIED", False)                   # the torch ops
+    monkeypatch.setattr(moe_gather, "USE_KERNEL", False)                   # the torch ops
     want = gather_sorted_rows(x, sorted_ids, num_post, top_k, down)
-    monkeypatch.setattr(moe_gather, "KERNEL_VERIFIED", True)                    # the kernel
+    monkeypatch.setattr(moe_gather, "USE_KERNEL", True)                    # the kernel
     got = gather_sorted_rows(x, sorted_ids, num_post, top_k, down)
     n = int(num_post.item())
     assert torch.equal(got[:n], want[:n])
@@ -433,6 +433,6 @@ def test_moe_gather_kernel(monkeypatch, dtype, experts, top_k, tokens, k, down):
                          block_k=64, warp_m=64, warp_n=64, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90",
                          moe=True, moe_top_k=top_k, moe_down=down).validate()
         y1 = hc.moe_gemm(x, pw, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=64, is_down=down, config=cfg)
-        monkeypatch.setattr(moe_gather, "KERNEL_VERIFIED", False)
+        monkeypatch.setattr(moe_gather, "USE_KERNEL", False)
         y0 = hc.moe_gemm(x, pw, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=64, is_down=down, config=cfg)
         assert torch.equal(y1, y0)

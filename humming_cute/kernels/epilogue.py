@@ -126,6 +126,48 @@ class Epilogue:
         cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # sC is free for the next tile
 
     @cute.jit
+    def store_moe_rows(self, acc, tCcC, m0, n0, N, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW, mXS, sTok,
+                       sF, t, bar_id):
+        """The wgmma MoE epilogue (transposed accumulators: (weight column, block row)): the warpgroup first reads
+        each of the block's block_m routed rows once into shared memory (`sTok`: output row id, or M * top_k for a
+        padding position; `sF`: routing weight, activation scale), then every element reads its row there. The
+        element loop then holds no global loads behind its stores (a load after a store to C waits for it, as the
+        compiler cannot tell them apart); same arithmetic in the same order as `store_moe`. `t`: thread index in
+        the warpgroup; `bar_id`: its named barrier."""
+        n_sorted = cute.size(mSorted, mode=[0])
+        n_rows = cute.size(mC, mode=[0])
+        bm = self.cfg.block_m
+        for rr in cutlass.range_constexpr((bm + 127) // 128):
+            r = rr * 128 + t
+            if r < bm:
+                pos = m0 + r
+                tok = mSorted[cutlass.min(pos, n_sorted - 1)]
+                tok = cutlass.select_(pos < n_sorted, tok, n_rows)
+                sTok[r] = tok
+                safe = cutlass.min(tok, n_rows - 1)
+                if cutlass.const_expr(self.mul_topk):
+                    sF[r, 0] = mTopkW[safe]
+                if cutlass.const_expr(self.token_scale):
+                    sF[r, 1] = mXS[safe if self.cfg.moe_down else safe // self.cfg.moe_top_k]
+        cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)
+        for i in cutlass.range_constexpr(cute.size(acc)):
+            coord = tCcC[i]
+            r = coord[1]
+            n = n0 + coord[0]
+            tok = sTok[r]
+            if tok < n_rows and n < N and is_last:
+                xs = cutlass.Float32(1.0)
+                if cutlass.const_expr(self.token_scale):
+                    xs = sF[r, 1]
+                out = self.scale_bias(acc[i] * xs, gscale, n, mCS, mBias)
+                if cutlass.const_expr(self.act_fn is not None):
+                    out = self.act_fn(out)
+                if cutlass.const_expr(self.mul_topk):
+                    out = out * sF[r, 0]
+                mC[tok, n] = out.to(self.c_type)
+        cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # the table is free for the next tile
+
+    @cute.jit
     def store_moe(self, acc, tCcC, m0, n0, N, wk_idx, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW, mXS,
                   transposed: cutlass.Constexpr = False):
         """MoE: tile row r is sorted position m0 + r; its output row is the flat id sorted_token_ids[pos]

@@ -468,6 +468,7 @@ class Sm90MixedGemm:
             N = cute.size(mC, mode=[1])
             xs = self.act_scales(mG, mWS, mTopkW)
             sC = self.staging_tile(smem, wg) if self.cfg.staged_store else None
+            sTok, sF = self.moe_row_table(smem, wg) if self.moe else (None, None)
             for tile in cutlass.range(bid // self.cn, n_tiles // self.cn, n_ctas // self.cn, unroll=1):
                 bm_idx, bn_idx = self.tile_coords(tile, tiles_m, tiles_n)
                 moe_st, _, e_idx = self.moe_block(mExpert, mNumPost, gA_tma, bm_idx, bn_idx, tiles_n)
@@ -489,9 +490,10 @@ class Sm90MixedGemm:
                     for i in cutlass.range_constexpr(cute.size(acc)):
                         out[i] = acc[i].to(cutlass.Float32)
                 if cutlass.const_expr(self.moe):
-                    self.epilogue.store(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M, N, 0,
-                                        moe_st[1], mG[e_idx, None], mCS[e_idx, None], mBias[e_idx, None], mC,
-                                        mSorted, mTopkW, xs, transposed=True)
+                    self.epilogue.store_moe_rows(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, N,
+                                                 moe_st[1], mG[e_idx, None][0], mCS[e_idx, None],
+                                                 mBias[e_idx, None], mC, mSorted, mTopkW, xs, sTok, sF, tidx % 128,
+                                                 2 + wg)
                 elif cutlass.const_expr(self.cfg.staged_store):
                     self.epilogue.store_staged(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M, N,
                                                mG, mCS, mBias, mC, xs, sC, tidx % 128, 2 + wg)
@@ -523,6 +525,15 @@ class Sm90MixedGemm:
             moe_st = (bm_idx * self.bm < mNumPost[0], expert >= 0, s_off)
             b_tile = e_idx * tiles_n + bn_idx
         return moe_st, b_tile, e_idx
+
+    @cute.jit
+    def moe_row_table(self, smem, wg):
+        """This warpgroup's table of the block's routed rows (MoE epilogue, `Epilogue.store_moe_rows`): output row
+        ids (block_m Int32) and (routing weight, activation scale) pairs (block_m x 2 Float32)."""
+        sTok = smem.allocate_tensor(cutlass.Int32, cute.make_layout((self.bm, self.n_wg)), byte_alignment=16)
+        sF = smem.allocate_tensor(cutlass.Float32, cute.make_layout((self.bm, 2, self.n_wg),
+                                                                    stride=(2, 1, 2 * self.bm)), byte_alignment=16)
+        return sTok[None, wg], sF[None, None, wg]
 
     @cute.jit
     def staging_tile(self, smem, wg):
@@ -677,8 +688,9 @@ class Sm90MixedGemm:
         # ---- epilogue (coordinates are (n, m): transposed)
         xs = self.act_scales(mG, mWS, mTopkW)
         if cutlass.const_expr(self.moe):
-            self.epilogue.store(acc, tCcC, m0, n0, M, N, 0, is_last, mG, mCS, mBias, mC, mSorted, mTopkW, xs,
-                                transposed=True)
+            sTok, sF = self.moe_row_table(smem, wg)
+            self.epilogue.store_moe_rows(acc, tCcC, m0, n0, N, is_last, mG[0], mCS, mBias, mC, mSorted, mTopkW, xs,
+                                         sTok, sF, tidx % 128, 2 + wg)
         elif cutlass.const_expr(self.cfg.staged_store):
             sC = self.staging_tile(smem, wg)
             if is_last:
