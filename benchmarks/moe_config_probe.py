@@ -18,6 +18,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import humming_cute as hc  # noqa: E402
+import humming_cute.config as hconfig  # noqa: E402
 from humming_cute.arch import current_arch, get_arch  # noqa: E402
 from humming_cute.bench.core import MOE_PRESETS  # noqa: E402
 from humming_cute.bench.moe import draw_routing  # noqa: E402
@@ -53,6 +54,14 @@ p.add_argument("--cluster-n", default="",
 p.add_argument("--cp-async-rows", action="store_true",
                help="with --wgmma: also every producer-warpgroup candidate copying x's rows by cp.async instead of "
                     "gathering x first (moe_cp_async_rows)")
+p.add_argument("--row-cache", action="store_true",
+               help="also every mma.sync candidate with moe_row_cache (row ids loaded once per lane before the "
+                    "stores); not yet GPU-verified, so the candidates run with config.ALLOW_UNVERIFIED, which also "
+                    "launches them over the shorter grid of --grid-bound")
+p.add_argument("--grid-bound", action="store_true",
+               help="also time the default config launched over the M * top_k-block prefix of the routing tensors "
+                    "(ops.moe_grid_view; not yet GPU-verified: enabled for that timing through "
+                    "config.ALLOW_UNVERIFIED)")
 args = p.parse_args()
 splits = [int(v) for v in args.cluster_split.split(",") if v]
 cluster_ns = [int(v) for v in args.cluster_n.split(",") if v]
@@ -89,6 +98,14 @@ for preset in args.presets.split(","):
                 t_hm = bench_ms(hm_call, 60) * 1e3
             print(f"{preset} {proj} E={e} top{top_k} N={n} K={k} tokens={tokens}: default bm{bm0} {t_def:.1f}us  "
                   f"humming {t_hm:.1f}us  ratio {t_def / t_hm:.2f}", flush=True)
+            if args.grid_bound:
+                hconfig.ALLOW_UNVERIFIED = True
+                y = call(bm0).float()
+                err = ((y - y0).norm() / y0.norm()).item()
+                t_b = bench_ms(lambda: call(bm0), 60) * 1e3
+                print(f"  default over the bounded grid: {t_b:.1f}us  x{t_b / t_def:.2f} default  "
+                      f"x{t_b / t_hm:.2f} humming  (rel diff {err:.1e})", flush=True)
+            hconfig.ALLOW_UNVERIFIED = args.row_cache
             rows = []
             t0 = time.time()
             if args.small:
@@ -131,6 +148,8 @@ for preset in args.presets.split(","):
                                     if cfg.mainloop == "sm80" and (pw.k_pad // cfg.block_k) % sp == 0]
                 if args.n_major and cfg.mainloop == "sm80":
                     variants += [v.with_(moe_n_major=True) for v in variants]
+                if args.row_cache and cfg.mainloop == "sm80":
+                    variants += [v.with_(moe_row_cache=True) for v in variants]
                 if args.persistent and cfg.warp_specialized:
                     sms = torch.cuda.get_device_properties(0).multi_processor_count
                     variants.append(cfg.with_(persistent_ctas=sms))
@@ -149,7 +168,7 @@ for preset in args.presets.split(","):
                             f"{f' cluster-split{cfg.split_k}' if cfg.split_k > 1 else ''}"
                             f"{' n-major' if cfg.moe_n_major else ''}{' persistent' if cfg.persistent_ctas else ''}"
                             f"{f' cn{cfg.cluster_n}' if cfg.cluster_n > 1 else ''}"
-                            f"{' rows' if cfg.moe_cp_async_rows else ''}")
+                            f"{' rows' if cfg.moe_cp_async_rows else ''}{' row-cache' if cfg.moe_row_cache else ''}")
                     if args.match and not re.search(args.match, name):
                         continue
                     try:
@@ -163,5 +182,6 @@ for preset in args.presets.split(","):
                         print(f"  WRONG {name}: rel err {err:.2e}", flush=True)
                         continue
                     rows.append((bench_ms(lambda: call(bm, cfg), 60) * 1e3, name))
+            hconfig.ALLOW_UNVERIFIED = False
             for t, name in sorted(rows)[:6]:
                 print(f"  {name:44s} {t:8.1f}us  x{t / t_def:.2f} default  x{t / t_hm:.2f} humming", flush=True)

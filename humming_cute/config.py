@@ -112,6 +112,10 @@ class GemmConfig:
     # routed order straight from x (row id // top_k, or id for the down projection), while one of them TMA-loads the
     # weights; without it x is first gathered into routed order (a copy of top_k x the activation bytes)
     moe_cp_async_rows: bool = False
+    # MoE on the mma.sync mainloop: each lane loads its accumulator rows' output row ids (and routing weights /
+    # activation scales) once, before the epilogue's first store, instead of once per element behind the previous
+    # element's store to C (the wgmma MoE epilogue always reads its rows once, through shared memory)
+    moe_row_cache: bool = False
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -249,6 +253,12 @@ class GemmConfig:
                 raise ValueError(f"moe_top_k must be a positive int, got {self.moe_top_k!r}")
         elif self.moe_down or self.moe_mul_topk_weights or self.moe_top_k != 1 or self.moe_n_major:
             raise ValueError("moe_top_k / moe_down / moe_mul_topk_weights / moe_n_major need moe=True")
+        if self.moe_row_cache:
+            if not self.moe or self.mainloop != "sm80":
+                raise ValueError("moe_row_cache is an option of the mma.sync MoE GEMM (moe=True, mainloop='sm80'); "
+                                 "the wgmma MoE epilogue reads its rows once anyway")
+            if not ALLOW_UNVERIFIED:
+                raise NotImplementedError("moe_row_cache is built but not yet verified on a GPU; it is not enabled")
         if self.mainloop not in ("sm80", "sm90"):
             raise ValueError(f"mainloop must be 'sm80' (mma.sync) or 'sm90' (wgmma), got {self.mainloop!r}")
         if not isinstance(self.persistent_ctas, int) or self.persistent_ctas < 0:

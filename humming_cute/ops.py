@@ -9,6 +9,7 @@ from typing import Optional
 import torch
 
 from .activations import resolve
+from . import config as _config
 from .config import GemmConfig, act_bits, check_weight_tiles
 from .layouts.prepared import PreparedWeight
 from .runtime import compile as _rc
@@ -294,6 +295,23 @@ def _check_moe_inputs(x, weight, sorted_token_ids, expert_ids, num_tokens_post_p
     return m_tokens
 
 
+#: launch the MoE GEMM over at most (M * top_k) blocks (see `moe_grid_view`); built and CPU-tested, not yet run on a
+#: GPU: used only with config.ALLOW_UNVERIFIED until then
+MOE_GRID_BOUND_VERIFIED = False
+
+
+def moe_grid_view(sorted_token_ids: torch.Tensor, expert_ids: torch.Tensor, routed: int, block_m: int):
+    """The prefix of the routing tensors that can hold routed rows: every non-empty expert has at least one of the
+    `routed` (= M * top_k) ids and pads to at most one block more, so num_tokens_post_padded <= routed * block_m
+    for any routing (vLLM's own allocation bound). The vLLM-sized sorted ids (routed + E (block_m - 1)) are much
+    longer when routed < E: one token of a 128-expert top-8 layer has 8 blocks of work in 121 launched. Views,
+    no copy; the length depends on the shapes only, so a CUDA graph still replays for any routing."""
+    n_blocks = -(-sorted_token_ids.numel() // block_m)
+    if routed >= n_blocks:
+        return sorted_token_ids, expert_ids
+    return sorted_token_ids[:routed * block_m], expert_ids[:routed]
+
+
 def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Tensor, expert_ids: torch.Tensor,
              num_tokens_post_padded: torch.Tensor, *, top_k: int, block_m: int,
              topk_weights: Optional[torch.Tensor] = None, mul_topk_weights: bool = False, is_down: bool = False,
@@ -343,6 +361,8 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
     if x.shape[0] == 0:
         return out
     kernel = _rc.get_kernel(config)      # validates the config first
+    if MOE_GRID_BOUND_VERIFIED or _config.ALLOW_UNVERIFIED:
+        sorted_token_ids, expert_ids = moe_grid_view(sorted_token_ids, expert_ids, m_tokens * top_k, block_m)
     if config.moe_n_major and -(-sorted_token_ids.numel() // block_m) > 65535:
         raise ValueError(f"moe_n_major puts the {-(-sorted_token_ids.numel() // block_m)} routed blocks on the grid's "
                          f"y dimension (at most 65535): use moe_n_major=False")

@@ -149,6 +149,40 @@ def test_moe_n_major_grid_compiles():
         GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, moe_n_major=True).validate()
 
 
+@pytest.mark.parametrize("kw", [dict(top_k=8), dict(top_k=2, is_down=True, mul_topk_weights=True, has_bias=True),
+                                dict(top_k=8, epilogue=True),
+                                dict(top_k=2, is_down=True, mul_topk_weights=True, a_dtype="float8e4m3",
+                                     b_dtype="int4", group_size=0)],
+                         ids=["up", "down-weights-bias", "glu", "fp8-down"])
+def test_moe_row_cache_compiles(monkeypatch, kw):
+    """moe_row_cache: the mma.sync MoE epilogue loads each lane's row ids (routing weights, activation scales)
+    once per row before its stores: fewer global loads than the per-element epilogue, the same MMAs and stores,
+    no spills; refused off the mma.sync MoE GEMM and until its GPU test has run."""
+    import re
+
+    import humming_cute.config as hconfig
+
+    full = {**dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_89"), **kw}
+    cfg = default_moe_config(16, 1536, 2048, **full)
+    if kw.get("epilogue"):
+        cfg = cfg.with_(activation="silu_glu", glu=True)
+    with pytest.raises(NotImplementedError, match="not yet verified"):
+        cfg.with_(moe_row_cache=True).validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    arts = [compile_for_arch(Sm80MixedGemm(c.validate()), *fake_operands(c), arch="sm_89",
+                             options="--enable-tvm-ffi") for c in (cfg, cfg.with_(moe_row_cache=True))]
+    loads = [len(re.findall(r"ld\.global", a.ptx)) for a in arts]
+    stores = [len(re.findall(r"st\.global", a.ptx)) for a in arts]
+    assert loads[1] < loads[0] and stores[1] == stores[0], (loads, stores)
+    assert arts[1].ptx.count("mma.sync") == arts[0].ptx.count("mma.sync")
+    assert sum(r.spill_bytes for r in arts[1].ptxas.values()) == 0
+    with pytest.raises(ValueError, match="mma.sync MoE GEMM"):
+        default_moe_config(64, 1536, 2048, a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
+                           arch="sm_90a", mainloop="sm90").with_(moe_row_cache=True).validate()
+    with pytest.raises(ValueError, match="mma.sync MoE GEMM"):
+        GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, moe_row_cache=True).validate()
+
+
 @pytest.mark.parametrize("down", [False, True])
 def test_gather_sorted_rows(down):
     """The wgmma MoE path's activation gather (torch path on the CPU): row p is x[id // top_k] (x[id] down),
@@ -172,3 +206,40 @@ def test_gather_sorted_rows(down):
     art = compile_for_arch(MoeGatherKernel(cfg), *gather_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
     assert re.search(r"ld\.global(\.nc)?\.v4", art.ptx) and "st.global.v4" in art.ptx
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+
+
+@pytest.mark.parametrize("experts,top_k,tokens,block_m,mapped", [(128, 8, 1, 16, False), (128, 8, 3, 64, True),
+                                                                 (8, 2, 1, 128, False), (64, 8, 5, 16, True),
+                                                                 (8, 2, 300, 64, False), (256, 8, 2, 128, True)])
+def test_moe_grid_view_keeps_every_routed_block(experts, top_k, tokens, block_m, mapped):
+    """`moe_grid_view` cuts the routing tensors to M * top_k blocks when they are longer: for random routings
+    (other ranks' experts included) num_tokens_post_padded stays inside the view, and the reference MoE GEMM on
+    the view equals the one on the full tensors."""
+    from humming_cute.ops import moe_grid_view
+    from humming_cute.quant.reference import reference_moe_gemm
+    from humming_cute.quant.weight import quantize_weight
+
+    gen = torch.Generator().manual_seed(tokens * 31 + experts + block_m)
+    qw = quantize_weight(torch.randn(experts, 64, 128, generator=gen), "uint4", 64)
+    x = torch.randn(tokens, 128, generator=gen).half()
+    emap = None
+    if mapped:
+        emap = torch.arange(experts, dtype=torch.int32)
+        emap[::3] = -1
+    for trial in range(4):
+        ids = torch.stack([torch.randperm(experts, generator=gen)[:top_k] for _ in range(tokens)]).int()
+        if trial % 2:
+            ids = torch.minimum(ids, torch.full_like(ids, 2))          # crowded: few experts, long blocks
+        sorted_ids, expert_ids, num_post = hc.moe_align_block_size(ids, block_m, experts, emap, impl="torch")
+        s_view, e_view = moe_grid_view(sorted_ids, expert_ids, tokens * top_k, block_m)
+        routed = tokens * top_k
+        if routed * block_m < sorted_ids.numel():
+            assert s_view.numel() == routed * block_m and e_view.numel() == routed
+            assert s_view.data_ptr() == sorted_ids.data_ptr()            # a view, no copy
+        else:
+            assert s_view is sorted_ids and e_view is expert_ids
+        assert int(num_post) <= s_view.numel()
+        assert torch.equal(e_view[:int(num_post) // block_m], expert_ids[:int(num_post) // block_m])
+        kw = dict(top_k=top_k, block_m=block_m, out_dtype=torch.float32)
+        assert torch.equal(reference_moe_gemm(x, qw, s_view, e_view, num_post, **kw),
+                           reference_moe_gemm(x, qw, sorted_ids, expert_ids, num_post, **kw))

@@ -436,3 +436,98 @@ def test_moe_gather_kernel(monkeypatch, dtype, experts, top_k, tokens, k, down):
         monkeypatch.setattr(moe_gather, "USE_KERNEL", False)
         y0 = hc.moe_gemm(x, pw, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=64, is_down=down, config=cfg)
         assert torch.equal(y1, y0)
+
+
+@pytest.mark.parametrize("fmt", FORMATS[:2], ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,block_m,down,skewed", [
+    (128, 8, 1, 16, False, False), (128, 8, 7, 16, True, True), (64, 8, 3, 64, False, True),
+    (8, 2, 1, 128, True, False), (128, 8, 15, 64, True, False), (256, 8, 2, 128, False, True)])
+def test_moe_grid_bound(monkeypatch, fmt, experts, top_k, tokens, block_m, down, skewed):
+    """The MoE GEMM launched over the M * top_k-block prefix of the routing tensors (`ops.moe_grid_view`, enabled
+    here through config.ALLOW_UNVERIFIED for its GPU run), default configs of both mainloops: every routed row
+    written, other ranks' rows untouched, against the reference."""
+    import humming_cute.config as hconfig
+    from humming_cute.ops import moe_grid_view
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    padded = tokens * top_k + experts * (block_m - 1)       # the routing tensors' length from the alignment
+    assert moe_grid_view(torch.empty(padded), torch.empty(-(-padded // block_m)), tokens * top_k,
+                         block_m)[0].numel() < padded      # the case takes the shorter grid
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, 256, 512, block_m, tokens * 13 + experts + block_m,
+                  lambda pw, a_name, has_bias: None)
+
+
+def _sm80_moe_config(block_m, top_k, down, **extra):
+    """make_config for `_check_routed`: the default mma.sync MoE config with `extra` fields."""
+    from humming_cute.ops import device_target
+    from humming_cute.tune.heuristics import default_moe_config
+
+    def make(pw, a_name, has_bias):
+        cfg = default_moe_config(block_m, pw.n_pad, pw.k_pad, a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name,
+                                 group_size=pw.group_size, arch=device_target(torch.device("cuda")),
+                                 has_bias=has_bias, top_k=top_k, is_down=down, mul_topk_weights=down,
+                                 mainloop="sm80")
+        return cfg.with_(**extra).validate()
+    return make
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,block_m,down,skewed", [
+    (128, 8, 1, 16, False, False), (64, 8, 33, 16, True, True), (8, 2, 300, 64, True, False),
+    (8, 1, 64, 32, False, True), (8, 2, 1000, 128, False, False)])
+def test_moe_row_cache(monkeypatch, fmt, experts, top_k, tokens, block_m, down, skewed):
+    """moe_row_cache on the mma.sync MoE GEMM (each lane's row ids and routing weights loaded once, before the
+    stores; enabled here through config.ALLOW_UNVERIFIED for its GPU run): against the reference and bitwise equal
+    to the per-element epilogue, with padding, other ranks' experts, routing weights and bias."""
+    import humming_cute.config as hconfig
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, 256, 512, block_m, tokens + experts + block_m,
+                  _sm80_moe_config(block_m, top_k, down, moe_row_cache=True),
+                  same_as=_sm80_moe_config(block_m, top_k, down))
+
+
+@pytest.mark.parametrize("a,b,group,down", [("float8e4m3", "int4", 0, True), ("int8", "uint4", 128, False),
+                                            ("float16", "uint4", 128, False), ("bfloat16", "int8", 0, True)])
+def test_moe_row_cache_act8_and_glu(monkeypatch, a, b, group, down):
+    """moe_row_cache with 8-bit activations (per-row activation scales from the cache) and with a GLU epilogue
+    (16-bit activations; gate / up pairs share a row): bitwise equal to the per-element epilogue."""
+    import humming_cute.config as hconfig
+    from humming_cute.ops import device_target
+    from humming_cute.tune.heuristics import default_moe_config
+
+    if torch.cuda.get_device_capability() < (8, 9) and a.startswith("float8"):
+        pytest.skip("fp8 mma.sync needs sm_89+")
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    act8 = a not in ("float16", "bfloat16")
+    if act8:
+        def config(row_cache):
+            def make(bm):
+                return default_moe_config(bm, 256, 512, a_dtype=a, b_dtype=b, c_dtype="float16", group_size=group,
+                                          arch=device_target(torch.device("cuda")), top_k=8 if not down else 2,
+                                          is_down=down, mul_topk_weights=down).with_(
+                                              moe_row_cache=row_cache).validate()
+            return make
+        top_k = 2 if down else 8
+        y, y0 = _check_act8_moe(a, b, group, 37, top_k, down, 16, config(True), also=config(False))
+        assert torch.equal(y, y0)
+        return
+    gen = torch.Generator().manual_seed(5)
+    e, n, k, top_k, tokens = 8, 256, 512, 2, 45
+    dtype = getattr(torch, a)
+    qw = quantize_weight(torch.randn(e, n, k, generator=gen).cuda(), b, group)
+    pw = hc.prepare_weight(qw, a)
+    ids = torch.stack([torch.randperm(e, generator=gen)[:top_k] for _ in range(tokens)]).int().cuda()
+    s, ei, npost = hc.moe_align_block_size(ids, 16, e)
+    x = torch.randn(tokens * top_k if down else tokens, k, generator=gen).to("cuda", dtype)
+    w = torch.rand(tokens, top_k, generator=gen).cuda()
+    cfg = default_moe_config(16, pw.n_pad, pw.k_pad, a_dtype=a, b_dtype=b, c_dtype=a, group_size=group,
+                             arch=device_target(torch.device("cuda")), top_k=top_k, is_down=down,
+                             mul_topk_weights=down, epilogue=True).with_(activation="silu_glu", glu=True)
+    kw = dict(top_k=top_k, block_m=16, topk_weights=w, mul_topk_weights=down, is_down=down, activation="silu_glu")
+    y = hc.moe_gemm(x, pw, s, ei, npost, config=cfg.with_(moe_row_cache=True).validate(), **kw)
+    y0 = hc.moe_gemm(x, pw, s, ei, npost, config=cfg.validate(), **kw)
+    ref = reference_moe_gemm(x, qw, s, ei, npost, top_k=top_k, block_m=16, topk_weights=w, mul_topk_weights=down,
+                             is_down=down, activation="silu_glu", out_dtype=torch.float32)
+    assert torch.equal(y, y0)
+    assert ((y.float() - ref).norm() / ref.norm()).item() < 1e-2

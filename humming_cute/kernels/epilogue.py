@@ -174,33 +174,89 @@ class Epilogue:
         (padding ids >= M * top_k are skipped); the routing weight multiplies after the activation. Only the
         first K-warp stores: it holds the sum over the K-split warps. 8/4-bit activations: the activation row's
         scale (row id // top_k up, row id down) multiplies the accumulators first."""
+        if cutlass.const_expr(self.cfg.moe_row_cache and not transposed):
+            self.store_moe_cached(acc, tCcC, m0, n0, N, wk_idx, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW, mXS)
+        else:
+            n_sorted = cute.size(mSorted, mode=[0])
+            n_rows = cute.size(mC, mode=[0])
+            step = 2 if self.glu else 1
+            for ii in cutlass.range_constexpr(cute.size(acc) // step):
+                i = ii * step
+                coord = tCcC[i]
+                pos = m0 + coord[1 if transposed else 0]
+                n = n0 + coord[0 if transposed else 1]
+                tok = mSorted[cutlass.min(pos, n_sorted - 1)]
+                if pos < n_sorted and tok < n_rows and n < N and wk_idx == 0 and is_last:
+                    xs = cutlass.Float32(1.0)
+                    if cutlass.const_expr(self.token_scale):
+                        xs = mXS[tok if self.cfg.moe_down else tok // self.cfg.moe_top_k]
+                    if cutlass.const_expr(self.glu):
+                        gate = self.scale_bias(acc[i] * xs, gscale, n, mCS, mBias)
+                        up = self.scale_bias(acc[i + 1] * xs, gscale, n + 1, mCS, mBias)
+                        if cutlass.const_expr(self.custom):
+                            out = self.act_fn(gate, up)
+                        else:
+                            out = self.act_fn(gate) * up
+                    else:
+                        out = self.scale_bias(acc[i] * xs, gscale, n, mCS, mBias)
+                        if cutlass.const_expr(self.act_fn is not None):
+                            out = self.act_fn(out)
+                    if cutlass.const_expr(self.mul_topk):
+                        out = out * mTopkW[tok]
+                    if cutlass.const_expr(self.glu):
+                        mC[tok, n // 2] = out.to(self.c_type)
+                    else:
+                        mC[tok, n] = out.to(self.c_type)
+
+    @cute.jit
+    def store_moe_cached(self, acc, tCcC, m0, n0, N, wk_idx, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW,
+                         mXS):
+        """`store_moe` on the mma.sync accumulators with `moe_row_cache`: acc[v, mi, nj] is row 16 mi + g + 8 (v // 2)
+        of the warp tile, so a lane's elements share 2 x (warp_m / 16) rows. Their output row ids (a padding
+        position: M * top_k), routing weights and activation scales are loaded first, all before the first store,
+        then the elements are stored in the same arithmetic as `store_moe`."""
         n_sorted = cute.size(mSorted, mode=[0])
         n_rows = cute.size(mC, mode=[0])
-        step = 2 if self.glu else 1
-        for ii in cutlass.range_constexpr(cute.size(acc) // step):
-            i = ii * step
-            coord = tCcC[i]
-            pos = m0 + coord[1 if transposed else 0]
-            n = n0 + coord[0 if transposed else 1]
-            tok = mSorted[cutlass.min(pos, n_sorted - 1)]
-            if pos < n_sorted and tok < n_rows and n < N and wk_idx == 0 and is_last:
-                xs = cutlass.Float32(1.0)
-                if cutlass.const_expr(self.token_scale):
-                    xs = mXS[tok if self.cfg.moe_down else tok // self.cfg.moe_top_k]
-                if cutlass.const_expr(self.glu):
-                    gate = self.scale_bias(acc[i] * xs, gscale, n, mCS, mBias)
-                    up = self.scale_bias(acc[i + 1] * xs, gscale, n + 1, mCS, mBias)
-                    if cutlass.const_expr(self.custom):
-                        out = self.act_fn(gate, up)
-                    else:
-                        out = self.act_fn(gate) * up
-                else:
-                    out = self.scale_bias(acc[i] * xs, gscale, n, mCS, mBias)
-                    if cutlass.const_expr(self.act_fn is not None):
-                        out = self.act_fn(out)
+        n_mi = cute.size(tCcC, mode=[1])
+        n_nj = cute.size(tCcC, mode=[2])
+        toks = cute.make_rmem_tensor(cute.make_layout((2, n_mi)), cutlass.Int32)
+        wts = cute.make_rmem_tensor(cute.make_layout((2, n_mi)), cutlass.Float32)
+        xss = cute.make_rmem_tensor(cute.make_layout((2, n_mi)), cutlass.Float32)
+        for mi in cutlass.range_constexpr(n_mi):
+            for h in cutlass.range_constexpr(2):
+                pos = m0 + tCcC[2 * h, mi, 0][0]
+                tok = mSorted[cutlass.min(pos, n_sorted - 1)]
+                toks[h, mi] = cutlass.select_(pos < n_sorted, tok, n_rows)
+        for mi in cutlass.range_constexpr(n_mi):
+            for h in cutlass.range_constexpr(2):
+                safe = cutlass.min(toks[h, mi], n_rows - 1)
+                wts[h, mi] = cutlass.Float32(1.0)
+                xss[h, mi] = cutlass.Float32(1.0)
                 if cutlass.const_expr(self.mul_topk):
-                    out = out * mTopkW[tok]
-                if cutlass.const_expr(self.glu):
-                    mC[tok, n // 2] = out.to(self.c_type)
-                else:
-                    mC[tok, n] = out.to(self.c_type)
+                    wts[h, mi] = mTopkW[safe]
+                if cutlass.const_expr(self.token_scale):
+                    xss[h, mi] = mXS[safe if self.cfg.moe_down else safe // self.cfg.moe_top_k]
+        for nj in cutlass.range_constexpr(n_nj):
+            for mi in cutlass.range_constexpr(n_mi):
+                for v in cutlass.range_constexpr(0, 4, 2 if self.glu else 1):
+                    tok = toks[v // 2, mi]
+                    n = n0 + tCcC[v, mi, nj][1]
+                    if tok < n_rows and n < N and wk_idx == 0 and is_last:
+                        xs = xss[v // 2, mi]
+                        if cutlass.const_expr(self.glu):
+                            gate = self.scale_bias(acc[v, mi, nj] * xs, gscale, n, mCS, mBias)
+                            up = self.scale_bias(acc[v + 1, mi, nj] * xs, gscale, n + 1, mCS, mBias)
+                            if cutlass.const_expr(self.custom):
+                                out = self.act_fn(gate, up)
+                            else:
+                                out = self.act_fn(gate) * up
+                        else:
+                            out = self.scale_bias(acc[v, mi, nj] * xs, gscale, n, mCS, mBias)
+                            if cutlass.const_expr(self.act_fn is not None):
+                                out = self.act_fn(out)
+                        if cutlass.const_expr(self.mul_topk):
+                            out = out * wts[v // 2, mi]
+                        if cutlass.const_expr(self.glu):
+                            mC[tok, n // 2] = out.to(self.c_type)
+                        else:
+                            mC[tok, n] = out.to(self.c_type)
