@@ -95,3 +95,9 @@ case "$step" in
       --m 1,16,64,256 --max-candidates 8 --rep-ms 30 --out "$OUT/${card}.json" ;;
   *) echo "unknown step $step"; exit 2 ;;
 esac
+# the device run returns at most 8 files: more than that travel as one tar (unpack it with tar -xf)
+n=$(find "$OUT" -maxdepth 1 -type f | wc -l)
+if [ "$n" -gt 8 ]; then
+  tar -cf "/tmp/${tag}_${step}.tar" -C "$OUT" . && find "$OUT" -mindepth 1 -delete && mv "/tmp/${tag}_${step}.tar" "$OUT/"
+  echo "== $n files packed into $OUT/${tag}_${step}.tar"
+fi

@@ -263,3 +263,18 @@ def test_candidates_cover_the_sm90_scheduling_options():
     old["config"]["split_k"] = 1
     got = at.apply_entry(base, old)
     assert got is not None and not got.cluster_split_k and not got.warp_specialized
+
+
+def test_wgmma_candidates_start_with_the_default_tile():
+    """On sm_90a the wgmma candidates of the default's tile shape come first, so a short candidate list (the
+    shipped tables use 8) still times its deeper-pipeline, producer-warpgroup and multicast variants."""
+    from humming_cute.tune.heuristics import default_config
+
+    base = default_config(4096, 28672, 4096, a_dtype="float16", b_dtype="uint4", c_dtype="float16",
+                          group_size=128, arch="sm_90a")
+    assert base.mainloop == "sm90" and base.block_m == 256
+    cands = at.candidate_configs(base, 4096, 28672, 4096, max_candidates=8)
+    wg = [c for c in cands[1:] if c.mainloop == "sm90"]
+    assert len(wg) >= 4 and all((c.block_m, c.block_n) == (base.block_m, base.block_n) for c in wg[:4])
+    assert any(c.stages > base.stages and not c.warp_specialized and c.cluster_n == 1 for c in wg)
+    assert any(c.warp_specialized for c in wg) and any(c.cluster_n == 2 for c in wg)

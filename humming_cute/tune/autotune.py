@@ -187,6 +187,13 @@ def candidate_configs(base: GemmConfig, m: int, n_pad: int, k_pad: int, *, num_s
                                 cfg = deepest(cfg, 8)
                                 if cfg is not None:
                                     add(cfg, sm90_list)
+    if base.mainloop == "sm90":
+        # tiles of the default's shape first (then its block_m, then the rest): with a small max_candidates the
+        # variants of the default tile (deeper pipeline, producer warpgroup, multicast) are timed before tiles a
+        # quarter of its height (H200, 28672 x 4096 at M = 4096: the default 256 x 128 tile with 6 stages instead
+        # of 3 took 0.91x the time, benchmarks/results/2026-11-30_h200_config_probe_cluster_n_28672.log)
+        sm90_list.sort(key=lambda c: (c.block_m != base.block_m, c.block_n != base.block_n,
+                                      c.split_k != base.split_k))
     # the default's own mainloop first, so a small max_candidates keeps the likelier winners
     own, other = (sm90_list, sm80_list) if base.mainloop == "sm90" else (sm80_list, sm90_list)
     keep_other = min(len(other), max(1, (max_candidates - 1) // 4))   # at least a quarter for the other mainloop
