@@ -81,9 +81,10 @@ case "$step" in
       --cluster-split 2,4 --n-major --budget-s 60
     run 100 "${tag}_align_timing.log" python3 benchmarks/align_timing.py ;;
   bench)
-    run 220 "${tag}_w4a16_g128.log" python3 -m humming_cute.bench --json "$OUT/${tag}_w4a16_g128.json" \
-      --png "$OUT/${tag}_w4a16_g128.png"
+    run 220 "${tag}_w4a16_g128.log" python3 -m humming_cute.bench --m 1,16,64,256,1024,4096,8192 \
+      --json "$OUT/${tag}_w4a16_g128.json" --png "$OUT/${tag}_w4a16_g128.png"
     run 180 "${tag}_w8a16_channel.log" python3 -m humming_cute.bench --b-dtype int8 --group-size 0 \
+      --m 1,16,64,256,1024,4096,8192 \
       --json "$OUT/${tag}_w8a16_channel.json" --png "$OUT/${tag}_w8a16_channel.png"
     run 180 "${tag}_moe_w4a16_g128.log" python3 -m humming_cute.bench --moe \
       --json "$OUT/${tag}_moe_w4a16_g128.json" --png "$OUT/${tag}_moe_w4a16_g128.png" ;;
