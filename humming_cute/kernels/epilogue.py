@@ -46,6 +46,23 @@ class Epilogue:
             out = out + mBias[n].to(cutlass.Float32)
         return out
 
+    def moe_value(self, v, v_up, xs, gscale, n, mCS, mBias):
+        """One MoE output element in fp32 before the routing weight: accumulator(s) times the row's activation
+        scale, scales and bias, the activation (GLU: `v` gate, `v_up` up of column n // 2). The one arithmetic of
+        every MoE epilogue, so they agree bitwise."""
+        if cutlass.const_expr(self.glu):
+            gate = self.scale_bias(v * xs, gscale, n, mCS, mBias)
+            up = self.scale_bias(v_up * xs, gscale, n + 1, mCS, mBias)
+            if cutlass.const_expr(self.custom):
+                out = self.act_fn(gate, up)
+            else:
+                out = self.act_fn(gate) * up
+        else:
+            out = self.scale_bias(v * xs, gscale, n, mCS, mBias)
+            if cutlass.const_expr(self.act_fn is not None):
+                out = self.act_fn(out)
+        return out
+
     @cute.jit
     def store(self, acc, tCcC, m0, n0, M, N, wk_idx, is_last, mG, mCS, mBias, mC, mSorted, mTopkW, mXS,
               transposed: cutlass.Constexpr = False):
@@ -159,9 +176,7 @@ class Epilogue:
                 xs = cutlass.Float32(1.0)
                 if cutlass.const_expr(self.token_scale):
                     xs = sF[r, 1]
-                out = self.scale_bias(acc[i] * xs, gscale, n, mCS, mBias)
-                if cutlass.const_expr(self.act_fn is not None):
-                    out = self.act_fn(out)
+                out = self.moe_value(acc[i], None, xs, gscale, n, mCS, mBias)
                 if cutlass.const_expr(self.mul_topk):
                     out = out * sF[r, 0]
                 mC[tok, n] = out.to(self.c_type)
@@ -190,17 +205,8 @@ class Epilogue:
                     xs = cutlass.Float32(1.0)
                     if cutlass.const_expr(self.token_scale):
                         xs = mXS[tok if self.cfg.moe_down else tok // self.cfg.moe_top_k]
-                    if cutlass.const_expr(self.glu):
-                        gate = self.scale_bias(acc[i] * xs, gscale, n, mCS, mBias)
-                        up = self.scale_bias(acc[i + 1] * xs, gscale, n + 1, mCS, mBias)
-                        if cutlass.const_expr(self.custom):
-                            out = self.act_fn(gate, up)
-                        else:
-                            out = self.act_fn(gate) * up
-                    else:
-                        out = self.scale_bias(acc[i] * xs, gscale, n, mCS, mBias)
-                        if cutlass.const_expr(self.act_fn is not None):
-                            out = self.act_fn(out)
+                    v_up = acc[i + 1] if self.glu else None
+                    out = self.moe_value(acc[i], v_up, xs, gscale, n, mCS, mBias)
                     if cutlass.const_expr(self.mul_topk):
                         out = out * mTopkW[tok]
                     if cutlass.const_expr(self.glu):
@@ -242,18 +248,8 @@ class Epilogue:
                     tok = toks[v // 2, mi]
                     n = n0 + tCcC[v, mi, nj][1]
                     if tok < n_rows and n < N and wk_idx == 0 and is_last:
-                        xs = xss[v // 2, mi]
-                        if cutlass.const_expr(self.glu):
-                            gate = self.scale_bias(acc[v, mi, nj] * xs, gscale, n, mCS, mBias)
-                            up = self.scale_bias(acc[v + 1, mi, nj] * xs, gscale, n + 1, mCS, mBias)
-                            if cutlass.const_expr(self.custom):
-                                out = self.act_fn(gate, up)
-                            else:
-                                out = self.act_fn(gate) * up
-                        else:
-                            out = self.scale_bias(acc[v, mi, nj] * xs, gscale, n, mCS, mBias)
-                            if cutlass.const_expr(self.act_fn is not None):
-                                out = self.act_fn(out)
+                        v_up = acc[v + 1, mi, nj] if self.glu else None
+                        out = self.moe_value(acc[v, mi, nj], v_up, xss[v // 2, mi], gscale, n, mCS, mBias)
                         if cutlass.const_expr(self.mul_topk):
                             out = out * wts[v // 2, mi]
                         if cutlass.const_expr(self.glu):
