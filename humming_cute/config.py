@@ -257,8 +257,6 @@ class GemmConfig:
             if not self.moe or self.mainloop != "sm80":
                 raise ValueError("moe_row_cache is an option of the mma.sync MoE GEMM (moe=True, mainloop='sm80'); "
                                  "the wgmma MoE epilogue reads its rows once anyway")
-            if not ALLOW_UNVERIFIED:
-                raise NotImplementedError("moe_row_cache is built but not yet verified on a GPU; it is not enabled")
         if self.mainloop not in ("sm80", "sm90"):
             raise ValueError(f"mainloop must be 'sm80' (mma.sync) or 'sm90' (wgmma), got {self.mainloop!r}")
         if not isinstance(self.persistent_ctas, int) or self.persistent_ctas < 0:

@@ -295,9 +295,9 @@ def _check_moe_inputs(x, weight, sorted_token_ids, expert_ids, num_tokens_post_p
     return m_tokens
 
 
-#: launch the MoE GEMM over at most (M * top_k) blocks (see `moe_grid_view`); built and CPU-tested, not yet run on a
-#: GPU: used only with config.ALLOW_UNVERIFIED until then
-MOE_GRID_BOUND_VERIFIED = False
+#: launch the MoE GEMM over at most (M * top_k) blocks (see `moe_grid_view`); a switch for measurements (H200:
+#: 1 token of a Qwen3-30B-A3B-like up projection 26.5 -> 15.5 us, benchmarks/results/2026-11-30_h200_moe_probe_gated.log)
+MOE_GRID_BOUND = True
 
 
 def moe_grid_view(sorted_token_ids: torch.Tensor, expert_ids: torch.Tensor, routed: int, block_m: int):
@@ -346,7 +346,8 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
                                     b_dtype=weight.b_dtype, c_dtype=c_name, group_size=weight.group_size,
                                     arch=device_target(x.device), has_bias=bias is not None, top_k=top_k,
                                     is_down=is_down, mul_topk_weights=mul_topk_weights,
-                                    epilogue=act_name != "none")
+                                    epilogue=act_name != "none", num_tokens=m_tokens,
+                                    num_experts=weight.packed.shape[0], num_sms=_num_sms(x.device))
         if act_name != "none":
             config = config.with_(activation=act_name, custom_activation=act_fn, glu=glu)
     elif not config.moe or config.block_m != block_m or config.moe_top_k != top_k or config.moe_down != is_down:
@@ -361,7 +362,7 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
     if x.shape[0] == 0:
         return out
     kernel = _rc.get_kernel(config)      # validates the config first
-    if MOE_GRID_BOUND_VERIFIED or _config.ALLOW_UNVERIFIED:
+    if MOE_GRID_BOUND:
         sorted_token_ids, expert_ids = moe_grid_view(sorted_token_ids, expert_ids, m_tokens * top_k, block_m)
     if config.moe_n_major and -(-sorted_token_ids.numel() // block_m) > 65535:
         raise ValueError(f"moe_n_major puts the {-(-sorted_token_ids.numel() // block_m)} routed blocks on the grid's "

@@ -154,21 +154,19 @@ def test_moe_n_major_grid_compiles():
                                 dict(top_k=2, is_down=True, mul_topk_weights=True, a_dtype="float8e4m3",
                                      b_dtype="int4", group_size=0)],
                          ids=["up", "down-weights-bias", "glu", "fp8-down"])
-def test_moe_row_cache_compiles(monkeypatch, kw):
+def test_moe_row_cache_compiles(kw):
     """moe_row_cache: the mma.sync MoE epilogue loads each lane's row ids (routing weights, activation scales)
     once per row before its stores: fewer global loads than the per-element epilogue, the same MMAs and stores,
-    no spills; refused off the mma.sync MoE GEMM and until its GPU test has run."""
+    no spills; the default of 16-row blocks; refused off the mma.sync MoE GEMM."""
     import re
-
-    import humming_cute.config as hconfig
 
     full = {**dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_89"), **kw}
     cfg = default_moe_config(16, 1536, 2048, **full)
+    assert cfg.moe_row_cache
+    assert not default_moe_config(32, 1536, 2048, **full).moe_row_cache
+    cfg = cfg.with_(moe_row_cache=False)
     if kw.get("epilogue"):
         cfg = cfg.with_(activation="silu_glu", glu=True)
-    with pytest.raises(NotImplementedError, match="not yet verified"):
-        cfg.with_(moe_row_cache=True).validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     arts = [compile_for_arch(Sm80MixedGemm(c.validate()), *fake_operands(c), arch="sm_89",
                              options="--enable-tvm-ffi") for c in (cfg, cfg.with_(moe_row_cache=True))]
     loads = [len(re.findall(r"ld\.global", a.ptx)) for a in arts]

@@ -442,19 +442,39 @@ def test_moe_gather_kernel(monkeypatch, dtype, experts, top_k, tokens, k, down):
 @pytest.mark.parametrize("experts,top_k,tokens,block_m,down,skewed", [
     (128, 8, 1, 16, False, False), (128, 8, 7, 16, True, True), (64, 8, 3, 64, False, True),
     (8, 2, 1, 128, True, False), (128, 8, 15, 64, True, False), (256, 8, 2, 128, False, True)])
-def test_moe_grid_bound(monkeypatch, fmt, experts, top_k, tokens, block_m, down, skewed):
-    """The MoE GEMM launched over the M * top_k-block prefix of the routing tensors (`ops.moe_grid_view`, enabled
-    here through config.ALLOW_UNVERIFIED for its GPU run), default configs of both mainloops: every routed row
-    written, other ranks' rows untouched, against the reference."""
-    import humming_cute.config as hconfig
-    from humming_cute.ops import moe_grid_view
+def test_moe_grid_bound(fmt, experts, top_k, tokens, block_m, down, skewed):
+    """The MoE GEMM launched over the M * top_k-block prefix of the routing tensors (`ops.moe_grid_view`, the
+    default), default configs of both mainloops: every routed row written, other ranks' rows untouched, against
+    the reference."""
+    from humming_cute.ops import MOE_GRID_BOUND, moe_grid_view
 
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    assert MOE_GRID_BOUND
     padded = tokens * top_k + experts * (block_m - 1)       # the routing tensors' length from the alignment
     assert moe_grid_view(torch.empty(padded), torch.empty(-(-padded // block_m)), tokens * top_k,
                          block_m)[0].numel() < padded      # the case takes the shorter grid
     _check_routed(fmt, experts, top_k, tokens, down, skewed, 256, 512, block_m, tokens * 13 + experts + block_m,
                   lambda pw, a_name, has_bias: None)
+
+
+@pytest.mark.parametrize("fmt", FORMATS[:3], ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,n,k,down,skewed", [
+    (8, 2, 1, 512, 8192, True, False), (8, 2, 16, 1024, 8192, True, True), (128, 8, 1, 512, 2048, False, False),
+    (64, 8, 5, 384, 4096, False, True)])
+def test_moe_decode_tiles(fmt, experts, top_k, tokens, n, k, down, skewed):
+    """The default 16-row MoE decode tiles when few blocks are routed (64-wide weight tiles, K tiles of 256-1024
+    split over up to 8 K-warps, the row cache), as moe_gemm picks them: against the reference, padding, other
+    ranks' experts, routing weights and bias included."""
+    from humming_cute.ops import _num_sms, device_target
+    from humming_cute.tune.heuristics import default_moe_config
+
+    a_name = "float16" if fmt[4] == torch.float16 else "bfloat16"
+    cfg = default_moe_config(16, n, k, a_dtype=a_name, b_dtype=fmt[0], c_dtype=a_name, group_size=fmt[1],
+                             arch=device_target(torch.device("cuda")), top_k=top_k, is_down=down,
+                             mul_topk_weights=down, num_tokens=tokens, num_experts=experts,
+                             num_sms=_num_sms(torch.device("cuda")))
+    assert cfg.mainloop == "sm80" and cfg.moe_row_cache and cfg.block_n == 64 and cfg.block_k >= 256, cfg
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, n, k, 16, tokens * 31 + experts,
+                  lambda pw, a, has_bias: None)
 
 
 def _sm80_moe_config(block_m, top_k, down, **extra):
@@ -475,30 +495,25 @@ def _sm80_moe_config(block_m, top_k, down, **extra):
 @pytest.mark.parametrize("experts,top_k,tokens,block_m,down,skewed", [
     (128, 8, 1, 16, False, False), (64, 8, 33, 16, True, True), (8, 2, 300, 64, True, False),
     (8, 1, 64, 32, False, True), (8, 2, 1000, 128, False, False)])
-def test_moe_row_cache(monkeypatch, fmt, experts, top_k, tokens, block_m, down, skewed):
+def test_moe_row_cache(fmt, experts, top_k, tokens, block_m, down, skewed):
     """moe_row_cache on the mma.sync MoE GEMM (each lane's row ids and routing weights loaded once, before the
-    stores; enabled here through config.ALLOW_UNVERIFIED for its GPU run): against the reference and bitwise equal
-    to the per-element epilogue, with padding, other ranks' experts, routing weights and bias."""
-    import humming_cute.config as hconfig
-
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    stores): against the reference and bitwise equal to the per-element epilogue, with padding, other ranks'
+    experts, routing weights and bias."""
     _check_routed(fmt, experts, top_k, tokens, down, skewed, 256, 512, block_m, tokens + experts + block_m,
                   _sm80_moe_config(block_m, top_k, down, moe_row_cache=True),
-                  same_as=_sm80_moe_config(block_m, top_k, down))
+                  same_as=_sm80_moe_config(block_m, top_k, down, moe_row_cache=False))
 
 
 @pytest.mark.parametrize("a,b,group,down", [("float8e4m3", "int4", 0, True), ("int8", "uint4", 128, False),
                                             ("float16", "uint4", 128, False), ("bfloat16", "int8", 0, True)])
-def test_moe_row_cache_act8_and_glu(monkeypatch, a, b, group, down):
+def test_moe_row_cache_act8_and_glu(a, b, group, down):
     """moe_row_cache with 8-bit activations (per-row activation scales from the cache) and with a GLU epilogue
     (16-bit activations; gate / up pairs share a row): bitwise equal to the per-element epilogue."""
-    import humming_cute.config as hconfig
     from humming_cute.ops import device_target
     from humming_cute.tune.heuristics import default_moe_config
 
     if torch.cuda.get_device_capability() < (8, 9) and a.startswith("float8"):
         pytest.skip("fp8 mma.sync needs sm_89+")
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     act8 = a not in ("float16", "bfloat16")
     if act8:
         def config(row_cache):
@@ -526,7 +541,7 @@ def test_moe_row_cache_act8_and_glu(monkeypatch, a, b, group, down):
                              mul_topk_weights=down, epilogue=True).with_(activation="silu_glu", glu=True)
     kw = dict(top_k=top_k, block_m=16, topk_weights=w, mul_topk_weights=down, is_down=down, activation="silu_glu")
     y = hc.moe_gemm(x, pw, s, ei, npost, config=cfg.with_(moe_row_cache=True).validate(), **kw)
-    y0 = hc.moe_gemm(x, pw, s, ei, npost, config=cfg.validate(), **kw)
+    y0 = hc.moe_gemm(x, pw, s, ei, npost, config=cfg.with_(moe_row_cache=False).validate(), **kw)
     ref = reference_moe_gemm(x, qw, s, ei, npost, top_k=top_k, block_m=16, topk_weights=w, mul_topk_weights=down,
                              is_down=down, activation="silu_glu", out_dtype=torch.float32)
     assert torch.equal(y, y0)

@@ -153,7 +153,7 @@ def job_rows(job: dict, args, *, device, copy_bw, peak, progress, peer_info, hc_
         entry = core.ok_entry(t, err, _rel_err(y, reference(float_weight=True)), **metrics)
         entry["block_m"] = block_m
         impls = {OURS: core.with_align(entry, align_ms)}
-        hc_configs.setdefault(label, {})[tokens] = _our_config(block_m, pw, args.a_dtype, device, top_k, is_down)
+        hc_configs.setdefault(label, {})[tokens] = _our_config(block_m, pw, args.a_dtype, device, top_k, is_down, tokens)
         del y, out
 
         def problem():  # each peer gets its own NaN-filled output buffer
@@ -212,15 +212,19 @@ def _measure_peer(peer, make_problem, reference, rep_ms, *, label, tokens, metri
     return entry
 
 
-def _our_config(block_m, pw, a_name, device, top_k, is_down) -> Optional[str]:
+def _our_config(block_m, pw, a_name, device, top_k, is_down, tokens) -> Optional[str]:
     """The kernel config moe_gemm picks (informational; None when it cannot be asked)."""
     try:
+        import torch
+
         from humming_cute.ops import device_target
         from humming_cute.tune.heuristics import default_moe_config
 
         cfg = default_moe_config(block_m, pw.n_pad, pw.k_pad, a_dtype=pw.a_dtype, b_dtype=pw.b_dtype,
                                  c_dtype=a_name, group_size=pw.group_size, arch=device_target(device), has_bias=False,
-                                 top_k=top_k, is_down=is_down, mul_topk_weights=is_down)
+                                 top_k=top_k, is_down=is_down, mul_topk_weights=is_down, num_tokens=tokens,
+                                 num_experts=pw.packed.shape[0],
+                                 num_sms=torch.cuda.get_device_properties(device).multi_processor_count)
         return repr(cfg)
     except Exception:  # noqa: BLE001 - informational only
         return None

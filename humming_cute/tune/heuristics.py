@@ -225,9 +225,11 @@ def moe_uses_wgmma(arch: str, a_dtype: str, epilogue: bool = False) -> bool:
 def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c_dtype: str,
                        group_size: int, arch: str, has_bias: bool = False, top_k: int = 1, is_down: bool = False,
                        mul_topk_weights: bool = False, epilogue: bool = False,
-                       mainloop: Optional[str] = None) -> GemmConfig:
+                       mainloop: Optional[str] = None, num_tokens: Optional[int] = None,
+                       num_experts: Optional[int] = None, num_sms: int = 132) -> GemmConfig:
     """The MoE GEMM's config: block_m is the routing alignment block; K deep and split across warps.
-    `epilogue`: an activation / GLU follows (keeps the mma.sync mainloop); `mainloop` forces one."""
+    `epilogue`: an activation / GLU follows (keeps the mma.sync mainloop); `mainloop` forces one. `num_tokens` and
+    `num_experts` (when known) size 16-row decode tiles to the expected number of routed blocks."""
     if block_m not in (16, 32, 64, 128):
         raise ValueError(f"MoE block_m must be 16, 32, 64 or 128, got {block_m}")
     if mainloop not in (None, "sm80", "sm90"):
@@ -257,14 +259,57 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
         bk, stages = 64, 6
         want = 256 if block_m == 128 else 128
         bn = want if n_pad % want == 0 else (128 if n_pad % 128 == 0 else 64)
+    wk, row_cache = 64, False
+    if block_m == 16:
+        bn, bk, wk, stages = _moe_decode_tile(n_pad, k_pad, b_bits=parse_dtype(b_dtype).bits, top_k=top_k,
+                                              num_tokens=num_tokens, num_experts=num_experts, num_sms=num_sms,
+                                              sixteen_bit_act=a_dtype in ("float16", "bfloat16"), bn=bn, bk=bk)
+        # each lane loads its rows' ids / routing weights / activation scales once, before the stores: 0.83-0.98x
+        # the time at 1-64 tokens (H200, fp16 x uint4 g128, 2026-11-30_h200_moe_probe_gated.log)
+        row_cache = True
     cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
                      has_bias=has_bias, block_m=block_m, block_n=bn, block_k=bk, warp_m=wm,
-                     warp_n=64, warp_k=64, stages=stages, arch=arch, moe=True, moe_top_k=top_k, moe_down=is_down,
-                     moe_mul_topk_weights=mul_topk_weights)
+                     warp_n=64, warp_k=wk, stages=stages, arch=arch, moe=True, moe_top_k=top_k, moe_down=is_down,
+                     moe_mul_topk_weights=mul_topk_weights, moe_row_cache=row_cache)
     limit = get_arch(arch).smem_per_block_bytes
+    while block_m == 16 and cfg.block_k > 256 and smem_bytes(cfg.with_(stages=min(cfg.stages, 3))) > limit:
+        cfg = cfg.with_(block_k=cfg.block_k // 2)      # 8-bit weights: keep 3 stages of a shallower tile
     while smem_bytes(cfg) > limit and cfg.stages > 2:
         cfg = cfg.with_(stages=cfg.stages - 1)
     return cfg
+
+
+def moe_expected_blocks(num_tokens: int, top_k: int, num_experts: int, block_m: int) -> float:
+    """The expected number of non-empty block_m-row blocks after aligning num_tokens x top_k uniformly routed ids
+    over num_experts: every expert hit opens one block, the rest fill blocks of block_m."""
+    routed = num_tokens * top_k
+    hit = num_experts * (1.0 - (1.0 - 1.0 / num_experts) ** routed) if num_experts > 1 else 1.0
+    return hit + max(0.0, routed - hit) / block_m
+
+
+def _moe_decode_tile(n_pad: int, k_pad: int, *, b_bits: int, top_k: int, num_tokens: Optional[int],
+                     num_experts: Optional[int], num_sms: int, sixteen_bit_act: bool, bn: int, bk: int):
+    """(block_n, block_k, warp_k, stages) of 16-row mma.sync MoE blocks, which read each weight tile for a few rows:
+    bound by the weight bytes in flight. Few routed blocks (one token: top_k blocks) get 64-wide weight tiles when
+    128-wide ones leave SMs without a CTA, and K tiles deep enough for ~48 KB of weight loads in flight per SM,
+    split over more K-warps, keeping >= 8 k-tiles; 3 stages, 4 for 128-deep tiles over >= 64 k-tiles.
+    H200, fp16 x uint4 g128 (2026-11-30_h200_moe_probe_gated.log): Mixtral-like down projection (K = 14336) at one
+    token 64 x 1024 tiles on 8 warps 29 us against 60 us with 128 x 128 ones; at 16 tokens 128 x 256 on 8 warps
+    86 us against 119; Qwen3-30B-A3B-like up at one token 64 x 256 14 us against 16; 3 stages 0.87-0.99x of 4."""
+    if num_tokens is None or num_experts is None or not sixteen_bit_act:
+        return bn, bk, 64, 3 if sixteen_bit_act else 4
+    blocks = moe_expected_blocks(num_tokens, top_k, num_experts, 16)
+    if bn == 128 and blocks * (n_pad // 128) < num_sms and n_pad % 64 == 0:
+        bn = 64
+    per_sm = blocks * (n_pad // bn) / num_sms
+    for cand in (128, 256, 512, 1024):
+        if k_pad % cand or k_pad // cand < 8:
+            break
+        bk = cand
+        if per_sm * 2 * bn * cand * b_bits / 8 >= 48 * 1024:
+            break
+    stages = 4 if bk == 128 and k_pad // bk >= 64 else 3
+    return bn, bk, 64 if bk <= 256 else 128, stages
 
 
 def moe_block_size(num_tokens: int, top_k: int, num_experts: int, *, wgmma: bool = False) -> int:
