@@ -112,9 +112,9 @@ def test_cluster_split_k_compiles(b, g, m, k, split):
 @pytest.mark.parametrize("n,k,cluster", [(4096, 4096, True), (4096, 14336, True), (8192, 8192, False),
                                          (28672, 4096, False), (2048, 768, False)])
 def test_decode_defaults_cluster_split(n, k, cluster):
-    """Decode (M <= 32) on sm_90a, 16-bit activations, <= 5-bit weights: grids under 80 CTAs split K in two inside
-    a cluster (512-deep k-tiles, 4 warps) where K has >= 8 such k-tiles; never on other archs, for 8-bit weights,
-    GLU or batch-invariant configs."""
+    """Decode (M <= 32) on sm_90a, 16-bit activations: grids under 80 CTAs split K in two inside a cluster
+    (<= 5-bit weights: 512-deep k-tiles, 4 warps, where K has >= 8 such k-tiles; 8-bit weights: their 256-deep
+    4-stage tiles, >= 16 of them); never on other archs, GLU or batch-invariant configs."""
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128)
     for m in (1, 16):
         cfg = default_config(m, n, k, arch="sm_90a", **kw).validate()
@@ -123,7 +123,11 @@ def test_decode_defaults_cluster_split(n, k, cluster):
             assert (cfg.split_k, cfg.block_k, cfg.warp_k, cfg.num_threads) == (2, 512, 128, 128)
     for other in (dict(arch="sm_89"), dict(arch="sm_90a", glu=True), dict(arch="sm_90a", batch_invariant=True)):
         assert not default_config(1, n, k, **kw, **other).cluster_split_k
-    assert not default_config(1, n, k, arch="sm_90a", **{**kw, "b_dtype": "int8", "group_size": 0}).cluster_split_k
+    w8 = default_config(1, n, k, arch="sm_90a", **{**kw, "b_dtype": "int8", "group_size": 0}).validate()
+    assert w8.cluster_split_k == cluster
+    if cluster:
+        assert (w8.split_k, w8.block_k, w8.warp_k, w8.stages, w8.num_threads) == (2, 256, 64, 4, 128)
+    assert not default_config(1, n, k, arch="sm_89", **{**kw, "b_dtype": "int8", "group_size": 0}).cluster_split_k
 
 
 @pytest.mark.parametrize("a,b,g,m,arch", [("float16", "uint4", 128, 1, "sm_90a"), ("bfloat16", "int4", 0, 16, "sm_80"),

@@ -175,13 +175,20 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
         else:
             bk, wk, stages = _largest_dividing((256, 128, 64), k_pad), 64, 6
         ctas = -(-m // bm) * (n_pad // bn)
+        wide = parse_dtype(b_dtype).bits >= 6
         cluster = (get_arch(arch).sm == 90 and a_dtype in ("float16", "bfloat16") and not glu
-                   and parse_dtype(b_dtype).bits < 6 and k_pad % 512 == 0 and k_pad // 512 >= 8)
+                   and (k_pad % 512 == 0 and k_pad // 512 >= 8 if not wide else bk == 256 and k_pad // 256 >= 16))
         if ctas < 80 and cluster and not batch_invariant:
             # sm_90: split-K 2 inside a cluster, 512-deep k-tiles over 4 warps (H200, fp16 x uint4 g128,
             # benchmarks/results/2026-11-29_h200_decode_cluster.log): 4096^2 M=1 11.2 us against 12.7 unsplit,
-            # 4096 x 14336 M=1 / 16 18.8 / 19.4 us against 20.9 / 23.8 with the workspace split
-            bk, wk, stages, split = 512, 128, 3, 2
+            # 4096 x 14336 M=1 / 16 18.8 / 19.4 us against 20.9 / 23.8 with the workspace split. 6-8 bit weights
+            # keep their 256-deep, 4-stage tiles (H200, fp16 x int8 channel,
+            # benchmarks/results/2026-11-30_h200_decode_probe_w8_cluster.log): 4096^2 M=1 / 16 14.7 / 14.9 us
+            # against 16.3 / 16.9 unsplit, 4096 x 14336 23.7 / 24.2 us against 32.8 / 34.2 (26.7 / 30.1 with the
+            # workspace split)
+            if not wide:
+                bk, wk, stages = 512, 128, 3
+            split = 2
         elif ctas < 80 and (k_pad // bk) // 2 >= 6 and k_pad >= 12288 and not batch_invariant:
             split = 2
         else:
