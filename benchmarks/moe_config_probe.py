@@ -19,6 +19,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import humming_cute as hc  # noqa: E402
 import humming_cute.config as hconfig  # noqa: E402
+import humming_cute.ops as hops  # noqa: E402
 from humming_cute.arch import current_arch, get_arch  # noqa: E402
 from humming_cute.bench.core import MOE_PRESETS  # noqa: E402
 from humming_cute.bench.moe import draw_routing  # noqa: E402
@@ -55,13 +56,13 @@ p.add_argument("--cp-async-rows", action="store_true",
                help="with --wgmma: also every producer-warpgroup candidate copying x's rows by cp.async instead of "
                     "gathering x first (moe_cp_async_rows)")
 p.add_argument("--row-cache", action="store_true",
-               help="also every mma.sync candidate with moe_row_cache (row ids loaded once per lane before the "
-                    "stores); not yet GPU-verified, so the candidates run with config.ALLOW_UNVERIFIED, which also "
-                    "launches them over the shorter grid of --grid-bound")
+               help="also every mma.sync candidate with moe_row_cache switched (on by default for 16-row blocks)")
 p.add_argument("--grid-bound", action="store_true",
-               help="also time the default config launched over the M * top_k-block prefix of the routing tensors "
-                    "(ops.moe_grid_view; not yet GPU-verified: enabled for that timing through "
-                    "config.ALLOW_UNVERIFIED)")
+               help="also time the default config launched over the routing tensors' full length (ops.MOE_GRID_BOUND "
+                    "off) against the default M * top_k-block prefix")
+p.add_argument("--unverified", action="store_true",
+               help="run the candidates with config.ALLOW_UNVERIFIED (options built but not yet GPU-verified, e.g. "
+                    "wgmma MoE blocks of 16 / 32 rows); each output is still checked against the default's")
 args = p.parse_args()
 splits = [int(v) for v in args.cluster_split.split(",") if v]
 cluster_ns = [int(v) for v in args.cluster_n.split(",") if v]
@@ -99,13 +100,14 @@ for preset in args.presets.split(","):
             print(f"{preset} {proj} E={e} top{top_k} N={n} K={k} tokens={tokens}: default bm{bm0} {t_def:.1f}us  "
                   f"humming {t_hm:.1f}us  ratio {t_def / t_hm:.2f}", flush=True)
             if args.grid_bound:
-                hconfig.ALLOW_UNVERIFIED = True
+                hops.MOE_GRID_BOUND = False
                 y = call(bm0).float()
                 err = ((y - y0).norm() / y0.norm()).item()
                 t_b = bench_ms(lambda: call(bm0), 60) * 1e3
-                print(f"  default over the bounded grid: {t_b:.1f}us  x{t_b / t_def:.2f} default  "
+                hops.MOE_GRID_BOUND = True
+                print(f"  default over the full-length grid: {t_b:.1f}us  x{t_b / t_def:.2f} default  "
                       f"x{t_b / t_hm:.2f} humming  (rel diff {err:.1e})", flush=True)
-            hconfig.ALLOW_UNVERIFIED = args.row_cache
+            hconfig.ALLOW_UNVERIFIED = args.unverified
             rows = []
             t0 = time.time()
             if args.small:
@@ -131,7 +133,8 @@ for preset in args.presets.split(","):
                 cfg = None
                 if isinstance(stages, tuple):      # a wgmma candidate: the deepest pipeline that fits
                     wgb = base.with_(mainloop="sm90", block_m=bm, warp_m=bm, block_n=bn, block_k=bk, warp_n=64,
-                                     warp_k=bk, warp_specialized=stages[1], two_level_scales=False)
+                                     warp_k=bk, warp_specialized=stages[1], two_level_scales=False,
+                                     moe_row_cache=False)
                     for st in range(8, 1, -1):
                         if smem_bytes(wgb.with_(stages=st)) <= limit:
                             cfg = wgb.with_(stages=st)
@@ -149,7 +152,7 @@ for preset in args.presets.split(","):
                 if args.n_major and cfg.mainloop == "sm80":
                     variants += [v.with_(moe_n_major=True) for v in variants]
                 if args.row_cache and cfg.mainloop == "sm80":
-                    variants += [v.with_(moe_row_cache=True) for v in variants]
+                    variants += [v.with_(moe_row_cache=not v.moe_row_cache) for v in variants]
                 if args.persistent and cfg.warp_specialized:
                     sms = torch.cuda.get_device_properties(0).multi_processor_count
                     variants.append(cfg.with_(persistent_ctas=sms))

@@ -365,6 +365,9 @@ class GemmConfig:
             raise ValueError(f"the wgmma mainloop takes block_k 64 or 128, got {self.block_k}")
         if self.glu:
             raise NotImplementedError("GLU epilogues run on the mma.sync mainloop (mainloop='sm80')")
+        if self.moe and self.block_m < 64 and not ALLOW_UNVERIFIED:
+            raise NotImplementedError(f"wgmma MoE blocks of {self.block_m} rows are built but not yet verified on a "
+                                      f"GPU; use block_m 64 / 128 or mainloop='sm80'")
         if self.moe and self.a_dtype not in ("float16", "bfloat16"):
             # 8-bit activations: the per-row activation scales come in the workspace slot as on the mma.sync path;
             # weight groups (two-level accumulation) read the expert's own fp32 scale rows

@@ -164,6 +164,28 @@ def test_sm90_moe_compiles(a, b, g, bm, bn, bk, down, ws):
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
 
 
+@pytest.mark.parametrize("bm,ws,down", [(16, False, False), (32, True, True), (16, True, True), (32, False, False)])
+def test_sm90_moe_small_blocks_compile(monkeypatch, bm, ws, down):
+    """wgmma MoE blocks of 16 / 32 routed rows (wgmma N = 16 / 32; less padding computed when experts see 17-48
+    rows): the m64n16 / m64n32 wgmma, no spills, chosen by default_moe_config when mainloop='sm90' is forced;
+    refused until their GPU test has run."""
+    import humming_cute.config as hconfig
+    from humming_cute.tune.heuristics import default_moe_config
+
+    cfg = default_moe_config(bm, 1536, 2048, a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
+                             arch="sm_90a", top_k=8, is_down=down, mul_topk_weights=down, mainloop="sm90")
+    cfg = cfg.with_(warp_specialized=ws)
+    assert (cfg.mainloop, cfg.block_m, cfg.warp_m) == ("sm90", bm, bm)
+    with pytest.raises(NotImplementedError, match="not yet verified"):
+        cfg.validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    art = compile_for_arch(Sm90MixedGemm(cfg.validate()), *fake_operands(cfg), arch="sm_90a",
+                           options="--enable-tvm-ffi")
+    assert set(re.findall(r"wgmma\.mma_async\.sync\.aligned\.m64n(\d+)k16", art.ptx)) == {str(bm)}
+    assert "cp.async.bulk.tensor" in art.ptx
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+
+
 @pytest.mark.parametrize("bm,bn,bk,split", [(64, 64, 128, 2), (128, 128, 64, 4)])
 def test_sm90_cluster_split_k_compiles(bm, bn, bk, split):
     """Cluster split-K on the wgmma mainloop: cluster barriers and DSMEM loads instead of the workspace ticket;

@@ -322,6 +322,24 @@ def test_moe_wgmma_cp_async_rows(fmt, experts, top_k, tokens, block_m, bn, bk, d
                   same_as=config(False))
 
 
+@pytest.mark.parametrize("fmt", FORMATS[:3], ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,block_m,bn,down,skewed,ws", [
+    (8, 2, 1, 16, 128, False, False, False), (64, 8, 37, 32, 128, True, True, True),
+    (8, 2, 300, 32, 64, True, False, False), (128, 8, 200, 16, 128, False, True, True),
+    (8, 2, 64, 32, 128, False, False, True)])
+def test_moe_wgmma_small_blocks(monkeypatch, fmt, experts, top_k, tokens, block_m, bn, down, skewed, ws):
+    """wgmma MoE blocks of 16 / 32 routed rows (wgmma N = 16 / 32; built and compile-checked, enabled here through
+    config.ALLOW_UNVERIFIED for its GPU run): against the reference, with padding, other ranks' experts, routing
+    weights and bias, with and without the producer warpgroup."""
+    import humming_cute.config as hconfig
+
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma mainloop runs on sm_90 only")
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, 256, 512, block_m, tokens + experts + 3 * block_m,
+                  _wgmma_moe_config(block_m, bn, 64, top_k, down, warp_specialized=ws))
+
+
 def _wgmma_moe_config(block_m, bn, bk, top_k, down, **kw):
     """make_config for `_check_routed`: a wgmma MoE config of this tile (block_k down to 64 for 64-groups) with the
     routing's top_k / projection and the options in `kw`."""

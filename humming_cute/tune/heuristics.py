@@ -241,10 +241,11 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
         raise ValueError(f"MoE block_m must be 16, 32, 64 or 128, got {block_m}")
     if mainloop not in (None, "sm80", "sm90"):
         raise ValueError(f"mainloop must be None (choose), 'sm80' or 'sm90', got {mainloop!r}")
-    if block_m >= 64 and (mainloop == "sm90" or mainloop is None and moe_uses_wgmma(arch, a_dtype, epilogue)):
+    if mainloop == "sm90" or block_m >= 64 and mainloop is None and moe_uses_wgmma(arch, a_dtype, epilogue):
         # H200, fp16 x uint4 g128 (benchmarks/results/2026-11-29_h200_moe_wgmma.log, ..._moe_wgmma_mixtral.log):
         # wgmma, 64-deep k-tiles, the deepest pipeline; 64-row blocks with 128-wide weight tiles, 128-row blocks
         # with 256-wide ones: 0.58-0.85x the mma.sync time at 512-4096 tokens (Qwen3-30B-A3B-like, Mixtral-like)
+        # (16 / 32-row blocks, wgmma N = 16 / 32: forced only, not yet GPU-verified)
         bn = 256 if block_m == 128 and n_pad % 256 == 0 else (128 if n_pad % 128 == 0 else 64)
         cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
                          has_bias=has_bias, block_m=block_m, block_n=bn, block_k=64, warp_m=block_m, warp_n=64,
