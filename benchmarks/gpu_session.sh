@@ -6,6 +6,7 @@
 #   bash benchmarks/gpu_session.sh verify       # only the GPU tests of the options still refused
 #   bash benchmarks/gpu_session.sh moe-gated    # MoE decode tiles: the full-length grid and the row cache switched
 #   bash benchmarks/gpu_session.sh moe-wgmma-small  # wgmma MoE blocks of 16 / 32 rows at 16 / 64 / 512 tokens
+#   bash benchmarks/gpu_session.sh moe-staged   # wgmma MoE tiles with and without the staged store, 512 / 4096 tokens
 #   bash benchmarks/gpu_session.sh probe        # the first probes in one call: dense cluster_n / persistent at
 #                                               # 8192^2 M 256 / 4096 and 28672x4096 M 4096; Qwen MoE tiles
 #   bash benchmarks/gpu_session.sh dense        # wgmma tile / cluster_n / persistent probes at M 256 and 4096
@@ -20,7 +21,7 @@
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/run}
 mkdir -p "$OUT"
-step=${1:?"usage: gpu_session.sh tests|verify|moe-gated|moe-wgmma-small|probe|dense|dense-small|decode8|moe|moe-ncu|moe-small|bench|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|moe-gated|moe-staged|moe-wgmma-small|probe|dense|dense-small|decode8|moe|moe-ncu|moe-small|bench|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -35,10 +36,15 @@ case "$step" in
   tests)
     run 560 "${tag}_gpu-tests.log" python3 -m pytest -m gpu tests/ -n 16 -q -rf ;;
   verify)
-    run 300 "${tag}_gated-tests.log" python3 -m pytest -m gpu tests/test_moe_gpu.py -k "small_blocks" -n 16 -q -rf ;;
+    run 300 "${tag}_gated-tests.log" python3 -m pytest -m gpu tests/test_moe_gpu.py -k "small_blocks or staged_store" \
+      -n 16 -q -rf ;;
   moe-gated)
     run 540 "${tag}_moe_probe_gated.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b,mixtral \
       --tokens 1,16,64 --small --row-cache --grid-bound --budget-s 25 ;;
+  moe-staged)
+    run 540 "${tag}_moe_probe_staged.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b,mixtral \
+      --tokens 4096,512 --block-m 64,128 --bn 128,256 --bk 64 --wgmma --staged --unverified --match '^sm90' \
+      --budget-s 45 ;;
   moe-wgmma-small)
     run 540 "${tag}_moe_probe_wgmma_small.log" python3 benchmarks/moe_config_probe.py --presets mixtral,qwen3-30b-a3b \
       --tokens 64,512,16 --block-m 16,32 --bn 128,256 --bk 64,128 --wgmma --unverified --match '^sm90' --budget-s 30 ;;

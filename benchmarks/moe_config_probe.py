@@ -60,6 +60,9 @@ p.add_argument("--row-cache", action="store_true",
 p.add_argument("--grid-bound", action="store_true",
                help="also time the default config launched over the routing tensors' full length (ops.MOE_GRID_BOUND "
                     "off) against the default M * top_k-block prefix")
+p.add_argument("--staged", action="store_true",
+               help="also every wgmma candidate with staged_store (rows leave a shared-memory tile as 16-byte vectors; "
+                    "needs --unverified until GPU-verified)")
 p.add_argument("--unverified", action="store_true",
                help="run the candidates with config.ALLOW_UNVERIFIED (options built but not yet GPU-verified, e.g. "
                     "wgmma MoE blocks of 16 / 32 rows); each output is still checked against the default's")
@@ -161,6 +164,12 @@ for preset in args.presets.split(","):
                         variants += [v.with_(moe_cp_async_rows=True) for v in list(variants)]
                     variants += [v.with_(cluster_n=cn) for v in list(variants) for cn in cluster_ns
                                  if (pw.n_pad // bn) % cn == 0 and not v.moe_cp_async_rows]
+                    if args.staged:      # the staging tiles take shared memory: fewer stages where needed
+                        for v in list(variants):
+                            sv = v.with_(staged_store=True)
+                            while smem_bytes(sv) > limit and sv.stages > 2:
+                                sv = sv.with_(stages=sv.stages - 1)
+                            variants.append(sv)
                 for cfg in variants:
                     try:
                         cfg = cfg.validate()
@@ -171,7 +180,8 @@ for preset in args.presets.split(","):
                             f"{f' cluster-split{cfg.split_k}' if cfg.split_k > 1 else ''}"
                             f"{' n-major' if cfg.moe_n_major else ''}{' persistent' if cfg.persistent_ctas else ''}"
                             f"{f' cn{cfg.cluster_n}' if cfg.cluster_n > 1 else ''}"
-                            f"{' rows' if cfg.moe_cp_async_rows else ''}{' row-cache' if cfg.moe_row_cache else ''}")
+                            f"{' rows' if cfg.moe_cp_async_rows else ''}{' row-cache' if cfg.moe_row_cache else ''}"
+                            f"{' staged' if cfg.staged_store else ''}")
                     if args.match and not re.search(args.match, name):
                         continue
                     try:

@@ -143,14 +143,9 @@ class Epilogue:
         cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # sC is free for the next tile
 
     @cute.jit
-    def store_moe_rows(self, acc, tCcC, m0, n0, N, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW, mXS, sTok,
-                       sF, t, bar_id):
-        """The wgmma MoE epilogue (transposed accumulators: (weight column, block row)): the warpgroup first reads
-        each of the block's block_m routed rows once into shared memory (`sTok`: output row id, or M * top_k for a
-        padding position; `sF`: routing weight, activation scale), then every element reads its row there. The
-        element loop then holds no global loads behind its stores (a load after a store to C waits for it, as the
-        compiler cannot tell them apart); same arithmetic in the same order as `store_moe`. `t`: thread index in
-        the warpgroup; `bar_id`: its named barrier."""
+    def fill_moe_rows(self, m0, mC, mSorted, mTopkW, mXS, sTok, sF, t, bar_id):
+        """Read the block's block_m routed rows once into the warpgroup's table (`sTok`: output row id, or M * top_k
+        for a padding position; `sF`: routing weight, activation scale), then sync the warpgroup."""
         n_sorted = cute.size(mSorted, mode=[0])
         n_rows = cute.size(mC, mode=[0])
         bm = self.cfg.block_m
@@ -167,20 +162,68 @@ class Epilogue:
                 if cutlass.const_expr(self.token_scale):
                     sF[r, 1] = mXS[safe if self.cfg.moe_down else safe // self.cfg.moe_top_k]
         cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)
+
+    @cute.jit
+    def moe_row_value(self, v, r, n, gscale, mCS, mBias, sF):
+        """One finished MoE output element of table row r, weight column n (same arithmetic as `store_moe`)."""
+        xs = cutlass.Float32(1.0)
+        if cutlass.const_expr(self.token_scale):
+            xs = sF[r, 1]
+        out = self.moe_value(v, None, xs, gscale, n, mCS, mBias)
+        if cutlass.const_expr(self.mul_topk):
+            out = out * sF[r, 0]
+        return out.to(self.c_type)
+
+    @cute.jit
+    def store_moe_rows(self, acc, tCcC, m0, n0, N, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW, mXS, sTok,
+                       sF, t, bar_id):
+        """The wgmma MoE epilogue (transposed accumulators: (weight column, block row)): the warpgroup first reads
+        each of the block's block_m routed rows once into shared memory (`fill_moe_rows`), then every element reads
+        its row there. The element loop then holds no global loads behind its stores (a load after a store to C
+        waits for it, as the compiler cannot tell them apart). `t`: thread index in the warpgroup; `bar_id`: its
+        named barrier."""
+        n_rows = cute.size(mC, mode=[0])
+        self.fill_moe_rows(m0, mC, mSorted, mTopkW, mXS, sTok, sF, t, bar_id)
         for i in cutlass.range_constexpr(cute.size(acc)):
             coord = tCcC[i]
             r = coord[1]
             n = n0 + coord[0]
             tok = sTok[r]
             if tok < n_rows and n < N and is_last:
-                xs = cutlass.Float32(1.0)
-                if cutlass.const_expr(self.token_scale):
-                    xs = sF[r, 1]
-                out = self.moe_value(acc[i], None, xs, gscale, n, mCS, mBias)
-                if cutlass.const_expr(self.mul_topk):
-                    out = out * sF[r, 0]
-                mC[tok, n] = out.to(self.c_type)
+                mC[tok, n] = self.moe_row_value(acc[i], r, n, gscale, mCS, mBias, sF)
         cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # the table is free for the next tile
+
+    @cute.jit
+    def store_moe_staged(self, acc, tCcC, m0, n0, N, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW, mXS, sTok,
+                         sF, sC, t, bar_id):
+        """`store_moe_rows` through the warpgroup's staging tile (`staged_store` on the wgmma MoE GEMM): finished
+        values go to sC (block row, column), then 8 threads copy one routed row's 64 columns to its output row as
+        16-byte vectors (padding rows skipped) instead of 2-byte stores four rows at a time."""
+        n_rows = cute.size(mC, mode=[0])
+        if is_last:
+            self.fill_moe_rows(m0, mC, mSorted, mTopkW, mXS, sTok, sF, t, bar_id)
+            for i in cutlass.range_constexpr(cute.size(acc)):
+                coord = tCcC[i]
+                n = cutlass.min(n0 + coord[0], N - 1)      # columns past N are computed and never stored
+                sC[coord[1], coord[0]] = self.moe_row_value(acc[i], coord[1], n, gscale, mCS, mBias, sF)
+            cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)
+            vec_ok = (N % 8 == 0) & (mC.iterator.toint() % 16 == 0)
+            for rr in cutlass.range_constexpr(cute.size(sC, mode=[0]) // 16):
+                row = t // 8 + 16 * rr
+                col = (t % 8) * 8
+                tok = sTok[row]
+                n = n0 + col
+                if tok < n_rows:
+                    if vec_ok and n + 8 <= N:
+                        src = cute.make_tensor(sC.iterator + row * cute.size(sC, mode=[1]) + col, cute.make_layout(8))
+                        dst = cute.make_tensor((mC.iterator + (cutlass.Int64(tok) * N + n)).align(16),
+                                              cute.make_layout(8))
+                        dst.store(src.load())
+                    else:
+                        for j in cutlass.range_constexpr(8):
+                            if n + j < N:
+                                mC[tok, n + j] = sC[row, col + j]
+            cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # sC and the table are free again
 
     @cute.jit
     def store_moe(self, acc, tCcC, m0, n0, N, wk_idx, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW, mXS,

@@ -489,7 +489,12 @@ class Sm90MixedGemm:
                     out = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)      # int8: exact s32 -> fp32
                     for i in cutlass.range_constexpr(cute.size(acc)):
                         out[i] = acc[i].to(cutlass.Float32)
-                if cutlass.const_expr(self.moe):
+                if cutlass.const_expr(self.moe and self.cfg.staged_store):
+                    self.epilogue.store_moe_staged(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, N,
+                                                   moe_st[1], mG[e_idx, None][0], mCS[e_idx, None],
+                                                   mBias[e_idx, None], mC, mSorted, mTopkW, xs, sTok, sF, sC,
+                                                   tidx % 128, 2 + wg)
+                elif cutlass.const_expr(self.moe):
                     self.epilogue.store_moe_rows(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, N,
                                                  moe_st[1], mG[e_idx, None][0], mCS[e_idx, None],
                                                  mBias[e_idx, None], mC, mSorted, mTopkW, xs, sTok, sF, tidx % 128,
@@ -687,7 +692,12 @@ class Sm90MixedGemm:
 
         # ---- epilogue (coordinates are (n, m): transposed)
         xs = self.act_scales(mG, mWS, mTopkW)
-        if cutlass.const_expr(self.moe):
+        if cutlass.const_expr(self.moe and self.cfg.staged_store):
+            sTok, sF = self.moe_row_table(smem, wg)
+            sC = self.staging_tile(smem, wg)
+            self.epilogue.store_moe_staged(acc, tCcC, m0, n0, N, is_last, mG[0], mCS, mBias, mC, mSorted, mTopkW,
+                                           xs, sTok, sF, sC, tidx % 128, 2 + wg)
+        elif cutlass.const_expr(self.moe):
             sTok, sF = self.moe_row_table(smem, wg)
             self.epilogue.store_moe_rows(acc, tCcC, m0, n0, N, is_last, mG[0], mCS, mBias, mC, mSorted, mTopkW, xs,
                                          sTok, sF, tidx % 128, 2 + wg)
