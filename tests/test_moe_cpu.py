@@ -241,3 +241,20 @@ def test_moe_grid_view_keeps_every_routed_block(experts, top_k, tokens, block_m,
         kw = dict(top_k=top_k, block_m=block_m, out_dtype=torch.float32)
         assert torch.equal(reference_moe_gemm(x, qw, s_view, e_view, num_post, **kw),
                            reference_moe_gemm(x, qw, sorted_ids, expert_ids, num_post, **kw))
+
+
+def test_wgmma_moe_min_block(monkeypatch):
+    """`WGMMA_MOE_MIN_BLOCK`: blocks below it stay on mma.sync by default (64: the 16 / 32-row wgmma blocks are not
+    yet GPU-verified); lowered to 32, experts with 17-48 rows get 32-row wgmma blocks."""
+    import humming_cute.tune.heuristics as heur
+
+    kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a", top_k=8)
+    assert heur.moe_block_size(512, 8, 128, wgmma=True) == 64            # 32 rows per expert
+    assert heur.default_moe_config(32, 1536, 2048, **kw).mainloop == "sm80"
+    monkeypatch.setattr(heur, "WGMMA_MOE_MIN_BLOCK", 32)
+    assert heur.moe_block_size(512, 8, 128, wgmma=True) == 32
+    assert heur.moe_block_size(64, 8, 128, wgmma=True) == 16             # 4 rows per expert: mma.sync decode
+    assert heur.moe_block_size(1024, 8, 128, wgmma=True) == 64
+    cfg = heur.default_moe_config(32, 1536, 2048, **kw)
+    assert (cfg.mainloop, cfg.block_m, cfg.warp_m) == ("sm90", 32, 32)
+    assert heur.default_moe_config(16, 1536, 2048, **kw).mainloop == "sm80"

@@ -20,6 +20,10 @@ def _largest_dividing(options, n: int) -> int:
 # smallest M that takes the wgmma mainloop on sm_90a by default (below it the mma.sync decode configs win)
 SM90_MIN_M = 64
 
+#: the smallest MoE block that takes the wgmma mainloop by default (`moe_uses_wgmma`); 16 / 32-row wgmma blocks are
+#: built but refused until GPU-verified (config.ALLOW_UNVERIFIED), so smaller blocks stay on mma.sync
+WGMMA_MOE_MIN_BLOCK = 64
+
 
 def _deepest_stages(cfg: GemmConfig, arch: str, most: int = 8) -> GemmConfig:
     """`cfg` with the most pipeline stages (up to `most`) that fit the arch's shared memory."""
@@ -241,7 +245,8 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
         raise ValueError(f"MoE block_m must be 16, 32, 64 or 128, got {block_m}")
     if mainloop not in (None, "sm80", "sm90"):
         raise ValueError(f"mainloop must be None (choose), 'sm80' or 'sm90', got {mainloop!r}")
-    if mainloop == "sm90" or block_m >= 64 and mainloop is None and moe_uses_wgmma(arch, a_dtype, epilogue):
+    if mainloop == "sm90" or (block_m >= WGMMA_MOE_MIN_BLOCK and mainloop is None
+                              and moe_uses_wgmma(arch, a_dtype, epilogue)):
         # H200, fp16 x uint4 g128 (benchmarks/results/2026-11-29_h200_moe_wgmma.log, ..._moe_wgmma_mixtral.log):
         # wgmma, 64-deep k-tiles, the deepest pipeline; 64-row blocks with 128-wide weight tiles, 128-row blocks
         # with 256-wide ones: 0.58-0.85x the mma.sync time at 512-4096 tokens (Qwen3-30B-A3B-like, Mixtral-like)
@@ -328,6 +333,8 @@ def moe_block_size(num_tokens: int, top_k: int, num_experts: int, *, wgmma: bool
     per_expert = num_tokens * top_k / max(num_experts, 1)
     if per_expert <= 16:
         return 16
+    if wgmma and WGMMA_MOE_MIN_BLOCK <= 32 and per_expert <= 48:
+        return 32
     if wgmma:
         # 128-row blocks (256-wide weight tiles) from 129 rows per expert on: Qwen3-30B-A3B-like at 4096 tokens (256
         # rows per expert) up 539 us against 600 us with 64-row blocks, down 512 against 503 (H200,
