@@ -71,8 +71,7 @@ class Epilogue:
         scales of 8/4-bit activations (fp32, indexed by the activation row)."""
         gscale = mG[0]   # global scale times the exact power-of-two scale normalisation
         if cutlass.const_expr(self.moe):
-            self.store_moe(acc, tCcC, m0, n0, N, wk_idx, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW, mXS,
-                           transposed)
+            self.store_moe(acc, tCcC, m0, n0, N, wk_idx, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW, mXS)
         elif cutlass.const_expr(not self.glu):
             for i in cutlass.range_constexpr(cute.size(acc)):
                 coord = tCcC[i]
@@ -226,13 +225,12 @@ class Epilogue:
             cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # sC and the table are free again
 
     @cute.jit
-    def store_moe(self, acc, tCcC, m0, n0, N, wk_idx, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW, mXS,
-                  transposed: cutlass.Constexpr = False):
-        """MoE: tile row r is sorted position m0 + r; its output row is the flat id sorted_token_ids[pos]
+    def store_moe(self, acc, tCcC, m0, n0, N, wk_idx, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW, mXS):
+        """The mma.sync MoE epilogue (the wgmma one is `store_moe_rows`): tile row r is sorted position m0 + r; its output row is the flat id sorted_token_ids[pos]
         (padding ids >= M * top_k are skipped); the routing weight multiplies after the activation. Only the
         first K-warp stores: it holds the sum over the K-split warps. 8/4-bit activations: the activation row's
         scale (row id // top_k up, row id down) multiplies the accumulators first."""
-        if cutlass.const_expr(self.cfg.moe_row_cache and not transposed):
+        if cutlass.const_expr(self.cfg.moe_row_cache):
             self.store_moe_cached(acc, tCcC, m0, n0, N, wk_idx, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW, mXS)
         else:
             n_sorted = cute.size(mSorted, mode=[0])
@@ -241,8 +239,8 @@ class Epilogue:
             for ii in cutlass.range_constexpr(cute.size(acc) // step):
                 i = ii * step
                 coord = tCcC[i]
-                pos = m0 + coord[1 if transposed else 0]
-                n = n0 + coord[0 if transposed else 1]
+                pos = m0 + coord[0]
+                n = n0 + coord[1]
                 tok = mSorted[cutlass.min(pos, n_sorted - 1)]
                 if pos < n_sorted and tok < n_rows and n < N and wk_idx == 0 and is_last:
                     xs = cutlass.Float32(1.0)
