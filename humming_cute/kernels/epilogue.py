@@ -131,15 +131,21 @@ class Epilogue:
             m = m0 + row
             n = n0 + col
             if m < M:
-                if vec_ok and n + 8 <= N:
-                    src = cute.make_tensor(sC.iterator + row * cute.size(sC, mode=[1]) + col, cute.make_layout(8))
-                    dst = cute.make_tensor((mC.iterator + (m * N + n)).align(16), cute.make_layout(8))
-                    dst.store(src.load())
-                else:
-                    for j in cutlass.range_constexpr(8):
-                        if n + j < N:
-                            mC[m, n + j] = sC[row, col + j]
+                self.copy_staged_row(sC, row, col, mC, m, m * N, n, N, vec_ok)
         cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # sC is free for the next tile
+
+    @cute.jit
+    def copy_staged_row(self, sC, row, col, mC, m, row_off, n, N, vec_ok):
+        """Columns col..col+7 of staging row `row` -> C row m at column n (`row_off` = m * N, the row's element
+        offset): one 16-byte vector where C's rows allow it, else element stores inside N."""
+        if vec_ok and n + 8 <= N:
+            src = cute.make_tensor(sC.iterator + row * cute.size(sC, mode=[1]) + col, cute.make_layout(8))
+            dst = cute.make_tensor((mC.iterator + (row_off + n)).align(16), cute.make_layout(8))
+            dst.store(src.load())
+        else:
+            for j in cutlass.range_constexpr(8):
+                if n + j < N:
+                    mC[m, n + j] = sC[row, col + j]
 
     @cute.jit
     def fill_moe_rows(self, m0, mC, mSorted, mTopkW, mXS, sTok, sF, t, bar_id):
@@ -213,15 +219,7 @@ class Epilogue:
                 tok = sTok[row]
                 n = n0 + col
                 if tok < n_rows:
-                    if vec_ok and n + 8 <= N:
-                        src = cute.make_tensor(sC.iterator + row * cute.size(sC, mode=[1]) + col, cute.make_layout(8))
-                        dst = cute.make_tensor((mC.iterator + (cutlass.Int64(tok) * N + n)).align(16),
-                                              cute.make_layout(8))
-                        dst.store(src.load())
-                    else:
-                        for j in cutlass.range_constexpr(8):
-                            if n + j < N:
-                                mC[tok, n + j] = sC[row, col + j]
+                    self.copy_staged_row(sC, row, col, mC, tok, cutlass.Int64(tok) * N, n, N, vec_ok)
             cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # sC and the table are free again
 
     @cute.jit
