@@ -5,7 +5,8 @@
 #   bash benchmarks/gpu_session.sh tests        # the whole GPU test suite (incl. the options still refused)
 #   bash benchmarks/gpu_session.sh verify       # only the GPU tests of the options still refused
 #   bash benchmarks/gpu_session.sh moe-gated    # MoE decode tiles: the full-length grid and the row cache switched
-#   bash benchmarks/gpu_session.sh moe-wgmma-small  # wgmma MoE blocks of 16 / 32 rows at 16 / 64 / 512 tokens
+#   bash benchmarks/gpu_session.sh moe-wgmma-small  # wgmma MoE blocks of 16 / 32 rows at 16 / 64 / 512 tokens, and
+#                                               # 32-row mma.sync blocks with deep K tiles (Mixtral-like, 64 tokens)
 #   bash benchmarks/gpu_session.sh moe-staged   # wgmma MoE tiles with and without the staged store, 512 / 4096 tokens
 #   bash benchmarks/gpu_session.sh probe        # the first probes in one call: dense cluster_n / persistent at
 #                                               # 8192^2 M 256 / 4096 and 28672x4096 M 4096; Qwen MoE tiles
@@ -46,8 +47,10 @@ case "$step" in
       --tokens 4096,512 --block-m 64,128 --bn 128,256 --bk 64 --wgmma --staged --unverified --match '^sm90' \
       --budget-s 45 ;;
   moe-wgmma-small)
-    run 540 "${tag}_moe_probe_wgmma_small.log" python3 benchmarks/moe_config_probe.py --presets mixtral,qwen3-30b-a3b \
-      --tokens 64,512,16 --block-m 16,32 --bn 128,256 --bk 64,128 --wgmma --unverified --match '^sm90' --budget-s 30 ;;
+    run 420 "${tag}_moe_probe_wgmma_small.log" python3 benchmarks/moe_config_probe.py --presets mixtral,qwen3-30b-a3b \
+      --tokens 64,512,16 --block-m 16,32 --bn 128,256 --bk 64,128 --wgmma --unverified --match '^sm90' --budget-s 22
+    run 130 "${tag}_moe_probe_bm32_deep.log" python3 benchmarks/moe_config_probe.py --presets mixtral --tokens 64 \
+      --block-m 32 --bn 128,256 --bk 128,256,512 --match '^sm80' --budget-s 45 ;;
   probe)
     run 200 "${tag}_config_probe_cluster_n.log" python3 benchmarks/config_probe.py --m 256,4096 \
       --shapes 8192x8192 --families sm90 --ws --persistent --cluster-n 2,4 \
