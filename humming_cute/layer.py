@@ -321,6 +321,18 @@ class HummingLayer(torch.nn.Module):
         m, top_k = topk_ids.shape
         mul = is_down if mul_topk_weights is None else mul_topk_weights
         block_m = self.moe_block_size(m, top_k)
+        if torch.compiler.is_compiling() and not self.act8 and not callable(self.activation):
+            # traced by torch.compile / torch.export: the alignment and the GEMM as registered custom ops
+            from .activations import resolve
+            from .runtime.torch_ops import call_moe_gemm_op
+
+            if x_scales is not None:
+                raise ValueError("x_scales is for 8/4-bit activation layers")
+            routing = torch.ops.humming_cute.moe_align_block_size(topk_ids, block_m, self.num_experts, expert_map)
+            return call_moe_gemm_op(x, self._prepared, routing, top_k=top_k, block_m=block_m,
+                                    topk_weights=topk_weights, mul_topk_weights=mul, is_down=is_down, bias=self.bias,
+                                    out_dtype=_TORCH_HALF[self.c_dtype.name],
+                                    activation=resolve(self.activation, self.glu)[0])
         sorted_ids, expert_ids, num_post = moe_align_block_size(topk_ids, block_m, self.num_experts, expert_map)
         if self.act8:
             x, x_scales = self._act8_input(x, x_scales)
