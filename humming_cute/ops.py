@@ -9,7 +9,6 @@ from typing import Optional
 import torch
 
 from .activations import resolve
-from . import config as _config
 from .config import GemmConfig, act_bits, check_weight_tiles
 from .layouts.prepared import PreparedWeight
 from .runtime import compile as _rc
@@ -295,8 +294,8 @@ def _check_moe_inputs(x, weight, sorted_token_ids, expert_ids, num_tokens_post_p
     return m_tokens
 
 
-#: launch the MoE GEMM over at most (M * top_k) blocks (see `moe_grid_view`); a switch for measurements (H200:
-#: 1 token of a Qwen3-30B-A3B-like up projection 26.5 -> 15.5 us, benchmarks/results/2026-11-30_h200_moe_probe_gated.log)
+#: launch the MoE GEMM over at most (M * top_k) blocks (see `moe_grid_view`); a switch for measurements (H200: one
+#: token of a Qwen3-30B-A3B-like up projection 26.5 -> 15.5 us, benchmarks/results/2026-11-30_h200_moe_probe_gated.log)
 MOE_GRID_BOUND = True
 
 

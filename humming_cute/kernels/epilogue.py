@@ -224,8 +224,8 @@ class Epilogue:
 
     @cute.jit
     def store_moe(self, acc, tCcC, m0, n0, N, wk_idx, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW, mXS):
-        """The mma.sync MoE epilogue (the wgmma one is `store_moe_rows`): tile row r is sorted position m0 + r; its output row is the flat id sorted_token_ids[pos]
-        (padding ids >= M * top_k are skipped); the routing weight multiplies after the activation. Only the
+        """The mma.sync MoE epilogue (the wgmma one is `store_moe_rows`): tile row r is sorted position m0 + r; its
+        output row is the flat id sorted_token_ids[pos] (padding ids >= M * top_k are skipped); the routing weight multiplies after the activation. Only the
         first K-warp stores: it holds the sum over the K-split warps. 8/4-bit activations: the activation row's
         scale (row id // top_k up, row id down) multiplies the accumulators first."""
         if cutlass.const_expr(self.cfg.moe_row_cache):
