@@ -15,6 +15,8 @@
 #   bash benchmarks/gpu_session.sh decode8      # W8A16 channel decode (M 1 / 16): tilings with cluster split-K
 #   bash benchmarks/gpu_session.sh moe          # MoE probes: Qwen3-30B-A3B-like wgmma tiles at 512 / 4096 tokens
 #   bash benchmarks/gpu_session.sh moe-ncu      # Nsight Compute of the Qwen-like down projection at 4096 tokens
+#   bash benchmarks/gpu_session.sh decode-ncu   # Nsight Compute (stall reasons, top stall sites) of the default
+#                                               # decode kernel, fp16 x uint4 g128, 8192^2, M = 1
 #   bash benchmarks/gpu_session.sh moe-small    # MoE decode probes (cluster split-K, n-major) + align timing
 #   bash benchmarks/gpu_session.sh bench        # W4A16, W8A16 and MoE benchmarks with the current defaults
 #   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
@@ -22,7 +24,7 @@
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/run}
 mkdir -p "$OUT"
-step=${1:?"usage: gpu_session.sh tests|verify|moe-gated|moe-staged|moe-wgmma-small|probe|dense|dense-small|decode8|moe|moe-ncu|moe-small|bench|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|moe-gated|moe-staged|moe-wgmma-small|probe|dense|dense-small|decode8|moe|moe-ncu|decode-ncu|moe-small|bench|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -83,6 +85,10 @@ case "$step" in
     run 270 "${tag}_moe_probe_qwen4096.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
       --tokens 4096 --block-m 64,128 --bn 128,256 --bk 64 --wgmma --persistent --cluster-n 2,4 --cp-async-rows \
       --match '^sm90' --budget-s 100 ;;
+  decode-ncu)
+    run 240 "${tag}_decode_ncu.txt" ncu --profile-from-start off --section SpeedOfLight --section WarpStateStats \
+      --section SchedulerStats --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
+      --section SourceCounters --section InstructionStats python3 benchmarks/decode_profile.py --sizes 8192 --m 1 ;;
   moe-ncu)
     run 400 "${tag}_moe_ncu.txt" ncu --profile-from-start off --section SpeedOfLight --section WarpStateStats \
       --section SchedulerStats --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
