@@ -7,7 +7,8 @@
 #   bash benchmarks/gpu_session.sh moe-gated    # MoE decode tiles: the full-length grid and the row cache switched
 #   bash benchmarks/gpu_session.sh moe-wgmma-small  # wgmma MoE blocks of 16 / 32 rows at 16 / 64 / 512 tokens, and
 #                                               # 32-row mma.sync blocks with deep K tiles (Mixtral-like, 64 tokens)
-#   bash benchmarks/gpu_session.sh moe-staged   # wgmma MoE tiles with and without the staged store, 512 / 4096 tokens
+#   bash benchmarks/gpu_session.sh moe-staged   # wgmma MoE tiles with and without the staged store (and the
+#                                               # persistent grid, cp.async rows): Qwen-like 512 / 4096, Mixtral-like 512
 #   bash benchmarks/gpu_session.sh probe        # the first probes in one call: dense cluster_n / persistent at
 #                                               # 8192^2 M 256 / 4096 and 28672x4096 M 4096; Qwen MoE tiles
 #   bash benchmarks/gpu_session.sh dense        # wgmma tile / cluster_n / persistent probes at M 256 and 4096
@@ -45,9 +46,12 @@ case "$step" in
     run 540 "${tag}_moe_probe_gated.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b,mixtral \
       --tokens 1,16,64 --small --row-cache --grid-bound --budget-s 25 ;;
   moe-staged)
-    run 540 "${tag}_moe_probe_staged.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b,mixtral \
-      --tokens 4096,512 --block-m 64,128 --bn 128,256 --bk 64 --wgmma --staged --unverified --match '^sm90' \
-      --budget-s 45 ;;
+    run 330 "${tag}_moe_probe_staged_qwen.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
+      --tokens 4096,512 --block-m 64,128 --bn 128,256 --bk 64 --wgmma --staged --persistent --cp-async-rows \
+      --unverified --match '^sm90' --budget-s 60
+    run 200 "${tag}_moe_probe_staged_mixtral.log" python3 benchmarks/moe_config_probe.py --presets mixtral \
+      --tokens 512 --block-m 64,128 --bn 128,256 --bk 64 --wgmma --staged --persistent --cp-async-rows \
+      --unverified --match '^sm90' --budget-s 60 ;;
   moe-wgmma-small)
     run 420 "${tag}_moe_probe_wgmma_small.log" python3 benchmarks/moe_config_probe.py --presets mixtral,qwen3-30b-a3b \
       --tokens 64,512,16 --block-m 16,32 --bn 128,256 --bk 64,128 --wgmma --unverified --match '^sm90' --budget-s 22
