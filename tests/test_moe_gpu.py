@@ -341,15 +341,17 @@ def test_moe_wgmma_small_blocks(monkeypatch, fmt, experts, top_k, tokens, block_
 
 
 @pytest.mark.parametrize("fmt", FORMATS[:3], ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
-@pytest.mark.parametrize("experts,top_k,tokens,block_m,bn,n,down,skewed,ws,ctas", [
-    (8, 2, 1, 64, 64, 384, False, False, False, 0), (64, 8, 37, 64, 128, 604, True, True, True, 0),
-    (8, 2, 3000, 128, 256, 512, True, False, False, 0), (128, 8, 200, 64, 128, 384, False, True, True, 132),
-    (8, 2, 300, 128, 128, 604, False, False, True, 5)])
-def test_moe_wgmma_staged_store(monkeypatch, fmt, experts, top_k, tokens, block_m, bn, n, down, skewed, ws, ctas):
+@pytest.mark.parametrize("experts,top_k,tokens,block_m,bn,n,down,skewed,ws,ctas,rows", [
+    (8, 2, 1, 64, 64, 384, False, False, False, 0, False), (64, 8, 37, 64, 128, 604, True, True, True, 0, False),
+    (8, 2, 3000, 128, 256, 512, True, False, False, 0, False),
+    (128, 8, 200, 64, 128, 384, False, True, True, 132, True),
+    (8, 2, 300, 128, 128, 604, False, False, True, 5, False), (64, 8, 37, 64, 128, 384, True, True, True, 0, True)])
+def test_moe_wgmma_staged_store(monkeypatch, fmt, experts, top_k, tokens, block_m, bn, n, down, skewed, ws, ctas,
+                                rows):
     """staged_store on the wgmma MoE GEMM (built and compile-checked, enabled here through config.ALLOW_UNVERIFIED
     for its GPU run): each routed row leaves the staging tile as 16-byte vectors (N = 604: rows not 16-byte
     aligned take the element stores), padding and other ranks' rows untouched; bitwise equal to the per-element
-    MoE epilogue, with and without the producer warpgroup and the persistent grid."""
+    MoE epilogue, with and without the producer warpgroup, the persistent grid and cp.async rows."""
     import humming_cute.config as hconfig
 
     if torch.cuda.get_device_capability() != (9, 0):
@@ -358,7 +360,7 @@ def test_moe_wgmma_staged_store(monkeypatch, fmt, experts, top_k, tokens, block_
 
     def config(staged):
         return _wgmma_moe_config(block_m, bn, 64, top_k, down, warp_specialized=ws, persistent_ctas=ctas,
-                                 staged_store=staged)
+                                 moe_cp_async_rows=rows, staged_store=staged)
 
     _check_routed(fmt, experts, top_k, tokens, down, skewed, n, 512, block_m, tokens + experts + n, config(True),
                   same_as=config(False))
