@@ -13,7 +13,8 @@
 #                                               # 8192^2 M 256 / 4096 and 28672x4096 M 4096; Qwen MoE tiles
 #   bash benchmarks/gpu_session.sh dense        # wgmma tile / cluster_n / persistent probes at M 256 and 4096
 #   bash benchmarks/gpu_session.sh dense-small  # M 16 / 64 on wgmma: cluster split-K with and without cluster_n
-#   bash benchmarks/gpu_session.sh decode8      # W8A16 channel decode (M 1 / 16): tilings with cluster split-K
+#   bash benchmarks/gpu_session.sh decode8      # W8A16 channel decode (M 1 / 16), 28672 x 4096 and 8192^2: tile widths
+#                                               # and depths (224 CTAs of 128 x 256 tiles take 1.7 waves at 1 per SM)
 #   bash benchmarks/gpu_session.sh moe          # MoE probes: Qwen3-30B-A3B-like wgmma tiles at 512 / 4096 tokens
 #   bash benchmarks/gpu_session.sh moe-ncu      # Nsight Compute of the Qwen-like down projection at 4096 tokens
 #   bash benchmarks/gpu_session.sh decode-ncu   # Nsight Compute (stall reasons, top stall sites) of the default
@@ -79,9 +80,9 @@ case "$step" in
       --shapes 4096x14336,8192x8192,4096x4096,28672x4096 --families sm90 --cluster --cluster-n 2,4 \
       --match '^sm90 64x(64|128)x(64|128) st[0-9] split(1|2)( cluster)?( cn[24])?$' --budget-s 60 ;;
   decode8)
-    run 540 "${tag}_decode_config_probe_w8_cluster.log" python3 benchmarks/decode_config_probe.py --b int8 \
-      --group 0 --shapes 4096x4096,4096x14336,28672x4096,8192x8192 --kw 256/64,512/128 --stages 3,4 \
-      --split 1,2 --two-level 0 --cluster ;;
+    run 300 "${tag}_decode_config_probe_w8_28672.log" python3 benchmarks/decode_config_probe.py --b int8 \
+      --group 0 --shapes 28672x4096,8192x8192 --bn 64,128,256 --kw 128/64,256/64,512/128 --stages 3,4 \
+      --split 1 --two-level 0 ;;
   moe)
     run 270 "${tag}_moe_probe_qwen.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
       --tokens 512 --block-m 32,64 --bn 128,256 --bk 64 --wgmma --persistent --cluster-n 2,4 --cp-async-rows \
