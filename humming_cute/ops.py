@@ -340,15 +340,26 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
         raise TypeError(f"out_dtype must be torch.float16 or torch.bfloat16, got {c_dtype}")
     if bias is not None and bias.dtype != c_dtype:
         raise TypeError(f"bias must have the output dtype {c_dtype}, got {bias.dtype}")
+    hit = None
     if config is None:
-        config = default_moe_config(block_m, weight.n_pad, weight.k_pad, a_dtype=weight.a_dtype,
-                                    b_dtype=weight.b_dtype, c_dtype=c_name, group_size=weight.group_size,
-                                    arch=device_target(x.device), has_bias=bias is not None, top_k=top_k,
-                                    is_down=is_down, mul_topk_weights=mul_topk_weights,
-                                    epilogue=act_name != "none", num_tokens=m_tokens,
-                                    num_experts=weight.packed.shape[0], num_sms=_num_sms(x.device))
-        if act_name != "none":
-            config = config.with_(activation=act_name, custom_activation=act_fn, glu=glu)
+        # the default config of a problem is memoised (a Python heuristic and a validation per call otherwise)
+        key = ("moe", m_tokens, id(weight), top_k, block_m, is_down, mul_topk_weights, bias is not None, c_name,
+               act_name, act_fn, glu, x.device)
+        hit = _DEFAULTS.get(key)
+        if hit is None or hit[0]() is not weight:
+            config = default_moe_config(block_m, weight.n_pad, weight.k_pad, a_dtype=weight.a_dtype,
+                                        b_dtype=weight.b_dtype, c_dtype=c_name, group_size=weight.group_size,
+                                        arch=device_target(x.device), has_bias=bias is not None, top_k=top_k,
+                                        is_down=is_down, mul_topk_weights=mul_topk_weights,
+                                        epilogue=act_name != "none", num_tokens=m_tokens,
+                                        num_experts=weight.packed.shape[0], num_sms=_num_sms(x.device))
+            if act_name != "none":
+                config = config.with_(activation=act_name, custom_activation=act_fn, glu=glu)
+            config = config.validate()
+            if len(_DEFAULTS) > 65536:
+                _DEFAULTS.clear()
+            hit = _DEFAULTS[key] = [weakref.ref(weight), config, None]     # the kernel joins on the first launch
+        config = hit[1]
     elif not config.moe or config.block_m != block_m or config.moe_top_k != top_k or config.moe_down != is_down:
         raise ValueError("config must be an MoE config with the same block_m, top_k and is_down")
     else:
@@ -360,7 +371,12 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
         raise ValueError(f"out must be a contiguous {c_dtype} tensor of shape ({m_tokens}, {top_k}, {n_out})")
     if x.shape[0] == 0:
         return out
-    kernel = _rc.get_kernel(config)      # validates the config first
+    if hit is not None:
+        if hit[2] is None:
+            hit[2] = _rc.get_kernel(config)
+        kernel = hit[2]
+    else:
+        kernel = _rc.get_kernel(config)      # validates the config first
     if MOE_GRID_BOUND:
         sorted_token_ids, expert_ids = moe_grid_view(sorted_token_ids, expert_ids, m_tokens * top_k, block_m)
     if config.moe_n_major and -(-sorted_token_ids.numel() // block_m) > 65535:
