@@ -343,6 +343,34 @@ class HummingLayer(torch.nn.Module):
                         activation=self.activation, glu=self.glu, out_dtype=_TORCH_HALF[self.c_dtype.name],
                         x_scales=x_scales)
 
+    def autotune_moe(self, x: torch.Tensor, topk_ids: torch.Tensor, topk_weights: Optional[torch.Tensor] = None,
+                     *, is_down: bool = False, mul_topk_weights: Optional[bool] = None,
+                     expert_map: Optional[torch.Tensor] = None, x_scales: Optional[torch.Tensor] = None,
+                     **kw) -> GemmConfig:
+        """Tune this MoE layer's GEMM for `moe_forward(x, topk_ids, ...)` with these arguments (a real routing of
+        the token count to serve): `humming_cute.autotune_moe` with the layer's routing block; later calls of that
+        token-count bucket take the winner. `kw`: autotune_moe's options (rep_ms, max_candidates, verbose, ...)."""
+        from .moe_align import moe_align_block_size
+        from .tune.moe_autotune import autotune_moe
+
+        if self.num_experts is None:
+            raise TypeError("autotune_moe needs an MoE layer (num_experts=E)")
+        if self._prepared is None:
+            raise RuntimeError("call finish_load() after loading the weights and before tuning")
+        if topk_ids.dim() != 2:
+            raise ValueError(f"topk_ids must be [M, top_k], got shape {tuple(topk_ids.shape)}")
+        m, top_k = topk_ids.shape
+        block_m = self.moe_block_size(m, top_k)
+        routing = moe_align_block_size(topk_ids, block_m, self.num_experts, expert_map)
+        if self.act8:
+            x, x_scales = self._act8_input(x, x_scales)
+        elif x_scales is not None:
+            raise ValueError("x_scales is for 8/4-bit activation layers")
+        return autotune_moe(x, self._prepared, *routing, top_k=top_k, block_m=block_m, topk_weights=topk_weights,
+                            mul_topk_weights=is_down if mul_topk_weights is None else mul_topk_weights,
+                            is_down=is_down, bias=self.bias, activation=self.activation, glu=self.glu,
+                            out_dtype=_TORCH_HALF[self.c_dtype.name], x_scales=x_scales, **kw)
+
     def _config_from_shapes(self, block_shape, warp_shape, stages, device, split_k=1) -> GemmConfig:
         from .arch import current_arch
 

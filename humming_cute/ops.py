@@ -311,6 +311,23 @@ def moe_grid_view(sorted_token_ids: torch.Tensor, expert_ids: torch.Tensor, rout
     return sorted_token_ids[:routed * block_m], expert_ids[:routed]
 
 
+def moe_default_config(x: torch.Tensor, weight: PreparedWeight, m_tokens: int, *, top_k: int, block_m: int,
+                       is_down: bool, mul_topk_weights: bool, has_bias: bool, c_name: str, act_name: str,
+                       act_fn=None, glu: bool = False) -> GemmConfig:
+    """The validated default config of an MoE GEMM call (before any tuned tiling): `default_moe_config` for this
+    weight, routing block, token count and GPU, with the call's epilogue."""
+    from .tune.heuristics import default_moe_config
+
+    config = default_moe_config(block_m, weight.n_pad, weight.k_pad, a_dtype=weight.a_dtype, b_dtype=weight.b_dtype,
+                                c_dtype=c_name, group_size=weight.group_size, arch=device_target(x.device),
+                                has_bias=has_bias, top_k=top_k, is_down=is_down, mul_topk_weights=mul_topk_weights,
+                                epilogue=act_name != "none", num_tokens=m_tokens,
+                                num_experts=weight.packed.shape[0], num_sms=_num_sms(x.device))
+    if act_name != "none":
+        config = config.with_(activation=act_name, custom_activation=act_fn, glu=glu)
+    return config.validate()
+
+
 def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Tensor, expert_ids: torch.Tensor,
              num_tokens_post_padded: torch.Tensor, *, top_k: int, block_m: int,
              topk_weights: Optional[torch.Tensor] = None, mul_topk_weights: bool = False, is_down: bool = False,
@@ -323,9 +340,8 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
     same `block_m` as the kernel. Blocks of expert -1 (another rank's) and padding are skipped: those rows keep
     the value of `out` (zeros when `out` is not given). The grid depends only on the routing tensors' sizes,
     so one CUDA graph replays for any routing. 8/4-bit activations (a weight prepared for them): x holds the
-    codes, `x_scales` one fp32 scale per row of x ([rows] or [rows, 1]), `out_dtype` is required."""
-    from .tune.heuristics import default_moe_config
-
+    codes, `x_scales` one fp32 scale per row of x ([rows] or [rows, 1]), `out_dtype` is required. Without
+    `config`, a tiling tuned by `humming_cute.autotune_moe` for this problem on this GPU is used if there is one."""
     m_tokens = _check_moe_inputs(x, weight, sorted_token_ids, expert_ids, num_tokens_post_padded, top_k,
                                  topk_weights, mul_topk_weights, is_down, bias, block_m)
     x_scales, x_group = _check_x_scales(x, weight, x_scales, out_dtype)
@@ -347,15 +363,15 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
                act_name, act_fn, glu, x.device)
         hit = _DEFAULTS.get(key)
         if hit is None or hit[0]() is not weight:
-            config = default_moe_config(block_m, weight.n_pad, weight.k_pad, a_dtype=weight.a_dtype,
-                                        b_dtype=weight.b_dtype, c_dtype=c_name, group_size=weight.group_size,
-                                        arch=device_target(x.device), has_bias=bias is not None, top_k=top_k,
-                                        is_down=is_down, mul_topk_weights=mul_topk_weights,
-                                        epilogue=act_name != "none", num_tokens=m_tokens,
-                                        num_experts=weight.packed.shape[0], num_sms=_num_sms(x.device))
-            if act_name != "none":
-                config = config.with_(activation=act_name, custom_activation=act_fn, glu=glu)
-            config = config.validate()
+            config = moe_default_config(x, weight, m_tokens, top_k=top_k, block_m=block_m, is_down=is_down,
+                                        mul_topk_weights=mul_topk_weights, has_bias=bias is not None,
+                                        c_name=c_name, act_name=act_name, act_fn=act_fn, glu=glu)
+            # a tiling measured by `humming_cute.autotune_moe` for this problem on this GPU, if there is one
+            from .tune.moe_autotune import tuned_moe_config
+
+            config = tuned_moe_config(config, x, weight, (sorted_token_ids, expert_ids, num_tokens_post_padded),
+                                      tokens=m_tokens, arch=device_target(x.device), topk_weights=topk_weights,
+                                      bias=bias, x_scales=x_scales)
             if len(_DEFAULTS) > 65536:
                 _DEFAULTS.clear()
             hit = _DEFAULTS[key] = [weakref.ref(weight), config, None]     # the kernel joins on the first launch
