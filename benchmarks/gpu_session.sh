@@ -3,7 +3,7 @@
 # $OUT (default benchmarks/results/run) and prints a short summary last. Run from the repository root with the
 # CuTe DSL importable, e.g.
 #   bash benchmarks/gpu_session.sh tests        # the whole GPU test suite (incl. the options still refused)
-#   bash benchmarks/gpu_session.sh verify       # only the GPU tests of the options still refused
+#   bash benchmarks/gpu_session.sh verify       # only the GPU tests of the options still refused (and autotune_moe)
 #   bash benchmarks/gpu_session.sh moe-gated    # MoE decode tiles: the full-length grid and the row cache switched
 #   bash benchmarks/gpu_session.sh moe-wgmma-small  # wgmma MoE blocks of 16 / 32 rows at 16 / 64 / 512 tokens, and
 #                                               # 32-row mma.sync blocks with deep K tiles (Mixtral-like, 64 tokens)
@@ -41,8 +41,8 @@ case "$step" in
   tests)
     run 560 "${tag}_gpu-tests.log" python3 -m pytest -m gpu tests/ -n 16 -q -rf ;;
   verify)
-    run 300 "${tag}_gated-tests.log" python3 -m pytest -m gpu tests/test_moe_gpu.py -k "small_blocks or staged_store" \
-      -n 16 -q -rf ;;
+    run 300 "${tag}_gated-tests.log" python3 -m pytest -m gpu tests/test_moe_gpu.py tests/test_moe_autotune.py \
+      -k "small_blocks or staged_store or autotune" -n 16 -q -rf ;;
   moe-gated)
     run 540 "${tag}_moe_probe_gated.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b,mixtral \
       --tokens 1,16,64 --small --row-cache --grid-bound --budget-s 25 ;;
