@@ -232,9 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "warm-up runs come first); default 100")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights, activations and routing")
     p.add_argument("--autotune", type=int, default=0, metavar="N",
-                   help="dense mode: before timing humming_cute at each (shape, M), tune it over up to N candidate "
-                        "configs (humming_cute.autotune; the winner also lands in the tuning cache); 0 (default): "
-                        "the default configs")
+                   help="before timing humming_cute at each (shape, M) (with --moe: each (layer, tokens) on its "
+                        "routing), tune it over up to N candidate configs (humming_cute.autotune / autotune_moe; "
+                        "the winner also lands in the tuning cache); 0 (default): the default configs")
     p.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON here")
     p.add_argument("--png", default=None, metavar="PATH",
                    help="plot time and %% of the memory floor vs M (vs tokens with --moe) here (needs matplotlib)")
@@ -289,8 +289,6 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
             args.moe_presets, args.moe_projections, args.token_list, args.moe_jobs = [], [], None, []
         if args.autotune < 0:
             raise ValueError(f"--autotune takes a candidate count >= 0, got {args.autotune}")
-        if args.autotune and args.moe:
-            raise ValueError("--autotune tunes the dense GEMM; the MoE GEMM has no tuner yet")
     except ValueError as e:
         p.error(str(e))
     if args.group_size < 0:

@@ -141,6 +141,11 @@ def job_rows(job: dict, args, *, device, copy_bw, peak, progress, peer_info, hc_
             return hc.moe_gemm(x, pw, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=block_m,
                                topk_weights=topk_w, mul_topk_weights=is_down, is_down=is_down, out=out)
 
+        tuned = None
+        if getattr(args, "autotune", 0):     # the winner lands in the tuning cache, which ours() then reads
+            tuned = hc.autotune_moe(x, pw, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=block_m,
+                                    topk_weights=topk_w, mul_topk_weights=is_down, is_down=is_down,
+                                    rep_ms=min(args.reps, 50.0), max_candidates=args.autotune)
         y = ours()
         torch.cuda.synchronize()
         err = _rel_err(y, reference())
@@ -153,7 +158,8 @@ def job_rows(job: dict, args, *, device, copy_bw, peak, progress, peer_info, hc_
         entry = core.ok_entry(t, err, _rel_err(y, reference(float_weight=True)), **metrics)
         entry["block_m"] = block_m
         impls = {OURS: core.with_align(entry, align_ms)}
-        hc_configs.setdefault(label, {})[tokens] = _our_config(block_m, pw, args.a_dtype, device, top_k, is_down, tokens)
+        hc_configs.setdefault(label, {})[tokens] = repr(tuned) if tuned is not None else \
+            _our_config(block_m, pw, args.a_dtype, device, top_k, is_down, tokens)
         del y, out
 
         def problem():  # each peer gets its own NaN-filled output buffer
