@@ -21,12 +21,13 @@
 #                                               # decode kernel, fp16 x uint4 g128, 8192^2, M = 1
 #   bash benchmarks/gpu_session.sh moe-small    # MoE decode probes (cluster split-K, n-major) + align timing
 #   bash benchmarks/gpu_session.sh bench        # W4A16, W8A16 and MoE benchmarks with the current defaults
+#   bash benchmarks/gpu_session.sh moe-tuned    # the MoE benchmark with autotune_moe (8 candidates) at 16 / 64 / 512 tokens
 #   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
 # Every step has its own time limit, so one that overruns leaves the others' results.
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/run}
 mkdir -p "$OUT"
-step=${1:?"usage: gpu_session.sh tests|verify|moe-gated|moe-staged|moe-wgmma-small|probe|dense|dense-small|decode8|moe|moe-ncu|decode-ncu|moe-small|bench|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|moe-gated|moe-staged|moe-wgmma-small|probe|dense|dense-small|decode8|moe|moe-ncu|decode-ncu|moe-small|bench|moe-tuned|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -111,6 +112,9 @@ case "$step" in
       --json "$OUT/${tag}_w8a16_channel.json" --png "$OUT/${tag}_w8a16_channel.png"
     run 180 "${tag}_moe_w4a16_g128.log" python3 -m humming_cute.bench --moe \
       --json "$OUT/${tag}_moe_w4a16_g128.json" --png "$OUT/${tag}_moe_w4a16_g128.png" ;;
+  moe-tuned)
+    run 560 "${tag}_moe_w4a16_g128_tuned.log" python3 -m humming_cute.bench --moe --autotune 8 --tokens 16,64,512 \
+      --json "$OUT/${tag}_moe_w4a16_g128_tuned.json" ;;
   table)
     card=$(python3 -c "import re, torch; print(re.sub(r'[^A-Za-z0-9.-]+', '_', torch.cuda.get_device_name()))")
     run 330 "${tag}_tune_table_w4a16.log" python3 -m humming_cute.tune.build_table --b-dtype uint4 --group-size 128 \
