@@ -108,6 +108,10 @@ def moe_candidate_configs(base: GemmConfig, tokens: int, n_pad: int, k_pad: int,
                         if (k_pad // bk) % split == 0 and k_pad // bk // split >= 2:
                             add(cfg.with_(split_k=split, cluster_split_k=True, moe_row_cache=True), sm80_list)
                     add(cfg.with_(moe_n_major=True, moe_row_cache=True), sm80_list)
+    # plain tiles first, then other depths of pipeline, the row cache switched, split-K and the n-major grid: with a
+    # small max_candidates the tile shapes are timed before the options
+    sm80_list.sort(key=lambda c: (c.split_k > 1 or c.moe_n_major, c.moe_row_cache != sm80.moe_row_cache,
+                                  c.stages != sm80.stages))
     if arch.sm == 90 and base.a_dtype in ("float16", "bfloat16") and base.activation == "none":
         for bn in (64, 128, 256):
             for bk in (64, 128):
