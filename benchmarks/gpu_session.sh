@@ -19,6 +19,8 @@
 #   bash benchmarks/gpu_session.sh moe-ncu      # Nsight Compute of the Qwen-like down projection at 4096 tokens
 #   bash benchmarks/gpu_session.sh decode-ncu   # Nsight Compute (stall reasons, top stall sites) of the default
 #                                               # decode kernel, fp16 x uint4 g128, 8192^2, M = 1
+#   bash benchmarks/gpu_session.sh wgmma-ncu    # the same for the wgmma kernel at 28672 x 4096, M = 4096, W4 g128
+#                                               # and W8 channel (W8 is 8 % slower there, 1.11x Humming)
 #   bash benchmarks/gpu_session.sh moe-small    # MoE decode probes (cluster split-K, n-major) + align timing
 #   bash benchmarks/gpu_session.sh bench        # W4A16, W8A16 and MoE benchmarks with the current defaults
 #   bash benchmarks/gpu_session.sh moe-tuned    # the MoE benchmark with autotune_moe (8 candidates) at 16 / 64 / 512 tokens
@@ -27,7 +29,7 @@
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/run}
 mkdir -p "$OUT"
-step=${1:?"usage: gpu_session.sh tests|verify|moe-gated|moe-staged|moe-wgmma-small|probe|dense|dense-small|decode8|moe|moe-ncu|decode-ncu|moe-small|bench|moe-tuned|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|moe-gated|moe-staged|moe-wgmma-small|probe|dense|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|moe-tuned|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -95,6 +97,13 @@ case "$step" in
     run 240 "${tag}_decode_ncu.txt" ncu --profile-from-start off --section SpeedOfLight --section WarpStateStats \
       --section SchedulerStats --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
       --section SourceCounters --section InstructionStats python3 benchmarks/decode_profile.py --sizes 8192 --m 1 ;;
+  wgmma-ncu)
+    for b in "uint4 128" "int8 0"; do set -- $b
+      run 200 "${tag}_wgmma_ncu_${1}.txt" ncu --profile-from-start off --section SpeedOfLight --section WarpStateStats \
+        --section SchedulerStats --section Occupancy --section MemoryWorkloadAnalysis --section SourceCounters \
+        --section InstructionStats python3 benchmarks/decode_profile.py --m 4096 --shapes 28672x4096 --b "$1" \
+        --group "$2"
+    done ;;
   moe-ncu)
     run 400 "${tag}_moe_ncu.txt" ncu --profile-from-start off --section SpeedOfLight --section WarpStateStats \
       --section SchedulerStats --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
