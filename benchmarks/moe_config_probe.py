@@ -114,8 +114,8 @@ for preset in args.presets.split(","):
             rows = []
             t0 = time.time()
             if args.small:
-                cands = [(16, bn, bk, wk, st) for bn in (64, 128, 256) for bk, wk in ((128, 64), (256, 64), (512, 128),
-                                                                                (1024, 128)) for st in (3, 4)]
+                cands = [(16, bn, bk, wk, st) for bn in (64, 128, 256)
+                         for bk, wk in ((128, 64), (256, 64), (512, 128), (1024, 128)) for st in (3, 4)]
             else:
                 cands = [(bm, bn, bk, 64, None) for bm, bn, bk in itertools.product(
                     map(int, args.block_m.split(",")), map(int, args.bn.split(",")), map(int, args.bk.split(",")))]
