@@ -12,7 +12,8 @@
 #   bash benchmarks/gpu_session.sh probe        # the first probes in one call: dense cluster_n / persistent at
 #                                               # 8192^2 M 256 / 4096 and 28672x4096 M 4096; Qwen MoE tiles
 #   bash benchmarks/gpu_session.sh dense        # wgmma tile / cluster_n / persistent probes at M 256 and 4096
-#   bash benchmarks/gpu_session.sh dense-small  # M 16 / 64 on wgmma: cluster split-K with and without cluster_n
+#   bash benchmarks/gpu_session.sh dense-small  # M 16 / 64 on wgmma: cluster split-K 2 / 4 with and without cluster_n
+#                                               # (4096 x 14336 at M = 64: 128 CTAs of one warpgroup, 1.12x Humming)
 #   bash benchmarks/gpu_session.sh decode8      # W8A16 channel decode (M 1 / 16), 28672 x 4096 and 8192^2: tile widths
 #                                               # and depths (224 CTAs of 128 x 256 tiles take 1.7 waves at 1 per SM)
 #   bash benchmarks/gpu_session.sh moe          # MoE probes: Qwen3-30B-A3B-like wgmma tiles at 512 / 4096 tokens
@@ -81,7 +82,7 @@ case "$step" in
   dense-small)
     run 540 "${tag}_config_probe_m64_cluster_n.log" python3 benchmarks/config_probe.py --m 64,16 \
       --shapes 4096x14336,8192x8192,4096x4096,28672x4096 --families sm90 --cluster --cluster-n 2,4 \
-      --match '^sm90 64x(64|128)x(64|128) st[0-9] split(1|2)( cluster)?( cn[24])?$' --budget-s 60 ;;
+      --match '^sm90 64x(64|128)x(64|128) st[0-9] split(1|2|4)( cluster)?( cn[24])?$' --budget-s 60 ;;
   decode8)
     run 300 "${tag}_decode_config_probe_w8_28672.log" python3 benchmarks/decode_config_probe.py --b int8 \
       --group 0 --shapes 28672x4096,8192x8192 --bn 64,128,256 --kw 128/64,256/64,512/128 --stages 3,4 \
