@@ -312,15 +312,8 @@ class HummingLayer(torch.nn.Module):
         from .moe_align import moe_align_block_size
         from .ops import moe_gemm
 
-        if self.num_experts is None:
-            raise TypeError("moe_forward needs an MoE layer (num_experts=E)")
-        if self._prepared is None:
-            raise RuntimeError("call finish_load() after loading the weights and before the first forward")
-        if topk_ids.dim() != 2:
-            raise ValueError(f"topk_ids must be [M, top_k], got shape {tuple(topk_ids.shape)}")
-        m, top_k = topk_ids.shape
+        m, top_k, block_m = self._moe_routing_shape(topk_ids, "moe_forward")
         mul = is_down if mul_topk_weights is None else mul_topk_weights
-        block_m = self.moe_block_size(m, top_k)
         if torch.compiler.is_compiling() and not self.act8 and not callable(self.activation):
             # traced by torch.compile / torch.export: the alignment and the GEMM as registered custom ops
             from .activations import resolve
@@ -343,6 +336,17 @@ class HummingLayer(torch.nn.Module):
                         activation=self.activation, glu=self.glu, out_dtype=_TORCH_HALF[self.c_dtype.name],
                         x_scales=x_scales)
 
+    def _moe_routing_shape(self, topk_ids: torch.Tensor, what: str) -> tuple:
+        """(M, top_k, routing block) of a call with `topk_ids`, after checking that this is a loaded MoE layer."""
+        if self.num_experts is None:
+            raise TypeError(f"{what} needs an MoE layer (num_experts=E)")
+        if self._prepared is None:
+            raise RuntimeError(f"call finish_load() after loading the weights and before {what}")
+        if not isinstance(topk_ids, torch.Tensor) or topk_ids.dim() != 2:
+            raise ValueError(f"topk_ids must be a tensor [M, top_k], got {getattr(topk_ids, 'shape', topk_ids)}")
+        m, top_k = topk_ids.shape
+        return m, top_k, self.moe_block_size(m, top_k)
+
     def autotune_moe(self, x: torch.Tensor, topk_ids: torch.Tensor, topk_weights: Optional[torch.Tensor] = None,
                      *, is_down: bool = False, mul_topk_weights: Optional[bool] = None,
                      expert_map: Optional[torch.Tensor] = None, x_scales: Optional[torch.Tensor] = None,
@@ -353,14 +357,7 @@ class HummingLayer(torch.nn.Module):
         from .moe_align import moe_align_block_size
         from .tune.moe_autotune import autotune_moe
 
-        if self.num_experts is None:
-            raise TypeError("autotune_moe needs an MoE layer (num_experts=E)")
-        if self._prepared is None:
-            raise RuntimeError("call finish_load() after loading the weights and before tuning")
-        if topk_ids.dim() != 2:
-            raise ValueError(f"topk_ids must be [M, top_k], got shape {tuple(topk_ids.shape)}")
-        m, top_k = topk_ids.shape
-        block_m = self.moe_block_size(m, top_k)
+        m, top_k, block_m = self._moe_routing_shape(topk_ids, "autotune_moe")
         routing = moe_align_block_size(topk_ids, block_m, self.num_experts, expert_map)
         if self.act8:
             x, x_scales = self._act8_input(x, x_scales)

@@ -202,7 +202,8 @@ def test_bench_autotune_option():
     from humming_cute.bench.core import parse_args
 
     assert parse_args(["--autotune", "12"]).autotune == 12 and parse_args([]).autotune == 0
-    for argv in (["--autotune", "-1"], ["--moe", "--autotune", "4"]):
+    assert parse_args(["--moe", "--autotune", "4"]).autotune == 4          # MoE rows tune with autotune_moe
+    for argv in (["--autotune", "-1"], ["--moe", "--autotune", "-2"]):
         with pytest.raises(SystemExit):
             parse_args(argv)
 

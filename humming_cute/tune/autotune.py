@@ -115,18 +115,11 @@ def apply_entry(base: GemmConfig, entry: dict) -> Optional[GemmConfig]:
         return None
 
 
-def candidate_configs(base: GemmConfig, m: int, n_pad: int, k_pad: int, *, num_sms: int = 132,
-                      max_candidates: int = 40) -> list:
-    """Configs to time for a problem whose default config is `base`: `base` first, then tilings of the mma.sync
-    mainloop (and of the wgmma mainloop on sm_90a for 16-bit and per-token 8-bit activations) around it -
-    block_n, block_k split across warps, stages, split-K (on sm_90 also inside a cluster), the wgmma kernel's
-    producer warpgroup - each validated and fitting shared memory, without duplicates, at most `max_candidates` in
-    all. wgmma tiles from M = 32 on (their token tile is at least 64)."""
-    arch = get_arch(base.arch)
-    limit = arch.smem_per_block_bytes
+def _collector(base: GemmConfig, limit: int) -> Callable:
+    """add(cfg, into): validate `cfg` and append it to the list `into`, unless it is invalid (or not yet
+    GPU-verified), already collected (`base` counts as collected), over `limit` bytes of shared memory or over 512
+    threads."""
     seen = {base}
-    sm80_list: list = []
-    sm90_list: list = []
 
     def add(cfg, into):
         try:
@@ -136,12 +129,71 @@ def candidate_configs(base: GemmConfig, m: int, n_pad: int, k_pad: int, *, num_s
         if cfg not in seen and smem_bytes(cfg) <= limit and cfg.num_threads <= 512:
             seen.add(cfg)
             into.append(cfg)
+    return add
+
+
+def _deepest(cfg: GemmConfig, most: int, limit: int) -> Optional[GemmConfig]:
+    """`cfg` with the most pipeline stages (up to `most`) within `limit` bytes of shared memory, or None."""
+    for st in range(most, 1, -1):
+        if smem_bytes(cfg.with_(stages=st)) <= limit:
+            return cfg.with_(stages=st)
+    return None
+
+
+def _time_candidates(cands, run: Callable, timed: Callable, ref, *, timer: Callable, tol: float, dev,
+                     verbose: bool, who: str) -> list:
+    """[(ms, index, cfg)] of the candidates that run (`run(cfg)` -> output) and agree with `ref` within `tol`,
+    each timed as timer(fn) with fn a no-argument call of `timed(cfg)` (its default argument is the config)."""
+    import torch
+
+    results = []
+    for cfg in cands:
+        try:
+            y = run(cfg)
+            torch.cuda.synchronize(dev)
+        except Exception as e:  # noqa: BLE001 - a candidate that cannot run is skipped, not fatal
+            if verbose:
+                print(f"{who}: skipped {cfg}: {type(e).__name__}: {e}")
+            continue
+        err = _rel_err(y, ref)
+        if not err <= tol:
+            if verbose:
+                print(f"{who}: skipped {cfg}: relative difference {err:.2e} to the default config")
+            continue
+        ms = float(timer(lambda cfg=cfg: timed(cfg)))
+        results.append((ms, len(results), cfg))
+        if verbose:
+            print(f"{who}: {ms * 1e3:9.2f} us  {cfg}")
+    if not results:
+        raise RuntimeError(f"{who}: no candidate config ran (not even the default)")
+    return results
+
+
+def _merge(base: GemmConfig, sm80_list: list, sm90_list: list, max_candidates: int) -> list:
+    """`base`, then candidates of its own mainloop first (a small max_candidates keeps the likelier winners), with at
+    least a quarter of the list for the other mainloop; at most `max_candidates`."""
+    own, other = (sm90_list, sm80_list) if base.mainloop == "sm90" else (sm80_list, sm90_list)
+    keep_other = min(len(other), max(1, (max_candidates - 1) // 4))   # at least a quarter for the other mainloop
+    n_own = min(len(own), max(0, max_candidates - 1 - keep_other))
+    out = [base] + own[:n_own] + other[:max(0, max_candidates - 1 - n_own)]
+    return out[:max_candidates]
+
+
+def candidate_configs(base: GemmConfig, m: int, n_pad: int, k_pad: int, *, num_sms: int = 132,
+                      max_candidates: int = 40) -> list:
+    """Configs to time for a problem whose default config is `base`: `base` first, then tilings of the mma.sync
+    mainloop (and of the wgmma mainloop on sm_90a for 16-bit and per-token 8-bit activations) around it -
+    block_n, block_k split across warps, stages, split-K (on sm_90 also inside a cluster), the wgmma kernel's
+    producer warpgroup - each validated and fitting shared memory, without duplicates, at most `max_candidates` in
+    all. wgmma tiles from M = 32 on (their token tile is at least 64)."""
+    arch = get_arch(base.arch)
+    limit = arch.smem_per_block_bytes
+    add = _collector(base, limit)
+    sm80_list: list = []
+    sm90_list: list = []
 
     def deepest(cfg, most):
-        for st in range(most, 1, -1):
-            if smem_bytes(cfg.with_(stages=st)) <= limit:
-                return cfg.with_(stages=st)
-        return None
+        return _deepest(cfg, most, limit)
 
     def small_grid(bm, bn, split):   # split-K only where the unsplit grid leaves SMs idle
         return split == 1 or -(-m // bm) * (n_pad // bn) * split <= 2 * num_sms
@@ -194,12 +246,7 @@ def candidate_configs(base: GemmConfig, m: int, n_pad: int, k_pad: int, *, num_s
         # of 3 took 0.91x the time, benchmarks/results/2026-11-30_h200_config_probe_cluster_n_28672.log)
         sm90_list.sort(key=lambda c: (c.block_m != base.block_m, c.block_n != base.block_n,
                                       c.split_k != base.split_k))
-    # the default's own mainloop first, so a small max_candidates keeps the likelier winners
-    own, other = (sm90_list, sm80_list) if base.mainloop == "sm90" else (sm80_list, sm90_list)
-    keep_other = min(len(other), max(1, (max_candidates - 1) // 4))   # at least a quarter for the other mainloop
-    n_own = min(len(own), max(0, max_candidates - 1 - keep_other))
-    out = [base] + own[:n_own] + other[:max(0, max_candidates - 1 - n_own)]
-    return out[:max_candidates]
+    return _merge(base, sm80_list, sm90_list, max_candidates)
 
 
 @functools.lru_cache(maxsize=None)
@@ -326,27 +373,13 @@ def autotune(x, weight, *, bias=None, out_dtype=None, x_scales=None, rep_ms: flo
     tol = tolerance if tolerance is not None else (1e-2 if c_dtype == torch.bfloat16 else 2e-3)
     kw = dict(bias=bias, out_dtype=c_dtype, x_scales=x_scales)
     ref = ops.gemm(x, weight, config=base, **kw)
-    results = []
-    for cfg in candidate_configs(base, m, weight.n_pad, weight.k_pad, num_sms=num_sms,
-                                 max_candidates=max_candidates):
-        try:
-            y = ops.gemm(x, weight, config=cfg, **kw)
-            torch.cuda.synchronize(dev)
-        except Exception as e:  # noqa: BLE001 - a candidate that cannot run is skipped, not fatal
-            if verbose:
-                print(f"autotune: skipped {cfg}: {type(e).__name__}: {e}")
-            continue
-        err = _rel_err(y, ref)
-        if not err <= tol:
-            if verbose:
-                print(f"autotune: skipped {cfg}: relative difference {err:.2e} to the default config")
-            continue
-        ms = float(timer(lambda cfg=cfg: ops.gemm(x, weight, config=cfg, **kw)))
-        results.append((ms, len(results), cfg))
-        if verbose:
-            print(f"autotune: {ms * 1e3:9.2f} us  {cfg}")
-    if not results:
-        raise RuntimeError("autotune: no candidate config ran (not even the default)")
+
+    def run(cfg):
+        return ops.gemm(x, weight, config=cfg, **kw)
+
+    results = _time_candidates(candidate_configs(base, m, weight.n_pad, weight.k_pad, num_sms=num_sms,
+                                                 max_candidates=max_candidates),
+                               run, run, ref, timer=timer, tol=tol, dev=dev, verbose=verbose, who="autotune")
     best_ms, _, best = min(results)
     default_ms = next(ms for ms, _, c in results if c == base) if any(c == base for _, _, c in results) else None
     entry = {"config": {f: getattr(best, f) for f in TUNED_FIELDS}, "ms": best_ms, "default_ms": default_ms,

@@ -18,8 +18,9 @@ import time
 from typing import Callable, Optional
 
 from ..arch import get_arch
-from ..config import GemmConfig, smem_bytes
-from .autotune import TuneCache, _cache, _device_name, _rel_err, _table, _version, enabled_on_the_fly, m_bucket
+from ..config import GemmConfig
+from .autotune import (TuneCache, _cache, _collector, _deepest, _device_name, _merge, _table, _time_candidates,
+                       _version, enabled_on_the_fly, m_bucket)
 
 __all__ = ["autotune_moe", "moe_candidate_configs", "moe_problem_key", "apply_moe_entry", "lookup_moe",
            "tuned_moe_config", "MOE_TUNED_FIELDS"]
@@ -62,24 +63,12 @@ def moe_candidate_configs(base: GemmConfig, tokens: int, n_pad: int, k_pad: int,
     arch = get_arch(base.arch)
     limit = arch.smem_per_block_bytes
     bm = base.block_m
-    seen = {base}
+    add = _collector(base, limit)
     sm80_list: list = []
     sm90_list: list = []
 
-    def add(cfg, into):
-        try:
-            cfg = cfg.validate()
-        except (ValueError, NotImplementedError):
-            return
-        if cfg not in seen and smem_bytes(cfg) <= limit and cfg.num_threads <= 512:
-            seen.add(cfg)
-            into.append(cfg)
-
     def deepest(cfg, most):
-        for st in range(most, 1, -1):
-            if smem_bytes(cfg.with_(stages=st)) <= limit:
-                return cfg.with_(stages=st)
-        return None
+        return _deepest(cfg, most, limit)
 
     common = dict(a_dtype=base.a_dtype, b_dtype=base.b_dtype, c_dtype=base.c_dtype, group_size=base.group_size,
                   arch=base.arch, has_bias=base.has_bias, top_k=base.moe_top_k, is_down=base.moe_down,
@@ -132,11 +121,7 @@ def moe_candidate_configs(base: GemmConfig, tokens: int, n_pad: int, k_pad: int,
                         add(cfg.with_(cluster_n=2), sm90_list)
         # tiles of the default's width first: with a small max_candidates its variants are timed before the rest
         sm90_list.sort(key=lambda c: (c.block_n != base.block_n, c.block_k != base.block_k))
-    own, other = (sm90_list, sm80_list) if base.mainloop == "sm90" else (sm80_list, sm90_list)
-    keep_other = min(len(other), max(1, (max_candidates - 1) // 4))   # at least a quarter for the other mainloop
-    n_own = min(len(own), max(0, max_candidates - 1 - keep_other))
-    out = [base] + own[:n_own] + other[:max(0, max_candidates - 1 - n_own)]
-    return out[:max_candidates]
+    return _merge(base, sm80_list, sm90_list, max_candidates)
 
 
 def _epilogue_kind(cfg: GemmConfig) -> str:
@@ -236,27 +221,11 @@ def autotune_moe(x, weight, sorted_token_ids, expert_ids, num_tokens_post_padded
             return bench_ms(fn, rep_ms)
     tol = tolerance if tolerance is not None else (1e-2 if base.c_dtype == "bfloat16" else 2e-3)
     buf = torch.empty_like(ref)      # timed calls write here (no output allocation in the timing)
-    results = []
-    for cfg in moe_candidate_configs(base, tokens, weight.n_pad, weight.k_pad, num_experts=weight.packed.shape[0],
-                                     num_sms=ops._num_sms(dev), max_candidates=max_candidates):
-        try:
-            y = ops.moe_gemm(x, weight, *routing, config=cfg, **cfg_kw)
-            torch.cuda.synchronize(dev)
-        except Exception as e:  # noqa: BLE001 - a candidate that cannot run is skipped, not fatal
-            if verbose:
-                print(f"autotune_moe: skipped {cfg}: {type(e).__name__}: {e}")
-            continue
-        err = _rel_err(y, ref)
-        if not err <= tol:
-            if verbose:
-                print(f"autotune_moe: skipped {cfg}: relative difference {err:.2e} to the default config")
-            continue
-        ms = float(timer(lambda cfg=cfg: ops.moe_gemm(x, weight, *routing, config=cfg, out=buf, **cfg_kw)))
-        results.append((ms, len(results), cfg))
-        if verbose:
-            print(f"autotune_moe: {ms * 1e3:9.2f} us  {cfg}")
-    if not results:
-        raise RuntimeError("autotune_moe: no candidate config ran (not even the default)")
+    cands = moe_candidate_configs(base, tokens, weight.n_pad, weight.k_pad, num_experts=weight.packed.shape[0],
+                                  num_sms=ops._num_sms(dev), max_candidates=max_candidates)
+    results = _time_candidates(cands, lambda cfg: ops.moe_gemm(x, weight, *routing, config=cfg, **cfg_kw),
+                               lambda cfg: ops.moe_gemm(x, weight, *routing, config=cfg, out=buf, **cfg_kw), ref,
+                               timer=timer, tol=tol, dev=dev, verbose=verbose, who="autotune_moe")
     best_ms, _, best = min(results)
     default_ms = next((ms for ms, _, c in results if c == base), None)
     entry = {"config": {f: getattr(best, f) for f in MOE_TUNED_FIELDS}, "ms": best_ms, "default_ms": default_ms,
