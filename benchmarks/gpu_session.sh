@@ -46,7 +46,7 @@ case "$step" in
     run 560 "${tag}_gpu-tests.log" python3 -m pytest -m gpu tests/ -n 16 -q -rf ;;
   verify)
     run 300 "${tag}_gated-tests.log" python3 -m pytest -m gpu tests/test_moe_gpu.py tests/test_moe_autotune.py \
-      -k "small_blocks or staged_store or autotune" -n 16 -q -rf ;;
+      tests/test_gemm_sm90_gpu.py -k "small_blocks or staged_store or autotune or glu_staged" -n 16 -q -rf ;;
   moe-gated)
     run 540 "${tag}_moe_probe_gated.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b,mixtral \
       --tokens 1,16,64 --small --row-cache --grid-bound --budget-s 25 ;;

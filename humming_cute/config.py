@@ -367,7 +367,13 @@ class GemmConfig:
         if self.block_k not in (64, 128):
             raise ValueError(f"the wgmma mainloop takes block_k 64 or 128, got {self.block_k}")
         if self.glu:
-            raise NotImplementedError("GLU epilogues run on the mma.sync mainloop (mainloop='sm80')")
+            if not self.staged_store:
+                raise NotImplementedError("GLU epilogues on the wgmma mainloop combine gate / up pairs in the staged "
+                                          "store (staged_store=True); or run on the mma.sync mainloop "
+                                          "(mainloop='sm80')")
+            if not ALLOW_UNVERIFIED:
+                raise NotImplementedError("GLU epilogues on the wgmma mainloop are built but not yet verified on a "
+                                          "GPU; they run on the mma.sync mainloop (mainloop='sm80')")
         if self.moe and self.block_m < 64 and not ALLOW_UNVERIFIED:
             raise NotImplementedError(f"wgmma MoE blocks of {self.block_m} rows are built but not yet verified on a "
                                       f"GPU; use block_m 64 / 128 or mainloop='sm80'")
@@ -424,7 +430,9 @@ def smem_bytes(cfg: GemmConfig) -> int:
         # the wgmma kernel allocates its scale and zero-point rings (fp16 pairs, >= 1 row) whatever it uses
         s = 2 * max(cfg.scale_rows, 1) * cfg.block_n * 2
         part = cfg.block_m * cfg.block_n * 4 + 16 if cfg.cluster_split_k else 0   # split-K partial (cluster)
-        if cfg.staged_store:
+        if cfg.staged_store and cfg.glu:    # raw fp32 accumulators, padded rows
+            part += cfg.block_m * (cfg.block_n + 4 * (cfg.block_n // ATOM_N)) * 4 + 16
+        elif cfg.staged_store:
             part += cfg.block_m * (cfg.block_n + 8 * (cfg.block_n // ATOM_N)) * 2 + 16   # C staging, padded rows
         if cfg.moe:
             part += cfg.block_m * 12 * (cfg.block_n // ATOM_N) + 32     # the epilogue's routed-row tables

@@ -322,7 +322,7 @@ def moe_default_config(x: torch.Tensor, weight: PreparedWeight, m_tokens: int, *
                                 c_dtype=c_name, group_size=weight.group_size, arch=device_target(x.device),
                                 has_bias=has_bias, top_k=top_k, is_down=is_down, mul_topk_weights=mul_topk_weights,
                                 epilogue=act_name != "none", num_tokens=m_tokens,
-                                num_experts=weight.packed.shape[0], num_sms=_num_sms(x.device))
+                                num_experts=weight.packed.shape[0], num_sms=_num_sms(x.device), glu=glu)
     if act_name != "none":
         config = config.with_(activation=act_name, custom_activation=act_fn, glu=glu)
     return config.validate()

@@ -381,3 +381,58 @@ def test_sm90_moe_act8_compiles(kw):
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
     with pytest.raises(NotImplementedError, match="activations with TMA-loaded rows"):
         GemmConfig(**{**full, **dict(warp_specialized=True, moe_cp_async_rows=True, persistent_ctas=0)}).validate()
+
+
+@pytest.mark.parametrize("extra", [dict(block_m=128, warp_m=128, block_n=128),
+                                   dict(block_m=64, warp_m=64, block_n=128, warp_specialized=True,
+                                        persistent_ctas=132),
+                                   dict(block_m=64, warp_m=64, block_n=128, moe=True, moe_top_k=8),
+                                   dict(block_m=128, warp_m=128, block_n=256, moe=True, moe_top_k=2, moe_down=True,
+                                        moe_mul_topk_weights=True, stages=2)])
+def test_sm90_glu_staged_compiles(monkeypatch, extra):
+    """GLU epilogues on the wgmma mainloop (dense and MoE): the raw fp32 accumulators go through the staging tile
+    and each thread stores 8 GLU outputs as one 16-byte vector (st.global.v4, block_m / 32 per thread; 2-byte stores
+    only for rows that are not 16-byte aligned); no spills; refused without the staged store and until the GPU test
+    has run."""
+    import humming_cute.config as hconfig
+
+    kw = {**dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_k=64, warp_n=64,
+                 warp_k=64, stages=3, arch="sm_90a", mainloop="sm90", has_bias=True, activation="silu_glu",
+                 glu=True), **extra}
+    with pytest.raises(NotImplementedError, match="staged store"):
+        GemmConfig(**kw).validate()
+    with pytest.raises(NotImplementedError, match="not yet verified"):
+        GemmConfig(**kw, staged_store=True).validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    cfg = GemmConfig(**kw, staged_store=True).validate()
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    bm = cfg.block_m
+    assert len(re.findall(r"st\.global\.v4\.", art.ptx)) == -(-bm // 32)
+    assert len(re.findall(r"st\.global\.(?:b16|u16|f16)", art.ptx)) == -(-bm // 32) * 8
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+
+
+def test_wgmma_glu_switch(monkeypatch):
+    """`heuristics.WGMMA_GLU` (off until the GPU test has run): GLU layers keep mma.sync by default; switched on,
+    dense GLU from M = 64 and MoE GLU blocks of 64 / 128 rows take the wgmma kernel with the staged store, 256-row
+    dense tiles cut to 128 rows and every config fitting shared memory."""
+    import humming_cute.config as hconfig
+    import humming_cute.tune.heuristics as heur
+
+    kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128)
+    glu = dict(activation="silu_glu", glu=True)
+    assert default_config(4096, 28672, 4096, arch="sm_90a", glu=True, **kw).mainloop == "sm80"
+    assert not heur.moe_uses_wgmma("sm_90a", "float16", epilogue=True)
+    assert heur.default_moe_config(64, 1536, 2048, arch="sm_90a", top_k=8, epilogue=True, glu=True,
+                                   **kw).mainloop == "sm80"
+    monkeypatch.setattr(heur, "WGMMA_GLU", True)
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    assert heur.moe_uses_wgmma("sm_90a", "float16", epilogue=True)
+    for m in (64, 300, 4096):
+        cfg = default_config(m, 28672, 4096, arch="sm_90a", glu=True, **kw).with_(**glu).validate()
+        assert cfg.mainloop == "sm90" and cfg.staged_store and cfg.block_m <= 128
+    assert default_config(16, 28672, 4096, arch="sm_90a", glu=True, **kw).mainloop == "sm80"     # decode
+    for bm, b, g in ((64, "uint4", 128), (128, "uint4", 128), (128, "int8", 0)):
+        cfg = heur.default_moe_config(bm, 4096, 2048, arch="sm_90a", top_k=2, epilogue=True, glu=True,
+                                      **{**kw, "b_dtype": b, "group_size": g}).with_(**glu).validate()
+        assert (cfg.mainloop, cfg.block_m, cfg.staged_store) == ("sm90", bm, True) and cfg.stages >= 3

@@ -229,3 +229,55 @@ def test_wgmma_cluster_n(a, b, group, scale, m, bm, bn, bk, stages, cn, extra):
     tiles split 4 ways."""
 
     _check_option(a, b, group, scale, m, 1024, bm, bn, bk, stages, extra, dict(cluster_n=cn), m + cn)
+
+
+@pytest.mark.parametrize("a,b,group,scale", [("float16", "uint4", 128, "float16"), ("bfloat16", "int8", 0, "float16"),
+                                             ("float16", "float4e2m1", 32, "ue8m0")])
+@pytest.mark.parametrize("m,n,bm,bn,extra", [(1, 640, 64, 64, {}), (333, 604, 128, 128, {}),
+                                             (4096, 640, 256, 128, {}), (200, 640, 128, 128, {"split_k": 2}),
+                                             (700, 600, 128, 128, {"warp_specialized": True, "persistent_ctas": 5}),
+                                             (77, 256, 32, 128, {})])
+@pytest.mark.parametrize("activation", ["silu_glu", "custom"])
+def test_wgmma_glu_staged(monkeypatch, a, b, group, scale, m, n, bm, bn, extra, activation):
+    """GLU epilogues on the wgmma mainloop (built and compile-checked, enabled here through config.ALLOW_UNVERIFIED
+    for its GPU run): raw fp32 accumulators staged in shared memory, gate / up pairs combined in the copy and stored
+    as 16-byte vectors (N / 2 = 302: element stores), built-in and custom GLU, bias; against the reference and
+    close to the mma.sync GLU epilogue, also with split-K and the persistent grid; every output written."""
+    import humming_cute as hc
+    import humming_cute.config as hconfig
+    from humming_cute import activations as act
+    from humming_cute.arch import get_arch
+    from humming_cute.config import smem_bytes
+    from humming_cute.quant.reference import reference_gemm
+    from humming_cute.quant.weight import quantize_weight
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+
+    def swiglu_clamped(gate, up):
+        return act.silu(act.minimum(gate, 7.0)) * up
+
+    fn = swiglu_clamped if activation == "custom" else activation
+    _, act_fn, _ = act.resolve(fn, True)
+    name = "custom" if activation == "custom" else "silu_glu"
+    bk = 64
+    kw = dict(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, block_m=bm, block_n=bn, block_k=bk, warp_m=bm,
+              warp_n=64, warp_k=bk, stages=3, arch="sm_90a", mainloop="sm90", has_bias=True, activation=name,
+              custom_activation=act_fn, glu=True, **extra)
+    cfg = GemmConfig(**kw, staged_store=True)
+    while smem_bytes(cfg) > get_arch("sm_90a").smem_per_block_bytes:   # the fp32 staging tiles take stages
+        cfg = cfg.with_(stages=cfg.stages - 1)
+    torch.manual_seed(m + n)
+    dt = getattr(torch, a)
+    k = 1280
+    qw = quantize_weight(torch.randn(n, k, device="cuda"), b, group, scale)
+    pw = hc.prepare_weight(qw, a)
+    x = torch.randn(m, k, device="cuda", dtype=dt)
+    bias = torch.randn(n, device="cuda", dtype=dt)
+    out = torch.full((m, n // 2), float("nan"), device="cuda", dtype=dt)
+    y = hc.gemm(x, pw, bias=bias, out=out, config=cfg, activation=fn, glu=True)
+    ref = reference_gemm(x, qw, bias=bias, activation=fn, glu=True, out_dtype=torch.float32)
+    assert y.shape == (m, n // 2) and not torch.isnan(y).any(), "an output element was never written"
+    tol = 2e-3 if a == "float16" else 1e-2
+    assert ((y.float() - ref).norm() / ref.norm()).item() < tol
+    y80 = hc.gemm(x, pw, bias=bias, activation=fn, glu=True)             # the mma.sync GLU epilogue
+    assert ((y.float() - y80.float()).norm() / y80.float().norm()).item() < tol

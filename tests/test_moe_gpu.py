@@ -366,6 +366,55 @@ def test_moe_wgmma_staged_store(monkeypatch, fmt, experts, top_k, tokens, block_
                   same_as=config(False))
 
 
+@pytest.mark.parametrize("a,b,group", [("float16", "uint4", 128), ("bfloat16", "int8", 0)])
+@pytest.mark.parametrize("experts,top_k,tokens,block_m,bn,n,down,ws,ctas", [
+    (8, 2, 45, 64, 128, 384, False, False, 0), (8, 2, 300, 128, 256, 512, True, False, 0),
+    (64, 8, 37, 64, 128, 604, True, True, 132), (8, 2, 200, 64, 64, 256, False, True, 0)])
+def test_moe_wgmma_glu_staged(monkeypatch, a, b, group, experts, top_k, tokens, block_m, bn, n, down, ws, ctas):
+    """A GLU epilogue on the wgmma MoE GEMM (through the staged store; enabled here through config.ALLOW_UNVERIFIED
+    for its GPU run): gate / up pairs combined per routed row, routing weights, padding and other ranks' rows
+    untouched (N / 2 = 302: element stores); against the reference and close to the mma.sync GLU MoE epilogue."""
+    import humming_cute.config as hconfig
+    from humming_cute.arch import get_arch
+    from humming_cute.config import GemmConfig, smem_bytes
+    from humming_cute.ops import device_target
+    from humming_cute.tune.heuristics import default_moe_config
+
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma mainloop runs on sm_90 only")
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    gen = torch.Generator().manual_seed(tokens + n)
+    dtype = getattr(torch, a)
+    qw = quantize_weight(torch.randn(experts, n, 512, generator=gen).cuda(), b, group)
+    pw = hc.prepare_weight(qw, a)
+    ids = _routing(tokens, experts, top_k, True, gen).cuda()
+    emap = torch.arange(experts, dtype=torch.int32, device="cuda")
+    emap[::3] = -1
+    s, ei, npost = hc.moe_align_block_size(ids, block_m, experts, emap)
+    x = torch.randn(tokens * top_k if down else tokens, 512, generator=gen).to("cuda", dtype)
+    w = torch.rand(tokens, top_k, generator=gen).cuda()
+    cfg = GemmConfig(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, block_m=block_m, block_n=bn, block_k=64,
+                     warp_m=block_m, warp_n=64, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90", moe=True,
+                     moe_top_k=top_k, moe_down=down, moe_mul_topk_weights=down, warp_specialized=ws,
+                     persistent_ctas=ctas, staged_store=True, activation="silu_glu", glu=True)
+    while smem_bytes(cfg) > get_arch("sm_90a").smem_per_block_bytes:     # the fp32 staging tiles take stages
+        cfg = cfg.with_(stages=cfg.stages - 1)
+    cfg = cfg.validate()
+    kw = dict(top_k=top_k, topk_weights=w, mul_topk_weights=down, is_down=down, activation="silu_glu")
+    y = hc.moe_gemm(x, pw, s, ei, npost, block_m=block_m, config=cfg, **kw)
+    ref = reference_moe_gemm(x, qw, s, ei, npost, top_k=top_k, block_m=block_m, topk_weights=w,
+                             mul_topk_weights=down, is_down=down, activation="silu_glu", out_dtype=torch.float32)
+    off = (emap[ids.long()] < 0).reshape(tokens, top_k)
+    assert (y[off] == 0).all(), "a row of another rank's expert was written"
+    tol = 2e-3 if a == "float16" else 1e-2
+    assert ((y.float() - ref).norm() / ref.norm()).item() < tol
+    cfg80 = default_moe_config(block_m, pw.n_pad, pw.k_pad, a_dtype=a, b_dtype=b, c_dtype=a, group_size=group,
+                               arch=device_target(torch.device("cuda")), top_k=top_k, is_down=down,
+                               mul_topk_weights=down, epilogue=True).with_(activation="silu_glu", glu=True)
+    y80 = hc.moe_gemm(x, pw, s, ei, npost, block_m=block_m, config=cfg80.validate(), **kw)
+    assert ((y.float() - y80.float()).norm() / y80.float().norm()).item() < tol
+
+
 def _wgmma_moe_config(block_m, bn, bk, top_k, down, **kw):
     """make_config for `_check_routed`: a wgmma MoE config of this tile (block_k down to 64 for 64-groups) with the
     routing's top_k / projection and the options in `kw`."""

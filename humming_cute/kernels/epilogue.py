@@ -46,17 +46,21 @@ class Epilogue:
             out = out + mBias[n].to(cutlass.Float32)
         return out
 
+    def glu_value(self, vg, vu, gscale, n, mCS, mBias):
+        """GLU of weight columns n (gate) and n + 1 (up): act(gate) * up, or the custom f(gate, up), on the scaled
+        values plus bias (the one GLU arithmetic of every epilogue, so they agree bitwise)."""
+        gate = self.scale_bias(vg, gscale, n, mCS, mBias)
+        up = self.scale_bias(vu, gscale, n + 1, mCS, mBias)
+        if cutlass.const_expr(self.custom):
+            return self.act_fn(gate, up)
+        return self.act_fn(gate) * up
+
     def moe_value(self, v, v_up, xs, gscale, n, mCS, mBias):
         """One MoE output element in fp32 before the routing weight: accumulator(s) times the row's activation
         scale, scales and bias, the activation (GLU: `v` gate, `v_up` up of column n // 2). The one arithmetic of
         every MoE epilogue, so they agree bitwise."""
         if cutlass.const_expr(self.glu):
-            gate = self.scale_bias(v * xs, gscale, n, mCS, mBias)
-            up = self.scale_bias(v_up * xs, gscale, n + 1, mCS, mBias)
-            if cutlass.const_expr(self.custom):
-                out = self.act_fn(gate, up)
-            else:
-                out = self.act_fn(gate) * up
+            out = self.glu_value(v * xs, v_up * xs, gscale, n, mCS, mBias)
         else:
             out = self.scale_bias(v * xs, gscale, n, mCS, mBias)
             if cutlass.const_expr(self.act_fn is not None):
@@ -96,13 +100,7 @@ class Epilogue:
                     if cutlass.const_expr(self.token_scale):
                         vg = vg * mXS[m]
                         vu = vu * mXS[m]
-                    gate = self.scale_bias(vg, gscale, n, mCS, mBias)
-                    up = self.scale_bias(vu, gscale, n + 1, mCS, mBias)
-                    if cutlass.const_expr(self.custom):
-                        out = self.act_fn(gate, up)
-                    else:
-                        out = self.act_fn(gate) * up
-                    mC[m, n // 2] = out.to(self.c_type)
+                    mC[m, n // 2] = self.glu_value(vg, vu, gscale, n, mCS, mBias).to(self.c_type)
 
     @cute.jit
     def store_staged(self, acc, tCcC, m0, n0, M, N, mG, mCS, mBias, mC, mXS, sC, t, bar_id):
@@ -132,6 +130,68 @@ class Epilogue:
             n = n0 + col
             if m < M:
                 self.copy_staged_row(sC, row, col, mC, m, m * N, n, N, vec_ok)
+        cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # sC is free for the next tile
+
+    @cute.jit
+    def stage_raw(self, acc, tCcC, sC, bar_id):
+        """The warpgroup's fp32 accumulators into its fp32 staging tile at (token, weight column), then sync."""
+        for i in cutlass.range_constexpr(cute.size(acc)):
+            coord = tCcC[i]
+            sC[coord[1], coord[0]] = acc[i]
+        cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)
+
+    @cute.jit
+    def glu_row8(self, sC, row, c0, n0, N, xs, gscale, mCS, mBias):
+        """Outputs c0..c0+7 of staging row `row` (GLU: weight columns n0 + 2c gate, n0 + 2c + 1 up, raw fp32 in sC,
+        times the row's activation scale `xs` for 8/4-bit activations) as 8 fp32 values."""
+        vals = cute.make_rmem_tensor(cute.make_layout(8), cutlass.Float32)
+        for j in cutlass.range_constexpr(8):
+            c = c0 + j
+            n = cutlass.min(n0 + 2 * c, N - 2)     # pairs past N are computed and never stored
+            vg = sC[row, 2 * c]
+            vu = sC[row, 2 * c + 1]
+            if cutlass.const_expr(self.token_scale):
+                vg = vg * xs
+                vu = vu * xs
+            vals[j] = self.glu_value(vg, vu, gscale, n, mCS, mBias)
+        return vals
+
+    @cute.jit
+    def store_row8(self, vals, mC, m, row_off, n, N, vec_ok):
+        """8 finished values (c_type) -> C row m, columns n..n+7 (`row_off` = m * N): one 16-byte vector where C's
+        rows allow it, else element stores inside N."""
+        if vec_ok and n + 8 <= N:
+            dst = cute.make_tensor((mC.iterator + (row_off + n)).align(16), cute.make_layout(8))
+            dst.store(vals.load())
+        else:
+            for j in cutlass.range_constexpr(8):
+                if n + j < N:
+                    mC[m, n + j] = vals[j]
+
+    @cute.jit
+    def store_staged_glu(self, acc, tCcC, m0, n0, M, N, mG, mCS, mBias, mC, mXS, sC, t, bar_id):
+        """`store_staged` with a GLU epilogue (wgmma): the raw fp32 accumulators go to the warpgroup's fp32 staging
+        tile, then 4 threads per token row each combine 8 gate / up column pairs (`glu_value`, the arithmetic of
+        the mma.sync GLU epilogue) and store the 8 outputs as one 16-byte vector. `N`: the weight's columns (C
+        holds N / 2)."""
+        gscale = mG[0]
+        self.stage_raw(acc, tCcC, sC, bar_id)
+        n_out = N // 2
+        vec_ok = (n_out % 8 == 0) & (mC.iterator.toint() % 16 == 0)
+        bm = self.cfg.block_m
+        for rr in cutlass.range_constexpr((bm + 31) // 32):
+            row = t // 4 + 32 * rr
+            c0 = (t % 4) * 8
+            m = m0 + row
+            if row < bm and m < M:
+                xs = cutlass.Float32(1.0)
+                if cutlass.const_expr(self.token_scale):
+                    xs = mXS[m]
+                vals = self.glu_row8(sC, row, c0, n0, N, xs, gscale, mCS, mBias)
+                out = cute.make_rmem_tensor(cute.make_layout(8), self.c_type)
+                for j in cutlass.range_constexpr(8):
+                    out[j] = vals[j].to(self.c_type)
+                self.store_row8(out, mC, m, m * n_out, n0 // 2 + c0, n_out, vec_ok)
         cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # sC is free for the next tile
 
     @cute.jit
@@ -203,31 +263,60 @@ class Epilogue:
                          sF, sC, t, bar_id):
         """`store_moe_rows` through the warpgroup's staging tile (`staged_store` on the wgmma MoE GEMM): finished
         values go to sC (block row, column), then 8 threads copy one routed row's 64 columns to its output row as
-        16-byte vectors (padding rows skipped) instead of 2-byte stores four rows at a time."""
+        16-byte vectors (padding rows skipped) instead of 2-byte stores four rows at a time. GLU: the raw fp32
+        accumulators are staged and 4 threads per row combine the gate / up pairs (as `store_staged_glu`). `N`: the
+        weight's columns."""
         n_rows = cute.size(mC, mode=[0])
-        if is_last:
-            self.fill_moe_rows(m0, mC, mSorted, mTopkW, mXS, sTok, sF, t, bar_id)
-            for i in cutlass.range_constexpr(cute.size(acc)):
-                coord = tCcC[i]
-                n = cutlass.min(n0 + coord[0], N - 1)      # columns past N are computed and never stored
-                sC[coord[1], coord[0]] = self.moe_row_value(acc[i], coord[1], n, gscale, mCS, mBias, sF)
-            cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)
-            vec_ok = (N % 8 == 0) & (mC.iterator.toint() % 16 == 0)
-            for rr in cutlass.range_constexpr(cute.size(sC, mode=[0]) // 16):
-                row = t // 8 + 16 * rr
-                col = (t % 8) * 8
-                tok = sTok[row]
-                n = n0 + col
-                if tok < n_rows:
-                    self.copy_staged_row(sC, row, col, mC, tok, cutlass.Int64(tok) * N, n, N, vec_ok)
-            cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # sC and the table are free again
+        if cutlass.const_expr(self.glu):
+            if is_last:
+                self.fill_moe_rows(m0, mC, mSorted, mTopkW, mXS, sTok, sF, t, bar_id)
+                self.stage_raw(acc, tCcC, sC, bar_id)
+                n_out = N // 2
+                vec_ok = (n_out % 8 == 0) & (mC.iterator.toint() % 16 == 0)
+                bm = self.cfg.block_m
+                for rr in cutlass.range_constexpr((bm + 31) // 32):
+                    row = t // 4 + 32 * rr
+                    c0 = (t % 4) * 8
+                    if row < bm:
+                        tok = sTok[row]
+                        if tok < n_rows:
+                            xs = cutlass.Float32(1.0)
+                            if cutlass.const_expr(self.token_scale):
+                                xs = sF[row, 1]
+                            vals = self.glu_row8(sC, row, c0, n0, N, xs, gscale, mCS, mBias)
+                            out = cute.make_rmem_tensor(cute.make_layout(8), self.c_type)
+                            for j in cutlass.range_constexpr(8):
+                                v = vals[j]
+                                if cutlass.const_expr(self.mul_topk):
+                                    v = v * sF[row, 0]
+                                out[j] = v.to(self.c_type)
+                            self.store_row8(out, mC, tok, cutlass.Int64(tok) * n_out, n0 // 2 + c0, n_out, vec_ok)
+                cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # sC and the table are free again
+        else:
+            if is_last:
+                self.fill_moe_rows(m0, mC, mSorted, mTopkW, mXS, sTok, sF, t, bar_id)
+                for i in cutlass.range_constexpr(cute.size(acc)):
+                    coord = tCcC[i]
+                    n = cutlass.min(n0 + coord[0], N - 1)      # columns past N are computed and never stored
+                    sC[coord[1], coord[0]] = self.moe_row_value(acc[i], coord[1], n, gscale, mCS, mBias, sF)
+                cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)
+                vec_ok = (N % 8 == 0) & (mC.iterator.toint() % 16 == 0)
+                for rr in cutlass.range_constexpr(cute.size(sC, mode=[0]) // 16):
+                    row = t // 8 + 16 * rr
+                    col = (t % 8) * 8
+                    tok = sTok[row]
+                    n = n0 + col
+                    if tok < n_rows:
+                        self.copy_staged_row(sC, row, col, mC, tok, cutlass.Int64(tok) * N, n, N, vec_ok)
+                cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # sC and the table are free again
 
     @cute.jit
     def store_moe(self, acc, tCcC, m0, n0, N, wk_idx, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW, mXS):
         """The mma.sync MoE epilogue (the wgmma one is `store_moe_rows`): tile row r is sorted position m0 + r; its
-        output row is the flat id sorted_token_ids[pos] (padding ids >= M * top_k are skipped); the routing weight multiplies after the activation. Only the
-        first K-warp stores: it holds the sum over the K-split warps. 8/4-bit activations: the activation row's
-        scale (row id // top_k up, row id down) multiplies the accumulators first."""
+        output row is the flat id sorted_token_ids[pos] (padding ids >= M * top_k are skipped); the routing weight
+        multiplies after the activation. Only the first K-warp stores: it holds the sum over the K-split warps.
+        8/4-bit activations: the activation row's scale (row id // top_k up, row id down) multiplies the
+        accumulators first."""
         if cutlass.const_expr(self.cfg.moe_row_cache):
             self.store_moe_cached(acc, tCcC, m0, n0, N, wk_idx, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW, mXS)
         else:

@@ -466,6 +466,8 @@ class Sm90MixedGemm:
                                           0, 0, 0)
             M = cute.size(mC, mode=[0])
             N = cute.size(mC, mode=[1])
+            if cutlass.const_expr(self.cfg.glu):
+                N = N * 2   # C holds N/2 GLU outputs; the epilogue runs over the N accumulator columns
             xs = self.act_scales(mG, mWS, mTopkW)
             sC = self.staging_tile(smem, wg) if self.cfg.staged_store else None
             sTok, sF = self.moe_row_table(smem, wg) if self.moe else (None, None)
@@ -499,6 +501,9 @@ class Sm90MixedGemm:
                                                  moe_st[1], mG[e_idx, None][0], mCS[e_idx, None],
                                                  mBias[e_idx, None], mC, mSorted, mTopkW, xs, sTok, sF, tidx % 128,
                                                  2 + wg)
+                elif cutlass.const_expr(self.cfg.staged_store and self.cfg.glu):
+                    self.epilogue.store_staged_glu(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M,
+                                                   N, mG, mCS, mBias, mC, xs, sC, tidx % 128, 2 + wg)
                 elif cutlass.const_expr(self.cfg.staged_store):
                     self.epilogue.store_staged(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M, N,
                                                mG, mCS, mBias, mC, xs, sC, tidx % 128, 2 + wg)
@@ -542,9 +547,11 @@ class Sm90MixedGemm:
 
     @cute.jit
     def staging_tile(self, smem, wg):
-        """This warpgroup's C staging tile (`staged_store`): block_m token rows of 64 + 8 output columns."""
-        sC = smem.allocate_tensor(self.c_type, cute.make_layout((self.bm, ATOM_N + 8, self.n_wg),
-                                                                stride=(ATOM_N + 8, 1, self.bm * (ATOM_N + 8))),
+        """This warpgroup's C staging tile (`staged_store`): block_m token rows of 64 + 8 output columns; with a GLU
+        epilogue the raw fp32 accumulators, 64 + 4 columns (the pairs are combined in the copy)."""
+        dtype, pad = (cutlass.Float32, 4) if self.cfg.glu else (self.c_type, 8)
+        sC = smem.allocate_tensor(dtype, cute.make_layout((self.bm, ATOM_N + pad, self.n_wg),
+                                                          stride=(ATOM_N + pad, 1, self.bm * (ATOM_N + pad))),
                                   byte_alignment=16)
         return sC[None, None, wg]
 
@@ -672,6 +679,8 @@ class Sm90MixedGemm:
         # split order (deterministic) and runs the epilogue
         M = cute.size(mC, mode=[0])
         N = cute.size(mC, mode=[1])
+        if cutlass.const_expr(self.cfg.glu):
+            N = N * 2   # C holds N/2 GLU outputs; the epilogue runs over the N accumulator columns
         m0 = bm_idx * self.bm
         n0 = bn_idx * self.bn + wg * ATOM_N
         is_last = moe_st[1]
@@ -704,7 +713,12 @@ class Sm90MixedGemm:
         elif cutlass.const_expr(self.cfg.staged_store):
             sC = self.staging_tile(smem, wg)
             if is_last:
-                self.epilogue.store_staged(acc, tCcC, m0, n0, M, N, mG, mCS, mBias, mC, xs, sC, tidx % 128, 2 + wg)
+                if cutlass.const_expr(self.cfg.glu):
+                    self.epilogue.store_staged_glu(acc, tCcC, m0, n0, M, N, mG, mCS, mBias, mC, xs, sC, tidx % 128,
+                                                   2 + wg)
+                else:
+                    self.epilogue.store_staged(acc, tCcC, m0, n0, M, N, mG, mCS, mBias, mC, xs, sC, tidx % 128,
+                                               2 + wg)
         else:
             self.epilogue.store(acc, tCcC, m0, n0, M, N, 0, is_last, mG, mCS, mBias, mC, mCS, xs, xs,
                                 transposed=True)

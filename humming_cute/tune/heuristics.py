@@ -20,6 +20,11 @@ def _largest_dividing(options, n: int) -> int:
 # smallest M that takes the wgmma mainloop on sm_90a by default (below it the mma.sync decode configs win)
 SM90_MIN_M = 64
 
+#: GLU epilogues take the wgmma mainloop by default (through the staged store, `with_glu_staging`); built and
+#: compile-checked, not yet GPU-verified: off, so GLU layers run on mma.sync (config.ALLOW_UNVERIFIED lifts the
+#: refusal for explicit configs)
+WGMMA_GLU = False
+
 #: the smallest MoE block that takes the wgmma mainloop by default (`moe_uses_wgmma`); 16 / 32-row wgmma blocks are
 #: built but refused until GPU-verified (config.ALLOW_UNVERIFIED), so smaller blocks stay on mma.sync
 WGMMA_MOE_MIN_BLOCK = 64
@@ -32,6 +37,25 @@ def _deepest_stages(cfg: GemmConfig, arch: str, most: int = 8) -> GemmConfig:
         if smem_bytes(cfg.with_(stages=st)) <= limit:
             return cfg.with_(stages=st)
     return cfg.with_(stages=2)
+
+
+def with_glu_staging(cfg: GemmConfig, keep_block_m: bool = False) -> GemmConfig:
+    """A wgmma config with the staged store a GLU epilogue needs (raw fp32 accumulators in shared memory), its
+    pipeline cut to fit: 256-row tiles (whose staging alone takes 139 KB) become 128 rows, or with `keep_block_m`
+    (an MoE routing block) 256-wide weight tiles become 128 wide where fewer than 3 stages would fit."""
+    if cfg.block_m > 128 and not keep_block_m:
+        cfg = cfg.with_(block_m=128, warp_m=128)
+    limit = get_arch("sm_90a").smem_per_block_bytes
+
+    def fitted(c):
+        sized = c.with_(staged_store=True, glu=True, activation="silu_glu")
+        while smem_bytes(sized) > limit and sized.stages > 2:
+            sized = sized.with_(stages=sized.stages - 1)
+        return c.with_(staged_store=True, stages=sized.stages)
+    out = fitted(cfg)
+    if out.stages < 3 and cfg.block_n > 128:
+        out = fitted(cfg.with_(block_n=128, stages=max(cfg.stages, 3)))
+    return out
 
 
 def _sm90_mid_m_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c_dtype: str,
@@ -135,9 +159,10 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
     wgmma_act = a_dtype in ("float16", "bfloat16") or (a_dtype in ACT8_TYPES and not act_group_size
                                                        and (group_size == 0 or group_size >= 64))
     if mainloop == "sm90" or (mainloop is None and get_arch(arch).sm == 90 and m >= SM90_MIN_M
-                              and not batch_invariant and not glu and wgmma_act):
-        return sm90_config(m, n_pad, k_pad, a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype,
-                           group_size=group_size, has_bias=has_bias, num_sms=num_sms, fp8_fast_accum=fp8_fast_accum)
+                              and not batch_invariant and (not glu or WGMMA_GLU) and wgmma_act):
+        cfg = sm90_config(m, n_pad, k_pad, a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype,
+                          group_size=group_size, has_bias=has_bias, num_sms=num_sms, fp8_fast_accum=fp8_fast_accum)
+        return with_glu_staging(cfg) if glu else cfg
     if m <= 16:
         bm, wm = 16, 16
     elif m <= 32:
@@ -229,18 +254,19 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
 
 def moe_uses_wgmma(arch: str, a_dtype: str, epilogue: bool = False) -> bool:
     """Whether MoE blocks of 64 / 128 rows run on the wgmma mainloop by default: sm_90a, 16-bit activations,
-    no activation / GLU in the epilogue (those MoE epilogues are GPU-tested on mma.sync only)."""
-    return get_arch(arch).sm == 90 and a_dtype in ("float16", "bfloat16") and not epilogue
+    no activation / GLU in the epilogue unless `WGMMA_GLU` (those MoE epilogues are GPU-tested on mma.sync)."""
+    return get_arch(arch).sm == 90 and a_dtype in ("float16", "bfloat16") and (not epilogue or WGMMA_GLU)
 
 
 def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c_dtype: str,
                        group_size: int, arch: str, has_bias: bool = False, top_k: int = 1, is_down: bool = False,
                        mul_topk_weights: bool = False, epilogue: bool = False,
                        mainloop: Optional[str] = None, num_tokens: Optional[int] = None,
-                       num_experts: Optional[int] = None, num_sms: int = 132) -> GemmConfig:
+                       num_experts: Optional[int] = None, num_sms: int = 132, glu: bool = False) -> GemmConfig:
     """The MoE GEMM's config: block_m is the routing alignment block; K deep and split across warps.
-    `epilogue`: an activation / GLU follows (keeps the mma.sync mainloop); `mainloop` forces one. `num_tokens` and
-    `num_experts` (when known) size 16-row decode tiles to the expected number of routed blocks."""
+    `epilogue`: an activation / GLU follows (keeps the mma.sync mainloop unless `WGMMA_GLU`; `glu`: it is a GLU,
+    which the wgmma kernel combines in its staged store); `mainloop` forces one. `num_tokens` and `num_experts`
+    (when known) size 16-row decode tiles to the expected number of routed blocks."""
     if block_m not in (16, 32, 64, 128):
         raise ValueError(f"MoE block_m must be 16, 32, 64 or 128, got {block_m}")
     if mainloop not in (None, "sm80", "sm90"):
@@ -257,7 +283,8 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
                          warp_k=64, stages=2, arch="sm_90a", mainloop="sm90", moe=True, moe_top_k=top_k,
                          moe_down=is_down, moe_mul_topk_weights=mul_topk_weights)
         if k_pad % 64 == 0:
-            return _deepest_stages(cfg, "sm_90a")
+            cfg = _deepest_stages(cfg, "sm_90a")
+            return with_glu_staging(cfg, keep_block_m=True) if glu else cfg
     wm = {16: 16, 32: 32, 64: 32, 128: 64}[block_m]
     if a_dtype not in ("float16", "bfloat16"):
         wm = min(wm, 32)     # 8/4-bit activations: weight lanes and partial sums need the registers
