@@ -19,6 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import humming_cute as hc  # noqa: E402
+import humming_cute.config as hconfig  # noqa: E402
 from humming_cute.arch import current_arch, get_arch  # noqa: E402
 from humming_cute.bench.timing import bench_ms, copy_bandwidth, environment  # noqa: E402
 from humming_cute.config import smem_bytes  # noqa: E402
@@ -47,7 +48,14 @@ p.add_argument("--cluster-n", default="",
                help="comma list of cluster sizes: also every unsplit or cluster-split wgmma candidate (incl. its --ws / "
                     "--persistent / --staged / --cluster variants) with the activation tile multicast over clusters of "
                     "that many CTAs (cluster_n)")
+p.add_argument("--glu", action="store_true",
+               help="a silu GLU epilogue (N/2 outputs) on the default and every candidate (wgmma ones through the "
+                    "staged store; with --unverified while that is not yet GPU-verified); Humming's time is without")
+p.add_argument("--unverified", action="store_true",
+               help="candidates with config.ALLOW_UNVERIFIED (options built but not yet GPU-verified); each output "
+                    "is still checked against the default's")
 args = p.parse_args()
+hconfig.ALLOW_UNVERIFIED = args.unverified
 cluster_ns = [int(c) for c in args.cluster_n.split(",") if c]
 
 
@@ -121,6 +129,14 @@ def candidates(m: int, n: int, arch: str):
                     and (n // cfg.block_n) % cn == 0):
                 with_cn.append((f"{name} cn{cn}", cfg.with_(cluster_n=cn)))
     out = with_cn
+    if args.glu:     # GLU on every candidate; the fp32 staging tiles of the wgmma ones take pipeline stages
+        glu_out = []
+        for name, cfg in out:
+            cfg = cfg.with_(activation="silu_glu", glu=True, staged_store=cfg.mainloop == "sm90" or cfg.staged_store)
+            while smem_bytes(cfg) > limit and cfg.stages > 2:
+                cfg = cfg.with_(stages=cfg.stages - 1)
+            glu_out.append((f"{name} glu" + (f" st{cfg.stages}" if cfg.mainloop == "sm90" else ""), cfg))
+        out = glu_out
     valid = []
     for name, cfg in out:
         try:
@@ -141,8 +157,9 @@ for shape in args.shapes.split(","):
     w, qw, pw, hm = weight_and_peer((n, k), args.b, args.group)
     for m in map(int, args.m.split(",")):
         x = torch.randn(m, k, device="cuda", dtype=torch.float16)
-        y = hc.gemm(x, pw)
-        t_def = bench_ms(lambda: hc.gemm(x, pw), 60) * 1e3
+        act = "silu_glu" if args.glu else None
+        y = hc.gemm(x, pw, activation=act)
+        t_def = bench_ms(lambda: hc.gemm(x, pw, activation=act), 60) * 1e3
         t_hm = bench_ms(lambda: hm.call(hm.to_input(x)), 60) * 1e3 if hm else float("nan")
         print(f"N={n} K={k} M={m}: default {t_def:.1f}us  humming {t_hm:.1f}us  ratio {t_def / t_hm:.2f}",
               flush=True)

@@ -12,6 +12,7 @@
 #   bash benchmarks/gpu_session.sh probe        # the first probes in one call: dense cluster_n / persistent at
 #                                               # 8192^2 M 256 / 4096 and 28672x4096 M 4096; Qwen MoE tiles
 #   bash benchmarks/gpu_session.sh dense        # wgmma tile / cluster_n / persistent probes at M 256 and 4096
+#   bash benchmarks/gpu_session.sh glu          # silu GLU layers: wgmma tiles (staged GLU) against the mma.sync default
 #   bash benchmarks/gpu_session.sh dense-small  # M 16 / 64 on wgmma: cluster split-K 2 / 4 with and without cluster_n
 #                                               # (4096 x 14336 at M = 64: 128 CTAs of one warpgroup, 1.12x Humming)
 #   bash benchmarks/gpu_session.sh decode8      # W8A16 channel decode (M 1 / 16), 28672 x 4096 and 8192^2: tile widths
@@ -30,7 +31,7 @@
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/run}
 mkdir -p "$OUT"
-step=${1:?"usage: gpu_session.sh tests|verify|moe-gated|moe-staged|moe-wgmma-small|probe|dense|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|moe-tuned|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|moe-tuned|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -79,6 +80,10 @@ case "$step" in
     run 250 "${tag}_config_probe_w8.log" python3 benchmarks/config_probe.py --m 256,4096 --b int8 --group 0 \
       --shapes 8192x8192,28672x4096 --families sm90 --ws --cluster-n 2 \
       --match '^sm90 (128|256)x(128|256)x64 st[0-9] split1( ws)?( cn2)?$' --budget-s 55 ;;
+  glu)
+    run 300 "${tag}_config_probe_glu.log" python3 benchmarks/config_probe.py --glu --unverified --m 256,4096 \
+      --shapes 8192x8192,28672x4096 --families sm90 --ws --match '^sm90 (64|128|256)x128x(64|128) st[0-9] split1' \
+      --budget-s 50 ;;
   dense-small)
     run 540 "${tag}_config_probe_m64_cluster_n.log" python3 benchmarks/config_probe.py --m 64,16 \
       --shapes 4096x14336,8192x8192,4096x4096,28672x4096 --families sm90 --cluster --cluster-n 2,4 \
