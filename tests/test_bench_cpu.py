@@ -227,6 +227,22 @@ def test_png_without_matplotlib_says_so(monkeypatch, tmp_path):
     assert "matplotlib" in why and not (tmp_path / "x.png").exists()
 
 
+def test_plot_command_redraws_a_saved_run(monkeypatch, tmp_path, capsys):
+    """`python -m humming_cute.bench.plot RESULT.json OUT.png` reads the JSON and draws it (or says why not)."""
+    import json
+
+    from humming_cute.bench import plot
+
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(dict(rows=[_row(1, peers={"torch": 0.05})], card="card", config={},
+                                    copy_bandwidth_gbps=3000.0, date="2026")))
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert plot.main([str(path), str(tmp_path / "x.png")]) == 1 and "matplotlib" in capsys.readouterr().out
+    monkeypatch.delitem(sys.modules, "matplotlib")
+    pytest.importorskip("matplotlib")
+    assert plot.main([str(path), str(tmp_path / "x.png")]) == 0 and (tmp_path / "x.png").stat().st_size > 1000
+
+
 def test_plot_series_and_png(tmp_path):
     from humming_cute.bench import plot
 

@@ -9,7 +9,7 @@ from typing import Optional
 
 from .core import DENSE_PEERS, MOE_PEERS, OURS
 
-__all__ = ["series", "panel_of", "x_of", "write_png"]
+__all__ = ["series", "panel_of", "x_of", "write_png", "main"]
 
 #: legend names (short enough for one legend row under the panels)
 _LEGEND = {OURS: "humming_cute", "torch": "torch cuBLAS (dequantized W)", "int4": "torch int4 (tinygemm)",
@@ -104,3 +104,25 @@ def write_png(doc: dict, path: str) -> Optional[str]:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return None
+
+
+def main(argv=None) -> int:
+    """``python -m humming_cute.bench.plot RESULT.json OUT.png``: redraw the plot of a saved benchmark run."""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m humming_cute.bench.plot", description=main.__doc__)
+    p.add_argument("json", help="a JSON file written by `python -m humming_cute.bench --json`")
+    p.add_argument("png", help="where to write the plot")
+    args = p.parse_args(argv)
+    with open(args.json) as f:
+        doc = json.load(f)
+    why = write_png(doc, args.png)
+    if why is not None:
+        print(why)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
