@@ -141,10 +141,11 @@ class Epilogue:
         cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)
 
     @cute.jit
-    def glu_row8(self, sC, row, c0, n0, N, xs, gscale, mCS, mBias):
-        """Outputs c0..c0+7 of staging row `row` (GLU: weight columns n0 + 2c gate, n0 + 2c + 1 up, raw fp32 in sC,
-        times the row's activation scale `xs` for 8/4-bit activations) as 8 fp32 values."""
-        vals = cute.make_rmem_tensor(cute.make_layout(8), cutlass.Float32)
+    def glu_row8(self, sC, row, c0, n0, N, xs, gscale, mCS, mBias, wt):
+        """Outputs c0..c0+7 of staging row `row` in the output type (GLU: weight columns n0 + 2c gate, n0 + 2c + 1
+        up, raw fp32 in sC, times the row's activation scale `xs` for 8/4-bit activations; times the routing
+        weight `wt` in an MoE GEMM that multiplies by it)."""
+        vals = cute.make_rmem_tensor(cute.make_layout(8), self.c_type)
         for j in cutlass.range_constexpr(8):
             c = c0 + j
             n = cutlass.min(n0 + 2 * c, N - 2)     # pairs past N are computed and never stored
@@ -153,7 +154,10 @@ class Epilogue:
             if cutlass.const_expr(self.token_scale):
                 vg = vg * xs
                 vu = vu * xs
-            vals[j] = self.glu_value(vg, vu, gscale, n, mCS, mBias)
+            v = self.glu_value(vg, vu, gscale, n, mCS, mBias)
+            if cutlass.const_expr(self.moe and self.mul_topk):
+                v = v * wt
+            vals[j] = v.to(self.c_type)
         return vals
 
     @cute.jit
@@ -187,11 +191,8 @@ class Epilogue:
                 xs = cutlass.Float32(1.0)
                 if cutlass.const_expr(self.token_scale):
                     xs = mXS[m]
-                vals = self.glu_row8(sC, row, c0, n0, N, xs, gscale, mCS, mBias)
-                out = cute.make_rmem_tensor(cute.make_layout(8), self.c_type)
-                for j in cutlass.range_constexpr(8):
-                    out[j] = vals[j].to(self.c_type)
-                self.store_row8(out, mC, m, m * n_out, n0 // 2 + c0, n_out, vec_ok)
+                vals = self.glu_row8(sC, row, c0, n0, N, xs, gscale, mCS, mBias, None)
+                self.store_row8(vals, mC, m, m * n_out, n0 // 2 + c0, n_out, vec_ok)
         cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # sC is free for the next tile
 
     @cute.jit
@@ -283,14 +284,9 @@ class Epilogue:
                             xs = cutlass.Float32(1.0)
                             if cutlass.const_expr(self.token_scale):
                                 xs = sF[row, 1]
-                            vals = self.glu_row8(sC, row, c0, n0, N, xs, gscale, mCS, mBias)
-                            out = cute.make_rmem_tensor(cute.make_layout(8), self.c_type)
-                            for j in cutlass.range_constexpr(8):
-                                v = vals[j]
-                                if cutlass.const_expr(self.mul_topk):
-                                    v = v * sF[row, 0]
-                                out[j] = v.to(self.c_type)
-                            self.store_row8(out, mC, tok, cutlass.Int64(tok) * n_out, n0 // 2 + c0, n_out, vec_ok)
+                            wt = sF[row, 0] if self.mul_topk else None
+                            vals = self.glu_row8(sC, row, c0, n0, N, xs, gscale, mCS, mBias, wt)
+                            self.store_row8(vals, mC, tok, cutlass.Int64(tok) * n_out, n0 // 2 + c0, n_out, vec_ok)
                 cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # sC and the table are free again
         else:
             if is_last:
