@@ -266,9 +266,6 @@ class GemmConfig:
         if self.staged_store:
             if self.mainloop != "sm90":
                 raise ValueError("staged_store is an option of the wgmma kernel (mainloop='sm90')")
-            if self.moe and not ALLOW_UNVERIFIED:
-                raise NotImplementedError("staged_store on the wgmma MoE GEMM is built but not yet verified on a GPU; "
-                                          "it is not enabled")
         if self.cluster_n not in (1, 2, 4) or isinstance(self.cluster_n, bool):
             raise ValueError(f"cluster_n must be 1, 2 or 4, got {self.cluster_n!r}")
         if self.mainloop == "sm90":
@@ -371,12 +368,6 @@ class GemmConfig:
                 raise NotImplementedError("GLU epilogues on the wgmma mainloop combine gate / up pairs in the staged "
                                           "store (staged_store=True); or run on the mma.sync mainloop "
                                           "(mainloop='sm80')")
-            if not ALLOW_UNVERIFIED:
-                raise NotImplementedError("GLU epilogues on the wgmma mainloop are built but not yet verified on a "
-                                          "GPU; they run on the mma.sync mainloop (mainloop='sm80')")
-        if self.moe and self.block_m < 64 and not ALLOW_UNVERIFIED:
-            raise NotImplementedError(f"wgmma MoE blocks of {self.block_m} rows are built but not yet verified on a "
-                                      f"GPU; use block_m 64 / 128 or mainloop='sm80'")
         if self.moe and self.a_dtype not in ("float16", "bfloat16"):
             # 8-bit activations: the per-row activation scales come in the workspace slot as on the mma.sync path;
             # weight groups (two-level accumulation) read the expert's own fp32 scale rows

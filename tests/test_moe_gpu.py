@@ -410,7 +410,8 @@ def test_moe_wgmma_glu_staged(monkeypatch, a, b, group, experts, top_k, tokens, 
     assert ((y.float() - ref).norm() / ref.norm()).item() < tol
     cfg80 = default_moe_config(block_m, pw.n_pad, pw.k_pad, a_dtype=a, b_dtype=b, c_dtype=a, group_size=group,
                                arch=device_target(torch.device("cuda")), top_k=top_k, is_down=down,
-                               mul_topk_weights=down, epilogue=True).with_(activation="silu_glu", glu=True)
+                               mul_topk_weights=down, epilogue=True, mainloop="sm80").with_(activation="silu_glu",
+                                                                                            glu=True)
     y80 = hc.moe_gemm(x, pw, s, ei, npost, block_m=block_m, config=cfg80.validate(), **kw)
     assert ((y.float() - y80.float()).norm() / y80.float().norm()).item() < tol
 

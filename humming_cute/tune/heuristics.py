@@ -20,13 +20,15 @@ def _largest_dividing(options, n: int) -> int:
 # smallest M that takes the wgmma mainloop on sm_90a by default (below it the mma.sync decode configs win)
 SM90_MIN_M = 64
 
-#: GLU epilogues take the wgmma mainloop by default (through the staged store, `with_glu_staging`); built and
-#: compile-checked, not yet GPU-verified: off, so GLU layers run on mma.sync (config.ALLOW_UNVERIFIED lifts the
-#: refusal for explicit configs)
-WGMMA_GLU = False
+#: GLU epilogues take the wgmma mainloop by default from M = SM90_MIN_M (through the staged store,
+#: `with_glu_staging`). H200, silu GLU, fp16 x uint4 g128 (benchmarks/results/2026-11-30_h200_config_probe_glu.log):
+#: 0.44-0.60x the time of the mma.sync GLU kernel at M = 256 / 4096 on 8192^2 and 28672 x 4096
+WGMMA_GLU = True
 
-#: the smallest MoE block that takes the wgmma mainloop by default (`moe_uses_wgmma`); 16 / 32-row wgmma blocks are
-#: built but refused until GPU-verified (config.ALLOW_UNVERIFIED), so smaller blocks stay on mma.sync
+#: the smallest MoE block that takes the wgmma mainloop by default (`moe_uses_wgmma`). 16 / 32-row wgmma blocks
+#: work but lose to the 16-row mma.sync decode tiles at 16 / 64 tokens and to 64-row wgmma blocks at 512 tokens
+#: (H200, benchmarks/results/2026-11-30_h200_moe_probe_wgmma_small.log; one exception: Mixtral-like up at 64
+#: tokens, 32-row blocks with 256 x 128 tiles 0.94x), so smaller blocks stay on mma.sync
 WGMMA_MOE_MIN_BLOCK = 64
 
 
@@ -162,6 +164,12 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
                               and not batch_invariant and (not glu or WGMMA_GLU) and wgmma_act):
         cfg = sm90_config(m, n_pad, k_pad, a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype,
                           group_size=group_size, has_bias=has_bias, num_sms=num_sms, fp8_fast_accum=fp8_fast_accum)
+        if glu and cfg.block_m >= 128 and cfg.split_k == 1 and n_pad % 128 == 0 and k_pad % 64 == 0:
+            # GLU at M > 64 (2026-11-30_h200_config_probe_glu.log): 128 x 128 x 64 tiles with the producer
+            # warpgroup and the deepest pipeline beside the fp32 staging tile won at all four points probed
+            # (0.92-0.94x the 128-deep tiles, 0.85-0.98x the 256-row ones, 0.90-0.94x without the producer)
+            cfg = _deepest_stages(cfg.with_(block_m=128, warp_m=128, block_n=128, block_k=64, warp_k=64,
+                                            warp_specialized=True), "sm_90a")
         return with_glu_staging(cfg) if glu else cfg
     if m <= 16:
         bm, wm = 16, 16
