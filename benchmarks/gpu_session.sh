@@ -3,7 +3,8 @@
 # $OUT (default benchmarks/results/run) and prints a short summary last. Run from the repository root with the
 # CuTe DSL importable, e.g.
 #   bash benchmarks/gpu_session.sh tests        # the whole GPU test suite (incl. the options still refused)
-#   bash benchmarks/gpu_session.sh verify       # only the GPU tests of the options still refused (and autotune_moe)
+#   bash benchmarks/gpu_session.sh verify       # only the GPU tests of the options still refused (element-wise
+#                                               # activations in the wgmma MoE epilogue)
 #   bash benchmarks/gpu_session.sh moe-gated    # MoE decode tiles: the full-length grid and the row cache switched
 #   bash benchmarks/gpu_session.sh moe-wgmma-small  # wgmma MoE blocks of 16 / 32 rows at 16 / 64 / 512 tokens, and
 #                                               # 32-row mma.sync blocks with deep K tiles (Mixtral-like, 64 tokens)
@@ -12,7 +13,8 @@
 #   bash benchmarks/gpu_session.sh probe        # the first probes in one call: dense cluster_n / persistent at
 #                                               # 8192^2 M 256 / 4096 and 28672x4096 M 4096; Qwen MoE tiles
 #   bash benchmarks/gpu_session.sh dense        # wgmma tile / cluster_n / persistent probes at M 256 and 4096
-#   bash benchmarks/gpu_session.sh glu          # silu GLU layers: wgmma tiles (staged GLU) against the mma.sync default
+#   bash benchmarks/gpu_session.sh glu          # silu GLU layers: wgmma tiles (staged GLU) against the default
+#   bash benchmarks/gpu_session.sh moe-glu      # MoE up projections with a silu GLU: mma.sync / wgmma tiles
 #   bash benchmarks/gpu_session.sh dense-small  # M 16 / 64 on wgmma: cluster split-K 2 / 4 with and without cluster_n
 #                                               # (4096 x 14336 at M = 64: 128 CTAs of one warpgroup, 1.12x Humming)
 #   bash benchmarks/gpu_session.sh decode8      # W8A16 channel decode (M 1 / 16), 28672 x 4096 and 8192^2: tile widths
@@ -31,7 +33,7 @@
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/run}
 mkdir -p "$OUT"
-step=${1:?"usage: gpu_session.sh tests|verify|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|moe-tuned|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|moe-tuned|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -46,8 +48,10 @@ case "$step" in
   tests)
     run 560 "${tag}_gpu-tests.log" python3 -m pytest -m gpu tests/ -n 16 -q -rf ;;
   verify)
-    run 300 "${tag}_gated-tests.log" python3 -m pytest -m gpu tests/test_moe_gpu.py tests/test_moe_autotune.py \
-      tests/test_gemm_sm90_gpu.py -k "small_blocks or staged_store or autotune or glu_staged" -n 16 -q -rf ;;
+    run 300 "${tag}_gated-tests.log" python3 -m pytest -m gpu tests/test_moe_gpu.py -k "wgmma_activation" -n 16 \
+      -q -rf ;;
+  moe-glu)
+    run 300 "${tag}_moe_glu_probe.log" python3 benchmarks/moe_glu_probe.py --tokens 64,512,4096 ;;
   moe-gated)
     run 540 "${tag}_moe_probe_gated.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b,mixtral \
       --tokens 1,16,64 --small --row-cache --grid-bound --budget-s 25 ;;

@@ -368,6 +368,10 @@ class GemmConfig:
                 raise NotImplementedError("GLU epilogues on the wgmma mainloop combine gate / up pairs in the staged "
                                           "store (staged_store=True); or run on the mma.sync mainloop "
                                           "(mainloop='sm80')")
+        elif self.moe and self.activation != "none" and not ALLOW_UNVERIFIED:
+            raise NotImplementedError("element-wise activations in the wgmma MoE epilogue are built but not yet "
+                                      "verified on a GPU; MoE GEMMs with them run on the mma.sync mainloop "
+                                      "(mainloop='sm80')")
         if self.moe and self.a_dtype not in ("float16", "bfloat16"):
             # 8-bit activations: the per-row activation scales come in the workspace slot as on the mma.sync path;
             # weight groups (two-level accumulation) read the expert's own fp32 scale rows

@@ -292,13 +292,14 @@ class HummingLayer(torch.nn.Module):
     def moe_block_size(self, num_tokens: int, top_k: int) -> int:
         """The block size to align the routing with (`moe_align_block_size(topk_ids, block_m, E)`); it depends
         on the GPU the layer's weights live on (sm_90 takes larger wgmma blocks)."""
+        from .activations import resolve
         from .ops import device_target
         from .tune.heuristics import moe_block_size, moe_uses_wgmma
 
         dev = self.weight_codes.device
+        act_name, _, glu = resolve(self.activation, self.glu)
         wgmma = (dev.type == "cuda" and not self.act8
-                 and moe_uses_wgmma(device_target(dev), self.a_dtype.name,
-                                    epilogue=self.glu or self.activation not in (None, "none")))
+                 and moe_uses_wgmma(device_target(dev), self.a_dtype.name, epilogue=act_name != "none", glu=glu))
         return moe_block_size(num_tokens, top_k, self.num_experts or 1, wgmma=wgmma)
 
     def moe_forward(self, x: torch.Tensor, topk_ids: torch.Tensor, topk_weights: Optional[torch.Tensor] = None,

@@ -74,7 +74,10 @@ def test_default_config_dispatch():
     assert default_config(4096, 8192, 8192, arch="sm_80", **kw).mainloop == "sm80"
     assert default_config(4096, 8192, 8192, arch="sm_120a", **kw).mainloop == "sm80"
     assert default_config(4096, 8192, 8192, arch="sm_90a", batch_invariant=True, **kw).mainloop == "sm80"
-    assert default_config(4096, 8192, 8192, arch="sm_90a", glu=True, **kw).mainloop == "sm80"
+    assert default_config(4096, 8192, 8192, arch="sm_90a", glu=True, **kw).mainloop == "sm90"
+    fp8 = {**kw, "a_dtype": "float8e4m3", "b_dtype": "int4", "group_size": 0}
+    assert default_config(4096, 8192, 8192, arch="sm_90a", **fp8).mainloop == "sm90"
+    assert default_config(4096, 8192, 8192, arch="sm_90a", glu=True, **fp8).mainloop == "sm80"
 
 
 def _mish(x):
@@ -165,20 +168,15 @@ def test_sm90_moe_compiles(a, b, g, bm, bn, bk, down, ws):
 
 
 @pytest.mark.parametrize("bm,ws,down", [(16, False, False), (32, True, True), (16, True, True), (32, False, False)])
-def test_sm90_moe_small_blocks_compile(monkeypatch, bm, ws, down):
+def test_sm90_moe_small_blocks_compile(bm, ws, down):
     """wgmma MoE blocks of 16 / 32 routed rows (wgmma N = 16 / 32; less padding computed when experts see 17-48
-    rows): the m64n16 / m64n32 wgmma, no spills, chosen by default_moe_config when mainloop='sm90' is forced;
-    refused until their GPU test has run."""
-    import humming_cute.config as hconfig
+    rows): the m64n16 / m64n32 wgmma, no spills, chosen by default_moe_config when mainloop='sm90' is forced."""
     from humming_cute.tune.heuristics import default_moe_config
 
     cfg = default_moe_config(bm, 1536, 2048, a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
                              arch="sm_90a", top_k=8, is_down=down, mul_topk_weights=down, mainloop="sm90")
     cfg = cfg.with_(warp_specialized=ws)
     assert (cfg.mainloop, cfg.block_m, cfg.warp_m) == ("sm90", bm, bm)
-    with pytest.raises(NotImplementedError, match="not yet verified"):
-        cfg.validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     art = compile_for_arch(Sm90MixedGemm(cfg.validate()), *fake_operands(cfg), arch="sm_90a",
                            options="--enable-tvm-ffi")
     assert set(re.findall(r"wgmma\.mma_async\.sync\.aligned\.m64n(\d+)k16", art.ptx)) == {str(bm)}
@@ -249,19 +247,14 @@ def test_sm90_staged_store_compiles(bm, bn, ws, pc, split):
 
 @pytest.mark.parametrize("bm,bn,ws,pc,down", [(128, 256, False, 0, True), (64, 128, True, 132, False),
                                               (32, 128, False, 0, True)])
-def test_sm90_moe_staged_store_compiles(monkeypatch, bm, bn, ws, pc, down):
+def test_sm90_moe_staged_store_compiles(bm, bn, ws, pc, down):
     """staged_store on the wgmma MoE GEMM: the finished tile goes through the warpgroup's staging tile, then each
     routed row leaves as 16-byte vectors at its output row (st.global.v4, block_m / 16 per thread; 2-byte stores
-    only where a row is not 16-byte aligned); no spills; refused until its GPU test has run."""
-    import humming_cute.config as hconfig
-
+    only where a row is not 16-byte aligned); no spills."""
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=bm, block_n=bn,
               block_k=64, warp_m=bm, warp_n=64, warp_k=64, stages=3, arch="sm_90a", mainloop="sm90",
               warp_specialized=ws, persistent_ctas=pc, has_bias=True, moe=True, moe_top_k=8, moe_down=down,
               moe_mul_topk_weights=down)
-    with pytest.raises(NotImplementedError, match="not yet verified"):
-        GemmConfig(**kw, staged_store=True).validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     arts = [compile_for_arch(Sm90MixedGemm(c), *fake_operands(c), arch="sm_90a", options="--enable-tvm-ffi")
             for c in (GemmConfig(**kw).validate(), GemmConfig(**kw, staged_store=True).validate())]
     assert len(re.findall(r"st\.global\.v4\.", arts[1].ptx)) == bm // 16
@@ -389,21 +382,15 @@ def test_sm90_moe_act8_compiles(kw):
                                    dict(block_m=64, warp_m=64, block_n=128, moe=True, moe_top_k=8),
                                    dict(block_m=128, warp_m=128, block_n=256, moe=True, moe_top_k=2, moe_down=True,
                                         moe_mul_topk_weights=True, stages=2)])
-def test_sm90_glu_staged_compiles(monkeypatch, extra):
+def test_sm90_glu_staged_compiles(extra):
     """GLU epilogues on the wgmma mainloop (dense and MoE): the raw fp32 accumulators go through the staging tile
     and each thread stores 8 GLU outputs as one 16-byte vector (st.global.v4, block_m / 32 per thread; 2-byte stores
-    only for rows that are not 16-byte aligned); no spills; refused without the staged store and until the GPU test
-    has run."""
-    import humming_cute.config as hconfig
-
+    only for rows that are not 16-byte aligned); no spills; refused without the staged store."""
     kw = {**dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_k=64, warp_n=64,
                  warp_k=64, stages=3, arch="sm_90a", mainloop="sm90", has_bias=True, activation="silu_glu",
                  glu=True), **extra}
     with pytest.raises(NotImplementedError, match="staged store"):
         GemmConfig(**kw).validate()
-    with pytest.raises(NotImplementedError, match="not yet verified"):
-        GemmConfig(**kw, staged_store=True).validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     cfg = GemmConfig(**kw, staged_store=True).validate()
     art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
     bm = cfg.block_m
@@ -412,27 +399,54 @@ def test_sm90_glu_staged_compiles(monkeypatch, extra):
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
 
 
-def test_wgmma_glu_switch(monkeypatch):
-    """`heuristics.WGMMA_GLU` (off until the GPU test has run): GLU layers keep mma.sync by default; switched on,
-    dense GLU from M = 64 and MoE GLU blocks of 64 / 128 rows take the wgmma kernel with the staged store, 256-row
-    dense tiles cut to 128 rows and every config fitting shared memory."""
-    import humming_cute.config as hconfig
+def test_wgmma_glu_defaults(monkeypatch):
+    """GLU layers on sm_90a: dense GLU from M = 64 takes the wgmma kernel with the staged store (above M = 64 the
+    measured 128 x 128 x 64 tile with the producer warpgroup and the deepest pipeline that fits); MoE GLU blocks of
+    64 / 128 rows take it with 256-wide weight tiles; MoE blocks with other activations stay on mma.sync;
+    `heuristics.WGMMA_GLU = False` puts every GLU layer back on mma.sync."""
     import humming_cute.tune.heuristics as heur
+    from humming_cute.arch import get_arch
+    from humming_cute.config import smem_bytes
 
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128)
     glu = dict(activation="silu_glu", glu=True)
-    assert default_config(4096, 28672, 4096, arch="sm_90a", glu=True, **kw).mainloop == "sm80"
-    assert not heur.moe_uses_wgmma("sm_90a", "float16", epilogue=True)
-    assert heur.default_moe_config(64, 1536, 2048, arch="sm_90a", top_k=8, epilogue=True, glu=True,
-                                   **kw).mainloop == "sm80"
-    monkeypatch.setattr(heur, "WGMMA_GLU", True)
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
-    assert heur.moe_uses_wgmma("sm_90a", "float16", epilogue=True)
+    limit = get_arch("sm_90a").smem_per_block_bytes
     for m in (64, 300, 4096):
         cfg = default_config(m, 28672, 4096, arch="sm_90a", glu=True, **kw).with_(**glu).validate()
-        assert cfg.mainloop == "sm90" and cfg.staged_store and cfg.block_m <= 128
+        assert cfg.mainloop == "sm90" and cfg.staged_store and cfg.block_m <= 128 and smem_bytes(cfg) <= limit
+        if m > 64:
+            assert (cfg.block_m, cfg.block_n, cfg.block_k, cfg.warp_specialized) == (128, 128, 64, True)
+            assert cfg.stages >= 6 and smem_bytes(cfg.with_(stages=cfg.stages + 1)) > limit
     assert default_config(16, 28672, 4096, arch="sm_90a", glu=True, **kw).mainloop == "sm80"     # decode
-    for bm, b, g in ((64, "uint4", 128), (128, "uint4", 128), (128, "int8", 0)):
-        cfg = heur.default_moe_config(bm, 4096, 2048, arch="sm_90a", top_k=2, epilogue=True, glu=True,
+    assert heur.moe_uses_wgmma("sm_90a", "float16", epilogue=True, glu=True)
+    assert not heur.moe_uses_wgmma("sm_90a", "float16", epilogue=True)
+    assert heur.default_moe_config(64, 1536, 2048, arch="sm_90a", top_k=8, epilogue=True,
+                                   **kw).mainloop == "sm80"
+    # 8-bit weights: 256-wide tiles leave < 3 stages beside the staging tile, so 128 wide
+    for bm, b, g, n, bn in ((64, "uint4", 128, 4096, 256), (128, "uint4", 128, 4096, 256),
+                            (128, "int8", 0, 4096, 128), (64, "uint4", 128, 384, 128)):
+        cfg = heur.default_moe_config(bm, n, 2048, arch="sm_90a", top_k=2, epilogue=True, glu=True,
                                       **{**kw, "b_dtype": b, "group_size": g}).with_(**glu).validate()
-        assert (cfg.mainloop, cfg.block_m, cfg.staged_store) == ("sm90", bm, True) and cfg.stages >= 3
+        assert (cfg.mainloop, cfg.block_m, cfg.block_n, cfg.staged_store) == ("sm90", bm, bn, True)
+        assert cfg.stages >= 3 and smem_bytes(cfg) <= limit
+    monkeypatch.setattr(heur, "WGMMA_GLU", False)
+    assert default_config(4096, 28672, 4096, arch="sm_90a", glu=True, **kw).mainloop == "sm80"
+    assert not heur.moe_uses_wgmma("sm_90a", "float16", epilogue=True, glu=True)
+    assert heur.default_moe_config(64, 1536, 2048, arch="sm_90a", top_k=8, epilogue=True, glu=True,
+                                   **kw).mainloop == "sm80"
+
+
+def test_sm90_moe_activation_refused_until_verified(monkeypatch):
+    """Element-wise activations in the wgmma MoE epilogue are refused (their GPU test has not run) with a clear
+    error naming the mma.sync mainloop; GLU epilogues (GPU-tested) and plain MoE configs validate."""
+    import humming_cute.config as hconfig
+
+    kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=64, warp_m=64,
+              block_n=128, block_k=64, warp_n=64, warp_k=64, stages=3, arch="sm_90a", mainloop="sm90", moe=True,
+              moe_top_k=8)
+    GemmConfig(**kw).validate()
+    GemmConfig(**kw, activation="silu_glu", glu=True, staged_store=True).validate()
+    with pytest.raises(NotImplementedError, match="not yet verified.*mainloop='sm80'"):
+        GemmConfig(**kw, activation="silu").validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    GemmConfig(**kw, activation="silu").validate()

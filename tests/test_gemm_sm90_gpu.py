@@ -238,20 +238,18 @@ def test_wgmma_cluster_n(a, b, group, scale, m, bm, bn, bk, stages, cn, extra):
                                              (700, 600, 128, 128, {"warp_specialized": True, "persistent_ctas": 5}),
                                              (77, 256, 32, 128, {})])
 @pytest.mark.parametrize("activation", ["silu_glu", "custom"])
-def test_wgmma_glu_staged(monkeypatch, a, b, group, scale, m, n, bm, bn, extra, activation):
-    """GLU epilogues on the wgmma mainloop (built and compile-checked, enabled here through config.ALLOW_UNVERIFIED
-    for its GPU run): raw fp32 accumulators staged in shared memory, gate / up pairs combined in the copy and stored
-    as 16-byte vectors (N / 2 = 302: element stores), built-in and custom GLU, bias; against the reference and
-    close to the mma.sync GLU epilogue, also with split-K and the persistent grid; every output written."""
+def test_wgmma_glu_staged(a, b, group, scale, m, n, bm, bn, extra, activation):
+    """GLU epilogues on the wgmma mainloop: raw fp32 accumulators staged in shared memory, gate / up pairs combined in
+    the copy and stored as 16-byte vectors (N / 2 = 302: element stores), built-in and custom GLU, bias; against the
+    reference and close to the mma.sync GLU epilogue, also with split-K and the persistent grid; every output
+    written."""
     import humming_cute as hc
-    import humming_cute.config as hconfig
     from humming_cute import activations as act
     from humming_cute.arch import get_arch
     from humming_cute.config import smem_bytes
     from humming_cute.quant.reference import reference_gemm
     from humming_cute.quant.weight import quantize_weight
 
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
 
     def swiglu_clamped(gate, up):
         return act.silu(act.minimum(gate, 7.0)) * up

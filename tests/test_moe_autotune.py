@@ -23,11 +23,12 @@ def _base(block_m, n, k, *, arch="sm_90a", tokens=1, experts=128, top_k=8, **ext
 
 @pytest.mark.parametrize("block_m,arch,n,k,tokens", [(16, "sm_90a", 1536, 2048, 1), (16, "sm_89", 4096, 14336, 1),
                                                      (64, "sm_90a", 1536, 2048, 512),
-                                                     (128, "sm_90a", 2048, 768, 4096), (32, "sm_80", 1536, 2048, 400)])
+                                                     (128, "sm_90a", 2048, 768, 4096), (32, "sm_80", 1536, 2048, 400),
+                                                     (32, "sm_90a", 1536, 2048, 256)])
 def test_moe_candidates_are_valid_and_distinct(block_m, arch, n, k, tokens):
     """The default first, then distinct valid tilings of the same routing block that fit shared memory; the
-    default's mainloop first; wgmma tiles only on sm_90a from 64-row blocks (smaller ones are not yet
-    GPU-verified); the row cache both ways and cluster split-K for decode blocks on sm_90."""
+    default's mainloop first; wgmma tiles only on sm_90a from 32-row blocks (16-row ones lost to the mma.sync
+    decode tiles); the row cache both ways and cluster split-K for decode blocks on sm_90."""
     base = _base(block_m, n, k, arch=arch, tokens=tokens)
     cands = mat.moe_candidate_configs(base, tokens, n, k, num_experts=128, max_candidates=200)
     assert cands[0] == base and len(set(cands)) == len(cands) > 8
@@ -36,7 +37,7 @@ def test_moe_candidates_are_valid_and_distinct(block_m, arch, n, k, tokens):
         assert c.validate() == c and c.block_m == block_m and c.moe and smem_bytes(c) <= limit
         assert n % c.block_n == 0 and k % c.block_k == 0
     sm90 = [c for c in cands if c.mainloop == "sm90"]
-    assert bool(sm90) == (arch == "sm_90a" and block_m >= 64)
+    assert bool(sm90) == (arch == "sm_90a" and block_m >= 32)
     if sm90:
         assert any(c.warp_specialized and c.persistent_ctas for c in sm90)
         assert any(c.moe_cp_async_rows for c in sm90) and any(c.cluster_n == 2 for c in sm90)
@@ -54,11 +55,23 @@ def test_moe_candidates_are_valid_and_distinct(block_m, arch, n, k, tokens):
 
 
 def test_moe_candidates_keep_the_epilogue():
-    """A GLU epilogue stays on every candidate, and keeps them on mma.sync (wgmma has no GLU epilogue)."""
-    base = default_moe_config(64, 1536, 2048, arch="sm_90a", top_k=8, epilogue=True, **_KW).with_(
+    """A GLU epilogue stays on every candidate; its wgmma candidates (the default's mainloop first) take the staged
+    store, without cp.async rows or multicast (not GPU-tested with a GLU). An element-wise activation keeps every
+    candidate on mma.sync (not GPU-tested in the wgmma MoE epilogue)."""
+    base = default_moe_config(64, 1536, 2048, arch="sm_90a", top_k=8, epilogue=True, glu=True, **_KW).with_(
         activation="silu_glu", glu=True).validate()
+    assert base.mainloop == "sm90" and base.staged_store
     cands = mat.moe_candidate_configs(base, 512, 1536, 2048, num_experts=128, max_candidates=100)
-    assert all(c.glu and c.activation == "silu_glu" and c.mainloop == "sm80" for c in cands)
+    assert all(c.glu and c.activation == "silu_glu" for c in cands)
+    sm90 = [c for c in cands if c.mainloop == "sm90"]
+    assert len(sm90) > 4 and all(c.staged_store and not c.moe_cp_async_rows and c.cluster_n == 1 for c in sm90)
+    assert any(c.persistent_ctas for c in sm90) and any(c.mainloop == "sm80" for c in cands)
+    assert cands[1].mainloop == "sm90"
+    silu = default_moe_config(64, 1536, 2048, arch="sm_90a", top_k=8, epilogue=True, **_KW).with_(
+        activation="silu").validate()
+    assert silu.mainloop == "sm80"
+    cands = mat.moe_candidate_configs(silu, 512, 1536, 2048, num_experts=128, max_candidates=100)
+    assert all(c.activation == "silu" and c.mainloop == "sm80" for c in cands)
 
 
 def test_moe_key_and_entries():

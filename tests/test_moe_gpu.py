@@ -327,15 +327,11 @@ def test_moe_wgmma_cp_async_rows(fmt, experts, top_k, tokens, block_m, bn, bk, d
     (8, 2, 1, 16, 128, False, False, False), (64, 8, 37, 32, 128, True, True, True),
     (8, 2, 300, 32, 64, True, False, False), (128, 8, 200, 16, 128, False, True, True),
     (8, 2, 64, 32, 128, False, False, True)])
-def test_moe_wgmma_small_blocks(monkeypatch, fmt, experts, top_k, tokens, block_m, bn, down, skewed, ws):
-    """wgmma MoE blocks of 16 / 32 routed rows (wgmma N = 16 / 32; built and compile-checked, enabled here through
-    config.ALLOW_UNVERIFIED for its GPU run): against the reference, with padding, other ranks' experts, routing
-    weights and bias, with and without the producer warpgroup."""
-    import humming_cute.config as hconfig
-
+def test_moe_wgmma_small_blocks(fmt, experts, top_k, tokens, block_m, bn, down, skewed, ws):
+    """wgmma MoE blocks of 16 / 32 routed rows (wgmma N = 16 / 32): against the reference, with padding, other ranks'
+    experts, routing weights and bias, with and without the producer warpgroup."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     _check_routed(fmt, experts, top_k, tokens, down, skewed, 256, 512, block_m, tokens + experts + 3 * block_m,
                   _wgmma_moe_config(block_m, bn, 64, top_k, down, warp_specialized=ws))
 
@@ -346,17 +342,13 @@ def test_moe_wgmma_small_blocks(monkeypatch, fmt, experts, top_k, tokens, block_
     (8, 2, 3000, 128, 256, 512, True, False, False, 0, False),
     (128, 8, 200, 64, 128, 384, False, True, True, 132, True),
     (8, 2, 300, 128, 128, 604, False, False, True, 5, False), (64, 8, 37, 64, 128, 384, True, True, True, 0, True)])
-def test_moe_wgmma_staged_store(monkeypatch, fmt, experts, top_k, tokens, block_m, bn, n, down, skewed, ws, ctas,
+def test_moe_wgmma_staged_store(fmt, experts, top_k, tokens, block_m, bn, n, down, skewed, ws, ctas,
                                 rows):
-    """staged_store on the wgmma MoE GEMM (built and compile-checked, enabled here through config.ALLOW_UNVERIFIED
-    for its GPU run): each routed row leaves the staging tile as 16-byte vectors (N = 604: rows not 16-byte
-    aligned take the element stores), padding and other ranks' rows untouched; bitwise equal to the per-element
-    MoE epilogue, with and without the producer warpgroup, the persistent grid and cp.async rows."""
-    import humming_cute.config as hconfig
-
+    """staged_store on the wgmma MoE GEMM: each routed row leaves the staging tile as 16-byte vectors (N = 604: rows
+    not 16-byte aligned take the element stores), padding and other ranks' rows untouched; bitwise equal to the per-
+    element MoE epilogue, with and without the producer warpgroup, the persistent grid and cp.async rows."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
 
     def config(staged):
         return _wgmma_moe_config(block_m, bn, 64, top_k, down, warp_specialized=ws, persistent_ctas=ctas,
@@ -370,11 +362,10 @@ def test_moe_wgmma_staged_store(monkeypatch, fmt, experts, top_k, tokens, block_
 @pytest.mark.parametrize("experts,top_k,tokens,block_m,bn,n,down,ws,ctas", [
     (8, 2, 45, 64, 128, 384, False, False, 0), (8, 2, 300, 128, 256, 512, True, False, 0),
     (64, 8, 37, 64, 128, 604, True, True, 132), (8, 2, 200, 64, 64, 256, False, True, 0)])
-def test_moe_wgmma_glu_staged(monkeypatch, a, b, group, experts, top_k, tokens, block_m, bn, n, down, ws, ctas):
-    """A GLU epilogue on the wgmma MoE GEMM (through the staged store; enabled here through config.ALLOW_UNVERIFIED
-    for its GPU run): gate / up pairs combined per routed row, routing weights, padding and other ranks' rows
-    untouched (N / 2 = 302: element stores); against the reference and close to the mma.sync GLU MoE epilogue."""
-    import humming_cute.config as hconfig
+def test_moe_wgmma_glu_staged(a, b, group, experts, top_k, tokens, block_m, bn, n, down, ws, ctas):
+    """A GLU epilogue on the wgmma MoE GEMM (through the staged store): gate / up pairs combined per routed row,
+    routing weights, padding and other ranks' rows untouched (N / 2 = 302: element stores); against the reference
+    and close to the mma.sync GLU MoE epilogue."""
     from humming_cute.arch import get_arch
     from humming_cute.config import GemmConfig, smem_bytes
     from humming_cute.ops import device_target
@@ -382,7 +373,6 @@ def test_moe_wgmma_glu_staged(monkeypatch, a, b, group, experts, top_k, tokens, 
 
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     gen = torch.Generator().manual_seed(tokens + n)
     dtype = getattr(torch, a)
     qw = quantize_weight(torch.randn(experts, n, 512, generator=gen).cuda(), b, group)
@@ -415,6 +405,51 @@ def test_moe_wgmma_glu_staged(monkeypatch, a, b, group, experts, top_k, tokens, 
     y80 = hc.moe_gemm(x, pw, s, ei, npost, block_m=block_m, config=cfg80.validate(), **kw)
     assert ((y.float() - y80.float()).norm() / y80.float().norm()).item() < tol
 
+
+
+@pytest.mark.parametrize("activation", ["silu", "gelu_tanh", "custom"])
+@pytest.mark.parametrize("experts,top_k,tokens,block_m,bn,down,ws,staged", [
+    (8, 2, 45, 64, 128, False, False, False), (64, 8, 37, 64, 128, True, True, True),
+    (8, 2, 300, 128, 256, False, False, True)])
+def test_moe_wgmma_activation(monkeypatch, activation, experts, top_k, tokens, block_m, bn, down, ws, staged):
+    """Element-wise activations (built-in and custom) in the wgmma MoE epilogue, per element and through the staged
+    store, with bias and routing weights: against the reference, other ranks' rows untouched (refused until this
+    has run, enabled here through config.ALLOW_UNVERIFIED; MoE layers with such activations take mma.sync)."""
+    import humming_cute.config as hconfig
+    from humming_cute import activations
+    from humming_cute.config import GemmConfig
+
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma mainloop runs on sm_90 only")
+
+    def clipped_silu(v):
+        return activations.minimum(activations.silu(v), 4.0)
+
+    act = clipped_silu if activation == "custom" else activation
+    name, act_fn, _ = activations.resolve(act, False)
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    gen = torch.Generator().manual_seed(tokens + experts + bn)
+    n, k = 384, 512
+    qw = quantize_weight(torch.randn(experts, n, k, generator=gen).cuda(), "uint4", 128)
+    pw = hc.prepare_weight(qw, "float16")
+    ids = _routing(tokens, experts, top_k, True, gen).cuda()
+    emap = torch.arange(experts, dtype=torch.int32, device="cuda")
+    emap[::3] = -1
+    s, ei, npost = hc.moe_align_block_size(ids, block_m, experts, emap)
+    x = torch.randn(tokens * top_k if down else tokens, k, generator=gen).to("cuda", torch.float16)
+    w = torch.rand(tokens, top_k, generator=gen).cuda()
+    bias = torch.randn(experts, n, generator=gen).to("cuda", torch.float16)
+    cfg = GemmConfig(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, has_bias=True,
+                     block_m=block_m, block_n=bn, block_k=64, warp_m=block_m, warp_n=64, warp_k=64, stages=3,
+                     arch="sm_90a", mainloop="sm90", moe=True, moe_top_k=top_k, moe_down=down,
+                     moe_mul_topk_weights=down, warp_specialized=ws, staged_store=staged,
+                     activation=name, custom_activation=act_fn).validate()
+    kw = dict(top_k=top_k, topk_weights=w, mul_topk_weights=down, is_down=down, bias=bias, activation=act)
+    y = hc.moe_gemm(x, pw, s, ei, npost, block_m=block_m, config=cfg, **kw)
+    ref = reference_moe_gemm(x, qw, s, ei, npost, block_m=block_m, out_dtype=torch.float32, **kw)
+    off = (emap[ids.long()] < 0).reshape(tokens, top_k)
+    assert (y[off] == 0).all(), "a row of another rank's expert was written"
+    assert ((y.float() - ref).norm() / ref.norm()).item() < 2e-3
 
 def _wgmma_moe_config(block_m, bn, bk, top_k, down, **kw):
     """make_config for `_check_routed`: a wgmma MoE config of this tile (block_k down to 64 for 64-groups) with the

@@ -22,7 +22,8 @@ SM90_MIN_M = 64
 
 #: GLU epilogues take the wgmma mainloop by default from M = SM90_MIN_M (through the staged store,
 #: `with_glu_staging`). H200, silu GLU, fp16 x uint4 g128 (benchmarks/results/2026-11-30_h200_config_probe_glu.log):
-#: 0.44-0.60x the time of the mma.sync GLU kernel at M = 256 / 4096 on 8192^2 and 28672 x 4096
+#: 0.45-0.61x the time of the mma.sync GLU kernel at M = 256 / 4096 on 8192^2 and 28672 x 4096; MoE GLU blocks of
+#: 64 / 128 rows 0.58-0.73x (2026-11-30_h200_moe_glu_probe.log)
 WGMMA_GLU = True
 
 #: the smallest MoE block that takes the wgmma mainloop by default (`moe_uses_wgmma`). 16 / 32-row wgmma blocks
@@ -150,8 +151,9 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
                    mainloop: Optional[str] = None, act_group_size: int = 0,
                    fp8_fast_accum: bool = True) -> GemmConfig:
     """A sane config for an (m, n_pad, k_pad) problem; later replaced by measured tables / the autotuner.
-    On sm_90a, M >= SM90_MIN_M takes the wgmma mainloop (GLU epilogues, batch-invariant mode and 8-bit
-    activations with group scales stay on mma.sync); `mainloop` forces one ("sm80" / "sm90").
+    On sm_90a, M >= SM90_MIN_M takes the wgmma mainloop (GLU epilogues of 16-bit activations through the staged
+    store while `WGMMA_GLU`; batch-invariant mode, 8-bit activations with group scales or a GLU stay on
+    mma.sync); `mainloop` forces one ("sm80" / "sm90").
 
     `batch_invariant`: every M gets the same K reduction structure (block_k = warp_k = 64, no split-K), so a
     row's result never depends on M or on the other rows of the batch."""
@@ -161,7 +163,8 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
     wgmma_act = a_dtype in ("float16", "bfloat16") or (a_dtype in ACT8_TYPES and not act_group_size
                                                        and (group_size == 0 or group_size >= 64))
     if mainloop == "sm90" or (mainloop is None and get_arch(arch).sm == 90 and m >= SM90_MIN_M
-                              and not batch_invariant and (not glu or WGMMA_GLU) and wgmma_act):
+                              and not batch_invariant and wgmma_act
+                              and (not glu or (WGMMA_GLU and a_dtype in ("float16", "bfloat16")))):
         cfg = sm90_config(m, n_pad, k_pad, a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype,
                           group_size=group_size, has_bias=has_bias, num_sms=num_sms, fp8_fast_accum=fp8_fast_accum)
         if glu and cfg.block_m >= 128 and cfg.split_k == 1 and n_pad % 128 == 0 and k_pad % 64 == 0:
@@ -260,10 +263,12 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
     return cfg
 
 
-def moe_uses_wgmma(arch: str, a_dtype: str, epilogue: bool = False) -> bool:
+def moe_uses_wgmma(arch: str, a_dtype: str, epilogue: bool = False, glu: bool = False) -> bool:
     """Whether MoE blocks of 64 / 128 rows run on the wgmma mainloop by default: sm_90a, 16-bit activations,
-    no activation / GLU in the epilogue unless `WGMMA_GLU` (those MoE epilogues are GPU-tested on mma.sync)."""
-    return get_arch(arch).sm == 90 and a_dtype in ("float16", "bfloat16") and (not epilogue or WGMMA_GLU)
+    and no activation in the epilogue (`epilogue`) unless it is a GLU (`glu`) and `WGMMA_GLU` (the GPU-tested
+    staged GLU store; other activations on the wgmma MoE GEMM are not GPU-tested and stay on mma.sync)."""
+    return (get_arch(arch).sm == 90 and a_dtype in ("float16", "bfloat16")
+            and (not epilogue or (glu and WGMMA_GLU)))
 
 
 def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c_dtype: str,
@@ -272,20 +277,26 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
                        mainloop: Optional[str] = None, num_tokens: Optional[int] = None,
                        num_experts: Optional[int] = None, num_sms: int = 132, glu: bool = False) -> GemmConfig:
     """The MoE GEMM's config: block_m is the routing alignment block; K deep and split across warps.
-    `epilogue`: an activation / GLU follows (keeps the mma.sync mainloop unless `WGMMA_GLU`; `glu`: it is a GLU,
-    which the wgmma kernel combines in its staged store); `mainloop` forces one. `num_tokens` and `num_experts`
+    `epilogue`: an activation / GLU follows (keeps the mma.sync mainloop unless it is a GLU, `glu`, which the wgmma
+    kernel combines in its staged store while `WGMMA_GLU`); `mainloop` forces one. `num_tokens` and `num_experts`
     (when known) size 16-row decode tiles to the expected number of routed blocks."""
     if block_m not in (16, 32, 64, 128):
         raise ValueError(f"MoE block_m must be 16, 32, 64 or 128, got {block_m}")
     if mainloop not in (None, "sm80", "sm90"):
         raise ValueError(f"mainloop must be None (choose), 'sm80' or 'sm90', got {mainloop!r}")
     if mainloop == "sm90" or (block_m >= WGMMA_MOE_MIN_BLOCK and mainloop is None
-                              and moe_uses_wgmma(arch, a_dtype, epilogue)):
+                              and moe_uses_wgmma(arch, a_dtype, epilogue, glu)):
         # H200, fp16 x uint4 g128 (benchmarks/results/2026-11-29_h200_moe_wgmma.log, ..._moe_wgmma_mixtral.log):
         # wgmma, 64-deep k-tiles, the deepest pipeline; 64-row blocks with 128-wide weight tiles, 128-row blocks
         # with 256-wide ones: 0.58-0.85x the mma.sync time at 512-4096 tokens (Qwen3-30B-A3B-like, Mixtral-like)
         # (16 / 32-row blocks, wgmma N = 16 / 32: forced only, not yet GPU-verified)
         bn = 256 if block_m == 128 and n_pad % 256 == 0 else (128 if n_pad % 128 == 0 else 64)
+        if glu and n_pad % 256 == 0:
+            # a GLU halves the outputs: 256-wide weight tiles keep 128-wide output rows in the staged store. H200,
+            # silu GLU up projections at 512 tokens (benchmarks/results/2026-11-30_h200_moe_glu_probe.log): 0.75x
+            # (Qwen3-30B-A3B-like) / 0.71x (Mixtral-like) the time of 128-wide tiles; without a GLU they are
+            # 1.03-1.09x (2026-11-30_h200_moe_probe_bn256_*.log)
+            bn = 256
         cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
                          has_bias=has_bias, block_m=block_m, block_n=bn, block_k=64, warp_m=block_m, warp_n=64,
                          warp_k=64, stages=2, arch="sm_90a", mainloop="sm90", moe=True, moe_top_k=top_k,

@@ -101,7 +101,11 @@ def moe_candidate_configs(base: GemmConfig, tokens: int, n_pad: int, k_pad: int,
     # small max_candidates the tile shapes are timed before the options
     sm80_list.sort(key=lambda c: (c.split_k > 1 or c.moe_n_major, c.moe_row_cache != sm80.moe_row_cache,
                                   c.stages != sm80.stages))
-    if arch.sm == 90 and base.a_dtype in ("float16", "bfloat16") and base.activation == "none":
+    # wgmma tiles: 16-bit activations, 32-row blocks and up (16-row ones lost to the mma.sync decode tiles by
+    # 9-46 %, benchmarks/results/2026-11-30_h200_moe_probe_wgmma_small.log), no epilogue activation or a GLU
+    # (through the staged store)
+    if (arch.sm == 90 and base.a_dtype in ("float16", "bfloat16") and bm >= 32
+            and (base.activation == "none" or base.glu)):
         for bn in (64, 128, 256):
             for bk in (64, 128):
                 if n_pad % bn or k_pad % bk:
@@ -109,15 +113,16 @@ def moe_candidate_configs(base: GemmConfig, tokens: int, n_pad: int, k_pad: int,
                 for ws in (False, True):
                     cfg = base.with_(mainloop="sm90", block_n=bn, block_k=bk, warp_m=bm, warp_n=64, warp_k=bk,
                                      split_k=1, cluster_split_k=False, two_level_scales=False, moe_row_cache=False,
-                                     moe_n_major=False, warp_specialized=ws, stages=2)
+                                     moe_n_major=False, warp_specialized=ws, stages=2, staged_store=base.glu)
                     cfg = deepest(cfg, 8)
                     if cfg is None:
                         continue
                     add(cfg, sm90_list)
                     if ws:
                         add(cfg.with_(persistent_ctas=num_sms), sm90_list)
-                        add(cfg.with_(moe_cp_async_rows=True), sm90_list)
-                    if (n_pad // bn) % 2 == 0:
+                        if not base.glu:
+                            add(cfg.with_(moe_cp_async_rows=True), sm90_list)
+                    if (n_pad // bn) % 2 == 0 and not base.glu:
                         add(cfg.with_(cluster_n=2), sm90_list)
         # tiles of the default's width first: with a small max_candidates its variants are timed before the rest
         sm90_list.sort(key=lambda c: (c.block_n != base.block_n, c.block_k != base.block_k))
