@@ -361,7 +361,8 @@ def test_moe_wgmma_staged_store(fmt, experts, top_k, tokens, block_m, bn, n, dow
 @pytest.mark.parametrize("a,b,group", [("float16", "uint4", 128), ("bfloat16", "int8", 0)])
 @pytest.mark.parametrize("experts,top_k,tokens,block_m,bn,n,down,ws,ctas", [
     (8, 2, 45, 64, 128, 384, False, False, 0), (8, 2, 300, 128, 256, 512, True, False, 0),
-    (64, 8, 37, 64, 128, 604, True, True, 132), (8, 2, 200, 64, 64, 256, False, True, 0)])
+    (64, 8, 37, 64, 128, 604, True, True, 132), (8, 2, 200, 64, 64, 256, False, True, 0),
+    (128, 8, 500, 64, 256, 512, False, False, 0)])
 def test_moe_wgmma_glu_staged(a, b, group, experts, top_k, tokens, block_m, bn, n, down, ws, ctas):
     """A GLU epilogue on the wgmma MoE GEMM (through the staged store): gate / up pairs combined per routed row,
     routing weights, padding and other ranks' rows untouched (N / 2 = 302: element stores); against the reference
