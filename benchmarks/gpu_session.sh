@@ -4,7 +4,8 @@
 # CuTe DSL importable, e.g.
 #   bash benchmarks/gpu_session.sh tests        # the whole GPU test suite (incl. the options still refused)
 #   bash benchmarks/gpu_session.sh verify       # only the GPU tests of the options still refused (element-wise
-#                                               # activations in the wgmma MoE epilogue)
+#                                               # activations in the wgmma MoE epilogue, 48-row wgmma MoE blocks)
+#   bash benchmarks/gpu_session.sh moe-bm48     # 48-row wgmma MoE blocks against 64-row ones at 17-40 rows/expert
 #   bash benchmarks/gpu_session.sh moe-gated    # MoE decode tiles: the full-length grid and the row cache switched
 #   bash benchmarks/gpu_session.sh moe-wgmma-small  # wgmma MoE blocks of 16 / 32 rows at 16 / 64 / 512 tokens, and
 #                                               # 32-row mma.sync blocks with deep K tiles (Mixtral-like, 64 tokens)
@@ -33,7 +34,7 @@
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/run}
 mkdir -p "$OUT"
-step=${1:?"usage: gpu_session.sh tests|verify|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|moe-tuned|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|moe-bm48|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|moe-tuned|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -48,8 +49,13 @@ case "$step" in
   tests)
     run 560 "${tag}_gpu-tests.log" python3 -m pytest -m gpu tests/ -n 16 -q -rf ;;
   verify)
-    run 300 "${tag}_gated-tests.log" python3 -m pytest -m gpu tests/test_moe_gpu.py -k "wgmma_activation" -n 16 \
-      -q -rf ;;
+    run 300 "${tag}_gated-tests.log" python3 -m pytest -m gpu tests/test_moe_gpu.py tests/test_moe_align_gpu.py \
+      -k "wgmma_activation or block48 or (kernel_matches_torch and -48-)" -n 16 -q -rf ;;
+  moe-bm48)
+    run 250 "${tag}_moe_probe_bm48_qwen.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
+      --tokens 512,384 --block-m 48,64 --bn 128,256 --bk 64,128 --wgmma --unverified --match '^sm90' --budget-s 30
+    run 150 "${tag}_moe_probe_bm48_mixtral.log" python3 benchmarks/moe_config_probe.py --presets mixtral \
+      --tokens 128 --block-m 48,64 --bn 128,256 --bk 64,128 --wgmma --unverified --match '^sm90' --budget-s 30 ;;
   moe-glu)
     run 300 "${tag}_moe_glu_probe.log" python3 benchmarks/moe_glu_probe.py --tokens 64,512,4096 ;;
   moe-gated)

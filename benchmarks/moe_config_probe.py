@@ -26,7 +26,8 @@ from humming_cute.bench.moe import draw_routing  # noqa: E402
 from humming_cute.bench.peers import MoeProblem  # noqa: E402
 from humming_cute.bench.timing import bench_ms, environment  # noqa: E402
 from humming_cute.config import smem_bytes  # noqa: E402
-from humming_cute.tune.heuristics import default_moe_config, moe_block_size, moe_uses_wgmma  # noqa: E402
+from humming_cute.tune.heuristics import (WGMMA_ONLY_MOE_BLOCKS, default_moe_config, moe_block_size,  # noqa: E402
+                                          moe_uses_wgmma)
 from probe_common import sweep_arguments, weight_and_peer  # noqa: E402
 
 p = argparse.ArgumentParser()
@@ -128,9 +129,12 @@ for preset in args.presets.split(","):
                     break
                 if bm not in aligned:
                     aligned[bm] = hc.moe_align_block_size(ids, bm, e)
+                wg_only = bm in WGMMA_ONLY_MOE_BLOCKS          # (48 rows: wgmma tiles only)
+                if wg_only and not isinstance(stages, tuple):
+                    continue
                 base = default_moe_config(bm, pw.n_pad, pw.k_pad, a_dtype="float16", b_dtype=pw.b_dtype,
                                           c_dtype="float16", group_size=128, arch=arch, top_k=top_k, is_down=is_down,
-                                          mul_topk_weights=is_down, mainloop="sm80")
+                                          mul_topk_weights=is_down, mainloop="sm90" if wg_only else "sm80")
                 if pw.n_pad % bn or pw.k_pad % bk:
                     continue
                 cfg = None

@@ -202,10 +202,15 @@ class GemmConfig:
         gs = self.group_size
         if gs != 0 and (not _pow2(gs) or gs < 16):
             raise ValueError(f"group_size must be 0 (per channel) or a power of two >= 16, got {gs}")
+        # wgmma MoE blocks may hold any multiple of 16 routed rows (wgmma N = block_m): 48-row blocks pad an
+        # expert with ~32 routed rows a quarter less than 64-row ones without splitting it in two
+        odd_m = (self.mainloop == "sm90" and self.moe and self.block_m == self.warp_m
+                 and self.block_m % 16 == 0 and not _pow2(self.block_m))
         for name, v in (("block_m", self.block_m), ("block_n", self.block_n), ("block_k", self.block_k),
                         ("warp_m", self.warp_m), ("warp_n", self.warp_n), ("warp_k", self.warp_k)):
-            if not _pow2(v):
-                raise ValueError(f"{name} must be a power of two, got {v}")
+            if not _pow2(v) and not (odd_m and name in ("block_m", "warp_m")):
+                raise ValueError(f"{name} must be a power of two, got {v}"
+                                 + (" (wgmma MoE blocks: a multiple of 16)" if name == "block_m" else ""))
         if self.warp_m % _MMA_M:
             raise ValueError(f"warp_m must be a multiple of the MMA's M={_MMA_M}, got {self.warp_m}")
         if self.warp_n % ATOM_N:
@@ -363,6 +368,9 @@ class GemmConfig:
                              f"{self.block_k}); got warp shape ({self.warp_m}, {self.warp_n}, {self.warp_k})")
         if self.block_k not in (64, 128):
             raise ValueError(f"the wgmma mainloop takes block_k 64 or 128, got {self.block_k}")
+        if self.moe and not _pow2(self.block_m) and not ALLOW_UNVERIFIED:
+            raise NotImplementedError(f"wgmma MoE blocks of {self.block_m} rows (not a power of two) are built but "
+                                      f"not yet verified on a GPU; use block_m 16 / 32 / 64 / 128")
         if self.glu:
             if not self.staged_store:
                 raise NotImplementedError("GLU epilogues on the wgmma mainloop combine gate / up pairs in the staged "

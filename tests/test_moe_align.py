@@ -12,7 +12,8 @@ from humming_cute.quant.reference import moe_align_block_size_reference
 
 
 @pytest.mark.parametrize("tokens,top_k,experts,block_m", [(1, 1, 8, 16), (7, 2, 8, 16), (64, 8, 128, 16),
-                                                          (1000, 8, 64, 64), (33, 2, 8, 1), (5, 4, 3, 128)])
+                                                          (1000, 8, 64, 64), (33, 2, 8, 1), (5, 4, 3, 128),
+                                                          (512, 8, 128, 48)])
 @pytest.mark.parametrize("routing", ["uniform", "skewed"])
 def test_matches_reference(tokens, top_k, experts, block_m, routing):
     g = torch.Generator().manual_seed(tokens * 31 + experts)
@@ -156,7 +157,7 @@ def test_kernel_threads_fit_shared_memory(arch):
 
 @pytest.mark.parametrize("experts,block_m,threads,has_map,arch,unroll", [
     (8, 16, 64, False, "sm_80", 8), (128, 64, 256, True, "sm_90a", 8), (256, 128, 128, False, "sm_90a", 16),
-    (64, 1, 32, True, "sm_120a", 8)])
+    (64, 1, 32, True, "sm_120a", 8), (128, 48, 256, False, "sm_90a", 8)])
 def test_kernel_compiles(experts, block_m, threads, has_map, arch, unroll):
     """The alignment kernel compiles for each arch without spills: one CTA, barriers between its steps."""
     from humming_cute.kernels.moe_align import MoeAlignKernel, fake_operands
@@ -174,7 +175,8 @@ def test_kernel_compiles(experts, block_m, threads, has_map, arch, unroll):
 
 
 @pytest.mark.parametrize("experts,block_m,has_map,arch", [(128, 64, False, "sm_90a"), (8, 128, True, "sm_80"),
-                                                       (512, 16, True, "sm_90a"), (3, 1, False, "sm_120a")])
+                                                       (512, 16, True, "sm_90a"), (3, 1, False, "sm_120a"),
+                                                       (128, 48, False, "sm_90a")])
 def test_multi_cta_kernels_compile(experts, block_m, has_map, arch):
     """The multi-CTA pair (many routed ids): two kernels in one compiled call, warp-wide match.any grouping and a
     shuffle scan, no atomics (deterministic), no spills, for each arch."""

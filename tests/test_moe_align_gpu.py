@@ -41,7 +41,7 @@ _SIZES = [(1, 1, 8), (1, 8, 128), (7, 2, 8), (64, 8, 64), (300, 2, 8), (1000, 8,
 @pytest.mark.parametrize("tokens,top_k,experts,multi", [s + (False,) for s in _SIZES]
                          + [s + (True,) for s in _SIZES if s[0] * s[1] > 4096]
                          + [(4097, 1, 8, True), (20000, 8, 512, True), (131072, 8, 128, True)])
-@pytest.mark.parametrize("block_m", [1, 16, 64, 128])
+@pytest.mark.parametrize("block_m", [1, 16, 48, 64, 128])
 @pytest.mark.parametrize("kind", ["uniform", "skewed", "invalid"])
 def test_kernel_matches_torch_and_reference(tokens, top_k, experts, multi, block_m, kind, monkeypatch):
     """`multi`: above 4096 routed ids the multi-CTA kernel pair (the default there), else one CTA at any size

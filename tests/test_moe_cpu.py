@@ -22,7 +22,7 @@ def test_config_rules():
     with pytest.raises(ValueError, match="need moe=True"):
         GemmConfig(**base, moe_down=True).validate()
     with pytest.raises(ValueError, match="block_m must be 16, 32, 64 or 128"):
-        default_moe_config(48, 1536, 2048, a_dtype="float16", b_dtype="uint4", c_dtype="float16",
+        default_moe_config(24, 1536, 2048, a_dtype="float16", b_dtype="uint4", c_dtype="float16",
                            group_size=128, arch="sm_90a")
     assert moe_block_size(1, 8, 128) == 16 and moe_block_size(512, 8, 8) == 64 and moe_block_size(4096, 8, 8) == 128
     assert moe_block_size(512, 8, 128) == 32 and moe_block_size(512, 8, 128, wgmma=True) == 64

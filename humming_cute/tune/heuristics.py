@@ -32,6 +32,16 @@ WGMMA_GLU = True
 #: tokens, 32-row blocks with 256 x 128 tiles 0.94x), so smaller blocks stay on mma.sync
 WGMMA_MOE_MIN_BLOCK = 64
 
+#: MoE block sizes that only the wgmma mainloop takes (wgmma N = block_m, any multiple of 16; mma.sync tiles are
+#: powers of two)
+WGMMA_ONLY_MOE_BLOCKS = (48,)
+
+#: `moe_block_size` picks 48-row wgmma blocks for 17-36 routed rows per expert (an expert with ~32 rows then pads
+#: a quarter less than in a 64-row block and is rarely split in two; the 32-row blocks that split it lost,
+#: 2026-11-30_h200_moe_probe_wgmma_small.log). Built and compile-checked; the blocks are refused until their GPU
+#: test has run (config.ALLOW_UNVERIFIED), so off
+WGMMA_MOE_BLOCK48 = False
+
 
 def _deepest_stages(cfg: GemmConfig, arch: str, most: int = 8) -> GemmConfig:
     """`cfg` with the most pipeline stages (up to `most`) that fit the arch's shared memory."""
@@ -280,16 +290,20 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
     `epilogue`: an activation / GLU follows (keeps the mma.sync mainloop unless it is a GLU, `glu`, which the wgmma
     kernel combines in its staged store while `WGMMA_GLU`); `mainloop` forces one. `num_tokens` and `num_experts`
     (when known) size 16-row decode tiles to the expected number of routed blocks."""
-    if block_m not in (16, 32, 64, 128):
-        raise ValueError(f"MoE block_m must be 16, 32, 64 or 128, got {block_m}")
+    if block_m not in (16, 32, 64, 128) + WGMMA_ONLY_MOE_BLOCKS:
+        raise ValueError(f"MoE block_m must be 16, 32, 64 or 128 (or {', '.join(map(str, WGMMA_ONLY_MOE_BLOCKS))} "
+                         f"on the wgmma mainloop), got {block_m}")
     if mainloop not in (None, "sm80", "sm90"):
         raise ValueError(f"mainloop must be None (choose), 'sm80' or 'sm90', got {mainloop!r}")
-    if mainloop == "sm90" or (block_m >= WGMMA_MOE_MIN_BLOCK and mainloop is None
+    wgmma_only = block_m in WGMMA_ONLY_MOE_BLOCKS
+    if wgmma_only and (mainloop == "sm80" or (mainloop is None and not moe_uses_wgmma(arch, a_dtype, epilogue, glu))):
+        raise ValueError(f"MoE blocks of {block_m} rows run on the wgmma mainloop only (sm_90a, 16-bit activations, "
+                         f"no epilogue activation other than a GLU); use block_m 16 / 32 / 64 / 128")
+    if mainloop == "sm90" or (mainloop is None and (block_m >= WGMMA_MOE_MIN_BLOCK or wgmma_only)
                               and moe_uses_wgmma(arch, a_dtype, epilogue, glu)):
         # H200, fp16 x uint4 g128 (benchmarks/results/2026-11-29_h200_moe_wgmma.log, ..._moe_wgmma_mixtral.log):
         # wgmma, 64-deep k-tiles, the deepest pipeline; 64-row blocks with 128-wide weight tiles, 128-row blocks
         # with 256-wide ones: 0.58-0.85x the mma.sync time at 512-4096 tokens (Qwen3-30B-A3B-like, Mixtral-like)
-        # (16 / 32-row blocks, wgmma N = 16 / 32: forced only, not yet GPU-verified)
         bn = 256 if block_m == 128 and n_pad % 256 == 0 else (128 if n_pad % 128 == 0 else 64)
         if glu and n_pad % 256 == 0:
             # a GLU halves the outputs: 256-wide weight tiles keep 128-wide output rows in the staged store. H200,
@@ -379,6 +393,8 @@ def moe_block_size(num_tokens: int, top_k: int, num_experts: int, *, wgmma: bool
     per_expert = num_tokens * top_k / max(num_experts, 1)
     if per_expert <= 16:
         return 16
+    if wgmma and WGMMA_MOE_BLOCK48 and per_expert <= 36:
+        return 48
     if wgmma and WGMMA_MOE_MIN_BLOCK <= 32 and per_expert <= 48:
         return 32
     if wgmma:
