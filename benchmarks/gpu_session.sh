@@ -30,10 +30,26 @@
 #   bash benchmarks/gpu_session.sh bench        # W4A16, W8A16 and MoE benchmarks with the current defaults
 #   bash benchmarks/gpu_session.sh moe-tuned    # the MoE benchmark with autotune_moe (8 candidates) at 16 / 64 / 512 tokens
 #   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
+#   bash benchmarks/gpu_session.sh pair tests moe-bm48   # two steps at once on a two-GPU machine (GPU 0, GPU 1)
 # Every step has its own time limit, so one that overruns leaves the others' results.
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/run}
 mkdir -p "$OUT"
+if [ "${1:-}" = pair ]; then
+  # pair STEP_A STEP_B [LIMIT_S]: two steps at once on a two-GPU machine (GPU 0 and GPU 1), each with its own
+  # $OUT/gpu0 | gpu1 and summary; returns when both have ended or after LIMIT_S (default 570) seconds
+  a=${2:?"usage: gpu_session.sh pair STEP_A STEP_B [LIMIT_S]"} b=${3:?"usage: gpu_session.sh pair STEP_A STEP_B"}
+  limit=${4:-570}
+  CUDA_VISIBLE_DEVICES=0 OUT="$OUT/gpu0" timeout "$limit" bash "$0" "$a" > "$OUT/gpu0.txt" 2>&1 & p0=$!
+  CUDA_VISIBLE_DEVICES=1 OUT="$OUT/gpu1" timeout "$limit" bash "$0" "$b" > "$OUT/gpu1.txt" 2>&1 & p1=$!
+  wait "$p0" "$p1"
+  cat "$OUT/gpu0.txt" "$OUT/gpu1.txt"
+  if [ "$(find "$OUT" -type f | wc -l)" -gt 8 ]; then     # at most 8 files come back: one tar of both
+    tar -cf "/tmp/pair_${a}_${b}.tar" -C "$OUT" . && find "$OUT" -mindepth 1 -delete \
+      && mv "/tmp/pair_${a}_${b}.tar" "$OUT/" && echo "== packed into $OUT/pair_${a}_${b}.tar"
+  fi
+  exit 0
+fi
 step=${1:?"usage: gpu_session.sh tests|verify|moe-bm48|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|moe-tuned|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
