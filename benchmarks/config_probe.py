@@ -39,6 +39,9 @@ p.add_argument("--ws", action="store_true",
 p.add_argument("--persistent", action="store_true",
                help="with --ws: also a persistent grid (one CTA per SM walking the tiles) of every unsplit "
                     "warp-specialized candidate (persistent_ctas)")
+p.add_argument("--stream-k", action="store_true",
+               help="with --ws: also stream-K over a persistent grid (stream_k; needs --unverified until GPU-verified) "
+                    "of every unsplit warp-specialized candidate")
 p.add_argument("--staged", action="store_true",
                help="also the shared-memory staged C store (staged_store) of every wgmma candidate (with --ws also "
                     "warp-specialized)")
@@ -89,10 +92,14 @@ def candidates(m: int, n: int, arch: str):
                 if args.ws and bn <= 128:
                     out.append((f"sm90 {bm}x{bn}x{bk} st{cfg.stages} split{split} ws",
                                 cfg.with_(warp_specialized=True)))
+                    sms = torch.cuda.get_device_properties(0).multi_processor_count
                     if args.persistent and split == 1:
                         out.append((f"sm90 {bm}x{bn}x{bk} st{cfg.stages} split1 ws persistent",
-                                    cfg.with_(warp_specialized=True, persistent_ctas=torch.cuda.get_device_properties(
-                                        0).multi_processor_count)))
+                                    cfg.with_(warp_specialized=True, persistent_ctas=sms)))
+                    if args.stream_k and split == 1:
+                        sk = deepest(cfg.with_(warp_specialized=True, persistent_ctas=sms, stream_k=True))
+                        if sk is not None:
+                            out.append((f"sm90 {bm}x{bn}x{bk} st{sk.stages} split1 ws stream-k", sk))
                 if args.staged:
                     st = deepest(cfg.with_(staged_store=True))
                     if st is not None:

@@ -116,6 +116,10 @@ class GemmConfig:
     # activation scales) once, before the epilogue's first store, instead of once per element behind the previous
     # element's store to C (the wgmma MoE epilogue always reads its rows once, through shared memory)
     moe_row_cache: bool = False
+    # wgmma mainloop with the persistent grid, dense: stream-K - the grid's CTAs split the problem's (output tile,
+    # k-tile) units evenly, so a tile may be shared by consecutive CTAs; each stores its fp32 partial in a workspace
+    # slot and the last to arrive adds them in CTA (= K) order and runs the epilogue (no wave left part-empty)
+    stream_k: bool = False
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -268,6 +272,8 @@ class GemmConfig:
             raise ValueError(f"persistent_ctas must be an int >= 0, got {self.persistent_ctas!r}")
         if self.persistent_ctas and self.mainloop != "sm90":
             raise ValueError("persistent_ctas is an option of the wgmma mainloop (mainloop='sm90')")
+        if self.stream_k and self.mainloop != "sm90":
+            raise ValueError("stream_k is an option of the wgmma mainloop (mainloop='sm90') with persistent_ctas")
         if self.staged_store:
             if self.mainloop != "sm90":
                 raise ValueError("staged_store is an option of the wgmma kernel (mainloop='sm90')")
@@ -393,6 +399,13 @@ class GemmConfig:
                 raise ValueError("persistent_ctas takes the producer warpgroup (warp_specialized=True), split_k=1 "
                                  "and one accumulator (16-bit activations, or 8-bit ones with channel scales and "
                                  "fp8_fast_accum)")
+        if self.stream_k:
+            if (not self.persistent_ctas or self.moe or self.cluster_n != 1 or self.cluster_split_k
+                    or self.act_bits != 16):
+                raise ValueError("stream_k takes the dense wgmma GEMM with the persistent grid (persistent_ctas > 0, "
+                                 "warp_specialized=True, split_k=1), cluster_n=1 and 16-bit activations")
+            if not ALLOW_UNVERIFIED:
+                raise NotImplementedError("stream_k is built but not yet verified on a GPU; it is not enabled")
         if self.moe_cp_async_rows:
             if not self.moe or not self.warp_specialized or self.cluster_n != 1:
                 raise ValueError("moe_cp_async_rows takes the wgmma MoE GEMM with the producer warpgroup "
@@ -439,6 +452,8 @@ def smem_bytes(cfg: GemmConfig) -> int:
             part += cfg.block_m * (cfg.block_n + 8 * (cfg.block_n // ATOM_N)) * 2 + 16   # C staging, padded rows
         if cfg.moe:
             part += cfg.block_m * 12 * (cfg.block_n // ATOM_N) + 32     # the epilogue's routed-row tables
+        if cfg.stream_k:
+            part += 16                                                  # the shared tile's ticket
         return cfg.stages * (a + b + s) + 1024 + 16 * cfg.stages + 128 + part   # + alignment, mbarriers, flag
     reduce = (cfg.warps_k - 1) * cfg.block_m * cfg.block_n * 4  # fp32 partial sums of the K-split warps
     if cfg.cluster_split_k:

@@ -181,6 +181,13 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
         tiles = -(-m // config.block_m) * (weight.n_pad // config.block_n)
         ws = torch.empty(config.split_k * m, weight.n_pad, dtype=torch.float32, device=dev)
         cnt = _split_counters(dev, tiles)
+    elif config.stream_k:       # two fp32 tile slots per CTA of the grid, a ticket per output tile
+        from .stream_k import stream_k_ctas, workspace_rows
+
+        tiles = -(-m // config.block_m) * (weight.n_pad // config.block_n)
+        ctas = stream_k_ctas(tiles, -(-xk.shape[1] // config.block_k), config.persistent_ctas)
+        ws = torch.empty(workspace_rows(ctas, config.block_m), config.block_n, dtype=torch.float32, device=dev)
+        cnt = _split_counters(dev, tiles)
     else:
         ws, cnt = ops[5], ops[6]
     with _on_device(dev):

@@ -28,7 +28,7 @@ from ..config import GemmConfig
 from ..layouts.weight import ATOM_K, ATOM_N, atom_words
 from . import dequant as dq
 from .epilogue import Epilogue
-from .scheduler import cluster_split_reduce, split_k_reduce
+from .scheduler import cluster_split_reduce, split_k_reduce, stream_k_reduce
 
 _CUTLASS_TYPES = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16}
 _ACT8_TYPES = {"float8e4m3": cutlass.Float8E4M3FN, "float8e5m2": cutlass.Float8E5M2, "int8": cutlass.Int8}
@@ -63,6 +63,7 @@ class Sm90MixedGemm:
         # registers move from it to the consumers (setmaxnreg), within the register file
         self.ws = cfg.warp_specialized
         self.persistent = cfg.persistent_ctas > 0
+        self.stream_k = cfg.stream_k
         self.cons_threads = 128 * self.n_wg
         self.cons_warps = self.cons_threads // 32
         self.producer_regs = 40
@@ -164,9 +165,17 @@ class Sm90MixedGemm:
         self.kernel(tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, mS, mCS, mG, mBias, mC, mWS, mCnt,
                     mTopkW, mSorted, mExpert, mNumPost, tiled_mma, sA_layout, sB_layout, sS_layout, tiles_m,
                     tiles_n, mA).launch(
-            grid=[cutlass.min(tiles_m * tiles_n, self.cfg.persistent_ctas) if self.persistent else tiles_m * tiles_n,
-                  1, self.split_k], block=[self.threads, 1, 1],
+            grid=[self.grid_ctas(tiles_m * tiles_n, mA), 1, self.split_k], block=[self.threads, 1, 1],
             cluster=[self.cn, 1, self.split_k] if self.cfg.cluster_split_k or self.cn > 1 else None, stream=stream)
+
+    def grid_ctas(self, tiles, mA):
+        """The grid's CTAs: one per tile, or the persistent grid (never more CTAs than tiles; with stream-K never
+        more than (tile, k-tile) units, `humming_cute.stream_k.stream_k_ctas`)."""
+        if not self.persistent:
+            return tiles
+        if self.stream_k:
+            return cutlass.min(tiles * cute.ceil_div(cute.size(mA, mode=[1]), self.bk), self.cfg.persistent_ctas)
+        return cutlass.min(tiles, self.cfg.persistent_ctas)
 
     @cute.jit
     def produce(self, pipe, state, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ,
@@ -345,7 +354,7 @@ class Sm90MixedGemm:
 
         if cutlass.const_expr(self.persistent):
             self.persistent_tiles(plan, tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, mCS, mG, mBias,
-                                  mC, mWS, mTopkW, mSorted, mExpert, mNumPost, tiled_mma, sA_layout, sB_layout, sS_layout,
+                                  mC, mWS, mCnt, mTopkW, mSorted, mExpert, mNumPost, tiled_mma, sA_layout, sB_layout, sS_layout,
                                   tiles_m, tiles_n, tidx, warp_idx, wg, wr, lane, g, mX)
         else:
             bid, _, z_idx = cute.arch.block_idx()
@@ -406,8 +415,8 @@ class Sm90MixedGemm:
 
     @cute.jit
     def persistent_tiles(self, plan: cutlass.Constexpr, tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma,
-                         mCS, mG, mBias, mC, mWS, mTopkW, mSorted, mExpert, mNumPost, tiled_mma, sA_layout, sB_layout,
-                         sS_layout, tiles_m, tiles_n, tidx, warp_idx, wg, wr, lane, g, mX):
+                         mCS, mG, mBias, mC, mWS, mCnt, mTopkW, mSorted, mExpert, mNumPost, tiled_mma, sA_layout,
+                         sB_layout, sS_layout, tiles_m, tiles_n, tidx, warp_idx, wg, wr, lane, g, mX):
         """Persistent grid (`persistent_ctas`): CTA b takes output tiles b, b + grid, ... in the grouped raster.
         The producer warp runs ahead through the tiles' k-tiles; the pipeline states carry on from tile to tile, so
         the next tile's first stages load while the consumers finish and store the current one. MoE: each tile
@@ -417,6 +426,17 @@ class Sm90MixedGemm:
         n_ctas, _, _ = cute.arch.grid_dim()
         n_tiles = tiles_m * tiles_n          # a multiple of cn: clusters of cn CTAs walk cluster tiles
         smem, pipe, sA, sB, sS, sZ = self.smem_pipeline(sA_layout, sB_layout, sS_layout)
+        # the tiles this CTA walks: every grid-th tile, or with stream-K (`humming_cute.stream_k`) the tiles of its
+        # even share [u0, u1) of the (tile, k-tile) units
+        t_start, t_stop, t_step = bid // self.cn, n_tiles // self.cn, n_ctas // self.cn
+        kt_all = cute.size(cute.local_tile(gA_tma, (self.bm, self.bk), (0, None)), mode=[2])
+        units = n_tiles * kt_all
+        u0 = bid * units // n_ctas
+        u1 = (bid + 1) * units // n_ctas
+        sFlag = None
+        if cutlass.const_expr(self.stream_k):
+            t_start, t_stop, t_step = u0 // kt_all, (u1 - 1) // kt_all + 1, 1
+            sFlag = smem.allocate_tensor(cutlass.Int32, cute.make_layout(1), byte_alignment=4)   # the tile's ticket
         if warp_idx >= self.cons_warps:
             cute.arch.setmaxregister_decrease(self.producer_regs)
             pipeline.pipeline_init_wait(cluster_shape_mn=self.cluster_shape)
@@ -426,13 +446,16 @@ class Sm90MixedGemm:
             if producing:
                 copy, tXsA, tXgX, tXcX = self.row_copy(sA, mX, tidx) if self.rows else (None, None, None, None)
                 prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)
-                for tile in cutlass.range(bid // self.cn, n_tiles // self.cn, n_ctas // self.cn, unroll=1):
+                for tile in cutlass.range(t_start, t_stop, t_step, unroll=1):
                     bm_idx, bn_idx = self.tile_coords(tile, tiles_m, tiles_n)
                     moe_st, b_tile, _ = self.moe_block(mExpert, mNumPost, gA_tma, bm_idx, bn_idx, tiles_n)
                     (gA, tAsA, tAgA, tBsB, tBgB, tSsS, tSgS, tZsZ,
                      tZgZ) = self.tile_partitions(tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, sA,
                                                   sB, sS, sZ, bm_idx, bn_idx, b_tile)
-                    _, k_tiles = self.k_range(gA, 0, moe_st)
+                    k0, k_tiles = self.k_range(gA, 0, moe_st)
+                    if cutlass.const_expr(self.stream_k):
+                        k0 = cutlass.max(u0 - tile * kt_all, 0)
+                        k_tiles = cutlass.min(u1 - tile * kt_all, kt_all) - k0
                     prod.reset_count()                 # produce() reads the k-tile index from the count
                     if cutlass.const_expr(self.rows):
                         rows, ok = self.block_rows(tXcX, mSorted, mC, bm_idx)
@@ -443,7 +466,7 @@ class Sm90MixedGemm:
                             prod.advance()
                     else:
                         for _ in cutlass.range(k_tiles, unroll=1):
-                            self.produce(pipe, prod, 0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS,
+                            self.produce(pipe, prod, k0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS,
                                          tma_z, tZgZ, tZsZ, moe_st[2])
                             prod.advance()
                 if cutlass.const_expr(self.rows):
@@ -471,10 +494,13 @@ class Sm90MixedGemm:
             xs = self.act_scales(mG, mWS, mTopkW)
             sC = self.staging_tile(smem, wg) if self.cfg.staged_store else None
             sTok, sF = self.moe_row_table(smem, wg) if self.moe else (None, None)
-            for tile in cutlass.range(bid // self.cn, n_tiles // self.cn, n_ctas // self.cn, unroll=1):
+            for tile in cutlass.range(t_start, t_stop, t_step, unroll=1):
                 bm_idx, bn_idx = self.tile_coords(tile, tiles_m, tiles_n)
                 moe_st, _, e_idx = self.moe_block(mExpert, mNumPost, gA_tma, bm_idx, bn_idx, tiles_n)
-                _, k_tiles = self.k_range(gA0, 0, moe_st)
+                k0, k_tiles = self.k_range(gA0, 0, moe_st)
+                if cutlass.const_expr(self.stream_k):
+                    k0 = cutlass.max(u0 - tile * kt_all, 0)
+                    k_tiles = cutlass.min(u1 - tile * kt_all, kt_all) - k0
                 acc.fill(0 if self.acc_type is cutlass.Int32 else 0.0)
                 cons.reset_count()                     # mma_k_tiles counts this tile's k-tiles from 0
                 rel.reset_count()
@@ -486,30 +512,49 @@ class Sm90MixedGemm:
                 for _ in cutlass.range(cons.count - rel.count, unroll=1):   # free the stages still held
                     pipe.consumer_release(rel)
                     rel.advance()
-                out = acc
-                if cutlass.const_expr(self.acc_type is cutlass.Int32):
-                    out = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)      # int8: exact s32 -> fp32
-                    for i in cutlass.range_constexpr(cute.size(acc)):
-                        out[i] = acc[i].to(cutlass.Float32)
-                if cutlass.const_expr(self.moe and self.cfg.staged_store):
-                    self.epilogue.store_moe_staged(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, N,
-                                                   moe_st[1], mG[e_idx, None][0], mCS[e_idx, None],
-                                                   mBias[e_idx, None], mC, mSorted, mTopkW, xs, sTok, sF, sC,
-                                                   tidx % 128, 2 + wg)
-                elif cutlass.const_expr(self.moe):
-                    self.epilogue.store_moe_rows(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, N,
-                                                 moe_st[1], mG[e_idx, None][0], mCS[e_idx, None],
-                                                 mBias[e_idx, None], mC, mSorted, mTopkW, xs, sTok, sF, tidx % 128,
-                                                 2 + wg)
-                elif cutlass.const_expr(self.cfg.staged_store and self.cfg.glu):
-                    self.epilogue.store_staged_glu(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M,
-                                                   N, mG, mCS, mBias, mC, xs, sC, tidx % 128, 2 + wg)
-                elif cutlass.const_expr(self.cfg.staged_store):
-                    self.epilogue.store_staged(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M, N,
-                                               mG, mCS, mBias, mC, xs, sC, tidx % 128, 2 + wg)
+                store = (acc, tCcC, tidx, wg, bm_idx, bn_idx, e_idx, moe_st, M, N, mCS, mG, mBias, mC, mSorted,
+                         mTopkW, xs, sTok, sF, sC)
+                if cutlass.const_expr(self.stream_k):
+                    is_last = cutlass.Boolean(True)
+                    if k_tiles < kt_all:               # a tile shared with the neighbouring CTAs
+                        first = ((tile * kt_all + 1) * n_ctas - 1) // units
+                        n_parts = (((tile + 1) * kt_all) * n_ctas - 1) // units - first + 1
+                        slot = 2 * bid + cutlass.select_(tile == t_start, 0, 1)
+                        is_last = stream_k_reduce(acc, tCcC, wg * ATOM_N, tile, slot, first, n_parts, units, n_ctas,
+                                                  kt_all, mWS, mCnt, sFlag, tidx, self.bm, self.cons_threads)
+                    if is_last:
+                        self.persistent_store(*store)
                 else:
-                    self.epilogue.store(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M, N, 0, True,
-                                        mG, mCS, mBias, mC, mCS, xs, xs, transposed=True)
+                    self.persistent_store(*store)
+
+    @cute.jit
+    def persistent_store(self, acc, tCcC, tidx, wg, bm_idx, bn_idx, e_idx, moe_st, M, N, mCS, mG, mBias, mC, mSorted,
+                         mTopkW, xs, sTok, sF, sC):
+        """The epilogue of one finished tile of the persistent grid."""
+        out = acc
+        if cutlass.const_expr(self.acc_type is cutlass.Int32):
+            out = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)      # int8: exact s32 -> fp32
+            for i in cutlass.range_constexpr(cute.size(acc)):
+                out[i] = acc[i].to(cutlass.Float32)
+        if cutlass.const_expr(self.moe and self.cfg.staged_store):
+            self.epilogue.store_moe_staged(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, N,
+                                           moe_st[1], mG[e_idx, None][0], mCS[e_idx, None],
+                                           mBias[e_idx, None], mC, mSorted, mTopkW, xs, sTok, sF, sC,
+                                           tidx % 128, 2 + wg)
+        elif cutlass.const_expr(self.moe):
+            self.epilogue.store_moe_rows(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, N,
+                                         moe_st[1], mG[e_idx, None][0], mCS[e_idx, None],
+                                         mBias[e_idx, None], mC, mSorted, mTopkW, xs, sTok, sF, tidx % 128,
+                                         2 + wg)
+        elif cutlass.const_expr(self.cfg.staged_store and self.cfg.glu):
+            self.epilogue.store_staged_glu(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M,
+                                           N, mG, mCS, mBias, mC, xs, sC, tidx % 128, 2 + wg)
+        elif cutlass.const_expr(self.cfg.staged_store):
+            self.epilogue.store_staged(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M, N,
+                                       mG, mCS, mBias, mC, xs, sC, tidx % 128, 2 + wg)
+        else:
+            self.epilogue.store(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M, N, 0, True,
+                                mG, mCS, mBias, mC, mCS, xs, xs, transposed=True)
 
     def act_scales(self, mG, mWS, mTopkW):
         """The epilogue's per-row activation-scale operand (chosen at trace time): 8-bit activations' per-token

@@ -1,4 +1,4 @@
-"""Cross-CTA work split shared by the mainloops: the deterministic split-K reduction.
+"""Cross-CTA work split shared by the mainloops: the deterministic split-K and stream-K reductions.
 
 Every CTA of a split stores its fp32 partial tile in a workspace; an atomic ticket per output tile tells the last
 CTA to arrive, which adds the partials in split order (so the result never depends on arrival order), keeps the
@@ -11,7 +11,7 @@ import cutlass
 import cutlass.cute as cute
 import cutlass.pipeline as pipeline
 
-__all__ = ["split_k_reduce", "cluster_split_reduce"]
+__all__ = ["split_k_reduce", "cluster_split_reduce", "stream_k_reduce"]
 
 
 @cute.jit
@@ -89,3 +89,38 @@ def cluster_split_reduce(acc, smem, slot, n_slots: cutlass.Constexpr, owner, ran
     cute.arch.cluster_arrive()
     cute.arch.cluster_wait()
     return rank == 0
+
+
+@cute.jit
+def stream_k_reduce(acc, tCcC, n_off, tile, slot, first_cta, n_parts, units, ctas, k_tiles, mWS, mCnt, sFlag, tidx,
+                    bm: cutlass.Constexpr, bar_threads: cutlass.Constexpr, transposed: cutlass.Constexpr = True):
+    """-> is_last. Stream-K fixup of one output tile shared by CTAs first_cta .. first_cta + n_parts - 1 (see
+    `humming_cute.stream_k`): every part stores its fp32 partial at workspace slot `slot` (mWS is [2 ctas * bm,
+    bn]: CTA c's first tile in slot 2c, its last in 2c + 1; (m, n) tile-local, n offset by `n_off`); a ticket per
+    tile tells the last to arrive, which adds the parts in CTA order (K order: the bits never depend on arrival
+    order) into its accumulators for the epilogue and resets the ticket."""
+    mi = 1 if transposed else 0
+    ni = 0 if transposed else 1
+    for i in cutlass.range_constexpr(cute.size(acc)):
+        coord = tCcC[i]
+        mWS[slot * bm + coord[mi], n_off + coord[ni]] = acc[i]
+    cute.arch.fence_acq_rel_gpu()
+    _barrier(bar_threads)
+    if tidx == 0:
+        sFlag[0] = cute.arch.atomic_add(mCnt.iterator + tile, cutlass.Int32(1))
+    _barrier(bar_threads)
+    is_last = sFlag[0] == n_parts - 1
+    _barrier(bar_threads)            # sFlag is read by every thread before the next tile's ticket overwrites it
+    if is_last:
+        cute.arch.fence_acq_rel_gpu()
+        for i in cutlass.range_constexpr(cute.size(acc)):
+            acc[i] = cutlass.Float32(0.0)
+        for j in cutlass.range(n_parts, unroll=1):
+            c = first_cta + j
+            part = 2 * c + cutlass.select_(c * units // ctas // k_tiles == tile, 0, 1)
+            for i in cutlass.range_constexpr(cute.size(acc)):
+                coord = tCcC[i]
+                acc[i] = acc[i] + mWS[part * bm + coord[mi], n_off + coord[ni]]
+        if tidx == 0:
+            mCnt[tile] = 0
+    return is_last
