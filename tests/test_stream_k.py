@@ -130,3 +130,28 @@ def test_stream_k_gemm(monkeypatch, a, b, group, m, n, k, bm, ctas, extra):
     assert torch.equal(hc.gemm(x, pw, config=cfg, activation=act), y), "stream-K is deterministic"
     plain = hc.gemm(x, pw, config=cfg.with_(stream_k=False), activation=act)
     assert ((y.float() - plain.float()).norm() / plain.float().norm()).item() < tol
+
+
+def test_default_switch(monkeypatch):
+    """`heuristics.STREAM_K` (off until the GPU test has run): on, unsplit 16-bit dense wgmma tiles whose last wave
+    would leave more than 2 % of the SMs' time idle become stream-K over one CTA per SM (the tile's own stages,
+    fitting shared memory); full waves, split tiles, 8-bit activations, GLU layers and explicit mainloops stay."""
+    import humming_cute.config as hconfig
+    import humming_cute.tune.heuristics as heur
+    from humming_cute.arch import get_arch
+    from humming_cute.config import smem_bytes
+
+    kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a")
+    assert not heur.default_config(256, 8192, 8192, **kw).stream_k
+    monkeypatch.setattr(heur, "STREAM_K", True)
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    cfg = heur.default_config(256, 8192, 8192, **kw).validate()       # 128 tiles on 132 SMs
+    assert (cfg.stream_k, cfg.persistent_ctas, cfg.warp_specialized) == (True, 132, True)
+    assert smem_bytes(cfg) <= get_arch("sm_90a").smem_per_block_bytes
+    assert heur.stream_k_gain(256, 8192, cfg, 132) > 0.02
+    assert not heur.default_config(256, 8192, 8192, num_sms=128, **kw).stream_k     # 128 tiles, one full wave
+    assert not heur.default_config(64, 4096, 14336, **kw).stream_k                   # split-K tiles
+    assert not heur.default_config(4096, 8192, 8192, glu=True, **kw).stream_k
+    assert not heur.default_config(4096, 8192, 8192, mainloop="sm90", **kw).stream_k
+    assert not heur.default_config(4096, 8192, 8192, **{**kw, "a_dtype": "float8e4m3", "b_dtype": "int4",
+                                                        "group_size": 0}).stream_k

@@ -32,6 +32,12 @@ WGMMA_GLU = True
 #: tokens, 32-row blocks with 256 x 128 tiles 0.94x), so smaller blocks stay on mma.sync
 WGMMA_MOE_MIN_BLOCK = 64
 
+#: dense wgmma GEMMs whose data-parallel grid leaves more than STREAM_K_MIN_GAIN of the SMs' time idle in its last
+#: wave run as stream-K (`with_stream_k`). Built and compile-checked; refused until its GPU test has run
+#: (config.ALLOW_UNVERIFIED), so off
+STREAM_K = False
+STREAM_K_MIN_GAIN = 0.02
+
 #: MoE block sizes that only the wgmma mainloop takes (wgmma N = block_m, any multiple of 16; mma.sync tiles are
 #: powers of two)
 WGMMA_ONLY_MOE_BLOCKS = (48,)
@@ -50,6 +56,28 @@ def _deepest_stages(cfg: GemmConfig, arch: str, most: int = 8) -> GemmConfig:
         if smem_bytes(cfg.with_(stages=st)) <= limit:
             return cfg.with_(stages=st)
     return cfg.with_(stages=2)
+
+
+def stream_k_gain(m: int, n_pad: int, cfg: GemmConfig, num_sms: int) -> float:
+    """The fraction of the SMs' time a data-parallel grid of `cfg`'s tiles leaves idle in its last, part-filled
+    wave (what stream-K can win back): ceil(waves) / waves - 1."""
+    tiles = -(-m // cfg.block_m) * (n_pad // cfg.block_n)
+    return -(-tiles // num_sms) * num_sms / tiles - 1.0
+
+
+def with_stream_k(cfg: GemmConfig, m: int, n_pad: int, k_pad: int, num_sms: int) -> GemmConfig:
+    """`cfg` as stream-K over a persistent grid of `num_sms` CTAs (producer warpgroup, 128-wide tiles) when
+    `STREAM_K` is on, the tile is unsplit, 16-bit activations, and the data-parallel grid would leave more than
+    `STREAM_K_MIN_GAIN` of the SMs' time idle in its last wave; else `cfg`."""
+    if (not STREAM_K or cfg.mainloop != "sm90" or cfg.split_k != 1 or cfg.cluster_split_k
+            or cfg.a_dtype not in ("float16", "bfloat16") or cfg.block_n > 128 or n_pad % cfg.block_n):
+        return cfg
+    if stream_k_gain(m, n_pad, cfg, num_sms) <= STREAM_K_MIN_GAIN:
+        return cfg
+    out = cfg.with_(warp_specialized=True, persistent_ctas=num_sms, stream_k=True)
+    while smem_bytes(out) > get_arch("sm_90a").smem_per_block_bytes and out.stages > 2:
+        out = out.with_(stages=out.stages - 1)
+    return out
 
 
 def with_glu_staging(cfg: GemmConfig, keep_block_m: bool = False) -> GemmConfig:
@@ -183,6 +211,8 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
             # (0.92-0.94x the 128-deep tiles, 0.85-0.98x the 256-row ones, 0.90-0.94x without the producer)
             cfg = _deepest_stages(cfg.with_(block_m=128, warp_m=128, block_n=128, block_k=64, warp_k=64,
                                             warp_specialized=True), "sm_90a")
+        if not glu and mainloop is None:
+            cfg = with_stream_k(cfg, m, n_pad, k_pad, num_sms)
         return with_glu_staging(cfg) if glu else cfg
     if m <= 16:
         bm, wm = 16, 16
