@@ -71,12 +71,15 @@ case "$step" in
       tests/test_stream_k.py -k "wgmma_activation or block48 or (kernel_matches_torch and -48-) or stream_k" -n 16 \
       -q -rf ;;
   stream-k)
-    run 300 "${tag}_config_probe_stream_k.log" python3 benchmarks/config_probe.py --m 256,1024,4096 \
+    run 150 "${tag}_config_probe_stream_k_m256.log" python3 benchmarks/config_probe.py --m 256 \
       --shapes 8192x8192,28672x4096 --families sm90 --ws --persistent --stream-k --unverified \
-      --match '^sm90 (128|256)x128x(64|128) st[0-9] split1 ws( persistent| stream-k)?$' --budget-s 40
-    run 250 "${tag}_config_probe_stream_k_w8.log" python3 benchmarks/config_probe.py --m 256,4096,8192 --b int8 \
-      --group 0 --shapes 8192x8192,28672x4096 --families sm90 --ws --persistent --stream-k --unverified \
-      --match '^sm90 (128|256)x128x(64|128) st[0-9] split1 ws( persistent| stream-k)?$' --budget-s 35 ;;
+      --match '^sm90 128x128x(64|128) st[0-9] split1( ws)?( persistent| stream-k)?$' --budget-s 45
+    run 220 "${tag}_config_probe_stream_k.log" python3 benchmarks/config_probe.py --m 1024,4096 \
+      --shapes 8192x8192,28672x4096 --families sm90 --ws --persistent --stream-k --unverified \
+      --match '^sm90 256x128x64 st[0-9] split1( ws)?( persistent| stream-k)?$' --budget-s 40
+    run 150 "${tag}_config_probe_stream_k_w8.log" python3 benchmarks/config_probe.py --m 4096 --b int8 --group 0 \
+      --shapes 28672x4096,8192x8192 --families sm90 --ws --persistent --stream-k --unverified \
+      --match '^sm90 256x128x64 st[0-9] split1( ws)?( persistent| stream-k)?$' --budget-s 40 ;;
   moe-bm48)
     run 250 "${tag}_moe_probe_bm48_qwen.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
       --tokens 512,384 --block-m 48,64 --bn 128,256 --bk 64,128 --wgmma --unverified --match '^sm90' --budget-s 30

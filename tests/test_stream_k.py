@@ -68,7 +68,8 @@ def test_config_rules(monkeypatch):
         GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, stream_k=True).validate()
 
 
-@pytest.mark.parametrize("extra", [dict(), dict(b_dtype="int8", group_size=0, staged_store=True)])
+@pytest.mark.parametrize("extra", [dict(), dict(b_dtype="int8", group_size=0, staged_store=True),
+                                   dict(block_m=256, warp_m=256)])
 def test_stream_k_compiles(monkeypatch, extra):
     """The persistent wgmma kernel with stream-K: the tile ticket (atomic add), fences around the partials, no
     spills."""

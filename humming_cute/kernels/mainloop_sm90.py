@@ -497,10 +497,13 @@ class Sm90MixedGemm:
             for tile in cutlass.range(t_start, t_stop, t_step, unroll=1):
                 bm_idx, bn_idx = self.tile_coords(tile, tiles_m, tiles_n)
                 moe_st, _, e_idx = self.moe_block(mExpert, mNumPost, gA_tma, bm_idx, bn_idx, tiles_n)
-                k0, k_tiles = self.k_range(gA0, 0, moe_st)
+                _, k_tiles = self.k_range(gA0, 0, moe_st)
                 if cutlass.const_expr(self.stream_k):
-                    k0 = cutlass.max(u0 - tile * kt_all, 0)
-                    k_tiles = cutlass.min(u1 - tile * kt_all, kt_all) - k0
+                    k_tiles = cutlass.min(u1 - tile * kt_all, kt_all) - cutlass.max(u0 - tile * kt_all, 0)
+                    # the CTAs sharing this tile (`humming_cute.stream_k.tile_parts`) and this part's slot
+                    first = ((tile * kt_all + 1) * n_ctas - 1) // units
+                    n_parts = (((tile + 1) * kt_all) * n_ctas - 1) // units - first + 1
+                    slot = 2 * bid + cutlass.select_(tile == t_start, 0, 1)
                 acc.fill(0 if self.acc_type is cutlass.Int32 else 0.0)
                 cons.reset_count()                     # mma_k_tiles counts this tile's k-tiles from 0
                 rel.reset_count()
@@ -516,10 +519,7 @@ class Sm90MixedGemm:
                          mTopkW, xs, sTok, sF, sC)
                 if cutlass.const_expr(self.stream_k):
                     is_last = cutlass.Boolean(True)
-                    if k_tiles < kt_all:               # a tile shared with the neighbouring CTAs
-                        first = ((tile * kt_all + 1) * n_ctas - 1) // units
-                        n_parts = (((tile + 1) * kt_all) * n_ctas - 1) // units - first + 1
-                        slot = 2 * bid + cutlass.select_(tile == t_start, 0, 1)
+                    if n_parts > 1:                    # a tile shared with the neighbouring CTAs
                         is_last = stream_k_reduce(acc, tCcC, wg * ATOM_N, tile, slot, first, n_parts, units, n_ctas,
                                                   kt_all, mWS, mCnt, sFlag, tidx, self.bm, self.cons_threads)
                     if is_last:
