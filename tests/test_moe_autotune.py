@@ -212,3 +212,26 @@ def test_autotune_moe_on_the_gpu(monkeypatch, tmp_path):
     used = [v[1] for v in ops._DEFAULTS.values() if v[0]() is layer._prepared]
     assert used and all(mat.apply_moe_entry(c, {"config": {f: getattr(best, f) for f in mat.MOE_TUNED_FIELDS}})
                         == c for c in used)
+
+
+def test_entries_fit_the_epilogue():
+    """A tuned tiling applied under a GLU: wgmma tiles take the staged store (dense 256-row tiles cut to 128 rows),
+    mma.sync tiles drop it; an entry from before persistent_ctas / stream_k existed applies with them off."""
+    from humming_cute.tune.autotune import TUNED_FIELDS, apply_entry
+    from humming_cute.tune.heuristics import default_config
+
+    kw = dict(_KW, arch="sm_90a")
+    glu = dict(activation="silu_glu", glu=True)
+    moe = default_moe_config(64, 1536, 2048, top_k=8, epilogue=True, glu=True, **kw).with_(**glu).validate()
+    s80 = default_moe_config(64, 1536, 2048, top_k=8, epilogue=True, mainloop="sm80", **kw)
+    got = mat.apply_moe_entry(moe, {"config": {f: getattr(s80, f) for f in mat.MOE_TUNED_FIELDS}})
+    assert (got.mainloop, got.staged_store, got.glu, got.block_m) == ("sm80", False, True, 64)
+    dense80 = default_config(16, 8192, 4096, glu=True, **kw).with_(**glu).validate()
+    c90 = default_config(4096, 8192, 4096, **kw)
+    assert c90.block_m == 256
+    got = apply_entry(dense80, {"config": {f: getattr(c90, f) for f in TUNED_FIELDS}})
+    assert (got.mainloop, got.staged_store, got.block_m) == ("sm90", True, 128) and got.stages >= 3
+    old = {f: getattr(c90, f) for f in TUNED_FIELDS if f not in ("persistent_ctas", "stream_k", "warp_specialized")}
+    got = apply_entry(default_config(4096, 8192, 4096, **kw).with_(warp_specialized=True, persistent_ctas=132),
+                      {"config": old})
+    assert (got.persistent_ctas, got.stream_k, got.warp_specialized) == (0, False, False)

@@ -31,9 +31,10 @@ __all__ = ["autotune", "candidate_configs", "lookup", "tuned_config", "apply_ent
 
 #: the config fields an entry stores (the tiling and scheduling); everything else comes from the call
 TUNED_FIELDS = ("block_m", "block_n", "block_k", "warp_m", "warp_n", "warp_k", "stages", "split_k", "mainloop",
-                "two_level_scales", "warp_specialized", "cluster_split_k", "cluster_n")
+                "two_level_scales", "warp_specialized", "cluster_split_k", "cluster_n", "persistent_ctas", "stream_k")
 #: scheduling options an entry may lack (written before they existed), and their "off" values
-_OFF_UNLESS_GIVEN = {"warp_specialized": False, "cluster_split_k": False, "cluster_n": 1}
+_OFF_UNLESS_GIVEN = {"warp_specialized": False, "cluster_split_k": False, "cluster_n": 1, "persistent_ctas": 0,
+                     "stream_k": False}
 _SCHEMA = 1
 
 
@@ -110,9 +111,21 @@ def apply_entry(base: GemmConfig, entry: dict) -> Optional[GemmConfig]:
     for k, off in _OFF_UNLESS_GIVEN.items():
         fields.setdefault(k, off)
     try:
-        return base.with_(**fields).validate()
+        return fit_epilogue(base.with_(**fields)).validate()
     except (ValueError, NotImplementedError, TypeError):
         return None
+
+
+def fit_epilogue(cfg: GemmConfig) -> GemmConfig:
+    """A tuned tiling under the call's epilogue: a GLU on the wgmma mainloop goes through the staged store (its
+    pipeline cut to fit beside the staging tile), the mma.sync mainloop has none."""
+    from .heuristics import with_glu_staging
+
+    if cfg.glu and cfg.mainloop == "sm90" and not cfg.staged_store:
+        return with_glu_staging(cfg, keep_block_m=cfg.moe)    # (an MoE block keeps its routing height)
+    if cfg.mainloop != "sm90" and cfg.staged_store:
+        return cfg.with_(staged_store=False)
+    return cfg
 
 
 def _collector(base: GemmConfig, limit: int) -> Callable:
@@ -239,6 +252,8 @@ def candidate_configs(base: GemmConfig, m: int, n_pad: int, k_pad: int, *, num_s
                                 cfg = deepest(cfg, 8)
                                 if cfg is not None:
                                     add(cfg, sm90_list)
+                                    if ws and split == 1 and cn == 1:   # (left out while not GPU-verified)
+                                        add(cfg.with_(persistent_ctas=num_sms, stream_k=True), sm90_list)
     if base.mainloop == "sm90":
         # tiles of the default's shape first (then its block_m, then the rest): with a small max_candidates the
         # variants of the default tile (deeper pipeline, producer warpgroup, multicast) are timed before tiles a

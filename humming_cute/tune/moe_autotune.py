@@ -20,7 +20,7 @@ from typing import Callable, Optional
 from ..arch import get_arch
 from ..config import GemmConfig
 from .autotune import (TuneCache, _cache, _collector, _deepest, _device_name, _merge, _table, _time_candidates,
-                       _version, enabled_on_the_fly, m_bucket)
+                       _version, enabled_on_the_fly, fit_epilogue, m_bucket)
 
 __all__ = ["autotune_moe", "moe_candidate_configs", "moe_problem_key", "apply_moe_entry", "lookup_moe",
            "tuned_moe_config", "MOE_TUNED_FIELDS"]
@@ -45,7 +45,7 @@ def apply_moe_entry(base: GemmConfig, entry: dict) -> Optional[GemmConfig]:
     """`base` (the call's default MoE config) with an entry's tiling, if that is valid for the call; else None."""
     fields = {k: v for k, v in entry.get("config", {}).items() if k in MOE_TUNED_FIELDS}
     try:
-        return base.with_(**fields).validate()
+        return fit_epilogue(base.with_(**fields)).validate()
     except (ValueError, NotImplementedError, TypeError):
         return None
 
