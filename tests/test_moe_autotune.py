@@ -235,3 +235,14 @@ def test_entries_fit_the_epilogue():
     got = apply_entry(default_config(4096, 8192, 4096, **kw).with_(warp_specialized=True, persistent_ctas=132),
                       {"config": old})
     assert (got.persistent_ctas, got.stream_k, got.warp_specialized) == (0, False, False)
+
+
+def test_block48_candidates(monkeypatch):
+    """48-row routing blocks (wgmma only): the candidates are wgmma tiles of that height, none on mma.sync."""
+    import humming_cute.config as hconfig
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    base = _base(48, 1536, 2048, tokens=512)
+    cands = mat.moe_candidate_configs(base, 512, 1536, 2048, num_experts=128, max_candidates=100)
+    assert cands[0] == base and len(cands) > 8
+    assert all(c.mainloop == "sm90" and c.block_m == c.warp_m == 48 for c in cands)

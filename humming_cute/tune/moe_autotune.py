@@ -58,7 +58,7 @@ def moe_candidate_configs(base: GemmConfig, tokens: int, n_pad: int, k_pad: int,
     and no activation epilogue, wgmma tiles (with the producer warpgroup, the persistent grid, cp.async rows,
     multicast over 2 CTAs). Each is validated (options not yet verified on a GPU are left out) and fits shared
     memory; no duplicates; at most `max_candidates`, the default's own mainloop first."""
-    from .heuristics import default_moe_config
+    from .heuristics import WGMMA_ONLY_MOE_BLOCKS, default_moe_config
 
     arch = get_arch(base.arch)
     limit = arch.smem_per_block_bytes
@@ -76,11 +76,14 @@ def moe_candidate_configs(base: GemmConfig, tokens: int, n_pad: int, k_pad: int,
                   num_sms=num_sms)
     epilogue = dict(activation=base.activation, custom_activation=base.custom_activation, glu=base.glu)
     sm80 = base
-    if base.mainloop == "sm90":   # the mma.sync default of the same block, to tile around
+    mma_sync = bm not in WGMMA_ONLY_MOE_BLOCKS          # (48-row blocks: wgmma tiles only)
+    if base.mainloop == "sm90" and mma_sync:   # the mma.sync default of the same block, to tile around
         sm80 = default_moe_config(bm, n_pad, k_pad, mainloop="sm80", **common).with_(**epilogue)
         add(sm80, sm80_list)
     decode = bm <= 32
     kws = ((128, 64), (256, 64), (512, 128), (1024, 128)) if decode else ((64, 64), (128, 64), (128, 128))
+    if not mma_sync:
+        kws = ()
     for bn in (64, 128, 256):
         for bk, wk in kws:
             if n_pad % bn or k_pad % bk:
