@@ -21,9 +21,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import humming_cute as hc  # noqa: E402
 import humming_cute.config as hconfig  # noqa: E402
 from humming_cute.arch import current_arch, get_arch  # noqa: E402
-from humming_cute.bench.timing import bench_ms, copy_bandwidth, environment  # noqa: E402
+from humming_cute.bench.timing import bench_ms, copy_bandwidth  # noqa: E402
 from humming_cute.config import smem_bytes  # noqa: E402
-from probe_common import sweep_arguments, weight_and_peer  # noqa: E402
+from probe_common import print_header, sweep_arguments, weight_and_peer  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--m", default="64,256")
@@ -153,8 +153,7 @@ def candidates(m: int, n: int, arch: str):
     return valid
 
 
-env = environment(torch.device("cuda"), " ".join(sys.argv))
-print(f"# {env['card']} driver {env['driver']}, {env['date']}; python3 {env['command']}", flush=True)
+print_header()
 bw = copy_bandwidth()
 print(f"# copy bandwidth {bw / 1e9:.0f} GB/s; fp16 x {args.b} group {args.group}", flush=True)
 arch = current_arch().target

@@ -17,9 +17,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import humming_cute as hc  # noqa: E402
 from humming_cute.arch import current_arch  # noqa: E402
 from humming_cute.bench.peers import humming_peer  # noqa: E402
-from humming_cute.bench.timing import bench_ms, copy_bandwidth, environment  # noqa: E402
+from humming_cute.bench.timing import bench_ms, copy_bandwidth  # noqa: E402
 from humming_cute.quant.weight import dequantize_weight  # noqa: E402
-from probe_common import weight_and_peer  # noqa: E402
+from probe_common import print_header, weight_and_peer  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--m", default="1,16")
@@ -62,8 +62,7 @@ def back_to_back_us(calls) -> float:
         times.append(s.elapsed_time(e) * 1e3 / len(calls))
     return sorted(times)[len(times) // 2]
 
-env = environment(torch.device("cuda"), " ".join(sys.argv))
-print(f"# {env['card']} driver {env['driver']}, {env['date']}; python3 {env['command']}", flush=True)
+print_header()
 bw = copy_bandwidth()
 print(f"# copy bandwidth {bw / 1e9:.0f} GB/s", flush=True)
 _tiny = torch.zeros(1, device="cuda")

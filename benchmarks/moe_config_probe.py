@@ -20,15 +20,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import humming_cute as hc  # noqa: E402
 import humming_cute.config as hconfig  # noqa: E402
 import humming_cute.ops as hops  # noqa: E402
-from humming_cute.arch import current_arch, get_arch  # noqa: E402
 from humming_cute.bench.core import MOE_PRESETS  # noqa: E402
 from humming_cute.bench.moe import draw_routing  # noqa: E402
 from humming_cute.bench.peers import MoeProblem  # noqa: E402
-from humming_cute.bench.timing import bench_ms, environment  # noqa: E402
+from humming_cute.bench.timing import bench_ms  # noqa: E402
 from humming_cute.config import smem_bytes  # noqa: E402
 from humming_cute.tune.heuristics import (WGMMA_ONLY_MOE_BLOCKS, default_moe_config, moe_block_size,  # noqa: E402
                                           moe_uses_wgmma)
-from probe_common import sweep_arguments, weight_and_peer  # noqa: E402
+from probe_common import print_header, sweep_arguments, weight_and_peer  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--tokens", default="512,4096")
@@ -70,10 +69,7 @@ p.add_argument("--unverified", action="store_true",
 args = p.parse_args()
 splits = [int(v) for v in args.cluster_split.split(",") if v]
 cluster_ns = [int(v) for v in args.cluster_n.split(",") if v]
-env = environment(torch.device("cuda"), " ".join(sys.argv))
-print(f"# {env['card']} driver {env['driver']}, {env['date']}; python3 {env['command']}", flush=True)
-arch = current_arch().target
-limit = get_arch(arch).smem_per_block_bytes
+arch, limit = print_header()
 for preset in args.presets.split(","):
     pr = MOE_PRESETS[preset]
     e, top_k = pr["num_experts"], pr["top_k"]

@@ -13,21 +13,18 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import humming_cute as hc  # noqa: E402
-from humming_cute.arch import current_arch, get_arch  # noqa: E402
 from humming_cute.bench.core import MOE_PRESETS  # noqa: E402
 from humming_cute.bench.moe import draw_routing  # noqa: E402
-from humming_cute.bench.timing import bench_ms, environment  # noqa: E402
+from humming_cute.bench.timing import bench_ms  # noqa: E402
 from humming_cute.config import smem_bytes  # noqa: E402
 from humming_cute.tune.heuristics import default_moe_config, moe_block_size, with_glu_staging  # noqa: E402
+from probe_common import print_header  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--tokens", default="512,4096")
 p.add_argument("--presets", default="qwen3-30b-a3b,mixtral")
 args = p.parse_args()
-env = environment(torch.device("cuda"), " ".join(sys.argv))
-print(f"# {env['card']} driver {env['driver']}, {env['date']}; python3 {env['command']}", flush=True)
-arch = current_arch().target
-limit = get_arch(arch).smem_per_block_bytes
+arch, limit = print_header()
 for preset in args.presets.split(","):
     pr = MOE_PRESETS[preset]
     e, top_k = pr["num_experts"], pr["top_k"]

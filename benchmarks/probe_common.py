@@ -12,6 +12,18 @@ from humming_cute.bench.peers import PeerUnavailable, humming_moe_peer, humming_
 from humming_cute.quant.weight import dequantize_weight  # noqa: E402
 
 
+def print_header() -> tuple:
+    """Print the card, driver, date and command line a probe's log starts with -> (the GPU's CuTe DSL target,
+    its shared memory per block in bytes)."""
+    from humming_cute.arch import current_arch, get_arch
+    from humming_cute.bench.timing import environment
+
+    env = environment(torch.device("cuda"), " ".join(sys.argv))
+    print(f"# {env['card']} driver {env['driver']}, {env['date']}; python3 {env['command']}", flush=True)
+    arch = current_arch().target
+    return arch, get_arch(arch).smem_per_block_bytes
+
+
 def sweep_arguments(p, match_help: str = "only candidates whose name matches this regex") -> None:
     """The arguments every config probe takes: a per-problem time budget and a name filter."""
     p.add_argument("--budget-s", type=float, default=1e9, help="seconds of sweeping per problem")

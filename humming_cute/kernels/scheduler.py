@@ -23,6 +23,18 @@ def _barrier(bar_threads: cutlass.Constexpr):
 
 
 @cute.jit
+def _ticket(mCnt, tile, sFlag, tidx, bar_threads: cutlass.Constexpr):
+    """After this CTA's partial stores: publish them (fence), then take the tile's arrival ticket (0, 1, ...; one
+    atomic add by thread 0, shared through sFlag) -> the ticket, the same in every thread."""
+    cute.arch.fence_acq_rel_gpu()
+    _barrier(bar_threads)
+    if tidx == 0:
+        sFlag[0] = cute.arch.atomic_add(mCnt.iterator + tile, cutlass.Int32(1))
+    _barrier(bar_threads)
+    return sFlag[0]
+
+
+@cute.jit
 def split_k_reduce(acc, tCcC, m0, n0, M, tile, z_idx, mWS, mCnt, sFlag, tidx, owner,
                    split_k: cutlass.Constexpr, transposed: cutlass.Constexpr, bar_threads: cutlass.Constexpr = 0):
     """-> is_last. `acc[i]` sits at (m0, n0) + tCcC[i] ((n, m) when `transposed`); only threads with `owner`
@@ -37,12 +49,7 @@ def split_k_reduce(acc, tCcC, m0, n0, M, tile, z_idx, mWS, mCnt, sFlag, tidx, ow
             m = m0 + coord[mi]
             if m < M:
                 mWS[z_idx * M + m, n0 + coord[ni]] = acc[i]
-    cute.arch.fence_acq_rel_gpu()
-    _barrier(bar_threads)
-    if tidx == 0:
-        sFlag[0] = cute.arch.atomic_add(mCnt.iterator + tile, cutlass.Int32(1))
-    _barrier(bar_threads)
-    is_last = sFlag[0] == split_k - 1
+    is_last = _ticket(mCnt, tile, sFlag, tidx, bar_threads) == split_k - 1
     if is_last:
         cute.arch.fence_acq_rel_gpu()
         if owner:
@@ -104,12 +111,7 @@ def stream_k_reduce(acc, tCcC, n_off, tile, slot, first_cta, n_parts, units, cta
     for i in cutlass.range_constexpr(cute.size(acc)):
         coord = tCcC[i]
         mWS[slot * bm + coord[mi], n_off + coord[ni]] = acc[i]
-    cute.arch.fence_acq_rel_gpu()
-    _barrier(bar_threads)
-    if tidx == 0:
-        sFlag[0] = cute.arch.atomic_add(mCnt.iterator + tile, cutlass.Int32(1))
-    _barrier(bar_threads)
-    is_last = sFlag[0] == n_parts - 1
+    is_last = _ticket(mCnt, tile, sFlag, tidx, bar_threads) == n_parts - 1
     _barrier(bar_threads)            # sFlag is read by every thread before the next tile's ticket overwrites it
     if is_last:
         cute.arch.fence_acq_rel_gpu()
