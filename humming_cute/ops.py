@@ -172,6 +172,11 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
             raise ValueError(f"config.act_group_size={config.act_group_size} does not match x_scales (group "
                              f"{x_group}; 0 = per token)")
         check_weight_tiles(config, weight.n_pad, weight.k_pad)
+        if config.stream_k:      # the grid's 32-bit unit arithmetic must hold (raises before compiling)
+            from .stream_k import stream_k_ctas
+
+            stream_k_ctas(-(-m // config.block_m) * (weight.n_pad // config.block_n),
+                          -(-weight.k_pad // config.block_k), config.persistent_ctas)
         kernel = _rc.get_kernel(config)
     if m == 0:
         return out

@@ -354,8 +354,8 @@ class Sm90MixedGemm:
 
         if cutlass.const_expr(self.persistent):
             self.persistent_tiles(plan, tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, mCS, mG, mBias,
-                                  mC, mWS, mCnt, mTopkW, mSorted, mExpert, mNumPost, tiled_mma, sA_layout, sB_layout, sS_layout,
-                                  tiles_m, tiles_n, tidx, warp_idx, wg, wr, lane, g, mX)
+                                  mC, mWS, mCnt, mTopkW, mSorted, mExpert, mNumPost, tiled_mma, sA_layout, sB_layout,
+                                  sS_layout, tiles_m, tiles_n, tidx, warp_idx, wg, wr, lane, g, mX)
         else:
             bid, _, z_idx = cute.arch.block_idx()
             bm_idx, bn_idx = self.tile_coords(bid // self.cn, tiles_m, tiles_n)

@@ -72,7 +72,9 @@ def with_stream_k(cfg: GemmConfig, m: int, n_pad: int, k_pad: int, num_sms: int)
     if (not STREAM_K or cfg.mainloop != "sm90" or cfg.split_k != 1 or cfg.cluster_split_k
             or cfg.a_dtype not in ("float16", "bfloat16") or cfg.block_n > 128 or n_pad % cfg.block_n):
         return cfg
-    if stream_k_gain(m, n_pad, cfg, num_sms) <= STREAM_K_MIN_GAIN:
+    tiles = -(-m // cfg.block_m) * (n_pad // cfg.block_n)
+    if stream_k_gain(m, n_pad, cfg, num_sms) <= STREAM_K_MIN_GAIN or \
+            (tiles * (k_pad // cfg.block_k) + 1) * num_sms >= 1 << 31:      # (the kernel's 32-bit unit arithmetic)
         return cfg
     out = cfg.with_(warp_specialized=True, persistent_ctas=num_sms, stream_k=True)
     while smem_bytes(out) > get_arch("sm_90a").smem_per_block_bytes and out.stages > 2:
