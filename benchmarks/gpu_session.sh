@@ -4,9 +4,10 @@
 # CuTe DSL importable, e.g.
 #   bash benchmarks/gpu_session.sh tests        # the whole GPU test suite (incl. the options still refused)
 #   bash benchmarks/gpu_session.sh verify       # only the GPU tests of the options still refused (element-wise
-#                                               # activations in the wgmma MoE epilogue, 48-row wgmma MoE blocks,
+#                                               # activations in the wgmma MoE epilogue, 48 / 96 / 160-row MoE blocks,
 #                                               # stream-K)
-#   bash benchmarks/gpu_session.sh moe-bm48     # 48-row wgmma MoE blocks against 64-row ones at 17-40 rows/expert
+#   bash benchmarks/gpu_session.sh moe-odd      # 48 / 160-row wgmma MoE blocks against 64 / 128-row ones (Qwen-like
+#                                               # 384 / 512 tokens, Mixtral-like 128 / 512 tokens)
 #   bash benchmarks/gpu_session.sh stream-k     # stream-K against the data-parallel / persistent wgmma tiles (W4, W8)
 #   bash benchmarks/gpu_session.sh moe-gated    # MoE decode tiles: the full-length grid and the row cache switched
 #   bash benchmarks/gpu_session.sh moe-wgmma-small  # wgmma MoE blocks of 16 / 32 rows at 16 / 64 / 512 tokens, and
@@ -32,7 +33,7 @@
 #   bash benchmarks/gpu_session.sh bench        # W4A16, W8A16 and MoE benchmarks with the current defaults
 #   bash benchmarks/gpu_session.sh moe-tuned    # the MoE benchmark with autotune_moe (8 candidates) at 16 / 64 / 512 tokens
 #   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
-#   bash benchmarks/gpu_session.sh pair tests moe-bm48   # two steps at once on a two-GPU machine (GPU 0, GPU 1)
+#   bash benchmarks/gpu_session.sh pair tests moe-odd    # two steps at once on a two-GPU machine (GPU 0, GPU 1)
 # Every step has its own time limit, so one that overruns leaves the others' results.
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/run}
@@ -52,7 +53,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|moe-bm48|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|moe-tuned|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|moe-tuned|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -68,7 +69,7 @@ case "$step" in
     run 560 "${tag}_gpu-tests.log" python3 -m pytest -m gpu tests/ -n 16 -q -rf ;;
   verify)
     run 300 "${tag}_gated-tests.log" python3 -m pytest -m gpu tests/test_moe_gpu.py tests/test_moe_align_gpu.py \
-      tests/test_stream_k.py -k "wgmma_activation or block48 or (kernel_matches_torch and -48-) or stream_k" -n 16 \
+      tests/test_stream_k.py -k "wgmma_activation or odd_blocks or (kernel_matches_torch and -48-) or stream_k" -n 16 \
       -q -rf ;;
   stream-k)
     run 150 "${tag}_config_probe_stream_k_m256.log" python3 benchmarks/config_probe.py --m 256 \
@@ -80,11 +81,12 @@ case "$step" in
     run 150 "${tag}_config_probe_stream_k_w8.log" python3 benchmarks/config_probe.py --m 4096 --b int8 --group 0 \
       --shapes 28672x4096,8192x8192 --families sm90 --ws --persistent --stream-k --unverified \
       --match '^sm90 256x128x64 st[0-9] split1( ws)?( persistent| stream-k)?$' --budget-s 40 ;;
-  moe-bm48)
+  moe-odd)
     run 250 "${tag}_moe_probe_bm48_qwen.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
       --tokens 512,384 --block-m 48,64 --bn 128,256 --bk 64,128 --wgmma --unverified --match '^sm90' --budget-s 30
-    run 150 "${tag}_moe_probe_bm48_mixtral.log" python3 benchmarks/moe_config_probe.py --presets mixtral \
-      --tokens 128 --block-m 48,64 --bn 128,256 --bk 64,128 --wgmma --unverified --match '^sm90' --budget-s 30 ;;
+    run 300 "${tag}_moe_probe_bm160_mixtral.log" python3 benchmarks/moe_config_probe.py --presets mixtral \
+      --tokens 512,128 --block-m 160,128,64,48 --bn 128,256 --bk 64 --wgmma --unverified --match '^sm90' \
+      --budget-s 45 ;;
   moe-glu)
     run 300 "${tag}_moe_glu_probe.log" python3 benchmarks/moe_glu_probe.py --tokens 64,512,4096 ;;
   moe-gated)

@@ -206,7 +206,7 @@ class GemmConfig:
         gs = self.group_size
         if gs != 0 and (not _pow2(gs) or gs < 16):
             raise ValueError(f"group_size must be 0 (per channel) or a power of two >= 16, got {gs}")
-        # wgmma MoE blocks may hold any multiple of 16 routed rows (wgmma N = block_m): 48-row blocks pad an
+        # wgmma MoE blocks may hold any multiple of 16 routed rows (wgmma N = block_m): e.g. 48-row blocks pad an
         # expert with ~32 routed rows a quarter less than 64-row ones without splitting it in two
         odd_m = (self.mainloop == "sm90" and self.moe and self.block_m == self.warp_m
                  and self.block_m % 16 == 0 and not _pow2(self.block_m))

@@ -452,33 +452,36 @@ def test_sm90_moe_activation_refused_until_verified(monkeypatch):
     GemmConfig(**kw, activation="silu").validate()
 
 
-@pytest.mark.parametrize("extra", [dict(), dict(warp_specialized=True, moe_cp_async_rows=True),
-                                   dict(staged_store=True, moe_down=True, moe_mul_topk_weights=True),
-                                   dict(activation="silu_glu", glu=True, staged_store=True, block_n=256)])
-def test_sm90_moe_block48_compiles(monkeypatch, extra):
-    """wgmma MoE blocks of 48 routed rows (wgmma N = 48, not a power of two): the m64n48k16 wgmma, no spills, the
-    stores of 48 rows (per element: 48 x 64 / 128 per thread; staged: 3 16-byte vectors per thread; GLU: 2);
-    refused until their GPU test has run."""
+@pytest.mark.parametrize("bm,extra", [(48, dict()), (48, dict(warp_specialized=True, moe_cp_async_rows=True)),
+                                      (48, dict(staged_store=True, moe_down=True, moe_mul_topk_weights=True)),
+                                      (48, dict(activation="silu_glu", glu=True, staged_store=True, block_n=256)),
+                                      (160, dict(warp_specialized=True)), (160, dict(staged_store=True)),
+                                      (96, dict(activation="silu_glu", glu=True, staged_store=True, block_n=256))])
+def test_sm90_moe_odd_blocks_compile(monkeypatch, bm, extra):
+    """wgmma MoE blocks of 48 / 96 / 160 routed rows (wgmma N = block_m, not a power of two): that wgmma, no spills,
+    the stores of block_m rows (staged: block_m / 16 16-byte vectors per thread; GLU: ceil(block_m / 32)); refused
+    until their GPU test has run."""
     import humming_cute.config as hconfig
 
-    kw = {**dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, has_bias=True, block_m=48,
-                 warp_m=48, block_n=128, block_k=64, warp_n=64, warp_k=64, stages=4, arch="sm_90a",
+    kw = {**dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, has_bias=True, block_m=bm,
+                 warp_m=bm, block_n=128, block_k=64, warp_n=64, warp_k=64, stages=4, arch="sm_90a",
                  mainloop="sm90", moe=True, moe_top_k=8), **extra}
     with pytest.raises(NotImplementedError, match="not yet verified"):
         GemmConfig(**kw).validate()
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     cfg = GemmConfig(**kw).validate()
     art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
-    assert set(re.findall(r"wgmma\.mma_async\.sync\.aligned\.m64n(\d+)k16", art.ptx)) == {"48"}
+    assert set(re.findall(r"wgmma\.mma_async\.sync\.aligned\.m64n(\d+)k16", art.ptx)) == {str(bm)}
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
     v4 = len(re.findall(r"st\.global\.v4\.", art.ptx))
-    assert v4 == (2 if cfg.glu else 3 if cfg.staged_store else 0)
+    assert v4 == (-(-bm // 32) if cfg.glu else bm // 16 if cfg.staged_store else 0)
 
 
-def test_moe_block48_rules(monkeypatch):
-    """48-row MoE blocks: wgmma MoE configs only (mma.sync tiles and dense wgmma tiles stay powers of two), named in
-    the errors; `default_moe_config` builds them on sm_90a with 16-bit activations and refuses them elsewhere;
-    `moe_block_size` picks them for 17-36 rows per expert once `WGMMA_MOE_BLOCK48` is on."""
+def test_moe_odd_block_rules(monkeypatch):
+    """48 / 96 / 160-row MoE blocks: wgmma MoE configs only (mma.sync tiles and dense wgmma tiles stay powers of
+    two), named in the errors; `default_moe_config` builds them on sm_90a with 16-bit activations and refuses them
+    elsewhere; `moe_block_size` picks 48 for 17-36 and 160 for 112-136 rows per expert once
+    `WGMMA_MOE_ODD_BLOCKS` is on."""
     import humming_cute.config as hconfig
     import humming_cute.tune.heuristics as heur
 
@@ -498,9 +501,13 @@ def test_moe_block48_rules(monkeypatch):
                 dict(arch="sm_90a", a_dtype="float8e4m3")):
         with pytest.raises(ValueError, match="wgmma mainloop only"):
             heur.default_moe_config(48, 1536, 2048, **{**kw, **bad})
-    with pytest.raises(ValueError, match="48 on the wgmma"):
+    with pytest.raises(ValueError, match="48, 96, 160 on the wgmma"):
         heur.default_moe_config(40, 1536, 2048, arch="sm_90a", **kw)
-    assert heur.moe_block_size(512, 8, 128, wgmma=True) == 64
-    monkeypatch.setattr(heur, "WGMMA_MOE_BLOCK48", True)
+    big = heur.default_moe_config(160, 28672, 4096, arch="sm_90a", top_k=2, epilogue=True, glu=True,
+                                  **kw).with_(activation="silu_glu", glu=True).validate()
+    assert (big.block_m, big.block_n, big.staged_store) == (160, 128, True)      # no 256-wide tiles past 128 rows
+    assert heur.moe_block_size(512, 8, 128, wgmma=True) == 64 and heur.moe_block_size(512, 2, 8, wgmma=True) == 64
+    monkeypatch.setattr(heur, "WGMMA_MOE_ODD_BLOCKS", True)
     assert [heur.moe_block_size(t, 8, 128, wgmma=True) for t in (288, 512, 576, 600)] == [48, 48, 48, 64]
+    assert [heur.moe_block_size(t, 2, 8, wgmma=True) for t in (440, 512, 544, 560)] == [64, 160, 160, 128]
     assert heur.moe_block_size(512, 8, 128, wgmma=False) == 32 and heur.moe_block_size(128, 8, 128, wgmma=True) == 16

@@ -237,7 +237,7 @@ def test_entries_fit_the_epilogue():
     assert (got.persistent_ctas, got.stream_k, got.warp_specialized) == (0, False, False)
 
 
-def test_block48_candidates(monkeypatch):
+def test_odd_block_candidates(monkeypatch):
     """48-row routing blocks (wgmma only): the candidates are wgmma tiles of that height, none on mma.sync."""
     import humming_cute.config as hconfig
 

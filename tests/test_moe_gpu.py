@@ -454,51 +454,54 @@ def test_moe_wgmma_activation(monkeypatch, activation, experts, top_k, tokens, b
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
-@pytest.mark.parametrize("experts,top_k,tokens,n,bn,down,skewed,extra", [
-    (128, 8, 512, 384, 128, False, True, {}), (128, 8, 512, 384, 128, True, False, {"warp_specialized": True}),
-    (8, 2, 300, 512, 256, False, False, {"staged_store": True}),
-    (64, 8, 37, 604, 128, True, True, {"warp_specialized": True, "moe_cp_async_rows": True}),
-    (128, 8, 200, 384, 128, False, True, {"warp_specialized": True, "persistent_ctas": 132}),
-    (8, 2, 1, 384, 64, True, False, {})])
-def test_moe_wgmma_block48(monkeypatch, fmt, experts, top_k, tokens, n, bn, down, skewed, extra):
-    """wgmma MoE blocks of 48 routed rows (wgmma N = 48; refused until this has run, enabled here through
-    config.ALLOW_UNVERIFIED): against the reference with padding, other ranks' experts, routing weights and bias;
-    with the producer warpgroup, the staged store, cp.async rows and the persistent grid."""
+@pytest.mark.parametrize("block_m,experts,top_k,tokens,n,bn,down,skewed,extra", [
+    (48, 128, 8, 512, 384, 128, False, True, {}), (48, 128, 8, 512, 384, 128, True, False, {"warp_specialized": True}),
+    (48, 8, 2, 300, 512, 256, False, False, {"staged_store": True}),
+    (48, 64, 8, 37, 604, 128, True, True, {"warp_specialized": True, "moe_cp_async_rows": True}),
+    (48, 128, 8, 200, 384, 128, False, True, {"warp_specialized": True, "persistent_ctas": 132}),
+    (48, 8, 2, 1, 384, 64, True, False, {}), (160, 8, 2, 512, 384, 128, False, True, {}),
+    (160, 8, 2, 700, 604, 128, True, False, {"warp_specialized": True, "staged_store": True}),
+    (96, 16, 4, 300, 384, 128, False, True, {"warp_specialized": True, "moe_cp_async_rows": True})])
+def test_moe_wgmma_odd_blocks(monkeypatch, fmt, block_m, experts, top_k, tokens, n, bn, down, skewed, extra):
+    """wgmma MoE blocks of 48 / 96 / 160 routed rows (wgmma N = block_m, not a power of two; refused until this has
+    run, enabled here through config.ALLOW_UNVERIFIED): against the reference with padding, other ranks' experts,
+    routing weights and bias; with the producer warpgroup, the staged store, cp.async rows and the persistent grid."""
     import humming_cute.config as hconfig
 
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
-    _check_routed(fmt, experts, top_k, tokens, down, skewed, n, 512, 48, tokens + experts + n + bn,
-                  _wgmma_moe_config(48, bn, 64, top_k, down, **extra))
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, n, 512, block_m, tokens + experts + n + bn,
+                  _wgmma_moe_config(block_m, bn, 64, top_k, down, **extra))
 
 
 @pytest.mark.parametrize("activation", [None, "silu_glu"])
-def test_moe_layer_block48(monkeypatch, activation):
-    """`moe_block_size` with `WGMMA_MOE_BLOCK48`: 48-row blocks for ~20-36 rows per expert, end to end through
-    `HummingLayer.moe_forward` (align, default config, GEMM; a GLU through the staged store) against the
-    reference."""
+@pytest.mark.parametrize("e,top_k,tokens,block_m", [(32, 4, 200, 48), (8, 2, 512, 160)])
+def test_moe_layer_odd_blocks(monkeypatch, activation, e, top_k, tokens, block_m):
+    """`moe_block_size` with `WGMMA_MOE_ODD_BLOCKS`: 48-row blocks at 25 rows per expert, 160-row ones at 128, end
+    to end through `HummingLayer.moe_forward` (align, default config, GEMM; a GLU through the staged store) against
+    the reference."""
     import humming_cute.config as hconfig
     import humming_cute.tune.heuristics as heur
 
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
-    monkeypatch.setattr(heur, "WGMMA_MOE_BLOCK48", True)
-    torch.manual_seed(48)
-    e, n, k, top_k, tokens = 32, 512, 512, 4, 200          # 25 rows per expert
+    monkeypatch.setattr(heur, "WGMMA_MOE_ODD_BLOCKS", True)
+    torch.manual_seed(block_m)
+    n, k = 512, 512
     layer = hc.HummingLayer(n, k, "float16", "uint4", "float16", "float16", 128, num_experts=e,
                             activation=activation).cuda()
     for i in range(e):
         layer.load_weight(torch.randn(n, k, device="cuda"), expert_id=i)
     layer.finish_load()
-    assert layer.moe_block_size(tokens, top_k) == 48
+    assert layer.moe_block_size(tokens, top_k) == block_m
     ids = torch.stack([torch.randperm(e)[:top_k] for _ in range(tokens)]).to(torch.int32).cuda()
     w = torch.rand(tokens, top_k, device="cuda")
     x = torch.randn(tokens, k, device="cuda", dtype=torch.float16)
     y = layer.moe_forward(x, ids, w)
-    s, ei, npost = hc.moe_align_block_size(ids, 48, e)
-    ref = reference_moe_gemm(x, layer.quantized_weight(), s, ei, npost, top_k=top_k, block_m=48, topk_weights=w,
+    s, ei, npost = hc.moe_align_block_size(ids, block_m, e)
+    ref = reference_moe_gemm(x, layer.quantized_weight(), s, ei, npost, top_k=top_k, block_m=block_m, topk_weights=w,
                              activation=activation, out_dtype=torch.float32)
     assert y.shape == ref.shape
     assert ((y.float() - ref).norm() / ref.norm()).item() < 2e-3

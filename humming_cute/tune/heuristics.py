@@ -40,13 +40,15 @@ STREAM_K_MIN_GAIN = 0.02
 
 #: MoE block sizes that only the wgmma mainloop takes (wgmma N = block_m, any multiple of 16; mma.sync tiles are
 #: powers of two)
-WGMMA_ONLY_MOE_BLOCKS = (48,)
+WGMMA_ONLY_MOE_BLOCKS = (48, 96, 160)
 
-#: `moe_block_size` picks 48-row wgmma blocks for 17-36 routed rows per expert (an expert with ~32 rows then pads
-#: a quarter less than in a 64-row block and is rarely split in two; the 32-row blocks that split it lost,
-#: 2026-11-30_h200_moe_probe_wgmma_small.log). Built and compile-checked; the blocks are refused until their GPU
-#: test has run (config.ALLOW_UNVERIFIED), so off
-WGMMA_MOE_BLOCK48 = False
+#: `moe_block_size` picks 48-row wgmma blocks for 17-36 routed rows per expert and 160-row ones for 112-136: an
+#: expert's rows (about Poisson around the mean) then rarely spill into a second, mostly padding block, which a
+#: power-of-two block just above the mean does half the time (the 32-row blocks that split ~32-row experts lost,
+#: 2026-11-30_h200_moe_probe_wgmma_small.log); a weight-heavy expert (Mixtral-like, 59 MB per up projection) is
+#: then also read once instead of two or three times. Built and compile-checked; the blocks are refused until
+#: their GPU test has run (config.ALLOW_UNVERIFIED), so off
+WGMMA_MOE_ODD_BLOCKS = False
 
 
 def _deepest_stages(cfg: GemmConfig, arch: str, most: int = 8) -> GemmConfig:
@@ -337,7 +339,7 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
         # wgmma, 64-deep k-tiles, the deepest pipeline; 64-row blocks with 128-wide weight tiles, 128-row blocks
         # with 256-wide ones: 0.58-0.85x the mma.sync time at 512-4096 tokens (Qwen3-30B-A3B-like, Mixtral-like)
         bn = 256 if block_m == 128 and n_pad % 256 == 0 else (128 if n_pad % 128 == 0 else 64)
-        if glu and n_pad % 256 == 0:
+        if glu and n_pad % 256 == 0 and block_m <= 128:
             # a GLU halves the outputs: 256-wide weight tiles keep 128-wide output rows in the staged store. H200,
             # silu GLU up projections at 512 tokens (benchmarks/results/2026-11-30_h200_moe_glu_probe.log): 0.75x
             # (Qwen3-30B-A3B-like) / 0.71x (Mixtral-like) the time of 128-wide tiles; without a GLU they are
@@ -425,8 +427,8 @@ def moe_block_size(num_tokens: int, top_k: int, num_experts: int, *, wgmma: bool
     per_expert = num_tokens * top_k / max(num_experts, 1)
     if per_expert <= 16:
         return 16
-    if wgmma and WGMMA_MOE_BLOCK48 and per_expert <= 36:
-        return 48
+    if wgmma and WGMMA_MOE_ODD_BLOCKS and (per_expert <= 36 or 112 <= per_expert <= 136):
+        return 48 if per_expert <= 36 else 160
     if wgmma and WGMMA_MOE_MIN_BLOCK <= 32 and per_expert <= 48:
         return 32
     if wgmma:
