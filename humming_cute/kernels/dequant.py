@@ -65,8 +65,12 @@ def extract_decode(plan: DequantPlan, plane_words, slot_per_plane, neg_sub=None,
         w = plan.planes[0]
         slot = slot_per_plane[0]
         word = plane_words[0]
-        part = word >> (slot * w) if slot else word
-        x = and_or(part, ((1 << w) - 1) * 0x00010001, plan.magic * 0x00010001)
+        if is_byte_int(plan):
+            # 8-bit codes: one PRMT puts byte `slot` of each half under the magic exponent byte
+            x = _prmt2(word, i32(plan.magic >> 8), slot | 0x40 | (2 + slot) << 8 | 0x4000)
+        else:
+            part = word >> (slot * w) if slot else word
+            x = and_or(part, ((1 << w) - 1) * 0x00010001, plan.magic * 0x00010001)
         if neg_sub is None:
             neg_sub = half2_const(plan, -(plan.magic_value + plan.sym_offset))
         return fma2(plan, x, half2_const(plan, 1.0), neg_sub)
@@ -102,6 +106,18 @@ def decode_pair(plan: DequantPlan, code, neg_sub=None, exp_factor: bool = True):
     if plan.has_exp_factor and exp_factor:
         t = mul2(plan, t, half2_const(plan, plan.exp_factor))
     return t
+
+
+def is_byte_int(plan: DequantPlan) -> bool:
+    """8-bit integer codes in one plane under a magic number whose low byte is zero (fp16: 1024 + q): a pair's
+    magic-exponent halves are one byte permute of the code word."""
+    return plan.kind == "int" and tuple(plan.planes) == (8,) and plan.magic & 0xFF == 0
+
+
+def _prmt2(a, b, selector: int):
+    """prmt.b32 of two registers: result byte i = byte (selector >> 4 i) & 7 of (b:a)."""
+    return cute.arch.inline_ptx(f"prmt.b32 {{$w0}}, {{$r0}}, {{$r1}}, {selector:#06x};",
+                                write_only_types=[cutlass.Int32], read_only_args=[a, b])
 
 
 def is_fast4(plan: DequantPlan) -> bool:
