@@ -133,12 +133,17 @@ def test_decode_defaults_cluster_split(n, k, cluster):
 @pytest.mark.parametrize("a,b,g,m,arch", [("float16", "uint4", 128, 1, "sm_90a"), ("bfloat16", "int4", 0, 16, "sm_80"),
                                           ("float16", "int8", 0, 1, "sm_89")])
 def test_integer_decode_fuses_mask_and_magic(a, b, g, m, arch):
-    """Integer codes become (code & mask) | magic in one lop3 (LUT 0xEA = 234): no separate or.b32 with the
+    """Integer codes become (code & mask) | magic in one lop3 (LUT 0xEA = 234), 8-bit codes under fp16 one prmt
+    of each half's code byte and the magic byte (selectors 0x4240 / 0x4341): no separate or.b32 with the
     magic exponent survives, and pair broadcasts of group scales / zero points are prmt (0x1010 / 0x3232)."""
     cfg = default_config(m, 4096, 4096, a_dtype=a, b_dtype=b, c_dtype=a, group_size=g, arch=arch)
     art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch=arch, options="--enable-tvm-ffi")
     magic = {"float16": 0x64006400, "bfloat16": 0x43004300}[a]
-    assert re.search(r"lop3\.b32 [^;]*, 234;", art.ptx)
+    if b == "int8" and a == "float16":
+        assert "0x4240" in art.ptx and "0x4341" in art.ptx
+        assert not re.search(r"lop3\.b32 [^;]*, 234;", art.ptx)
+    else:
+        assert re.search(r"lop3\.b32 [^;]*, 234;", art.ptx)
     assert not re.search(rf"or\.b32 [^;]*, {magic};", art.ptx)
     if g:
         assert "prmt.b32" in art.ptx and "0x1010" in art.ptx.lower()
