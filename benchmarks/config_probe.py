@@ -40,7 +40,7 @@ p.add_argument("--persistent", action="store_true",
                help="with --ws: also a persistent grid (one CTA per SM walking the tiles) of every unsplit "
                     "warp-specialized candidate (persistent_ctas)")
 p.add_argument("--stream-k", action="store_true",
-               help="with --ws: also stream-K over a persistent grid (stream_k; needs --unverified until GPU-verified) "
+               help="with --ws: also stream-K over a persistent grid (stream_k) "
                     "of every unsplit warp-specialized candidate")
 p.add_argument("--staged", action="store_true",
                help="also the shared-memory staged C store (staged_store) of every wgmma candidate (with --ws also "
@@ -54,6 +54,9 @@ p.add_argument("--cluster-n", default="",
 p.add_argument("--glu", action="store_true",
                help="a silu GLU epilogue (N/2 outputs) on the default and every candidate (wgmma ones through the "
                     "staged store; with --unverified while that is not yet GPU-verified); Humming's time is without")
+p.add_argument("--stages", default="",
+               help="comma list of pipeline depths: every wgmma candidate also at each of these that fits (the "
+                    "candidates otherwise take the deepest that fits)")
 p.add_argument("--unverified", action="store_true",
                help="candidates with config.ALLOW_UNVERIFIED (options built but not yet GPU-verified); each output "
                     "is still checked against the default's")
@@ -128,6 +131,15 @@ def candidates(m: int, n: int, arch: str):
                     cl = deepest(cfg.with_(cluster_split_k=True), 4)
                     if cl is not None:
                         out.append((f"sm80 {bm}x{bn}x{bk} wm{wm} wk{wk} st{cl.stages} split{split} cluster", cl))
+    if args.stages:   # other pipeline depths of every wgmma candidate, in the list's order after the deepest
+        deeper = []
+        for name, cfg in out:
+            deeper.append((name, cfg))
+            for st in (int(v) for v in args.stages.split(",")):
+                alt = cfg.with_(stages=st)
+                if cfg.mainloop == "sm90" and st != cfg.stages and smem_bytes(alt) <= limit:
+                    deeper.append((name.replace(f" st{cfg.stages} ", f" st{st} "), alt))
+        out = deeper
     with_cn = []      # each candidate followed by its multicast variants (a --budget-s cut keeps pairs together)
     for name, cfg in out:
         with_cn.append((name, cfg))

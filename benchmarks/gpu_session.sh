@@ -3,9 +3,9 @@
 # $OUT (default benchmarks/results/run) and prints a short summary last. Run from the repository root with the
 # CuTe DSL importable, e.g.
 #   bash benchmarks/gpu_session.sh tests        # the whole GPU test suite (incl. the options still refused)
-#   bash benchmarks/gpu_session.sh verify       # only the GPU tests of the options still refused (element-wise
-#                                               # activations in the wgmma MoE epilogue, 48 / 96 / 160-row MoE blocks,
-#                                               # stream-K)
+#   bash benchmarks/gpu_session.sh verify       # the MoE and stream-K GPU tests
+#   bash benchmarks/gpu_session.sh large-m      # W8 (M 4096 / 8192) and W4 (M 8192) wgmma tiles: pipeline depth, the
+#                                               # producer warpgroup, the persistent grid; then the MoE benchmark
 #   bash benchmarks/gpu_session.sh moe-odd      # 48 / 160-row wgmma MoE blocks against 64 / 128-row ones (Qwen-like
 #                                               # 384 / 512 tokens, Mixtral-like 128 / 512 tokens)
 #   bash benchmarks/gpu_session.sh stream-k     # stream-K against the data-parallel / persistent wgmma tiles (W4, W8)
@@ -53,7 +53,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|moe-tuned|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|moe-tuned|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -68,9 +68,17 @@ case "$step" in
   tests)
     run 560 "${tag}_gpu-tests.log" python3 -m pytest -m gpu tests/ -n 16 -q -rf ;;
   verify)
-    run 300 "${tag}_gated-tests.log" python3 -m pytest -m gpu tests/test_moe_gpu.py tests/test_moe_align_gpu.py \
-      tests/test_stream_k.py -k "wgmma_activation or odd_blocks or (kernel_matches_torch and -48-) or stream_k" -n 16 \
-      -q -rf ;;
+    run 420 "${tag}_moe-tests.log" python3 -m pytest -m gpu tests/test_moe_gpu.py tests/test_moe_align_gpu.py \
+      tests/test_moe_autotune.py tests/test_stream_k.py -n 16 -q -rf ;;
+  large-m)
+    run 250 "${tag}_config_probe_w8_large_m.log" python3 benchmarks/config_probe.py --m 4096,8192 --b int8 --group 0 \
+      --shapes 28672x4096,8192x8192 --families sm90 --ws --persistent --stages 3,4 \
+      --match '^sm90 256x128x64 st[0-9] split1( ws)?( persistent)?$' --budget-s 30
+    run 160 "${tag}_config_probe_w4_large_m.log" python3 benchmarks/config_probe.py --m 8192 \
+      --shapes 8192x8192,4096x4096 --families sm90 --ws --persistent --stages 3,4 \
+      --match '^sm90 256x128x64 st[0-9] split1( ws)?( persistent)?$' --budget-s 30
+    run 170 "${tag}_moe_w4a16_g128.log" python3 -m humming_cute.bench --moe \
+      --json "$OUT/${tag}_moe_w4a16_g128.json" --png "$OUT/${tag}_moe_w4a16_g128.png" ;;
   stream-k)
     run 150 "${tag}_config_probe_stream_k_m256.log" python3 benchmarks/config_probe.py --m 256 \
       --shapes 8192x8192,28672x4096 --families sm90 --ws --persistent --stream-k --unverified \

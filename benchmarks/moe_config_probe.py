@@ -61,11 +61,11 @@ p.add_argument("--grid-bound", action="store_true",
                help="also time the default config launched over the routing tensors' full length (ops.MOE_GRID_BOUND "
                     "off) against the default M * top_k-block prefix")
 p.add_argument("--staged", action="store_true",
-               help="also every wgmma candidate with staged_store (rows leave a shared-memory tile as 16-byte vectors; "
-                    "needs --unverified until GPU-verified)")
+               help="also every wgmma candidate with staged_store (rows leave a shared-memory tile as 16-byte "
+                    "vectors)")
 p.add_argument("--unverified", action="store_true",
-               help="run the candidates with config.ALLOW_UNVERIFIED (options built but not yet GPU-verified, e.g. "
-                    "wgmma MoE blocks of 16 / 32 rows); each output is still checked against the default's")
+               help="run the candidates with config.ALLOW_UNVERIFIED (options built but not yet GPU-verified); "
+                    "each output is still checked against the default's")
 args = p.parse_args()
 splits = [int(v) for v in args.cluster_split.split(",") if v]
 cluster_ns = [int(v) for v in args.cluster_n.split(",") if v]

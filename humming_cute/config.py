@@ -374,18 +374,11 @@ class GemmConfig:
                              f"{self.block_k}); got warp shape ({self.warp_m}, {self.warp_n}, {self.warp_k})")
         if self.block_k not in (64, 128):
             raise ValueError(f"the wgmma mainloop takes block_k 64 or 128, got {self.block_k}")
-        if self.moe and not _pow2(self.block_m) and not ALLOW_UNVERIFIED:
-            raise NotImplementedError(f"wgmma MoE blocks of {self.block_m} rows (not a power of two) are built but "
-                                      f"not yet verified on a GPU; use block_m 16 / 32 / 64 / 128")
         if self.glu:
             if not self.staged_store:
                 raise NotImplementedError("GLU epilogues on the wgmma mainloop combine gate / up pairs in the staged "
                                           "store (staged_store=True); or run on the mma.sync mainloop "
                                           "(mainloop='sm80')")
-        elif self.moe and self.activation != "none" and not ALLOW_UNVERIFIED:
-            raise NotImplementedError("element-wise activations in the wgmma MoE epilogue are built but not yet "
-                                      "verified on a GPU; MoE GEMMs with them run on the mma.sync mainloop "
-                                      "(mainloop='sm80')")
         if self.moe and self.a_dtype not in ("float16", "bfloat16"):
             # 8-bit activations: the per-row activation scales come in the workspace slot as on the mma.sync path;
             # weight groups (two-level accumulation) read the expert's own fp32 scale rows
@@ -404,8 +397,6 @@ class GemmConfig:
                     or self.act_bits != 16):
                 raise ValueError("stream_k takes the dense wgmma GEMM with the persistent grid (persistent_ctas > 0, "
                                  "warp_specialized=True, split_k=1), cluster_n=1 and 16-bit activations")
-            if not ALLOW_UNVERIFIED:
-                raise NotImplementedError("stream_k is built but not yet verified on a GPU; it is not enabled")
         if self.moe_cp_async_rows:
             if not self.moe or not self.warp_specialized or self.cluster_n != 1:
                 raise ValueError("moe_cp_async_rows takes the wgmma MoE GEMM with the producer warpgroup "

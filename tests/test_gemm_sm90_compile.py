@@ -436,20 +436,17 @@ def test_wgmma_glu_defaults(monkeypatch):
                                    **kw).mainloop == "sm80"
 
 
-def test_sm90_moe_activation_refused_until_verified(monkeypatch):
-    """Element-wise activations in the wgmma MoE epilogue are refused (their GPU test has not run) with a clear
-    error naming the mma.sync mainloop; GLU epilogues (GPU-tested) and plain MoE configs validate."""
-    import humming_cute.config as hconfig
-
+def test_sm90_moe_activation_validates():
+    """Element-wise activations in the wgmma MoE epilogue (GPU-tested: test_moe_wgmma_activation) validate beside
+    GLU epilogues and plain MoE configs; MoE layers with them still default to mma.sync (`moe_uses_wgmma`)."""
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=64, warp_m=64,
               block_n=128, block_k=64, warp_n=64, warp_k=64, stages=3, arch="sm_90a", mainloop="sm90", moe=True,
               moe_top_k=8)
     GemmConfig(**kw).validate()
     GemmConfig(**kw, activation="silu_glu", glu=True, staged_store=True).validate()
-    with pytest.raises(NotImplementedError, match="not yet verified.*mainloop='sm80'"):
-        GemmConfig(**kw, activation="silu").validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     GemmConfig(**kw, activation="silu").validate()
+    from humming_cute.tune.heuristics import moe_uses_wgmma
+    assert not moe_uses_wgmma("sm_90a", "float16", epilogue=True)
 
 
 @pytest.mark.parametrize("bm,extra", [(48, dict()), (48, dict(warp_specialized=True, moe_cp_async_rows=True)),
@@ -457,18 +454,12 @@ def test_sm90_moe_activation_refused_until_verified(monkeypatch):
                                       (48, dict(activation="silu_glu", glu=True, staged_store=True, block_n=256)),
                                       (160, dict(warp_specialized=True)), (160, dict(staged_store=True)),
                                       (96, dict(activation="silu_glu", glu=True, staged_store=True, block_n=256))])
-def test_sm90_moe_odd_blocks_compile(monkeypatch, bm, extra):
+def test_sm90_moe_odd_blocks_compile(bm, extra):
     """wgmma MoE blocks of 48 / 96 / 160 routed rows (wgmma N = block_m, not a power of two): that wgmma, no spills,
-    the stores of block_m rows (staged: block_m / 16 16-byte vectors per thread; GLU: ceil(block_m / 32)); refused
-    until their GPU test has run."""
-    import humming_cute.config as hconfig
-
+    the stores of block_m rows (staged: block_m / 16 16-byte vectors per thread; GLU: ceil(block_m / 32))."""
     kw = {**dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, has_bias=True, block_m=bm,
                  warp_m=bm, block_n=128, block_k=64, warp_n=64, warp_k=64, stages=4, arch="sm_90a",
                  mainloop="sm90", moe=True, moe_top_k=8), **extra}
-    with pytest.raises(NotImplementedError, match="not yet verified"):
-        GemmConfig(**kw).validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     cfg = GemmConfig(**kw).validate()
     art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
     assert set(re.findall(r"wgmma\.mma_async\.sync\.aligned\.m64n(\d+)k16", art.ptx)) == {str(bm)}
@@ -480,12 +471,10 @@ def test_sm90_moe_odd_blocks_compile(monkeypatch, bm, extra):
 def test_moe_odd_block_rules(monkeypatch):
     """48 / 96 / 160-row MoE blocks: wgmma MoE configs only (mma.sync tiles and dense wgmma tiles stay powers of
     two), named in the errors; `default_moe_config` builds them on sm_90a with 16-bit activations and refuses them
-    elsewhere; `moe_block_size` picks 48 for 17-36 and 160 for 112-136 rows per expert once
-    `WGMMA_MOE_ODD_BLOCKS` is on."""
-    import humming_cute.config as hconfig
+    elsewhere; `moe_block_size` picks 48 for 17-36 and 160 for 112-136 rows per expert (`WGMMA_MOE_ODD_BLOCKS`,
+    on); 160-row blocks without a GLU take the producer warpgroup."""
     import humming_cute.tune.heuristics as heur
 
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128)
     with pytest.raises(ValueError, match="power of two"):
         GemmConfig(**kw, block_m=48, warp_m=48, block_n=128, warp_n=64, block_k=64, warp_k=64, moe=True).validate()
@@ -506,8 +495,10 @@ def test_moe_odd_block_rules(monkeypatch):
     big = heur.default_moe_config(160, 28672, 4096, arch="sm_90a", top_k=2, epilogue=True, glu=True,
                                   **kw).with_(activation="silu_glu", glu=True).validate()
     assert (big.block_m, big.block_n, big.staged_store) == (160, 128, True)      # no 256-wide tiles past 128 rows
-    assert heur.moe_block_size(512, 8, 128, wgmma=True) == 64 and heur.moe_block_size(512, 2, 8, wgmma=True) == 64
-    monkeypatch.setattr(heur, "WGMMA_MOE_ODD_BLOCKS", True)
     assert [heur.moe_block_size(t, 8, 128, wgmma=True) for t in (288, 512, 576, 600)] == [48, 48, 48, 64]
     assert [heur.moe_block_size(t, 2, 8, wgmma=True) for t in (440, 512, 544, 560)] == [64, 160, 160, 128]
+    assert heur.default_moe_config(160, 28672, 4096, arch="sm_90a", top_k=2, **kw).warp_specialized
+    assert not big.warp_specialized
+    monkeypatch.setattr(heur, "WGMMA_MOE_ODD_BLOCKS", False)
+    assert heur.moe_block_size(512, 8, 128, wgmma=True) == 64 and heur.moe_block_size(512, 2, 8, wgmma=True) == 64
     assert heur.moe_block_size(512, 8, 128, wgmma=False) == 32 and heur.moe_block_size(128, 8, 128, wgmma=True) == 16

@@ -91,7 +91,7 @@ def test_moe_key_and_entries():
     assert (cfg.block_n, cfg.block_k, cfg.warp_k, cfg.moe_row_cache, cfg.block_m) == (64, 512, 128, False, 16)
     assert mat.apply_moe_entry(base, {"config": {"block_k": 96}}) is None
     assert mat.apply_moe_entry(base, {"config": {"mainloop": "sm90", "warp_m": 16, "block_k": 64,
-                                                 "warp_k": 64}}) is None        # 16-row wgmma: not verified
+                                                 "warp_k": 64}}) is None        # the row cache is mma.sync's
 
 
 class _FakeOps:
@@ -237,11 +237,8 @@ def test_entries_fit_the_epilogue():
     assert (got.persistent_ctas, got.stream_k, got.warp_specialized) == (0, False, False)
 
 
-def test_odd_block_candidates(monkeypatch):
+def test_odd_block_candidates():
     """48-row routing blocks (wgmma only): the candidates are wgmma tiles of that height, none on mma.sync."""
-    import humming_cute.config as hconfig
-
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     base = _base(48, 1536, 2048, tokens=512)
     cands = mat.moe_candidate_configs(base, 512, 1536, 2048, num_experts=128, max_candidates=100)
     assert cands[0] == base and len(cands) > 8

@@ -412,11 +412,10 @@ def test_moe_wgmma_glu_staged(a, b, group, experts, top_k, tokens, block_m, bn, 
 @pytest.mark.parametrize("experts,top_k,tokens,block_m,bn,down,ws,staged", [
     (8, 2, 45, 64, 128, False, False, False), (64, 8, 37, 64, 128, True, True, True),
     (8, 2, 300, 128, 256, False, False, True)])
-def test_moe_wgmma_activation(monkeypatch, activation, experts, top_k, tokens, block_m, bn, down, ws, staged):
+def test_moe_wgmma_activation(activation, experts, top_k, tokens, block_m, bn, down, ws, staged):
     """Element-wise activations (built-in and custom) in the wgmma MoE epilogue, per element and through the staged
-    store, with bias and routing weights: against the reference, other ranks' rows untouched (refused until this
-    has run, enabled here through config.ALLOW_UNVERIFIED; MoE layers with such activations take mma.sync)."""
-    import humming_cute.config as hconfig
+    store, with bias and routing weights: against the reference, other ranks' rows untouched (MoE layers with such
+    activations default to mma.sync)."""
     from humming_cute import activations
     from humming_cute.config import GemmConfig
 
@@ -428,9 +427,8 @@ def test_moe_wgmma_activation(monkeypatch, activation, experts, top_k, tokens, b
 
     act = clipped_silu if activation == "custom" else activation
     name, act_fn, _ = activations.resolve(act, False)
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     gen = torch.Generator().manual_seed(tokens + experts + bn)
-    n, k = 384, 512
+    n, k = 512 if bn == 256 else 384, 512
     qw = quantize_weight(torch.randn(experts, n, k, generator=gen).cuda(), "uint4", 128)
     pw = hc.prepare_weight(qw, "float16")
     ids = _routing(tokens, experts, top_k, True, gen).cuda()
@@ -462,32 +460,24 @@ def test_moe_wgmma_activation(monkeypatch, activation, experts, top_k, tokens, b
     (48, 8, 2, 1, 384, 64, True, False, {}), (160, 8, 2, 512, 384, 128, False, True, {}),
     (160, 8, 2, 700, 604, 128, True, False, {"warp_specialized": True, "staged_store": True}),
     (96, 16, 4, 300, 384, 128, False, True, {"warp_specialized": True, "moe_cp_async_rows": True})])
-def test_moe_wgmma_odd_blocks(monkeypatch, fmt, block_m, experts, top_k, tokens, n, bn, down, skewed, extra):
-    """wgmma MoE blocks of 48 / 96 / 160 routed rows (wgmma N = block_m, not a power of two; refused until this has
-    run, enabled here through config.ALLOW_UNVERIFIED): against the reference with padding, other ranks' experts,
-    routing weights and bias; with the producer warpgroup, the staged store, cp.async rows and the persistent grid."""
-    import humming_cute.config as hconfig
+def test_moe_wgmma_odd_blocks(fmt, block_m, experts, top_k, tokens, n, bn, down, skewed, extra):
+    """wgmma MoE blocks of 48 / 96 / 160 routed rows (wgmma N = block_m, not a power of two): against the reference
+    with padding, other ranks' experts, routing weights and bias; with the producer warpgroup, the staged store, cp.async rows and the persistent grid."""
 
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     _check_routed(fmt, experts, top_k, tokens, down, skewed, n, 512, block_m, tokens + experts + n + bn,
                   _wgmma_moe_config(block_m, bn, 64, top_k, down, **extra))
 
 
 @pytest.mark.parametrize("activation", [None, "silu_glu"])
 @pytest.mark.parametrize("e,top_k,tokens,block_m", [(32, 4, 200, 48), (8, 2, 512, 160)])
-def test_moe_layer_odd_blocks(monkeypatch, activation, e, top_k, tokens, block_m):
-    """`moe_block_size` with `WGMMA_MOE_ODD_BLOCKS`: 48-row blocks at 25 rows per expert, 160-row ones at 128, end
-    to end through `HummingLayer.moe_forward` (align, default config, GEMM; a GLU through the staged store) against
-    the reference."""
-    import humming_cute.config as hconfig
-    import humming_cute.tune.heuristics as heur
-
+def test_moe_layer_odd_blocks(activation, e, top_k, tokens, block_m):
+    """`moe_block_size` (`WGMMA_MOE_ODD_BLOCKS`): 48-row blocks at 25 rows per expert, 160-row ones at 128 (the
+    producer warpgroup without a GLU), end to end through `HummingLayer.moe_forward` (align, default config, GEMM;
+    a GLU through the staged store) against the reference."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
-    monkeypatch.setattr(heur, "WGMMA_MOE_ODD_BLOCKS", True)
     torch.manual_seed(block_m)
     n, k = 512, 512
     layer = hc.HummingLayer(n, k, "float16", "uint4", "float16", "float16", 128, num_experts=e,

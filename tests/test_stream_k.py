@@ -50,15 +50,11 @@ def test_grid_and_overflow():
 
 
 def test_config_rules(monkeypatch):
-    """stream_k: the dense wgmma GEMM with the persistent grid, 16-bit activations; refused until GPU-verified."""
-    import humming_cute.config as hconfig
-
+    """stream_k: the dense wgmma GEMM with the persistent grid, 16-bit activations; other combinations are named in
+    the error."""
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=128, warp_m=128,
               block_n=128, warp_n=64, block_k=64, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90",
               warp_specialized=True, persistent_ctas=132, stream_k=True)
-    with pytest.raises(NotImplementedError, match="not yet verified"):
-        GemmConfig(**kw).validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     GemmConfig(**kw).validate()
     for bad in (dict(persistent_ctas=0), dict(moe=True, moe_top_k=2), dict(cluster_n=2),
                 dict(a_dtype="float8e4m3", b_dtype="int4", group_size=0)):
@@ -73,12 +69,10 @@ def test_config_rules(monkeypatch):
 def test_stream_k_compiles(monkeypatch, extra):
     """The persistent wgmma kernel with stream-K: the tile ticket (atomic add), fences around the partials, no
     spills."""
-    import humming_cute.config as hconfig
     from humming_cute.kernels.mainloop_sm90 import Sm90MixedGemm
     from humming_cute.runtime.compile import fake_operands
     from humming_cute.testing.ptx import compile_for_arch
 
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     kw = {**dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=128, warp_m=128,
                  block_n=128, warp_n=64, block_k=64, warp_k=64, stages=6, arch="sm_90a", mainloop="sm90",
                  warp_specialized=True, persistent_ctas=132, stream_k=True), **extra}
@@ -99,7 +93,6 @@ def test_stream_k_gemm(monkeypatch, a, b, group, m, n, k, bm, ctas, extra):
     of the next, more CTAs than tiles), bitwise the same on a second launch (parts added in K order) and close to
     the persistent grid without stream-K; every output written."""
     import humming_cute as hc
-    import humming_cute.config as hconfig
     from humming_cute.arch import get_arch
     from humming_cute.config import smem_bytes
     from humming_cute.quant.reference import reference_gemm
@@ -107,7 +100,6 @@ def test_stream_k_gemm(monkeypatch, a, b, group, m, n, k, bm, ctas, extra):
 
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     gen = torch.Generator().manual_seed(m + n + k)
     qw = quantize_weight(torch.randn(n, k, generator=gen).cuda(), b, group)
     pw = hc.prepare_weight(qw, a)
@@ -134,10 +126,9 @@ def test_stream_k_gemm(monkeypatch, a, b, group, m, n, k, bm, ctas, extra):
 
 
 def test_default_switch(monkeypatch):
-    """`heuristics.STREAM_K` (off until the GPU test has run): on, unsplit 16-bit dense wgmma tiles whose last wave
+    """`heuristics.STREAM_K` (off: stream-K measured slower than the data-parallel tiles): on, unsplit 16-bit dense wgmma tiles whose last wave
     would leave more than 2 % of the SMs' time idle become stream-K over one CTA per SM (the tile's own stages,
     fitting shared memory); full waves, split tiles, 8-bit activations, GLU layers and explicit mainloops stay."""
-    import humming_cute.config as hconfig
     import humming_cute.tune.heuristics as heur
     from humming_cute.arch import get_arch
     from humming_cute.config import smem_bytes
@@ -145,7 +136,6 @@ def test_default_switch(monkeypatch):
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a")
     assert not heur.default_config(256, 8192, 8192, **kw).stream_k
     monkeypatch.setattr(heur, "STREAM_K", True)
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     cfg = heur.default_config(256, 8192, 8192, **kw).validate()       # 128 tiles on 132 SMs
     assert (cfg.stream_k, cfg.persistent_ctas, cfg.warp_specialized) == (True, 132, True)
     assert smem_bytes(cfg) <= get_arch("sm_90a").smem_per_block_bytes

@@ -252,7 +252,7 @@ def candidate_configs(base: GemmConfig, m: int, n_pad: int, k_pad: int, *, num_s
                                 cfg = deepest(cfg, 8)
                                 if cfg is not None:
                                     add(cfg, sm90_list)
-                                    if ws and split == 1 and cn == 1:   # (left out while not GPU-verified)
+                                    if ws and split == 1 and cn == 1:
                                         add(cfg.with_(persistent_ctas=num_sms, stream_k=True), sm90_list)
     if base.mainloop == "sm90":
         # tiles of the default's shape first (then its block_m, then the rest): with a small max_candidates the

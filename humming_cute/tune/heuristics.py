@@ -33,8 +33,9 @@ WGMMA_GLU = True
 WGMMA_MOE_MIN_BLOCK = 64
 
 #: dense wgmma GEMMs whose data-parallel grid leaves more than STREAM_K_MIN_GAIN of the SMs' time idle in its last
-#: wave run as stream-K (`with_stream_k`). Built and compile-checked; refused until its GPU test has run
-#: (config.ALLOW_UNVERIFIED), so off
+#: wave run as stream-K (`with_stream_k`). GPU-tested, but slower than the data-parallel and persistent tiles at
+#: every point probed (H200, fp16 x uint4 g128 / int8 channel, 8192^2 and 28672 x 4096, M 256-4096: 1.08-1.25x the
+#: default's time; benchmarks/results/2026-11-30_h200_config_probe_stream_k*.log), so off
 STREAM_K = False
 STREAM_K_MIN_GAIN = 0.02
 
@@ -46,9 +47,11 @@ WGMMA_ONLY_MOE_BLOCKS = (48, 96, 160)
 #: expert's rows (about Poisson around the mean) then rarely spill into a second, mostly padding block, which a
 #: power-of-two block just above the mean does half the time (the 32-row blocks that split ~32-row experts lost,
 #: 2026-11-30_h200_moe_probe_wgmma_small.log); a weight-heavy expert (Mixtral-like, 59 MB per up projection) is
-#: then also read once instead of two or three times. Built and compile-checked; the blocks are refused until
-#: their GPU test has run (config.ALLOW_UNVERIFIED), so off
-WGMMA_MOE_ODD_BLOCKS = False
+#: then also read once instead of two or three times. H200, fp16 x uint4 g128, uniform routing
+#: (benchmarks/results/2026-11-30_h200_moe_probe_bm48_qwen.log, ..._bm160_mixtral.log): Qwen3-30B-A3B-like at
+#: 384 / 512 tokens 0.93-0.97x the 64-row blocks' time (up and down), Mixtral-like at 128 tokens 0.95-0.97x; 160-row
+#: blocks with the producer warpgroup at 512 tokens 0.69x (up) / 0.70x (down)
+WGMMA_MOE_ODD_BLOCKS = True
 
 
 def _deepest_stages(cfg: GemmConfig, arch: str, most: int = 8) -> GemmConfig:
@@ -349,6 +352,10 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
                          has_bias=has_bias, block_m=block_m, block_n=bn, block_k=64, warp_m=block_m, warp_n=64,
                          warp_k=64, stages=2, arch="sm_90a", mainloop="sm90", moe=True, moe_top_k=top_k,
                          moe_down=is_down, moe_mul_topk_weights=mul_topk_weights)
+        if block_m == 160 and not glu:
+            # 160-row blocks (an expert's ~128 rows in one block) with the producer warpgroup: 486 / 260 us against
+            # 577 / 286 us without it (Mixtral-like up / down at 512 tokens, 2026-11-30_h200_moe_probe_bm160_mixtral.log)
+            cfg = cfg.with_(warp_specialized=True)
         if k_pad % 64 == 0:
             cfg = _deepest_stages(cfg, "sm_90a")
             return with_glu_staging(cfg, keep_block_m=True) if glu else cfg
