@@ -18,6 +18,9 @@
 #                                               # 8192^2 M 256 / 4096 and 28672x4096 M 4096; Qwen MoE tiles
 #   bash benchmarks/gpu_session.sh dense        # wgmma tile / cluster_n / persistent probes at M 256 and 4096
 #   bash benchmarks/gpu_session.sh glu          # silu GLU layers: wgmma tiles (staged GLU) against the default
+#   bash benchmarks/gpu_session.sh moe-bm48     # 48-row blocks: tile width / depth, producer warpgroup, persistent grid,
+#                                               # cp.async rows (Qwen-like 512, Mixtral-like 128 tokens)
+#   bash benchmarks/gpu_session.sh moe-4096     # 96 / 128 / 160-row blocks at Qwen-like 4096 tokens
 #   bash benchmarks/gpu_session.sh moe-glu      # MoE up projections with a silu GLU: mma.sync / wgmma tiles
 #   bash benchmarks/gpu_session.sh dense-small  # M 16 / 64 on wgmma: cluster split-K 2 / 4 with and without cluster_n
 #                                               # (4096 x 14336 at M = 64: 128 CTAs of one warpgroup, 1.12x Humming)
@@ -31,6 +34,7 @@
 #                                               # and W8 channel (W8 is 8 % slower there, 1.11x Humming)
 #   bash benchmarks/gpu_session.sh moe-small    # MoE decode probes (cluster split-K, n-major) + align timing
 #   bash benchmarks/gpu_session.sh bench        # W4A16, W8A16 and MoE benchmarks with the current defaults
+#   bash benchmarks/gpu_session.sh moe-bench    # the MoE benchmark alone
 #   bash benchmarks/gpu_session.sh moe-tuned    # the MoE benchmark with autotune_moe (8 candidates) at 16 / 64 / 512 tokens
 #   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
 #   bash benchmarks/gpu_session.sh pair tests moe-odd    # two steps at once on a two-GPU machine (GPU 0, GPU 1)
@@ -53,7 +57,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|moe-tuned|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|moe-bench|moe-tuned|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -95,6 +99,13 @@ case "$step" in
     run 300 "${tag}_moe_probe_bm160_mixtral.log" python3 benchmarks/moe_config_probe.py --presets mixtral \
       --tokens 512,128 --block-m 160,128,64,48 --bn 128,256 --bk 64 --wgmma --unverified --match '^sm90' \
       --budget-s 45 ;;
+  moe-bm48)
+    run 280 "${tag}_moe_probe_bm48_tiles.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b,mixtral \
+      --tokens 512,128 --block-m 48 --bn 128,256 --bk 64,128 --wgmma --persistent --cp-async-rows --match '^sm90' \
+      --budget-s 35 ;;
+  moe-4096)
+    run 280 "${tag}_moe_probe_qwen4096_odd.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
+      --tokens 4096 --block-m 96,128,160 --bn 128,256 --bk 64 --wgmma --persistent --match '^sm90' --budget-s 60 ;;
   moe-glu)
     run 300 "${tag}_moe_glu_probe.log" python3 benchmarks/moe_glu_probe.py --tokens 64,512,4096 ;;
   moe-gated)
@@ -175,6 +186,9 @@ case "$step" in
       --m 1,16,64,256,1024,4096,8192 \
       --json "$OUT/${tag}_w8a16_channel.json" --png "$OUT/${tag}_w8a16_channel.png"
     run 180 "${tag}_moe_w4a16_g128.log" python3 -m humming_cute.bench --moe \
+      --json "$OUT/${tag}_moe_w4a16_g128.json" --png "$OUT/${tag}_moe_w4a16_g128.png" ;;
+  moe-bench)
+    run 200 "${tag}_moe_w4a16_g128.log" python3 -m humming_cute.bench --moe \
       --json "$OUT/${tag}_moe_w4a16_g128.json" --png "$OUT/${tag}_moe_w4a16_g128.png" ;;
   moe-tuned)
     run 560 "${tag}_moe_w4a16_g128_tuned.log" python3 -m humming_cute.bench --moe --autotune 8 --tokens 16,64,512 \

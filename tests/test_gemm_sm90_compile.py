@@ -498,6 +498,10 @@ def test_moe_odd_block_rules(monkeypatch):
     assert [heur.moe_block_size(t, 8, 128, wgmma=True) for t in (288, 512, 576, 600)] == [48, 48, 48, 64]
     assert [heur.moe_block_size(t, 2, 8, wgmma=True) for t in (440, 512, 544, 560)] == [64, 160, 160, 128]
     assert heur.default_moe_config(160, 28672, 4096, arch="sm_90a", top_k=2, **kw).warp_specialized
+    d48 = heur.default_moe_config(48, 1536, 2048, arch="sm_90a", top_k=8, **kw).validate()
+    assert (d48.block_k, d48.warp_specialized, d48.persistent_ctas, d48.moe_cp_async_rows) == (128, True, 132, True)
+    d48 = heur.default_moe_config(48, 1536, 2048, arch="sm_90a", top_k=8, **{**kw, "group_size": 64}).validate()
+    assert (d48.block_k, d48.warp_specialized, d48.persistent_ctas) == (64, False, 0)     # 64-groups: 64-deep
     assert not big.warp_specialized
     monkeypatch.setattr(heur, "WGMMA_MOE_ODD_BLOCKS", False)
     assert heur.moe_block_size(512, 8, 128, wgmma=True) == 64 and heur.moe_block_size(512, 2, 8, wgmma=True) == 64

@@ -470,6 +470,28 @@ def test_moe_wgmma_odd_blocks(fmt, block_m, experts, top_k, tokens, n, bn, down,
                   _wgmma_moe_config(block_m, bn, 64, top_k, down, **extra))
 
 
+@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("block_m,experts,top_k,tokens,n,down,skewed", [
+    (48, 128, 8, 512, 384, False, True), (48, 128, 8, 333, 640, True, False), (48, 8, 2, 128, 512, False, False),
+    (160, 8, 2, 512, 384, True, True)])
+def test_moe_default_odd_blocks(fmt, block_m, experts, top_k, tokens, n, down, skewed):
+    """The default configs of 48 / 160-row blocks (`default_moe_config`: 48 with 128-deep k-tiles, the producer
+    warpgroup, cp.async rows and one CTA per SM where the groups allow; 160 with the producer warpgroup) against
+    the reference."""
+    from humming_cute.tune.heuristics import default_moe_config
+
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma mainloop runs on sm_90 only")
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+
+    def make(pw, a_name, has_bias):
+        return default_moe_config(block_m, pw.n_pad, pw.k_pad, a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name,
+                                  group_size=pw.group_size, arch="sm_90a", has_bias=has_bias, top_k=top_k,
+                                  is_down=down, mul_topk_weights=down, num_tokens=tokens, num_experts=experts,
+                                  num_sms=sms).validate()
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, n, 1024, block_m, tokens + experts + n, make)
+
+
 @pytest.mark.parametrize("activation", [None, "silu_glu"])
 @pytest.mark.parametrize("e,top_k,tokens,block_m", [(32, 4, 200, 48), (8, 2, 512, 160)])
 def test_moe_layer_odd_blocks(activation, e, top_k, tokens, block_m):

@@ -55,7 +55,7 @@ def moe_candidate_configs(base: GemmConfig, tokens: int, n_pad: int, k_pad: int,
     """Configs to time for an MoE problem whose default config is `base` (block_m fixed): `base` first, then
     mma.sync tilings around it (weight tile width, K tile depth split across warps, stages, the row cache, the
     n-major grid; split-K inside a cluster for 16 / 32-row blocks on sm_90) and, on sm_90a with 16-bit activations
-    and no activation epilogue, wgmma tiles (with the producer warpgroup, the persistent grid, cp.async rows,
+    and no activation epilogue, wgmma tiles (with the producer warpgroup, the persistent grid, cp.async rows, both,
     multicast over 2 CTAs). Each is validated (options not yet verified on a GPU are left out) and fits shared
     memory; no duplicates; at most `max_candidates`, the default's own mainloop first."""
     from .heuristics import WGMMA_ONLY_MOE_BLOCKS, default_moe_config
@@ -116,7 +116,8 @@ def moe_candidate_configs(base: GemmConfig, tokens: int, n_pad: int, k_pad: int,
                 for ws in (False, True):
                     cfg = base.with_(mainloop="sm90", block_n=bn, block_k=bk, warp_m=bm, warp_n=64, warp_k=bk,
                                      split_k=1, cluster_split_k=False, two_level_scales=False, moe_row_cache=False,
-                                     moe_n_major=False, warp_specialized=ws, stages=2, staged_store=base.glu)
+                                     moe_n_major=False, warp_specialized=ws, stages=2, staged_store=base.glu,
+                                     persistent_ctas=0, moe_cp_async_rows=False, cluster_n=1)
                     cfg = deepest(cfg, 8)
                     if cfg is None:
                         continue
@@ -125,6 +126,7 @@ def moe_candidate_configs(base: GemmConfig, tokens: int, n_pad: int, k_pad: int,
                         add(cfg.with_(persistent_ctas=num_sms), sm90_list)
                         if not base.glu:
                             add(cfg.with_(moe_cp_async_rows=True), sm90_list)
+                            add(cfg.with_(persistent_ctas=num_sms, moe_cp_async_rows=True), sm90_list)
                     if (n_pad // bn) % 2 == 0 and not base.glu:
                         add(cfg.with_(cluster_n=2), sm90_list)
         # tiles of the default's width first: with a small max_candidates its variants are timed before the rest
