@@ -38,7 +38,13 @@ p.add_argument("--rotate", type=int, default=0,
 p.add_argument("--cluster", action="store_true",
                help="also split-K inside a thread-block cluster (cluster_split_k) for every "
                     "split > 1")
+p.add_argument("--fold", action="store_true",
+               help="also every candidate with fold_offsets (fp16 x int4 / uint4 with two-level scales) and, at M <= 8, "
+                    "rows8; both still refused until GPU-verified, so this sets config.ALLOW_UNVERIFIED")
 args = p.parse_args()
+if args.fold:
+    import humming_cute.config as hconfig
+    hconfig.ALLOW_UNVERIFIED = True
 
 def back_to_back_us(calls) -> float:
     """Per-call microseconds of `calls` replayed back to back as one CUDA graph (median of 20 replays)."""
@@ -99,12 +105,13 @@ for shape in args.shapes.split(","):
             print(line, flush=True)
             del pws
         rows = []
-        for bn, kw, st, split, tl, cl in itertools.product(map(int, args.bn.split(",")), args.kw.split(","),
-                                                            map(int, args.stages.split(",")),
-                                                            map(int, args.split.split(",")),
-                                                            map(int, args.two_level.split(",")),
-                                                            (0, 1) if args.cluster else (0,)):
-            if cl and split == 1:
+        for bn, kw, st, split, tl, cl, fold in itertools.product(map(int, args.bn.split(",")), args.kw.split(","),
+                                                                  map(int, args.stages.split(",")),
+                                                                  map(int, args.split.split(",")),
+                                                                  map(int, args.two_level.split(",")),
+                                                                  (0, 1) if args.cluster else (0,),
+                                                                  (0, 1) if args.fold else (0,)):
+            if (cl and split == 1) or (fold and not tl):
                 continue
             bk, wk = map(int, kw.split("/"))
             if k % bk or (k // bk) // split < 2 or n % bn:
@@ -113,17 +120,20 @@ for shape in args.shapes.split(","):
                 cfg = hc.GemmConfig(a_dtype="float16", b_dtype=args.b, c_dtype="float16", group_size=args.group,
                                     block_m=16, block_n=bn, block_k=bk, warp_m=16, warp_n=64, warp_k=wk, stages=st,
                                     split_k=split, two_level_scales=bool(tl), arch=arch,
-                                    cluster_split_k=bool(cl)).validate()
+                                    cluster_split_k=bool(cl), fold_offsets=bool(fold),
+                                    rows8=bool(fold) and m <= 8).validate()
             except ValueError:
                 continue
             yy = hc.gemm(x, pw, config=cfg)
             err = ((yy.float() - y.float()).norm() / y.float().norm()).item()
             if err > 1e-3:
-                print(f"  WRONG bn{bn} bk{bk} wk{wk} st{st} split{split}: rel err {err:.2e}", flush=True)
+                print(f"  WRONG bn{bn} bk{bk} wk{wk} st{st} split{split}{' fold' if fold else ''}: rel err {err:.2e}",
+                      flush=True)
                 continue
             t = bench_ms(lambda: hc.gemm(x, pw, config=cfg)) * 1e3
             rows.append((t, f"bn{bn} bk{bk} wk{wk} warps{cfg.num_threads // 32} st{st} split{split}"
-                            f"{' cluster' if cl else ''} 2lvl{tl}"))
+                            f"{' cluster' if cl else ''} 2lvl{tl}{' fold' if fold else ''}"
+                            f"{' rows8' if fold and m <= 8 else ''}"))
         rows.sort()
         for t, name in rows[:10]:
             print(f"  {name}: {t:.1f}us  {nbytes / (t * 1e-6) / 1e9:.0f} GB/s  {floor_us / t:.0%} of floor  "

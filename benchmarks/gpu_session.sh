@@ -21,6 +21,9 @@
 #   bash benchmarks/gpu_session.sh moe-bm48     # 48-row blocks: tile width / depth, producer warpgroup, persistent grid,
 #                                               # cp.async rows (Qwen-like 512, Mixtral-like 128 tokens)
 #   bash benchmarks/gpu_session.sh moe-4096     # 96 / 128 / 160-row blocks at Qwen-like 4096 tokens
+#   bash benchmarks/gpu_session.sh fold-tests   # GPU tests of fold_offsets / rows8 (decode, refused until they pass)
+#   bash benchmarks/gpu_session.sh fold-probe   # decode tiles with and without fold_offsets / rows8, 8192^2 and
+#                                               # 28672 x 4096 at M 1 / 16
 #   bash benchmarks/gpu_session.sh moe-glu      # MoE up projections with a silu GLU: mma.sync / wgmma tiles
 #   bash benchmarks/gpu_session.sh dense-small  # M 16 / 64 on wgmma: cluster split-K 2 / 4 with and without cluster_n
 #                                               # (4096 x 14336 at M = 64: 128 CTAs of one warpgroup, 1.12x Humming)
@@ -57,7 +60,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|moe-bench|moe-tuned|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|fold-tests|fold-probe|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|moe-bench|moe-tuned|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -106,6 +109,11 @@ case "$step" in
   moe-4096)
     run 280 "${tag}_moe_probe_qwen4096_odd.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
       --tokens 4096 --block-m 96,128,160 --bn 128,256 --bk 64 --wgmma --persistent --match '^sm90' --budget-s 60 ;;
+  fold-tests)
+    run 330 "${tag}_fold-tests.log" python3 -m pytest -m gpu tests/test_decode_fold_gpu.py -n 16 -q -rf ;;
+  fold-probe)
+    run 330 "${tag}_decode_probe_fold.log" python3 benchmarks/decode_config_probe.py --m 1,16 \
+      --shapes 8192x8192,28672x4096 --bn 64,128 --kw 1024/128,512/128 --stages 3 --split 1 --two-level 1 --fold ;;
   moe-glu)
     run 300 "${tag}_moe_glu_probe.log" python3 benchmarks/moe_glu_probe.py --tokens 64,512,4096 ;;
   moe-gated)

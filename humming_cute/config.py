@@ -120,6 +120,16 @@ class GemmConfig:
     # k-tile) units evenly, so a tile may be shared by consecutive CTAs; each stores its fp32 partial in a workspace
     # slot and the last to arrive adds them in CTA (= K) order and runs the epilogue (no wave left part-empty)
     stream_k: bool = False
+    # mma.sync, fp16 activations, 4-bit integer weights with two-level group scales (decode): the MMAs take the
+    # codes under their magic exponents as they are (1024 + q in the k-rows 0-7 of each k16 step, 64 + q in rows
+    # 8-15: one LOP3 per pair, no subtraction) and two more MMAs per k16 step sum the activations (all of them, and
+    # 960 x the rows 8-15); at each group's end the partial sum gets those offsets and the zero point back in fp32
+    # (acc_i + P + (-(1024 + z)) S), so the per-pair HADD2 / HFMA2 of the dequant drop out
+    fold_offsets: bool = False
+    # mma.sync, dense, one warp row per block (block_m = warp_m), 16-bit activations: the GEMM serves M <= 8 rows
+    # (checked at launch), so rows 8-15 of each m16 tile are padding: their group partial sums are not scaled
+    # and K-split warps do not reduce them (half the fp32 work per group at decode)
+    rows8: bool = False
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -200,6 +210,23 @@ class GemmConfig:
                                  f"{self.mainloop!r}")
             if self.use_f16_accum or self.moe:
                 raise NotImplementedError("two_level_scales is not combined with use_f16_accum or MoE")
+        if self.fold_offsets:
+            if (self.a_dtype != "float16" or self.b_dtype not in ("int4", "uint4") or not self.two_level_scales
+                    or self.mainloop != "sm80"):
+                raise ValueError(f"fold_offsets takes float16 activations and int4 / uint4 weights with two-level "
+                                 f"group scales (two_level_scales=True) on the mma.sync mainloop, got "
+                                 f"{self.a_dtype} x {self.b_dtype}, two_level_scales={self.two_level_scales} on "
+                                 f"{self.mainloop!r}")
+            if not ALLOW_UNVERIFIED:
+                raise NotImplementedError("fold_offsets is built but not yet verified on a GPU; it is not enabled")
+        if self.rows8:
+            if (self.mainloop != "sm80" or self.moe or self.block_m != self.warp_m
+                    or self.a_dtype not in ("float16", "bfloat16")):
+                raise ValueError(f"rows8 takes the dense mma.sync GEMM with one warp row per block (block_m = "
+                                 f"warp_m) and float16/bfloat16 activations, got mainloop={self.mainloop!r}, "
+                                 f"moe={self.moe}, block_m={self.block_m}, warp_m={self.warp_m}, {self.a_dtype}")
+            if not ALLOW_UNVERIFIED:
+                raise NotImplementedError("rows8 is built but not yet verified on a GPU; it is not enabled")
         arch = get_arch(self.arch)
         if arch.sm < 80:
             raise NotImplementedError(f"{arch.name}: the CuTe DSL kernels need sm_80 or newer")

@@ -172,6 +172,8 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
             raise ValueError(f"config.act_group_size={config.act_group_size} does not match x_scales (group "
                              f"{x_group}; 0 = per token)")
         check_weight_tiles(config, weight.n_pad, weight.k_pad)
+        if config.rows8 and m > 8:
+            raise ValueError(f"a rows8 config serves at most 8 rows of x, got M={m}")
         if config.stream_k:      # the grid's 32-bit unit arithmetic must hold (raises before compiling)
             from .stream_k import stream_k_ctas
 

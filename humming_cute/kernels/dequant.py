@@ -146,6 +146,31 @@ def decode_slot4(plan: DequantPlan, word, slot: int, neg_sub=None):
     return fma2(plan, x, half2_const(plan, 1.0 / 16), sub)
 
 
+def decode_slot4_raw(plan: DequantPlan, word, slot: int):
+    """Pair `slot` of a 4-bit code word under its magic exponent, offsets left in (`fold_offsets`): even slots
+    (word & 0x000F000F) | 0x6400 = 1024 + q, odd slots (word & 0x00F000F0) | 0x5400 = 64 + q (q sits at mantissa
+    bits 4-7, whose unit is 1/16 in [64, 128)); one LOP3 each, both exact. The kernel subtracts the offsets and
+    the zero point from the group's fp32 partial sum."""
+    if not is_fast4(plan) or plan.magic != 0x6400:
+        raise ValueError(f"decode_slot4_raw takes 4-bit integer codes under fp16 (magic 0x6400), got {plan}")
+    w = word >> 8 if slot >= 2 else word
+    if slot % 2 == 0:
+        return and_or(w, 0x000F000F, 0x64006400)
+    return and_or(w, 0x00F000F0, 0x54005400)
+
+
+def reg_const(x: int):
+    """A 32-bit constant in a register (an MMA operand cannot be an immediate; inline PTX would get one)."""
+    x &= 0xFFFFFFFF
+    return cute.arch.inline_ptx(f"mov.b32 {{$w0}}, {x:#010x};", write_only_types=[cutlass.Int32], read_only_args=[])
+
+
+#: fp16 pairs of the `fold_offsets` constant B operands: the offsets' sum minus 1024 x the activations' sum is
+#: 960 x the sum over the k-rows 8-15 of each k16 step (64 + q there, 1024 + q in rows 0-7)
+FOLD_B_HI = [0, 0x63806380]       # (0, 960) per B register: rows 0-7, rows 8-15
+FOLD_B_ONES = [0x3C003C00, 0x3C003C00]
+
+
 def _prmt_self(w, selector: int):
     return cute.arch.inline_ptx(f"prmt.b32 {{$w0}}, {{$r0}}, {{$r0}}, {selector:#06x};",
                                 write_only_types=[cutlass.Int32], read_only_args=[w])

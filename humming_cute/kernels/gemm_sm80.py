@@ -15,7 +15,6 @@ Operands (all built by the host from a `GemmConfig`):
 
 from __future__ import annotations
 
-import math
 
 import cutlass
 import cutlass.cute as cute
@@ -25,8 +24,8 @@ from ..config import GemmConfig
 from ..layouts.weight import ATOM_K, ATOM_N, atom_words
 from . import dequant as dq
 from .epilogue import Epilogue
-from .mma import (mma_f8_m16n8k32, mma_f8_m16n8k32_f16acc, mma_f8f6f4_m16n8k32, mma_mxf4_m16n8k64,
-                  mma_s4_m16n8k64, mma_s8_m16n8k32)
+from .mma import (mma_f16_m16n8k16, mma_f8_m16n8k32, mma_f8_m16n8k32_f16acc, mma_f8f6f4_m16n8k32,
+                  mma_mxf4_m16n8k64, mma_s4_m16n8k64, mma_s8_m16n8k32)
 from .scheduler import cluster_split_reduce, split_k_reduce
 
 _CUTLASS_TYPES = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16, "float32": cutlass.Float32}
@@ -98,6 +97,16 @@ class Sm80MixedGemm:
         # two-level fp16 scales take a float weight format's power-of-two exponent factor (one multiply per group)
         self.defer_exp = (cfg.two_level_scales and not self.act8 and self.plan.has_exp_factor
                           and cfg.a_dtype == "float16")
+        self.fold = cfg.fold_offsets      # offsets / zero points out of the dequant, into the group flush
+        self.rows8 = cfg.rows8            # M <= 8: rows 8-15 of the m16 tile are padding, never stored
+
+    def live(self, mi: int, h: int) -> bool:
+        """Whether the accumulator rows 16 mi + 8 h .. + 7 of a warp tile can hold output rows (trace time)."""
+        return not self.rows8 or (mi == 0 and h == 0)
+
+    def live_acc(self, i: int) -> bool:
+        """`live` for the flat index of an accumulator ((2 columns, 2 row halves), m16 tiles, n8 tiles)."""
+        return self.live((i // 4) % (self.wm // 16), (i % 4) // 2)
 
     # ------------------------------------------------------------------ host-side (trace time) builders
     def _g2s_copy(self, dtype, rows: int, cols: int):
@@ -459,6 +468,15 @@ class Sm80MixedGemm:
         elif cutlass.const_expr(self.cfg.two_level_scales):
             acc_mma = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)   # one scale group's unscaled sum
             acc_mma.fill(0.0)
+        rAi = cute.recast_tensor(tCrA, cutlass.Int32)       # (4 regs, m16 tiles, k16 steps)
+        accP = acc
+        accS = acc
+        if cutlass.const_expr(self.fold):
+            # per m16 tile: P = 960 x the activations of k-rows 8-15, S = all of them, summed over the group
+            accP = cute.make_rmem_tensor(cute.make_layout((4, self.wm // 16)), cutlass.Float32)
+            accS = cute.make_rmem_tensor(cute.make_layout((4, self.wm // 16)), cutlass.Float32)
+            accP.fill(0.0)
+            accS.fill(0.0)
         n8 = self.wn // 8
         rB = cute.make_rmem_tensor(cute.make_layout(((2, 2), n8, 1)), self.a_type)
         rBu = cute.recast_tensor(rB, cutlass.Int32)     # ((1, 2), n8, 1): pair r of n8 tile j at r + 2 j
@@ -476,6 +494,8 @@ class Sm80MixedGemm:
         s_view = cute.make_tensor(sS.iterator, cute.make_layout(
             (4, 8, self.bn_atoms, srows, self.stages), stride=(1, 4, 32, self.bn // 2, srows * self.bn // 2)))
         z_view = cute.make_tensor(sZ.iterator, s_view.layout)
+        z_half = cute.make_tensor(cute.recast_ptr(sZ.iterator, dtype=self.a_type), cute.make_layout(
+            (8, 8, self.bn_atoms, srows, self.stages), stride=(1, 8, 64, self.bn, srows * self.bn)))
         # the same scales as halves: (j, g, n-atom, row, stage) = the scale of column 8j + g of the atom
         s_half = cute.make_tensor(cute.recast_ptr(sS.iterator, dtype=self.a_type), cute.make_layout(
             (8, 8, self.bn_atoms, srows, self.stages), stride=(1, 8, 64, self.bn, srows * self.bn)))
@@ -525,7 +545,7 @@ class Sm80MixedGemm:
                                 for i in cutlass.range_constexpr(4):
                                     rs[i] = dq.mul2(plan, rs[i], cutlass.Int32(_F16_2POW_M13))
                             rz = None
-                            if cutlass.const_expr(self.has_zp):
+                            if cutlass.const_expr(self.has_zp and not self.fold):
                                 rz = cute.make_rmem_tensor(cute.make_layout(4), cutlass.Int32)
                                 cute.autovec_copy(z_view[None, g, atom_n, row, stage], rz)
                             scl[(a, row_s)] = (rs, rz)
@@ -552,10 +572,12 @@ class Sm80MixedGemm:
                                 rs, rz = scl[(a, row_s)]
                                 sw = rs[j // 2]
                                 sc = dq.broadcast_lo(sw) if j % 2 == 0 else dq.broadcast_hi(sw)
-                                if cutlass.const_expr(self.has_zp):
+                                if cutlass.const_expr(self.has_zp and not self.fold):
                                     zw = rz[j // 2]
                                     neg_sub = dq.broadcast_lo(zw) if j % 2 == 0 else dq.broadcast_hi(zw)
-                            if cutlass.const_expr(dq.is_fast4(plan)):
+                            if cutlass.const_expr(self.fold):
+                                val = dq.decode_slot4_raw(plan, pw[0], slots[0])
+                            elif cutlass.const_expr(dq.is_fast4(plan)):
                                 val = dq.decode_slot4(plan, pw[0], slots[0], neg_sub)
                             else:
                                 # two-level scales, fp16: a float format's exponent factor goes to the group scale
@@ -566,6 +588,16 @@ class Sm80MixedGemm:
                                 val = dq.mul2(plan, val, sc)
                             rBu[r + 2 * (a * 8 + j)] = val
                     cute.gemm(tiled_mma, acc_mma, tCrA[None, None, s], rB[None, None, 0], acc_mma)
+                    if cutlass.const_expr(self.fold):
+                        for mi in cutlass.range_constexpr(self.wm // 16):
+                            a_regs = [rAi[v, mi, s] for v in range(4)]
+                            dP = mma_f16_m16n8k16(a_regs, [dq.reg_const(w) for w in dq.FOLD_B_HI],
+                                                  [accP[v, mi] for v in range(4)])
+                            dS = mma_f16_m16n8k16(a_regs, [dq.reg_const(w) for w in dq.FOLD_B_ONES],
+                                                  [accS[v, mi] for v in range(4)])
+                            for v in cutlass.range_constexpr(4):
+                                accP[v, mi] = dP[v]
+                                accS[v, mi] = dS[v]
                     if cutlass.const_expr(self.cfg.two_level_scales
                                           and (s + 1) % (min(self.group, self.wk) // 16) == 0):
                         # the end of a scale group inside this warp's k-range: acc += partial * column scale
@@ -579,11 +611,24 @@ class Sm80MixedGemm:
                                             stage].to(cutlass.Float32)
                                 if cutlass.const_expr(self.defer_exp):
                                     sc = sc * float(plan.exp_factor)
+                                nz = cutlass.Float32(-(plan.magic_value + plan.sym_offset))
+                                if cutlass.const_expr(self.fold and self.has_zp):
+                                    # -(1024 + z) of this column and group
+                                    nz = z_half[nj % 8, 2 * (lane % 4) + e, wn_idx * self.wn_atoms + nj // 8, srow,
+                                                stage].to(cutlass.Float32)
                                 for mi in cutlass.range_constexpr(self.wm // 16):
                                     for h in cutlass.range_constexpr(2):
-                                        v = 2 * h + e
-                                        acc[v, mi, nj] = acc[v, mi, nj] + acc_mma[v, mi, nj] * sc
-                                        acc_mma[v, mi, nj] = cutlass.Float32(0.0)
+                                        if cutlass.const_expr(self.live(mi, h)):
+                                            v = 2 * h + e
+                                            part = acc_mma[v, mi, nj]
+                                            if cutlass.const_expr(self.fold):
+                                                # sum (c_k + q) x - sum (c_k + z) x = part + P + (-(1024 + z)) S
+                                                part = part + accP[2 * h, mi] + nz * accS[2 * h, mi]
+                                            acc[v, mi, nj] = acc[v, mi, nj] + part * sc
+                                            acc_mma[v, mi, nj] = cutlass.Float32(0.0)
+                        if cutlass.const_expr(self.fold):
+                            accP.fill(0.0)
+                            accS.fill(0.0)
 
         cute.arch.cp_async_wait_group(0)
         if cutlass.const_expr(self.cfg.use_f16_accum and not self.act8):
@@ -603,12 +648,14 @@ class Sm80MixedGemm:
             wmn = warp_idx % self.warps_mn
             if wk_idx > 0:
                 for i in cutlass.range_constexpr(nacc):
-                    sR[i, lane, wmn, wk_idx - 1] = acc[i]
+                    if cutlass.const_expr(self.live_acc(i)):      # (rows8: rows 8-15 are not reduced)
+                        sR[i, lane, wmn, wk_idx - 1] = acc[i]
             cute.arch.sync_threads()
             if wk_idx == 0:
                 for j in cutlass.range_constexpr(self.warps_k - 1):
                     for i in cutlass.range_constexpr(nacc):
-                        acc[i] = acc[i] + sR[i, lane, wmn, j]
+                        if cutlass.const_expr(self.live_acc(i)):
+                            acc[i] = acc[i] + sR[i, lane, wmn, j]
 
         m0 = bm_idx * self.bm + wm_idx * self.wm
         n0 = bn_idx * self.bn + wn_idx * self.wn

@@ -50,6 +50,7 @@ __all__ = [
     "mma_f8_m16n8k32_f16acc",
     "mma_f8f6f4_m16n8k32",
     "mma_mxf4_m16n8k64",
+    "mma_f16_m16n8k16",
 ]
 
 #: Registers per thread of the A, B and C/D fragments (the same for both shapes).
@@ -235,8 +236,17 @@ def mma_f8_m16n8k32(kind: str, a: Fragment, b: Fragment, c: Sequence[object], *,
     return _mma_k32_f32(f"mma.sync.aligned.m16n8k32.row.col.f32.{t}.{t}.f32", a, b, c, loc=loc, ip=ip)
 
 
+@dsl_user_op
+def mma_f16_m16n8k16(a: Fragment, b: Fragment, c: Sequence[object], *, loc=None, ip=None) -> tuple:
+    """``mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32``: fp16 A (16x16) * B (16x8) + C in fp32, with the
+    standard register layout (A: rows g / g + 8 x k 2t.. / 2t + 8..; B: k 2t.. / 2t + 8.. of column g); for B
+    operands built from constants, which CuTe's tiled MMA does not take."""
+    return _mma_k32_f32("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32", a, b, c, loc=loc, ip=ip)
+
+
 def _mma_k32_f32(opcode: str, a: Fragment, b: Fragment, c: Sequence[object], *, loc=None, ip=None) -> tuple:
-    """Issue an m16n8k32 `opcode` with 4 A, 2 B and 4 fp32 C/D registers; returns the 4 new accumulators."""
+    """Issue an `opcode` with 4 A, 2 B and 4 fp32 C/D registers (m16n8k32 8-bit, m16n8k16 16-bit); returns the 4
+    new accumulators."""
     ptx = (f"{opcode} {_operand_list('w', 0, CD_REGS)}, "
            f"{_operand_list('r', 0, A_REGS)}, {_operand_list('r', A_REGS, B_REGS)}, "
            f"{_operand_list('r', A_REGS + B_REGS, CD_REGS)};")

@@ -39,6 +39,17 @@ WGMMA_MOE_MIN_BLOCK = 64
 STREAM_K = False
 STREAM_K_MIN_GAIN = 0.02
 
+#: decode GEMMs with fp16 activations and int4 / uint4 weights under two-level group scales take
+#: `fold_offsets` (the codes under their magic exponents straight into the MMAs, offsets and zero points folded
+#: into each group's fp32 partial sum: 313 -> 185 SASS instructions of dequant and fold per warp and k-tile at
+#: 8192 x 8192, M = 1). Built and compile-checked; refused until its GPU test has run (config.ALLOW_UNVERIFIED),
+#: so off
+FOLD_OFFSETS = False
+
+#: mma.sync GEMMs of M <= 8 take `rows8` (the m16 tile's rows 8-15 are neither scaled per group nor reduced
+#: across K-split warps). Built and compile-checked; refused until its GPU test has run, so off
+DECODE_ROWS8 = False
+
 #: MoE block sizes that only the wgmma mainloop takes (wgmma N = block_m, any multiple of 16; mma.sync tiles are
 #: powers of two)
 WGMMA_ONLY_MOE_BLOCKS = (48, 96, 160)
@@ -293,6 +304,10 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
                      # decode: group scales on fp32 partial sums (no scale multiply per weight pair)
                      two_level_scales=(m <= 16 and group_size > 0 and a_dtype in ("float16", "bfloat16")
                                        and not batch_invariant))
+    if FOLD_OFFSETS and cfg.two_level_scales and a_dtype == "float16" and b_dtype in ("int4", "uint4"):
+        cfg = cfg.with_(fold_offsets=True)
+    if DECODE_ROWS8 and m <= 8 and cfg.block_m == cfg.warp_m and a_dtype in ("float16", "bfloat16"):
+        cfg = cfg.with_(rows8=True)
     # fit the arch's shared memory: fewer stages first (down to 3), then a shallower / narrower block
     limit = get_arch(arch).smem_per_block_bytes
     while smem_bytes(cfg) > limit:
