@@ -60,7 +60,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|fold-tests|fold-probe|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|moe-bench|moe-tuned|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|moe-bench|moe-tuned|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -111,6 +111,12 @@ case "$step" in
       --tokens 4096 --block-m 96,128,160 --bn 128,256 --bk 64 --wgmma --persistent --match '^sm90' --budget-s 60 ;;
   fold-tests)
     run 330 "${tag}_fold-tests.log" python3 -m pytest -m gpu tests/test_decode_fold_gpu.py -n 16 -q -rf ;;
+  fold-16w)
+    run 150 "${tag}_fold-tests-2.log" python3 -m pytest -m gpu tests/test_decode_fold_gpu.py -n 16 -q -rf \
+      -k "1024-128-1-False or 1024-64-1-False" ;;
+  decode-16w)
+    run 200 "${tag}_decode_probe_16warps.log" python3 benchmarks/decode_config_probe.py --m 1,16 \
+      --shapes 8192x8192,28672x4096 --bn 64 --kw 1024/64,1024/128 --stages 2,3 --split 1 --two-level 1 --fold ;;
   fold-probe)
     run 330 "${tag}_decode_probe_fold.log" python3 benchmarks/decode_config_probe.py --m 1,16 \
       --shapes 8192x8192,28672x4096 --bn 64,128 --kw 1024/128,512/128 --stages 3 --split 1 --two-level 1 --fold ;;

@@ -19,10 +19,16 @@ pytestmark = pytest.mark.gpu
 def _cfg(a, b, group, m, bk, wk, split, cluster, fold, rows8, bias):
     from humming_cute.arch import current_arch
 
-    return hc.GemmConfig(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, has_bias=bias, block_m=16, block_n=64,
-                         block_k=bk, warp_m=16, warp_n=64, warp_k=wk, stages=3, split_k=split,
-                         cluster_split_k=cluster, two_level_scales=True, fold_offsets=fold, rows8=rows8,
-                         arch=current_arch().target).validate()
+    from humming_cute.arch import get_arch
+    from humming_cute.config import smem_bytes
+
+    cfg = hc.GemmConfig(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, has_bias=bias, block_m=16, block_n=64,
+                        block_k=bk, warp_m=16, warp_n=64, warp_k=wk, stages=3, split_k=split,
+                        cluster_split_k=cluster, two_level_scales=True, fold_offsets=fold, rows8=rows8,
+                        arch=current_arch().target)
+    if smem_bytes(cfg) > get_arch(cfg.arch).smem_per_block_bytes:      # small groups: more scale rows per stage
+        cfg = cfg.with_(stages=2)
+    return cfg.validate()
 
 
 def _check(a, b, group, scale, m, n, k, cfg, seed, *, scale_outliers=False):
@@ -53,7 +59,7 @@ def _check(a, b, group, scale, m, n, k, cfg, seed, *, scale_outliers=False):
                                            ("uint4", 512, "float32")])
 @pytest.mark.parametrize("m", [1, 5, 8, 16])
 @pytest.mark.parametrize("bk,wk,split,cluster", [(1024, 128, 1, False), (512, 128, 2, False), (256, 64, 1, False),
-                                                 (512, 128, 2, True)])
+                                                 (512, 128, 2, True), (1024, 64, 1, False)])
 def test_fold_offsets(monkeypatch, b, group, scale, m, bk, wk, split, cluster):
     """fold_offsets (with rows8 where M <= 8): groups smaller than, equal to and larger than a warp's k-range,
     K-split warps, split-K through the workspace and inside a cluster; zero points and symmetric codes."""
