@@ -40,11 +40,8 @@ p.add_argument("--cluster", action="store_true",
                     "split > 1")
 p.add_argument("--fold", action="store_true",
                help="also every candidate with fold_offsets (fp16 x int4 / uint4 with two-level scales) and, at M <= 8, "
-                    "rows8; both still refused until GPU-verified, so this sets config.ALLOW_UNVERIFIED")
+                    "rows8")
 args = p.parse_args()
-if args.fold:
-    import humming_cute.config as hconfig
-    hconfig.ALLOW_UNVERIFIED = True
 
 def back_to_back_us(calls) -> float:
     """Per-call microseconds of `calls` replayed back to back as one CUDA graph (median of 20 replays)."""

@@ -217,16 +217,12 @@ class GemmConfig:
                                  f"group scales (two_level_scales=True) on the mma.sync mainloop, got "
                                  f"{self.a_dtype} x {self.b_dtype}, two_level_scales={self.two_level_scales} on "
                                  f"{self.mainloop!r}")
-            if not ALLOW_UNVERIFIED:
-                raise NotImplementedError("fold_offsets is built but not yet verified on a GPU; it is not enabled")
         if self.rows8:
             if (self.mainloop != "sm80" or self.moe or self.block_m != self.warp_m
                     or self.a_dtype not in ("float16", "bfloat16")):
                 raise ValueError(f"rows8 takes the dense mma.sync GEMM with one warp row per block (block_m = "
                                  f"warp_m) and float16/bfloat16 activations, got mainloop={self.mainloop!r}, "
                                  f"moe={self.moe}, block_m={self.block_m}, warp_m={self.warp_m}, {self.a_dtype}")
-            if not ALLOW_UNVERIFIED:
-                raise NotImplementedError("rows8 is built but not yet verified on a GPU; it is not enabled")
         arch = get_arch(self.arch)
         if arch.sm < 80:
             raise NotImplementedError(f"{arch.name}: the CuTe DSL kernels need sm_80 or newer")

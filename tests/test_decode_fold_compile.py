@@ -8,7 +8,6 @@ import re
 import numpy as np
 import pytest
 
-import humming_cute.config as hconfig
 from humming_cute.config import GemmConfig
 from humming_cute.kernels.gemm_sm80 import Sm80MixedGemm
 from humming_cute.runtime.compile import fake_operands
@@ -19,14 +18,9 @@ KW = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
           block_n=64, warp_n=64, block_k=512, warp_k=128, stages=3, two_level_scales=True, arch="sm_90a")
 
 
-def test_rules(monkeypatch):
-    """Refused until GPU-verified; then only fp16 x int4 / uint4 with two-level scales (fold_offsets) and the dense
-    mma.sync GEMM with one warp row per block and 16-bit activations (rows8), each named in the error."""
-    with pytest.raises(NotImplementedError, match="fold_offsets is built but not yet verified"):
-        GemmConfig(**KW, fold_offsets=True).validate()
-    with pytest.raises(NotImplementedError, match="rows8 is built but not yet verified"):
-        GemmConfig(**KW, rows8=True).validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+def test_rules():
+    """fold_offsets takes only fp16 x int4 / uint4 with two-level scales, rows8 only the dense mma.sync GEMM with
+    one warp row per block and 16-bit activations; each is named in the error."""
     GemmConfig(**KW, fold_offsets=True, rows8=True).validate()
     for bad in (dict(a_dtype="bfloat16", c_dtype="bfloat16"), dict(b_dtype="uint8"), dict(two_level_scales=False),
                 dict(b_dtype="int3")):
@@ -59,7 +53,6 @@ def test_default_switches(monkeypatch):
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a")
     cfg = default_config(1, 8192, 8192, **kw)
     assert not cfg.fold_offsets and not cfg.rows8
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     monkeypatch.setattr(heur, "FOLD_OFFSETS", True)
     monkeypatch.setattr(heur, "DECODE_ROWS8", True)
     for m, n, k in ((1, 8192, 8192), (8, 4096, 4096), (16, 28672, 4096), (1, 4096, 14336)):
@@ -74,11 +67,10 @@ def test_default_switches(monkeypatch):
 
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90a", "sm_120a"])
 @pytest.mark.parametrize("b,rows8", [("uint4", True), ("int4", False)])
-def test_compiles(monkeypatch, arch, b, rows8):
+def test_compiles(arch, b, rows8):
     """The decode kernel with fold_offsets: one m16n8k16 MMA per n8 tile and k16 step plus two on constant B
     registers (never immediates), the 0x5400 magic of the odd slots, no packed-half FMA left (the dequant's
     subtractions are gone), no spills."""
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     cfg = GemmConfig(**{**KW, "b_dtype": b, "arch": arch, "block_k": 256}, fold_offsets=True, rows8=rows8).validate()
     art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch=arch, options="--enable-tvm-ffi")
     raw = re.findall(r"mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.f16\.f16\.f32[^;]*;", art.ptx)

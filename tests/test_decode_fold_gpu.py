@@ -1,8 +1,7 @@
 """GPU tests of the decode options `fold_offsets` (4-bit codes under their magic exponents straight into the
 MMAs; offsets and zero points folded into each group's fp32 partial sum) and `rows8` (M <= 8: the m16 tile's rows
 8-15 neither scaled per group nor reduced across K-split warps), against the reference on fresh random data with
-poisoned outputs. Both are refused until these tests have run; they are enabled here through
-config.ALLOW_UNVERIFIED."""
+poisoned outputs."""
 
 from __future__ import annotations
 
@@ -60,14 +59,11 @@ def _check(a, b, group, scale, m, n, k, cfg, seed, *, scale_outliers=False):
 @pytest.mark.parametrize("m", [1, 5, 8, 16])
 @pytest.mark.parametrize("bk,wk,split,cluster", [(1024, 128, 1, False), (512, 128, 2, False), (256, 64, 1, False),
                                                  (512, 128, 2, True), (1024, 64, 1, False)])
-def test_fold_offsets(monkeypatch, b, group, scale, m, bk, wk, split, cluster):
+def test_fold_offsets(b, group, scale, m, bk, wk, split, cluster):
     """fold_offsets (with rows8 where M <= 8): groups smaller than, equal to and larger than a warp's k-range,
     K-split warps, split-K through the workspace and inside a cluster; zero points and symmetric codes."""
-    import humming_cute.config as hconfig
-
     if cluster and torch.cuda.get_device_capability() < (9, 0):
         pytest.skip("thread-block clusters need sm_90+")
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     cfg = _cfg("float16", b, group, m, bk, wk, split, cluster, True, m <= 8, m % 2 == 1)
     _check("float16", b, group, scale, m, 320, 4096, cfg, m + bk + group)
 
@@ -75,12 +71,9 @@ def test_fold_offsets(monkeypatch, b, group, scale, m, bk, wk, split, cluster):
 @pytest.mark.parametrize("a,b,group", [("float16", "uint8", 128), ("bfloat16", "uint4", 128),
                                        ("bfloat16", "float4e2m1", 32), ("float16", "int3", 64)])
 @pytest.mark.parametrize("m", [1, 8])
-def test_rows8(monkeypatch, a, b, group, m):
+def test_rows8(a, b, group, m):
     """rows8 alone (formats fold_offsets does not take, both activation types), with K-split warps; and its
     launch check: more than 8 rows raise before launching."""
-    import humming_cute.config as hconfig
-
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     cfg = _cfg(a, b, group, m, 512, 128, 1, False, False, True, m == 1)
     scale = "ue8m0" if b == "float4e2m1" else a
     _check(a, b, group, scale, m, 384, 2048, cfg, m + group)
@@ -91,11 +84,8 @@ def test_rows8(monkeypatch, a, b, group, m):
         hc.gemm(x, pw, bias=torch.zeros(384, device="cuda", dtype=x.dtype) if cfg.has_bias else None, config=cfg)
 
 
-def test_fold_offsets_outliers(monkeypatch):
+def test_fold_offsets_outliers():
     """Activation outliers (x300 on every 97th channel): the folded offsets stay within the dense tolerance."""
-    import humming_cute.config as hconfig
-
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     for b in ("uint4", "int4"):
         cfg = _cfg("float16", b, 128, 1, 1024, 128, 1, False, True, True, False)
         _check("float16", b, 128, "float16", 1, 512, 8192, cfg, 3, scale_outliers=True)
@@ -106,12 +96,10 @@ def test_fold_offsets_outliers(monkeypatch):
 def test_decode_defaults_with_switches(monkeypatch, m, shape):
     """The default decode configs of the four bench shapes with `FOLD_OFFSETS` and `DECODE_ROWS8` on, through
     `hc.gemm`'s default path (uint4 g128, fp16)."""
-    import humming_cute.config as hconfig
     import humming_cute.ops as ops
     import humming_cute.tune.heuristics as heur
     from humming_cute.arch import current_arch
 
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     monkeypatch.setattr(heur, "FOLD_OFFSETS", True)
     monkeypatch.setattr(heur, "DECODE_ROWS8", True)
     ops._DEFAULTS.clear()

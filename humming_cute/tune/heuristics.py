@@ -41,13 +41,14 @@ STREAM_K_MIN_GAIN = 0.02
 
 #: decode GEMMs with fp16 activations and int4 / uint4 weights under two-level group scales take
 #: `fold_offsets` (the codes under their magic exponents straight into the MMAs, offsets and zero points folded
-#: into each group's fp32 partial sum: 313 -> 185 SASS instructions of dequant and fold per warp and k-tile at
-#: 8192 x 8192, M = 1). Built and compile-checked; refused until its GPU test has run (config.ALLOW_UNVERIFIED),
-#: so off
+#: into each group's fp32 partial sum), and those of M <= 8 `rows8` (the m16 tile's rows 8-15 neither scaled per
+#: group nor reduced across K-split warps). Together: 465 -> 395 SASS instructions per warp and k-tile and 190 ->
+#: 128 registers at 8192 x 8192, M = 1, GPU-tested, but no faster (H200, fp16 x uint4 g128,
+#: benchmarks/results/2026-11-30_h200_decode_probe_fold.log, ..._decode_probe_16warps.log: 8192^2 M = 1 18.3 /
+#: 18.7 us against 18.7 / 18.7 us for the same tiles without them; M = 16 and 28672 x 4096 1-7 % slower; 16-warp
+#: tiles that the 128 registers allow 20.7-51.3 us): the decode kernel's time is not set by its instruction count.
+#: So off
 FOLD_OFFSETS = False
-
-#: mma.sync GEMMs of M <= 8 take `rows8` (the m16 tile's rows 8-15 are neither scaled per group nor reduced
-#: across K-split warps). Built and compile-checked; refused until its GPU test has run, so off
 DECODE_ROWS8 = False
 
 #: MoE block sizes that only the wgmma mainloop takes (wgmma N = block_m, any multiple of 16; mma.sync tiles are
