@@ -38,10 +38,24 @@ p.add_argument("--rotate", type=int, default=0,
 p.add_argument("--cluster", action="store_true",
                help="also split-K inside a thread-block cluster (cluster_split_k) for every "
                     "split > 1")
+p.add_argument("--a-rows8", action="store_true",
+               help="at M <= 8 also every 16-row candidate with rows8 and a_rows8 (8 activation rows per stage; "
+                    "refused until GPU-verified, so this sets config.ALLOW_UNVERIFIED) - with --stages, deeper "
+                    "pipelines than 16-row tiles fit")
 p.add_argument("--fold", action="store_true",
                help="also every candidate with fold_offsets (fp16 x int4 / uint4 with two-level scales) and, at M <= 8, "
                     "rows8")
 args = p.parse_args()
+if args.a_rows8:
+    import humming_cute.config as hconfig
+    hconfig.ALLOW_UNVERIFIED = True
+
+# candidate variants: plain; fold_offsets (+ rows8 at M <= 8); rows8 + a_rows8; all three
+VARIANTS = [dict(fold_offsets=False, a_rows8=False), dict(fold_offsets=True, a_rows8=False),
+            dict(fold_offsets=False, a_rows8=True), dict(fold_offsets=True, a_rows8=True)]
+variants = [0] + ([1] if args.fold else []) + ([2] if args.a_rows8 else []) + ([3] if args.fold and args.a_rows8
+                                                                               else [])
+
 
 def back_to_back_us(calls) -> float:
     """Per-call microseconds of `calls` replayed back to back as one CUDA graph (median of 20 replays)."""
@@ -107,8 +121,9 @@ for shape in args.shapes.split(","):
                                                                   map(int, args.split.split(",")),
                                                                   map(int, args.two_level.split(",")),
                                                                   (0, 1) if args.cluster else (0,),
-                                                                  (0, 1) if args.fold else (0,)):
-            if (cl and split == 1) or (fold and not tl):
+                                                                  variants):
+            opts = VARIANTS[fold]
+            if (cl and split == 1) or (opts["fold_offsets"] and not tl) or (opts["a_rows8"] and m > 8):
                 continue
             bk, wk = map(int, kw.split("/"))
             if k % bk or (k // bk) // split < 2 or n % bn:
@@ -117,20 +132,19 @@ for shape in args.shapes.split(","):
                 cfg = hc.GemmConfig(a_dtype="float16", b_dtype=args.b, c_dtype="float16", group_size=args.group,
                                     block_m=16, block_n=bn, block_k=bk, warp_m=16, warp_n=64, warp_k=wk, stages=st,
                                     split_k=split, two_level_scales=bool(tl), arch=arch,
-                                    cluster_split_k=bool(cl), fold_offsets=bool(fold),
-                                    rows8=bool(fold) and m <= 8).validate()
+                                    cluster_split_k=bool(cl), rows8=bool(fold) and m <= 8, **opts).validate()
             except ValueError:
                 continue
             yy = hc.gemm(x, pw, config=cfg)
             err = ((yy.float() - y.float()).norm() / y.float().norm()).item()
             if err > 1e-3:
-                print(f"  WRONG bn{bn} bk{bk} wk{wk} st{st} split{split}{' fold' if fold else ''}: rel err {err:.2e}",
+                print(f"  WRONG bn{bn} bk{bk} wk{wk} st{st} split{split} fold{fold}: rel err {err:.2e}",
                       flush=True)
                 continue
             t = bench_ms(lambda: hc.gemm(x, pw, config=cfg)) * 1e3
             rows.append((t, f"bn{bn} bk{bk} wk{wk} warps{cfg.num_threads // 32} st{st} split{split}"
-                            f"{' cluster' if cl else ''} 2lvl{tl}{' fold' if fold else ''}"
-                            f"{' rows8' if fold and m <= 8 else ''}"))
+                            f"{' cluster' if cl else ''} 2lvl{tl}{' fold' if opts['fold_offsets'] else ''}"
+                            f"{' rows8' if fold and m <= 8 else ''}{' a_rows8' if opts['a_rows8'] else ''}"))
         rows.sort()
         for t, name in rows[:10]:
             print(f"  {name}: {t:.1f}us  {nbytes / (t * 1e-6) / 1e9:.0f} GB/s  {floor_us / t:.0%} of floor  "

@@ -21,6 +21,10 @@
 #   bash benchmarks/gpu_session.sh moe-bm48     # 48-row blocks: tile width / depth, producer warpgroup, persistent grid,
 #                                               # cp.async rows (Qwen-like 512, Mixtral-like 128 tokens)
 #   bash benchmarks/gpu_session.sh moe-4096     # 96 / 128 / 160-row blocks at Qwen-like 4096 tokens
+#   bash benchmarks/gpu_session.sh a8-tests     # GPU tests of fold_offsets / rows8 / a_rows8 (a_rows8 refused until
+#                                               # they pass)
+#   bash benchmarks/gpu_session.sh a8-probe     # decode tiles with 8-row activation stages and deeper pipelines
+#                                               # (a_rows8) against 16-row ones, M 1 / 8, four shapes
 #   bash benchmarks/gpu_session.sh fold-tests   # GPU tests of fold_offsets / rows8 (decode, refused until they pass)
 #   bash benchmarks/gpu_session.sh fold-probe   # decode tiles with and without fold_offsets / rows8, 8192^2 and
 #                                               # 28672 x 4096 at M 1 / 16
@@ -60,7 +64,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|moe-bench|moe-tuned|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|moe-bench|moe-tuned|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -117,6 +121,15 @@ case "$step" in
   decode-16w)
     run 200 "${tag}_decode_probe_16warps.log" python3 benchmarks/decode_config_probe.py --m 1,16 \
       --shapes 8192x8192,28672x4096 --bn 64 --kw 1024/64,1024/128 --stages 2,3 --split 1 --two-level 1 --fold ;;
+  a8-tests)
+    run 300 "${tag}_a-rows8-tests.log" python3 -m pytest -m gpu tests/test_decode_fold_gpu.py -n 16 -q -rf ;;
+  a8-probe)
+    run 300 "${tag}_decode_probe_a_rows8.log" python3 benchmarks/decode_config_probe.py --m 1,8 \
+      --shapes 8192x8192,28672x4096 --bn 64,128 --kw 1024/128,512/128 --stages 3,4,5 --split 1 --two-level 1 \
+      --fold --a-rows8
+    run 240 "${tag}_decode_probe_a_rows8_cluster.log" python3 benchmarks/decode_config_probe.py --m 1,8 \
+      --shapes 4096x14336,4096x4096 --bn 64 --kw 512/128 --stages 3,4,5 --split 2 --cluster --two-level 1 \
+      --fold --a-rows8 ;;
   fold-probe)
     run 330 "${tag}_decode_probe_fold.log" python3 benchmarks/decode_config_probe.py --m 1,16 \
       --shapes 8192x8192,28672x4096 --bn 64,128 --kw 1024/128,512/128 --stages 3 --split 1 --two-level 1 --fold ;;

@@ -130,6 +130,9 @@ class GemmConfig:
     # (checked at launch), so rows 8-15 of each m16 tile are padding: their group partial sums are not scaled
     # and K-split warps do not reduce them (half the fp32 work per group at decode)
     rows8: bool = False
+    # with rows8: the activation tile keeps 8 rows per pipeline stage (the m16 MMA's rows 8-15 read rows 0-7 again;
+    # their results are never stored): half the activation shared memory, room for a deeper weight pipeline
+    a_rows8: bool = False
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -223,6 +226,12 @@ class GemmConfig:
                 raise ValueError(f"rows8 takes the dense mma.sync GEMM with one warp row per block (block_m = "
                                  f"warp_m) and float16/bfloat16 activations, got mainloop={self.mainloop!r}, "
                                  f"moe={self.moe}, block_m={self.block_m}, warp_m={self.warp_m}, {self.a_dtype}")
+        if self.a_rows8:
+            if not self.rows8 or self.block_m != 16:
+                raise ValueError(f"a_rows8 takes rows8=True and block_m = 16, got rows8={self.rows8}, "
+                                 f"block_m={self.block_m}")
+            if not ALLOW_UNVERIFIED:
+                raise NotImplementedError("a_rows8 is built but not yet verified on a GPU; it is not enabled")
         arch = get_arch(self.arch)
         if arch.sm < 80:
             raise NotImplementedError(f"{arch.name}: the CuTe DSL kernels need sm_80 or newer")
@@ -453,7 +462,7 @@ def check_weight_tiles(cfg: GemmConfig, n_pad: int, k_pad: int) -> None:
 
 def smem_bytes(cfg: GemmConfig) -> int:
     """Shared memory of one CTA: A + packed B + group scales (+ zero points), per stage."""
-    a = cfg.block_m * cfg.block_k * cfg.act_bits // 8
+    a = (8 if cfg.a_rows8 else cfg.block_m) * cfg.block_k * cfg.act_bits // 8
     b = cfg.block_n * cfg.block_k * cfg.bits // 8
     s = cfg.scale_rows * cfg.block_n * 2 * (2 if cfg.has_zero_point else 1)
     if cfg.mainloop == "sm90":
@@ -469,7 +478,8 @@ def smem_bytes(cfg: GemmConfig) -> int:
         if cfg.stream_k:
             part += 16                                                  # the shared tile's ticket
         return cfg.stages * (a + b + s) + 1024 + 16 * cfg.stages + 128 + part   # + alignment, mbarriers, flag
-    reduce = (cfg.warps_k - 1) * cfg.block_m * cfg.block_n * 4  # fp32 partial sums of the K-split warps
+    live_rows = 8 if cfg.a_rows8 else cfg.block_m       # a_rows8: only rows 0-7 get reduction scratch
+    reduce = (cfg.warps_k - 1) * live_rows * cfg.block_n * 4   # fp32 partial sums of the K-split warps
     if cfg.cluster_split_k:
         reduce += cfg.block_m * cfg.block_n * 4 + 16             # this CTA's split-K partial, read by rank 0
     return cfg.stages * (a + b + s) + reduce

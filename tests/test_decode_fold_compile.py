@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 
+import humming_cute.config as hconfig
 from humming_cute.config import GemmConfig
 from humming_cute.kernels.gemm_sm80 import Sm80MixedGemm
 from humming_cute.runtime.compile import fake_operands
@@ -80,3 +81,34 @@ def test_compiles(arch, b, rows8):
     assert str(0x54005400) in art.ptx or "0x54005400" in art.ptx.lower()
     assert not re.search(r"fma\.rn\.f16x2", art.ptx)
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+
+
+def test_a_rows8(monkeypatch):
+    """a_rows8: refused until GPU-verified; needs rows8 and 16-row blocks; half the activation shared memory (and
+    reduction scratch for rows 0-7 only), so 1024-deep decode tiles take 4 stages; compiles without spills with
+    the same ldmatrix count as 16-row tiles; the default switch adds the stage."""
+    import humming_cute.tune.heuristics as heur
+    from humming_cute.config import smem_bytes
+
+    cfg = GemmConfig(**{**KW, "block_k": 1024, "stages": 4}, rows8=True, a_rows8=True)
+    with pytest.raises(NotImplementedError, match="a_rows8 is built but not yet verified"):
+        cfg.validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    cfg.validate()
+    with pytest.raises(ValueError, match="a_rows8"):
+        cfg.with_(rows8=False).validate()
+    full = cfg.with_(rows8=False, a_rows8=False, stages=3)
+    assert smem_bytes(cfg) < smem_bytes(full) <= 232448 < smem_bytes(full.with_(stages=4))
+    base = GemmConfig(**{**KW, "block_k": 1024, "stages": 3}, rows8=True)
+    art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    ref = compile_for_arch(Sm80MixedGemm(base), *fake_operands(base), arch="sm_90a",
+                           options="--enable-tvm-ffi")
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    assert art.ptx.count("ldmatrix") == ref.ptx.count("ldmatrix")
+    kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a")
+    monkeypatch.setattr(heur, "DECODE_ROWS8", True)
+    plain = default_config(1, 8192, 8192, **kw)
+    monkeypatch.setattr(heur, "DECODE_A_ROWS8", True)
+    deep = default_config(1, 8192, 8192, **kw).validate()
+    assert deep.a_rows8 and deep.stages == plain.stages + 1 and smem_bytes(deep) <= 232448
+    assert not default_config(16, 8192, 8192, **kw).a_rows8

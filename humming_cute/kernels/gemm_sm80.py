@@ -99,6 +99,7 @@ class Sm80MixedGemm:
                           and cfg.a_dtype == "float16")
         self.fold = cfg.fold_offsets      # offsets / zero points out of the dequant, into the group flush
         self.rows8 = cfg.rows8            # M <= 8: rows 8-15 of the m16 tile are padding, never stored
+        self.a_rows = 8 if cfg.a_rows8 else self.bm    # activation rows per shared-memory stage
 
     def live(self, mi: int, h: int) -> bool:
         """Whether the accumulator rows 16 mi + 8 h .. + 7 of a warp tile can hold output rows (trace time)."""
@@ -136,14 +137,14 @@ class Sm80MixedGemm:
         sw_bits = 3 if sw_cols >= 32 else 1
         a_atom = cute.make_composed_layout(cute.make_swizzle(sw_bits, 3, 3), 0,
                                            cute.make_layout((8, sw_cols), stride=(sw_cols, 1)))
-        sA_layout = cute.tile_to_shape(a_atom, (self.bm, self.bk_a, self.stages), (0, 1, 2))
+        sA_layout = cute.tile_to_shape(a_atom, (self.a_rows, self.bk_a, self.stages), (0, 1, 2))
         sB_layout = cute.make_layout((self.bn_atoms, self.bk_words, self.stages),
                                      stride=(self.bk_words, 1, self.bn_atoms * self.bk_words))
         srows = max(self.srows, 1)
         sS_layout = cute.make_layout((srows, self.bn // 2, self.stages),
                                      stride=(self.bn // 2, 1, srows * self.bn // 2))
 
-        copy_A, nthr_A = self._g2s_copy(self.a_type, self.bm, self.bk_a)
+        copy_A, nthr_A = self._g2s_copy(self.a_type, self.a_rows, self.bk_a)
         copy_B, nthr_B = self._g2s_copy(cutlass.Int32, self.bn_atoms, self.bk_words)
         copy_S, nthr_S = self._g2s_copy(cutlass.Int32, srows, self.bn // 2)
 
@@ -393,12 +394,12 @@ class Sm80MixedGemm:
             # only the per-thread layout of this tile is used: MoE rows are gathered (see load_tile)
             gA = cute.local_tile(mA, (self.bm, self.bk_a), (0, None))
         else:
-            gA = cute.local_tile(mA, (self.bm, self.bk_a), (bm_idx, None))               # (BM, BK, kt)
+            gA = cute.local_tile(mA, (self.a_rows, self.bk_a), (bm_idx, None))           # (BM, BK, kt)
         if cutlass.const_expr(self.moe):
             cA = cute.local_tile(cute.make_identity_tensor((cute.size(mSorted, mode=[0]), cute.size(mA, mode=[1]))),
                                  (self.bm, self.bk_a), (bm_idx, None))
         else:
-            cA = cute.local_tile(cute.make_identity_tensor(mA.shape), (self.bm, self.bk_a), (bm_idx, None))
+            cA = cute.local_tile(cute.make_identity_tensor(mA.shape), (self.a_rows, self.bk_a), (bm_idx, None))
         gB = cute.local_tile(mB, (self.bn_atoms, self.bk_words), (bn_idx, None))     # (atoms, words, kt)
         srows = max(self.srows, 1)
         gS = cute.local_tile(mS, (srows, self.bn // 2), (None, bn_idx))              # (rows, BN/2, r)
@@ -437,7 +438,12 @@ class Sm80MixedGemm:
 
         # ---- MMA partitions (one warp = one tiled MMA over its WM x WN tile)
         thr_mma = tiled_mma.get_slice(lane)
-        sA_w = cute.local_tile(sA, (self.wm, self.wk_a, self.stages), (wm_idx, wk_idx, 0))
+        sA_mma = sA
+        if cutlass.const_expr(self.cfg.a_rows8):
+            # 8 activation rows per stage; the m16 MMA's rows 8-15 read rows 0-7 again (results never stored)
+            sA_mma = cute.make_tensor(sA.iterator, cute.composition(sA.layout, cute.make_layout(
+                ((8, 2), self.bk_a, self.stages), stride=((1, 0), 8, 8 * self.bk_a))))
+        sA_w = cute.local_tile(sA_mma, (self.wm, self.wk_a, self.stages), (wm_idx, wk_idx, 0))
         tCsA = thr_mma.partition_A(sA_w)
         tCrA = tiled_mma.make_fragment_A(tCsA[None, None, None, 0])
         s2r_A = cute.make_tiled_copy_A(cute.make_copy_atom(warp.LdMatrix8x8x16bOp(False, 4), self.a_type),
@@ -641,21 +647,23 @@ class Sm80MixedGemm:
 
         # ---- K-split warps: add the partial sums in shared memory, in a fixed order
         if cutlass.const_expr(self.warps_k > 1):
-            nacc = cute.size(acc)
+            # rows8: rows 8-15 are not reduced (a_rows8: nor given scratch space)
+            live = [i for i in range(cute.size(acc)) if self.live_acc(i) or not self.cfg.a_rows8]
+            nacc = len(live)
             red_layout = cute.make_layout((nacc, 32, self.warps_mn, self.warps_k - 1),
                                           stride=(32, 1, nacc * 32, nacc * 32 * self.warps_mn))
             sR = smem.allocate_tensor(cutlass.Float32, red_layout, byte_alignment=16)
             wmn = warp_idx % self.warps_mn
             if wk_idx > 0:
-                for i in cutlass.range_constexpr(nacc):
-                    if cutlass.const_expr(self.live_acc(i)):      # (rows8: rows 8-15 are not reduced)
-                        sR[i, lane, wmn, wk_idx - 1] = acc[i]
+                for r in cutlass.range_constexpr(nacc):
+                    if cutlass.const_expr(self.live_acc(live[r])):
+                        sR[r, lane, wmn, wk_idx - 1] = acc[live[r]]
             cute.arch.sync_threads()
             if wk_idx == 0:
                 for j in cutlass.range_constexpr(self.warps_k - 1):
-                    for i in cutlass.range_constexpr(nacc):
-                        if cutlass.const_expr(self.live_acc(i)):
-                            acc[i] = acc[i] + sR[i, lane, wmn, j]
+                    for r in cutlass.range_constexpr(nacc):
+                        if cutlass.const_expr(self.live_acc(live[r])):
+                            acc[live[r]] = acc[live[r]] + sR[r, lane, wmn, j]
 
         m0 = bm_idx * self.bm + wm_idx * self.wm
         n0 = bn_idx * self.bn + wn_idx * self.wn

@@ -51,6 +51,12 @@ STREAM_K_MIN_GAIN = 0.02
 FOLD_OFFSETS = False
 DECODE_ROWS8 = False
 
+#: with `rows8`: `a_rows8` (8 activation rows per pipeline stage instead of 16; the m16 MMA's rows 8-15 read rows
+#: 0-7 again) and one more pipeline stage where that then fits: more weight bytes in flight per SM at decode (the
+#: 16-warp tiles with one stage in flight were slower, 2026-11-30_h200_decode_probe_16warps.log). Built and
+#: compile-checked (8192^2, M = 1: 1024-deep tiles on 4 stages in 219 KB); refused until its GPU test has run, so off
+DECODE_A_ROWS8 = False
+
 #: MoE block sizes that only the wgmma mainloop takes (wgmma N = block_m, any multiple of 16; mma.sync tiles are
 #: powers of two)
 WGMMA_ONLY_MOE_BLOCKS = (48, 96, 160)
@@ -309,6 +315,11 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
         cfg = cfg.with_(fold_offsets=True)
     if DECODE_ROWS8 and m <= 8 and cfg.block_m == cfg.warp_m and a_dtype in ("float16", "bfloat16"):
         cfg = cfg.with_(rows8=True)
+    if DECODE_A_ROWS8 and cfg.rows8 and cfg.block_m == 16:
+        # 8 activation rows per stage: one more weight stage where it then fits (8192^2: 1024-deep tiles, 4 stages)
+        cfg = cfg.with_(a_rows8=True)
+        if smem_bytes(cfg.with_(stages=cfg.stages + 1)) <= get_arch(arch).smem_per_block_bytes:
+            cfg = cfg.with_(stages=cfg.stages + 1)
     # fit the arch's shared memory: fewer stages first (down to 3), then a shallower / narrower block
     limit = get_arch(arch).smem_per_block_bytes
     while smem_bytes(cfg) > limit:
