@@ -21,6 +21,7 @@
 #   bash benchmarks/gpu_session.sh moe-bm48     # 48-row blocks: tile width / depth, producer warpgroup, persistent grid,
 #                                               # cp.async rows (Qwen-like 512, Mixtral-like 128 tokens)
 #   bash benchmarks/gpu_session.sh moe-4096     # 96 / 128 / 160-row blocks at Qwen-like 4096 tokens
+#   bash benchmarks/gpu_session.sh bench-dense  # the W4A16 g128 and W8A16 channelwise dense benches (no MoE)
 #   bash benchmarks/gpu_session.sh a8-tests     # GPU tests of fold_offsets / rows8 / a_rows8 (a_rows8 refused until
 #                                               # they pass)
 #   bash benchmarks/gpu_session.sh a8-probe     # decode tiles with 8-row activation stages and deeper pipelines
@@ -64,7 +65,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|moe-bench|moe-tuned|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|moe-bench|moe-tuned|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -214,6 +215,12 @@ case "$step" in
       --json "$OUT/${tag}_w8a16_channel.json" --png "$OUT/${tag}_w8a16_channel.png"
     run 180 "${tag}_moe_w4a16_g128.log" python3 -m humming_cute.bench --moe \
       --json "$OUT/${tag}_moe_w4a16_g128.json" --png "$OUT/${tag}_moe_w4a16_g128.png" ;;
+  bench-dense)
+    run 290 "${tag}_w4a16_g128.log" python3 -m humming_cute.bench --m 1,16,64,256,1024,4096,8192 \
+      --json "$OUT/${tag}_w4a16_g128.json" --png "$OUT/${tag}_w4a16_g128.png"
+    run 285 "${tag}_w8a16_channel.log" python3 -m humming_cute.bench --b-dtype int8 --group-size 0 \
+      --m 1,16,64,256,1024,4096,8192 \
+      --json "$OUT/${tag}_w8a16_channel.json" --png "$OUT/${tag}_w8a16_channel.png" ;;
   moe-bench)
     run 200 "${tag}_moe_w4a16_g128.log" python3 -m humming_cute.bench --moe \
       --json "$OUT/${tag}_moe_w4a16_g128.json" --png "$OUT/${tag}_moe_w4a16_g128.png" ;;

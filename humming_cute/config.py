@@ -464,7 +464,9 @@ def smem_bytes(cfg: GemmConfig) -> int:
     """Shared memory of one CTA: A + packed B + group scales (+ zero points), per stage."""
     a = (8 if cfg.a_rows8 else cfg.block_m) * cfg.block_k * cfg.act_bits // 8
     b = cfg.block_n * cfg.block_k * cfg.bits // 8
-    s = cfg.scale_rows * cfg.block_n * 2 * (2 if cfg.has_zero_point else 1)
+    # the mma.sync kernel keeps a scale ring of >= 1 row per stage (channelwise too) and a zero-point ring only
+    # for formats with zero points
+    s = max(cfg.scale_rows, 1) * cfg.block_n * 2 * (2 if cfg.has_zero_point else 1)
     if cfg.mainloop == "sm90":
         # the wgmma kernel allocates its scale and zero-point rings (fp16 pairs, >= 1 row) whatever it uses
         s = 2 * max(cfg.scale_rows, 1) * cfg.block_n * 2

@@ -164,6 +164,8 @@ def _patch_torch_ops(monkeypatch, refuse_fp16=False):
     monkeypatch.setattr(torch, "_scaled_mm", _fake_scaled_mm(calls, refuse_fp16), raising=False)
     monkeypatch.setattr(torch, "_int_mm", _fake_int_mm, raising=False)
     monkeypatch.setattr(timing, "bench_ms", lambda fn, rep_ms=100.0: (fn(), 0.5)[1])
+    monkeypatch.setattr(timing, "bench_ms_back_to_back", lambda fns, rep_ms=100.0: ([f() for f in fns], 0.25)[1])
+    monkeypatch.setattr(timing, "l2_bytes", lambda device: 50 << 20)
     return calls
 
 
@@ -388,6 +390,12 @@ def test_main_act8_on_cpu_json_table_markdown(monkeypatch, tmp_path, capsys, a_n
             assert r["impls"][p]["status"] == "ok" and r["impls"][p]["ms_end_to_end"] == 0.5, r["impls"][p]
             assert r["ratio_end_to_end_vs"][p] == pytest.approx(2.0)
         assert r["impls"]["humming"]["status"] == "skipped" and r["ratio_end_to_end_vs"]["humming"] is None
+    b2b, plain = doc["rows"]        # M = 1 is in the default --back-to-back-m, 20 is not
+    assert cfg["back_to_back_ms"] == [1] and "ratio_back_to_back_vs" not in plain
+    assert b2b["impls"][OURS]["ms_back_to_back"] == 0.25 and b2b["impls"][OURS]["copies_back_to_back"] >= 2
+    for p in want[:-1]:
+        assert b2b["impls"][p]["ms_back_to_back"] == 0.25 and b2b["ratio_back_to_back_vs"][p] == 1.0
+    assert b2b["ratio_back_to_back_vs"]["humming"] is None and "back to back" in out
     md = table(doc).splitlines()
     assert len(md) == 2 + len(doc["rows"])
     assert md[0].startswith("| N x K | M | humming-cute ms | quantize ms | end-to-end ms | % memory floor")

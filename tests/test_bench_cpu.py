@@ -25,6 +25,28 @@ def test_defaults_are_the_issue_defaults():
     assert a.peer_list == ["torch", "int4", "humming"]
     assert (a.a_dtype, a.b_dtype, a.group_size, a.scale_dtype) == ("float16", "uint4", 128, "float16")
     assert a.json is None and a.png is None and a.reps > 0
+    assert a.b2b_list == [1, 16, 64]
+
+
+def test_back_to_back_options():
+    assert core.parse_args(["--m", "1,256"]).b2b_list == [1]               # the default list, cut to --m
+    assert core.parse_args(["--back-to-back-m", "none"]).b2b_list == []
+    assert core.parse_args(["--back-to-back-m", "256,1", "--m", "1,256,4096"]).b2b_list == [256, 1]
+    assert core.parse_args(["--moe"]).b2b_list == []
+    for argv in (["--back-to-back-m", "7", "--m", "1,16"], ["--moe", "--back-to-back-m", "1"],
+                 ["--back-to-back-m", "0"]):
+        with pytest.raises(SystemExit):
+            core.parse_args(argv)
+
+
+def test_rotation_copies():
+    from humming_cute.bench.timing import rotation_copies
+
+    l2 = 50 << 20
+    assert rotation_copies(33.5e6, l2) == 5            # 5 x 33.5 MB >= 3 x 50 MiB
+    assert rotation_copies(134e6, l2) == 2             # at least two, whatever the size
+    assert rotation_copies(1e3, l2) == 64              # at most 64
+    assert all(r * w >= 3 * l2 for w in (8.4e6, 33.5e6, 59e6) for r in [rotation_copies(w, l2)])
 
 
 def test_parse_shapes_and_ms():
@@ -554,6 +576,8 @@ def _cpu_moe_setup(monkeypatch, fake_gemm):
     monkeypatch.setattr(hc, "prepare_weight", lambda qw, a_dtype: qw)
     monkeypatch.setattr(hc, "moe_gemm", fake_gemm)
     monkeypatch.setattr(timing, "bench_ms", lambda fn, rep_ms=100.0: (fn(), 0.5)[1])
+    monkeypatch.setattr(timing, "bench_ms_back_to_back", lambda fns, rep_ms=100.0: ([f() for f in fns], 0.25)[1])
+    monkeypatch.setattr(timing, "l2_bytes", lambda device: 50 << 20)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **kw: None)
     monkeypatch.setitem(sys.modules, "humming", None)  # import fails -> the peer is recorded as skipped
     return torch

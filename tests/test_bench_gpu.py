@@ -37,4 +37,12 @@ def test_bench_main_tiny(a_dtype, tmp_path, capsys):
             assert row["impls"]["scaled_mm"].get("ms_end_to_end", 1.0) > 0
             if a_dtype == "int8":
                 assert row["impls"]["int_mm"]["status"] == "ok", row["impls"]["int_mm"]
-    assert "hc/torch" in capsys.readouterr().out
+        if row["m"] in (1, 16):     # the default --back-to-back-m: ours and every peer timed ok, back to back too
+            assert ours["ms_back_to_back"] > 0 and ours["copies_back_to_back"] >= 2
+            for name in doc["config"]["peers"]:
+                e = row["impls"][name]
+                assert e["status"] != "ok" or e["ms_back_to_back"] > 0, f"{name} at M={row['m']}: {e}"
+        else:
+            assert "ms_back_to_back" not in ours and "ratio_back_to_back_vs" not in row
+    out = capsys.readouterr().out
+    assert "hc/torch" in out and "back to back" in out

@@ -144,7 +144,7 @@ def test_smem_boundary_is_inclusive():
     base = GemmConfig(b_dtype="int4", group_size=0, block_m=64, block_n=128, block_k=64, warp_m=64, warp_n=64,
                       stages=2, arch="sm_86")
     per_stage = smem_bytes(base) // 2
-    assert per_stage == 64 * 64 * 2 + 128 * 64 * 4 // 8  # A + packed B, no scales
+    assert per_stage == 64 * 64 * 2 + 128 * 64 * 4 // 8 + 128 * 2  # A + packed B + the one-row scale ring
     limit = get_arch("sm_86").smem_per_block_bytes
     fits = limit // per_stage
     base.with_(stages=fits).validate()
@@ -157,7 +157,9 @@ def test_smem_accounts_for_scales_and_zero_points():
     asym = GemmConfig(b_dtype="uint4", group_size=32, stages=2)
     chan = GemmConfig(b_dtype="int4", group_size=0, stages=2)
     assert sym.scale_rows == 2 and chan.scale_rows == 0
-    assert smem_bytes(asym) - smem_bytes(sym) == smem_bytes(sym) - smem_bytes(chan) == 2 * 2 * 256 * 2
+    # per stage: 2 rows of 256 fp16 scales (and as many zero points); channelwise keeps a one-row scale ring
+    assert smem_bytes(asym) - smem_bytes(sym) == 2 * 2 * 256 * 2
+    assert smem_bytes(sym) - smem_bytes(chan) == 2 * (2 - 1) * 256 * 2
     assert GemmConfig(group_size=256).scale_rows == 1
 
 

@@ -39,7 +39,8 @@ import sys
 from typing import Iterable, Optional
 
 __all__ = [
-    "DEFAULT_SHAPES", "DEFAULT_MS", "PEERS", "OURS", "IMPL_LABELS", "ACTIVATION_DTYPES", "BenchError",
+    "DEFAULT_SHAPES", "DEFAULT_MS", "DEFAULT_BACK_TO_BACK_MS", "PEERS", "OURS", "IMPL_LABELS", "ACTIVATION_DTYPES",
+    "BenchError", "with_back_to_back", "format_back_to_back_table",
     "parse_shapes", "parse_ms", "parse_peers", "build_parser", "parse_args", "command_line",
     "ACT8_DTYPES", "ACT8_PEERS", "DENSE_PEERS", "is_act8", "default_peers", "with_quantize",
     "tolerance", "format_bytes", "memory_floor_ms", "compute_floor_ms", "impl_metrics", "ok_entry",
@@ -52,6 +53,7 @@ __all__ = [
 
 DEFAULT_SHAPES = "8192x8192,4096x4096,28672x4096,4096x14336"
 DEFAULT_MS = "1,16,64,256,1024,4096"
+DEFAULT_BACK_TO_BACK_MS = "1,16,64"
 #: the peers of a 16-bit activation run, in the order they are measured and printed
 PEERS = ("torch", "int4", "humming")
 #: the peers of an 8-bit activation run (int_mm only for int8 activations, see `default_peers`)
@@ -235,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="before timing humming_cute at each (shape, M) (with --moe: each (layer, tokens) on its "
                         "routing), tune it over up to N candidate configs (humming_cute.autotune / autotune_moe; "
                         "the winner also lands in the tuning cache); 0 (default): the default configs")
+    p.add_argument("--back-to-back-m", default=DEFAULT_BACK_TO_BACK_MS, metavar="MS",
+                   help="comma-separated M (of --m) also timed back to back: many calls in one CUDA graph, each on "
+                        "its own weight copy (copies together >= 3x the L2), no flush, no per-call event; 'none' for "
+                        f"none (default {DEFAULT_BACK_TO_BACK_MS}; dense mode)")
     p.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON here")
     p.add_argument("--png", default=None, metavar="PATH",
                    help="plot time and %% of the memory floor vs M (vs tokens with --moe) here (needs matplotlib)")
@@ -287,6 +293,14 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
             args.peer_list = parse_peers(args.peers if args.peers is not None else "all", DENSE_PEERS,
                                          default_peers(args.a_dtype))
             args.moe_presets, args.moe_projections, args.token_list, args.moe_jobs = [], [], None, []
+        b2b = args.back_to_back_m.strip().lower()
+        if args.moe and b2b not in ("none", DEFAULT_BACK_TO_BACK_MS):
+            raise ValueError("--back-to-back-m is for the dense mode")
+        args.b2b_list = [] if args.moe or b2b == "none" else parse_ms(b2b, "back-to-back M")
+        stray = [m for m in args.b2b_list if m not in args.m_list]
+        if stray and args.back_to_back_m != DEFAULT_BACK_TO_BACK_MS:
+            raise ValueError(f"--back-to-back-m {stray} not in --m {args.m_list}")
+        args.b2b_list = [m for m in args.b2b_list if m in args.m_list]
         if args.autotune < 0:
             raise ValueError(f"--autotune takes a candidate count >= 0, got {args.autotune}")
     except ValueError as e:
@@ -562,6 +576,37 @@ def format_table(rows: list, peers: list[str]) -> str:
     return _fixed_table(rows, peers, f"{'M':>6} {'N':>6} {'K':>6}",
                         f"{'hc ms':>9}{q_head} {'%mem':>6} {'%cmp':>6} {'TFLOP/s':>8} {'GB/s':>7}",
                         lambda r: f"{r['m']:>6} {r['n']:>6} {r['k']:>6}", ours)
+
+
+def with_back_to_back(row: dict, times: dict, copies: dict) -> dict:
+    """A row plus its back-to-back times (`bench_ms_back_to_back`): ``ms_back_to_back`` / ``copies_back_to_back``
+    and % of the memory floor on each timed implementation, and ``ratio_back_to_back_vs`` each peer."""
+    for name, ms in times.items():
+        e = row["impls"][name]
+        e.update(ms_back_to_back=ms, copies_back_to_back=copies[name],
+                 pct_of_memory_floor_back_to_back=100.0 * row["memory_floor_ms"] / ms)
+    ours = times.get(OURS)
+    row["ratio_back_to_back_vs"] = {name: (ours / times[name] if ours is not None and name in times else None)
+                                    for name in row["impls"] if name != OURS}
+    return row
+
+
+def format_back_to_back_table(rows: list, peers: list[str]) -> str:
+    """The rows that were also timed back to back: our time, % of the memory floor, each peer's time and ratio."""
+    rows = [r for r in rows if "ratio_back_to_back_vs" in r]
+    head = f"{'M':>6} {'N':>6} {'K':>6} | {'hc ms':>9} {'%mem':>6}" + "".join(
+        f" | {p + ' ms':>10} {'hc/' + p:>10}" for p in peers)
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        o = r["impls"].get(OURS, {})
+        cells = [f"{r['m']:>6} {r['n']:>6} {r['k']:>6}",
+                 f"{_fmt(o.get('ms_back_to_back'), '.4f', 9)} "
+                 f"{_fmt(o.get('pct_of_memory_floor_back_to_back'), '.1f', 6)}"]
+        for p in peers:
+            cells.append(f"{_fmt(r['impls'].get(p, {}).get('ms_back_to_back'), '.4f', 10)} "
+                         f"{_fmt(r['ratio_back_to_back_vs'].get(p), '.3f', 10)}")
+        lines.append(" | ".join(cells))
+    return "\n".join(lines)
 
 
 def format_moe_table(rows: list, peers: list[str]) -> str:

@@ -33,14 +33,15 @@ ACT8_NOTE = ("activations: fp16 x quantized per token (fp32 scales) by humming_c
              "end-to-end (their own quantization of the fp16 x included) as ms_end_to_end")
 
 
-def _prepare_peers(names, *, qw, w, w_deq, a_dtype, a_name, progress, peer_info):
-    """{name: Peer} for the peers that apply to this weight; the others are recorded with their reason.
-    `a_dtype` is the torch dtype of the 16-bit activations (fp16 in an 8-bit run), `a_name` the run's type."""
+def _peer_builders(*, qw, w, w_deq, a_dtype, a_name) -> dict:
+    """{name: () -> Peer}; each call builds the peer's own copy of the weight (its own storage: the back-to-back
+    timing rotates such copies). `a_dtype` is the torch dtype of the 16-bit activations (fp16 in an 8-bit run),
+    `a_name` the run's type."""
     from . import peers as P
 
     act8 = core.is_act8(a_name)
     x_name = "float16" if act8 else a_name
-    builders = {
+    return {
         "torch": lambda: P.torch_peer(w_deq.to(a_dtype), core.tolerance(x_name)),
         "int4": lambda: P.int4_peer(qw, core.tolerance("bfloat16"), a_name),
         "scaled_mm": lambda: P.scaled_mm_peer(w_deq, a_name),
@@ -48,7 +49,6 @@ def _prepare_peers(names, *, qw, w, w_deq, a_dtype, a_name, progress, peer_info)
         "humming": lambda: P.humming_peer(qw, w, w_deq, a_dtype, core.tolerance(x_name),
                                           a_name if act8 else None),
     }
-    return build_peers(names, builders, progress, peer_info)
 
 
 def build_peers(names, builders, progress, peer_info):
@@ -110,8 +110,9 @@ def _shape_rows(n, k, args, *, device, copy_bw, peak, progress, peer_info, hc_co
     act8 = core.is_act8(args.a_dtype)
     a_dtype = torch.float16 if act8 else getattr(torch, args.a_dtype)  # the 16-bit activations of each row
     w, qw, pw, w_deq, fmt = bench_weight((n, k), args, device)
-    peers, not_ready = _prepare_peers(args.peer_list, qw=qw, w=w, w_deq=w_deq, a_dtype=a_dtype,
-                                      a_name=args.a_dtype, progress=progress, peer_info=peer_info)
+    builders = _peer_builders(qw=qw, w=w, w_deq=w_deq, a_dtype=a_dtype, a_name=args.a_dtype)
+    peers, not_ready = build_peers(args.peer_list, builders, progress, peer_info)
+    rotation = None      # weight copies for the back-to-back timings, made at the first such M
     tol = core.tolerance(args.a_dtype)
     rows = []
     for m in args.m_list:
@@ -153,11 +154,10 @@ def _shape_rows(n, k, args, *, device, copy_bw, peak, progress, peer_info, hc_co
         entry["timed_as"] = timing.last_mode
         if act8:
             entry = core.with_quantize(entry, _quantize_ms(x, xq, xs, args, m=m, k=k))
-            del xq, xs, y_ours_ref
+            del y_ours_ref
         impls = {OURS: entry}
         hc_configs.setdefault(f"{n}x{k}", {})[m] = repr(tuned) if tuned is not None else \
             _our_config(m, pw, args.a_dtype, device)
-        del y
 
         for name in args.peer_list:
             if name in not_ready:
@@ -168,12 +168,87 @@ def _shape_rows(n, k, args, *, device, copy_bw, peak, progress, peer_info, hc_co
                                         end_to_end=act8)
             if impls[name]["status"] != "ok":
                 _report(progress, peer_info, name, impls[name]["reason"])
-        rows.append(core.build_row(m, n, k, bytes_, mem_floor, cmp_floor, impls))
-        del x, y_ref, y_float
+        row = core.build_row(m, n, k, bytes_, mem_floor, cmp_floor, impls)
+        if m in args.b2b_list:
+            if rotation is None:
+                rotation = _rotation(pw, peers, builders, bytes_["weight_total"], device, progress, peer_info)
+            times, copies = _back_to_back(rotation, impls, x, (xq, xs) if act8 else None, y, tol, args.reps,
+                                          progress, peer_info)
+            row = core.with_back_to_back(row, times, copies)
+        rows.append(row)
+        del x, y_ref, y_float, y
+        if act8:
+            del xq, xs
         progress.update(1)
-    del peers, pw, qw, w, w_deq
+    del peers, pw, qw, w, w_deq, rotation
     torch.cuda.empty_cache()
     return rows
+
+
+def _clone_prepared(pw):
+    """A copy of a PreparedWeight with its own storage for every tensor."""
+    import dataclasses
+
+    import torch
+
+    return dataclasses.replace(pw, **{f.name: getattr(pw, f.name).clone() for f in dataclasses.fields(pw)
+                                      if isinstance(getattr(pw, f.name), torch.Tensor)})
+
+
+def _rotation(pw, peers, builders, weight_bytes, device, progress, peer_info) -> dict:
+    """Weight copies for the back-to-back timings: {name: [instance, ...]}, ours as PreparedWeights, each peer's
+    built again by its builder (its own storage); as many as `rotation_copies` asks for on our weight bytes (the
+    peers' weights are as large or larger). A peer whose copies cannot be built is left out, with its reason."""
+    from .timing import l2_bytes, rotation_copies
+
+    r = rotation_copies(weight_bytes, l2_bytes(device))
+    out = {OURS: [pw] + [_clone_prepared(pw) for _ in range(r - 1)]}
+    for name, peer in peers.items():
+        try:
+            out[name] = [peer] + [builders[name]() for _ in range(r - 1)]
+        except Exception as e:  # noqa: BLE001 - a peer never stops the run
+            _report(progress, peer_info, name, f"back-to-back copies not built: {type(e).__name__}: {e}")
+    return out
+
+
+def _back_to_back(rotation, impls, x, act8_codes, y_ours, tol, rep_ms, progress, peer_info):
+    """Back-to-back times (`bench_ms_back_to_back`) of ours and of every peer that was timed correctly on this
+    row, over their weight copies. Each copy's output is first checked against the first copy's (already checked
+    against the reference): a copy off it stops the run for ours and drops the peer's back-to-back time."""
+    import torch
+
+    import humming_cute as hc
+
+    from .timing import bench_ms_back_to_back
+
+    times, copies = {}, {}
+    if act8_codes is not None:
+        xq, xs = act8_codes
+        fns = [lambda p=p: hc.gemm(xq, p, x_scales=xs, out_dtype=torch.float16) for p in rotation[OURS]]
+    else:
+        fns = [lambda p=p: hc.gemm(x, p) for p in rotation[OURS]]
+    for i, fn in enumerate(fns):
+        err = _rel_err(fn(), y_ours.float())
+        if not err <= tol:
+            raise BenchError(f"humming_cute gemm on weight copy {i} differs from the first copy: relative error "
+                             f"{err:.3e} > {tol:.0e}")
+    times[OURS], copies[OURS] = bench_ms_back_to_back(fns, rep_ms), len(fns)
+    for name, inst in rotation.items():
+        if name == OURS or impls.get(name, {}).get("status") != "ok":
+            continue
+        try:
+            xps = [p.to_input(x) for p in inst]
+            pfns = [lambda p=p, xp=xp: p.call(xp) for p, xp in zip(inst, xps)]
+            y0 = pfns[0]().float()
+            for i, fn in enumerate(pfns[1:], 1):
+                err = _rel_err(fn(), y0)
+                if not err <= inst[0].tol:
+                    raise BenchError(f"weight copy {i} differs from the first copy: relative error {err:.3e}")
+            times[name], copies[name] = bench_ms_back_to_back(pfns, rep_ms), len(pfns)
+        except Exception as e:  # noqa: BLE001 - a peer never stops the run
+            _report(progress, peer_info, name, f"not timed back to back: {type(e).__name__}: {e}")
+        torch.cuda.synchronize()
+    return times, copies
 
 
 def _quantize_ms(x, xq, xs, args, *, m: int, k: int) -> float:
@@ -288,7 +363,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from humming_cute.runtime.compile import compile_stats
 
     from .plot import write_png
-    from .timing import act8_peak_flops, copy_bandwidth, cublas_peak_flops, environment
+    from .timing import act8_peak_flops, back_to_back_name, copy_bandwidth, cublas_peak_flops, environment
 
     device = torch.device("cuda")
     env = environment(device, core.command_line(argv))
@@ -321,7 +396,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         labels = core.MOE_IMPL_LABELS
         total = len(args.moe_jobs) * len(args.token_list)
     else:
-        config = dict(mode="dense", shapes=[f"{n}x{k}" for n, k in args.shape_list], ms=args.m_list, **common)
+        config = dict(mode="dense", shapes=[f"{n}x{k}" for n, k in args.shape_list], ms=args.m_list,
+                      back_to_back_ms=args.b2b_list, back_to_back_timer=back_to_back_name(), **common)
         labels = core.IMPL_LABELS
         total = len(args.shape_list) * len(args.m_list)
     peer_info = {p: dict(label=labels[p], notes=[], reasons=[]) for p in args.peer_list}
@@ -371,6 +447,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"{args.a_dtype} x {args.b_dtype} g{args.group_size} ({args.scale_dtype} scales); times in ms; "
               f"%mem / %cmp = memory / compute floor over time; hc/<peer> = our time / peer time")
         print(core.format_table(doc["rows"], args.peer_list))
+    if any("ratio_back_to_back_vs" in r for r in doc["rows"]):
+        print(f"\nback to back ({back_to_back_name()}); %mem = memory floor over this time")
+        print(core.format_back_to_back_table(doc["rows"], args.peer_list))
     if peer_info:
         print()
         print(core.format_summary(doc["peers"]))

@@ -13,7 +13,7 @@ import torch
 
 from ..quant.reference import full_fp32_matmul  # noqa: F401  (shared with the oracle)
 
-__all__ = ["bench_ms", "timer_name", "copy_bandwidth", "cublas_peak_flops", "act8_peak_flops", "environment",
+__all__ = ["bench_ms", "bench_ms_back_to_back", "rotation_copies", "l2_bytes", "back_to_back_name", "timer_name", "copy_bandwidth", "cublas_peak_flops", "act8_peak_flops", "environment",
            "full_fp32_matmul"]
 
 _WARMUP_MS = 25.0
@@ -88,6 +88,69 @@ def bench_ms(fn: Callable[[], object], rep_ms: float = 100.0, graph: bool = True
         ends[i].record()
     torch.cuda.synchronize()
     return statistics.median(a.elapsed_time(b) for a, b in zip(starts, ends))
+
+
+def back_to_back_name() -> str:
+    return ("one CUDA graph of many calls back to back, each on its own copy of the weight (the copies together at "
+            "least 3x the L2, so every call reads its weight from memory), CUDA events around each replay; median "
+            "replay time / calls: no per-call event or launch cost, as in a serving engine's captured decode step")
+
+
+def l2_bytes(device) -> int:
+    """The L2 size of `device` in bytes."""
+    return torch.cuda.get_device_properties(device).L2_cache_size
+
+
+def rotation_copies(weight_bytes: float, l2_bytes: int, factor: float = 3.0, most: int = 64) -> int:
+    """How many weight copies a back-to-back timing rotates through: together >= `factor` x the L2 (so a copy's
+    lines are gone when its turn comes again), at least 2, at most `most`."""
+    need = int(-(-factor * l2_bytes // max(weight_bytes, 1.0)))
+    return max(2, min(most, need))
+
+
+def bench_ms_back_to_back(fns: list, rep_ms: float = 100.0, min_calls: int = 32) -> float:
+    """Median milliseconds per call of ``fns[0](), fns[1](), ...`` issued back to back (the list repeated until
+    there are >= `min_calls` calls) in one CUDA graph, events around each replay, no flush in between.
+
+    Each function should run on its own copy of the weight, the copies together larger than the L2
+    (`rotation_copies`), so that what a call reads comes from memory as in `bench_ms`, while the fixed cost of an
+    event pair and a launch per call (several microseconds, more than the kernel itself at small sizes) is shared
+    by all the calls of the replay. Raises when the calls cannot be captured."""
+    if len(fns) < 2:
+        raise ValueError(f"a back-to-back timing rotates >= 2 weight copies, got {len(fns)}")
+    calls = fns * max(1, -(-min_calls // len(fns)))
+    for fn in fns:
+        fn()
+    torch.cuda.synchronize()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for fn in fns:
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for fn in calls:
+            fn()
+    torch.cuda.synchronize()
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record()
+    g.replay()
+    e.record()
+    torch.cuda.synchronize()
+    est = max(s.elapsed_time(e), 1e-3)
+    for _ in range(max(1, int(_WARMUP_MS / est))):
+        g.replay()
+    n = max(10, int(rep_ms / est))
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+    for i in range(n):
+        starts[i].record()
+        g.replay()
+        ends[i].record()
+    torch.cuda.synchronize()
+    del g
+    return statistics.median(a.elapsed_time(b) for a, b in zip(starts, ends)) / len(calls)
 
 
 def copy_bandwidth(rep_ms: float = 100.0) -> float:

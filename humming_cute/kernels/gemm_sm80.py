@@ -387,7 +387,8 @@ class Sm80MixedGemm:
         sA = smem.allocate_tensor(self.a_type, sA_layout, byte_alignment=128)
         sB = smem.allocate_tensor(cutlass.Int32, sB_layout, byte_alignment=128)
         sS = smem.allocate_tensor(cutlass.Int32, sS_layout, byte_alignment=128)
-        sZ = smem.allocate_tensor(cutlass.Int32, sS_layout, byte_alignment=128)
+        # zero points get their own ring only when the format has them (the views below then alias sS, unread)
+        sZ = smem.allocate_tensor(cutlass.Int32, sS_layout, byte_alignment=128) if self.has_zp else sS
 
         # ---- global tiles of this CTA
         if cutlass.const_expr(self.moe):
