@@ -35,6 +35,9 @@ p.add_argument("--rotate", type=int, default=0,
                help="also time R back-to-back default calls over R weight copies in one CUDA graph (ours and "
                     "Humming's), per call: the steady state of consecutive layers, without a single launch's "
                     "fixed cost")
+p.add_argument("--hot", type=int, default=0,
+               help="also time R back-to-back default calls on ONE weight (L2-resident when it fits: no DRAM "
+                    "traffic), ours and Humming's: what the kernel takes when memory is not what limits it")
 p.add_argument("--cluster", action="store_true",
                help="also split-K inside a thread-block cluster (cluster_split_k) for every "
                     "split > 1")
@@ -115,6 +118,15 @@ for shape in args.shapes.split(","):
                 del hms
             print(line, flush=True)
             del pws
+        if args.hot:
+            l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 0)
+            ours_h = back_to_back_us([lambda: hc.gemm(x, pw)] * args.hot)
+            line = (f"  hot L2 ({nbytes / 2**20:.1f} MiB weight, L2 {l2 / 2**20:.0f} MiB), {args.hot} calls back to "
+                    f"back: ours {ours_h:.1f}us/call")
+            if hm is not None:
+                hm_h = back_to_back_us([lambda: hm.call(hm.to_input(x))] * args.hot)
+                line += f"  humming {hm_h:.1f}us/call"
+            print(line, flush=True)
         rows = []
         for bn, kw, st, split, tl, cl, fold in itertools.product(map(int, args.bn.split(",")), args.kw.split(","),
                                                                   map(int, args.stages.split(",")),
