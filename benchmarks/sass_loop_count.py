@@ -72,9 +72,6 @@ for item in filter(None, args.set.split(",")):
     key, value = item.split("=")
     cur = getattr(cfg, key)
     cfg = cfg.with_(**{key: type(cur)(value) if not isinstance(cur, bool) else value in ("1", "True", "true")})
-if cfg.a_rows8:     # built, not yet GPU-verified: counted anyway
-    import humming_cute.config as hconfig
-    hconfig.ALLOW_UNVERIFIED = True
 cfg = cfg.validate()
 if cfg.mainloop == "sm90":
     from humming_cute.kernels.mainloop_sm90 import Sm90MixedGemm as Kernel

@@ -21,8 +21,8 @@ ACT8_TYPES = ("float8e4m3", "float8e5m2", "int8")
 ACT4_TYPES = ("int4", "float4e2m1")
 QUANT_ACT_TYPES = ACT8_TYPES + ACT4_TYPES
 # Built and compile-checked, not yet run on a GPU: fp4 (e2m1) activations (sm_120a: block-scaled m16n8k64 MMA with
-# e2m1 weights, kind::f8f6f4 m16n8k32 with other weights) and `a_rows8` (8 activation rows per decode stage).
-# Configs using them are refused unless this is set (the compile tests set it).
+# e2m1 weights, kind::f8f6f4 m16n8k32 with other weights). Configs using them are refused unless this is set (the
+# compile tests set it).
 ALLOW_UNVERIFIED = False
 UNVERIFIED_ACT_TYPES = ("float4e2m1",)
 
@@ -230,8 +230,6 @@ class GemmConfig:
             if not self.rows8 or self.block_m != 16:
                 raise ValueError(f"a_rows8 takes rows8=True and block_m = 16, got rows8={self.rows8}, "
                                  f"block_m={self.block_m}")
-            if not ALLOW_UNVERIFIED:
-                raise NotImplementedError("a_rows8 is built but not yet verified on a GPU; it is not enabled")
         arch = get_arch(self.arch)
         if arch.sm < 80:
             raise NotImplementedError(f"{arch.name}: the CuTe DSL kernels need sm_80 or newer")

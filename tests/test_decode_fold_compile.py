@@ -8,7 +8,6 @@ import re
 import numpy as np
 import pytest
 
-import humming_cute.config as hconfig
 from humming_cute.config import GemmConfig
 from humming_cute.kernels.gemm_sm80 import Sm80MixedGemm
 from humming_cute.runtime.compile import fake_operands
@@ -84,16 +83,13 @@ def test_compiles(arch, b, rows8):
 
 
 def test_a_rows8(monkeypatch):
-    """a_rows8: refused until GPU-verified; needs rows8 and 16-row blocks; half the activation shared memory (and
+    """a_rows8: needs rows8 and 16-row blocks; half the activation shared memory (and
     reduction scratch for rows 0-7 only), so 1024-deep decode tiles take 4 stages; compiles without spills with
     the same ldmatrix count as 16-row tiles; the default switch adds the stage."""
     import humming_cute.tune.heuristics as heur
     from humming_cute.config import smem_bytes
 
     cfg = GemmConfig(**{**KW, "block_k": 1024, "stages": 4}, rows8=True, a_rows8=True)
-    with pytest.raises(NotImplementedError, match="a_rows8 is built but not yet verified"):
-        cfg.validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     cfg.validate()
     with pytest.raises(ValueError, match="a_rows8"):
         cfg.with_(rows8=False).validate()

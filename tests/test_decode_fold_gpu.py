@@ -1,8 +1,7 @@
 """GPU tests of the decode options `fold_offsets` (4-bit codes under their magic exponents straight into the
 MMAs; offsets and zero points folded into each group's fp32 partial sum) and `rows8` (M <= 8: the m16 tile's rows
 8-15 neither scaled per group nor reduced across K-split warps), against the reference on fresh random data with
-poisoned outputs. `a_rows8` (8 activation rows per pipeline stage) is refused until its test here has run; it is
-enabled in that test through config.ALLOW_UNVERIFIED."""
+poisoned outputs; and `a_rows8` (8 activation rows per pipeline stage, with the deeper pipelines that then fit)."""
 
 from __future__ import annotations
 
@@ -125,14 +124,11 @@ def test_decode_defaults_with_switches(monkeypatch, m, shape):
 @pytest.mark.parametrize("m", [1, 5, 8])
 @pytest.mark.parametrize("bk,wk,split,cluster,stages", [(1024, 128, 1, False, 4), (512, 128, 2, False, 4),
                                                         (256, 64, 1, False, 5), (512, 128, 2, True, 4)])
-def test_a_rows8(monkeypatch, b, group, scale, fold, m, bk, wk, split, cluster, stages):
+def test_a_rows8(b, group, scale, fold, m, bk, wk, split, cluster, stages):
     """a_rows8: 8 activation rows per stage (the m16 MMA's rows 8-15 read rows 0-7 again) with the deeper
     pipelines that then fit, with and without fold_offsets, K-split warps, split-K and cluster split-K."""
-    import humming_cute.config as hconfig
-
     if cluster and torch.cuda.get_device_capability() < (9, 0):
         pytest.skip("thread-block clusters need sm_90+")
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     cfg = _cfg("float16", b, group, m, bk, wk, split, cluster, fold, True, m % 2 == 1, a_rows8=True,
                stages=stages)
     _check("float16", b, group, scale, m, 320, 4096, cfg, m + bk + group + stages)
@@ -143,12 +139,10 @@ def test_a_rows8(monkeypatch, b, group, scale, fold, m, bk, wk, split, cluster, 
 def test_decode_defaults_a_rows8(monkeypatch, m, shape):
     """The default decode configs with `DECODE_ROWS8` and `DECODE_A_ROWS8` on (and fold_offsets): uint4 g128,
     fp16, through `hc.gemm`'s default path."""
-    import humming_cute.config as hconfig
     import humming_cute.ops as ops
     import humming_cute.tune.heuristics as heur
     from humming_cute.arch import current_arch
 
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     for name in ("FOLD_OFFSETS", "DECODE_ROWS8", "DECODE_A_ROWS8"):
         monkeypatch.setattr(heur, name, True)
     ops._DEFAULTS.clear()

@@ -53,8 +53,11 @@ DECODE_ROWS8 = False
 
 #: with `rows8`: `a_rows8` (8 activation rows per pipeline stage instead of 16; the m16 MMA's rows 8-15 read rows
 #: 0-7 again) and one more pipeline stage where that then fits: more weight bytes in flight per SM at decode (the
-#: 16-warp tiles with one stage in flight were slower, 2026-11-30_h200_decode_probe_16warps.log). Built and
-#: compile-checked (8192^2, M = 1: 1024-deep tiles on 4 stages in 219 KB); refused until its GPU test has run, so off
+#: 16-warp tiles with one stage in flight were slower, 2026-11-30_h200_decode_probe_16warps.log). GPU-tested; not
+#: faster (2026-11-30_h200_decode_probe_a_rows8.log, H200: 8192^2 M = 1 1024-deep tiles on 4 stages 18.9 us against
+#: 18.8 us on 3 stages without it; 28672 x 4096 and the cluster split-K shapes 1-4 % slower): the decode kernel is
+#: not short of bytes in flight (with its weight resident in L2 it still takes 13.8 of its 16.2 us back to back,
+#: 2026-11-30_h200_decode_probe_hot_w4.log). So off
 DECODE_A_ROWS8 = False
 
 #: MoE block sizes that only the wgmma mainloop takes (wgmma N = block_m, any multiple of 16; mma.sync tiles are
@@ -279,8 +282,14 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
             bk, wk, stages = 512, 128, 3
         else:
             bk, wk, stages = _largest_dividing((256, 128, 64), k_pad), 64, 6
-        ctas = -(-m // bm) * (n_pad // bn)
         wide = parse_dtype(b_dtype).bits >= 6
+        if (m <= 16 and bk == 512 and parse_dtype(b_dtype).bits == 4 and bn == 128 and n_pad // 64 >= 3 * num_sms
+                and get_arch(arch).sm == 90 and a_dtype in ("float16", "bfloat16")):
+            # a grid of >= 3 waves either way: 64-wide tiles on 4 warps (H200, fp16 x uint4 g128, 28672 x 4096,
+            # three probes: 2026-11-30_h200_decode_probe_fold.log M = 1 / 16 29.0 / 30.2 us against 30.5 / 31.4,
+            # 2026-11-30_h200_decode_probe_a_rows8.log M = 1 / 8 28.9 / 28.9 us against 30.3 / 30.3)
+            bn = 64
+        ctas = -(-m // bm) * (n_pad // bn)
         cluster = (get_arch(arch).sm == 90 and a_dtype in ("float16", "bfloat16") and not glu
                    and (k_pad % 512 == 0 and k_pad // 512 >= 8 if not wide else bk == 256 and k_pad // 256 >= 16))
         if ctas < 80 and cluster and not batch_invariant:
