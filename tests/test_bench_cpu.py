@@ -830,3 +830,24 @@ def test_markdown_table_from_committed_results():
     moe = json.loads((res / "2026-11-25_h100_moe_w4a16_g128.json").read_text())
     t = table(moe).splitlines()
     assert len(t) == 2 + len(moe["rows"]) and t[2].startswith("| qwen3-30b-a3b up | 1 |")
+
+
+def test_back_to_back_markdown_matches_the_readme():
+    """The README's back-to-back tables are rendered from the committed JSON; runs without such timings have none."""
+    import json
+    import pathlib
+
+    from humming_cute.bench.markdown import back_to_back_table
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    for name in ("2026-11-30_h200_w4a16_g128_b2b.json", "2026-11-30_h200_w8a16_channel_b2b.json"):
+        doc = json.loads((root / "benchmarks" / "results" / name).read_text())
+        t = back_to_back_table(doc)
+        assert t is not None and len(t.splitlines()) == 2 + 12     # 4 shapes x M = 1, 16, 64
+        assert t in readme
+        row = next(r for r in doc["rows"] if r["m"] == 1)
+        ours = row["impls"][OURS]
+        assert ours["copies_back_to_back"] >= 2 and ours["ms_back_to_back"] < ours["ms"]
+    old = json.loads((root / "benchmarks" / "results" / "2026-11-25_h100_w4a16_sm90.json").read_text())
+    assert back_to_back_table(old) is None

@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Optional
 
-__all__ = ["table"]
+__all__ = ["table", "back_to_back_table"]
 
 
 def _ms(impl: Optional[dict], key: str = "ms") -> str:
@@ -52,6 +52,29 @@ def table(result: dict) -> str:
     return "\n".join(out)
 
 
+def back_to_back_table(result: dict) -> Optional[str]:
+    """The Markdown table of a dense run's back-to-back timings (rows with ``ratio_back_to_back_vs``): our time
+    and % of the memory floor, each peer's time and our ratio to it; None when the run has none."""
+    rows = [row for row in result["rows"] if "ratio_back_to_back_vs" in row]
+    if not rows:
+        return None
+    peers = result["config"].get("peers", [])
+    names = {"torch": "cuBLAS fp16", "int4": "torch int4", "scaled_mm": "torch._scaled_mm fp8",
+             "int_mm": "torch._int_mm", "humming": "Humming"}
+    head = ["N x K", "M", "humming-cute ms", "% memory floor"] + [f"{names.get(p, p)} ms" for p in peers] + [
+        f"vs {names.get(p, p)}" for p in peers]
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
+    for row in rows:
+        ours = row["impls"].get("humming_cute", {})
+        pct = ours.get("pct_of_memory_floor_back_to_back")
+        cells = [f"{row['n']} x {row['k']}", str(row["m"]), _ms(ours, "ms_back_to_back"),
+                 f"{pct:.1f} %" if pct is not None else "-"]
+        cells += [_ms(row["impls"].get(p), "ms_back_to_back") for p in peers]
+        cells += [_ratio(row, p, "ratio_back_to_back_vs") for p in peers]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
@@ -59,7 +82,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     for path in argv:
         with open(path) as f:
-            print(table(json.load(f)))
+            doc = json.load(f)
+        print(table(doc))
+        b2b = back_to_back_table(doc)
+        if b2b:
+            print("\nback to back:\n" + b2b)
     return 0
 
 
