@@ -9,6 +9,7 @@ each call). GB/s counts the packed weight and its scales. Usage:
 import argparse
 import itertools
 import os
+import re
 import sys
 
 import torch
@@ -38,6 +39,8 @@ p.add_argument("--rotate", type=int, default=0,
 p.add_argument("--hot", type=int, default=0,
                help="also time R back-to-back default calls on ONE weight (L2-resident when it fits: no DRAM "
                     "traffic), ours and Humming's: what the kernel takes when memory is not what limits it")
+p.add_argument("--only", default="",
+               help="regular expression: time only the candidates whose label (as printed) it matches")
 p.add_argument("--cluster", action="store_true",
                help="also split-K inside a thread-block cluster (cluster_split_k) for every "
                     "split > 1")
@@ -144,6 +147,11 @@ for shape in args.shapes.split(","):
                                     cluster_split_k=bool(cl), rows8=bool(fold) and m <= 8, **opts).validate()
             except ValueError:
                 continue
+            label = (f"bn{bn} bk{bk} wk{wk} warps{cfg.num_threads // 32} st{st} split{split}"
+                     f"{' cluster' if cl else ''} 2lvl{tl}{' fold' if opts['fold_offsets'] else ''}"
+                     f"{' rows8' if fold and m <= 8 else ''}{' a_rows8' if opts['a_rows8'] else ''}")
+            if args.only and not re.search(args.only, label):
+                continue
             yy = hc.gemm(x, pw, config=cfg)
             err = ((yy.float() - y.float()).norm() / y.float().norm()).item()
             if err > 1e-3:
@@ -151,9 +159,7 @@ for shape in args.shapes.split(","):
                       flush=True)
                 continue
             t = bench_ms(lambda: hc.gemm(x, pw, config=cfg)) * 1e3
-            rows.append((t, f"bn{bn} bk{bk} wk{wk} warps{cfg.num_threads // 32} st{st} split{split}"
-                            f"{' cluster' if cl else ''} 2lvl{tl}{' fold' if opts['fold_offsets'] else ''}"
-                            f"{' rows8' if fold and m <= 8 else ''}{' a_rows8' if opts['a_rows8'] else ''}"))
+            rows.append((t, label))
         rows.sort()
         for t, name in rows[:10]:
             print(f"  {name}: {t:.1f}us  {nbytes / (t * 1e-6) / 1e9:.0f} GB/s  {floor_us / t:.0%} of floor  "

@@ -65,7 +65,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|w8-decode|moe-bench|moe-tuned|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|w8-decode|decode-warps|moe-bench|moe-tuned|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -149,6 +149,11 @@ case "$step" in
     run 330 "${tag}_decode_probe_w8_tiles.log" python3 benchmarks/decode_config_probe.py --m 1,16 --b int8 --group 0 \
       --shapes 28672x4096,4096x4096 --bn 64,128 --kw 256/64,512/128 --stages 4 --split 1,2 --cluster \
       --two-level 0 ;;
+  decode-warps)
+    run 330 "${tag}_decode_probe_warps.log" python3 benchmarks/decode_config_probe.py --m 1,8 \
+      --shapes 8192x8192,4096x14336 --bn 64 --kw 1024/128,1024/64,512/64,512/128 --stages 3,4 --split 1,2 --cluster \
+      --two-level 1 --fold --a-rows8 --hot 32 \
+      --only '^bn64 (bk1024 wk128 warps8 st3 split1 2lvl1$|bk1024 wk64 warps16 st3 split1 2lvl1 fold rows8 a_rows8$|bk512 wk64 warps8 st[34] split2 cluster 2lvl1 fold rows8( a_rows8)?$|bk512 wk128 warps4 st[34] split2 cluster 2lvl1( fold rows8 a_rows8)?$)' ;;
   decode-stalls)
     run 280 "${tag}_decode_ncu_stalls.txt" ncu --clock-control none --profile-from-start off --section SourceCounters \
       --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \
