@@ -40,6 +40,7 @@ __all__ = [
     "ptx_arch",
     "parse_ptxas_log",
     "ptxas_spills",
+    "launch_smem_bytes",
 ]
 
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -298,3 +299,23 @@ def compile_for_arch(
         log=log,
         ptxas=parse_ptxas_log(log) if ptxas_info else {},
     )
+
+
+_LAUNCH_STRUCT = r"!llvm\.struct<\(array<3 x i32>, array<3 x i32>, i64, ptr, ptr, i32\)>"
+
+
+def launch_smem_bytes(ir_text: str) -> list[int]:
+    """The dynamic shared memory size of each kernel launch in a compiled function's host IR (the i64 constant
+    stored into the third field, ``sharedMemBytes``, of the DSL's launch-config struct). Raises ``ValueError`` when
+    the IR holds no such store (a DSL whose launch lowering changed), so a test built on it fails loudly."""
+    sizes = []
+    for body in ir_text.split("llvm.func @")[1:]:      # SSA names are per function
+        consts = dict(re.findall(r"(%\d+) = llvm\.mlir\.constant\((\d+) : i64\) : i64", body))
+        slots = set(re.findall(r"(%\d+) = llvm\.getelementptr %\d+\[0, 2\] : \(!llvm\.ptr\) -> !llvm\.ptr, "
+                               + _LAUNCH_STRUCT, body))
+        for value, slot in re.findall(r"llvm\.store (%\d+), (%\d+) : i64, !llvm\.ptr", body):
+            if slot in slots and value in consts:
+                sizes.append(int(consts[value]))
+    if not sizes:
+        raise ValueError("no kernel launch with a constant shared-memory size found in the IR")
+    return sizes
