@@ -32,8 +32,10 @@ def test_back_to_back_options():
     assert core.parse_args(["--m", "1,256"]).b2b_list == [1]               # the default list, cut to --m
     assert core.parse_args(["--back-to-back-m", "none"]).b2b_list == []
     assert core.parse_args(["--back-to-back-m", "256,1", "--m", "1,256,4096"]).b2b_list == [256, 1]
-    assert core.parse_args(["--moe"]).b2b_list == []
-    for argv in (["--back-to-back-m", "7", "--m", "1,16"], ["--moe", "--back-to-back-m", "1"],
+    assert core.parse_args(["--moe"]).b2b_list == [1, 16, 64]                # MoE: token counts
+    assert core.parse_args(["--moe", "--tokens", "2,16"]).b2b_list == [16]
+    assert core.parse_args(["--moe", "--back-to-back-m", "2", "--tokens", "2,16"]).b2b_list == [2]
+    for argv in (["--back-to-back-m", "7", "--m", "1,16"], ["--moe", "--back-to-back-m", "3", "--tokens", "1,2"],
                  ["--back-to-back-m", "0"]):
         with pytest.raises(SystemExit):
             core.parse_args(argv)
@@ -620,6 +622,12 @@ def test_moe_loop_on_cpu(monkeypatch, down):
         assert r["bytes"]["activations"] == rows_in * 128 * 2 and r["bytes"]["output"] == r["tokens"] * 2 * 64 * 2
         assert r["bytes"]["weight"] == r["experts_touched"] * 64 * 128 // 2
     assert rows[0]["experts_touched"] == 2  # one token: its top_k distinct experts
+    b2b = rows[0]          # tokens = 1 is in the default --back-to-back-m; 5 and 40 are not
+    assert b2b["impls"][OURS]["ms_back_to_back"] == 0.25 and b2b["impls"][OURS]["copies_back_to_back"] >= 2
+    assert b2b["impls"]["torch"]["ms_back_to_back"] == 0.25 and b2b["ratio_back_to_back_vs"] == {
+        "torch": 1.0, "humming": None}
+    assert all("ratio_back_to_back_vs" not in r for r in rows[1:])
+    assert "tokens" in core.format_back_to_back_table(rows, args.peer_list).splitlines()[0]
     assert len(info["humming"]["reasons"]) == 1 and any("not importable" in m for m in bar.messages)
     assert info["torch"]["notes"] and set(configs["tiny " + job["projection"]]) == {1, 5, 40}
     text = core.format_moe_table(rows, args.peer_list)

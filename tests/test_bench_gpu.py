@@ -46,3 +46,27 @@ def test_bench_main_tiny(a_dtype, tmp_path, capsys):
             assert "ms_back_to_back" not in ours and "ratio_back_to_back_vs" not in row
     out = capsys.readouterr().out
     assert "hc/torch" in out and "back to back" in out
+
+
+def test_bench_moe_tiny(tmp_path, capsys, monkeypatch):
+    """The MoE mode end to end on a small layer: every implementation checked, then timed, and at tokens = 1 (in
+    the default --back-to-back-m) timed back to back too."""
+    from humming_cute.bench import core, run
+
+    monkeypatch.setitem(core.MOE_PRESETS, "small", dict(num_experts=8, top_k=2, up=(512, 256), down=(256, 256),
+                                                        note="a small layer for this test"))
+    js = tmp_path / "moe.json"
+    assert run.main(["--moe", "--moe-preset", "small", "--tokens", "1,9", "--reps", "5", "--json", str(js)]) == 0
+    doc = json.loads(js.read_text())
+    assert doc["config"]["back_to_back_tokens"] == [1] and len(doc["rows"]) == 4
+    for row in doc["rows"]:
+        ours = row["impls"][core.OURS]
+        assert ours["status"] == "ok" and ours["ms"] > 0
+        if row["tokens"] == 1:
+            assert ours["ms_back_to_back"] > 0 and ours["copies_back_to_back"] >= 2
+            for name in doc["config"]["peers"]:
+                e = row["impls"][name]
+                assert e["status"] != "ok" or e["ms_back_to_back"] > 0, f"{name}: {e}"
+        else:
+            assert "ratio_back_to_back_vs" not in row
+    assert "back to back" in capsys.readouterr().out

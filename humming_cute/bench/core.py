@@ -238,9 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "routing), tune it over up to N candidate configs (humming_cute.autotune / autotune_moe; "
                         "the winner also lands in the tuning cache); 0 (default): the default configs")
     p.add_argument("--back-to-back-m", default=DEFAULT_BACK_TO_BACK_MS, metavar="MS",
-                   help="comma-separated M (of --m) also timed back to back: many calls in one CUDA graph, each on "
-                        "its own weight copy (copies together >= 3x the L2), no flush, no per-call event; 'none' for "
-                        f"none (default {DEFAULT_BACK_TO_BACK_MS}; dense mode)")
+                   help="comma-separated M of --m (with --moe: token counts of --tokens) also timed back to back: "
+                        "many calls in one CUDA graph, each on its own weight copy (copies together >= 3x the L2), "
+                        f"no flush, no per-call event; 'none' for none (default {DEFAULT_BACK_TO_BACK_MS})")
     p.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON here")
     p.add_argument("--png", default=None, metavar="PATH",
                    help="plot time and %% of the memory floor vs M (vs tokens with --moe) here (needs matplotlib)")
@@ -293,14 +293,14 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
             args.peer_list = parse_peers(args.peers if args.peers is not None else "all", DENSE_PEERS,
                                          default_peers(args.a_dtype))
             args.moe_presets, args.moe_projections, args.token_list, args.moe_jobs = [], [], None, []
+        # back-to-back timings: M of --m (dense mode), token counts of --tokens (MoE mode)
         b2b = args.back_to_back_m.strip().lower()
-        if args.moe and b2b not in ("none", DEFAULT_BACK_TO_BACK_MS):
-            raise ValueError("--back-to-back-m is for the dense mode")
-        args.b2b_list = [] if args.moe or b2b == "none" else parse_ms(b2b, "back-to-back M")
-        stray = [m for m in args.b2b_list if m not in args.m_list]
+        batch, what = (args.token_list, "--tokens") if args.moe else (args.m_list, "--m")
+        args.b2b_list = [] if b2b == "none" else parse_ms(b2b, "back-to-back M")
+        stray = [m for m in args.b2b_list if m not in batch]
         if stray and args.back_to_back_m != DEFAULT_BACK_TO_BACK_MS:
-            raise ValueError(f"--back-to-back-m {stray} not in --m {args.m_list}")
-        args.b2b_list = [m for m in args.b2b_list if m in args.m_list]
+            raise ValueError(f"--back-to-back-m {stray} not in {what} {batch}")
+        args.b2b_list = [m for m in args.b2b_list if m in batch]
         if args.autotune < 0:
             raise ValueError(f"--autotune takes a candidate count >= 0, got {args.autotune}")
     except ValueError as e:
@@ -594,12 +594,15 @@ def with_back_to_back(row: dict, times: dict, copies: dict) -> dict:
 def format_back_to_back_table(rows: list, peers: list[str]) -> str:
     """The rows that were also timed back to back: our time, % of the memory floor, each peer's time and ratio."""
     rows = [r for r in rows if "ratio_back_to_back_vs" in r]
-    head = f"{'M':>6} {'N':>6} {'K':>6} | {'hc ms':>9} {'%mem':>6}" + "".join(
+    moe = any(r.get("mode") == "moe" for r in rows)
+    lead = f"{'preset':>13} {'proj':>4} {'tokens':>6}" if moe else f"{'M':>6} {'N':>6} {'K':>6}"
+    head = f"{lead} | {'hc ms':>9} {'%mem':>6}" + "".join(
         f" | {p + ' ms':>10} {'hc/' + p:>10}" for p in peers)
     lines = [head, "-" * len(head)]
     for r in rows:
         o = r["impls"].get(OURS, {})
-        cells = [f"{r['m']:>6} {r['n']:>6} {r['k']:>6}",
+        cells = [f"{r['preset'][:13]:>13} {r['projection']:>4} {r['tokens']:>6}" if moe else
+                 f"{r['m']:>6} {r['n']:>6} {r['k']:>6}",
                  f"{_fmt(o.get('ms_back_to_back'), '.4f', 9)} "
                  f"{_fmt(o.get('pct_of_memory_floor_back_to_back'), '.1f', 6)}"]
         for p in peers:

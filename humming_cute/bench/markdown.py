@@ -61,13 +61,18 @@ def back_to_back_table(result: dict) -> Optional[str]:
     peers = result["config"].get("peers", [])
     names = {"torch": "cuBLAS fp16", "int4": "torch int4", "scaled_mm": "torch._scaled_mm fp8",
              "int_mm": "torch._int_mm", "humming": "Humming"}
-    head = ["N x K", "M", "humming-cute ms", "% memory floor"] + [f"{names.get(p, p)} ms" for p in peers] + [
+    moe = result["config"]["mode"] == "moe"
+    if moe:
+        names["torch"] = "torch loop"
+    head = (["layer", "tokens"] if moe else ["N x K", "M"]) + ["humming-cute ms", "% memory floor"] + [
+        f"{names.get(p, p)} ms" for p in peers] + [
         f"vs {names.get(p, p)}" for p in peers]
     out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
     for row in rows:
         ours = row["impls"].get("humming_cute", {})
         pct = ours.get("pct_of_memory_floor_back_to_back")
-        cells = [f"{row['n']} x {row['k']}", str(row["m"]), _ms(ours, "ms_back_to_back"),
+        lead = [row["panel"], str(row["tokens"])] if moe else [f"{row['n']} x {row['k']}", str(row["m"])]
+        cells = lead + [_ms(ours, "ms_back_to_back"),
                  f"{pct:.1f} %" if pct is not None else "-"]
         cells += [_ms(row["impls"].get(p), "ms_back_to_back") for p in peers]
         cells += [_ratio(row, p, "ratio_back_to_back_vs") for p in peers]

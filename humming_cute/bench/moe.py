@@ -69,17 +69,16 @@ def routed_reference(x, w, topk_ids, top_k: int, is_down: bool, topk_weights=Non
     return out.view(tokens, top_k, n)
 
 
-def _prepare_peers(names, *, qw, w, w_deq, a_dtype, a_name, progress, peer_info):
-    """{name: MoePeer} for the peers that apply to this weight; the others are recorded with their reason."""
+def _peer_builders(*, qw, w, w_deq, a_dtype, a_name) -> dict:
+    """{name: () -> MoePeer}; each call builds the peer's own copy of the weight (the back-to-back timing rotates
+    such copies)."""
     from . import peers as P
-    from .run import build_peers
 
     tol = core.tolerance(a_name)
-    builders = {
+    return {
         "torch": lambda: P.torch_moe_peer(w_deq.to(a_dtype), tol, mul_topk_weights=True),
         "humming": lambda: P.humming_moe_peer(qw, w, w_deq, a_dtype, tol),
     }
-    return build_peers(names, builders, progress, peer_info)
 
 
 def job_rows(job: dict, args, *, device, copy_bw, peak, progress, peer_info, hc_configs) -> list:
@@ -92,16 +91,17 @@ def job_rows(job: dict, args, *, device, copy_bw, peak, progress, peer_info, hc_
     from humming_cute.tune.heuristics import moe_block_size, moe_uses_wgmma
 
     from .peers import MoeProblem
-    from .run import _rel_err, _report, bench_weight
+    from .run import _rel_err, _report, _rotation, bench_weight, build_peers
     from .timing import bench_ms
 
     e_count, top_k, n, k, is_down = job["num_experts"], job["top_k"], job["n"], job["k"], job["is_down"]
     label = f"{job['preset']} {job['projection']}"
     a_dtype = getattr(torch, args.a_dtype)
     w, qw, pw, w_deq, fmt = bench_weight((e_count, n, k), args, device)
-    peers, not_ready = _prepare_peers(args.peer_list, qw=qw, w=w, w_deq=w_deq, a_dtype=a_dtype,
-                                      a_name=args.a_dtype, progress=progress, peer_info=peer_info)
+    builders = _peer_builders(qw=qw, w=w, w_deq=w_deq, a_dtype=a_dtype, a_name=args.a_dtype)
+    peers, not_ready = build_peers(args.peer_list, builders, progress, peer_info)
     tol = core.tolerance(args.a_dtype)
+    rotation = None      # weight copies for the back-to-back timings, made at the first such token count
     rows = []
     for tokens in args.token_list:
         progress.set_postfix_str(f"{label} tokens={tokens}")
@@ -135,11 +135,13 @@ def job_rows(job: dict, args, *, device, copy_bw, peak, progress, peer_info, hc_
             return refs[key]
 
         # ours: any exception propagates; a wrong result stops the run
-        out = torch.full((tokens, top_k, n), float("nan"), device=device, dtype=a_dtype)
+        def ours_on(weight):
+            """humming_cute's call on `weight` (this routing), into its own NaN-filled output."""
+            o = torch.full((tokens, top_k, n), float("nan"), device=device, dtype=a_dtype)
+            return lambda: hc.moe_gemm(x, weight, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=block_m,
+                                       topk_weights=topk_w, mul_topk_weights=is_down, is_down=is_down, out=o)
 
-        def ours():
-            return hc.moe_gemm(x, pw, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=block_m,
-                               topk_weights=topk_w, mul_topk_weights=is_down, is_down=is_down, out=out)
+        ours = ours_on(pw)
 
         tuned = None
         if getattr(args, "autotune", 0):     # the winner lands in the tuning cache, which ours() then reads
@@ -160,7 +162,7 @@ def job_rows(job: dict, args, *, device, copy_bw, peak, progress, peer_info, hc_
         impls = {OURS: core.with_align(entry, align_ms)}
         hc_configs.setdefault(label, {})[tokens] = repr(tuned) if tuned is not None else \
             _our_config(block_m, pw, args.a_dtype, device, top_k, is_down, tokens)
-        del y, out
+        del y
 
         def problem():  # each peer gets its own NaN-filled output buffer
             return MoeProblem(x=x, topk_ids=topk_ids, topk_weights=topk_w, top_k=top_k, num_experts=e_count,
@@ -175,14 +177,41 @@ def job_rows(job: dict, args, *, device, copy_bw, peak, progress, peer_info, hc_
                                         metrics=metrics)
             if impls[name]["status"] != "ok":
                 _report(progress, peer_info, name, impls[name]["reason"])
-        rows.append(core.build_moe_row(job, tokens, experts_touched=touched, block_m=block_m, bytes_=bytes_,
-                                       memory_floor=mem_floor, compute_floor=cmp_floor, impls=impls,
-                                       align_ms=align_ms))
+        row = core.build_moe_row(job, tokens, experts_touched=touched, block_m=block_m, bytes_=bytes_,
+                                 memory_floor=mem_floor, compute_floor=cmp_floor, impls=impls, align_ms=align_ms)
+        if tokens in args.b2b_list:
+            if rotation is None:   # copies sized on the experts this routing touches
+                rotation = _rotation(pw, peers, builders, bytes_["weight_total"], device, progress, peer_info)
+            times, copies = _back_to_back(rotation, impls, ours_on, problem, tol, args.reps, progress, peer_info)
+            row = core.with_back_to_back(row, times, copies)
+        rows.append(row)
         del x, refs, sorted_ids, expert_ids, num_post, topk_ids, topk_w
         progress.update(1)
-    del peers, pw, qw, w, w_deq
+    del peers, pw, qw, w, w_deq, rotation
     torch.cuda.empty_cache()
     return rows
+
+
+def _back_to_back(rotation, impls, ours_on, make_problem, tol, rep_ms, progress, peer_info):
+    """Back-to-back times (`run.time_copies`) of ours over its weight copies (a wrong copy stops the run) and of
+    every peer that was timed correctly on this row, each copy prepared for this routing with its own output (a
+    failure drops the peer's back-to-back time, with the reason)."""
+    import torch
+
+    from .run import _report, time_copies
+
+    fns = [ours_on(p) for p in rotation[OURS]]
+    times, copies = {OURS: time_copies(fns, tol, "humming_cute moe_gemm", rep_ms)}, {OURS: len(fns)}
+    for name, inst in rotation.items():
+        if name == OURS or impls.get(name, {}).get("status") != "ok":
+            continue
+        try:
+            pfns = [p.prepare(make_problem())[0] for p in inst]
+            times[name], copies[name] = time_copies(pfns, inst[0].tol, name, rep_ms), len(pfns)
+        except Exception as e:  # noqa: BLE001 - a peer never stops the run
+            _report(progress, peer_info, name, f"not timed back to back: {type(e).__name__}: {e}")
+        torch.cuda.synchronize()
+    return times, copies
 
 
 def _measure_peer(peer, make_problem, reference, rep_ms, *, label, tokens, metrics) -> dict:

@@ -172,7 +172,7 @@ def _shape_rows(n, k, args, *, device, copy_bw, peak, progress, peer_info, hc_co
         if m in args.b2b_list:
             if rotation is None:
                 rotation = _rotation(pw, peers, builders, bytes_["weight_total"], device, progress, peer_info)
-            times, copies = _back_to_back(rotation, impls, x, (xq, xs) if act8 else None, y, tol, args.reps,
+            times, copies = _back_to_back(rotation, impls, x, (xq, xs) if act8 else None, tol, args.reps,
                                           progress, peer_info)
             row = core.with_back_to_back(row, times, copies)
         rows.append(row)
@@ -211,15 +211,26 @@ def _rotation(pw, peers, builders, weight_bytes, device, progress, peer_info) ->
     return out
 
 
-def _back_to_back(rotation, impls, x, act8_codes, y_ours, tol, rep_ms, progress, peer_info):
-    """Back-to-back times (`bench_ms_back_to_back`) of ours and of every peer that was timed correctly on this
-    row, over their weight copies. Each copy's output is first checked against the first copy's (already checked
-    against the reference): a copy off it stops the run for ours and drops the peer's back-to-back time."""
+def time_copies(fns: list, tol: float, what: str, rep_ms: float) -> float:
+    """`bench_ms_back_to_back` of `fns` (one call per weight copy) after checking every copy's output against the
+    first one's (itself checked against the reference before): a copy off it raises BenchError."""
+    from .timing import bench_ms_back_to_back
+
+    y0 = fns[0]().float()
+    for i, fn in enumerate(fns[1:], 1):
+        err = _rel_err(fn(), y0)
+        if not err <= tol:
+            raise BenchError(f"{what} on weight copy {i} differs from the first copy: relative error {err:.3e} > "
+                             f"{tol:.0e}")
+    return bench_ms_back_to_back(fns, rep_ms)
+
+
+def _back_to_back(rotation, impls, x, act8_codes, tol, rep_ms, progress, peer_info):
+    """Back-to-back times (`time_copies`) of ours (a wrong copy stops the run) and of every peer that was timed
+    correctly on this row (a failure drops its back-to-back time, with the reason)."""
     import torch
 
     import humming_cute as hc
-
-    from .timing import bench_ms_back_to_back
 
     times, copies = {}, {}
     if act8_codes is not None:
@@ -227,24 +238,14 @@ def _back_to_back(rotation, impls, x, act8_codes, y_ours, tol, rep_ms, progress,
         fns = [lambda p=p: hc.gemm(xq, p, x_scales=xs, out_dtype=torch.float16) for p in rotation[OURS]]
     else:
         fns = [lambda p=p: hc.gemm(x, p) for p in rotation[OURS]]
-    for i, fn in enumerate(fns):
-        err = _rel_err(fn(), y_ours.float())
-        if not err <= tol:
-            raise BenchError(f"humming_cute gemm on weight copy {i} differs from the first copy: relative error "
-                             f"{err:.3e} > {tol:.0e}")
-    times[OURS], copies[OURS] = bench_ms_back_to_back(fns, rep_ms), len(fns)
+    times[OURS], copies[OURS] = time_copies(fns, tol, "humming_cute gemm", rep_ms), len(fns)
     for name, inst in rotation.items():
         if name == OURS or impls.get(name, {}).get("status") != "ok":
             continue
         try:
             xps = [p.to_input(x) for p in inst]
             pfns = [lambda p=p, xp=xp: p.call(xp) for p, xp in zip(inst, xps)]
-            y0 = pfns[0]().float()
-            for i, fn in enumerate(pfns[1:], 1):
-                err = _rel_err(fn(), y0)
-                if not err <= inst[0].tol:
-                    raise BenchError(f"weight copy {i} differs from the first copy: relative error {err:.3e}")
-            times[name], copies[name] = bench_ms_back_to_back(pfns, rep_ms), len(pfns)
+            times[name], copies[name] = time_copies(pfns, inst[0].tol, name, rep_ms), len(pfns)
         except Exception as e:  # noqa: BLE001 - a peer never stops the run
             _report(progress, peer_info, name, f"not timed back to back: {type(e).__name__}: {e}")
         torch.cuda.synchronize()
@@ -392,7 +393,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         config = dict(mode="moe", presets={name: core.MOE_PRESETS[name] for name in args.moe_presets},
                       projections=args.moe_projections, tokens=args.token_list, routing=moe.ROUTING_NOTE,
-                      timed=moe.TIMED_NOTE, **common)
+                      timed=moe.TIMED_NOTE, back_to_back_tokens=args.b2b_list,
+                      back_to_back_timer=back_to_back_name(), **common)
         labels = core.MOE_IMPL_LABELS
         total = len(args.moe_jobs) * len(args.token_list)
     else:
