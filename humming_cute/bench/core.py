@@ -215,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "card. With --moe, time the MoE GEMM (vLLM fused_moe contract) of preset layers over token "
                     "counts against a naive torch per-expert loop and Humming's MoE (indexed) GEMM instead. Every "
                     "output is checked against the reference before it is timed. Times are medians with L2 flushed "
-                    "before each run; floors use the copy bandwidth and cuBLAS rate measured in the same run.")
+                    "before each run (and, for --back-to-back-m, also back to back over weight copies larger than "
+                    "the L2); floors use the copy bandwidth and cuBLAS rate measured in the same run.")
     p.add_argument("--a-dtype", default="float16", choices=ACTIVATION_DTYPES,
                    help="activation dtype; an 8-bit one (dense mode only) times the GEMM on per-token codes "
                         "(fp16 output) and the fused activation quantization apart")
