@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import humming_cute as hc  # noqa: E402
 from humming_cute.arch import current_arch  # noqa: E402
 from humming_cute.bench.peers import humming_peer  # noqa: E402
-from humming_cute.bench.timing import bench_ms, copy_bandwidth  # noqa: E402
+from humming_cute.bench.timing import bench_ms, bench_ms_back_to_back, copy_bandwidth  # noqa: E402
 from humming_cute.quant.weight import dequantize_weight  # noqa: E402
 from probe_common import print_header, weight_and_peer  # noqa: E402
 
@@ -61,26 +61,9 @@ variants = [0] + ([1] if args.fold else []) + ([2] if args.a_rows8 else []) + ([
 
 
 def back_to_back_us(calls) -> float:
-    """Per-call microseconds of `calls` replayed back to back as one CUDA graph (median of 20 replays)."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for c in calls:
-            c()
-    torch.cuda.current_stream().wait_stream(side)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for c in calls:
-            c()
-    times = []
-    for _ in range(20):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        g.replay()
-        e.record()
-        torch.cuda.synchronize()
-        times.append(s.elapsed_time(e) * 1e3 / len(calls))
-    return sorted(times)[len(times) // 2]
+    """Per-call microseconds of `calls` replayed back to back as one CUDA graph (`bench_ms_back_to_back`)."""
+    return bench_ms_back_to_back(list(calls), 50.0) * 1e3
+
 
 print_header()
 bw = copy_bandwidth()
