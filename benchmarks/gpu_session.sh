@@ -65,7 +65,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|w8-decode|decode-warps|moe-bench|moe-tuned|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-tuned|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -154,6 +154,12 @@ case "$step" in
       --shapes 8192x8192,4096x14336 --bn 64 --kw 1024/128,1024/64,512/64,512/128 --stages 3,4 --split 1,2 --cluster \
       --two-level 1 --fold --a-rows8 --hot 32 \
       --only '^bn64 (bk1024 wk128 warps8 st3 split1 2lvl1$|bk1024 wk64 warps16 st3 split1 2lvl1 fold rows8 a_rows8$|bk512 wk64 warps8 st[34] split2 cluster 2lvl1 fold rows8( a_rows8)?$|bk512 wk128 warps4 st[34] split2 cluster 2lvl1( fold rows8 a_rows8)?$)' ;;
+  decode-sass)
+    run 200 "${tag}_decode_ncu_sass_run.txt" ncu --clock-control none --profile-from-start off --section SourceCounters \
+      --section WarpStateStats -o "$OUT/decode_sass" python3 benchmarks/decode_profile.py --m 1 --shapes 8192x8192
+    ncu --import "$OUT/decode_sass.ncu-rep" --page source --print-source sass --csv > /tmp/decode_sass.csv 2>&1
+    run 60 "${tag}_decode_ncu_sass.txt" python3 benchmarks/ncu_top_sass.py /tmp/decode_sass.csv --top 60
+    gzip -c /tmp/decode_sass.csv > "$OUT/${tag}_decode_ncu_sass.csv.gz"; rm -f "$OUT/decode_sass.ncu-rep" ;;
   decode-stalls)
     run 280 "${tag}_decode_ncu_stalls.txt" ncu --clock-control none --profile-from-start off --section SourceCounters \
       --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \
