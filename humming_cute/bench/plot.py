@@ -1,6 +1,7 @@
 """PNG of a benchmark result: time and % of the memory floor vs M (MoE: vs tokens), one panel per shape (MoE: per
 preset and projection), one line per implementation (matplotlib; nothing here needs a GPU). An 8-bit activation
-run adds humming_cute's end-to-end time (GEMM + activation quantization) as a dashed line."""
+run adds humming_cute's end-to-end time (GEMM + activation quantization) as a dashed line; rows also timed back to
+back (``--back-to-back-m``) add those times as dotted lines."""
 
 from __future__ import annotations
 
@@ -64,14 +65,20 @@ def write_png(doc: dict, path: str) -> Optional[str]:
     impls = [OURS] + [p for p in (MOE_PEERS if is_moe else DENSE_PEERS) if any(p in r["impls"] for r in rows)]
     fig, axes = plt.subplots(2, len(shapes), figsize=(max(8.0, 4.2 * len(shapes)), 7.5), squeeze=False)
     for j, shape in enumerate(shapes):
-        for impl in impls:
-            style = dict(marker="o", linewidth=2.2 if impl == OURS else 1.3, label=legend.get(impl, impl))
-            xs, ys = series(rows, impl, "ms", shape)
-            if xs:
-                axes[0][j].plot(xs, ys, **style)
-            xs, ys = series(rows, impl, "pct_of_memory_floor", shape)
-            if xs:
-                axes[1][j].plot(xs, ys, **style)
+        for c, impl in enumerate(impls):
+            color = f"C{c}"
+            style = dict(marker="o", linewidth=2.2 if impl == OURS else 1.3, label=legend.get(impl, impl),
+                         color=color)
+            b2b = dict(marker="x", linewidth=1.2, linestyle=":", color=color,
+                       label=f"{legend.get(impl, impl)}, back to back")
+            for i, (key, b2b_key) in enumerate((("ms", "ms_back_to_back"),
+                                                 ("pct_of_memory_floor", "pct_of_memory_floor_back_to_back"))):
+                xs, ys = series(rows, impl, key, shape)
+                if xs:
+                    axes[i][j].plot(xs, ys, **style)
+                xs, ys = series(rows, impl, b2b_key, shape)      # dense runs with --back-to-back-m
+                if xs:
+                    axes[i][j].plot(xs, ys, **b2b)
         xs, ys = series(rows, OURS, "ms_end_to_end", shape)
         if xs:
             axes[0][j].plot(xs, ys, marker="o", linewidth=1.6, linestyle="--",
@@ -83,7 +90,7 @@ def write_png(doc: dict, path: str) -> Optional[str]:
         else:
             axes[0][j].set_title(f"N={shape[0]} K={shape[1]}")
         axes[0][j].set_yscale("log")
-        axes[0][j].set_ylabel("time (ms, median, L2 flushed)")
+        axes[0][j].set_ylabel("time (ms, median; L2 flushed, dotted: back to back)")
         axes[1][j].set_ylabel("% of memory floor")
         axes[1][j].axhline(100.0, color="grey", linewidth=0.8, linestyle="--")
         for i in range(2):
