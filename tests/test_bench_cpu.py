@@ -262,7 +262,7 @@ def test_plot_command_redraws_a_saved_run(monkeypatch, tmp_path, capsys):
                                     copy_bandwidth_gbps=3000.0, date="2026")))
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert plot.main([str(path), str(tmp_path / "x.png")]) == 1 and "matplotlib" in capsys.readouterr().out
-    monkeypatch.delitem(sys.modules, "matplotlib")
+    monkeypatch.undo()      # the real module (or its absence) back: a second import would orphan its submodules
     pytest.importorskip("matplotlib")
     assert plot.main([str(path), str(tmp_path / "x.png")]) == 0 and (tmp_path / "x.png").stat().st_size > 1000
 
