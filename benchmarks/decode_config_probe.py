@@ -45,13 +45,14 @@ p.add_argument("--cluster", action="store_true",
                help="also split-K inside a thread-block cluster (cluster_split_k) for every "
                     "split > 1")
 p.add_argument("--a-rows8", action="store_true",
-               help="at M <= 8 also every 16-row candidate with rows8 and a_rows8 (8 activation rows per stage) "
-                    "- with --stages, deeper "
-                    "pipelines than 16-row tiles fit")
+               help="at M <= 8 also every 16-row candidate with rows8 and a_rows8 (8 activation rows per stage; "
+                    "with --stages, deeper pipelines than 16-row tiles fit)")
 p.add_argument("--fold", action="store_true",
                help="also every candidate with fold_offsets (fp16 x int4 / uint4 with two-level scales) and, at M <= 8, "
                     "rows8")
 args = p.parse_args()
+if args.hot == 1:
+    p.error("--hot takes 0 (off) or >= 2 calls")
 
 # candidate variants: plain; fold_offsets (+ rows8 at M <= 8); rows8 + a_rows8; all three
 VARIANTS = [dict(fold_offsets=False, a_rows8=False), dict(fold_offsets=True, a_rows8=False),

@@ -35,7 +35,7 @@ def test_back_to_back_options():
     assert core.parse_args(["--moe"]).b2b_list == [1, 16, 64]                # MoE: token counts
     assert core.parse_args(["--moe", "--tokens", "2,16"]).b2b_list == [16]
     assert core.parse_args(["--moe", "--back-to-back-m", "2", "--tokens", "2,16"]).b2b_list == [2]
-    for argv in (["--back-to-back-m", "7", "--m", "1,16"], ["--moe", "--back-to-back-m", "3", "--tokens", "1,2"],
+    for argv in (["--back-to-back-m", "7", "--m", "1,16"], ["--back-to-back-m", "1,16,64", "--m", "1,16"], ["--moe", "--back-to-back-m", "3", "--tokens", "1,2"],
                  ["--back-to-back-m", "0"]):
         with pytest.raises(SystemExit):
             core.parse_args(argv)

@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="before timing humming_cute at each (shape, M) (with --moe: each (layer, tokens) on its "
                         "routing), tune it over up to N candidate configs (humming_cute.autotune / autotune_moe; "
                         "the winner also lands in the tuning cache); 0 (default): the default configs")
-    p.add_argument("--back-to-back-m", default=DEFAULT_BACK_TO_BACK_MS, metavar="MS",
+    p.add_argument("--back-to-back-m", default=None, metavar="MS",
                    help="comma-separated M of --m (with --moe: token counts of --tokens) also timed back to back: "
                         "many calls in one CUDA graph, each on its own weight copy (copies together >= 3x the L2), "
                         f"no flush, no per-call event; 'none' for none (default {DEFAULT_BACK_TO_BACK_MS})")
@@ -295,11 +295,13 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                                          default_peers(args.a_dtype))
             args.moe_presets, args.moe_projections, args.token_list, args.moe_jobs = [], [], None, []
         # back-to-back timings: M of --m (dense mode), token counts of --tokens (MoE mode)
-        b2b = args.back_to_back_m.strip().lower()
+        # (the default list is cut to the batch sizes being run; values given explicitly must all be among them)
+        explicit = args.back_to_back_m is not None
+        b2b = (args.back_to_back_m if explicit else DEFAULT_BACK_TO_BACK_MS).strip().lower()
         batch, what = (args.token_list, "--tokens") if args.moe else (args.m_list, "--m")
         args.b2b_list = [] if b2b == "none" else parse_ms(b2b, "back-to-back M")
         stray = [m for m in args.b2b_list if m not in batch]
-        if stray and args.back_to_back_m != DEFAULT_BACK_TO_BACK_MS:
+        if stray and explicit:
             raise ValueError(f"--back-to-back-m {stray} not in {what} {batch}")
         args.b2b_list = [m for m in args.b2b_list if m in batch]
         if args.autotune < 0:
