@@ -43,6 +43,8 @@
 #   bash benchmarks/gpu_session.sh moe-small    # MoE decode probes (cluster split-K, n-major) + align timing
 #   bash benchmarks/gpu_session.sh bench        # W4A16, W8A16 and MoE benchmarks with the current defaults
 #   bash benchmarks/gpu_session.sh moe-bench    # the MoE benchmark alone
+#   bash benchmarks/gpu_session.sh moe-2cta     # shallow wgmma rings (two CTAs per SM) at Qwen-like 4096 tokens and
+#                                               # dense W8 M = 4096
 #   bash benchmarks/gpu_session.sh moe-tuned    # the MoE benchmark with autotune_moe (8 candidates) at 16 / 64 / 512 tokens
 #   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
 #   bash benchmarks/gpu_session.sh pair tests moe-odd    # two steps at once on a two-GPU machine (GPU 0, GPU 1)
@@ -65,7 +67,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-tuned|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|moe-tuned|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -254,8 +256,14 @@ case "$step" in
     run 285 "${tag}_w8a16_channel.log" python3 -m humming_cute.bench --b-dtype int8 --group-size 0 \
       --m 1,16,64,256,1024,4096,8192 \
       --json "$OUT/${tag}_w8a16_channel.json" --png "$OUT/${tag}_w8a16_channel.png" ;;
+  moe-2cta)
+    run 330 "${tag}_moe_probe_2cta_qwen4096.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
+      --tokens 4096 --block-m 128 --bn 128,256 --bk 64 --wgmma --wgmma-stages 8,4,3 --match '^sm90' --budget-s 150
+    run 220 "${tag}_config_probe_2cta_w8.log" python3 benchmarks/config_probe.py --m 4096 --b int8 --group 0 \
+      --shapes 8192x8192,28672x4096 --families sm90 --stages 3,4 --match '^sm90 (128x128|256x128)x64 st[0-9] split1$' \
+      --budget-s 90 ;;
   moe-bench)
-    run 200 "${tag}_moe_w4a16_g128.log" python3 -m humming_cute.bench --moe \
+    run 400 "${tag}_moe_w4a16_g128.log" python3 -m humming_cute.bench --moe \
       --json "$OUT/${tag}_moe_w4a16_g128.json" --png "$OUT/${tag}_moe_w4a16_g128.png" ;;
   moe-tuned)
     run 560 "${tag}_moe_w4a16_g128_tuned.log" python3 -m humming_cute.bench --moe --autotune 8 --tokens 16,64,512 \

@@ -63,6 +63,9 @@ p.add_argument("--grid-bound", action="store_true",
 p.add_argument("--staged", action="store_true",
                help="also every wgmma candidate with staged_store (rows leave a shared-memory tile as 16-byte "
                     "vectors)")
+p.add_argument("--wgmma-stages", default="",
+               help="with --wgmma: pipeline depths to try (e.g. 3,4: shallow rings leave room for two CTAs per SM); "
+                    "default the deepest that fits")
 p.add_argument("--unverified", action="store_true",
                help="run the candidates with config.ALLOW_UNVERIFIED (options built but not yet GPU-verified); "
                     "each output is still checked against the default's")
@@ -134,14 +137,16 @@ for preset in args.presets.split(","):
                 if pw.n_pad % bn or pw.k_pad % bk:
                     continue
                 cfg = None
+                wg_more = []
                 if isinstance(stages, tuple):      # a wgmma candidate: the deepest pipeline that fits
                     wgb = base.with_(mainloop="sm90", block_m=bm, warp_m=bm, block_n=bn, block_k=bk, warp_n=64,
                                      warp_k=bk, warp_specialized=stages[1], two_level_scales=False,
                                      moe_row_cache=False)
-                    for st in range(8, 1, -1):
-                        if smem_bytes(wgb.with_(stages=st)) <= limit:
-                            cfg = wgb.with_(stages=st)
-                            break
+                    depths = [int(v) for v in args.wgmma_stages.split(",") if v] or range(8, 1, -1)
+                    fits = [wgb.with_(stages=st) for st in depths if smem_bytes(wgb.with_(stages=st)) <= limit]
+                    if fits:
+                        cfg = fits[0] if args.wgmma_stages else max(fits, key=lambda c: c.stages)
+                        wg_more = fits[1:] if args.wgmma_stages else []
                 else:
                     for st in ([stages] if stages else range(6, 1, -1)):
                         c = base.with_(block_n=bn, block_k=bk, warp_k=wk, stages=st)
@@ -150,7 +155,7 @@ for preset in args.presets.split(","):
                             break
                 if cfg is None:
                     continue
-                variants = [cfg] + [cfg.with_(split_k=sp, cluster_split_k=True) for sp in splits
+                variants = [cfg] + wg_more + [cfg.with_(split_k=sp, cluster_split_k=True) for sp in splits
                                     if cfg.mainloop == "sm80" and (pw.k_pad // cfg.block_k) % sp == 0]
                 if args.n_major and cfg.mainloop == "sm80":
                     variants += [v.with_(moe_n_major=True) for v in variants]
@@ -196,5 +201,5 @@ for preset in args.presets.split(","):
                         continue
                     rows.append((bench_ms(lambda: call(bm, cfg), 60) * 1e3, name))
             hconfig.ALLOW_UNVERIFIED = False
-            for t, name in sorted(rows)[:6]:
+            for t, name in sorted(rows)[:8]:
                 print(f"  {name:44s} {t:8.1f}us  x{t / t_def:.2f} default  x{t / t_hm:.2f} humming", flush=True)
