@@ -43,6 +43,8 @@
 #   bash benchmarks/gpu_session.sh moe-small    # MoE decode probes (cluster split-K, n-major) + align timing
 #   bash benchmarks/gpu_session.sh bench        # W4A16, W8A16 and MoE benchmarks with the current defaults
 #   bash benchmarks/gpu_session.sh moe-bench    # the MoE benchmark alone
+#   bash benchmarks/gpu_session.sh peer-ncu     # Nsight Compute of ours and Humming's kernels side by side (W8
+#                                               # 8192^2 M = 4096, Qwen-like down at 4096 / 512 tokens)
 #   bash benchmarks/gpu_session.sh moe-2cta     # shallow wgmma rings (two CTAs per SM) at Qwen-like 4096 tokens and
 #                                               # dense W8 M = 4096
 #   bash benchmarks/gpu_session.sh moe-tuned    # the MoE benchmark with autotune_moe (8 candidates) at 16 / 64 / 512 tokens
@@ -67,7 +69,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|moe-tuned|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|moe-tuned|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -256,6 +258,11 @@ case "$step" in
     run 285 "${tag}_w8a16_channel.log" python3 -m humming_cute.bench --b-dtype int8 --group-size 0 \
       --m 1,16,64,256,1024,4096,8192 \
       --json "$OUT/${tag}_w8a16_channel.json" --png "$OUT/${tag}_w8a16_channel.png" ;;
+  peer-ncu)
+    run 400 "${tag}_peer_ncu.txt" ncu --profile-from-start off --section LaunchStats --section Occupancy \
+      --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+      --section WarpStateStats --section SchedulerStats python3 benchmarks/peer_profile.py --m 4096 \
+      --shapes 8192x8192 --b int8 --group 0 --moe qwen3-30b-a3b:down:4096,qwen3-30b-a3b:down:512 ;;
   moe-2cta)
     run 330 "${tag}_moe_probe_2cta_qwen4096.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
       --tokens 4096 --block-m 128 --bn 128,256 --bk 64 --wgmma --wgmma-stages 8,4,3 --match '^sm90' --budget-s 150
