@@ -57,6 +57,9 @@ p.add_argument("--glu", action="store_true",
 p.add_argument("--stages", default="",
                help="comma list of pipeline depths: every wgmma candidate also at each of these that fits (the "
                     "candidates otherwise take the deepest that fits)")
+p.add_argument("--two-atoms", action="store_true",
+               help="also every unsplit wgmma candidate with two 64-row weight atoms per warpgroup (warp_n=128), "
+                    "and 512-wide weight tiles from the 256-wide ones")
 p.add_argument("--unverified", action="store_true",
                help="candidates with config.ALLOW_UNVERIFIED (options built but not yet GPU-verified); each output "
                     "is still checked against the default's")
@@ -140,6 +143,25 @@ def candidates(m: int, n: int, arch: str):
                 if cfg.mainloop == "sm90" and st != cfg.stages and smem_bytes(alt) <= limit:
                     deeper.append((name.replace(f" st{cfg.stages} ", f" st{st} "), alt))
         out = deeper
+    if args.two_atoms:   # each wgmma candidate followed by its two-atoms-per-warpgroup twin (and 512-wide tiles)
+        paired = []
+        for name, cfg in out:
+            paired.append((name, cfg))
+            if cfg.mainloop == "sm90" and cfg.split_k == 1 and cfg.block_n >= 128:
+                paired.append((f"{name} wn128", cfg.with_(warp_n=128)))
+                if cfg.block_n == 256 and not cfg.warp_specialized:
+                    # (a producer warpgroup takes two consumer warpgroups: 256-wide tiles only with two atoms each)
+                    sms = torch.cuda.get_device_properties(0).multi_processor_count
+                    paired.append((f"{name} ws wn128", cfg.with_(warp_n=128, warp_specialized=True)))
+                    if args.persistent:
+                        paired.append((f"{name} ws persistent wn128", cfg.with_(warp_n=128, warp_specialized=True,
+                                                                                persistent_ctas=sms)))
+                    wide = deepest(cfg.with_(block_n=512, warp_n=128), cfg.stages)
+                    if wide is not None:
+                        paired.append((name.replace("x256x", "x512x").replace(f" st{cfg.stages} ",
+                                                                               f" st{wide.stages} ") + " wn128",
+                                       wide))
+        out = paired
     with_cn = []      # each candidate followed by its multicast variants (a --budget-s cut keeps pairs together)
     for name, cfg in out:
         with_cn.append((name, cfg))

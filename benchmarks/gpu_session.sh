@@ -43,6 +43,9 @@
 #   bash benchmarks/gpu_session.sh moe-small    # MoE decode probes (cluster split-K, n-major) + align timing
 #   bash benchmarks/gpu_session.sh bench        # W4A16, W8A16 and MoE benchmarks with the current defaults
 #   bash benchmarks/gpu_session.sh moe-bench    # the MoE benchmark alone
+#   bash benchmarks/gpu_session.sh atoms-tests  # GPU tests of two weight atoms per wgmma warpgroup (warp_n=128) and the
+#                                               # other wgmma tests
+#   bash benchmarks/gpu_session.sh atoms-probe  # warp_n=128 tiles: dense W8 / W4 at M = 4096, Qwen-like MoE
 #   bash benchmarks/gpu_session.sh peer-ncu     # Nsight Compute of ours and Humming's kernels side by side (W8
 #                                               # 8192^2 M = 4096, Qwen-like down at 4096 / 512 tokens)
 #   bash benchmarks/gpu_session.sh moe-2cta     # shallow wgmma rings (two CTAs per SM) at Qwen-like 4096 tokens and
@@ -69,7 +72,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|moe-tuned|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|moe-tuned|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -258,6 +261,20 @@ case "$step" in
     run 285 "${tag}_w8a16_channel.log" python3 -m humming_cute.bench --b-dtype int8 --group-size 0 \
       --m 1,16,64,256,1024,4096,8192 \
       --json "$OUT/${tag}_w8a16_channel.json" --png "$OUT/${tag}_w8a16_channel.png" ;;
+  atoms-tests)
+    run 560 "${tag}_two-atoms-tests.log" python3 -m pytest -m gpu -n 16 -q -rf \
+      "tests/test_act8_gpu.py::test_act8_wgmma_two_atoms" tests/test_gemm_sm90_gpu.py tests/test_moe_gpu.py \
+      -k "wgmma" ;;
+  atoms-probe)
+    run 170 "${tag}_config_probe_two_atoms_w8.log" python3 benchmarks/config_probe.py --m 4096 --b int8 --group 0 \
+      --shapes 8192x8192 --families sm90 --persistent --two-atoms \
+      --match '^sm90 (128x256x64|128x512x64|256x128x64) st[0-9] split1( ws)?( persistent)?( wn128)?$' --budget-s 150
+    run 130 "${tag}_config_probe_two_atoms_w4.log" python3 benchmarks/config_probe.py --m 4096 \
+      --shapes 8192x8192 --families sm90 --persistent --two-atoms \
+      --match '^sm90 (128x256x64|128x512x64|256x128x64) st[0-9] split1( ws)?( persistent)?( wn128)?$' --budget-s 110
+    run 260 "${tag}_moe_probe_two_atoms_qwen.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
+      --tokens 4096,512 --block-m 128,96,48 --bn 256,512 --bk 64 --wgmma --two-atoms --persistent --cp-async-rows \
+      --match '^sm90.*wn128' --budget-s 55 ;;
   peer-ncu)
     run 400 "${tag}_peer_ncu.txt" ncu --profile-from-start off --section LaunchStats --section Occupancy \
       --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \

@@ -66,6 +66,9 @@ p.add_argument("--staged", action="store_true",
 p.add_argument("--wgmma-stages", default="",
                help="with --wgmma: pipeline depths to try (e.g. 3,4: shallow rings leave room for two CTAs per SM); "
                     "default the deepest that fits")
+p.add_argument("--two-atoms", action="store_true",
+               help="with --wgmma: also every wgmma candidate with two 64-row weight atoms per warpgroup "
+                    "(warp_n=128; block_n 512 without the producer warpgroup)")
 p.add_argument("--unverified", action="store_true",
                help="run the candidates with config.ALLOW_UNVERIFIED (options built but not yet GPU-verified); "
                     "each output is still checked against the default's")
@@ -122,7 +125,8 @@ for preset in args.presets.split(","):
             if args.wgmma:   # producer-warpgroup tiles first (their --persistent / --cp-async-rows variants follow)
                 cands += [(bm, bn, bk, None, ("sm90", ws)) for ws in (True, False)
                           for bn in map(int, args.bn.split(",")) for bk in map(int, args.bk.split(","))
-                          for bm in map(int, args.block_m.split(",")) if not (ws and bn > 128)]
+                          for bm in map(int, args.block_m.split(","))
+                          if bn <= (128 if ws else 256) or (args.two_atoms and bn <= (256 if ws else 512))]
             for bm, bn, bk, wk, stages in cands:
                 if time.time() - t0 > args.budget_s:
                     break
@@ -139,7 +143,9 @@ for preset in args.presets.split(","):
                 cfg = None
                 wg_more = []
                 if isinstance(stages, tuple):      # a wgmma candidate: the deepest pipeline that fits
-                    wgb = base.with_(mainloop="sm90", block_m=bm, warp_m=bm, block_n=bn, block_k=bk, warp_n=64,
+                    wide = bn > (128 if stages[1] else 256)          # (--two-atoms only: two atoms per warpgroup)
+                    wgb = base.with_(mainloop="sm90", block_m=bm, warp_m=bm, block_n=bn, block_k=bk,
+                                     warp_n=128 if wide else 64,
                                      warp_k=bk, warp_specialized=stages[1], two_level_scales=False,
                                      moe_row_cache=False)
                     depths = [int(v) for v in args.wgmma_stages.split(",") if v] or range(8, 1, -1)
@@ -169,6 +175,9 @@ for preset in args.presets.split(","):
                         variants += [v.with_(moe_cp_async_rows=True) for v in list(variants)]
                     variants += [v.with_(cluster_n=cn) for v in list(variants) for cn in cluster_ns
                                  if (pw.n_pad // bn) % cn == 0 and not v.moe_cp_async_rows]
+                    if args.two_atoms:
+                        variants += [v.with_(warp_n=128) for v in list(variants) if v.split_k == 1
+                                     and v.block_n >= 128 and v.warp_n == 64]
                     if args.staged:      # the staging tiles take shared memory: fewer stages where needed
                         for v in list(variants):
                             sv = v.with_(staged_store=True)
@@ -181,7 +190,8 @@ for preset in args.presets.split(","):
                     except (ValueError, NotImplementedError, AttributeError):
                         continue
                     name = (f"{cfg.mainloop}{' ws' if cfg.warp_specialized else ''} bm{bm} bn{bn} bk{bk} "
-                            f"wm{cfg.warp_m} warps{cfg.num_threads // 32} st{cfg.stages}"
+                            f"wm{cfg.warp_m}{' wn128' if cfg.warp_n == 128 else ''} warps{cfg.num_threads // 32} "
+                            f"st{cfg.stages}"
                             f"{f' cluster-split{cfg.split_k}' if cfg.split_k > 1 else ''}"
                             f"{' n-major' if cfg.moe_n_major else ''}{' persistent' if cfg.persistent_ctas else ''}"
                             f"{f' cn{cfg.cluster_n}' if cfg.cluster_n > 1 else ''}"

@@ -164,8 +164,8 @@ class GemmConfig:
 
     @property
     def num_threads(self) -> int:
-        if self.mainloop == "sm90":   # one warpgroup per 64 weight rows (+ the producer warpgroup)
-            return 128 * (self.block_n // ATOM_N + (1 if self.warp_specialized else 0))
+        if self.mainloop == "sm90":   # one warpgroup per warp_n (64 or 128) weight rows (+ the producer warpgroup)
+            return 128 * (self.block_n // self.warp_n + (1 if self.warp_specialized else 0))
         return 32 * self.warps_m * self.warps_n * self.warps_k
 
     @property
@@ -396,12 +396,20 @@ class GemmConfig:
                                       f"mainloop='sm80'")
         if not 16 <= self.block_m <= 256:
             raise ValueError(f"the wgmma mainloop takes block_m in 16..256 (wgmma's N), got {self.block_m}")
-        if self.block_n not in (64, 128, 256):
-            raise ValueError(f"the wgmma mainloop takes block_n 64, 128 or 256 (one warpgroup per 64 weight "
-                             f"rows), got {self.block_n}")
-        if (self.warp_m, self.warp_n, self.warp_k) != (self.block_m, ATOM_N, self.block_k):
-            raise ValueError(f"the wgmma mainloop's warpgroup tile is (block_m, 64, block_k) = ({self.block_m}, 64, "
-                             f"{self.block_k}); got warp shape ({self.warp_m}, {self.warp_n}, {self.warp_k})")
+        if (self.warp_m, self.warp_k) != (self.block_m, self.block_k) or self.warp_n not in (ATOM_N, 2 * ATOM_N):
+            raise ValueError(f"the wgmma mainloop's warpgroup tile is (block_m, 64 or 128, block_k) = "
+                             f"({self.block_m}, 64 | 128, {self.block_k}); got warp shape ({self.warp_m}, "
+                             f"{self.warp_n}, {self.warp_k})")
+        if self.block_n // self.warp_n not in (1, 2, 4):
+            raise ValueError(f"the wgmma mainloop takes 1, 2 or 4 consumer warpgroups (block_n / warp_n); got "
+                             f"block_n={self.block_n}, warp_n={self.warp_n}")
+        if self.warp_n > ATOM_N:
+            # two 64-row weight atoms per warpgroup (two accumulators sharing each activation fragment)
+            two_level = self.act_bits == 8 and (self.group_size > 0 or (self.a_dtype != "int8"
+                                                                        and not self.fp8_fast_accum))
+            if self.split_k != 1 or self.stream_k or two_level:
+                raise ValueError("warp_n=128 on the wgmma mainloop takes split_k=1, no stream_k and one accumulator "
+                                 "per atom (16-bit activations, or 8-bit ones with channel scales and fp8_fast_accum)")
         if self.block_k not in (64, 128):
             raise ValueError(f"the wgmma mainloop takes block_k 64 or 128, got {self.block_k}")
         if self.glu:
@@ -442,9 +450,10 @@ class GemmConfig:
                 raise ValueError(f"persistent_ctas ({self.persistent_ctas}) must be a multiple of cluster_n "
                                  f"({self.cluster_n}): whole clusters walk the tiles")
         if self.warp_specialized:
-            if self.block_n > 128:
-                raise ValueError(f"warp_specialized takes block_n <= 128 (two consumer warpgroups and the producer "
-                                 f"share the register file), got {self.block_n}")
+            if self.block_n // self.warp_n > 2:
+                raise ValueError(f"warp_specialized takes at most two consumer warpgroups (block_n / warp_n <= 2: "
+                                 f"they and the producer share the register file), got block_n={self.block_n}, "
+                                 f"warp_n={self.warp_n}")
 
 
 def check_weight_tiles(cfg: GemmConfig, n_pad: int, k_pad: int) -> None:
@@ -469,12 +478,13 @@ def smem_bytes(cfg: GemmConfig) -> int:
         # the wgmma kernel allocates its scale and zero-point rings (fp16 pairs, >= 1 row) whatever it uses
         s = 2 * max(cfg.scale_rows, 1) * cfg.block_n * 2
         part = cfg.block_m * cfg.block_n * 4 + 16 if cfg.cluster_split_k else 0   # split-K partial (cluster)
-        if cfg.staged_store and cfg.glu:    # raw fp32 accumulators, padded rows
-            part += cfg.block_m * (cfg.block_n + 4 * (cfg.block_n // ATOM_N)) * 4 + 16
+        n_wg = cfg.block_n // cfg.warp_n       # staging tiles and row tables: one per consumer warpgroup
+        if cfg.staged_store and cfg.glu:    # raw fp32 accumulators of one 64-row atom, padded rows
+            part += cfg.block_m * (ATOM_N + 4) * n_wg * 4 + 16
         elif cfg.staged_store:
-            part += cfg.block_m * (cfg.block_n + 8 * (cfg.block_n // ATOM_N)) * 2 + 16   # C staging, padded rows
+            part += cfg.block_m * (ATOM_N + 8) * n_wg * 2 + 16   # C staging of one atom, padded rows
         if cfg.moe:
-            part += cfg.block_m * 12 * (cfg.block_n // ATOM_N) + 32     # the epilogue's routed-row tables
+            part += cfg.block_m * 12 * n_wg + 32     # the epilogue's routed-row tables
         if cfg.stream_k:
             part += 16                                                  # the shared tile's ticket
         return cfg.stages * (a + b + s) + 1024 + 16 * cfg.stages + 128 + part   # + alignment, mbarriers, flag

@@ -231,3 +231,16 @@ def test_act8_wgmma_warp_specialized(monkeypatch, a, b, group, bm, split):
                         block_k=128, warp_m=bm, warp_n=64, warp_k=128, stages=4, split_k=split, arch="sm_90a",
                         mainloop="sm90", warp_specialized=True)
     _check(a, b, group, "float32" if group == 0 else "float16", 333, 384, 1536, config=cfg)
+
+
+@pytest.mark.parametrize("a,b,group,bm,bn", [("float8e4m3", "int4", 0, 128, 256), ("int8", "int8", 0, 64, 128),
+                                             ("float8e4m3", "float8e4m3", 0, 128, 512)])
+def test_act8_wgmma_two_atoms(a, b, group, bm, bn):
+    """8-bit activations (channel weight scales, one accumulator per atom) with two 64-row weight atoms per
+    warpgroup (warp_n=128)."""
+    _sm90()
+    torch.manual_seed(bm + bn)
+    cfg = hc.GemmConfig(a_dtype=a, b_dtype=b, c_dtype="float16", group_size=group, block_m=bm, block_n=bn,
+                        block_k=128, warp_m=bm, warp_n=128, warp_k=128, stages=3, arch="sm_90a", mainloop="sm90",
+                        fp8_fast_accum=True)
+    _check(a, b, group, "float32", 333, 1024, 1536, config=cfg)

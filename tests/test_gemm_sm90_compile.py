@@ -57,7 +57,8 @@ def test_sm90_mainloop_refuses_other_archs(arch):
     (dict(split_k=0), "split_k"),
     (dict(block_n=512), "block_n|warps"),
     (dict(block_m=8, warp_m=8), "block_m|power of two|multiple"),
-    (dict(warp_n=128), "warpgroup tile|warp shape|multiple"),
+    (dict(warp_n=192, block_n=192), "warpgroup tile|warp shape|multiple|power of two"),
+    (dict(warp_n=256, block_n=256), "warpgroup tile"),
     (dict(block_k=256, warp_k=256), "block_k"),
     (dict(mainloop="sm100"), "mainloop"),
 ])
@@ -145,7 +146,7 @@ def test_sm90_warp_specialized_compiles(a, b, g, bm, bn, bk, split):
 
 def test_sm90_warp_specialized_errors():
 
-    with pytest.raises(ValueError, match="block_n <= 128|20 warps"):
+    with pytest.raises(ValueError, match="at most two consumer warpgroups|20 warps"):
         _sm90(warp_specialized=True, block_n=256).validate()
     with pytest.raises(ValueError, match="option of the wgmma mainloop"):
         GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, warp_specialized=True).validate()
@@ -506,3 +507,39 @@ def test_moe_odd_block_rules(monkeypatch):
     monkeypatch.setattr(heur, "WGMMA_MOE_ODD_BLOCKS", False)
     assert heur.moe_block_size(512, 8, 128, wgmma=True) == 64 and heur.moe_block_size(512, 2, 8, wgmma=True) == 64
     assert heur.moe_block_size(512, 8, 128, wgmma=False) == 32 and heur.moe_block_size(128, 8, 128, wgmma=True) == 16
+
+
+@pytest.mark.parametrize("moe,ws,bm", [(False, False, 128), (False, True, 128), (True, True, 48), (True, False, 96)])
+def test_sm90_two_atoms_per_warpgroup_compiles(moe, ws, bm):
+    """warp_n=128: a warpgroup takes two 64-row weight atoms; against warp_n=64 on the same 256-wide tile the
+    kernel has half the threads and each warpgroup issues twice the wgmmas (two accumulators per activation
+    fragment); no spills."""
+    kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=bm, block_n=256,
+              block_k=64, warp_m=bm, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90", warp_specialized=ws,
+              moe=moe, moe_top_k=8 if moe else 1, persistent_ctas=132 if ws else 0)
+    two = GemmConfig(**kw, warp_n=128).validate()
+    assert two.num_threads == 128 * (2 + ws)
+    art = compile_for_arch(Sm90MixedGemm(two), *fake_operands(two), arch="sm_90a", options="--enable-tvm-ffi")
+    assert f".reqntid {two.num_threads}" in art.ptx
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    if not ws:     # (a producer warpgroup takes at most two consumer warpgroups: no 4-warpgroup twin)
+        one = GemmConfig(**kw, warp_n=64).validate()
+        ref = compile_for_arch(Sm90MixedGemm(one), *fake_operands(one), arch="sm_90a", options="--enable-tvm-ffi")
+        assert art.ptx.count("wgmma.mma_async") == 2 * ref.ptx.count("wgmma.mma_async")
+
+
+def test_sm90_two_atoms_errors():
+    base = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=128, block_n=256,
+                block_k=64, warp_m=128, warp_n=128, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90")
+    GemmConfig(**base).validate()
+    with pytest.raises(ValueError, match="warp_n=128 on the wgmma mainloop takes split_k=1"):
+        GemmConfig(**{**base, "split_k": 2}).validate()
+    with pytest.raises(ValueError, match="one accumulator per atom"):
+        GemmConfig(**{**base, "a_dtype": "float8e4m3", "b_dtype": "int4", "fp8_fast_accum": False,
+                      "group_size": 0}).validate()
+    with pytest.raises(ValueError, match="warpgroup tile"):
+        GemmConfig(**{**base, "warp_n": 256}).validate()
+    with pytest.raises(ValueError, match="multiple of the warp shape"):
+        GemmConfig(**{**base, "block_n": 64, "warp_n": 128}).validate()
+    with pytest.raises(ValueError, match="at most two consumer warpgroups|20 warps"):
+        GemmConfig(**{**base, "block_n": 512, "warp_specialized": True}).validate()

@@ -279,3 +279,34 @@ def test_wgmma_glu_staged(a, b, group, scale, m, n, bm, bn, extra, activation):
     assert ((y.float() - ref).norm() / ref.norm()).item() < tol
     y80 = hc.gemm(x, pw, bias=bias, activation=fn, glu=True)             # the mma.sync GLU epilogue
     assert ((y.float() - y80.float()).norm() / y80.float().norm()).item() < tol
+
+
+@pytest.mark.parametrize("a,b,group,scale", [("float16", "uint4", 128, "float16"), ("bfloat16", "int8", 0, "float16"),
+                                             ("float16", "float4e2m1", 32, "ue8m0"), ("bfloat16", "uint3", 64,
+                                                                                       "float16")])
+@pytest.mark.parametrize("m,bm,bn,stages,extra", [
+    (333, 128, 256, 4, {}), (1, 64, 128, 4, {}), (700, 64, 512, 3, {}),
+    (4096, 128, 256, 4, dict(warp_specialized=True, persistent_ctas=132)),
+    (300, 128, 256, 4, dict(warp_specialized=True)), (333, 128, 256, 3, dict(staged_store=True)),
+    (2000, 128, 256, 4, dict(cluster_n=2))])
+def test_wgmma_two_atoms_per_warpgroup(a, b, group, scale, m, bm, bn, stages, extra):
+    """warp_n=128: each consumer warpgroup takes two 64-row weight atoms (two accumulators, one activation
+    fragment per k-step): against the reference on a padded N, and bitwise against one atom per warpgroup
+    (warp_n=64, same k order) where that fits the register file (block_n <= 256)."""
+    import humming_cute as hc
+    from humming_cute.quant.weight import quantize_weight
+
+    kw = dict(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, block_m=bm, block_n=bn, block_k=64, warp_m=bm,
+              warp_k=64, stages=stages, arch="sm_90a", mainloop="sm90", has_bias=m % 2 == 1, **extra)
+    cfg = GemmConfig(**kw, warp_n=128).validate()
+    n = 1000 if bn == 512 or extra.get("cluster_n") else 1240 if bn == 256 else 600   # padded to whole tiles
+    k = 1280
+    run_case(a, b, group, scale, m, n, k, bias=m % 2 == 1, config=cfg, seed=m + bn)
+    if bn <= 256 and not (extra.get("warp_specialized") and bn > 128):
+        torch.manual_seed(m)
+        dt = getattr(torch, a)
+        pw = hc.prepare_weight(quantize_weight(torch.randn(n, k, device="cuda"), b, group, scale), a)
+        x = torch.randn(m, k, device="cuda", dtype=dt)
+        bias = torch.randn(n, device="cuda", dtype=dt) if m % 2 == 1 else None
+        one = GemmConfig(**kw, warp_n=64).validate()
+        assert torch.equal(hc.gemm(x, pw, bias=bias, config=cfg), hc.gemm(x, pw, bias=bias, config=one))

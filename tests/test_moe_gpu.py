@@ -518,6 +518,24 @@ def test_moe_layer_odd_blocks(activation, e, top_k, tokens, block_m):
     assert y.shape == ref.shape
     assert ((y.float() - ref).norm() / ref.norm()).item() < 2e-3
 
+@pytest.mark.parametrize("fmt", FORMATS[:3], ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,block_m,bn,down,skewed,extra", [
+    (8, 2, 1, 64, 256, False, False, {}), (64, 8, 37, 48, 256, True, True,
+                                           dict(warp_specialized=True, persistent_ctas=132, moe_cp_async_rows=True)),
+    (8, 2, 3000, 128, 256, True, False, dict(warp_specialized=True, persistent_ctas=132)),
+    (128, 8, 200, 96, 128, False, True, {}), (8, 2, 500, 64, 512, True, True, dict(staged_store=True))])
+def test_moe_wgmma_two_atoms(fmt, experts, top_k, tokens, block_m, bn, down, skewed, extra):
+    """The wgmma MoE GEMM with two 64-row weight atoms per consumer warpgroup (warp_n=128): against the reference
+    (padding, other ranks' experts untouched, routing weights, bias), and bitwise against one atom per warpgroup
+    where that fits (block_n <= 128 with the producer warpgroup, <= 256 without)."""
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma mainloop runs on sm_90 only")
+    fits_one = bn <= (128 if extra.get("warp_specialized") else 256)
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, 512, 512, block_m, tokens + experts + bn,
+                  _wgmma_moe_config(block_m, bn, 64, top_k, down, warp_n=128, **extra),
+                  same_as=_wgmma_moe_config(block_m, bn, 64, top_k, down, **extra) if fits_one else None)
+
+
 def _wgmma_moe_config(block_m, bn, bk, top_k, down, **kw):
     """make_config for `_check_routed`: a wgmma MoE config of this tile (block_k down to 64 for 64-groups) with the
     routing's top_k / projection and the options in `kw`."""
@@ -525,10 +543,11 @@ def _wgmma_moe_config(block_m, bn, bk, top_k, down, **kw):
 
     def make(pw, a_name, has_bias):
         bk_ = 64 if 0 < pw.group_size < bk else bk
+        opts = {"warp_n": 64, "stages": 4, **kw}
         return GemmConfig(a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name, group_size=pw.group_size,
-                          has_bias=has_bias, block_m=block_m, block_n=bn, block_k=bk_, warp_m=block_m, warp_n=64,
-                          warp_k=bk_, stages=4, arch="sm_90a", mainloop="sm90", moe=True, moe_top_k=top_k,
-                          moe_down=down, moe_mul_topk_weights=down, **kw).validate()
+                          has_bias=has_bias, block_m=block_m, block_n=bn, block_k=bk_, warp_m=block_m, warp_k=bk_,
+                          arch="sm_90a", mainloop="sm90", moe=True, moe_top_k=top_k, moe_down=down,
+                          moe_mul_topk_weights=down, **opts).validate()
     return make
 
 

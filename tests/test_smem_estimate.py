@@ -45,6 +45,11 @@ CASES = {
         persistent_ctas=132, stream_k=True),
     "wgmma staged store, multicast": lambda: _dense(4096, 8192, 8192, "uint4", 128).with_(
         staged_store=True, cluster_n=2),
+    "wgmma two atoms per warpgroup, staged": lambda: _dense(4096, 8192, 8192, "uint4", 128).with_(
+        block_m=128, warp_m=128, block_n=256, warp_n=128, staged_store=True, stages=4),
+    "wgmma MoE two atoms, producer, rows": lambda: default_moe_config(
+        48, 1536, 2048, **H, b_dtype="uint4", group_size=128, arch="sm_90a", top_k=8, num_tokens=512,
+        num_experts=128).with_(block_n=256, warp_n=128, block_k=64, warp_k=64, stages=6),
     "wgmma MoE": lambda: default_moe_config(64, 1536, 2048, **H, b_dtype="uint4", group_size=128, arch="sm_90a",
                                             top_k=8, num_tokens=512, num_experts=128),
 }

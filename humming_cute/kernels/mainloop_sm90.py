@@ -4,7 +4,7 @@ swizzled shared memory as operand B, and the shared fused epilogue.
 
 The GEMM is computed transposed, C^T[N, M] = W[N, K] . A[M, K]^T, because `wgmma` takes only its A operand from
 registers: the weight rows are wgmma's M (64 per warpgroup, one 64-row weight atom each) and the tokens are
-wgmma's N (`block_m`, 16..256). The packed weight, scales and zero points are the same tensors the mma.sync
+wgmma's N (`block_m`, 16..256); a warpgroup takes one or two (warp_n = 128) 64-row atoms. The packed weight, scales and zero points are the same tensors the mma.sync
 kernel reads (`layouts/weight.py`): warp r of a warpgroup takes the pairs of n8 tiles 2r and 2r + 1 of each
 k16 step, which are exactly the rows 16r .. 16r + 15 of wgmma's A fragment.
 
@@ -57,7 +57,10 @@ class Sm90MixedGemm:
         self.acc_type = cutlass.Int32 if cfg.a_dtype == "int8" else cutlass.Float32
         self.c_type = _CUTLASS_TYPES[cfg.c_dtype]
         self.bm, self.bn, self.bk = cfg.block_m, cfg.block_n, cfg.block_k
-        self.n_wg = self.bn // ATOM_N
+        # consumer warpgroups: each takes wa 64-row weight atoms (warp_n = 64 wa), one accumulator per atom, the
+        # atoms' wgmmas sharing each activation fragment (wa = 2 halves the activation reads per weight row)
+        self.wa = cfg.warp_n // ATOM_N
+        self.n_wg = self.bn // cfg.warp_n
         self.threads = cfg.num_threads
         # warp specialization: a producer warpgroup after the consumers, whose first warp issues the TMA loads;
         # registers move from it to the consumers (setmaxnreg), within the register file
@@ -340,7 +343,7 @@ class Sm90MixedGemm:
         plan = self.plan
         tidx, _, _ = cute.arch.thread_idx()
         warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
-        wg = warp_idx // 4          # warpgroup = 64-row weight atom of the tile
+        wg = warp_idx // 4          # warpgroup: 64-row weight atoms wa wg .. wa wg + wa - 1 of the tile
         wr = warp_idx % 4           # warp in the warpgroup = rows 16 wr .. 16 wr + 15 of the atom
         lane = tidx % 32
         g = lane // 4
@@ -476,7 +479,7 @@ class Sm90MixedGemm:
                     pipe.producer_tail(prod)
         else:
             cute.arch.setmaxregister_increase(self.consumer_regs)
-            (tCrB, tCcC, acc, _, rA0, rA1, rAu0, rAu1, b_views, s_view,
+            (tCrB, tCcC, accs, _, rA0, rA1, rAu0, rAu1, b_views, s_view,
              z_view) = self.consumer_operands(tiled_mma, tidx, sA, sB, sS, sZ)
             pipeline.pipeline_init_wait(cluster_shape_mn=self.cluster_shape)
             prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)   # (unused)
@@ -504,10 +507,11 @@ class Sm90MixedGemm:
                     first = ((tile * kt_all + 1) * n_ctas - 1) // units
                     n_parts = (((tile + 1) * kt_all) * n_ctas - 1) // units - first + 1
                     slot = 2 * bid + cutlass.select_(tile == t_start, 0, 1)
-                acc.fill(0 if self.acc_type is cutlass.Int32 else 0.0)
+                for acc in accs:
+                    acc.fill(0 if self.acc_type is cutlass.Int32 else 0.0)
                 cons.reset_count()                     # mma_k_tiles counts this tile's k-tiles from 0
                 rel.reset_count()
-                cons, rel, prod = self.mma_k_tiles(plan, pipe, tiled_mma, acc, tCrB, rA0, rA1, rAu0, rAu1,
+                cons, rel, prod = self.mma_k_tiles(plan, pipe, tiled_mma, accs, tCrB, rA0, rA1, rAu0, rAu1,
                                                    b_views, s_view, z_view, cons, rel, prod, 0, k_tiles, warp_idx,
                                                    wg, wr, lane, g, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s,
                                                    tSgS, tSsS, tma_z, tZgZ, tZsZ, (True, True, 0))
@@ -515,12 +519,12 @@ class Sm90MixedGemm:
                 for _ in cutlass.range(cons.count - rel.count, unroll=1):   # free the stages still held
                     pipe.consumer_release(rel)
                     rel.advance()
-                store = (acc, tCcC, tidx, wg, bm_idx, bn_idx, e_idx, moe_st, M, N, mCS, mG, mBias, mC, mSorted,
+                store = (accs, tCcC, tidx, wg, bm_idx, bn_idx, e_idx, moe_st, M, N, mCS, mG, mBias, mC, mSorted,
                          mTopkW, xs, sTok, sF, sC)
                 if cutlass.const_expr(self.stream_k):
                     is_last = cutlass.Boolean(True)
                     if n_parts > 1:                    # a tile shared with the neighbouring CTAs
-                        is_last = stream_k_reduce(acc, tCcC, wg * ATOM_N, tile, slot, first, n_parts, units, n_ctas,
+                        is_last = stream_k_reduce(accs[0], tCcC, wg * ATOM_N, tile, slot, first, n_parts, units, n_ctas,
                                                   kt_all, mWS, mCnt, sFlag, tidx, self.bm, self.cons_threads)
                     if is_last:
                         self.persistent_store(*store)
@@ -528,33 +532,39 @@ class Sm90MixedGemm:
                     self.persistent_store(*store)
 
     @cute.jit
-    def persistent_store(self, acc, tCcC, tidx, wg, bm_idx, bn_idx, e_idx, moe_st, M, N, mCS, mG, mBias, mC, mSorted,
-                         mTopkW, xs, sTok, sF, sC):
-        """The epilogue of one finished tile of the persistent grid."""
+    def persistent_store(self, accs, tCcC, tidx, wg, bm_idx, bn_idx, e_idx, moe_st, M, N, mCS, mG, mBias, mC,
+                         mSorted, mTopkW, xs, sTok, sF, sC):
+        """The epilogue of one finished tile of the persistent grid (each of the warpgroup's atoms in turn)."""
+        for a in cutlass.range_constexpr(self.wa):
+            out = self.float_acc(accs[a], tCcC)
+            n0 = bn_idx * self.bn + (wg * self.wa + a) * ATOM_N
+            if cutlass.const_expr(self.moe and self.cfg.staged_store):
+                self.epilogue.store_moe_staged(out, tCcC, bm_idx * self.bm, n0, N, moe_st[1], mG[e_idx, None][0],
+                                               mCS[e_idx, None], mBias[e_idx, None], mC, mSorted, mTopkW, xs, sTok,
+                                               sF, sC, tidx % 128, 2 + wg)
+            elif cutlass.const_expr(self.moe):
+                self.epilogue.store_moe_rows(out, tCcC, bm_idx * self.bm, n0, N, moe_st[1], mG[e_idx, None][0],
+                                             mCS[e_idx, None], mBias[e_idx, None], mC, mSorted, mTopkW, xs, sTok, sF,
+                                             tidx % 128, 2 + wg)
+            elif cutlass.const_expr(self.cfg.staged_store and self.cfg.glu):
+                self.epilogue.store_staged_glu(out, tCcC, bm_idx * self.bm, n0, M, N, mG, mCS, mBias, mC, xs, sC,
+                                               tidx % 128, 2 + wg)
+            elif cutlass.const_expr(self.cfg.staged_store):
+                self.epilogue.store_staged(out, tCcC, bm_idx * self.bm, n0, M, N, mG, mCS, mBias, mC, xs, sC,
+                                           tidx % 128, 2 + wg)
+            else:
+                self.epilogue.store(out, tCcC, bm_idx * self.bm, n0, M, N, 0, True, mG, mCS, mBias, mC, mCS, xs, xs,
+                                    transposed=True)
+
+    @cute.jit
+    def float_acc(self, acc, tCcC):
+        """The accumulator as fp32 for the epilogue: int8's exact s32 sums converted, else itself."""
         out = acc
-        if cutlass.const_expr(self.acc_type is cutlass.Int32):
-            out = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)      # int8: exact s32 -> fp32
+        if cutlass.const_expr(self.acc_type is cutlass.Int32 and not self.two_level):
+            out = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)
             for i in cutlass.range_constexpr(cute.size(acc)):
                 out[i] = acc[i].to(cutlass.Float32)
-        if cutlass.const_expr(self.moe and self.cfg.staged_store):
-            self.epilogue.store_moe_staged(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, N,
-                                           moe_st[1], mG[e_idx, None][0], mCS[e_idx, None],
-                                           mBias[e_idx, None], mC, mSorted, mTopkW, xs, sTok, sF, sC,
-                                           tidx % 128, 2 + wg)
-        elif cutlass.const_expr(self.moe):
-            self.epilogue.store_moe_rows(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, N,
-                                         moe_st[1], mG[e_idx, None][0], mCS[e_idx, None],
-                                         mBias[e_idx, None], mC, mSorted, mTopkW, xs, sTok, sF, tidx % 128,
-                                         2 + wg)
-        elif cutlass.const_expr(self.cfg.staged_store and self.cfg.glu):
-            self.epilogue.store_staged_glu(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M,
-                                           N, mG, mCS, mBias, mC, xs, sC, tidx % 128, 2 + wg)
-        elif cutlass.const_expr(self.cfg.staged_store):
-            self.epilogue.store_staged(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M, N,
-                                       mG, mCS, mBias, mC, xs, sC, tidx % 128, 2 + wg)
-        else:
-            self.epilogue.store(out, tCcC, bm_idx * self.bm, bn_idx * self.bn + wg * ATOM_N, M, N, 0, True,
-                                mG, mCS, mBias, mC, mCS, xs, xs, transposed=True)
+        return out
 
     def act_scales(self, mG, mWS, mTopkW):
         """The epilogue's per-row activation-scale operand (chosen at trace time): 8-bit activations' per-token
@@ -618,8 +628,9 @@ class Sm90MixedGemm:
                 z_idx, tiles_n, mS, mCS, mG, mBias, mC, mWS, mCnt, mTopkW, mSorted, moe_st):
         """The consumer warpgroups: dequantize each k-tile into wgmma A registers, run the wgmmas, release the
         stage; then split-K and the epilogue. Without a producer warp, warp 0 also issues the TMA loads."""
-        (tCrB, tCcC, acc, acc_t, rA0, rA1, rAu0, rAu1, b_views, s_view,
+        (tCrB, tCcC, accs, acc_t, rA0s, rA1s, rAu0s, rAu1s, b_views, s_view,
          z_view) = self.consumer_operands(tiled_mma, tidx, sA, sB, sS, sZ)
+        acc = accs[0]
 
         pipeline.pipeline_init_wait(cluster_shape_mn=self.cluster_shape)
 
@@ -639,6 +650,8 @@ class Sm90MixedGemm:
             # write a fresh partial sum into acc_t; once they have completed it is folded into acc (times the
             # tile's fp32 scales of this thread's two weight rows, wgmma C rows g and g + 8 of warp wr). The
             # dequant of the next k-tile still overlaps the wgmmas; the fold sits between two k-tiles' wgmmas.
+            # (one atom per warpgroup: config validation)
+            rA0, rA1, rAu0, rAu1 = rA0s[0], rA1s[0], rAu0s[0], rAu1s[0]
             mSf = cute.recast_tensor(mS, cutlass.Float32)
             n_row = bn_idx * self.bn + wg * ATOM_N + 16 * wr + g
             rsc = cute.make_rmem_tensor(cute.make_layout((2, 2)), cutlass.Float32)   # (row half, tile parity)
@@ -703,7 +716,7 @@ class Sm90MixedGemm:
                 if k_tiles > 0:
                     self.fold(acc, acc_t, rsc, 1)
         else:
-            cons, rel, prod = self.mma_k_tiles(plan, pipe, tiled_mma, acc, tCrB, rA0, rA1, rAu0, rAu1, b_views,
+            cons, rel, prod = self.mma_k_tiles(plan, pipe, tiled_mma, accs, tCrB, rA0s, rA1s, rAu0s, rAu1s, b_views,
                                                s_view, z_view, cons, rel, prod, kt0, k_tiles, warp_idx, wg, wr, lane,
                                                g, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z,
                                                tZgZ, tZsZ, moe_st)
@@ -713,12 +726,9 @@ class Sm90MixedGemm:
             for _ in cutlass.range(cons.count - rel.count, unroll=1):
                 pipe.consumer_release(rel)
                 rel.advance()
-        if cutlass.const_expr(self.acc_type is cutlass.Int32 and not self.two_level):
-            # int8: exact s32 sums -> fp32 for the epilogue
-            accf = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)
-            for i in cutlass.range_constexpr(cute.size(acc)):
-                accf[i] = acc[i].to(cutlass.Float32)
-            acc = accf
+        # int8: exact s32 sums -> fp32 for the epilogue
+        accs = [self.float_acc(a, tCcC) for a in accs]
+        acc = accs[0]
 
         # ---- split-K: every CTA stores its fp32 partial; the last to arrive (atomic ticket) adds the partials in
         # split order (deterministic) and runs the epilogue
@@ -744,56 +754,64 @@ class Sm90MixedGemm:
             is_last = split_k_reduce(acc, tCcC, m0, n0, M, bm_idx * tiles_n + bn_idx, z_idx, mWS, mCnt, sFlag, tidx,
                                      True, self.split_k, True, self.cons_threads if self.ws else 0)
 
-        # ---- epilogue (coordinates are (n, m): transposed)
+        # ---- epilogue (coordinates are (n, m): transposed), each of the warpgroup's atoms in turn
         xs = self.act_scales(mG, mWS, mTopkW)
-        if cutlass.const_expr(self.moe and self.cfg.staged_store):
-            sTok, sF = self.moe_row_table(smem, wg)
-            sC = self.staging_tile(smem, wg)
-            self.epilogue.store_moe_staged(acc, tCcC, m0, n0, N, is_last, mG[0], mCS, mBias, mC, mSorted, mTopkW,
-                                           xs, sTok, sF, sC, tidx % 128, 2 + wg)
-        elif cutlass.const_expr(self.moe):
-            sTok, sF = self.moe_row_table(smem, wg)
-            self.epilogue.store_moe_rows(acc, tCcC, m0, n0, N, is_last, mG[0], mCS, mBias, mC, mSorted, mTopkW, xs,
-                                         sTok, sF, tidx % 128, 2 + wg)
-        elif cutlass.const_expr(self.cfg.staged_store):
-            sC = self.staging_tile(smem, wg)
-            if is_last:
-                if cutlass.const_expr(self.cfg.glu):
-                    self.epilogue.store_staged_glu(acc, tCcC, m0, n0, M, N, mG, mCS, mBias, mC, xs, sC, tidx % 128,
+        sTok, sF = self.moe_row_table(smem, wg) if self.moe else (None, None)
+        sC = self.staging_tile(smem, wg) if self.cfg.staged_store else None
+        for a in cutlass.range_constexpr(self.wa):
+            acc = accs[a]
+            n0 = bn_idx * self.bn + (wg * self.wa + a) * ATOM_N
+            if cutlass.const_expr(self.moe and self.cfg.staged_store):
+                self.epilogue.store_moe_staged(acc, tCcC, m0, n0, N, is_last, mG[0], mCS, mBias, mC, mSorted,
+                                               mTopkW, xs, sTok, sF, sC, tidx % 128, 2 + wg)
+            elif cutlass.const_expr(self.moe):
+                self.epilogue.store_moe_rows(acc, tCcC, m0, n0, N, is_last, mG[0], mCS, mBias, mC, mSorted, mTopkW,
+                                             xs, sTok, sF, tidx % 128, 2 + wg)
+            elif cutlass.const_expr(self.cfg.staged_store):
+                if is_last:
+                    if cutlass.const_expr(self.cfg.glu):
+                        self.epilogue.store_staged_glu(acc, tCcC, m0, n0, M, N, mG, mCS, mBias, mC, xs, sC,
+                                                       tidx % 128, 2 + wg)
+                    else:
+                        self.epilogue.store_staged(acc, tCcC, m0, n0, M, N, mG, mCS, mBias, mC, xs, sC, tidx % 128,
                                                    2 + wg)
-                else:
-                    self.epilogue.store_staged(acc, tCcC, m0, n0, M, N, mG, mCS, mBias, mC, xs, sC, tidx % 128,
-                                               2 + wg)
-        else:
-            self.epilogue.store(acc, tCcC, m0, n0, M, N, 0, is_last, mG, mCS, mBias, mC, mCS, xs, xs,
-                                transposed=True)
+            else:
+                self.epilogue.store(acc, tCcC, m0, n0, M, N, 0, is_last, mG, mCS, mBias, mC, mCS, xs, xs,
+                                    transposed=True)
 
     @cute.jit
     def consumer_operands(self, tiled_mma, tidx, sA, sB, sS, sZ):
-        """A consumer thread's operands: wgmma B fragments over the activation stages, C coordinates, the
-        accumulator(s), two register buffers of A fragments, views of the packed weight / scale / zero-point
-        stages."""
+        """A consumer thread's operands: wgmma B fragments over the activation stages, C coordinates, one
+        accumulator per atom (and the two-level partial sum), per atom two register buffers of A fragments (lists
+        of wa), views of the packed weight / scale / zero-point stages."""
         # ---- wgmma partitions: this warpgroup's slice; B (activations) by shared-memory descriptors
         thr_mma = tiled_mma.get_slice(tidx % 128)
         tCsB = thr_mma.partition_B(sA)
         tCrB = tiled_mma.make_fragment_B(tCsB)                  # (MMA, MMA_N, MMA_K, stage)
         tCcC = thr_mma.partition_C(cute.make_identity_tensor((ATOM_N, self.bm)))   # (n, m) coordinates
-        acc = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32 if self.two_level else self.acc_type)
-        acc.fill(0 if self.acc_type is cutlass.Int32 and not self.two_level else 0.0)
-        acc_t = acc       # two-level: one k-tile's partial sum (s32 for int8, fp32 for fp8)
+        accs = []
+        for _ in cutlass.range_constexpr(self.wa):
+            acc = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32 if self.two_level else self.acc_type)
+            acc.fill(0 if self.acc_type is cutlass.Int32 and not self.two_level else 0.0)
+            accs.append(acc)
+        acc_t = accs[0]   # two-level: one k-tile's partial sum (s32 for int8, fp32 for fp8)
         if cutlass.const_expr(self.two_level):
             acc_t = cute.make_rmem_tensor(tCcC.shape, self.acc_type)
         # two register buffers of wgmma A fragments: one feeds the in-flight wgmma, the other is being dequantized
         # (4 registers per k-step: 2 x 2 16-bit values, or 4 x 2 x 2 8-bit lanes)
         frag = ((4 if self.act8 else 2, 2, 2), 1, self.k_steps)
-        if cutlass.const_expr(self.a_type is cutlass.Int8):     # the s8 wgmma wants its own (signed) element type
-            rA0 = tiled_mma.make_fragment_A(cute.make_layout(frag))
-            rA1 = tiled_mma.make_fragment_A(cute.make_layout(frag))
-        else:
-            rA0 = cute.make_rmem_tensor(cute.make_layout(frag), self.a_type)
-            rA1 = cute.make_rmem_tensor(cute.make_layout(frag), self.a_type)
-        rAu0 = cute.recast_tensor(rA0, cutlass.Int32)            # register (reg, step) at reg + 4 step
-        rAu1 = cute.recast_tensor(rA1, cutlass.Int32)
+        rA0, rA1, rAu0, rAu1 = [], [], [], []
+        for _ in cutlass.range_constexpr(self.wa):
+            if cutlass.const_expr(self.a_type is cutlass.Int8):     # the s8 wgmma wants its own (signed) type
+                r0 = tiled_mma.make_fragment_A(cute.make_layout(frag))
+                r1 = tiled_mma.make_fragment_A(cute.make_layout(frag))
+            else:
+                r0 = cute.make_rmem_tensor(cute.make_layout(frag), self.a_type)
+                r1 = cute.make_rmem_tensor(cute.make_layout(frag), self.a_type)
+            rA0.append(r0)
+            rA1.append(r1)
+            rAu0.append(cute.recast_tensor(r0, cutlass.Int32))     # register (reg, step) at reg + 4 step
+            rAu1.append(cute.recast_tensor(r1, cutlass.Int32))
 
         # per-plane views of a packed B stage: (word, lane, vec, k-atom, n-atom, stage)
         b_views = []
@@ -808,18 +826,19 @@ class Sm90MixedGemm:
             (4, 8, self.bn_atoms, self.srows, self.stages),
             stride=(1, 4, 32, self.bn // 2, self.srows * self.bn // 2)))
         z_view = cute.make_tensor(sZ.iterator, s_view.layout)
-        return tCrB, tCcC, acc, acc_t, rA0, rA1, rAu0, rAu1, b_views, s_view, z_view
+        return tCrB, tCcC, accs, acc_t, rA0, rA1, rAu0, rAu1, b_views, s_view, z_view
 
     @cute.jit
-    def mma_k_tiles(self, plan: cutlass.Constexpr, pipe, tiled_mma, acc, tCrB, rA0, rA1, rAu0, rAu1, b_views,
+    def mma_k_tiles(self, plan: cutlass.Constexpr, pipe, tiled_mma, accs, tCrB, rA0, rA1, rAu0, rAu1, b_views,
                     s_view, z_view, cons, rel, prod, kt0, k_tiles, warp_idx, wg, wr, lane, g, tma_a, tAgA, tAsA,
                     tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ, tZsZ, moe_st):
-        """One tile's k-tiles, one accumulator: -> (cons, rel, prod) states after them. The software pipeline
-        inside each warpgroup: while the wgmmas of k-tile kt run on one register buffer, k-tile kt + 1 is
-        dequantized into the other; a stage is released once its wgmmas have completed."""
+        """One tile's k-tiles, one accumulator per atom (`accs`; the A buffers are per-atom lists too): -> (cons,
+        rel, prod) states after them. The software pipeline inside each warpgroup: while the wgmmas of k-tile kt
+        run on one register buffer, k-tile kt + 1 is dequantized into the other; a stage is released once its
+        wgmmas have completed."""
         if k_tiles > 0:
             pipe.consumer_wait(cons)
-            self.dequant(plan, rAu0, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
+            self.dequant_atoms(plan, rAu0, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
         for _ in cutlass.range(k_tiles // 2, unroll=1):
             for half in cutlass.range_constexpr(2):
                 cur = rA0 if half == 0 else rA1
@@ -827,7 +846,8 @@ class Sm90MixedGemm:
                 stage = cons.index
                 warpgroup.fence()
                 for s in cutlass.range_constexpr(self.k_steps):
-                    cute.gemm(tiled_mma, acc, cur[None, None, s], tCrB[None, None, s, stage], acc)
+                    for a in cutlass.range_constexpr(self.wa):
+                        cute.gemm(tiled_mma, accs[a], cur[a][None, None, s], tCrB[None, None, s, stage], accs[a])
                 warpgroup.commit_group()
                 warpgroup.wait_group(1)                  # the previous k-tile's wgmmas are done
                 if cons.count > 0:
@@ -843,15 +863,22 @@ class Sm90MixedGemm:
                 cons.advance()
                 if cons.count < k_tiles:
                     pipe.consumer_wait(cons)
-                    self.dequant(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
+                    self.dequant_atoms(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
         if k_tiles % 2 == 1:                             # odd count: the last k-tile sits in buffer 0
             stage = cons.index
             warpgroup.fence()
             for s in cutlass.range_constexpr(self.k_steps):
-                cute.gemm(tiled_mma, acc, rA0[None, None, s], tCrB[None, None, s, stage], acc)
+                for a in cutlass.range_constexpr(self.wa):
+                    cute.gemm(tiled_mma, accs[a], rA0[a][None, None, s], tCrB[None, None, s, stage], accs[a])
             warpgroup.commit_group()
             cons.advance()
         return cons, rel, prod
+
+    @cute.jit
+    def dequant_atoms(self, plan: cutlass.Constexpr, rAus, b_views, s_view, z_view, wg, wr, lane, g, stage):
+        """Dequantize one k-tile of each of the warpgroup's atoms (wg wa + a) into its A buffer rAus[a]."""
+        for a in cutlass.range_constexpr(self.wa):
+            self.dequant(plan, rAus[a], b_views, s_view, z_view, wg * self.wa + a, wr, lane, g, stage)
 
     @cute.jit
     def fold(self, acc, acc_t, rsc, parity: cutlass.Constexpr):
@@ -868,7 +895,8 @@ class Sm90MixedGemm:
 
     @cute.jit
     def dequant(self, plan: cutlass.Constexpr, rAu, b_views, s_view, z_view, wg, wr, lane, g, stage):
-        """Dequantize this warp's weight rows of one k-tile into wgmma A registers (16- or 8-bit)."""
+        """Dequantize this warp's weight rows of one k-tile of atom `wg` (the weight tile's 64-row atom) into wgmma
+        A registers (16- or 8-bit)."""
         if cutlass.const_expr(self.act8):
             self.dequant_tile8(rAu, b_views, z_view, wg, wr, lane, g, stage)
         else:

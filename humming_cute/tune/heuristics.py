@@ -96,7 +96,8 @@ def with_stream_k(cfg: GemmConfig, m: int, n_pad: int, k_pad: int, num_sms: int)
     `STREAM_K` is on, the tile is unsplit, 16-bit activations, and the data-parallel grid would leave more than
     `STREAM_K_MIN_GAIN` of the SMs' time idle in its last wave; else `cfg`."""
     if (not STREAM_K or cfg.mainloop != "sm90" or cfg.split_k != 1 or cfg.cluster_split_k
-            or cfg.a_dtype not in ("float16", "bfloat16") or cfg.block_n > 128 or n_pad % cfg.block_n):
+            or cfg.a_dtype not in ("float16", "bfloat16") or cfg.block_n > 128 or cfg.warp_n != 64
+            or n_pad % cfg.block_n):
         return cfg
     tiles = -(-m // cfg.block_m) * (n_pad // cfg.block_n)
     if stream_k_gain(m, n_pad, cfg, num_sms) <= STREAM_K_MIN_GAIN or \
