@@ -410,6 +410,19 @@ class GemmConfig:
             if self.split_k != 1 or self.stream_k or two_level:
                 raise ValueError("warp_n=128 on the wgmma mainloop takes split_k=1, no stream_k and one accumulator "
                                  "per atom (16-bit activations, or 8-bit ones with channel scales and fp8_fast_accum)")
+            # a consumer thread keeps block_m fp32 accumulators (two atoms) and two k-tiles of A fragments for each
+            # atom (block_k registers for 16-bit activations, block_k / 2 for 8-bit lanes); leave 32 for the rest
+            n_cons = self.block_n // self.warp_n
+            if self.warp_specialized:
+                budget = min(240, (65536 - 128 * (64 if self.moe_cp_async_rows else 40)) // (128 * n_cons) // 8 * 8)
+            else:
+                budget = min(255, 65536 // (128 * n_cons)) // 8 * 8
+            need = self.block_m + (self.block_k if self.act_bits == 16 else self.block_k // 2)
+            if need > budget - 32:
+                raise ValueError(f"warp_n=128 keeps block_m accumulator and {need - self.block_m} A-fragment "
+                                 f"registers per thread ({need}); {n_cons} consumer warpgroup(s) leave {budget} "
+                                 f"registers, so at most {budget - 32}: use a smaller block_m / block_k, fewer "
+                                 f"consumer warpgroups or warp_n=64")
         if self.block_k not in (64, 128):
             raise ValueError(f"the wgmma mainloop takes block_k 64 or 128, got {self.block_k}")
         if self.glu:

@@ -539,6 +539,10 @@ def test_sm90_two_atoms_errors():
                       "group_size": 0}).validate()
     with pytest.raises(ValueError, match="warpgroup tile"):
         GemmConfig(**{**base, "warp_n": 256}).validate()
+    with pytest.raises(ValueError, match="A-fragment registers"):
+        GemmConfig(**{**base, "block_m": 256, "warp_m": 256}).validate()
+    with pytest.raises(ValueError, match="A-fragment registers"):
+        GemmConfig(**{**base, "block_m": 64, "warp_m": 64, "block_n": 512}).validate()
     with pytest.raises(ValueError, match="multiple of the warp shape"):
         GemmConfig(**{**base, "block_n": 64, "warp_n": 128}).validate()
     with pytest.raises(ValueError, match="at most two consumer warpgroups|20 warps"):
