@@ -500,9 +500,18 @@ def test_moe_odd_block_rules(monkeypatch):
     assert [heur.moe_block_size(t, 2, 8, wgmma=True) for t in (440, 512, 544, 560)] == [64, 160, 160, 128]
     assert heur.default_moe_config(160, 28672, 4096, arch="sm_90a", top_k=2, **kw).warp_specialized
     d48 = heur.default_moe_config(48, 1536, 2048, arch="sm_90a", top_k=8, **kw).validate()
+    # (WGMMA_TWO_ATOMS: 256-wide tiles of two atoms per warpgroup, 64-deep, rows by cp.async, persistent)
+    assert (d48.block_n, d48.warp_n, d48.block_k, d48.warp_specialized, d48.persistent_ctas,
+            d48.moe_cp_async_rows) == (256, 128, 64, True, 132, True)
+    d48 = heur.default_moe_config(48, 1536, 2048, arch="sm_90a", top_k=8, **{**kw, "group_size": 64}).validate()
+    assert (d48.block_n, d48.warp_n, d48.block_k, d48.warp_specialized) == (256, 128, 64, True)
+    monkeypatch.setattr(heur, "WGMMA_TWO_ATOMS", False)
+    d48 = heur.default_moe_config(48, 1536, 2048, arch="sm_90a", top_k=8, **kw).validate()
     assert (d48.block_k, d48.warp_specialized, d48.persistent_ctas, d48.moe_cp_async_rows) == (128, True, 132, True)
     d48 = heur.default_moe_config(48, 1536, 2048, arch="sm_90a", top_k=8, **{**kw, "group_size": 64}).validate()
     assert (d48.block_k, d48.warp_specialized, d48.persistent_ctas) == (64, False, 0)     # 64-groups: 64-deep
+    d48 = heur.default_moe_config(48, 1472, 2048, arch="sm_90a", top_k=8, **kw).validate()
+    assert d48.warp_n == 64                                      # (N not a multiple of 256: one atom per warpgroup)
     assert not big.warp_specialized
     monkeypatch.setattr(heur, "WGMMA_MOE_ODD_BLOCKS", False)
     assert heur.moe_block_size(512, 8, 128, wgmma=True) == 64 and heur.moe_block_size(512, 2, 8, wgmma=True) == 64
@@ -547,3 +556,17 @@ def test_sm90_two_atoms_errors():
         GemmConfig(**{**base, "block_n": 64, "warp_n": 128}).validate()
     with pytest.raises(ValueError, match="at most two consumer warpgroups|20 warps"):
         GemmConfig(**{**base, "block_n": 512, "warp_specialized": True}).validate()
+
+
+def test_dense_two_atom_default():
+    """`WGMMA_TWO_ATOMS`: 4-bit weights with 16-bit activations at M in (2048, 4096] and N <= 8192 take 128 x 256 x 64
+    tiles of two atoms per warpgroup with the producer warpgroup on a persistent grid; other M, wider N and 8-bit
+    weights keep one atom per warpgroup."""
+    from humming_cute.tune.heuristics import default_config
+
+    kw = dict(a_dtype="float16", c_dtype="float16", arch="sm_90a")
+    c = default_config(4096, 8192, 8192, b_dtype="uint4", group_size=128, **kw).validate()
+    assert (c.block_m, c.block_n, c.warp_n, c.warp_specialized, c.persistent_ctas) == (128, 256, 128, True, 132)
+    for m, n, b, g in ((8192, 8192, "uint4", 128), (1024, 8192, "uint4", 128), (4096, 28672, "uint4", 128),
+                       (4096, 8192, "int8", 0)):
+        assert default_config(m, n, 8192, b_dtype=b, group_size=g, **kw).warp_n == 64

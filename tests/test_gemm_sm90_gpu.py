@@ -287,7 +287,9 @@ def test_wgmma_glu_staged(a, b, group, scale, m, n, bm, bn, extra, activation):
 @pytest.mark.parametrize("m,bm,bn,stages,extra", [
     (333, 128, 256, 4, {}), (1, 64, 128, 4, {}), (700, 16, 512, 3, {}),
     (4096, 128, 256, 4, dict(warp_specialized=True, persistent_ctas=132)),
-    (300, 128, 256, 4, dict(warp_specialized=True)), (333, 128, 256, 3, dict(staged_store=True)),
+    (300, 128, 256, 4, dict(warp_specialized=True)), (2000, 128, 256, 4, dict(warp_specialized=True,
+                                                                              persistent_ctas=7)),
+    (333, 128, 256, 3, dict(staged_store=True)),
     (2000, 128, 256, 4, dict(cluster_n=2))])
 def test_wgmma_two_atoms_per_warpgroup(a, b, group, scale, m, bm, bn, stages, extra):
     """warp_n=128: each consumer warpgroup takes two 64-row weight atoms (two accumulators, one activation

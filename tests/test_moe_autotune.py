@@ -227,12 +227,12 @@ def test_entries_fit_the_epilogue():
     got = mat.apply_moe_entry(moe, {"config": {f: getattr(s80, f) for f in mat.MOE_TUNED_FIELDS}})
     assert (got.mainloop, got.staged_store, got.glu, got.block_m) == ("sm80", False, True, 64)
     dense80 = default_config(16, 8192, 4096, glu=True, **kw).with_(**glu).validate()
-    c90 = default_config(4096, 8192, 4096, **kw)
+    c90 = default_config(8192, 8192, 4096, **kw)
     assert c90.block_m == 256
     got = apply_entry(dense80, {"config": {f: getattr(c90, f) for f in TUNED_FIELDS}})
     assert (got.mainloop, got.staged_store, got.block_m) == ("sm90", True, 128) and got.stages >= 3
     old = {f: getattr(c90, f) for f in TUNED_FIELDS if f not in ("persistent_ctas", "stream_k", "warp_specialized")}
-    got = apply_entry(default_config(4096, 8192, 4096, **kw).with_(warp_specialized=True, persistent_ctas=132),
+    got = apply_entry(default_config(8192, 8192, 4096, **kw).with_(warp_specialized=True, persistent_ctas=132),
                       {"config": old})
     assert (got.persistent_ctas, got.stream_k, got.warp_specialized) == (0, False, False)
 

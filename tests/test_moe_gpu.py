@@ -536,6 +536,20 @@ def test_moe_wgmma_two_atoms(fmt, experts, top_k, tokens, block_m, bn, down, ske
                   same_as=_wgmma_moe_config(block_m, bn, 64, top_k, down, **extra) if fits_one else None)
 
 
+@pytest.mark.parametrize("fmt", FORMATS[:1], ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,block_m,down,ctas,rows", [
+    (8, 2, 3000, 128, True, 4, False), (16, 4, 2000, 96, False, 3, True), (64, 8, 600, 48, True, 5, True)])
+def test_moe_wgmma_two_atoms_many_tiles_per_cta(fmt, experts, top_k, tokens, block_m, down, ctas, rows):
+    """Two atoms per warpgroup on a persistent grid of a few CTAs, so each walks many tiles (the pipeline state
+    and the epilogue's tables carry across tiles): against the reference and bitwise one atom per warpgroup."""
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma mainloop runs on sm_90 only")
+    kw = dict(warp_specialized=True, persistent_ctas=ctas, moe_cp_async_rows=rows)
+    _check_routed(fmt, experts, top_k, tokens, down, skewed=True, n=512, k=512, block_m=block_m,
+                  seed=tokens + ctas, make_config=_wgmma_moe_config(block_m, 256, 64, top_k, down, warp_n=128, **kw),
+                  same_as=_wgmma_moe_config(block_m, 128, 64, top_k, down, **kw))
+
+
 def _wgmma_moe_config(block_m, bn, bk, top_k, down, **kw):
     """make_config for `_check_routed`: a wgmma MoE config of this tile (block_k down to 64 for 64-groups) with the
     routing's top_k / projection and the options in `kw`."""

@@ -74,6 +74,15 @@ WGMMA_ONLY_MOE_BLOCKS = (48, 96, 160)
 #: blocks with the producer warpgroup at 512 tokens 0.69x (up) / 0.70x (down)
 WGMMA_MOE_ODD_BLOCKS = True
 
+#: Two 64-row weight atoms per wgmma consumer warpgroup (warp_n = 128: two accumulators share each activation
+#: fragment, so a CTA's weight tile doubles for the same activation reads), with the producer warpgroup. H200, fp16 x
+#: uint4 g128: dense 8192^2 at M = 4096 in 128 x 256 x 64 tiles on a persistent grid 0.87 / 0.89x the default's
+#: time in two probes (benchmarks/results/2026-11-30_h200_config_probe_two_atoms_w4.log, ..._w4_m.log; M = 1024 /
+#: 8192 0.99x, 28672 x 4096 0.99-1.07x: not taken there); MoE 48-row blocks with 256-wide weight tiles, 64-deep
+#: k-tiles (Qwen3-30B-A3B-like, 512 tokens, 2026-11-30_h200_moe_probe_two_atoms_qwen512.log): up 0.96x, down 0.87x the
+#: 128 x 128-deep default
+WGMMA_TWO_ATOMS = True
+
 
 def _deepest_stages(cfg: GemmConfig, arch: str, most: int = 8) -> GemmConfig:
     """`cfg` with the most pipeline stages (up to `most`) that fit the arch's shared memory."""
@@ -206,6 +215,12 @@ def sm90_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c
     cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
                      has_bias=has_bias, block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_n=64, warp_k=bk,
                      stages=stages, split_k=split, arch="sm_90a", mainloop="sm90", fp8_fast_accum=fp8_fast_accum)
+    if (WGMMA_TWO_ATOMS and half and parse_dtype(b_dtype).bits == 4 and 2048 < m <= 4096 and n_pad <= 8192
+            and n_pad % 256 == 0 and k_pad % 64 == 0 and split == 1):
+        # 4-bit weights, M in (2048, 4096], N <= 8192: 128 x 256 x 64 tiles, two atoms per warpgroup, producer
+        # warpgroup, persistent grid (`WGMMA_TWO_ATOMS`)
+        return _deepest_stages(cfg.with_(block_m=128, warp_m=128, block_n=256, warp_n=128, block_k=64, warp_k=64,
+                                         warp_specialized=True, persistent_ctas=num_sms), "sm_90a")
     limit = get_arch("sm_90a").smem_per_block_bytes
     while smem_bytes(cfg) > limit and cfg.stages > 2:
         cfg = cfg.with_(stages=cfg.stages - 1)
@@ -238,8 +253,8 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
             # GLU at M > 64 (2026-11-30_h200_config_probe_glu.log): 128 x 128 x 64 tiles with the producer
             # warpgroup and the deepest pipeline beside the fp32 staging tile won at all four points probed
             # (0.92-0.94x the 128-deep tiles, 0.85-0.98x the 256-row ones, 0.90-0.94x without the producer)
-            cfg = _deepest_stages(cfg.with_(block_m=128, warp_m=128, block_n=128, block_k=64, warp_k=64,
-                                            warp_specialized=True), "sm_90a")
+            cfg = _deepest_stages(cfg.with_(block_m=128, warp_m=128, block_n=128, warp_n=64, block_k=64, warp_k=64,
+                                            warp_specialized=True, persistent_ctas=0), "sm_90a")
         if not glu and mainloop is None:
             cfg = with_stream_k(cfg, m, n_pad, k_pad, num_sms)
         return with_glu_staging(cfg) if glu else cfg
@@ -389,7 +404,13 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
                          has_bias=has_bias, block_m=block_m, block_n=bn, block_k=64, warp_m=block_m, warp_n=64,
                          warp_k=64, stages=2, arch="sm_90a", mainloop="sm90", moe=True, moe_top_k=top_k,
                          moe_down=is_down, moe_mul_topk_weights=mul_topk_weights)
-        if block_m == 48 and not glu and k_pad % 128 == 0 and (group_size == 0 or group_size >= 128):
+        if (block_m == 48 and not glu and WGMMA_TWO_ATOMS and n_pad % 256 == 0
+                and a_dtype in ("float16", "bfloat16")):
+            # 48-row blocks, 256-wide weight tiles in two atoms per warpgroup, 64-deep k-tiles, rows by cp.async,
+            # persistent (`WGMMA_TWO_ATOMS`)
+            cfg = cfg.with_(block_n=256, warp_n=128, warp_specialized=True, persistent_ctas=num_sms,
+                            moe_cp_async_rows=True)
+        elif block_m == 48 and not glu and k_pad % 128 == 0 and (group_size == 0 or group_size >= 128):
             # 48-row blocks (~32 routed rows per expert): 128-deep k-tiles, the producer warpgroup loading the rows by
             # cp.async, one CTA per SM (2026-11-30_h200_moe_probe_bm48_tiles.log, uniform routing): Qwen3-30B-A3B-like
             # at 512 tokens up 119.8 / down 88.5 us against 129.8 / 86.8 with 128 x 64 tiles, Mixtral-like at 128
