@@ -3,10 +3,11 @@ dequantized in registers and fed to `wgmma` as its register operand A, the activ
 swizzled shared memory as operand B, and the shared fused epilogue.
 
 The GEMM is computed transposed, C^T[N, M] = W[N, K] . A[M, K]^T, because `wgmma` takes only its A operand from
-registers: the weight rows are wgmma's M (64 per warpgroup, one 64-row weight atom each) and the tokens are
-wgmma's N (`block_m`, 16..256); a warpgroup takes one or two (warp_n = 128) 64-row atoms. The packed weight, scales and zero points are the same tensors the mma.sync
-kernel reads (`layouts/weight.py`): warp r of a warpgroup takes the pairs of n8 tiles 2r and 2r + 1 of each
-k16 step, which are exactly the rows 16r .. 16r + 15 of wgmma's A fragment.
+registers: the weight rows are wgmma's M (64 per 64-row weight atom; a warpgroup takes one atom, or two with
+warp_n = 128, one accumulator each) and the tokens are wgmma's N (`block_m`, 16..256). The packed weight, scales
+and zero points are the same tensors the mma.sync kernel reads (`layouts/weight.py`): warp r of a warpgroup takes
+the pairs of n8 tiles 2r and 2r + 1 of each k16 step, which are exactly the rows 16r .. 16r + 15 of wgmma's A
+fragment.
 
 8-bit activations (fp8 e4m3 / e5m2, int8; channel weight scales, per-token activation scales): the weight is
 turned into 8-bit lanes (`dequant.lanes8`, layout `mma_k=32`) and the wgmma is k32 with fp8 or s8 operands; warp
