@@ -199,6 +199,7 @@ for preset in args.presets.split(","):
                             f"{' staged' if cfg.staged_store else ''}")
                     if args.match and not re.search(args.match, name):
                         continue
+                    print(f"    running {name}", flush=True)
                     try:
                         y = call(bm, cfg).float()
                         torch.cuda.synchronize()
@@ -210,6 +211,9 @@ for preset in args.presets.split(","):
                         print(f"  WRONG {name}: rel err {err:.2e}", flush=True)
                         continue
                     rows.append((bench_ms(lambda: call(bm, cfg), 60) * 1e3, name))
+                    # (each candidate as it is timed: a run cut off by its time limit keeps what it measured)
+                    print(f"    timed {name}: {rows[-1][0]:.1f}us ({time.time() - t0:.0f} s into the sweep)",
+                          flush=True)
             hconfig.ALLOW_UNVERIFIED = False
             for t, name in sorted(rows)[:8]:
                 print(f"  {name:44s} {t:8.1f}us  x{t / t_def:.2f} default  x{t / t_hm:.2f} humming", flush=True)

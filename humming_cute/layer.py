@@ -314,6 +314,11 @@ class HummingLayer(torch.nn.Module):
         from .ops import moe_gemm
 
         m, top_k, block_m = self._moe_routing_shape(topk_ids, "moe_forward")
+        rows = m * top_k if is_down else m
+        if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[0] != rows:
+            raise ValueError(f"x must be [{rows}, K] for topk_ids of shape {tuple(topk_ids.shape)} "
+                             f"({'down projection: M * top_k rows' if is_down else 'up projection: M rows'}), got "
+                             f"{tuple(getattr(x, 'shape', ())) or type(x).__name__}")
         mul = is_down if mul_topk_weights is None else mul_topk_weights
         if torch.compiler.is_compiling() and not self.act8 and not callable(self.activation):
             # traced by torch.compile / torch.export: the alignment and the GEMM as registered custom ops
@@ -332,10 +337,20 @@ class HummingLayer(torch.nn.Module):
             x, x_scales = self._act8_input(x, x_scales)
         elif x_scales is not None:
             raise ValueError("x_scales is for 8/4-bit activation layers")
+        out = None
+        if expert_map is None:
+            # every expert is local: the alignment puts each routed id in a block of its (non-negative) expert, so
+            # the GEMM writes every output row and the output needs no zero fill (a memset of the whole
+            # [M, top_k, N'] output per call otherwise; with an expert map moe_gemm zero-fills it for the rows of
+            # other ranks' experts)
+            from .activations import resolve
+
+            n_out = self.shape_n // 2 if resolve(self.activation, self.glu)[2] else self.shape_n
+            out = torch.empty(m, top_k, n_out, dtype=_TORCH_HALF[self.c_dtype.name], device=x.device)
         return moe_gemm(x, self._prepared, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=block_m,
                         topk_weights=topk_weights, mul_topk_weights=mul, is_down=is_down, bias=self.bias,
                         activation=self.activation, glu=self.glu, out_dtype=_TORCH_HALF[self.c_dtype.name],
-                        x_scales=x_scales)
+                        x_scales=x_scales, out=out)
 
     def _moe_routing_shape(self, topk_ids: torch.Tensor, what: str) -> tuple:
         """(M, top_k, routing block) of a call with `topk_ids`, after checking that this is a loaded MoE layer."""

@@ -63,6 +63,11 @@ def test_per_expert_loading():
         layer(torch.randn(2, 256, dtype=torch.float16))
     with pytest.raises(ValueError, match="same CUDA device"):
         layer.moe_forward(torch.randn(2, 256, dtype=torch.float16), torch.zeros(2, 2, dtype=torch.int32))
+    with pytest.raises(ValueError, match=r"x must be \[2, K\].*up projection"):
+        layer.moe_forward(torch.randn(3, 256, dtype=torch.float16), torch.zeros(2, 2, dtype=torch.int32))
+    with pytest.raises(ValueError, match=r"x must be \[4, K\].*down projection"):
+        layer.moe_forward(torch.randn(2, 256, dtype=torch.float16), torch.zeros(2, 2, dtype=torch.int32),
+                          is_down=True)
 
 
 def test_errors_are_clear():
