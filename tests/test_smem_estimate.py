@@ -35,7 +35,7 @@ CASES = {
     "MoE mma.sync decode": lambda: default_moe_config(16, 1536, 2048, **H, b_dtype="uint4", group_size=128,
                                                       arch="sm_90a", top_k=8),
     # wgmma mainloop
-    "wgmma 256 x 128 tiles": lambda: _dense(4096, 8192, 8192, "uint4", 128),
+    "wgmma 256 x 128 tiles": lambda: _dense(8192, 8192, 8192, "uint4", 128),
     "wgmma producer warpgroup": lambda: _dense(256, 8192, 8192, "uint4", 128),
     "wgmma cluster split-K": lambda: _dense(64, 8192, 8192, "uint4", 128),
     "wgmma GLU staged": lambda: _dense(256, 8192, 8192, "uint4", 128, glu=True),
@@ -43,10 +43,10 @@ CASES = {
     "wgmma fp8 activations": lambda: _dense(4096, 8192, 8192, "int4", 0, a_dtype="float8e4m3"),
     "wgmma persistent stream-K": lambda: _dense(256, 8192, 8192, "uint4", 128).with_(
         persistent_ctas=132, stream_k=True),
-    "wgmma staged store, multicast": lambda: _dense(4096, 8192, 8192, "uint4", 128).with_(
+    "wgmma staged store, multicast": lambda: _dense(8192, 8192, 8192, "uint4", 128).with_(
         staged_store=True, cluster_n=2),
     "wgmma two atoms per warpgroup, staged": lambda: _dense(4096, 8192, 8192, "uint4", 128).with_(
-        block_m=128, warp_m=128, block_n=256, warp_n=128, staged_store=True, stages=4),
+        staged_store=True, stages=4),
     "wgmma MoE two atoms, producer, rows": lambda: default_moe_config(
         48, 1536, 2048, **H, b_dtype="uint4", group_size=128, arch="sm_90a", top_k=8, num_tokens=512,
         num_experts=128).with_(block_n=256, warp_n=128, block_k=64, warp_k=64, stages=6),
