@@ -279,3 +279,22 @@ def test_wgmma_candidates_start_with_the_default_tile():
     assert len(wg) >= 4 and all((c.block_m, c.block_n) == (base.block_m, base.block_n) for c in wg[:4])
     assert any(c.stages > base.stages and not c.warp_specialized and c.cluster_n == 1 for c in wg)
     assert any(c.warp_specialized for c in wg) and any(c.cluster_n == 2 for c in wg)
+
+
+def test_two_atom_candidates():
+    """Dense wgmma candidates include 256-wide two-atom tiles (with and without the producer warpgroup, persistent);
+    the other wgmma candidates do not inherit a persistent grid from a two-atom default (M = 4096, 8192^2)."""
+    from humming_cute.tune.heuristics import default_config
+
+    base = default_config(4096, 8192, 8192, a_dtype="float16", b_dtype="uint4", c_dtype="float16",
+                          group_size=128, arch="sm_90a")
+    assert (base.warp_n, base.persistent_ctas) == (128, 132)
+    cands = at.candidate_configs(base, 4096, 8192, 8192, max_candidates=400)
+    two = [c for c in cands[1:] if c.mainloop == "sm90" and c.warp_n == 128]
+    assert {(c.block_m, c.warp_specialized, c.persistent_ctas > 0) for c in two} >= {(64, False, False),
+                                                                                      (64, True, True),
+                                                                                      (128, True, False)}
+    assert all(c.block_n == 256 and c.block_k == 64 and c.split_k == 1 for c in two)
+    one = [c for c in cands[1:] if c.mainloop == "sm90" and c.warp_n == 64]
+    assert one and all(c.warp_specialized or not c.persistent_ctas for c in one)
+    assert any(not c.persistent_ctas for c in one if c.warp_specialized)

@@ -243,3 +243,17 @@ def test_odd_block_candidates():
     cands = mat.moe_candidate_configs(base, 512, 1536, 2048, num_experts=128, max_candidates=100)
     assert cands[0] == base and len(cands) > 8
     assert all(c.mainloop == "sm90" and c.block_m == c.warp_m == 48 for c in cands)
+
+
+def test_two_atom_moe_candidates():
+    """wgmma MoE candidates include 256-wide two-atom tiles (persistent, cp.async rows) where N allows, none under a
+    GLU."""
+    base = _base(48, 1536, 2048, tokens=512)
+    cands = mat.moe_candidate_configs(base, 512, 1536, 2048, num_experts=128, max_candidates=200)
+    two = [c for c in cands if c.warp_n == 128]
+    assert any(c.persistent_ctas and c.moe_cp_async_rows for c in two)
+    assert any(not c.warp_specialized for c in two)
+    assert all(c.block_n == 256 and c.block_m == 48 for c in two)
+    glu = _base(64, 1536, 2048, tokens=512, epilogue=True, glu=True).with_(activation="silu_glu", glu=True)
+    assert not [c for c in mat.moe_candidate_configs(glu, 512, 1536, 2048, num_experts=128, max_candidates=200)
+                if c.warp_n == 128 and c is not glu]

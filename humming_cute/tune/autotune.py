@@ -248,12 +248,26 @@ def candidate_configs(base: GemmConfig, m: int, n_pad: int, k_pad: int, *, num_s
                                 cfg = base.with_(block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_n=64,
                                                  warp_k=bk, split_k=split, mainloop="sm90", two_level_scales=False,
                                                  stages=2, activation="none", custom_activation=None, glu=False,
-                                                 warp_specialized=ws, cluster_split_k=cluster, cluster_n=cn)
+                                                 warp_specialized=ws, cluster_split_k=cluster, cluster_n=cn,
+                                                 persistent_ctas=0, stream_k=False)
                                 cfg = deepest(cfg, 8)
                                 if cfg is not None:
                                     add(cfg, sm90_list)
                                     if ws and split == 1 and cn == 1:
                                         add(cfg.with_(persistent_ctas=num_sms, stream_k=True), sm90_list)
+        # 256-wide tiles of two 64-row weight atoms per warpgroup (warp_n=128): without and with the producer
+        # warpgroup, and with it on a persistent grid (`heuristics.WGMMA_TWO_ATOMS`)
+        for bm in (b for b in (64, 128) if b <= max(64, 2 * m)):
+            if n_pad % 256 or k_pad % 64:
+                continue
+            for ws, persistent in ((False, False), (True, False), (True, True)):
+                cfg = base.with_(block_m=bm, block_n=256, block_k=64, warp_m=bm, warp_n=128, warp_k=64, split_k=1,
+                                 mainloop="sm90", two_level_scales=False, stages=2, activation="none",
+                                 custom_activation=None, glu=False, warp_specialized=ws, cluster_split_k=False,
+                                 cluster_n=1, persistent_ctas=num_sms if persistent else 0, stream_k=False)
+                cfg = deepest(cfg, 8)
+                if cfg is not None:
+                    add(cfg, sm90_list)
     if base.mainloop == "sm90":
         # tiles of the default's shape first (then its block_m, then the rest): with a small max_candidates the
         # variants of the default tile (deeper pipeline, producer warpgroup, multicast) are timed before tiles a
