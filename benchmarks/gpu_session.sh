@@ -48,6 +48,7 @@
 #   bash benchmarks/gpu_session.sh atoms-probe  # warp_n=128 tiles: dense W8 / W4 at M = 4096, Qwen-like MoE
 #   bash benchmarks/gpu_session.sh tests-many-tiles  # two-atom persistent grids walking many tiles, then the GPU suite
 #   bash benchmarks/gpu_session.sh bench-w4-moe # the W4A16 g128 dense benchmark, then the MoE benchmark
+#   bash benchmarks/gpu_session.sh layer-moe    # MoE GEMM / layer, autotuner, torch-op and example GPU tests
 #   bash benchmarks/gpu_session.sh atoms-verify # the two-atom GPU tests again; warp_n=128 MoE tiles at Qwen-like 4096 tokens
 #   bash benchmarks/gpu_session.sh atoms-dense  # W4 128 x 256 two-atom tiles at M 256-8192; Qwen-like 512 tokens
 #   bash benchmarks/gpu_session.sh peer-ncu     # Nsight Compute of ours and Humming's kernels side by side (W8
@@ -76,7 +77,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|moe-tuned|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|moe-tuned|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -291,6 +292,10 @@ case "$step" in
       --json "$OUT/${tag}_w4a16_g128.json" --png "$OUT/${tag}_w4a16_g128.png"
     run 230 "${tag}_moe_w4a16_g128.log" python3 -m humming_cute.bench --moe \
       --json "$OUT/${tag}_moe_w4a16_g128.json" --png "$OUT/${tag}_moe_w4a16_g128.png" ;;
+  layer-moe)
+    # the layer's MoE path (no zero fill when every expert is local), both autotuners' GPU runs, the examples
+    run 400 "${tag}_layer-moe-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_moe_gpu.py \
+      tests/test_moe_autotune.py tests/test_autotune.py tests/test_examples_gpu.py tests/test_torch_op.py ;;
   atoms-verify)
     run 200 "${tag}_two-atoms-tests-2.log" python3 -m pytest -m gpu -n 16 -q -rf \
       "tests/test_act8_gpu.py::test_act8_wgmma_two_atoms" "tests/test_gemm_sm90_gpu.py::test_wgmma_two_atoms_per_warpgroup" \
