@@ -21,8 +21,8 @@ ACT8_TYPES = ("float8e4m3", "float8e5m2", "int8")
 ACT4_TYPES = ("int4", "float4e2m1")
 QUANT_ACT_TYPES = ACT8_TYPES + ACT4_TYPES
 # Built and compile-checked, not yet run on a GPU: fp4 (e2m1) activations (sm_120a: block-scaled m16n8k64 MMA with
-# e2m1 weights, kind::f8f6f4 m16n8k32 with other weights). Configs using them are refused unless this is set (the
-# compile tests set it).
+# e2m1 weights, kind::f8f6f4 m16n8k32 with other weights) and GLU epilogues with two weight atoms per wgmma
+# warpgroup (warp_n=128). Configs using them are refused unless this is set (the compile tests set it).
 ALLOW_UNVERIFIED = False
 UNVERIFIED_ACT_TYPES = ("float4e2m1",)
 
@@ -410,6 +410,9 @@ class GemmConfig:
             if self.split_k != 1 or self.stream_k or two_level:
                 raise ValueError("warp_n=128 on the wgmma mainloop takes split_k=1, no stream_k and one accumulator "
                                  "per atom (16-bit activations, or 8-bit ones with channel scales and fp8_fast_accum)")
+            if self.glu and not ALLOW_UNVERIFIED:
+                raise NotImplementedError("a GLU epilogue with two weight atoms per warpgroup (warp_n=128) is built "
+                                          "but not yet verified on a GPU; use warp_n=64")
             # a consumer thread keeps block_m fp32 accumulators (two atoms) and two k-tiles of A fragments for each
             # atom (block_k registers for 16-bit activations, block_k / 2 for 8-bit lanes); leave 32 for the rest
             n_cons = self.block_n // self.warp_n

@@ -552,6 +552,8 @@ def test_sm90_two_atoms_errors():
         GemmConfig(**{**base, "block_m": 256, "warp_m": 256}).validate()
     with pytest.raises(ValueError, match="A-fragment registers"):
         GemmConfig(**{**base, "block_m": 64, "warp_m": 64, "block_n": 512}).validate()
+    with pytest.raises(NotImplementedError, match="not yet verified"):
+        GemmConfig(**{**base, "glu": True, "activation": "silu_glu", "staged_store": True}).validate()
     with pytest.raises(ValueError, match="multiple of the warp shape"):
         GemmConfig(**{**base, "block_n": 64, "warp_n": 128}).validate()
     with pytest.raises(ValueError, match="at most two consumer warpgroups|20 warps"):
@@ -570,3 +572,23 @@ def test_dense_two_atom_default():
     for m, n, b, g in ((8192, 8192, "uint4", 128), (1024, 8192, "uint4", 128), (4096, 28672, "uint4", 128),
                        (4096, 8192, "int8", 0)):
         assert default_config(m, n, 8192, b_dtype=b, group_size=g, **kw).warp_n == 64
+
+
+@pytest.mark.parametrize("moe", [False, True])
+def test_sm90_two_atoms_glu_compiles(monkeypatch, moe):
+    """A GLU epilogue (staged fp32 accumulators) with two atoms per warpgroup: built (refused until GPU-verified, so
+    compiled here with ALLOW_UNVERIFIED), no spills, within the shared-memory estimate."""
+    import humming_cute.config as hconfig
+    from humming_cute.config import smem_bytes
+    from humming_cute.testing.ptx import launch_smem_bytes
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    cfg = GemmConfig(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=128,
+                     block_n=256, block_k=64, warp_m=128, warp_n=128, warp_k=64, stages=4, arch="sm_90a",
+                     mainloop="sm90", warp_specialized=True, staged_store=True, activation="silu_glu", glu=True,
+                     moe=moe, moe_top_k=8 if moe else 1).validate()
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    from humming_cute.runtime.compile import compile_kernel
+    need = launch_smem_bytes(str(compile_kernel(cfg).ir_module))
+    assert need[0] <= smem_bytes(cfg) <= need[0] + 1024

@@ -359,11 +359,13 @@ def test_moe_wgmma_staged_store(fmt, experts, top_k, tokens, block_m, bn, n, dow
 
 
 @pytest.mark.parametrize("a,b,group", [("float16", "uint4", 128), ("bfloat16", "int8", 0)])
-@pytest.mark.parametrize("experts,top_k,tokens,block_m,bn,n,down,ws,ctas", [
-    (8, 2, 45, 64, 128, 384, False, False, 0), (8, 2, 300, 128, 256, 512, True, False, 0),
-    (64, 8, 37, 64, 128, 604, True, True, 132), (8, 2, 200, 64, 64, 256, False, True, 0),
-    (128, 8, 500, 64, 256, 512, False, False, 0)])
-def test_moe_wgmma_glu_staged(a, b, group, experts, top_k, tokens, block_m, bn, n, down, ws, ctas):
+@pytest.mark.parametrize("experts,top_k,tokens,block_m,bn,n,down,ws,ctas,wn", [
+    (8, 2, 45, 64, 128, 384, False, False, 0, 64), (8, 2, 300, 128, 256, 512, True, False, 0, 64),
+    (64, 8, 37, 64, 128, 604, True, True, 132, 64), (8, 2, 200, 64, 64, 256, False, True, 0, 64),
+    (128, 8, 500, 64, 256, 512, False, False, 0, 64), (64, 8, 300, 48, 256, 512, False, True, 132, 128),
+    (8, 2, 300, 128, 256, 512, True, False, 0, 128)])
+def test_moe_wgmma_glu_staged(monkeypatch, a, b, group, experts, top_k, tokens, block_m, bn, n, down, ws, ctas,
+                              wn):
     """A GLU epilogue on the wgmma MoE GEMM (through the staged store): gate / up pairs combined per routed row,
     routing weights, padding and other ranks' rows untouched (N / 2 = 302: element stores); against the reference
     and close to the mma.sync GLU MoE epilogue."""
@@ -384,8 +386,12 @@ def test_moe_wgmma_glu_staged(a, b, group, experts, top_k, tokens, block_m, bn, 
     s, ei, npost = hc.moe_align_block_size(ids, block_m, experts, emap)
     x = torch.randn(tokens * top_k if down else tokens, 512, generator=gen).to("cuda", dtype)
     w = torch.rand(tokens, top_k, generator=gen).cuda()
+    if wn == 128:      # two atoms per warpgroup under a GLU: refused until this test has passed
+        import humming_cute.config as hconfig
+
+        monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     cfg = GemmConfig(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, block_m=block_m, block_n=bn, block_k=64,
-                     warp_m=block_m, warp_n=64, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90", moe=True,
+                     warp_m=block_m, warp_n=wn, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90", moe=True,
                      moe_top_k=top_k, moe_down=down, moe_mul_topk_weights=down, warp_specialized=ws,
                      persistent_ctas=ctas, staged_store=True, activation="silu_glu", glu=True)
     while smem_bytes(cfg) > get_arch("sm_90a").smem_per_block_bytes:     # the fp32 staging tiles take stages
