@@ -293,7 +293,7 @@ case "$step" in
     run 230 "${tag}_moe_w4a16_g128.log" python3 -m humming_cute.bench --moe \
       --json "$OUT/${tag}_moe_w4a16_g128.json" --png "$OUT/${tag}_moe_w4a16_g128.png" ;;
   layer-moe)
-    # the layer's MoE path (no zero fill when every expert is local), both autotuners' GPU runs, the examples
+    # the layer's MoE path (moe_forward(out=...)), both autotuners' GPU runs, the examples
     run 400 "${tag}_layer-moe-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_moe_gpu.py \
       tests/test_moe_autotune.py tests/test_autotune.py tests/test_examples_gpu.py tests/test_torch_op.py ;;
   atoms-verify)

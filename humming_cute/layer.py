@@ -305,11 +305,14 @@ class HummingLayer(torch.nn.Module):
     def moe_forward(self, x: torch.Tensor, topk_ids: torch.Tensor, topk_weights: Optional[torch.Tensor] = None,
                     *, is_down: bool = False, mul_topk_weights: Optional[bool] = None,
                     expert_map: Optional[torch.Tensor] = None,
-                    x_scales: Optional[torch.Tensor] = None) -> torch.Tensor:
+                    x_scales: Optional[torch.Tensor] = None, out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """MoE layer: route `x` by `topk_ids` [M, top_k]; returns [M, top_k, N'] (rows of experts mapped to -1
-        by `expert_map` are zero). Up/gate: x is [M, K]; down (`is_down`): x is [M * top_k, K], and the routing
-        weights multiply the output unless `mul_topk_weights=False`. With 8/4-bit activations x is quantized per
-        row here, or holds codes with their per-row fp32 `x_scales`."""
+        by `expert_map`, and of ids outside [0, E), are zero). Up/gate: x is [M, K]; down (`is_down`): x is
+        [M * top_k, K], and the routing weights multiply the output unless `mul_topk_weights=False`. With 8/4-bit
+        activations x is quantized per row here, or holds codes with their per-row fp32 `x_scales`. `out`: a
+        contiguous [M, top_k, N'] buffer of the layer's output dtype to write into instead (rows the GEMM skips
+        keep its values; an uninitialised buffer saves the zero fill of a new output when every id is routed to a
+        local expert)."""
         from .moe_align import moe_align_block_size
         from .ops import moe_gemm
 
@@ -327,6 +330,8 @@ class HummingLayer(torch.nn.Module):
 
             if x_scales is not None:
                 raise ValueError("x_scales is for 8/4-bit activation layers")
+            if out is not None:
+                raise NotImplementedError("moe_forward(out=...) is not taken under torch.compile / torch.export")
             routing = torch.ops.humming_cute.moe_align_block_size(topk_ids, block_m, self.num_experts, expert_map)
             return call_moe_gemm_op(x, self._prepared, routing, top_k=top_k, block_m=block_m,
                                     topk_weights=topk_weights, mul_topk_weights=mul, is_down=is_down, bias=self.bias,
@@ -337,16 +342,6 @@ class HummingLayer(torch.nn.Module):
             x, x_scales = self._act8_input(x, x_scales)
         elif x_scales is not None:
             raise ValueError("x_scales is for 8/4-bit activation layers")
-        out = None
-        if expert_map is None:
-            # every expert is local: the alignment puts each routed id in a block of its (non-negative) expert, so
-            # the GEMM writes every output row and the output needs no zero fill (a memset of the whole
-            # [M, top_k, N'] output per call otherwise; with an expert map moe_gemm zero-fills it for the rows of
-            # other ranks' experts)
-            from .activations import resolve
-
-            n_out = self.shape_n // 2 if resolve(self.activation, self.glu)[2] else self.shape_n
-            out = torch.empty(m, top_k, n_out, dtype=_TORCH_HALF[self.c_dtype.name], device=x.device)
         return moe_gemm(x, self._prepared, sorted_ids, expert_ids, num_post, top_k=top_k, block_m=block_m,
                         topk_weights=topk_weights, mul_topk_weights=mul, is_down=is_down, bias=self.bias,
                         activation=self.activation, glu=self.glu, out_dtype=_TORCH_HALF[self.c_dtype.name],

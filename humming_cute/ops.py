@@ -397,8 +397,11 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
     n_out = weight.shape_n // 2 if config.glu else weight.shape_n
     if out is None:
         out = torch.zeros(m_tokens, top_k, n_out, dtype=c_dtype, device=x.device)
-    elif out.shape != (m_tokens, top_k, n_out) or out.dtype != c_dtype or not out.is_contiguous():
-        raise ValueError(f"out must be a contiguous {c_dtype} tensor of shape ({m_tokens}, {top_k}, {n_out})")
+    elif (not isinstance(out, torch.Tensor) or out.shape != (m_tokens, top_k, n_out) or out.dtype != c_dtype
+          or out.device != x.device or not out.is_contiguous()):
+        raise ValueError(f"out must be a contiguous {c_dtype} tensor of shape ({m_tokens}, {top_k}, {n_out}) on "
+                         f"{x.device}, got {getattr(out, 'dtype', type(out).__name__)} "
+                         f"{tuple(getattr(out, 'shape', ()))} on {getattr(out, 'device', None)}")
     if x.shape[0] == 0:
         return out
     if hit is not None:

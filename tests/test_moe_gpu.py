@@ -100,6 +100,28 @@ def test_moe_glu_and_layer(a):
     assert ((y.float() - ref).norm() / ref.norm()).item() < (2e-3 if act8 else 1e-2)
 
 
+def test_moe_layer_out_buffer():
+    """moe_forward(out=...): the GEMM writes into the caller's (here NaN-filled) buffer, bitwise what a fresh output
+    gets, every routed row written; out of the wrong device / dtype / shape is refused before the launch."""
+    torch.manual_seed(9)
+    e, n, k, top_k, tokens = 8, 256, 512, 2, 300
+    layer = hc.HummingLayer(n, k, "float16", "uint4", "float16", "float16", 128, num_experts=e).cuda()
+    for i in range(e):
+        layer.load_weight(torch.randn(n, k, device="cuda"), expert_id=i)
+    layer.finish_load()
+    ids = torch.stack([torch.randperm(e)[:top_k] for _ in range(tokens)]).to(torch.int32).cuda()
+    x = torch.randn(tokens, k, device="cuda", dtype=torch.float16)
+    y = layer.moe_forward(x, ids)
+    buf = torch.full((tokens, top_k, n), float("nan"), device="cuda", dtype=torch.float16)
+    y2 = layer.moe_forward(x, ids, out=buf)
+    assert y2.data_ptr() == buf.data_ptr() and not torch.isnan(buf).any() and torch.equal(y2, y)
+    for bad in (torch.empty(tokens, top_k, n, dtype=torch.float16),
+                torch.empty(tokens, top_k, n, device="cuda", dtype=torch.bfloat16),
+                torch.empty(tokens, top_k, n + 8, device="cuda", dtype=torch.float16)):
+        with pytest.raises(ValueError, match="out must be"):
+            layer.moe_forward(x, ids, out=bad)
+
+
 def test_moe_cuda_graph_replays_for_any_routing():
     torch.manual_seed(5)
     e, n, k, top_k, tokens, block_m = 16, 128, 256, 2, 24, 16
