@@ -109,34 +109,16 @@ def moe_candidate_configs(base: GemmConfig, tokens: int, n_pad: int, k_pad: int,
     # (through the staged store)
     if (arch.sm == 90 and base.a_dtype in ("float16", "bfloat16") and bm >= 32
             and (base.activation == "none" or base.glu)):
-        for bn in (64, 128, 256):
-            for bk in (64, 128):
-                if n_pad % bn or k_pad % bk:
-                    continue
-                for ws in (False, True):
-                    cfg = base.with_(mainloop="sm90", block_n=bn, block_k=bk, warp_m=bm, warp_n=64, warp_k=bk,
-                                     split_k=1, cluster_split_k=False, two_level_scales=False, moe_row_cache=False,
-                                     moe_n_major=False, warp_specialized=ws, stages=2, staged_store=base.glu,
-                                     persistent_ctas=0, moe_cp_async_rows=False, cluster_n=1)
-                    cfg = deepest(cfg, 8)
-                    if cfg is None:
-                        continue
-                    add(cfg, sm90_list)
-                    if ws:
-                        add(cfg.with_(persistent_ctas=num_sms), sm90_list)
-                        if not base.glu:
-                            add(cfg.with_(moe_cp_async_rows=True), sm90_list)
-                            add(cfg.with_(persistent_ctas=num_sms, moe_cp_async_rows=True), sm90_list)
-                    if (n_pad // bn) % 2 == 0 and not base.glu:
-                        add(cfg.with_(cluster_n=2), sm90_list)
-        # 256-wide tiles of two 64-row weight atoms per warpgroup (warp_n=128, 64-deep; not under a GLU, whose staged
-        # two-atom store is not GPU-tested): without and with the producer warpgroup, with it on a persistent grid,
-        # copying x's rows by cp.async (`WGMMA_TWO_ATOMS`)
-        if n_pad % 256 == 0 and k_pad % 64 == 0 and not base.glu:
+        # one 64-row weight atom per warpgroup, and 256-wide tiles of two (warp_n=128, 64-deep; not under a GLU,
+        # whose staged two-atom store is not GPU-tested: `WGMMA_TWO_ATOMS`)
+        tiles = [(bn, bk, 64) for bn in (64, 128, 256) for bk in (64, 128)] + ([] if base.glu else [(256, 64, 128)])
+        for bn, bk, wn in tiles:
+            if n_pad % bn or k_pad % bk:
+                continue
             for ws in (False, True):
-                cfg = base.with_(mainloop="sm90", block_n=256, block_k=64, warp_m=bm, warp_n=128, warp_k=64,
+                cfg = base.with_(mainloop="sm90", block_n=bn, block_k=bk, warp_m=bm, warp_n=wn, warp_k=bk,
                                  split_k=1, cluster_split_k=False, two_level_scales=False, moe_row_cache=False,
-                                 moe_n_major=False, warp_specialized=ws, stages=2, staged_store=False,
+                                 moe_n_major=False, warp_specialized=ws, stages=2, staged_store=base.glu,
                                  persistent_ctas=0, moe_cp_async_rows=False, cluster_n=1)
                 cfg = deepest(cfg, 8)
                 if cfg is None:
@@ -144,7 +126,12 @@ def moe_candidate_configs(base: GemmConfig, tokens: int, n_pad: int, k_pad: int,
                 add(cfg, sm90_list)
                 if ws:
                     add(cfg.with_(persistent_ctas=num_sms), sm90_list)
-                    add(cfg.with_(persistent_ctas=num_sms, moe_cp_async_rows=True), sm90_list)
+                    if not base.glu:
+                        if wn == 64:
+                            add(cfg.with_(moe_cp_async_rows=True), sm90_list)
+                        add(cfg.with_(persistent_ctas=num_sms, moe_cp_async_rows=True), sm90_list)
+                if (n_pad // bn) % 2 == 0 and not base.glu and wn == 64:
+                    add(cfg.with_(cluster_n=2), sm90_list)
         # tiles of the default's shape first: with a small max_candidates its variants are timed before the rest
         sm90_list.sort(key=lambda c: (c.block_n != base.block_n, c.warp_n != base.warp_n,
                                       c.block_k != base.block_k))
