@@ -83,8 +83,10 @@ def test_wgmma_split_k(split, m, bm, bn):
 
 
 @pytest.mark.parametrize("activation", ["silu", "gelu", "quick_gelu"])
-def test_wgmma_epilogue_activations(activation):
-    """Built-in and custom activations on the wgmma path's transposed epilogue (M >= 64 takes it by default)."""
+@pytest.mark.parametrize("m", [150, 3000])
+def test_wgmma_epilogue_activations(activation, m):
+    """Built-in and custom activations on the wgmma path's transposed epilogue (M >= 64 takes it by default; M = 3000
+    takes the two-atom default tile, `WGMMA_TWO_ATOMS`)."""
     import humming_cute as hc
     from humming_cute.quant.reference import reference_gemm
     from humming_cute.quant.weight import quantize_weight
@@ -92,10 +94,11 @@ def test_wgmma_epilogue_activations(activation):
     torch.manual_seed(3)
     qw = quantize_weight(torch.randn(256, 512, device="cuda"), "uint4", 128)
     pw = hc.prepare_weight(qw, "float16")
-    x = torch.randn(150, 512, device="cuda", dtype=torch.float16)
+    x = torch.randn(m, 512, device="cuda", dtype=torch.float16)
     bias = torch.randn(256, device="cuda", dtype=torch.float16)
-    cfg = sm90_config(150, 256, 512, a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
+    cfg = sm90_config(m, 256, 512, a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
                       has_bias=True).with_(activation=activation)
+    assert cfg.warp_n == (128 if m == 3000 else 64)
     y = hc.gemm(x, pw, bias=bias, activation=activation, config=cfg)
     ref = reference_gemm(x, qw, bias=bias, activation=activation, out_dtype=torch.float32)
     assert ((y.float() - ref).norm() / ref.norm()).item() < 2e-3
