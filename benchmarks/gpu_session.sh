@@ -51,6 +51,9 @@
 #   bash benchmarks/gpu_session.sh layer-moe    # MoE GEMM / layer, autotuner, torch-op and example GPU tests
 #   bash benchmarks/gpu_session.sh atoms-verify # the two-atom GPU tests again; warp_n=128 MoE tiles at Qwen-like 4096 tokens
 #   bash benchmarks/gpu_session.sh atoms-dense  # W4 128 x 256 two-atom tiles at M 256-8192; Qwen-like 512 tokens
+#   bash benchmarks/gpu_session.sh glu-atoms    # two-atom GLU / activation GPU tests; Qwen-like 4096-token two-atom tiles
+#   bash benchmarks/gpu_session.sh rows-verify  # cp.async-rows / two-atom / GLU MoE GPU tests; Qwen-like 4096 tokens, 96-row blocks
+#   bash benchmarks/gpu_session.sh rows-qwen4096  # Qwen-like 4096 tokens, 128-row producer-warpgroup tiles (rows, persistent)
 #   bash benchmarks/gpu_session.sh peer-ncu     # Nsight Compute of ours and Humming's kernels side by side (W8
 #                                               # 8192^2 M = 4096, Qwen-like down at 4096 / 512 tokens)
 #   bash benchmarks/gpu_session.sh moe-2cta     # shallow wgmma rings (two CTAs per SM) at Qwen-like 4096 tokens and
@@ -77,7 +80,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|moe-tuned|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|moe-tuned|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -310,6 +313,29 @@ case "$step" in
     run 230 "${tag}_moe_probe_two_atoms_qwen512.log" python3 benchmarks/moe_config_probe.py \
       --presets qwen3-30b-a3b --tokens 512 --block-m 48 --bn 256 --bk 64,128 --wgmma --two-atoms --persistent \
       --cp-async-rows --match '^sm90 ws.*persistent rows' ;;
+  glu-atoms)
+    # the two-atom GLU staged store and epilogue activations on the two-atom default tile, then the Qwen-like
+    # 4096-token two-atom MoE tiles (each candidate printed as it is timed)
+    run 200 "${tag}_two-atoms-glu-tests.log" python3 -m pytest -m gpu -n 16 -q -rf \
+      "tests/test_gemm_sm90_gpu.py::test_wgmma_glu_staged" "tests/test_moe_gpu.py::test_moe_wgmma_glu_staged" \
+      "tests/test_gemm_sm90_gpu.py::test_wgmma_epilogue_activations"
+    run 330 "${tag}_moe_probe_two_atoms_qwen4096.log" python3 benchmarks/moe_config_probe.py \
+      --presets qwen3-30b-a3b --tokens 4096 --block-m 128,96 --bn 256 --bk 64 --wgmma --two-atoms --persistent \
+      --cp-async-rows --match '^sm90 ws.*persistent' ;;
+  rows-verify)
+    # cp.async rows with two consumer warpgroups (the register split within the CTA's pool), two atoms, GLUs; then
+    # the Qwen-like 4096-token tiles with 96-row blocks
+    run 230 "${tag}_rows-tests.log" python3 -m pytest -m gpu -n 16 -q -rf \
+      "tests/test_moe_gpu.py::test_moe_wgmma_cp_async_rows" "tests/test_moe_gpu.py::test_moe_wgmma_two_atoms" \
+      "tests/test_moe_gpu.py::test_moe_wgmma_two_atoms_many_tiles_per_cta" "tests/test_moe_gpu.py::test_moe_wgmma_glu_staged" \
+      "tests/test_gemm_sm90_gpu.py::test_wgmma_glu_staged"
+    run 300 "${tag}_moe_probe_rows_qwen4096_bm96.log" python3 benchmarks/moe_config_probe.py \
+      --presets qwen3-30b-a3b --tokens 4096 --block-m 96 --bn 128,256 --bk 64 --wgmma --two-atoms --persistent \
+      --cp-async-rows --match '^sm90 ws.*persistent' ;;
+  rows-qwen4096)
+    run 540 "${tag}_moe_probe_rows_qwen4096_bm128.log" python3 benchmarks/moe_config_probe.py \
+      --presets qwen3-30b-a3b --tokens 4096 --block-m 128 --bn 128,256 --bk 64 --wgmma --two-atoms --persistent \
+      --cp-async-rows --match '^sm90 ws' ;;
   peer-ncu)
     run 400 "${tag}_peer_ncu.txt" ncu --profile-from-start off --section LaunchStats --section Occupancy \
       --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \

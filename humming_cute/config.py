@@ -410,14 +410,11 @@ class GemmConfig:
             if self.split_k != 1 or self.stream_k or two_level:
                 raise ValueError("warp_n=128 on the wgmma mainloop takes split_k=1, no stream_k and one accumulator "
                                  "per atom (16-bit activations, or 8-bit ones with channel scales and fp8_fast_accum)")
-            if self.glu and not ALLOW_UNVERIFIED:
-                raise NotImplementedError("a GLU epilogue with two weight atoms per warpgroup (warp_n=128) is built "
-                                          "but not yet verified on a GPU; use warp_n=64")
             # a consumer thread keeps block_m fp32 accumulators (two atoms) and two k-tiles of A fragments for each
             # atom (block_k registers for 16-bit activations, block_k / 2 for 8-bit lanes); leave 32 for the rest
             n_cons = self.block_n // self.warp_n
             if self.warp_specialized:
-                budget = min(240, (65536 - 128 * (64 if self.moe_cp_async_rows else 40)) // (128 * n_cons) // 8 * 8)
+                budget = wgmma_register_split(n_cons, self.moe_cp_async_rows)[1]
             else:
                 budget = min(255, 65536 // (128 * n_cons)) // 8 * 8
             need = self.block_m + (self.block_k if self.act_bits == 16 else self.block_k // 2)
@@ -481,6 +478,18 @@ def check_weight_tiles(cfg: GemmConfig, n_pad: int, k_pad: int) -> None:
     if (n_pad // cfg.block_n) % cfg.cluster_n:
         raise ValueError(f"cluster_n={cfg.cluster_n} must divide the {n_pad // cfg.block_n} weight tiles of N={n_pad} "
                          f"(block_n={cfg.block_n})")
+
+
+def wgmma_register_split(n_consumer_wgs: int, cp_async_rows: bool = False) -> tuple[int, int]:
+    """Registers per thread after the wgmma kernel's `setmaxnreg` (producer warpgroup, consumer warpgroups).
+    The consumers' increase draws on the CTA's register pool, which holds what the launch gave every thread (65536 /
+    threads, in steps of 8, at most 255): a split asking more than the pool holds leaves the last consumer warp
+    waiting for registers that never come, so the kernel hangs. The producer keeps 40 registers, or 56 when its
+    threads copy activation rows by cp.async (their row indices stay in registers)."""
+    threads = 128 * (n_consumer_wgs + 1)
+    pool = min(255, 65536 // threads) // 8 * 8 * threads
+    producer = 56 if cp_async_rows else 40
+    return producer, min(240, (pool - 128 * producer) // (128 * n_consumer_wgs) // 8 * 8)
 
 
 def smem_bytes(cfg: GemmConfig) -> int:

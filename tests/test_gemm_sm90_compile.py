@@ -342,7 +342,7 @@ def test_sm90_moe_cp_async_rows_compiles(kw):
     assert len(re.findall(r"cp\.async\.cg\.shared\.global \[[^]]+\], \[[^]]+\], 16, 16;", ptx)) == copies
     assert "cp.async.mbarrier.arrive.noinc.shared.b64" in ptx
     assert re.search(r"mov\.b32\s+%r\d+, 129;", ptx)          # the stages' full barriers expect 129 arrivals
-    assert re.search(r"setmaxnreg\.dec\.sync\.aligned\.u32\s+64;", ptx)
+    assert re.search(r"setmaxnreg\.dec\.sync\.aligned\.u32\s+56;", ptx)      # `wgmma_register_split`
     assert "wgmma.mma_async" in ptx and sum(r.spill_bytes for r in art.ptxas.values()) == 0
     for bad in (dict(warp_specialized=False, persistent_ctas=0),
                 dict(moe=False, moe_top_k=1, moe_down=False, moe_mul_topk_weights=False),
@@ -552,8 +552,7 @@ def test_sm90_two_atoms_errors():
         GemmConfig(**{**base, "block_m": 256, "warp_m": 256}).validate()
     with pytest.raises(ValueError, match="A-fragment registers"):
         GemmConfig(**{**base, "block_m": 64, "warp_m": 64, "block_n": 512}).validate()
-    with pytest.raises(NotImplementedError, match="not yet verified"):
-        GemmConfig(**{**base, "glu": True, "activation": "silu_glu", "staged_store": True}).validate()
+    GemmConfig(**{**base, "glu": True, "activation": "silu_glu", "staged_store": True}).validate()   # GPU-tested
     with pytest.raises(ValueError, match="multiple of the warp shape"):
         GemmConfig(**{**base, "block_n": 64, "warp_n": 128}).validate()
     with pytest.raises(ValueError, match="at most two consumer warpgroups|20 warps"):
@@ -575,14 +574,12 @@ def test_dense_two_atom_default():
 
 
 @pytest.mark.parametrize("moe", [False, True])
-def test_sm90_two_atoms_glu_compiles(monkeypatch, moe):
-    """A GLU epilogue (staged fp32 accumulators) with two atoms per warpgroup: built (refused until GPU-verified, so
-    compiled here with ALLOW_UNVERIFIED), no spills, within the shared-memory estimate."""
-    import humming_cute.config as hconfig
+def test_sm90_two_atoms_glu_compiles(moe):
+    """A GLU epilogue (staged fp32 accumulators) with two atoms per warpgroup (GPU-tested: test_wgmma_glu_staged,
+    test_moe_wgmma_glu_staged): validates without ALLOW_UNVERIFIED, no spills, within the shared-memory estimate."""
     from humming_cute.config import smem_bytes
     from humming_cute.testing.ptx import launch_smem_bytes
 
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     cfg = GemmConfig(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=128,
                      block_n=256, block_k=64, warp_m=128, warp_n=128, warp_k=64, stages=4, arch="sm_90a",
                      mainloop="sm90", warp_specialized=True, staged_store=True, activation="silu_glu", glu=True,
@@ -592,3 +589,41 @@ def test_sm90_two_atoms_glu_compiles(monkeypatch, moe):
     from humming_cute.runtime.compile import compile_kernel
     need = launch_smem_bytes(str(compile_kernel(cfg).ir_module))
     assert need[0] <= smem_bytes(cfg) <= need[0] + 1024
+
+
+@pytest.mark.parametrize("extra", [
+    dict(warp_specialized=True),                                                           # 2 consumers, TMA rows
+    dict(warp_specialized=True, moe=True, moe_top_k=8, moe_cp_async_rows=True),            # 2 consumers, cp.async rows
+    dict(warp_specialized=True, moe=True, moe_top_k=8, moe_cp_async_rows=True, block_n=256, warp_n=128,
+         persistent_ctas=132),                                                             # two atoms per warpgroup
+    dict(warp_specialized=True, block_n=64)])                                              # 1 consumer
+def test_sm90_register_split_fits_the_pool(extra):
+    """The producer's setmaxnreg.dec and the consumers' setmaxnreg.inc ask at most the registers the launch gave the
+    CTA (threads x the 65536 / threads cap): asking more leaves a consumer warp waiting for ever (128-row blocks with
+    cp.async rows and two consumer warpgroups used to ask 64 + 224, 1024 registers past the pool, and hung)."""
+    from humming_cute.config import wgmma_register_split
+
+    cfg, art = _compile_sm90({**_SM90_BASE, **extra})
+    dec = [int(v) for v in re.findall(r"setmaxnreg\.dec\.sync\.aligned\.u32\s+(\d+)", art.ptx)]
+    inc = [int(v) for v in re.findall(r"setmaxnreg\.inc\.sync\.aligned\.u32\s+(\d+)", art.ptx)]
+    n_cons = cfg.block_n // cfg.warp_n
+    assert dec and inc and (dec[0], inc[0]) == wgmma_register_split(n_cons, cfg.moe_cp_async_rows)
+    threads = 128 * (n_cons + 1)
+    assert re.search(rf"\.reqntid {threads}, 1, 1", art.ptx)
+    pool = min(255, 65536 // threads) // 8 * 8 * threads
+    assert 128 * max(dec) + 128 * n_cons * max(inc) <= pool
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+
+
+def test_wgmma_register_split_values():
+    """The splits the kernels take: 40 / 232 with two consumer warpgroups (CUTLASS's 384-thread split), 56 / 224
+    with cp.async rows, 240 (the cap) with one consumer, 152 with three; never past the pool."""
+    from humming_cute.config import wgmma_register_split
+
+    assert wgmma_register_split(2) == (40, 232) and wgmma_register_split(2, True) == (56, 224)
+    assert wgmma_register_split(1) == (40, 240) and wgmma_register_split(3) == (40, 152)
+    for n in (1, 2, 3):
+        for rows in (False, True):
+            p, c = wgmma_register_split(n, rows)
+            threads = 128 * (n + 1)
+            assert 128 * p + 128 * n * c <= min(255, 65536 // threads) // 8 * 8 * threads

@@ -243,7 +243,7 @@ def test_wgmma_cluster_n(a, b, group, scale, m, bm, bn, bk, stages, cn, extra):
                                              (700, 1000, 128, 256, {"warp_n": 128, "warp_specialized": True,
                                                                     "persistent_ctas": 5})])
 @pytest.mark.parametrize("activation", ["silu_glu", "custom"])
-def test_wgmma_glu_staged(monkeypatch, a, b, group, scale, m, n, bm, bn, extra, activation):
+def test_wgmma_glu_staged(a, b, group, scale, m, n, bm, bn, extra, activation):
     """GLU epilogues on the wgmma mainloop: raw fp32 accumulators staged in shared memory, gate / up pairs combined in
     the copy and stored as 16-byte vectors (N / 2 = 302: element stores), built-in and custom GLU, bias; against the
     reference and close to the mma.sync GLU epilogue, also with split-K and the persistent grid; every output
@@ -263,10 +263,6 @@ def test_wgmma_glu_staged(monkeypatch, a, b, group, scale, m, n, bm, bn, extra, 
     _, act_fn, _ = act.resolve(fn, True)
     name = "custom" if activation == "custom" else "silu_glu"
     bk = 64
-    if extra.get("warp_n") == 128:      # two atoms per warpgroup under a GLU: refused until this test has passed
-        import humming_cute.config as hconfig
-
-        monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     kw = {**dict(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, block_m=bm, block_n=bn, block_k=bk, warp_m=bm,
                  warp_n=64, warp_k=bk, stages=3, arch="sm_90a", mainloop="sm90", has_bias=True, activation=name,
                  custom_activation=act_fn, glu=True), **extra}

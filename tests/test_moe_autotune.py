@@ -246,8 +246,8 @@ def test_odd_block_candidates():
 
 
 def test_two_atom_moe_candidates():
-    """wgmma MoE candidates include 256-wide two-atom tiles (persistent, cp.async rows) where N allows, none under a
-    GLU."""
+    """wgmma MoE candidates include 256-wide two-atom tiles (persistent, cp.async rows) where N allows, also under a
+    GLU (through the staged store)."""
     base = _base(48, 1536, 2048, tokens=512)
     cands = mat.moe_candidate_configs(base, 512, 1536, 2048, num_experts=128, max_candidates=200)
     two = [c for c in cands if c.warp_n == 128]
@@ -255,5 +255,6 @@ def test_two_atom_moe_candidates():
     assert any(not c.warp_specialized for c in two)
     assert all(c.block_n == 256 and c.block_m == 48 for c in two)
     glu = _base(64, 1536, 2048, tokens=512, epilogue=True, glu=True).with_(activation="silu_glu", glu=True)
-    assert not [c for c in mat.moe_candidate_configs(glu, 512, 1536, 2048, num_experts=128, max_candidates=200)
-                if c.warp_n == 128 and c is not glu]
+    two_glu = [c for c in mat.moe_candidate_configs(glu, 512, 1536, 2048, num_experts=128, max_candidates=200)
+               if c.warp_n == 128]
+    assert two_glu and all(c.glu and c.staged_store and c.block_n == 256 for c in two_glu)

@@ -25,7 +25,7 @@ import cutlass.utils.hopper_helpers as sm90_utils
 from cutlass.cute.nvgpu import OperandMajorMode, cpasync, warpgroup
 from cutlass.utils import LayoutEnum
 
-from ..config import GemmConfig
+from ..config import GemmConfig, wgmma_register_split
 from ..layouts.weight import ATOM_K, ATOM_N, atom_words
 from . import dequant as dq
 from .epilogue import Epilogue
@@ -70,8 +70,8 @@ class Sm90MixedGemm:
         self.stream_k = cfg.stream_k
         self.cons_threads = 128 * self.n_wg
         self.cons_warps = self.cons_threads // 32
-        self.producer_regs = 40
-        self.consumer_regs = min(240, (65536 - 128 * self.producer_regs) // self.cons_threads // 8 * 8)
+        # registers per thread after setmaxnreg, within the CTA's pool (`wgmma_register_split`)
+        self.producer_regs, self.consumer_regs = wgmma_register_split(self.n_wg, cfg.moe_cp_async_rows)
         self.stages = cfg.stages
         self.bits = cfg.bits
         self.aw = atom_words(self.bits)
@@ -97,9 +97,6 @@ class Sm90MixedGemm:
         self.cluster_shape = (self.cn, 1) if self.cn > 1 else None
         # MoE activation rows by cp.async from the producer warpgroup's 128 threads (cfg.moe_cp_async_rows)
         self.rows = cfg.moe_cp_async_rows
-        if self.rows:
-            self.producer_regs = 64          # the row pointers of a block's rows stay in the producer's registers
-            self.consumer_regs = min(240, (65536 - 128 * self.producer_regs) // self.cons_threads // 8 * 8)
         self.epilogue = Epilogue(cfg, self.c_type)
         half = self.bn // 2
         a_bytes = 0 if self.rows else self.bm * self.bk * cfg.act_bits // 8      # (cp.async rows: not TMA bytes)

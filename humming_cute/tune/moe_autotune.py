@@ -109,9 +109,9 @@ def moe_candidate_configs(base: GemmConfig, tokens: int, n_pad: int, k_pad: int,
     # (through the staged store)
     if (arch.sm == 90 and base.a_dtype in ("float16", "bfloat16") and bm >= 32
             and (base.activation == "none" or base.glu)):
-        # one 64-row weight atom per warpgroup, and 256-wide tiles of two (warp_n=128, 64-deep; not under a GLU,
-        # whose staged two-atom store is not GPU-tested: `WGMMA_TWO_ATOMS`)
-        tiles = [(bn, bk, 64) for bn in (64, 128, 256) for bk in (64, 128)] + ([] if base.glu else [(256, 64, 128)])
+        # one 64-row weight atom per warpgroup, and 256-wide tiles of two (warp_n=128, 64-deep; under a GLU through
+        # the staged store: `WGMMA_TWO_ATOMS`)
+        tiles = [(bn, bk, 64) for bn in (64, 128, 256) for bk in (64, 128)] + [(256, 64, 128)]
         for bn, bk, wn in tiles:
             if n_pad % bn or k_pad % bk:
                 continue
