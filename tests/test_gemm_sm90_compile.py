@@ -473,7 +473,8 @@ def test_moe_odd_block_rules(monkeypatch):
     """48 / 96 / 160-row MoE blocks: wgmma MoE configs only (mma.sync tiles and dense wgmma tiles stay powers of
     two), named in the errors; `default_moe_config` builds them on sm_90a with 16-bit activations and refuses them
     elsewhere; `moe_block_size` picks 48 for 17-36 and 160 for 112-136 rows per expert (`WGMMA_MOE_ODD_BLOCKS`,
-    on); 160-row blocks without a GLU take the producer warpgroup."""
+    on); 160-row blocks without a GLU take the producer warpgroup; 48- and 128-row blocks of 4-bit weights take
+    two-atom 256-wide tiles with cp.async rows on a persistent grid (`WGMMA_TWO_ATOMS`)."""
     import humming_cute.tune.heuristics as heur
 
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128)
@@ -505,7 +506,15 @@ def test_moe_odd_block_rules(monkeypatch):
             d48.moe_cp_async_rows) == (256, 128, 64, True, 132, True)
     d48 = heur.default_moe_config(48, 1536, 2048, arch="sm_90a", top_k=8, **{**kw, "group_size": 64}).validate()
     assert (d48.block_n, d48.warp_n, d48.block_k, d48.warp_specialized) == (256, 128, 64, True)
+    # 128-row blocks: the same two-atom tile for 4-bit weights (not 8-bit ones, not under a GLU)
+    d128 = heur.default_moe_config(128, 2048, 768, arch="sm_90a", top_k=8, is_down=True, mul_topk_weights=True,
+                                   **kw).validate()
+    assert (d128.block_n, d128.warp_n, d128.block_k, d128.warp_specialized, d128.persistent_ctas,
+            d128.moe_cp_async_rows, d128.num_threads) == (256, 128, 64, True, 132, True, 384)
+    for other in (dict(b_dtype="int8", group_size=0), dict(epilogue=True, glu=True)):
+        assert heur.default_moe_config(128, 2048, 768, arch="sm_90a", top_k=8, **{**kw, **other}).warp_n == 64
     monkeypatch.setattr(heur, "WGMMA_TWO_ATOMS", False)
+    assert heur.default_moe_config(128, 2048, 768, arch="sm_90a", top_k=8, **kw).warp_n == 64
     d48 = heur.default_moe_config(48, 1536, 2048, arch="sm_90a", top_k=8, **kw).validate()
     assert (d48.block_k, d48.warp_specialized, d48.persistent_ctas, d48.moe_cp_async_rows) == (128, True, 132, True)
     d48 = heur.default_moe_config(48, 1536, 2048, arch="sm_90a", top_k=8, **{**kw, "group_size": 64}).validate()

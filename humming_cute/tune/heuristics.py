@@ -410,6 +410,13 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
             # persistent (`WGMMA_TWO_ATOMS`)
             cfg = cfg.with_(block_n=256, warp_n=128, warp_specialized=True, persistent_ctas=num_sms,
                             moe_cp_async_rows=True)
+        elif (block_m == 128 and not glu and WGMMA_TWO_ATOMS and n_pad % 256 == 0 and parse_dtype(b_dtype).bits <= 4
+              and a_dtype in ("float16", "bfloat16")):
+            # 128-row blocks, the same two-atom tile (rows by cp.async, no gathered copy of x; persistent). H200, fp16 x
+            # uint4 g128, Qwen3-30B-A3B-like at 4096 tokens (2026-11-30_h200_moe_probe_rows_qwen4096_bm128.log): up
+            # 472 / down 298 us against 494 / 328 with four one-atom warpgroups (256 x 128 tiles, gathered x)
+            cfg = cfg.with_(block_n=256, warp_n=128, warp_specialized=True, persistent_ctas=num_sms,
+                            moe_cp_async_rows=True)
         elif block_m == 48 and not glu and k_pad % 128 == 0 and (group_size == 0 or group_size >= 128):
             # 48-row blocks (~32 routed rows per expert): 128-deep k-tiles, the producer warpgroup loading the rows by
             # cp.async, one CTA per SM (2026-11-30_h200_moe_probe_bm48_tiles.log, uniform routing): Qwen3-30B-A3B-like
