@@ -605,7 +605,9 @@ def test_sm90_two_atoms_glu_compiles(moe):
     dict(warp_specialized=True, moe=True, moe_top_k=8, moe_cp_async_rows=True),            # 2 consumers, cp.async rows
     dict(warp_specialized=True, moe=True, moe_top_k=8, moe_cp_async_rows=True, block_n=256, warp_n=128,
          persistent_ctas=132),                                                             # two atoms per warpgroup
-    dict(warp_specialized=True, block_n=64)])                                              # 1 consumer
+    dict(warp_specialized=True, block_n=64),                                               # 1 consumer
+    dict(warp_specialized=True, moe=True, moe_top_k=8, moe_cp_async_rows=True, block_m=96, warp_m=96, block_n=256,
+         warp_n=128, persistent_ctas=132, stages=8)])                 # (spilled when ptxas dropped setmaxnreg)
 def test_sm90_register_split_fits_the_pool(extra):
     """The producer's setmaxnreg.dec and the consumers' setmaxnreg.inc ask at most the registers the launch gave the
     CTA (threads x the 65536 / threads cap): asking more leaves a consumer warp waiting for ever (128-row blocks with
@@ -619,6 +621,9 @@ def test_sm90_register_split_fits_the_pool(extra):
     assert dec and inc and (dec[0], inc[0]) == wgmma_register_split(n_cons, cfg.moe_cp_async_rows)
     threads = 128 * (n_cons + 1)
     assert re.search(rf"\.reqntid {threads}, 1, 1", art.ptx)
+    # launch bounds of one CTA per SM: without them ptxas may not know the entry register count and then drops the
+    # setmaxnreg pair (warning C7508), leaving the consumers at 65536 / threads registers (spills for 96-row blocks)
+    assert re.search(r"\.minnctapersm 1\b", art.ptx)
     pool = min(255, 65536 // threads) // 8 * 8 * threads
     assert 128 * max(dec) + 128 * n_cons * max(inc) <= pool
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0

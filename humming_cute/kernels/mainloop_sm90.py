@@ -167,7 +167,8 @@ class Sm90MixedGemm:
                     mTopkW, mSorted, mExpert, mNumPost, tiled_mma, sA_layout, sB_layout, sS_layout, tiles_m,
                     tiles_n, mA).launch(
             grid=[self.grid_ctas(tiles_m * tiles_n, mA), 1, self.split_k], block=[self.threads, 1, 1],
-            cluster=[self.cn, 1, self.split_k] if self.cfg.cluster_split_k or self.cn > 1 else None, stream=stream)
+            cluster=[self.cn, 1, self.split_k] if self.cfg.cluster_split_k or self.cn > 1 else None, stream=stream,
+            min_blocks_per_mp=1 if self.ws else 0)
 
     def grid_ctas(self, tiles, mA):
         """The grid's CTAs: one per tile, or the persistent grid (never more CTAs than tiles; with stream-K never
