@@ -482,12 +482,13 @@ def check_weight_tiles(cfg: GemmConfig, n_pad: int, k_pad: int) -> None:
 
 def wgmma_register_split(n_consumer_wgs: int, cp_async_rows: bool = False) -> tuple[int, int]:
     """Registers per thread after the wgmma kernel's `setmaxnreg` (producer warpgroup, consumer warpgroups).
-    The consumers' increase draws on the CTA's register pool, which holds what the launch gave every thread (65536 /
-    threads, in steps of 8, at most 255): a split asking more than the pool holds leaves the last consumer warp
-    waiting for registers that never come, so the kernel hangs. The producer keeps 40 registers, or 56 when its
-    threads copy activation rows by cp.async (their row indices stay in registers)."""
+    The consumers' increase draws on the CTA's register pool, which holds what the launch gave every thread (under
+    one-CTA-per-SM launch bounds 65536 / threads in steps of 8, and ptxas gives 256-thread kernels 240): a split
+    asking more than the pool holds leaves the last consumer warp waiting for registers that never come, so the
+    kernel hangs. The producer keeps 40 registers, or 56 when its threads copy activation rows by cp.async (their
+    row indices stay in registers)."""
     threads = 128 * (n_consumer_wgs + 1)
-    pool = min(255, 65536 // threads) // 8 * 8 * threads
+    pool = min(240, 65536 // threads // 8 * 8) * threads
     producer = 56 if cp_async_rows else 40
     return producer, min(240, (pool - 128 * producer) // (128 * n_consumer_wgs) // 8 * 8)
 
