@@ -55,6 +55,7 @@
 #   bash benchmarks/gpu_session.sh rows-verify  # cp.async-rows / two-atom / GLU MoE GPU tests; Qwen-like 4096 tokens, 96-row blocks
 #   bash benchmarks/gpu_session.sh rows-qwen4096  # Qwen-like 4096 tokens, 128-row producer-warpgroup tiles (rows, persistent)
 #   bash benchmarks/gpu_session.sh tests-bm96   # the GPU suite; then Qwen-like 4096 tokens, 96 / 128-row two-atom rows tiles
+#   bash benchmarks/gpu_session.sh bk128-qwen512  # Qwen-like 512 tokens: 48-row two-atom tiles 64 / 128 deep
 #   bash benchmarks/gpu_session.sh peer-ncu     # Nsight Compute of ours and Humming's kernels side by side (W8
 #                                               # 8192^2 M = 4096, Qwen-like down at 4096 / 512 tokens)
 #   bash benchmarks/gpu_session.sh moe-2cta     # shallow wgmma rings (two CTAs per SM) at Qwen-like 4096 tokens and
@@ -81,7 +82,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|moe-tuned|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -343,6 +344,11 @@ case "$step" in
     run 440 "${tag}_gpu-tests.log" python3 -m pytest -m gpu tests/ -n 16 -q -rf
     run 120 "${tag}_moe_probe_bounds_qwen4096.log" python3 benchmarks/moe_config_probe.py \
       --presets qwen3-30b-a3b --tokens 4096 --block-m 96,128 --bn 256 --bk 64 --wgmma --two-atoms --persistent \
+      --cp-async-rows --match '^sm90 ws.*persistent rows' ;;
+  bk128-qwen512)
+    # 48-row two-atom tiles 128 deep (they spilled while ptxas dropped setmaxnreg) against 64-deep ones
+    run 190 "${tag}_moe_probe_bk128_qwen512.log" python3 benchmarks/moe_config_probe.py \
+      --presets qwen3-30b-a3b --tokens 512 --block-m 48 --bn 256 --bk 64,128 --wgmma --two-atoms --persistent \
       --cp-async-rows --match '^sm90 ws.*persistent rows' ;;
   peer-ncu)
     run 400 "${tag}_peer_ncu.txt" ncu --profile-from-start off --section LaunchStats --section Occupancy \
