@@ -564,6 +564,33 @@ def test_moe_wgmma_two_atoms(fmt, experts, top_k, tokens, block_m, bn, down, ske
                   same_as=_wgmma_moe_config(block_m, bn, 64, top_k, down, **extra) if fits_one else None)
 
 
+@pytest.mark.parametrize("fmt", [("uint1", 128, "float16", False, torch.float16),
+                                 ("int2", 64, "bfloat16", False, torch.bfloat16),
+                                 ("uint3", 128, "float16", False, torch.float16),
+                                 ("float3e1m1", 64, "float16", False, torch.float16)],
+                         ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,block_m,down", [(8, 2, 3000, 128, True), (64, 8, 300, 48, False)])
+def test_moe_two_atom_defaults_low_bits(fmt, experts, top_k, tokens, block_m, down):
+    """The default 48 / 128-row MoE tiles (two 64-row atoms per warpgroup, cp.async rows, persistent) on 1- to 3-bit
+    weights: against the reference and bitwise against one atom per warpgroup on 128-wide tiles."""
+    from humming_cute.ops import device_target
+    from humming_cute.tune.heuristics import default_moe_config
+
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma mainloop runs on sm_90 only")
+
+    def default(pw, a_name, has_bias):
+        cfg = default_moe_config(block_m, pw.n_pad, pw.k_pad, a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name,
+                                 group_size=pw.group_size, arch=device_target(torch.device("cuda")),
+                                 has_bias=has_bias, top_k=top_k, is_down=down, mul_topk_weights=down)
+        assert (cfg.warp_n, cfg.block_n, cfg.moe_cp_async_rows) == (128, 256, True)
+        return cfg.validate()
+
+    _check_routed(fmt, experts, top_k, tokens, down, True, 512, 512, block_m, tokens + experts, default,
+                  same_as=_wgmma_moe_config(block_m, 128, 64, top_k, down, warp_specialized=True,
+                                            persistent_ctas=132, moe_cp_async_rows=True))
+
+
 @pytest.mark.parametrize("fmt", FORMATS[:1], ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
 @pytest.mark.parametrize("experts,top_k,tokens,block_m,down,ctas,rows", [
     (8, 2, 3000, 128, True, 4, False), (16, 4, 2000, 96, False, 3, True), (64, 8, 600, 48, True, 5, True)])
