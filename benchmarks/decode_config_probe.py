@@ -50,6 +50,10 @@ p.add_argument("--a-rows8", action="store_true",
 p.add_argument("--fold", action="store_true",
                help="also every candidate with fold_offsets (fp16 x int4 / uint4 with two-level scales) and, at M <= 8, "
                     "rows8")
+p.add_argument("--top", type=int, default=10, help="print the fastest TOP candidates of each point")
+p.add_argument("--warp-pipeline", action="store_true",
+               help="also every candidate with warp_pipeline (each K-split warp copies and waits for its own slices; "
+                    "one warp column per tile), and the default tile with it")
 args = p.parse_args()
 if args.hot == 1:
     p.error("--hot takes 0 (off) or >= 2 calls")
@@ -111,13 +115,25 @@ for shape in args.shapes.split(","):
                 hm_h = back_to_back_us([lambda: hm.call(hm.to_input(x))] * args.hot)
                 line += f"  humming {hm_h:.1f}us/call"
             print(line, flush=True)
+        if args.warp_pipeline:
+            from humming_cute.tune.heuristics import default_config
+            dcfg = default_config(m, pw.n_pad, pw.k_pad, a_dtype="float16", b_dtype=args.b, c_dtype="float16",
+                                  group_size=args.group, arch=arch)
+            if dcfg.mainloop == "sm80":
+                wcfg = dcfg.with_(block_n=dcfg.warp_n, warp_pipeline=True).validate()
+                yw = hc.gemm(x, pw, config=wcfg)
+                ok = torch.equal(yw, y) if wcfg.block_n == dcfg.block_n else True
+                t_w = bench_ms(lambda: hc.gemm(x, pw, config=wcfg)) * 1e3
+                print(f"  default + warp_pipeline (bn{wcfg.block_n}): {t_w:.1f}us  x{t_w / t_def:.3f} default  "
+                      f"x{t_w / t_hm:.2f} humming{'' if ok else '  NOT BITWISE EQUAL'}", flush=True)
         rows = []
-        for bn, kw, st, split, tl, cl, fold in itertools.product(map(int, args.bn.split(",")), args.kw.split(","),
+        for bn, kw, st, split, tl, cl, fold, wp in itertools.product(map(int, args.bn.split(",")), args.kw.split(","),
                                                                   map(int, args.stages.split(",")),
                                                                   map(int, args.split.split(",")),
                                                                   map(int, args.two_level.split(",")),
                                                                   (0, 1) if args.cluster else (0,),
-                                                                  variants):
+                                                                  variants,
+                                                                  (0, 1) if args.warp_pipeline else (0,)):
             opts = VARIANTS[fold]
             if (cl and split == 1) or (opts["fold_offsets"] and not tl) or (opts["a_rows8"] and m > 8):
                 continue
@@ -128,12 +144,14 @@ for shape in args.shapes.split(","):
                 cfg = hc.GemmConfig(a_dtype="float16", b_dtype=args.b, c_dtype="float16", group_size=args.group,
                                     block_m=16, block_n=bn, block_k=bk, warp_m=16, warp_n=64, warp_k=wk, stages=st,
                                     split_k=split, two_level_scales=bool(tl), arch=arch,
-                                    cluster_split_k=bool(cl), rows8=bool(fold) and m <= 8, **opts).validate()
+                                    cluster_split_k=bool(cl), rows8=bool(fold) and m <= 8, warp_pipeline=bool(wp),
+                                    **opts).validate()
             except ValueError:
                 continue
             label = (f"bn{bn} bk{bk} wk{wk} warps{cfg.num_threads // 32} st{st} split{split}"
                      f"{' cluster' if cl else ''} 2lvl{tl}{' fold' if opts['fold_offsets'] else ''}"
-                     f"{' rows8' if fold and m <= 8 else ''}{' a_rows8' if opts['a_rows8'] else ''}")
+                     f"{' rows8' if fold and m <= 8 else ''}{' a_rows8' if opts['a_rows8'] else ''}"
+                     f"{' wpipe' if wp else ''}")
             if args.only and not re.search(args.only, label):
                 continue
             yy = hc.gemm(x, pw, config=cfg)
@@ -145,6 +163,6 @@ for shape in args.shapes.split(","):
             t = bench_ms(lambda: hc.gemm(x, pw, config=cfg)) * 1e3
             rows.append((t, label))
         rows.sort()
-        for t, name in rows[:10]:
+        for t, name in rows[:args.top]:
             print(f"  {name}: {t:.1f}us  {nbytes / (t * 1e-6) / 1e9:.0f} GB/s  {floor_us / t:.0%} of floor  "
                   f"x{t / t_hm:.2f} humming", flush=True)

@@ -61,6 +61,8 @@
 #   bash benchmarks/gpu_session.sh moe-2cta     # shallow wgmma rings (two CTAs per SM) at Qwen-like 4096 tokens and
 #                                               # dense W8 M = 4096
 #   bash benchmarks/gpu_session.sh moe-tuned    # the MoE benchmark with autotune_moe (8 candidates) at 16 / 64 / 512 tokens
+#   bash benchmarks/gpu_session.sh wpipe        # warp_pipeline GPU tests; W4 g128 decode tiles with and without it
+#   bash benchmarks/gpu_session.sh wpipe8       # the low-bit MoE two-atom test; W8 channel decode tiles with and without it
 #   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
 #   bash benchmarks/gpu_session.sh pair tests moe-odd    # two steps at once on a two-GPU machine (GPU 0, GPU 1)
 # Every step has its own time limit, so one that overruns leaves the others' results.
@@ -82,7 +84,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -367,6 +369,16 @@ case "$step" in
   moe-tuned)
     run 560 "${tag}_moe_w4a16_g128_tuned.log" python3 -m humming_cute.bench --moe --autotune 8 --tokens 16,64,512 \
       --json "$OUT/${tag}_moe_w4a16_g128_tuned.json" ;;
+  wpipe)
+    # per-warp pipelines (warp_pipeline): GPU tests, then W4 g128 decode tiles with and without it
+    run 200 "${tag}_warp-pipeline-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_warp_pipeline_gpu.py
+    run 360 "${tag}_decode_probe_wpipe_w4.log" python3 benchmarks/decode_config_probe.py --m 1,16 --bn 64 \
+      --kw 1024/128,512/128 --stages 3 --split 1,2 --cluster --two-level 1 --warp-pipeline --top 24 ;;
+  wpipe8)
+    # the 1- to 3-bit MoE two-atom defaults' GPU test; W8 channel decode tiles with and without warp_pipeline
+    run 150 "${tag}_moe_low_bits_tests.log" python3 -m pytest -m gpu -n 8 -q -rf tests/test_moe_gpu.py -k low_bits
+    run 400 "${tag}_decode_probe_wpipe_w8.log" python3 benchmarks/decode_config_probe.py --m 1,16 --b int8 --group 0 \
+      --bn 64 --kw 256/64,512/128 --stages 4 --split 1,2 --cluster --two-level 0 --warp-pipeline --top 24 ;;
   table)
     card=$(python3 -c "import re, torch; print(re.sub(r'[^A-Za-z0-9.-]+', '_', torch.cuda.get_device_name()))")
     run 330 "${tag}_tune_table_w4a16.log" python3 -m humming_cute.tune.build_table --b-dtype uint4 --group-size 128 \

@@ -133,6 +133,11 @@ class GemmConfig:
     # with rows8: the activation tile keeps 8 rows per pipeline stage (the m16 MMA's rows 8-15 read rows 0-7 again;
     # their results are never stored): half the activation shared memory, room for a deeper weight pipeline
     a_rows8: bool = False
+    # mma.sync, dense, 16-bit activations, one warp per block row and column (block_m = warp_m, block_n = warp_n:
+    # the k-tile is split across warps): each warp copies only its own slices of the activations, weights and group
+    # scales (its own cp.async groups), so the main loop waits for a k-tile with a warp barrier instead of a CTA
+    # barrier - a warp whose data has landed goes on while another still waits (decode tiles)
+    warp_pipeline: bool = False
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -226,6 +231,17 @@ class GemmConfig:
                 raise ValueError(f"rows8 takes the dense mma.sync GEMM with one warp row per block (block_m = "
                                  f"warp_m) and float16/bfloat16 activations, got mainloop={self.mainloop!r}, "
                                  f"moe={self.moe}, block_m={self.block_m}, warp_m={self.warp_m}, {self.a_dtype}")
+        if self.warp_pipeline:
+            if (self.mainloop != "sm80" or self.moe or self.block_m != self.warp_m or self.block_n != self.warp_n
+                    or self.a_dtype not in ("float16", "bfloat16")):
+                raise ValueError(f"warp_pipeline takes the dense mma.sync GEMM with 16-bit activations and warps that "
+                                 f"split only the k-tile (block_m = warp_m, block_n = warp_n), got "
+                                 f"mainloop={self.mainloop!r}, moe={self.moe}, {self.a_dtype} activations, block "
+                                 f"{self.block_m} x {self.block_n}, warp {self.warp_m} x {self.warp_n}")
+            wk = self.warp_k or self.block_k
+            if self.group_size and wk % self.group_size:
+                raise ValueError(f"warp_pipeline: each warp copies its own group-scale rows, so warp_k must be a "
+                                 f"multiple of group_size; got warp_k={wk}, group_size={self.group_size}")
         if self.a_rows8:
             if not self.rows8 or self.block_m != 16:
                 raise ValueError(f"a_rows8 takes rows8=True and block_m = 16, got rows8={self.rows8}, "

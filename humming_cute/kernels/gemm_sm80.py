@@ -100,6 +100,11 @@ class Sm80MixedGemm:
         self.fold = cfg.fold_offsets      # offsets / zero points out of the dequant, into the group flush
         self.rows8 = cfg.rows8            # M <= 8: rows 8-15 of the m16 tile are padding, never stored
         self.a_rows = 8 if cfg.a_rows8 else self.bm    # activation rows per shared-memory stage
+        # per-warp pipelines: each warp copies the (a_rows, wk) activation slice, the (bn, wk) weight slice and the
+        # wk / group scale rows of its own k-range ("chunk" kt * warps_k + wk_idx of width wk)
+        self.wpipe = cfg.warp_pipeline
+        self.wk_words = self.wk // ATOM_K * self.aw
+        self.wrows = self.wk // self.group if self.group > 0 else 0
 
     def live(self, mi: int, h: int) -> bool:
         """Whether the accumulator rows 16 mi + 8 h .. + 7 of a warp tile can hold output rows (trace time)."""
@@ -110,12 +115,14 @@ class Sm80MixedGemm:
         return self.live((i // 4) % (self.wm // 16), (i % 4) // 2)
 
     # ------------------------------------------------------------------ host-side (trace time) builders
-    def _g2s_copy(self, dtype, rows: int, cols: int):
-        """A cp.async 128-bit tiled copy of a row-major (rows, cols) tile and the number of threads it uses."""
+    def _g2s_copy(self, dtype, rows: int, cols: int, threads: int = 0):
+        """A cp.async 128-bit tiled copy of a row-major (rows, cols) tile by at most `threads` threads (default: the
+        CTA's) and the number of threads it uses."""
+        threads = threads or self.threads
         vec = 128 // dtype.width
         cols_vec = cols // vec
-        tc = _largest_divisor_at_most(cols_vec, self.threads)
-        tr = _largest_divisor_at_most(rows, self.threads // tc)
+        tc = _largest_divisor_at_most(cols_vec, threads)
+        tr = _largest_divisor_at_most(rows, threads // tc)
         atom = cute.make_copy_atom(cpasync.CopyG2SOp(cache_mode=cpasync.LoadCacheMode.GLOBAL), dtype,
                                    num_bits_per_copy=128)
         thr = cute.make_layout((tr, tc), stride=(tc, 1))
@@ -144,9 +151,15 @@ class Sm80MixedGemm:
         sS_layout = cute.make_layout((srows, self.bn // 2, self.stages),
                                      stride=(self.bn // 2, 1, srows * self.bn // 2))
 
-        copy_A, nthr_A = self._g2s_copy(self.a_type, self.a_rows, self.bk_a)
-        copy_B, nthr_B = self._g2s_copy(cutlass.Int32, self.bn_atoms, self.bk_words)
-        copy_S, nthr_S = self._g2s_copy(cutlass.Int32, srows, self.bn // 2)
+        if cutlass.const_expr(self.wpipe):
+            # one warp's slices of a k-tile (kernel: load_tile with the warp's chunk index and lane)
+            copy_A, nthr_A = self._g2s_copy(self.a_type, self.a_rows, self.wk_a, 32)
+            copy_B, nthr_B = self._g2s_copy(cutlass.Int32, self.bn_atoms, self.wk_words, 32)
+            copy_S, nthr_S = self._g2s_copy(cutlass.Int32, max(self.wrows, 1), self.bn // 2, 32)
+        else:
+            copy_A, nthr_A = self._g2s_copy(self.a_type, self.a_rows, self.bk_a)
+            copy_B, nthr_B = self._g2s_copy(cutlass.Int32, self.bn_atoms, self.bk_words)
+            copy_S, nthr_S = self._g2s_copy(cutlass.Int32, srows, self.bn // 2)
 
         mma_op = warp.MmaF16BF16Op(self.a_type, cutlass.Float16 if self.cfg.use_f16_accum else cutlass.Float32,
                                    (16, 8, 16))
@@ -187,6 +200,8 @@ class Sm80MixedGemm:
         if cutlass.const_expr(self.group > 0):
             if tidx < nthr_S:
                 r = (kt * self.bk) // (self.group * max(self.srows, 1))
+                if cutlass.const_expr(self.wpipe):
+                    r = kt              # the warp's chunk holds wk / group whole scale rows
                 if cutlass.const_expr(not self.act8):   # 8-bit activations read fp32 group scales from global
                     cute.copy(copy_S, tSgS[None, None, None, r], tSsS[None, None, None, stage])
                 if cutlass.const_expr(self.has_zp):
@@ -405,10 +420,25 @@ class Sm80MixedGemm:
         srows = max(self.srows, 1)
         gS = cute.local_tile(mS, (srows, self.bn // 2), (None, bn_idx))              # (rows, BN/2, r)
         gZ = cute.local_tile(mZ, (srows, self.bn // 2), (None, bn_idx))
+        if cutlass.const_expr(self.wpipe):
+            wrows = max(self.wrows, 1)
+            gB = cute.local_tile(mB, (self.bn_atoms, self.wk_words), (bn_idx, None))  # (atoms, words, chunk)
+            gS = cute.local_tile(mS, (wrows, self.bn // 2), (None, bn_idx))           # (rows, BN/2, chunk)
+            gZ = cute.local_tile(mZ, (wrows, self.bn // 2), (None, bn_idx))
 
-        thr_A = copy_A.get_slice(tidx)
+        # the copies' views of shared memory and the copying thread's index (its lane when each warp copies its
+        # own k-range: chunk kt * warps_k + wk_idx of the wk-wide global tiles)
+        sA_cp, sB_cp, sS_cp, sZ_cp = sA, sB, sS, sZ
+        cidx = tidx
+        if cutlass.const_expr(self.wpipe):
+            gA = cute.local_tile(mA, (self.a_rows, self.wk_a), (bm_idx, None))
+            cA = cute.local_tile(cute.make_identity_tensor(mA.shape), (self.a_rows, self.wk_a), (bm_idx, None))
+            sA_cp = cute.local_tile(sA, (self.a_rows, self.wk_a, self.stages), (0, wk_idx, 0))
+            sB_cp = cute.local_tile(sB, (self.bn_atoms, self.wk_words, self.stages), (0, wk_idx, 0))
+            cidx = lane
+        thr_A = copy_A.get_slice(cidx)
         tAgA = thr_A.partition_S(gA)
-        tAsA = thr_A.partition_D(sA)
+        tAsA = thr_A.partition_D(sA_cp)
         tAcA = thr_A.partition_S(cA)
         tApA = cute.make_rmem_tensor(cute.make_layout((cute.size(tAgA, mode=[1]),)), cutlass.Boolean)
         tArow = cute.make_rmem_tensor(cute.make_layout((cute.size(tAgA, mode=[1]),)), cutlass.Int32)
@@ -428,14 +458,18 @@ class Sm80MixedGemm:
         else:
             for i in cutlass.range_constexpr(cute.size(tApA)):
                 tApA[i] = cute.elem_less(tAcA[0, i, 0, 0][0], M)
-        thr_B = copy_B.get_slice(tidx)
+        if cutlass.const_expr(self.wpipe):
+            wrows = max(self.wrows, 1)
+            sS_cp = cute.local_tile(sS, (wrows, self.bn // 2, self.stages), (wk_idx, 0, 0))
+            sZ_cp = cute.local_tile(sZ, (wrows, self.bn // 2, self.stages), (wk_idx, 0, 0))
+        thr_B = copy_B.get_slice(cidx)
         tBgB = thr_B.partition_S(gB)
-        tBsB = thr_B.partition_D(sB)
-        thr_S = copy_S.get_slice(tidx)
+        tBsB = thr_B.partition_D(sB_cp)
+        thr_S = copy_S.get_slice(cidx)
         tSgS = thr_S.partition_S(gS)
-        tSsS = thr_S.partition_D(sS)
+        tSsS = thr_S.partition_D(sS_cp)
         tZgZ = thr_S.partition_S(gZ)
-        tZsZ = thr_S.partition_D(sZ)
+        tZsZ = thr_S.partition_D(sZ_cp)
 
         # ---- MMA partitions (one warp = one tiled MMA over its WM x WN tile)
         thr_mma = tiled_mma.get_slice(lane)
@@ -508,9 +542,12 @@ class Sm80MixedGemm:
             (8, 8, self.bn_atoms, srows, self.stages), stride=(1, 8, 64, self.bn, srows * self.bn)))
 
         # ---- prologue
+        # the copies' tile index of k-tile kt: kt, or the warp's chunk (kt * warps_k + wk_idx)
+        cmul = self.warps_k if self.wpipe else 1
+        coff = wk_idx if self.wpipe else 0
         for st in cutlass.range_constexpr(self.stages - 1):
             if st < k_tiles:
-                self.load_tile(kt0 + st, st, tidx, nthr_A, nthr_B, nthr_S, copy_A, copy_B, copy_S, tAgA, tAsA, tApA,
+                self.load_tile((kt0 + st) * cmul + coff, st, cidx, nthr_A, nthr_B, nthr_S, copy_A, copy_B, copy_S, tAgA, tAsA, tApA,
                                tBgB, tBsB, tSgS, tSsS, tZgZ, tZsZ, mA, tAcA, tArow)
             cute.arch.cp_async_commit_group()
 
@@ -518,10 +555,15 @@ class Sm80MixedGemm:
         for kt in range(k_tiles):
             stage = kt % self.stages
             cute.arch.cp_async_wait_group(self.stages - 2)
-            cute.arch.sync_threads()
+            # the stage's data is visible to its readers, and the stage loaded next (read in the previous
+            # iteration) is free: every thread of the CTA, or of the warp that alone copies and reads its slices
+            if cutlass.const_expr(self.wpipe):
+                cute.arch.sync_warp()
+            else:
+                cute.arch.sync_threads()
             nxt = kt + self.stages - 1
             if nxt < k_tiles:
-                self.load_tile(kt0 + nxt, nxt % self.stages, tidx, nthr_A, nthr_B, nthr_S, copy_A, copy_B, copy_S, tAgA,
+                self.load_tile((kt0 + nxt) * cmul + coff, nxt % self.stages, cidx, nthr_A, nthr_B, nthr_S, copy_A, copy_B, copy_S, tAgA,
                                tAsA, tApA, tBgB, tBsB, tSgS, tSsS, tZgZ, tZsZ, mA, tAcA, tArow)
             cute.arch.cp_async_commit_group()
 

@@ -1,0 +1,90 @@
+"""GPU tests of `warp_pipeline` (each K-split warp copies and waits for its own slices of a k-tile; no CTA barrier
+in the main loop): against the reference on fresh random data with poisoned outputs, and bitwise against the same
+tile with the CTA-wide copies (only the synchronisation differs, so must the results not)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import humming_cute as hc
+from humming_cute.arch import current_arch, get_arch
+from humming_cute.config import smem_bytes
+from humming_cute.quant.reference import reference_gemm
+from humming_cute.quant.weight import quantize_weight
+
+pytestmark = pytest.mark.gpu
+
+
+def _fit(cfg):
+    while smem_bytes(cfg) > get_arch(cfg.arch).smem_per_block_bytes and cfg.stages > 2:
+        cfg = cfg.with_(stages=cfg.stages - 1)
+    return cfg
+
+
+def _run(a, b, group, scale, m, n, k, cfg, seed):
+    torch.manual_seed(seed)
+    ad = getattr(torch, a)
+    qw = quantize_weight(torch.randn(n, k, device="cuda"), b, group, scale)
+    pw = hc.prepare_weight(qw, a)
+    x = torch.randn(m, k, device="cuda", dtype=ad)
+    bias = torch.randn(n, device="cuda", dtype=ad) if cfg.has_bias else None
+    out = torch.full((m, n), float("nan"), device="cuda", dtype=ad)
+    y = hc.gemm(x, pw, bias=bias, out=out, config=cfg).clone()
+    assert not torch.isnan(y).any(), "an output was never written"
+    ref = reference_gemm(x, qw, bias=bias, out_dtype=torch.float32)
+    tol = 2e-3 if a == "float16" else 1e-2
+    rel = ((y.float() - ref).norm() / ref.norm()).item()
+    assert rel < tol, f"relative error {rel:.3e}"
+    cta = hc.gemm(x, pw, bias=bias, config=cfg.with_(warp_pipeline=False))
+    assert torch.equal(y, cta), "differs from the same tile with CTA-wide copies"
+
+
+FORMATS = [("float16", "uint4", 128, "float16"), ("float16", "int4", 32, "bfloat16"), ("float16", "int8", 0, "float16"),
+           ("bfloat16", "uint4", 64, "float32"), ("float16", "float4e2m1", 32, "ue8m0"), ("float16", "uint3", 128, "float16"),
+           ("bfloat16", "uint2", 128, "bfloat16"), ("float16", "float8e4m3", 0, "float16")]
+
+
+@pytest.mark.parametrize("a,b,group,scale", FORMATS)
+@pytest.mark.parametrize("m", [1, 7, 16])
+@pytest.mark.parametrize("bk,wk,split,cluster,two_level", [(1024, 128, 1, False, True), (512, 128, 2, True, True),
+                                                           (256, 64, 1, False, False), (512, 128, 2, False, True),
+                                                           (256, 128, 1, False, False)])
+def test_warp_pipeline(a, b, group, scale, m, bk, wk, split, cluster, two_level):
+    """Dense decode tiles with per-warp pipelines: K-split warps of 64 / 128, split-K in a cluster and through the
+    workspace, two-level and per-pair scales, zero points, channel scales, bias on odd M."""
+    if cluster and torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("thread-block clusters need sm_90+")
+    wk = max(wk, group)         # warp_pipeline: a warp's k-range holds whole scale groups
+    cfg = _fit(hc.GemmConfig(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, has_bias=m % 2 == 1, block_m=16,
+                             block_n=64, block_k=bk, warp_m=16, warp_n=64, warp_k=wk, stages=4, split_k=split,
+                             cluster_split_k=cluster, two_level_scales=two_level and group > 0,
+                             warp_pipeline=True, arch=current_arch().target)).validate()
+    _run(a, b, group, scale, m, 320, 4096, cfg, m + bk + wk + split + (group or 1))
+
+
+@pytest.mark.parametrize("m", [1, 8])
+def test_warp_pipeline_rows8(m):
+    """With rows8 / a_rows8 (8 activation rows per stage) and fold_offsets."""
+    for extra in (dict(rows8=True), dict(rows8=True, a_rows8=True, stages=4), dict(rows8=True, fold_offsets=True)):
+        cfg = _fit(hc.GemmConfig(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
+                                 block_m=16, block_n=64, block_k=1024, warp_m=16, warp_n=64, warp_k=128,
+                                 **{"stages": 3, **extra}, two_level_scales=True, warp_pipeline=True,
+                                 arch=current_arch().target)).validate()
+        _run("float16", "uint4", 128, "float16", m, 256, 8192, cfg, m + len(extra))
+
+
+@pytest.mark.parametrize("m", [1, 16])
+@pytest.mark.parametrize("shape", [(8192, 8192), (4096, 4096), (28672, 4096), (4096, 14336)])
+@pytest.mark.parametrize("b,group", [("uint4", 128), ("int8", 0)])
+def test_warp_pipeline_default_tiles(m, shape, b, group):
+    """The default decode tiles of the bench shapes with warp_pipeline switched on (where they take it)."""
+    from humming_cute.tune.heuristics import default_config
+
+    n, k = shape
+    base = default_config(m, n, k, a_dtype="float16", b_dtype=b, c_dtype="float16", group_size=group,
+                          arch=current_arch().target)
+    assert base.mainloop == "sm80"
+    # a tile with warps across N (28672 x 4096 int8) is narrowed to one warp column, as the option needs
+    cfg = base.with_(block_n=base.warp_n, warp_pipeline=True).validate()
+    _run("float16", b, group, "float16", m, n, k, cfg, m + n + k)
