@@ -54,6 +54,9 @@ p.add_argument("--top", type=int, default=10, help="print the fastest TOP candid
 p.add_argument("--warp-pipeline", action="store_true",
                help="also every candidate with warp_pipeline (each K-split warp copies and waits for its own slices; "
                     "one warp column per tile), and the default tile with it")
+p.add_argument("--swap", action="store_true",
+               help="at M <= 8 also every candidate with rows8 + swap_ab (weights as the MMA's A operand), and the "
+                    "default tile (with warp_pipeline where it takes it) with them")
 args = p.parse_args()
 if args.hot == 1:
     p.error("--hot takes 0 (off) or >= 2 calls")
@@ -126,16 +129,34 @@ for shape in args.shapes.split(","):
                 t_w = bench_ms(lambda: hc.gemm(x, pw, config=wcfg)) * 1e3
                 print(f"  default + warp_pipeline (bn{wcfg.block_n}): {t_w:.1f}us  x{t_w / t_def:.3f} default  "
                       f"x{t_w / t_hm:.2f} humming{'' if ok else '  NOT BITWISE EQUAL'}", flush=True)
+        if args.swap and m <= 8:
+            from humming_cute.tune.heuristics import default_config
+            dcfg = default_config(m, pw.n_pad, pw.k_pad, a_dtype="float16", b_dtype=args.b, c_dtype="float16",
+                                  group_size=args.group, arch=arch)
+            if dcfg.mainloop == "sm80":
+                for extra in (dict(), dict(block_n=dcfg.warp_n, warp_pipeline=True)):
+                    try:
+                        scfg = dcfg.with_(rows8=True, swap_ab=True, **extra).validate()
+                    except ValueError:
+                        continue
+                    ys = hc.gemm(x, pw, config=scfg)
+                    err = ((ys.float() - y.float()).norm() / y.float().norm()).item()
+                    t_s = bench_ms(lambda: hc.gemm(x, pw, config=scfg)) * 1e3
+                    print(f"  default + rows8 + swap_ab{' + warp_pipeline' if scfg.warp_pipeline else ''} "
+                          f"(bn{scfg.block_n}): {t_s:.1f}us  x{t_s / t_def:.3f} default  x{t_s / t_hm:.2f} humming  "
+                          f"(rel diff {err:.1e})", flush=True)
         rows = []
-        for bn, kw, st, split, tl, cl, fold, wp in itertools.product(map(int, args.bn.split(",")), args.kw.split(","),
+        for bn, kw, st, split, tl, cl, fold, wp, sw in itertools.product(map(int, args.bn.split(",")), args.kw.split(","),
                                                                   map(int, args.stages.split(",")),
                                                                   map(int, args.split.split(",")),
                                                                   map(int, args.two_level.split(",")),
                                                                   (0, 1) if args.cluster else (0,),
                                                                   variants,
-                                                                  (0, 1) if args.warp_pipeline else (0,)):
+                                                                  (0, 1) if args.warp_pipeline else (0,),
+                                                                  (0, 1) if args.swap and m <= 8 else (0,)):
             opts = VARIANTS[fold]
-            if (cl and split == 1) or (opts["fold_offsets"] and not tl) or (opts["a_rows8"] and m > 8):
+            if (cl and split == 1) or (opts["fold_offsets"] and not tl) or (opts["a_rows8"] and m > 8) \
+                    or (sw and opts["fold_offsets"]):
                 continue
             bk, wk = map(int, kw.split("/"))
             if k % bk or (k // bk) // split < 2 or n % bn:
@@ -144,14 +165,15 @@ for shape in args.shapes.split(","):
                 cfg = hc.GemmConfig(a_dtype="float16", b_dtype=args.b, c_dtype="float16", group_size=args.group,
                                     block_m=16, block_n=bn, block_k=bk, warp_m=16, warp_n=64, warp_k=wk, stages=st,
                                     split_k=split, two_level_scales=bool(tl), arch=arch,
-                                    cluster_split_k=bool(cl), rows8=bool(fold) and m <= 8, warp_pipeline=bool(wp),
+                                    cluster_split_k=bool(cl), rows8=(bool(fold) or bool(sw)) and m <= 8,
+                                    warp_pipeline=bool(wp), swap_ab=bool(sw),
                                     **opts).validate()
             except ValueError:
                 continue
             label = (f"bn{bn} bk{bk} wk{wk} warps{cfg.num_threads // 32} st{st} split{split}"
                      f"{' cluster' if cl else ''} 2lvl{tl}{' fold' if opts['fold_offsets'] else ''}"
-                     f"{' rows8' if fold and m <= 8 else ''}{' a_rows8' if opts['a_rows8'] else ''}"
-                     f"{' wpipe' if wp else ''}")
+                     f"{' rows8' if (fold or sw) and m <= 8 else ''}{' a_rows8' if opts['a_rows8'] else ''}"
+                     f"{' wpipe' if wp else ''}{' swap' if sw else ''}")
             if args.only and not re.search(args.only, label):
                 continue
             yy = hc.gemm(x, pw, config=cfg)

@@ -62,6 +62,7 @@
 #                                               # dense W8 M = 4096
 #   bash benchmarks/gpu_session.sh moe-tuned    # the MoE benchmark with autotune_moe (8 candidates) at 16 / 64 / 512 tokens
 #   bash benchmarks/gpu_session.sh wpipe        # warp_pipeline GPU tests; W4 g128 decode tiles with and without it
+#   bash benchmarks/gpu_session.sh swap         # warp_pipeline / swap_ab GPU tests; decode tiles with rows8 + swap_ab (W4, W8)
 #   bash benchmarks/gpu_session.sh wpipe8       # the low-bit MoE two-atom test; W8 channel decode tiles with and without it
 #   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
 #   bash benchmarks/gpu_session.sh pair tests moe-odd    # two steps at once on a two-GPU machine (GPU 0, GPU 1)
@@ -84,7 +85,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|swap|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -374,6 +375,14 @@ case "$step" in
     run 200 "${tag}_warp-pipeline-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_warp_pipeline_gpu.py
     run 360 "${tag}_decode_probe_wpipe_w4.log" python3 benchmarks/decode_config_probe.py --m 1,16 --bn 64 \
       --kw 1024/128,512/128 --stages 3 --split 1,2 --cluster --two-level 1 --warp-pipeline --top 24 ;;
+  swap)
+    # warp_pipeline / swap_ab GPU tests; then decode tiles with warp_pipeline, with and without rows8 + swap_ab
+    run 170 "${tag}_swap-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_warp_pipeline_gpu.py
+    run 270 "${tag}_decode_probe_swap_w4.log" python3 benchmarks/decode_config_probe.py --m 1,8,16,32 --bn 64 \
+      --kw 1024/128,1024/64,512/128 --stages 3 --split 1,2 --cluster --two-level 1 --warp-pipeline --swap \
+      --only wpipe --top 12
+    run 120 "${tag}_decode_probe_swap_w8.log" python3 benchmarks/decode_config_probe.py --m 1,8 --b int8 --group 0 \
+      --bn 64 --kw 256/64 --stages 4 --split 1,2 --cluster --two-level 0 --swap --top 8 ;;
   wpipe8)
     # the 1- to 3-bit MoE two-atom defaults' GPU test; W8 channel decode tiles with and without warp_pipeline
     run 150 "${tag}_moe_low_bits_tests.log" python3 -m pytest -m gpu -n 8 -q -rf tests/test_moe_gpu.py -k low_bits

@@ -138,6 +138,10 @@ class GemmConfig:
     # scales (its own cp.async groups), so the main loop waits for a k-tile with a warp barrier instead of a CTA
     # barrier - a warp whose data has landed goes on while another still waits (decode tiles)
     warp_pipeline: bool = False
+    # with rows8 (M <= 8): the MMAs take the dequantized weights as their A operand (16 weight columns) and the
+    # activations as B (the 8 live rows), so one m16n8k16 covers 16 columns of the live rows instead of 8 columns
+    # of 16 rows of which 8 are padding - half the MMAs, half the fp32 partial sums of two-level scales
+    swap_ab: bool = False
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -242,6 +246,11 @@ class GemmConfig:
             if self.group_size and wk % self.group_size:
                 raise ValueError(f"warp_pipeline: each warp copies its own group-scale rows, so warp_k must be a "
                                  f"multiple of group_size; got warp_k={wk}, group_size={self.group_size}")
+        if self.swap_ab:
+            if not self.rows8 or self.fold_offsets or self.use_f16_accum:
+                raise ValueError(f"swap_ab takes rows8=True (M <= 8) without fold_offsets or use_f16_accum, got "
+                                 f"rows8={self.rows8}, fold_offsets={self.fold_offsets}, "
+                                 f"use_f16_accum={self.use_f16_accum}")
         if self.a_rows8:
             if not self.rows8 or self.block_m != 16:
                 raise ValueError(f"a_rows8 takes rows8=True and block_m = 16, got rows8={self.rows8}, "

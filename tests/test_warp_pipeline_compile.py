@@ -57,3 +57,61 @@ def test_compiles(arch, extra):
     assert (cta, warp) == (cta0 - 1, warp0 + 1), ((cta, warp), (cta0, warp0))
     assert art.ptx.count("cp.async.cg") == ref.ptx.count("cp.async.cg") > 0
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+
+
+def test_swap_ab_rules():
+    """swap_ab needs rows8 (M <= 8) and neither fold_offsets nor fp16 accumulation; each error names it."""
+    GemmConfig(**KW, rows8=True, swap_ab=True).validate()
+    for bad in (dict(rows8=False), dict(rows8=True, fold_offsets=True),
+                dict(rows8=True, use_f16_accum=True, two_level_scales=False)):
+        with pytest.raises(ValueError, match="swap_ab"):
+            GemmConfig(**{**KW, **bad}, swap_ab=True).validate()
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90a", "sm_120a"])
+@pytest.mark.parametrize("extra", [dict(), dict(a_dtype="bfloat16", c_dtype="bfloat16", b_dtype="int8", group_size=0,
+                                                two_level_scales=False, block_k=256, warp_k=64),
+                                   dict(block_n=128, block_k=256, warp_k=64, warp_pipeline=False,
+                                        two_level_scales=False)])
+def test_swap_ab_compiles(arch, extra):
+    """Half the m16n8k16 MMAs of the same tile without the swap (16 weight columns x 8 rows each), of the operand
+    type; the accumulators moved by warp shuffles; no spills."""
+    kw = {**KW, "rows8": True, "warp_pipeline": True, **extra, "arch": arch,
+          "stages": 2 if arch == "sm_120a" else KW["stages"]}
+    base = GemmConfig(**kw).validate()
+    cfg = base.with_(swap_ab=True).validate()
+    art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch=arch, options="--enable-tvm-ffi")
+    ref = compile_for_arch(Sm80MixedGemm(base), *fake_operands(base), arch=arch, options="--enable-tvm-ffi")
+    t = "bf16" if kw["a_dtype"] == "bfloat16" else "f16"
+    op = rf"mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.{t}\.{t}\.f32"
+    n_swap, n_ref = len(re.findall(op, art.ptx)), len(re.findall(op, ref.ptx))
+    assert n_ref > 0 and 2 * n_swap == n_ref, (n_swap, n_ref)
+    assert art.ptx.count("shfl.sync") >= cfg.warp_n // 4
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+
+
+def test_default_switch(monkeypatch):
+    """sm_90 decode defaults (M <= 16) of <= 5-bit weights with one warp column take warp_pipeline; 6-8 bit weights,
+    other archs, M > 16, groups wider than a warp's k-range and the switch off keep the CTA-wide copies; the
+    autotuner's mma.sync candidates come with and without it."""
+    import humming_cute.tune.heuristics as heur
+    from humming_cute.tune.autotune import candidate_configs
+    from humming_cute.tune.heuristics import default_config
+
+    kw = dict(a_dtype="float16", c_dtype="float16", arch="sm_90a")
+    for m, n, k in ((1, 8192, 8192), (16, 8192, 8192), (1, 4096, 4096), (16, 28672, 4096), (1, 4096, 14336)):
+        for b, g in (("uint4", 128), ("int4", 32), ("float4e2m1", 32), ("uint3", 64)):
+            cfg = default_config(m, n, k, b_dtype=b, group_size=g, **kw).validate()
+            assert cfg.warp_pipeline == (cfg.block_n == cfg.warp_n), (m, n, k, b, cfg)
+    assert default_config(1, 8192, 8192, b_dtype="uint4", group_size=128, **kw).warp_pipeline
+    assert not default_config(1, 8192, 8192, b_dtype="int8", group_size=0, **kw).warp_pipeline
+    assert not default_config(1, 8192, 8192, b_dtype="int4", group_size=256, **kw).warp_pipeline
+    assert not default_config(32, 8192, 8192, b_dtype="uint4", group_size=128, **kw).warp_pipeline
+    assert not default_config(1, 8192, 8192, b_dtype="uint4", group_size=128,
+                              **{**kw, "arch": "sm_80"}).warp_pipeline
+    base = default_config(1, 8192, 8192, b_dtype="uint4", group_size=128, **kw)
+    cands = candidate_configs(base, 1, 8192, 8192, max_candidates=200)
+    assert any(c.warp_pipeline for c in cands[1:]) and any(not c.warp_pipeline for c in cands)
+    assert any(c.block_n == 128 for c in cands)        # warps across N: without per-warp pipelines
+    monkeypatch.setattr(heur, "DECODE_WARP_PIPELINE", False)
+    assert not default_config(1, 8192, 8192, b_dtype="uint4", group_size=128, **kw).warp_pipeline

@@ -88,3 +88,66 @@ def test_warp_pipeline_default_tiles(m, shape, b, group):
     # a tile with warps across N (28672 x 4096 int8) is narrowed to one warp column, as the option needs
     cfg = base.with_(block_n=base.warp_n, warp_pipeline=True).validate()
     _run("float16", b, group, "float16", m, n, k, cfg, m + n + k)
+
+
+SWAP_FORMATS = [("float16", "uint4", 128, "float16"), ("bfloat16", "int4", 32, "bfloat16"),
+                ("float16", "int8", 0, "float16"), ("float16", "float4e2m1", 32, "ue8m0"),
+                ("bfloat16", "uint3", 64, "float32"), ("float16", "uint8", 128, "float16")]
+
+
+@pytest.mark.parametrize("a,b,group,scale", SWAP_FORMATS)
+@pytest.mark.parametrize("m", [1, 5, 8])
+@pytest.mark.parametrize("bk,wk,split,cluster,two_level,wpipe", [(1024, 128, 1, False, True, True),
+                                                                 (512, 128, 2, True, True, False),
+                                                                 (256, 64, 1, False, False, True),
+                                                                 (512, 128, 2, False, True, True),
+                                                                 (512, 128, 1, False, False, False)])
+def test_swap_ab(a, b, group, scale, m, bk, wk, split, cluster, two_level, wpipe):
+    """swap_ab (weights as the MMA's A operand, the 8 live activation rows as B) at M <= 8: two-level and per-pair
+    group scales, channel scales, zero points, a float format's deferred exponent factor (fp16, two-level), K-split
+    warps with and without per-warp pipelines, split-K in a cluster and through the workspace; against the reference
+    and within 2x the error of the same tile without the swap."""
+    if cluster and torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("thread-block clusters need sm_90+")
+    wk = max(wk, group) if wpipe else wk
+    cfg = _fit(hc.GemmConfig(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, has_bias=m % 2 == 1, block_m=16,
+                             block_n=64, block_k=bk, warp_m=16, warp_n=64, warp_k=wk, stages=4, split_k=split,
+                             cluster_split_k=cluster, two_level_scales=two_level and group > 0, rows8=True,
+                             swap_ab=True, warp_pipeline=wpipe, arch=current_arch().target)).validate()
+    torch.manual_seed(m + bk + wk + split + (group or 1))
+    ad = getattr(torch, a)
+    n, k = 320, 4096
+    qw = quantize_weight(torch.randn(n, k, device="cuda"), b, group, scale)
+    pw = hc.prepare_weight(qw, a)
+    x = torch.randn(m, k, device="cuda", dtype=ad)
+    bias = torch.randn(n, device="cuda", dtype=ad) if cfg.has_bias else None
+    out = torch.full((m, n), float("nan"), device="cuda", dtype=ad)
+    y = hc.gemm(x, pw, bias=bias, out=out, config=cfg).clone()
+    assert not torch.isnan(y).any(), "an output was never written"
+    ref = reference_gemm(x, qw, bias=bias, out_dtype=torch.float32)
+    rel = ((y.float() - ref).norm() / ref.norm()).item()
+    assert rel < (2e-3 if a == "float16" else 1e-2), f"relative error {rel:.3e}"
+    plain = hc.gemm(x, pw, bias=bias, config=cfg.with_(swap_ab=False))
+    rel_plain = ((plain.float() - ref).norm() / ref.norm()).item()
+    assert rel < max(2 * rel_plain, 5e-4), f"{rel:.3e} against {rel_plain:.3e} without the swap"
+
+
+@pytest.mark.parametrize("shape", [(8192, 8192), (4096, 4096), (28672, 4096), (4096, 14336)])
+def test_swap_ab_default_tiles(shape):
+    """The default decode tiles of the bench shapes (uint4 g128 and int8 channel, M = 1 and 8) with rows8 + swap_ab."""
+    from humming_cute.tune.heuristics import default_config
+
+    n, k = shape
+    for b, group in (("uint4", 128), ("int8", 0)):
+        for m in (1, 8):
+            base = default_config(m, n, k, a_dtype="float16", b_dtype=b, c_dtype="float16", group_size=group,
+                                  arch=current_arch().target)
+            cfg = base.with_(rows8=True, swap_ab=True).validate()
+            torch.manual_seed(m + n + k)
+            qw = quantize_weight(torch.randn(n, k, device="cuda"), b, group, "float16")
+            pw = hc.prepare_weight(qw, "float16")
+            x = torch.randn(m, k, device="cuda", dtype=torch.float16)
+            out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.float16)
+            y = hc.gemm(x, pw, out=out, config=cfg)
+            ref = reference_gemm(x, qw, out_dtype=torch.float32)
+            assert ((y.float() - ref).norm() / ref.norm()).item() < 2e-3, (b, m)

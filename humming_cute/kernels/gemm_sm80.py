@@ -24,7 +24,7 @@ from ..config import GemmConfig
 from ..layouts.weight import ATOM_K, ATOM_N, atom_words
 from . import dequant as dq
 from .epilogue import Epilogue
-from .mma import (mma_f16_m16n8k16, mma_f8_m16n8k32, mma_f8_m16n8k32_f16acc, mma_f8f6f4_m16n8k32,
+from .mma import (mma_bf16_m16n8k16, mma_f16_m16n8k16, mma_f8_m16n8k32, mma_f8_m16n8k32_f16acc, mma_f8f6f4_m16n8k32,
                   mma_mxf4_m16n8k64, mma_s4_m16n8k64, mma_s8_m16n8k32)
 from .scheduler import cluster_split_reduce, split_k_reduce
 
@@ -105,6 +105,9 @@ class Sm80MixedGemm:
         self.wpipe = cfg.warp_pipeline
         self.wk_words = self.wk // ATOM_K * self.aw
         self.wrows = self.wk // self.group if self.group > 0 else 0
+        # swap_ab (rows8): weights as the MMA's A operand (pairs of n8 tiles = 16 weight columns), the 8 live
+        # activation rows as B; the accumulators (4, wn / 16) are moved into the usual layout after the main loop
+        self.swap = cfg.swap_ab
 
     def live(self, mi: int, h: int) -> bool:
         """Whether the accumulator rows 16 mi + 8 h .. + 7 of a warp tile can hold output rows (trace time)."""
@@ -510,6 +513,17 @@ class Sm80MixedGemm:
             acc_mma = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32)   # one scale group's unscaled sum
             acc_mma.fill(0.0)
         rAi = cute.recast_tensor(tCrA, cutlass.Int32)       # (4 regs, m16 tiles, k16 steps)
+        acc_sw = acc
+        part_sw = acc
+        if cutlass.const_expr(self.swap):
+            # D of the swapped MMA of n8 tiles (2p, 2p + 1): v = 0, 1: column 8 (2p) + g, rows 2t, 2t + 1;
+            # v = 2, 3: column 8 (2p + 1) + g, the same rows
+            acc_sw = cute.make_rmem_tensor(cute.make_layout((4, self.wn // 16)), cutlass.Float32)
+            acc_sw.fill(0.0)
+            part_sw = acc_sw
+            if cutlass.const_expr(self.cfg.two_level_scales):
+                part_sw = cute.make_rmem_tensor(cute.make_layout((4, self.wn // 16)), cutlass.Float32)
+                part_sw.fill(0.0)
         accP = acc
         accS = acc
         if cutlass.const_expr(self.fold):
@@ -636,7 +650,17 @@ class Sm80MixedGemm:
                             if cutlass.const_expr(self.group > 0 and not self.cfg.two_level_scales):
                                 val = dq.mul2(plan, val, sc)
                             rBu[r + 2 * (a * 8 + j)] = val
-                    cute.gemm(tiled_mma, acc_mma, tCrA[None, None, s], rB[None, None, 0], acc_mma)
+                    if cutlass.const_expr(self.swap):
+                        mma16 = mma_f16_m16n8k16 if self.cfg.a_dtype == "float16" else mma_bf16_m16n8k16
+                        for pp in cutlass.range_constexpr(self.wn // 16):
+                            nt = 2 * pp
+                            # A rows g / g + 8 = columns of n8 tiles nt / nt + 1; B = activation rows 0-7
+                            d = mma16([rBu[2 * nt], rBu[2 * nt + 2], rBu[2 * nt + 1], rBu[2 * nt + 3]],
+                                      [rAi[0, 0, s], rAi[2, 0, s]], [part_sw[v, pp] for v in range(4)])
+                            for v in cutlass.range_constexpr(4):
+                                part_sw[v, pp] = d[v]
+                    else:
+                        cute.gemm(tiled_mma, acc_mma, tCrA[None, None, s], rB[None, None, 0], acc_mma)
                     if cutlass.const_expr(self.fold):
                         for mi in cutlass.range_constexpr(self.wm // 16):
                             a_regs = [rAi[v, mi, s] for v in range(4)]
@@ -653,8 +677,18 @@ class Sm80MixedGemm:
                         srow = (s * 16) // self.group if 0 < self.group < self.wk else 0
                         if cutlass.const_expr(0 < self.group < self.bk):
                             srow = (wk_idx * self.wk) // self.group + srow
+                        if cutlass.const_expr(self.swap):
+                            for pp in cutlass.range_constexpr(self.wn // 16):
+                                for v in cutlass.range_constexpr(4):
+                                    nj = 2 * pp + v // 2
+                                    sc = s_half[nj % 8, g, wn_idx * self.wn_atoms + nj // 8, srow,
+                                                stage].to(cutlass.Float32)
+                                    if cutlass.const_expr(self.defer_exp):
+                                        sc = sc * float(plan.exp_factor)
+                                    acc_sw[v, pp] = acc_sw[v, pp] + part_sw[v, pp] * sc
+                                    part_sw[v, pp] = cutlass.Float32(0.0)
                         # accumulator v of n8 tile nj holds column 8 nj + 2 (lane % 4) + v % 2 (rows g, g + 8)
-                        for nj in cutlass.range_constexpr(self.wn // 8):
+                        for nj in cutlass.range_constexpr(self.wn // 8 if not self.swap else 0):
                             for e in cutlass.range_constexpr(2):
                                 sc = s_half[nj % 8, 2 * (lane % 4) + e, wn_idx * self.wn_atoms + nj // 8, srow,
                                             stage].to(cutlass.Float32)
@@ -687,6 +721,18 @@ class Sm80MixedGemm:
         if cutlass.const_expr(self.act8 and (self.int_acc or self.f16acc8) and self.group == 0 and cfg_xg == 0):
             for i in cutlass.range_constexpr(cute.size(acc)):
                 acc[i] = acc_i[i].to(cutlass.Float32)
+
+        if cutlass.const_expr(self.swap):
+            # into the usual layout: acc[e, 0, nj] of lane (g, t) = row g, column 8 nj + 2t + e, held by lane
+            # (2t + e, g // 2) as its register (nj % 2) * 2 + g % 2 of pair nj // 2; rows 8-15 are padding (rows8)
+            acc.fill(0.0)
+            t4 = lane % 4
+            for nj in cutlass.range_constexpr(self.wn // 8):
+                for e in cutlass.range_constexpr(2):
+                    src = (2 * t4 + e) * 4 + g // 2
+                    x0 = cute.arch.shuffle_sync(acc_sw[(nj % 2) * 2, nj // 2], src)
+                    x1 = cute.arch.shuffle_sync(acc_sw[(nj % 2) * 2 + 1, nj // 2], src)
+                    acc[e, 0, nj] = cutlass.select_(g % 2 == 1, x1, x0)
 
         # ---- K-split warps: add the partial sums in shared memory, in a fixed order
         if cutlass.const_expr(self.warps_k > 1):

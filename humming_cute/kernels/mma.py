@@ -244,6 +244,12 @@ def mma_f16_m16n8k16(a: Fragment, b: Fragment, c: Sequence[object], *, loc=None,
     return _mma_k32_f32("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32", a, b, c, loc=loc, ip=ip)
 
 
+@dsl_user_op
+def mma_bf16_m16n8k16(a: Fragment, b: Fragment, c: Sequence[object], *, loc=None, ip=None) -> tuple:
+    """``mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32``: :func:`mma_f16_m16n8k16` for bf16 operands."""
+    return _mma_k32_f32("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", a, b, c, loc=loc, ip=ip)
+
+
 def _mma_k32_f32(opcode: str, a: Fragment, b: Fragment, c: Sequence[object], *, loc=None, ip=None) -> tuple:
     """Issue an `opcode` with 4 A, 2 B and 4 fp32 C/D registers (m16n8k32 8-bit, m16n8k16 16-bit); returns the 4
     new accumulators."""

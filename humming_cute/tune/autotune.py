@@ -31,10 +31,13 @@ __all__ = ["autotune", "candidate_configs", "lookup", "tuned_config", "apply_ent
 
 #: the config fields an entry stores (the tiling and scheduling); everything else comes from the call
 TUNED_FIELDS = ("block_m", "block_n", "block_k", "warp_m", "warp_n", "warp_k", "stages", "split_k", "mainloop",
-                "two_level_scales", "warp_specialized", "cluster_split_k", "cluster_n", "persistent_ctas", "stream_k")
+                "two_level_scales", "warp_specialized", "cluster_split_k", "cluster_n", "persistent_ctas", "stream_k",
+                "warp_pipeline")
 #: scheduling options an entry may lack (written before they existed), and their "off" values
 _OFF_UNLESS_GIVEN = {"warp_specialized": False, "cluster_split_k": False, "cluster_n": 1, "persistent_ctas": 0,
-                     "stream_k": False}
+                     "stream_k": False, "warp_pipeline": False}
+#: mma.sync-only options of a decode default that a wgmma candidate drops
+_MMA_SYNC_ONLY_OFF = dict(warp_pipeline=False, rows8=False, a_rows8=False, swap_ab=False, fold_offsets=False)
 _SCHEMA = 1
 
 
@@ -229,10 +232,12 @@ def candidate_configs(base: GemmConfig, m: int, n_pad: int, k_pad: int, *, num_s
                 if split > 1 and ((k_pad // bk) % split or k_pad // bk // split < 2):
                     continue
                 for cluster in ((False, True) if split > 1 and arch.sm >= 90 else (False,)):
-                    cfg = deepest(sm80.with_(block_n=bn, block_k=bk, warp_k=wk, split_k=split, stages=2,
-                                             cluster_split_k=cluster), 4)
-                    if cfg is not None:
-                        add(cfg, sm80_list)
+                    # with and without per-warp pipelines (invalid ones, e.g. warps across N, are dropped)
+                    for wp in (sm80.warp_pipeline, not sm80.warp_pipeline):
+                        cfg = deepest(sm80.with_(block_n=bn, block_k=bk, warp_k=wk, split_k=split, stages=2,
+                                                 cluster_split_k=cluster, warp_pipeline=wp), 4)
+                        if cfg is not None:
+                            add(cfg, sm80_list)
     if arch.sm == 90 and m >= 32 and (base.a_dtype in ("float16", "bfloat16")
                                       or (base.a_dtype in ACT8_TYPES and base.act_group_size == 0)):
         for bm in (b for b in (64, 128, 256) if b <= max(64, 2 * m)):
@@ -247,6 +252,7 @@ def candidate_configs(base: GemmConfig, m: int, n_pad: int, k_pad: int, *, num_s
                             for cn in (1, 2) if (split == 1 or cluster) and (n_pad // bn) % 2 == 0 else (1,):
                                 cfg = base.with_(block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_n=64,
                                                  warp_k=bk, split_k=split, mainloop="sm90", two_level_scales=False,
+                                                 **_MMA_SYNC_ONLY_OFF,
                                                  stages=2, activation="none", custom_activation=None, glu=False,
                                                  warp_specialized=ws, cluster_split_k=cluster, cluster_n=cn,
                                                  persistent_ctas=0, stream_k=False)
@@ -263,6 +269,7 @@ def candidate_configs(base: GemmConfig, m: int, n_pad: int, k_pad: int, *, num_s
             for ws, persistent in ((False, False), (True, False), (True, True)):
                 cfg = base.with_(block_m=bm, block_n=256, block_k=64, warp_m=bm, warp_n=128, warp_k=64, split_k=1,
                                  mainloop="sm90", two_level_scales=False, stages=2, activation="none",
+                                 **_MMA_SYNC_ONLY_OFF,
                                  custom_activation=None, glu=False, warp_specialized=ws, cluster_split_k=False,
                                  cluster_n=1, persistent_ctas=num_sms if persistent else 0, stream_k=False)
                 cfg = deepest(cfg, 8)
