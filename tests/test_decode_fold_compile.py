@@ -52,7 +52,7 @@ def test_default_switches(monkeypatch):
 
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a")
     cfg = default_config(1, 8192, 8192, **kw)
-    assert not cfg.fold_offsets and not cfg.rows8
+    assert not cfg.fold_offsets and cfg.rows8 == cfg.swap_ab     # (rows8 only with swap_ab, DECODE_SWAP_AB)
     monkeypatch.setattr(heur, "FOLD_OFFSETS", True)
     monkeypatch.setattr(heur, "DECODE_ROWS8", True)
     for m, n, k in ((1, 8192, 8192), (8, 4096, 4096), (16, 28672, 4096), (1, 4096, 14336)):

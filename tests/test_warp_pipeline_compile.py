@@ -91,7 +91,8 @@ def test_swap_ab_compiles(arch, extra):
 
 
 def test_default_switch(monkeypatch):
-    """sm_90 decode defaults (M <= 16) of <= 5-bit weights with one warp column take warp_pipeline; 6-8 bit weights,
+    """sm_90 decode defaults (M <= 16) of <= 5-bit weights with one warp column take warp_pipeline (and at M <= 8
+    rows8 + swap_ab); 6-8 bit weights,
     other archs, M > 16, groups wider than a warp's k-range and the switch off keep the CTA-wide copies; the
     autotuner's mma.sync candidates come with and without it."""
     import humming_cute.tune.heuristics as heur
@@ -113,5 +114,11 @@ def test_default_switch(monkeypatch):
     cands = candidate_configs(base, 1, 8192, 8192, max_candidates=200)
     assert any(c.warp_pipeline for c in cands[1:]) and any(not c.warp_pipeline for c in cands)
     assert any(c.block_n == 128 for c in cands)        # warps across N: without per-warp pipelines
+    for m in (1, 8, 9, 16):      # M <= 8 also rows8 + swap_ab
+        cfg = default_config(m, 8192, 8192, b_dtype="uint4", group_size=128, **kw).validate()
+        assert cfg.swap_ab == cfg.rows8 == (m <= 8)
+    assert not default_config(1, 8192, 8192, b_dtype="int8", group_size=0, **kw).swap_ab
+    monkeypatch.setattr(heur, "DECODE_SWAP_AB", False)
+    assert not default_config(1, 8192, 8192, b_dtype="uint4", group_size=128, **kw).swap_ab
     monkeypatch.setattr(heur, "DECODE_WARP_PIPELINE", False)
     assert not default_config(1, 8192, 8192, b_dtype="uint4", group_size=128, **kw).warp_pipeline

@@ -67,6 +67,13 @@ DECODE_A_ROWS8 = False
 #: 0.97-0.99x. fp16 x int8 channel (..._wpipe_w8.log): 0.99-1.02x, so 6-8 bit weights keep the CTA-wide copies
 DECODE_WARP_PIPELINE = True
 
+#: those tiles at M <= 8 also take `rows8` + `swap_ab` (the dequantized weights as the MMA's A operand, the 8 live
+#: activation rows as B: half the MMAs and half the two-level partial sums). H200, fp16 x uint4 g128, with
+#: warp_pipeline (benchmarks/results/2026-11-30_h200_decode_probe_swap_w4.log): 8192^2 M = 1 / 8 16.1 / 16.3 us
+#: against 17.1 / 17.5 us (0.94 / 0.93x), 28672 x 4096 0.94x, 4096 x 14336 0.92x, 4096^2 0.96-0.97x; the outputs
+#: were bitwise those of the unswapped tiles. fp16 x int8 channel (..._swap_w8.log): 0.98-1.01x, not taken
+DECODE_SWAP_AB = True
+
 #: MoE block sizes that only the wgmma mainloop takes (wgmma N = block_m, any multiple of 16; mma.sync tiles are
 #: powers of two)
 WGMMA_ONLY_MOE_BLOCKS = (48, 96, 160)
@@ -370,6 +377,8 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
             and a_dtype in ("float16", "bfloat16") and cfg.block_m == cfg.warp_m and cfg.block_n == cfg.warp_n
             and cfg.warps_k > 1 and (group_size == 0 or cfg.warp_k % group_size == 0)):
         cfg = cfg.with_(warp_pipeline=True)
+        if DECODE_SWAP_AB and m <= 8 and not cfg.fold_offsets and not cfg.use_f16_accum:
+            cfg = cfg.with_(rows8=True, swap_ab=True)
     return cfg
 
 
