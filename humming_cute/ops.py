@@ -151,7 +151,8 @@ def gemm(x: torch.Tensor, weight: PreparedWeight, *, bias: Optional[torch.Tensor
             if act_name != "none":
                 cfg = cfg.with_(activation=act_name, custom_activation=act_fn, glu=glu)
             if use_f16_accum:   # fp16 accumulation exists on the mma.sync mainloop (chosen above)
-                cfg = cfg.with_(use_f16_accum=True, two_level_scales=False).validate()
+                # (the swapped decode MMAs accumulate in fp32 only: the fp16 ones keep the usual operand order)
+                cfg = cfg.with_(use_f16_accum=True, two_level_scales=False, swap_ab=False, rows8=False).validate()
             if len(_DEFAULTS) > 65536:
                 _DEFAULTS.clear()
             hit = _DEFAULTS[key] = (weakref.ref(weight), cfg, _rc.get_kernel(cfg))
