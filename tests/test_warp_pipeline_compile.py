@@ -91,9 +91,9 @@ def test_swap_ab_compiles(arch, extra):
 
 
 def test_default_switch(monkeypatch):
-    """sm_90 decode defaults (M <= 16) of <= 5-bit weights with one warp column take warp_pipeline (and at M <= 8
+    """sm_90 decode defaults (M <= 32) of <= 5-bit weights with one warp column take warp_pipeline (and at M <= 8
     rows8 + swap_ab); 6-8 bit weights,
-    other archs, M > 16, groups wider than a warp's k-range and the switch off keep the CTA-wide copies; the
+    other archs, M > 32, groups wider than a warp's k-range and the switch off keep the CTA-wide copies; the
     autotuner's mma.sync candidates come with and without it."""
     import humming_cute.tune.heuristics as heur
     from humming_cute.tune.autotune import candidate_configs
@@ -107,7 +107,9 @@ def test_default_switch(monkeypatch):
     assert default_config(1, 8192, 8192, b_dtype="uint4", group_size=128, **kw).warp_pipeline
     assert not default_config(1, 8192, 8192, b_dtype="int8", group_size=0, **kw).warp_pipeline
     assert not default_config(1, 8192, 8192, b_dtype="int4", group_size=256, **kw).warp_pipeline
-    assert not default_config(32, 8192, 8192, b_dtype="uint4", group_size=128, **kw).warp_pipeline
+    assert default_config(32, 8192, 8192, b_dtype="uint4", group_size=128, **kw).warp_pipeline
+    assert not default_config(32, 28672, 4096, b_dtype="uint4", group_size=128, **kw).warp_pipeline   # bn 128
+    assert not default_config(33, 8192, 8192, b_dtype="uint4", group_size=128, **kw).warp_pipeline
     assert not default_config(1, 8192, 8192, b_dtype="uint4", group_size=128,
                               **{**kw, "arch": "sm_80"}).warp_pipeline
     base = default_config(1, 8192, 8192, b_dtype="uint4", group_size=128, **kw)

@@ -63,6 +63,19 @@ def test_warp_pipeline(a, b, group, scale, m, bk, wk, split, cluster, two_level)
     _run(a, b, group, scale, m, 320, 4096, cfg, m + bk + wk + split + (group or 1))
 
 
+@pytest.mark.parametrize("a,b,group,scale", FORMATS[:4])
+@pytest.mark.parametrize("m", [17, 32])
+@pytest.mark.parametrize("bk,wk,split,cluster", [(512, 128, 1, False), (256, 64, 1, False), (512, 128, 2, True)])
+def test_warp_pipeline_bm32(a, b, group, scale, m, bk, wk, split, cluster):
+    """32-row decode tiles (M 17-32: two m16 tiles per warp) with per-warp pipelines."""
+    wk = max(wk, group)
+    cfg = _fit(hc.GemmConfig(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, has_bias=m % 2 == 1, block_m=32,
+                             block_n=64, block_k=bk, warp_m=32, warp_n=64, warp_k=wk, stages=3, split_k=split,
+                             cluster_split_k=cluster, two_level_scales=group > 0, warp_pipeline=True,
+                             arch=current_arch().target)).validate()
+    _run(a, b, group, scale, m, 320, 4096, cfg, m + bk + split)
+
+
 @pytest.mark.parametrize("m", [1, 8])
 def test_warp_pipeline_rows8(m):
     """With rows8 / a_rows8 (8 activation rows per stage) and fold_offsets."""
@@ -74,7 +87,7 @@ def test_warp_pipeline_rows8(m):
         _run("float16", "uint4", 128, "float16", m, 256, 8192, cfg, m + len(extra))
 
 
-@pytest.mark.parametrize("m", [1, 16])
+@pytest.mark.parametrize("m", [1, 16, 32])
 @pytest.mark.parametrize("shape", [(8192, 8192), (4096, 4096), (28672, 4096), (4096, 14336)])
 @pytest.mark.parametrize("b,group", [("uint4", 128), ("int8", 0)])
 def test_warp_pipeline_default_tiles(m, shape, b, group):

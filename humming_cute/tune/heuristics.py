@@ -60,11 +60,13 @@ DECODE_ROWS8 = False
 #: 2026-11-30_h200_decode_probe_hot_w4.log). So off
 DECODE_A_ROWS8 = False
 
-#: sm_90 decode tiles of 16-bit activations and weights of at most 5 bits with one warp column (block_n = warp_n;
+#: sm_90 decode tiles (M <= 32) of 16-bit activations and weights of at most 5 bits with one warp column (block_n = warp_n;
 #: the k-tile split across warps) take `warp_pipeline`: each warp copies and waits for its own slices, no CTA
 #: barrier per k-tile. H200, fp16 x uint4 g128 (benchmarks/results/2026-11-30_h200_decode_probe_wpipe_w4.log):
 #: 8192^2 M = 1 / 16 17.3 / 17.7 us against 18.4 / 19.5 us (0.94 / 0.91x); 4096^2, 28672 x 4096 and 4096 x 14336
-#: 0.97-0.99x. fp16 x int8 channel (..._wpipe_w8.log): 0.99-1.02x, so 6-8 bit weights keep the CTA-wide copies
+#: 0.97-0.99x. fp16 x int8 channel (..._wpipe_w8.log): 0.99-1.02x, so 6-8 bit weights keep the CTA-wide copies.
+#: M 17-32 (32-row tiles, ..._decode_probe_swap_w4.log at M = 32): 8192^2 0.93x, 4096^2 0.96x, 4096 x 14336 0.95x
+#: (28672 x 4096's default there has warps across N and keeps its tile)
 DECODE_WARP_PIPELINE = True
 
 #: those tiles at M <= 8 also take `rows8` + `swap_ab` (the dequantized weights as the MMA's A operand, the 8 live
@@ -373,7 +375,7 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
         else:
             cfg = cfg.with_(stages=2)
             break
-    if (DECODE_WARP_PIPELINE and get_arch(arch).sm == 90 and m <= 16 and parse_dtype(b_dtype).bits <= 5
+    if (DECODE_WARP_PIPELINE and get_arch(arch).sm == 90 and m <= 32 and parse_dtype(b_dtype).bits <= 5
             and a_dtype in ("float16", "bfloat16") and cfg.block_m == cfg.warp_m and cfg.block_n == cfg.warp_n
             and cfg.warps_k > 1 and (group_size == 0 or cfg.warp_k % group_size == 0)):
         cfg = cfg.with_(warp_pipeline=True)
