@@ -57,7 +57,13 @@ p.add_argument("--warp-pipeline", action="store_true",
 p.add_argument("--swap", action="store_true",
                help="at M <= 8 also every candidate with rows8 + swap_ab (weights as the MMA's A operand), and the "
                     "default tile (with warp_pipeline where it takes it) with them")
+p.add_argument("--unverified", action="store_true",
+               help="set config.ALLOW_UNVERIFIED (options built but not yet GPU-verified, e.g. warp_pipeline with warps "
+                    "across N); every output is still checked against the default's")
 args = p.parse_args()
+if args.unverified:
+    import humming_cute.config as _hconfig
+    _hconfig.ALLOW_UNVERIFIED = True
 if args.hot == 1:
     p.error("--hot takes 0 (off) or >= 2 calls")
 
@@ -137,7 +143,7 @@ for shape in args.shapes.split(","):
                 for extra in (dict(), dict(block_n=dcfg.warp_n, warp_pipeline=True)):
                     try:
                         scfg = dcfg.with_(rows8=True, swap_ab=True, **extra).validate()
-                    except ValueError:
+                    except (ValueError, NotImplementedError):
                         continue
                     ys = hc.gemm(x, pw, config=scfg)
                     err = ((ys.float() - y.float()).norm() / y.float().norm()).item()
@@ -168,7 +174,7 @@ for shape in args.shapes.split(","):
                                     cluster_split_k=bool(cl), rows8=(bool(fold) or bool(sw)) and m <= 8,
                                     warp_pipeline=bool(wp), swap_ab=bool(sw),
                                     **opts).validate()
-            except ValueError:
+            except (ValueError, NotImplementedError):     # (invalid, or not enabled)
                 continue
             label = (f"bn{bn} bk{bk} wk{wk} warps{cfg.num_threads // 32} st{st} split{split}"
                      f"{' cluster' if cl else ''} 2lvl{tl}{' fold' if opts['fold_offsets'] else ''}"

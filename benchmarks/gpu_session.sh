@@ -64,6 +64,7 @@
 #   bash benchmarks/gpu_session.sh wpipe        # warp_pipeline GPU tests; W4 g128 decode tiles with and without it
 #   bash benchmarks/gpu_session.sh swap         # warp_pipeline / swap_ab GPU tests; decode tiles with rows8 + swap_ab (W4, W8)
 #   bash benchmarks/gpu_session.sh bench-w4-f16 # the fp16-accumulation GEMM tests, then the W4A16 g128 dense benchmark
+#   bash benchmarks/gpu_session.sh wpipe-n      # warp_pipeline across N / on MoE: GPU tests (refused until they pass), probes
 #   bash benchmarks/gpu_session.sh wpipe8       # the low-bit MoE two-atom test; W8 channel decode tiles with and without it
 #   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
 #   bash benchmarks/gpu_session.sh pair tests moe-odd    # two steps at once on a two-GPU machine (GPU 0, GPU 1)
@@ -86,7 +87,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|swap|bench-w4-f16|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -389,6 +390,16 @@ case "$step" in
     run 90 "${tag}_f16-accum-tests.log" python3 -m pytest -m gpu -n 8 -q -rf tests/test_gemm_gpu.py -k use_f16_accum
     run 330 "${tag}_w4a16_g128.log" python3 -m humming_cute.bench --m 1,16,64,256,1024,4096,8192 \
       --json "$OUT/${tag}_w4a16_g128.json" --png "$OUT/${tag}_w4a16_g128.png" ;;
+  wpipe-n)
+    # warp_pipeline with warps across N and on the MoE GEMM (refused until these pass): GPU tests, then MoE decode
+    # tiles (Mixtral-like / Qwen-like at 16 / 64 tokens) and W8 28672 x 4096 decode tiles with and without it
+    run 200 "${tag}_wpipe-n-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_warp_pipeline_gpu.py \
+      tests/test_moe_gpu.py -k "warps_n or warp_pipeline"
+    run 220 "${tag}_moe_probe_wpipe.log" python3 benchmarks/moe_config_probe.py --presets mixtral,qwen3-30b-a3b \
+      --tokens 16,64 --small --warp-pipeline --unverified --budget-s 50
+    run 120 "${tag}_decode_probe_wpipe_n_w8.log" python3 benchmarks/decode_config_probe.py --m 1,16 --b int8 \
+      --group 0 --shapes 28672x4096 --bn 64,128,256 --kw 256/64,256/128,512/128 --stages 2,3,4 --split 1 \
+      --two-level 0 --warp-pipeline --unverified --top 12 ;;
   wpipe8)
     # the 1- to 3-bit MoE two-atom defaults' GPU test; W8 channel decode tiles with and without warp_pipeline
     run 150 "${tag}_moe_low_bits_tests.log" python3 -m pytest -m gpu -n 8 -q -rf tests/test_moe_gpu.py -k low_bits

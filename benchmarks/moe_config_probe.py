@@ -69,6 +69,10 @@ p.add_argument("--wgmma-stages", default="",
 p.add_argument("--two-atoms", action="store_true",
                help="with --wgmma: also every wgmma candidate with two 64-row weight atoms per warpgroup "
                     "(warp_n=128; block_n 512 without the producer warpgroup)")
+p.add_argument("--warp-pipeline", action="store_true",
+               help="also every mma.sync candidate with warp_pipeline (each warp copies its own rows, weight columns "
+                    "and scales; warp barrier per k-tile); warps across N and the MoE GEMM need --unverified until "
+                    "GPU-verified")
 p.add_argument("--unverified", action="store_true",
                help="run the candidates with config.ALLOW_UNVERIFIED (options built but not yet GPU-verified); "
                     "each output is still checked against the default's")
@@ -119,6 +123,8 @@ for preset in args.presets.split(","):
             if args.small:
                 cands = [(16, bn, bk, wk, st) for bn in (64, 128, 256)
                          for bk, wk in ((128, 64), (256, 64), (512, 128), (1024, 128)) for st in (3, 4)]
+                if args.warp_pipeline:     # K-warps holding whole 128-groups (what warp_pipeline needs)
+                    cands += [(16, bn, bk, 128, st) for bn in (64, 128, 256) for bk in (128, 256) for st in (3, 4)]
             else:
                 cands = [(bm, bn, bk, 64, None) for bm, bn, bk in itertools.product(
                     map(int, args.block_m.split(",")), map(int, args.bn.split(",")), map(int, args.bk.split(",")))]
@@ -167,6 +173,12 @@ for preset in args.presets.split(","):
                     variants += [v.with_(moe_n_major=True) for v in variants]
                 if args.row_cache and cfg.mainloop == "sm80":
                     variants += [v.with_(moe_row_cache=not v.moe_row_cache) for v in variants]
+                if args.warp_pipeline and cfg.mainloop == "sm80":
+                    for v in list(variants):
+                        wv = v.with_(warp_pipeline=True)      # (every warp column its own activation rows)
+                        while smem_bytes(wv) > limit and wv.stages > 2:
+                            wv = wv.with_(stages=wv.stages - 1)
+                        variants.append(wv)
                 if args.persistent and cfg.warp_specialized:
                     sms = torch.cuda.get_device_properties(0).multi_processor_count
                     variants.append(cfg.with_(persistent_ctas=sms))
@@ -196,7 +208,7 @@ for preset in args.presets.split(","):
                             f"{' n-major' if cfg.moe_n_major else ''}{' persistent' if cfg.persistent_ctas else ''}"
                             f"{f' cn{cfg.cluster_n}' if cfg.cluster_n > 1 else ''}"
                             f"{' rows' if cfg.moe_cp_async_rows else ''}{' row-cache' if cfg.moe_row_cache else ''}"
-                            f"{' staged' if cfg.staged_store else ''}")
+                            f"{' staged' if cfg.staged_store else ''}{' wpipe' if cfg.warp_pipeline else ''}")
                     if args.match and not re.search(args.match, name):
                         continue
                     print(f"    running {name}", flush=True)

@@ -22,7 +22,8 @@ ACT4_TYPES = ("int4", "float4e2m1")
 QUANT_ACT_TYPES = ACT8_TYPES + ACT4_TYPES
 # Built and compile-checked, not yet run on a GPU: fp4 (e2m1) activations (sm_120a: block-scaled m16n8k64 MMA with
 # e2m1 weights, kind::f8f6f4 m16n8k32 with other weights) and GLU epilogues with two weight atoms per wgmma
-# warpgroup (warp_n=128). Configs using them are refused unless this is set (the compile tests set it).
+# warpgroup (warp_n=128); `warp_pipeline` on tiles with warps across N (each warp column its own copy of the
+# activation slice) and on the MoE GEMM. Configs using them are refused unless this is set (the compile tests set it).
 ALLOW_UNVERIFIED = False
 UNVERIFIED_ACT_TYPES = ("float4e2m1",)
 
@@ -133,10 +134,12 @@ class GemmConfig:
     # with rows8: the activation tile keeps 8 rows per pipeline stage (the m16 MMA's rows 8-15 read rows 0-7 again;
     # their results are never stored): half the activation shared memory, room for a deeper weight pipeline
     a_rows8: bool = False
-    # mma.sync, dense, 16-bit activations, one warp per block row and column (block_m = warp_m, block_n = warp_n:
-    # the k-tile is split across warps): each warp copies only its own slices of the activations, weights and group
-    # scales (its own cp.async groups), so the main loop waits for a k-tile with a warp barrier instead of a CTA
-    # barrier - a warp whose data has landed goes on while another still waits (decode tiles)
+    # mma.sync, 16-bit activations, one warp row per block (block_m = warp_m): each warp copies only its own slices
+    # of the activations, weights and group scales (its own cp.async groups), so the main loop waits for a k-tile
+    # with a warp barrier instead of a CTA barrier - a warp whose data has landed goes on while another still waits
+    # (decode tiles). With warps across N (block_n > warp_n) every warp column keeps its own copy of the activation
+    # slice (warps_n x the activation shared memory); that and the MoE GEMM are not yet GPU-verified
+    # (`ALLOW_UNVERIFIED`)
     warp_pipeline: bool = False
     # with rows8 (M <= 8): the MMAs take the dequantized weights as their A operand (16 weight columns) and the
     # activations as B (the 8 live rows), so one m16n8k16 covers 16 columns of the live rows instead of 8 columns
@@ -236,16 +239,19 @@ class GemmConfig:
                                  f"warp_m) and float16/bfloat16 activations, got mainloop={self.mainloop!r}, "
                                  f"moe={self.moe}, block_m={self.block_m}, warp_m={self.warp_m}, {self.a_dtype}")
         if self.warp_pipeline:
-            if (self.mainloop != "sm80" or self.moe or self.block_m != self.warp_m or self.block_n != self.warp_n
+            if (self.mainloop != "sm80" or self.block_m != self.warp_m
                     or self.a_dtype not in ("float16", "bfloat16")):
-                raise ValueError(f"warp_pipeline takes the dense mma.sync GEMM with 16-bit activations and warps that "
-                                 f"split only the k-tile (block_m = warp_m, block_n = warp_n), got "
-                                 f"mainloop={self.mainloop!r}, moe={self.moe}, {self.a_dtype} activations, block "
-                                 f"{self.block_m} x {self.block_n}, warp {self.warp_m} x {self.warp_n}")
+                raise ValueError(f"warp_pipeline takes the mma.sync GEMM with 16-bit activations and one warp row "
+                                 f"per block (block_m = warp_m), got mainloop={self.mainloop!r}, {self.a_dtype} "
+                                 f"activations, block_m={self.block_m}, warp_m={self.warp_m}")
             wk = self.warp_k or self.block_k
             if self.group_size and wk % self.group_size:
                 raise ValueError(f"warp_pipeline: each warp copies its own group-scale rows, so warp_k must be a "
                                  f"multiple of group_size; got warp_k={wk}, group_size={self.group_size}")
+            if (self.block_n != self.warp_n or self.moe) and not ALLOW_UNVERIFIED:
+                raise NotImplementedError(f"warp_pipeline with warps across N (block_n={self.block_n}, "
+                                          f"warp_n={self.warp_n}) or on the MoE GEMM (moe={self.moe}) is built but not "
+                                          f"yet verified on a GPU; it is not enabled")
         if self.swap_ab:
             if not self.rows8 or self.fold_offsets or self.use_f16_accum:
                 raise ValueError(f"swap_ab takes rows8=True (M <= 8) without fold_offsets or use_f16_accum, got "
@@ -521,6 +527,8 @@ def wgmma_register_split(n_consumer_wgs: int, cp_async_rows: bool = False) -> tu
 def smem_bytes(cfg: GemmConfig) -> int:
     """Shared memory of one CTA: A + packed B + group scales (+ zero points), per stage."""
     a = (8 if cfg.a_rows8 else cfg.block_m) * cfg.block_k * cfg.act_bits // 8
+    if cfg.warp_pipeline and cfg.mainloop == "sm80":
+        a *= cfg.warps_n             # one copy of the activation slice per warp column
     b = cfg.block_n * cfg.block_k * cfg.bits // 8
     # the mma.sync kernel keeps a scale ring of >= 1 row per stage (channelwise too) and a zero-point ring only
     # for formats with zero points

@@ -830,3 +830,32 @@ def test_moe_row_cache_act8_and_glu(a, b, group, down):
                              is_down=down, activation="silu_glu", out_dtype=torch.float32)
     assert torch.equal(y, y0)
     assert ((y.float() - ref).norm() / ref.norm()).item() < 1e-2
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,block_m,down,skewed", [
+    (128, 8, 1, 16, False, False), (64, 8, 33, 16, True, True), (8, 2, 16, 16, True, False),
+    (8, 1, 64, 32, False, True), (8, 2, 7, 32, True, True)])
+@pytest.mark.parametrize("bn", [128, 256])
+def test_moe_warp_pipeline(monkeypatch, fmt, experts, top_k, tokens, block_m, down, skewed, bn):
+    """warp_pipeline on the mma.sync MoE GEMM (each warp copies its own gathered activation rows, weight columns and
+    scales; with warps across N every warp column its own copy of the rows; not yet enabled without
+    ALLOW_UNVERIFIED): against the reference and bitwise equal to the CTA-wide copies, with padding, other ranks'
+    experts, routing weights and bias."""
+    import humming_cute.config as hconfig
+    from humming_cute.arch import get_arch
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+
+    def make(wp):
+        base = _sm80_moe_config(block_m, top_k, down)
+
+        def config(pw, a_name, has_bias):
+            cfg = base(pw, a_name, has_bias).with_(block_n=bn, block_k=128, warp_k=128, warp_pipeline=True)
+            while hconfig.smem_bytes(cfg) > get_arch(cfg.arch).smem_per_block_bytes and cfg.stages > 2:
+                cfg = cfg.with_(stages=cfg.stages - 1)     # (every warp column's own activation rows)
+            return cfg.with_(warp_pipeline=wp).validate()
+        return config
+
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, 512, 1024, block_m, tokens + experts + block_m + bn,
+                  make(True), same_as=make(False))

@@ -25,7 +25,7 @@ CASES = {
     "decode cluster split-K": lambda: _dense(16, 4096, 4096, "uint4", 128),
     "decode int8 channel": lambda: _dense(1, 8192, 8192, "int8", 0),
     "decode fold rows8 a_rows8 int4 g32": lambda: _dense(1, 8192, 8192, "int4", 32).with_(
-        fold_offsets=True, rows8=True, a_rows8=True, stages=4),
+        fold_offsets=True, rows8=True, a_rows8=True, swap_ab=False, stages=4),
     "decode int4 g32 without zero points": lambda: _dense(1, 8192, 8192, "int4", 32),
     "fp8 activations": lambda: _dense(16, 4096, 4096, "int4", 0, a_dtype="float8e4m3"),
     "int4 activations": lambda: _dense(64, 4096, 4096, "int4", 0, a_dtype="int4"),

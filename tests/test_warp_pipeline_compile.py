@@ -16,21 +16,30 @@ KW = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
           block_n=64, warp_n=64, block_k=512, warp_k=128, stages=3, two_level_scales=True, arch="sm_90a")
 
 
-def test_rules():
-    """Dense mma.sync with 16-bit activations, warps only along K, and whole scale groups per warp."""
+def test_rules(monkeypatch):
+    """mma.sync with 16-bit activations, one warp row per block, and whole scale groups per warp; warps across N
+    and the MoE GEMM are refused until GPU-verified (`ALLOW_UNVERIFIED`)."""
+    import humming_cute.config as hconfig
+
     GemmConfig(**KW, warp_pipeline=True).validate()
     GemmConfig(**{**KW, "b_dtype": "int8", "group_size": 0, "two_level_scales": False},
                warp_pipeline=True).validate()
-    for bad in (dict(block_n=128), dict(block_m=32), dict(mainloop="sm90", block_m=64, warp_m=64, block_k=64,
-                                                          warp_k=64, two_level_scales=False),
-                dict(moe=True, two_level_scales=False),
+    for bad in (dict(block_m=32), dict(mainloop="sm90", block_m=64, warp_m=64, block_k=64, warp_k=64,
+                                       two_level_scales=False),
                 dict(a_dtype="float8e4m3", b_dtype="int4", group_size=0, two_level_scales=False),
                 dict(group_size=256)):
         with pytest.raises(ValueError, match="warp_pipeline"):
             GemmConfig(**{**KW, **bad}, warp_pipeline=True).validate()
+    unverified = (dict(block_n=128), dict(moe=True, two_level_scales=False))
+    for extra in unverified:
+        with pytest.raises(NotImplementedError, match="warp_pipeline .* not\s+yet verified"):
+            GemmConfig(**{**KW, **extra}, warp_pipeline=True).validate()
     # the same configs without the option are valid: each error above is the option's own
-    for bad in (dict(block_n=128), dict(group_size=256)):
-        GemmConfig(**{**KW, **bad}).validate()
+    for ok in (dict(block_n=128), dict(group_size=256), dict(moe=True, two_level_scales=False)):
+        GemmConfig(**{**KW, **ok}).validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    for extra in unverified:
+        GemmConfig(**{**KW, **extra}, warp_pipeline=True).validate()
 
 
 def _bars(ptx: str) -> tuple[int, int]:
@@ -120,7 +129,49 @@ def test_default_switch(monkeypatch):
         cfg = default_config(m, 8192, 8192, b_dtype="uint4", group_size=128, **kw).validate()
         assert cfg.swap_ab == cfg.rows8 == (m <= 8)
     assert not default_config(1, 8192, 8192, b_dtype="int8", group_size=0, **kw).swap_ab
+    for b, g, a in (("int4", 128, "float16"), ("float4e2m1", 32, "float16"), ("uint4", 128, "bfloat16")):
+        assert not default_config(1, 8192, 8192, b_dtype=b, group_size=g, **{**kw, "a_dtype": a,
+                                                                             "c_dtype": a}).swap_ab
     monkeypatch.setattr(heur, "DECODE_SWAP_AB", False)
     assert not default_config(1, 8192, 8192, b_dtype="uint4", group_size=128, **kw).swap_ab
     monkeypatch.setattr(heur, "DECODE_WARP_PIPELINE", False)
     assert not default_config(1, 8192, 8192, b_dtype="uint4", group_size=128, **kw).warp_pipeline
+
+
+@pytest.mark.parametrize("extra", [dict(block_n=128), dict(block_n=256, b_dtype="int8", group_size=0,
+                                                           two_level_scales=False, block_k=256, warp_k=128, stages=2),
+                                   dict(moe=True, moe_top_k=8, two_level_scales=False, block_n=128, block_k=128),
+                                   dict(moe=True, moe_down=True, moe_mul_topk_weights=True, two_level_scales=False,
+                                        block_n=256, block_k=128, moe_row_cache=True)])
+def test_compiles_warps_n_and_moe(monkeypatch, extra):
+    """Warps across N (each warp column its own activation stages: warps_n x the activation shared memory in the
+    estimate) and the MoE GEMM: the main loop's CTA barrier becomes a warp barrier, no spills."""
+    import humming_cute.config as hconfig
+    from humming_cute.config import smem_bytes
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    base = GemmConfig(**{**KW, **extra}).validate()
+    cfg = base.with_(warp_pipeline=True).validate()
+    a_bytes = base.block_m * base.block_k * 2 * base.stages
+    assert smem_bytes(cfg) - smem_bytes(base) == (base.warps_n - 1) * a_bytes
+    art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    ref = compile_for_arch(Sm80MixedGemm(base), *fake_operands(base), arch="sm_90a", options="--enable-tvm-ffi")
+    (cta, warp), (cta0, warp0) = _bars(art.ptx), _bars(ref.ptx)
+    assert (cta, warp) == (cta0 - 1, warp0 + 1), ((cta, warp), (cta0, warp0))
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+
+
+@pytest.mark.parametrize("m,n,k,b,g,a", [(1, 28672, 4096, "int4", 128, "float16"),
+                                         (1, 4096, 14336, "float4e2m1", 32, "float16"),
+                                         (1, 4096, 14336, "uint4", 0, "bfloat16"), (1, 8192, 8192, "uint5", 0, "float16"),
+                                         (8, 4096, 14336, "uint4", 32, "float16"), (1, 28672, 4096, "uint4", 128,
+                                                                                     "float16")])
+def test_decode_defaults_do_not_spill(m, n, k, b, g, a):
+    """Decode defaults with the per-warp pipelines (and swap_ab where they take it) compile without spills; the
+    first four spilled when every <= 5-bit format took swap_ab (ptxas cut them to 64-80 registers)."""
+    from humming_cute.tune.heuristics import default_config
+
+    cfg = default_config(m, n, k, a_dtype=a, b_dtype=b, c_dtype=a, group_size=g, arch="sm_90a").validate()
+    assert cfg.warp_pipeline and cfg.swap_ab == (b == "uint4" and a == "float16" and m <= 8)
+    art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0

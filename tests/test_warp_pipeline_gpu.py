@@ -156,3 +156,23 @@ def test_swap_ab_default_tiles(shape):
             y = hc.gemm(x, pw, out=out, config=cfg)
             ref = reference_gemm(x, qw, out_dtype=torch.float32)
             assert ((y.float() - ref).norm() / ref.norm()).item() < 2e-3, (b, m)
+
+
+@pytest.mark.parametrize("a,b,group,scale", FORMATS[:5])
+@pytest.mark.parametrize("m", [1, 7, 16])
+@pytest.mark.parametrize("bn,bk,wk,split,cluster", [(128, 256, 64, 1, False), (256, 256, 128, 1, False),
+                                                    (128, 512, 128, 2, True), (128, 256, 128, 2, False)])
+def test_warp_pipeline_warps_n(monkeypatch, a, b, group, scale, m, bn, bk, wk, split, cluster):
+    """Warps across N with per-warp pipelines (each warp column its own copy of the activation slice; not yet
+    enabled without ALLOW_UNVERIFIED): against the reference and bitwise equal to the CTA-wide copies."""
+    import humming_cute.config as hconfig
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    if cluster and torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("thread-block clusters need sm_90+")
+    wk = max(wk, group)
+    cfg = _fit(hc.GemmConfig(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, has_bias=m % 2 == 1, block_m=16,
+                             block_n=bn, block_k=bk, warp_m=16, warp_n=64, warp_k=wk, stages=4, split_k=split,
+                             cluster_split_k=cluster, two_level_scales=group > 0, warp_pipeline=True,
+                             arch=current_arch().target)).validate()
+    _run(a, b, group, scale, m, 512, 4096, cfg, m + bn + bk + wk + split)

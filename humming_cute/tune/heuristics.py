@@ -73,7 +73,11 @@ DECODE_WARP_PIPELINE = True
 #: activation rows as B: half the MMAs and half the two-level partial sums). H200, fp16 x uint4 g128, with
 #: warp_pipeline (benchmarks/results/2026-11-30_h200_decode_probe_swap_w4.log): 8192^2 M = 1 / 8 16.1 / 16.3 us
 #: against 17.1 / 17.5 us (0.94 / 0.93x), 28672 x 4096 0.94x, 4096 x 14336 0.92x, 4096^2 0.96-0.97x; the outputs
-#: were bitwise those of the unswapped tiles. fp16 x int8 channel (..._swap_w8.log): 0.98-1.01x, not taken
+#: were bitwise those of the unswapped tiles. fp16 x int8 channel (..._swap_w8.log): 0.98-1.01x, not taken. Only
+#: fp16 x uint4 (the measured format) takes it: for some other formats ptxas cuts the swapped kernel to 64-96 registers
+#: and spills in the main loop (int3 with 32 / 64-groups, float3e1m1 / uint5 channel at 8192^2; int4, float4e2m1 and
+#: bf16 x uint4 on some of the four bench shapes; fp16 x uint4 on none, every group size). One-CTA-per-SM launch
+#: bounds remove every spill but change the measured kernels' code too: not yet timed
 DECODE_SWAP_AB = True
 
 #: MoE block sizes that only the wgmma mainloop takes (wgmma N = block_m, any multiple of 16; mma.sync tiles are
@@ -379,7 +383,8 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
             and a_dtype in ("float16", "bfloat16") and cfg.block_m == cfg.warp_m and cfg.block_n == cfg.warp_n
             and cfg.warps_k > 1 and (group_size == 0 or cfg.warp_k % group_size == 0)):
         cfg = cfg.with_(warp_pipeline=True)
-        if DECODE_SWAP_AB and m <= 8 and not cfg.fold_offsets and not cfg.use_f16_accum:
+        if (DECODE_SWAP_AB and m <= 8 and b_dtype == "uint4" and a_dtype == "float16" and not cfg.fold_offsets
+                and not cfg.use_f16_accum):
             cfg = cfg.with_(rows8=True, swap_ab=True)
     return cfg
 
