@@ -148,12 +148,16 @@ def test_compiles_warps_n_and_moe(monkeypatch, extra):
     estimate) and the MoE GEMM: the main loop's CTA barrier becomes a warp barrier, no spills."""
     import humming_cute.config as hconfig
     from humming_cute.config import smem_bytes
+    from humming_cute.runtime.compile import compile_kernel
+    from humming_cute.testing.ptx import launch_smem_bytes
 
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     base = GemmConfig(**{**KW, **extra}).validate()
     cfg = base.with_(warp_pipeline=True).validate()
     a_bytes = base.block_m * base.block_k * 2 * base.stages
     assert smem_bytes(cfg) - smem_bytes(base) == (base.warps_n - 1) * a_bytes
+    need = launch_smem_bytes(str(compile_kernel(cfg).ir_module))      # what the kernel really allocates
+    assert len(need) == 1 and need[0] <= smem_bytes(cfg) <= need[0] + 1024, (need, smem_bytes(cfg))
     art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
     ref = compile_for_arch(Sm80MixedGemm(base), *fake_operands(base), arch="sm_90a", options="--enable-tvm-ffi")
     (cta, warp), (cta0, warp0) = _bars(art.ptx), _bars(ref.ptx)

@@ -103,6 +103,9 @@ class Sm80MixedGemm:
         # per-warp pipelines: each warp copies the (a_rows, wk) activation slice, the (bn, wk) weight slice and the
         # wk / group scale rows of its own k-range ("chunk" kt * warps_k + wk_idx of width wk)
         self.wpipe = cfg.warp_pipeline
+        # with warps across N each warp column keeps its own copy of the activation stages (warp column j: stages
+        # j * stages .. (j + 1) * stages - 1 of the A ring)
+        self.a_stages = self.stages * (self.warps_n if self.wpipe else 1)
         self.wk_words = self.wk // ATOM_K * self.aw
         self.wrows = self.wk // self.group if self.group > 0 else 0
         # swap_ab (rows8): weights as the MMA's A operand (pairs of n8 tiles = 16 weight columns), the 8 live
@@ -147,7 +150,7 @@ class Sm80MixedGemm:
         sw_bits = 3 if sw_cols >= 32 else 1
         a_atom = cute.make_composed_layout(cute.make_swizzle(sw_bits, 3, 3), 0,
                                            cute.make_layout((8, sw_cols), stride=(sw_cols, 1)))
-        sA_layout = cute.tile_to_shape(a_atom, (self.a_rows, self.bk_a, self.stages), (0, 1, 2))
+        sA_layout = cute.tile_to_shape(a_atom, (self.a_rows, self.bk_a, self.a_stages), (0, 1, 2))
         sB_layout = cute.make_layout((self.bn_atoms, self.bk_words, self.stages),
                                      stride=(self.bk_words, 1, self.bn_atoms * self.bk_words))
         srows = max(self.srows, 1)
@@ -157,8 +160,8 @@ class Sm80MixedGemm:
         if cutlass.const_expr(self.wpipe):
             # one warp's slices of a k-tile (kernel: load_tile with the warp's chunk index and lane)
             copy_A, nthr_A = self._g2s_copy(self.a_type, self.a_rows, self.wk_a, 32)
-            copy_B, nthr_B = self._g2s_copy(cutlass.Int32, self.bn_atoms, self.wk_words, 32)
-            copy_S, nthr_S = self._g2s_copy(cutlass.Int32, max(self.wrows, 1), self.bn // 2, 32)
+            copy_B, nthr_B = self._g2s_copy(cutlass.Int32, self.wn_atoms, self.wk_words, 32)
+            copy_S, nthr_S = self._g2s_copy(cutlass.Int32, max(self.wrows, 1), self.wn // 2, 32)
         else:
             copy_A, nthr_A = self._g2s_copy(self.a_type, self.a_rows, self.bk_a)
             copy_B, nthr_B = self._g2s_copy(cutlass.Int32, self.bn_atoms, self.bk_words)
@@ -424,20 +427,28 @@ class Sm80MixedGemm:
         gS = cute.local_tile(mS, (srows, self.bn // 2), (None, bn_idx))              # (rows, BN/2, r)
         gZ = cute.local_tile(mZ, (srows, self.bn // 2), (None, bn_idx))
         if cutlass.const_expr(self.wpipe):
+            # this warp's weight columns: warp column wn_idx of weight tile bn_idx
             wrows = max(self.wrows, 1)
-            gB = cute.local_tile(mB, (self.bn_atoms, self.wk_words), (bn_idx, None))  # (atoms, words, chunk)
-            gS = cute.local_tile(mS, (wrows, self.bn // 2), (None, bn_idx))           # (rows, BN/2, chunk)
-            gZ = cute.local_tile(mZ, (wrows, self.bn // 2), (None, bn_idx))
+            wcol = bn_idx * self.warps_n + wn_idx
+            gB = cute.local_tile(mB, (self.wn_atoms, self.wk_words), (wcol, None))    # (atoms, words, chunk)
+            gS = cute.local_tile(mS, (wrows, self.wn // 2), (None, wcol))             # (rows, WN/2, chunk)
+            gZ = cute.local_tile(mZ, (wrows, self.wn // 2), (None, wcol))
 
         # the copies' views of shared memory and the copying thread's index (its lane when each warp copies its
         # own k-range: chunk kt * warps_k + wk_idx of the wk-wide global tiles)
         sA_cp, sB_cp, sS_cp, sZ_cp = sA, sB, sS, sZ
         cidx = tidx
         if cutlass.const_expr(self.wpipe):
-            gA = cute.local_tile(mA, (self.a_rows, self.wk_a), (bm_idx, None))
-            cA = cute.local_tile(cute.make_identity_tensor(mA.shape), (self.a_rows, self.wk_a), (bm_idx, None))
-            sA_cp = cute.local_tile(sA, (self.a_rows, self.wk_a, self.stages), (0, wk_idx, 0))
-            sB_cp = cute.local_tile(sB, (self.bn_atoms, self.wk_words, self.stages), (0, wk_idx, 0))
+            if cutlass.const_expr(self.moe):
+                gA = cute.local_tile(mA, (self.bm, self.wk_a), (0, None))
+                cA = cute.local_tile(cute.make_identity_tensor((cute.size(mSorted, mode=[0]),
+                                                                cute.size(mA, mode=[1]))),
+                                     (self.bm, self.wk_a), (bm_idx, None))
+            else:
+                gA = cute.local_tile(mA, (self.a_rows, self.wk_a), (bm_idx, None))
+                cA = cute.local_tile(cute.make_identity_tensor(mA.shape), (self.a_rows, self.wk_a), (bm_idx, None))
+            sA_cp = cute.local_tile(sA, (self.a_rows, self.wk_a, self.stages), (0, wk_idx, wn_idx))
+            sB_cp = cute.local_tile(sB, (self.wn_atoms, self.wk_words, self.stages), (wn_idx, wk_idx, 0))
             cidx = lane
         thr_A = copy_A.get_slice(cidx)
         tAgA = thr_A.partition_S(gA)
@@ -463,8 +474,8 @@ class Sm80MixedGemm:
                 tApA[i] = cute.elem_less(tAcA[0, i, 0, 0][0], M)
         if cutlass.const_expr(self.wpipe):
             wrows = max(self.wrows, 1)
-            sS_cp = cute.local_tile(sS, (wrows, self.bn // 2, self.stages), (wk_idx, 0, 0))
-            sZ_cp = cute.local_tile(sZ, (wrows, self.bn // 2, self.stages), (wk_idx, 0, 0))
+            sS_cp = cute.local_tile(sS, (wrows, self.wn // 2, self.stages), (wk_idx, wn_idx, 0))
+            sZ_cp = cute.local_tile(sZ, (wrows, self.wn // 2, self.stages), (wk_idx, wn_idx, 0))
         thr_B = copy_B.get_slice(cidx)
         tBgB = thr_B.partition_S(gB)
         tBsB = thr_B.partition_D(sB_cp)
@@ -480,8 +491,10 @@ class Sm80MixedGemm:
         if cutlass.const_expr(self.cfg.a_rows8):
             # 8 activation rows per stage; the m16 MMA's rows 8-15 read rows 0-7 again (results never stored)
             sA_mma = cute.make_tensor(sA.iterator, cute.composition(sA.layout, cute.make_layout(
-                ((8, 2), self.bk_a, self.stages), stride=((1, 0), 8, 8 * self.bk_a))))
-        sA_w = cute.local_tile(sA_mma, (self.wm, self.wk_a, self.stages), (wm_idx, wk_idx, 0))
+                ((8, 2), self.bk_a, self.a_stages), stride=((1, 0), 8, 8 * self.bk_a))))
+        # (a warp column's own activation stages with warp_pipeline)
+        sA_w = cute.local_tile(sA_mma, (self.wm, self.wk_a, self.stages), (wm_idx, wk_idx,
+                                                                           wn_idx if self.wpipe else 0))
         tCsA = thr_mma.partition_A(sA_w)
         tCrA = tiled_mma.make_fragment_A(tCsA[None, None, None, 0])
         s2r_A = cute.make_tiled_copy_A(cute.make_copy_atom(warp.LdMatrix8x8x16bOp(False, 4), self.a_type),
