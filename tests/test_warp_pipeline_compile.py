@@ -165,11 +165,10 @@ def test_compiles_warps_n_and_moe(monkeypatch, extra):
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
 
 
-@pytest.mark.parametrize("m,n,k,b,g,a", [(1, 28672, 4096, "int4", 128, "float16"),
-                                         (1, 4096, 14336, "float4e2m1", 32, "float16"),
-                                         (1, 4096, 14336, "uint4", 0, "bfloat16"), (1, 8192, 8192, "uint5", 0, "float16"),
-                                         (8, 4096, 14336, "uint4", 32, "float16"), (1, 28672, 4096, "uint4", 128,
-                                                                                     "float16")])
+@pytest.mark.parametrize("m,n,k,b,g,a", [
+    (1, 28672, 4096, "int4", 128, "float16"), (1, 4096, 14336, "float4e2m1", 32, "float16"),
+    (1, 4096, 14336, "uint4", 0, "bfloat16"), (1, 8192, 8192, "uint5", 0, "float16"),
+    (8, 4096, 14336, "uint4", 32, "float16"), (1, 28672, 4096, "uint4", 128, "float16")])
 def test_decode_defaults_do_not_spill(m, n, k, b, g, a):
     """Decode defaults with the per-warp pipelines (and swap_ab where they take it) compile without spills; the
     first four spilled when every <= 5-bit format took swap_ab (ptxas cut them to 64-80 registers)."""

@@ -47,8 +47,9 @@ def _run(a, b, group, scale, m, n, k, cfg, seed, *, bitwise: bool = True):
         assert rel < max(2 * rel_plain, 5e-4), f"{rel:.3e} against {rel_plain:.3e} without the swap"
 
 
-FORMATS = [("float16", "uint4", 128, "float16"), ("float16", "int4", 32, "bfloat16"), ("float16", "int8", 0, "float16"),
-           ("bfloat16", "uint4", 64, "float32"), ("float16", "float4e2m1", 32, "ue8m0"), ("float16", "uint3", 128, "float16"),
+FORMATS = [("float16", "uint4", 128, "float16"), ("float16", "int4", 32, "bfloat16"),
+           ("float16", "int8", 0, "float16"), ("bfloat16", "uint4", 64, "float32"),
+           ("float16", "float4e2m1", 32, "ue8m0"), ("float16", "uint3", 128, "float16"),
            ("bfloat16", "uint2", 128, "bfloat16"), ("float16", "float8e4m3", 0, "float16")]
 
 

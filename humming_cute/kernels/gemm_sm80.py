@@ -574,8 +574,8 @@ class Sm80MixedGemm:
         coff = wk_idx if self.wpipe else 0
         for st in cutlass.range_constexpr(self.stages - 1):
             if st < k_tiles:
-                self.load_tile((kt0 + st) * cmul + coff, st, cidx, nthr_A, nthr_B, nthr_S, copy_A, copy_B, copy_S, tAgA, tAsA, tApA,
-                               tBgB, tBsB, tSgS, tSsS, tZgZ, tZsZ, mA, tAcA, tArow)
+                self.load_tile((kt0 + st) * cmul + coff, st, cidx, nthr_A, nthr_B, nthr_S, copy_A, copy_B, copy_S,
+                               tAgA, tAsA, tApA, tBgB, tBsB, tSgS, tSsS, tZgZ, tZsZ, mA, tAcA, tArow)
             cute.arch.cp_async_commit_group()
 
         # ---- main loop
@@ -590,8 +590,8 @@ class Sm80MixedGemm:
                 cute.arch.sync_threads()
             nxt = kt + self.stages - 1
             if nxt < k_tiles:
-                self.load_tile((kt0 + nxt) * cmul + coff, nxt % self.stages, cidx, nthr_A, nthr_B, nthr_S, copy_A, copy_B, copy_S, tAgA,
-                               tAsA, tApA, tBgB, tBsB, tSgS, tSsS, tZgZ, tZsZ, mA, tAcA, tArow)
+                self.load_tile((kt0 + nxt) * cmul + coff, nxt % self.stages, cidx, nthr_A, nthr_B, nthr_S, copy_A,
+                               copy_B, copy_S, tAgA, tAsA, tApA, tBgB, tBsB, tSgS, tSsS, tZgZ, tZsZ, mA, tAcA, tArow)
             cute.arch.cp_async_commit_group()
 
             if cutlass.const_expr(self.act8):

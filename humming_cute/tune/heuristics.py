@@ -60,9 +60,9 @@ DECODE_ROWS8 = False
 #: 2026-11-30_h200_decode_probe_hot_w4.log). So off
 DECODE_A_ROWS8 = False
 
-#: sm_90 decode tiles (M <= 32) of 16-bit activations and weights of at most 5 bits with one warp column (block_n = warp_n;
-#: the k-tile split across warps) take `warp_pipeline`: each warp copies and waits for its own slices, no CTA
-#: barrier per k-tile. H200, fp16 x uint4 g128 (benchmarks/results/2026-11-30_h200_decode_probe_wpipe_w4.log):
+#: sm_90 decode tiles (M <= 32) of 16-bit activations and weights of at most 5 bits with one warp column
+#: (block_n = warp_n; the k-tile split across warps) take `warp_pipeline`: each warp copies and waits for its own
+#: slices, no CTA barrier per k-tile. H200, fp16 x uint4 g128 (benchmarks/results/2026-11-30_h200_decode_probe_wpipe_w4.log):
 #: 8192^2 M = 1 / 16 17.3 / 17.7 us against 18.4 / 19.5 us (0.94 / 0.91x); 4096^2, 28672 x 4096 and 4096 x 14336
 #: 0.97-0.99x. fp16 x int8 channel (..._wpipe_w8.log): 0.99-1.02x, so 6-8 bit weights keep the CTA-wide copies.
 #: M 17-32 (32-row tiles, ..._decode_probe_swap_w4.log at M = 32): 8192^2 0.93x, 4096^2 0.96x, 4096 x 14336 0.95x
