@@ -20,6 +20,7 @@ from humming_cute.arch import current_arch  # noqa: E402
 from humming_cute.bench.peers import humming_peer  # noqa: E402
 from humming_cute.bench.timing import bench_ms, bench_ms_back_to_back, copy_bandwidth  # noqa: E402
 from humming_cute.quant.weight import dequantize_weight  # noqa: E402
+from humming_cute.tune.heuristics import default_config  # noqa: E402
 from probe_common import print_header, weight_and_peer  # noqa: E402
 
 p = argparse.ArgumentParser()
@@ -124,10 +125,10 @@ for shape in args.shapes.split(","):
                 hm_h = back_to_back_us([lambda: hm.call(hm.to_input(x))] * args.hot)
                 line += f"  humming {hm_h:.1f}us/call"
             print(line, flush=True)
+        # the default config of this point (what hc.gemm ran above), for the "default + option" lines
+        dcfg = default_config(m, pw.n_pad, pw.k_pad, a_dtype="float16", b_dtype=args.b, c_dtype="float16",
+                              group_size=args.group, arch=arch)
         if args.warp_pipeline:
-            from humming_cute.tune.heuristics import default_config
-            dcfg = default_config(m, pw.n_pad, pw.k_pad, a_dtype="float16", b_dtype=args.b, c_dtype="float16",
-                                  group_size=args.group, arch=arch)
             if dcfg.mainloop == "sm80":
                 wcfg = dcfg.with_(block_n=dcfg.warp_n, warp_pipeline=True).validate()
                 yw = hc.gemm(x, pw, config=wcfg)
@@ -136,9 +137,6 @@ for shape in args.shapes.split(","):
                 print(f"  default + warp_pipeline (bn{wcfg.block_n}): {t_w:.1f}us  x{t_w / t_def:.3f} default  "
                       f"x{t_w / t_hm:.2f} humming{'' if ok else '  NOT BITWISE EQUAL'}", flush=True)
         if args.swap and m <= 8:
-            from humming_cute.tune.heuristics import default_config
-            dcfg = default_config(m, pw.n_pad, pw.k_pad, a_dtype="float16", b_dtype=args.b, c_dtype="float16",
-                                  group_size=args.group, arch=arch)
             if dcfg.mainloop == "sm80":
                 for extra in (dict(), dict(block_n=dcfg.warp_n, warp_pipeline=True)):
                     try:
