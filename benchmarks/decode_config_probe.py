@@ -58,9 +58,11 @@ p.add_argument("--warp-pipeline", action="store_true",
 p.add_argument("--swap", action="store_true",
                help="at M <= 8 also every candidate with rows8 + swap_ab (weights as the MMA's A operand), and the "
                     "default tile (with warp_pipeline where it takes it) with them")
+p.add_argument("--launch-bounds", action="store_true",
+               help="with --swap: the default + swap lines also with launch_min_blocks=1 (launch bounds of one CTA "
+                    "per SM: ptxas may take up to 255 registers)")
 p.add_argument("--unverified", action="store_true",
-               help="set config.ALLOW_UNVERIFIED (options built but not yet GPU-verified, e.g. warp_pipeline with warps "
-                    "across N); every output is still checked against the default's")
+               help="set config.ALLOW_UNVERIFIED (options built but not yet GPU-verified); every output is still checked against the default's")
 args = p.parse_args()
 if args.unverified:
     import humming_cute.config as _hconfig
@@ -138,15 +140,17 @@ for shape in args.shapes.split(","):
                       f"x{t_w / t_hm:.2f} humming{'' if ok else '  NOT BITWISE EQUAL'}", flush=True)
         if args.swap and m <= 8:
             if dcfg.mainloop == "sm80":
-                for extra in (dict(), dict(block_n=dcfg.warp_n, warp_pipeline=True)):
+                for extra, lb in itertools.product((dict(), dict(block_n=dcfg.warp_n, warp_pipeline=True)),
+                                                   (0, 1) if args.launch_bounds else (0,)):
                     try:
-                        scfg = dcfg.with_(rows8=True, swap_ab=True, **extra).validate()
+                        scfg = dcfg.with_(rows8=True, swap_ab=True, launch_min_blocks=lb, **extra).validate()
                     except (ValueError, NotImplementedError):
                         continue
                     ys = hc.gemm(x, pw, config=scfg)
                     err = ((ys.float() - y.float()).norm() / y.float().norm()).item()
                     t_s = bench_ms(lambda: hc.gemm(x, pw, config=scfg)) * 1e3
-                    print(f"  default + rows8 + swap_ab{' + warp_pipeline' if scfg.warp_pipeline else ''} "
+                    print(f"  default + rows8 + swap_ab{' + warp_pipeline' if scfg.warp_pipeline else ''}"
+                          f"{' + launch bounds' if lb else ''} "
                           f"(bn{scfg.block_n}): {t_s:.1f}us  x{t_s / t_def:.3f} default  x{t_s / t_hm:.2f} humming  "
                           f"(rel diff {err:.1e})", flush=True)
         rows = []

@@ -66,6 +66,13 @@
 #   bash benchmarks/gpu_session.sh bench-w4-f16 # the fp16-accumulation GEMM tests, then the W4A16 g128 dense benchmark
 #   bash benchmarks/gpu_session.sh wpipe-n      # warp_pipeline across N / on MoE: GPU tests (refused until they pass), probes
 #   bash benchmarks/gpu_session.sh wpipe8       # the low-bit MoE two-atom test; W8 channel decode tiles with and without it
+#   bash benchmarks/gpu_session.sh wave8        # W8A16 channel bench (one-wave decode stages); swapped decode kernels
+#                                               # of other 4-bit formats with / without launch bounds; Mixtral-like
+#                                               # MoE at 64 tokens in 32 / 48-row blocks
+#   bash benchmarks/gpu_session.sh swap-lb      # GPU tests of the swap_ab + launch-bounds and one-wave W8 defaults;
+#                                               # MoE decode blocks with the weight-tile-major grid
+#   bash benchmarks/gpu_session.sh nmajor       # MoE GPU tests of the default decode blocks (weight-tile-major grid
+#                                               # over >= 32 experts); the MoE bench
 #   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
 #   bash benchmarks/gpu_session.sh pair tests moe-odd    # two steps at once on a two-GPU machine (GPU 0, GPU 1)
 # Every step has its own time limit, so one that overruns leaves the others' results.
@@ -87,7 +94,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -405,6 +412,26 @@ case "$step" in
     run 150 "${tag}_moe_low_bits_tests.log" python3 -m pytest -m gpu -n 8 -q -rf tests/test_moe_gpu.py -k low_bits
     run 400 "${tag}_decode_probe_wpipe_w8.log" python3 benchmarks/decode_config_probe.py --m 1,16 --b int8 --group 0 \
       --bn 64 --kw 256/64,512/128 --stages 4 --split 1,2 --cluster --two-level 0 --warp-pipeline --top 24 ;;
+  wave8)
+    run 200 "${tag}_w8a16_channel_wave.log" python3 -m humming_cute.bench --b-dtype int8 --group-size 0 \
+      --m 1,16,64,256,1024,4096,8192 \
+      --json "$OUT/${tag}_w8a16_channel_wave.json" --png "$OUT/${tag}_w8a16_channel_wave.png"
+    for bg in int4/128 float4e2m1/32 uint5/0 uint4/128; do
+      run 60 "${tag}_decode_probe_launch_bounds_${bg%/*}.log" python3 benchmarks/decode_config_probe.py --m 1 \
+        --b "${bg%/*}" --group "${bg#*/}" --swap --launch-bounds --only '^$'
+    done
+    run 130 "${tag}_moe_probe_mixtral64.log" python3 benchmarks/moe_config_probe.py --presets mixtral --tokens 64 \
+      --block-m 32,48 --bn 128,256 --bk 64,128 --wgmma --n-major --budget-s 40 ;;
+  swap-lb)
+    run 220 "${tag}_swap-lb-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_warp_pipeline_gpu.py \
+      -k "launch_bounds or one_wave or default_tiles"
+    run 300 "${tag}_moe_probe_n_major_small.log" python3 benchmarks/moe_config_probe.py \
+      --presets mixtral,qwen3-30b-a3b --tokens 16,64 --small --n-major --match 'n-major' --budget-s 22 ;;
+  nmajor)
+    run 190 "${tag}_moe-n-major-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_moe_gpu.py \
+      -k "decode_tiles or matches_reference or grid_bound or cuda_graph or row_cache"
+    run 230 "${tag}_moe_w4a16_g128_n_major.log" python3 -m humming_cute.bench --moe \
+      --json "$OUT/${tag}_moe_w4a16_g128_n_major.json" --png "$OUT/${tag}_moe_w4a16_g128_n_major.png" ;;
   table)
     card=$(python3 -c "import re, torch; print(re.sub(r'[^A-Za-z0-9.-]+', '_', torch.cuda.get_device_name()))")
     run 330 "${tag}_tune_table_w4a16.log" python3 -m humming_cute.tune.build_table --b-dtype uint4 --group-size 128 \

@@ -71,8 +71,7 @@ p.add_argument("--two-atoms", action="store_true",
                     "(warp_n=128; block_n 512 without the producer warpgroup)")
 p.add_argument("--warp-pipeline", action="store_true",
                help="also every mma.sync candidate with warp_pipeline (each warp copies its own rows, weight columns "
-                    "and scales; warp barrier per k-tile); warps across N and the MoE GEMM need --unverified until "
-                    "GPU-verified")
+                    "and scales; warp barrier per k-tile)")
 p.add_argument("--unverified", action="store_true",
                help="run the candidates with config.ALLOW_UNVERIFIED (options built but not yet GPU-verified); "
                     "each output is still checked against the default's")

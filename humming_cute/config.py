@@ -21,9 +21,7 @@ ACT8_TYPES = ("float8e4m3", "float8e5m2", "int8")
 ACT4_TYPES = ("int4", "float4e2m1")
 QUANT_ACT_TYPES = ACT8_TYPES + ACT4_TYPES
 # Built and compile-checked, not yet run on a GPU: fp4 (e2m1) activations (sm_120a: block-scaled m16n8k64 MMA with
-# e2m1 weights, kind::f8f6f4 m16n8k32 with other weights) and GLU epilogues with two weight atoms per wgmma
-# warpgroup (warp_n=128); `warp_pipeline` on tiles with warps across N (each warp column its own copy of the
-# activation slice) and on the MoE GEMM. Configs using them are refused unless this is set (the compile tests set it).
+# e2m1 weights, kind::f8f6f4 m16n8k32 with other weights). Configs using them are refused unless this is set (the compile tests set it).
 ALLOW_UNVERIFIED = False
 UNVERIFIED_ACT_TYPES = ("float4e2m1",)
 
@@ -138,13 +136,15 @@ class GemmConfig:
     # of the activations, weights and group scales (its own cp.async groups), so the main loop waits for a k-tile
     # with a warp barrier instead of a CTA barrier - a warp whose data has landed goes on while another still waits
     # (decode tiles). With warps across N (block_n > warp_n) every warp column keeps its own copy of the activation
-    # slice (warps_n x the activation shared memory); that and the MoE GEMM are not yet GPU-verified
-    # (`ALLOW_UNVERIFIED`)
+    # slice (warps_n x the activation shared memory); the MoE GEMM takes it too (each warp gathers its own rows)
     warp_pipeline: bool = False
     # with rows8 (M <= 8): the MMAs take the dequantized weights as their A operand (16 weight columns) and the
     # activations as B (the 8 live rows), so one m16n8k16 covers 16 columns of the live rows instead of 8 columns
     # of 16 rows of which 8 are padding - half the MMAs, half the fp32 partial sums of two-level scales
     swap_ab: bool = False
+    # mma.sync: launch bounds promising ptxas this many CTAs per SM (0: none, only the thread count). 1 lets ptxas
+    # take up to 255 registers per thread where without it some decode kernels were cut to 64-96 and spilled
+    launch_min_blocks: int = 0
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -248,10 +248,6 @@ class GemmConfig:
             if self.group_size and wk % self.group_size:
                 raise ValueError(f"warp_pipeline: each warp copies its own group-scale rows, so warp_k must be a "
                                  f"multiple of group_size; got warp_k={wk}, group_size={self.group_size}")
-            if (self.block_n != self.warp_n or self.moe) and not ALLOW_UNVERIFIED:
-                raise NotImplementedError(f"warp_pipeline with warps across N (block_n={self.block_n}, "
-                                          f"warp_n={self.warp_n}) or on the MoE GEMM (moe={self.moe}) is built but not "
-                                          f"yet verified on a GPU; it is not enabled")
         if self.swap_ab:
             if not self.rows8 or self.fold_offsets or self.use_f16_accum:
                 raise ValueError(f"swap_ab takes rows8=True (M <= 8) without fold_offsets or use_f16_accum, got "
@@ -261,6 +257,11 @@ class GemmConfig:
             if not self.rows8 or self.block_m != 16:
                 raise ValueError(f"a_rows8 takes rows8=True and block_m = 16, got rows8={self.rows8}, "
                                  f"block_m={self.block_m}")
+        if not isinstance(self.launch_min_blocks, int) or not 0 <= self.launch_min_blocks <= 32:
+            raise ValueError(f"launch_min_blocks must be an int in 0..32, got {self.launch_min_blocks!r}")
+        if self.launch_min_blocks and self.mainloop != "sm80":
+            raise ValueError(f"launch_min_blocks takes the mma.sync mainloop (the wgmma kernels set their own launch "
+                             f"bounds), got mainloop={self.mainloop!r}")
         arch = get_arch(self.arch)
         if arch.sm < 80:
             raise NotImplementedError(f"{arch.name}: the CuTe DSL kernels need sm_80 or newer")

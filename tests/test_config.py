@@ -292,3 +292,32 @@ def test_batch_invariant_default_configs_share_the_k_structure():
     cfgs = [default_config(m, 4096, 4096, a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
                            arch="sm_90a", batch_invariant=True) for m in (1, 7, 16, 33, 64, 333, 4096)]
     assert {(c.block_k, c.warp_k, c.split_k) for c in cfgs} == {(64, 64, 1)}
+
+
+def test_one_wave_stages_for_wide_decode_weights(monkeypatch):
+    """sm_90 decode tiles of 6-8 bit weights whose grid is more than one wave at the stages that fit take the most
+    stages at which the grid is one wave (CTAs per SM by shared memory); grids already in one wave, 4-bit weights,
+    other archs and the switch off keep their stages."""
+    import humming_cute.tune.heuristics as heur
+    from humming_cute.arch import get_arch
+    from humming_cute.config import smem_bytes
+
+    kw = dict(a_dtype="float16", c_dtype="float16", arch="sm_90a", num_sms=132)
+    per_sm = get_arch("sm_90a").smem_per_sm_bytes
+
+    def waves(cfg, m, n):
+        ctas = -(-m // cfg.block_m) * (n // cfg.block_n) * cfg.split_k
+        return ctas / (132 * (per_sm // (smem_bytes(cfg) + 1024)))
+
+    for b, g in (("int8", 0), ("uint8", 128), ("int6", 128)):
+        for m in (1, 16):
+            cfg = default_config(m, 28672, 4096, b_dtype=b, group_size=g, **kw).validate()
+            assert cfg.stages == 2 and waves(cfg, m, 28672) <= 1, (b, m, cfg)
+            assert waves(cfg.with_(stages=3), m, 28672) > 1      # the most stages that make one wave
+        # one wave already: unchanged
+        assert default_config(1, 8192, 8192, b_dtype=b, group_size=g, **kw).stages == 4
+    assert default_config(1, 28672, 4096, b_dtype="uint4", group_size=128, **kw).stages == 3
+    sm80 = default_config(1, 28672, 4096, b_dtype="int8", group_size=0, **{**kw, "arch": "sm_80"})
+    monkeypatch.setattr(heur, "DECODE_ONE_WAVE_STAGES", False)
+    assert default_config(1, 28672, 4096, b_dtype="int8", group_size=0, **kw).stages == 4
+    assert default_config(1, 28672, 4096, b_dtype="int8", group_size=0, **{**kw, "arch": "sm_80"}) == sm80

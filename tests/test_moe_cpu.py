@@ -149,6 +149,25 @@ def test_moe_n_major_grid_compiles():
         GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, moe_n_major=True).validate()
 
 
+def test_moe_decode_default_n_major(monkeypatch):
+    """16-row decode blocks of 16-bit activations over >= 32 experts take the weight-tile-major grid when the token
+    count is known and M x top_k fits the grid's y dimension; fewer experts, other blocks, 8-bit activations, unknown
+    token counts and the switch off keep the block-major grid."""
+    import humming_cute.tune.heuristics as heur
+
+    kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a", top_k=8)
+    for t in (1, 16, 64):
+        assert default_moe_config(16, 2048, 768, num_tokens=t, num_experts=128, **kw).validate().moe_n_major
+    assert not default_moe_config(16, 2048, 768, num_tokens=8192, num_experts=128, **kw).moe_n_major
+    assert not default_moe_config(16, 2048, 768, **kw).moe_n_major
+    assert not default_moe_config(16, 28672, 4096, num_tokens=64, num_experts=8, **{**kw, "top_k": 2}).moe_n_major
+    assert not default_moe_config(32, 2048, 768, num_tokens=64, num_experts=128, **kw).moe_n_major
+    assert not default_moe_config(16, 2048, 768, num_tokens=16, num_experts=128,
+                                  **{**kw, "a_dtype": "float8e4m3", "b_dtype": "int4", "group_size": 0}).moe_n_major
+    monkeypatch.setattr(heur, "MOE_DECODE_N_MAJOR", False)
+    assert not default_moe_config(16, 2048, 768, num_tokens=16, num_experts=128, **kw).moe_n_major
+
+
 @pytest.mark.parametrize("kw", [dict(top_k=8), dict(top_k=2, is_down=True, mul_topk_weights=True, has_bias=True),
                                 dict(top_k=8, epilogue=True),
                                 dict(top_k=2, is_down=True, mul_topk_weights=True, a_dtype="float8e4m3",

@@ -837,15 +837,11 @@ def test_moe_row_cache_act8_and_glu(a, b, group, down):
     (128, 8, 1, 16, False, False), (64, 8, 33, 16, True, True), (8, 2, 16, 16, True, False),
     (8, 1, 64, 32, False, True), (8, 2, 7, 32, True, True)])
 @pytest.mark.parametrize("bn", [128, 256])
-def test_moe_warp_pipeline(monkeypatch, fmt, experts, top_k, tokens, block_m, down, skewed, bn):
+def test_moe_warp_pipeline(fmt, experts, top_k, tokens, block_m, down, skewed, bn):
     """warp_pipeline on the mma.sync MoE GEMM (each warp copies its own gathered activation rows, weight columns and
-    scales; with warps across N every warp column its own copy of the rows; not yet enabled without
-    ALLOW_UNVERIFIED): against the reference and bitwise equal to the CTA-wide copies, with padding, other ranks'
-    experts, routing weights and bias."""
-    import humming_cute.config as hconfig
+    scales; with warps across N every warp column its own copy of the rows): against the reference and bitwise
+    equal to the CTA-wide copies, with padding, other ranks' experts, routing weights and bias."""
     from humming_cute.arch import get_arch
-
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
 
     def make(wp):
         base = _sm80_moe_config(block_m, top_k, down)

@@ -16,11 +16,9 @@ KW = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
           block_n=64, warp_n=64, block_k=512, warp_k=128, stages=3, two_level_scales=True, arch="sm_90a")
 
 
-def test_rules(monkeypatch):
+def test_rules():
     """mma.sync with 16-bit activations, one warp row per block, and whole scale groups per warp; warps across N
-    and the MoE GEMM are refused until GPU-verified (`ALLOW_UNVERIFIED`)."""
-    import humming_cute.config as hconfig
-
+    and the MoE GEMM are valid."""
     GemmConfig(**KW, warp_pipeline=True).validate()
     GemmConfig(**{**KW, "b_dtype": "int8", "group_size": 0, "two_level_scales": False},
                warp_pipeline=True).validate()
@@ -30,16 +28,17 @@ def test_rules(monkeypatch):
                 dict(group_size=256)):
         with pytest.raises(ValueError, match="warp_pipeline"):
             GemmConfig(**{**KW, **bad}, warp_pipeline=True).validate()
-    unverified = (dict(block_n=128), dict(moe=True, two_level_scales=False))
-    for extra in unverified:
-        with pytest.raises(NotImplementedError, match="warp_pipeline .* not\s+yet verified"):
-            GemmConfig(**{**KW, **extra}, warp_pipeline=True).validate()
     # the same configs without the option are valid: each error above is the option's own
     for ok in (dict(block_n=128), dict(group_size=256), dict(moe=True, two_level_scales=False)):
         GemmConfig(**{**KW, **ok}).validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
-    for extra in unverified:
+    for extra in (dict(block_n=128), dict(moe=True, two_level_scales=False)):
         GemmConfig(**{**KW, **extra}, warp_pipeline=True).validate()
+    # launch bounds: the mma.sync kernel's option (the wgmma kernels set their own), 0..32 CTAs per SM
+    GemmConfig(**KW, launch_min_blocks=1).validate()
+    for bad in (dict(mainloop="sm90", block_m=64, warp_m=64, block_k=64, warp_k=64, two_level_scales=False,
+                     launch_min_blocks=1), dict(launch_min_blocks=-1), dict(launch_min_blocks=33)):
+        with pytest.raises(ValueError, match="launch_min_blocks"):
+            GemmConfig(**{**KW, **bad}).validate()
 
 
 def _bars(ptx: str) -> tuple[int, int]:
@@ -129,9 +128,10 @@ def test_default_switch(monkeypatch):
         cfg = default_config(m, 8192, 8192, b_dtype="uint4", group_size=128, **kw).validate()
         assert cfg.swap_ab == cfg.rows8 == (m <= 8)
     assert not default_config(1, 8192, 8192, b_dtype="int8", group_size=0, **kw).swap_ab
+    assert default_config(1, 8192, 8192, b_dtype="uint4", group_size=128, **kw).launch_min_blocks == 0
     for b, g, a in (("int4", 128, "float16"), ("float4e2m1", 32, "float16"), ("uint4", 128, "bfloat16")):
-        assert not default_config(1, 8192, 8192, b_dtype=b, group_size=g, **{**kw, "a_dtype": a,
-                                                                             "c_dtype": a}).swap_ab
+        cfg = default_config(1, 8192, 8192, b_dtype=b, group_size=g, **{**kw, "a_dtype": a, "c_dtype": a})
+        assert cfg.swap_ab and cfg.launch_min_blocks == 1     # (the other formats: launch bounds, no spills)
     monkeypatch.setattr(heur, "DECODE_SWAP_AB", False)
     assert not default_config(1, 8192, 8192, b_dtype="uint4", group_size=128, **kw).swap_ab
     monkeypatch.setattr(heur, "DECODE_WARP_PIPELINE", False)
@@ -143,15 +143,13 @@ def test_default_switch(monkeypatch):
                                    dict(moe=True, moe_top_k=8, two_level_scales=False, block_n=128, block_k=128),
                                    dict(moe=True, moe_down=True, moe_mul_topk_weights=True, two_level_scales=False,
                                         block_n=256, block_k=128, moe_row_cache=True)])
-def test_compiles_warps_n_and_moe(monkeypatch, extra):
+def test_compiles_warps_n_and_moe(extra):
     """Warps across N (each warp column its own activation stages: warps_n x the activation shared memory in the
     estimate) and the MoE GEMM: the main loop's CTA barrier becomes a warp barrier, no spills."""
-    import humming_cute.config as hconfig
     from humming_cute.config import smem_bytes
     from humming_cute.runtime.compile import compile_kernel
     from humming_cute.testing.ptx import launch_smem_bytes
 
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     base = GemmConfig(**{**KW, **extra}).validate()
     cfg = base.with_(warp_pipeline=True).validate()
     a_bytes = base.block_m * base.block_k * 2 * base.stages
@@ -170,11 +168,14 @@ def test_compiles_warps_n_and_moe(monkeypatch, extra):
     (1, 4096, 14336, "uint4", 0, "bfloat16"), (1, 8192, 8192, "uint5", 0, "float16"),
     (8, 4096, 14336, "uint4", 32, "float16"), (1, 28672, 4096, "uint4", 128, "float16")])
 def test_decode_defaults_do_not_spill(m, n, k, b, g, a):
-    """Decode defaults with the per-warp pipelines (and swap_ab where they take it) compile without spills; the
-    first four spilled when every <= 5-bit format took swap_ab (ptxas cut them to 64-80 registers)."""
+    """Decode defaults with the per-warp pipelines (and swap_ab at M <= 8) compile without spills; the first four
+    spilled with swap_ab when they had no launch bounds (ptxas cut them to 64-80 registers): their PTX now carries
+    `.minnctapersm 1`."""
     from humming_cute.tune.heuristics import default_config
 
     cfg = default_config(m, n, k, a_dtype=a, b_dtype=b, c_dtype=a, group_size=g, arch="sm_90a").validate()
-    assert cfg.warp_pipeline and cfg.swap_ab == (b == "uint4" and a == "float16" and m <= 8)
+    assert cfg.warp_pipeline and cfg.swap_ab == (m <= 8)
+    assert cfg.launch_min_blocks == (m <= 8 and not (b == "uint4" and a == "float16"))
     art = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    assert bool(re.search(r"\.minnctapersm\s+1\b", art.ptx)) == (cfg.launch_min_blocks == 1)

@@ -163,12 +163,9 @@ def test_swap_ab_default_tiles(shape):
 @pytest.mark.parametrize("m", [1, 7, 16])
 @pytest.mark.parametrize("bn,bk,wk,split,cluster", [(128, 256, 64, 1, False), (256, 256, 128, 1, False),
                                                     (128, 512, 128, 2, True), (128, 256, 128, 2, False)])
-def test_warp_pipeline_warps_n(monkeypatch, a, b, group, scale, m, bn, bk, wk, split, cluster):
-    """Warps across N with per-warp pipelines (each warp column its own copy of the activation slice; not yet
-    enabled without ALLOW_UNVERIFIED): against the reference and bitwise equal to the CTA-wide copies."""
-    import humming_cute.config as hconfig
-
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+def test_warp_pipeline_warps_n(a, b, group, scale, m, bn, bk, wk, split, cluster):
+    """Warps across N with per-warp pipelines (each warp column its own copy of the activation slice): against the
+    reference and bitwise equal to the CTA-wide copies."""
     if cluster and torch.cuda.get_device_capability() < (9, 0):
         pytest.skip("thread-block clusters need sm_90+")
     wk = max(wk, group)
@@ -177,3 +174,46 @@ def test_warp_pipeline_warps_n(monkeypatch, a, b, group, scale, m, bn, bk, wk, s
                              cluster_split_k=cluster, two_level_scales=group > 0, warp_pipeline=True,
                              arch=current_arch().target)).validate()
     _run(a, b, group, scale, m, 512, 4096, cfg, m + bn + bk + wk + split)
+
+
+@pytest.mark.parametrize("a,b,group,scale", [("float16", "int4", 128, "float16"), ("float16", "float4e2m1", 32, "ue8m0"),
+                                             ("bfloat16", "uint4", 128, "bfloat16"), ("bfloat16", "uint3", 64, "float32"),
+                                             ("float16", "uint5", 128, "float16"), ("float16", "int2", 32, "float16")])
+@pytest.mark.parametrize("m", [1, 8])
+@pytest.mark.parametrize("shape", [(8192, 8192), (4096, 4096), (28672, 4096), (4096, 14336)])
+def test_swap_ab_defaults_with_launch_bounds(a, b, group, scale, m, shape):
+    """The decode defaults of <= 5-bit formats other than fp16 x uint4 at M <= 8 (swap_ab with launch bounds of one
+    CTA per SM) on the bench shapes: against the reference and within 2x the error of the unswapped tile."""
+    from humming_cute.tune.heuristics import default_config
+
+    n, k = shape
+    cfg = default_config(m, n, k, a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, arch=current_arch().target)
+    if current_arch().sm == 90:
+        assert cfg.swap_ab == cfg.warp_pipeline and cfg.launch_min_blocks == cfg.swap_ab, cfg
+    if not cfg.swap_ab:   # (other archs, tiles with warps across N: the same tile swapped)
+        cfg = cfg.with_(rows8=True, swap_ab=True, launch_min_blocks=1).validate()
+    _run(a, b, group, scale, m, n, k, cfg, m + n + k + group, bitwise=False)
+
+
+@pytest.mark.parametrize("b,group", [("int8", 0), ("uint8", 128), ("int6", 128)])
+@pytest.mark.parametrize("m", [1, 5, 16])
+def test_one_wave_decode_defaults(b, group, m):
+    """6-8 bit decode defaults at 28672 x 4096 (2 stages, so the 224-CTA grid is one wave on sm_90) against the
+    reference, and bitwise equal to the same tile with the stages that fit (only the pipeline depth differs)."""
+    from humming_cute.tune.heuristics import default_config
+
+    n, k = 28672, 4096
+    cfg = default_config(m, n, k, a_dtype="float16", b_dtype=b, c_dtype="float16", group_size=group,
+                         arch=current_arch().target)
+    if current_arch().sm == 90:
+        assert cfg.stages == 2, cfg
+    torch.manual_seed(m + group)
+    qw = quantize_weight(torch.randn(n, k, device="cuda"), b, group, "float16")
+    pw = hc.prepare_weight(qw, "float16")
+    x = torch.randn(m, k, device="cuda", dtype=torch.float16)
+    out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.float16)
+    y = hc.gemm(x, pw, out=out, config=cfg).clone()
+    ref = reference_gemm(x, qw, out_dtype=torch.float32)
+    assert ((y.float() - ref).norm() / ref.norm()).item() < 2e-3
+    deep = _fit(cfg.with_(stages=4))
+    assert torch.equal(y, hc.gemm(x, pw, config=deep)), "differs from the deeper pipeline"

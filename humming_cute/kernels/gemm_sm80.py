@@ -183,7 +183,8 @@ class Sm80MixedGemm:
                     copy_A, copy_B, copy_S, tiled_mma, nthr_A, nthr_B, nthr_S).launch(
             grid=[grid_n, grid_m, self.split_k] if self.cfg.moe_n_major else [grid_m, grid_n, self.split_k],
             block=[self.threads, 1, 1],
-            cluster=[1, 1, self.split_k] if self.cfg.cluster_split_k else None, stream=stream)
+            cluster=[1, 1, self.split_k] if self.cfg.cluster_split_k else None, stream=stream,
+            min_blocks_per_mp=self.cfg.launch_min_blocks)
 
     @cute.jit
     def load_tile(self, kt, stage, tidx, nthr_A: cutlass.Constexpr, nthr_B: cutlass.Constexpr,

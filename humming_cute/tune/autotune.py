@@ -37,7 +37,8 @@ TUNED_FIELDS = ("block_m", "block_n", "block_k", "warp_m", "warp_n", "warp_k", "
 _OFF_UNLESS_GIVEN = {"warp_specialized": False, "cluster_split_k": False, "cluster_n": 1, "persistent_ctas": 0,
                      "stream_k": False, "warp_pipeline": False}
 #: mma.sync-only options of a decode default that a wgmma candidate drops
-_MMA_SYNC_ONLY_OFF = dict(warp_pipeline=False, rows8=False, a_rows8=False, swap_ab=False, fold_offsets=False)
+_MMA_SYNC_ONLY_OFF = dict(warp_pipeline=False, rows8=False, a_rows8=False, swap_ab=False, fold_offsets=False,
+                          launch_min_blocks=0)
 _SCHEMA = 1
 
 
@@ -232,7 +233,7 @@ def candidate_configs(base: GemmConfig, m: int, n_pad: int, k_pad: int, *, num_s
                 if split > 1 and ((k_pad // bk) % split or k_pad // bk // split < 2):
                     continue
                 for cluster in ((False, True) if split > 1 and arch.sm >= 90 else (False,)):
-                    # with and without per-warp pipelines (invalid ones, e.g. warps across N, are dropped)
+                    # with and without per-warp pipelines (invalid ones are dropped)
                     for wp in (sm80.warp_pipeline, not sm80.warp_pipeline):
                         cfg = deepest(sm80.with_(block_n=bn, block_k=bk, warp_k=wk, split_k=split, stages=2,
                                                  cluster_split_k=cluster, warp_pipeline=wp), 4)

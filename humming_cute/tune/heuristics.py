@@ -73,12 +73,31 @@ DECODE_WARP_PIPELINE = True
 #: activation rows as B: half the MMAs and half the two-level partial sums). H200, fp16 x uint4 g128, with
 #: warp_pipeline (benchmarks/results/2026-11-30_h200_decode_probe_swap_w4.log): 8192^2 M = 1 / 8 16.1 / 16.3 us
 #: against 17.1 / 17.5 us (0.94 / 0.93x), 28672 x 4096 0.94x, 4096 x 14336 0.92x, 4096^2 0.96-0.97x; the outputs
-#: were bitwise those of the unswapped tiles. fp16 x int8 channel (..._swap_w8.log): 0.98-1.01x, not taken. Only
-#: fp16 x uint4 (the measured format) takes it: for some other formats ptxas cuts the swapped kernel to 64-96 registers
-#: and spills in the main loop (int3 with 32 / 64-groups, float3e1m1 / uint5 channel at 8192^2; int4, float4e2m1 and
-#: bf16 x uint4 on some of the four bench shapes; fp16 x uint4 on none, every group size). One-CTA-per-SM launch
-#: bounds remove every spill but change the measured kernels' code too: not yet timed
+#: were bitwise those of the unswapped tiles. fp16 x int8 channel (..._swap_w8.log): 0.98-1.01x, not taken. For
+#: formats other than fp16 x uint4 ptxas cuts some swapped kernels to 64-96 registers and spills in the main loop
+#: (int3 with 32 / 64-groups, float3e1m1 / uint5 channel at 8192^2; int4, float4e2m1 and bf16 x uint4 on some of the
+#: four bench shapes), so they take launch bounds of one CTA per SM (`launch_min_blocks=1`: up to 255 registers; no
+#: spills). H200, 8192^2 M = 1 (2026-11-30_h200_decode_probe_launch_bounds_*.log): fp16 x int4 g128 15.5 us against
+#: 16.1 us swapped without the bounds and 16.7 us unswapped (0.93x), fp16 x e2m1 g32 21.1 against 21.2 / 22.8 us
+#: (0.92x); fp16 x uint4 (no spills without them) 16.1 against 16.0 us, so it keeps its kernel
 DECODE_SWAP_AB = True
+
+#: sm_90 decode tiles (M <= 32) of 6-8 bit weights and 16-bit activations whose grid takes more than one wave of
+#: CTAs at the stage count that fits take the fewest stages (down to 2) at which it is one wave (more CTAs per SM
+#: by shared memory). H200, fp16 x int8 channel, 28672 x 4096 (benchmarks/results/2026-11-30_h200_decode_probe_wpipe_n_w8.log):
+#: 128 x 256 tiles over 224 CTAs, one per SM at 4 stages (1.7 waves): M = 1 / 16 35.8 / 36.4 us on 2 stages
+#: against 40.0 / 41.6 us (0.89 / 0.87x; Humming 36.7 / 37.4 us)
+DECODE_ONE_WAVE_STAGES = True
+
+
+#: 16-row mma.sync MoE blocks of 16-bit activations over many experts (>= 32; a few routed rows each) launch the
+#: weight-tile-major grid (`moe_n_major`: the CTAs in flight cover all weight tiles of a few experts rather than one
+#: weight tile of many). H200, fp16 x uint4 g128, the default tiles (benchmarks/results/2026-11-30_h200_moe_probe_n_major_small.log):
+#: Qwen3-30B-A3B-like (E = 128) up at 16 / 64 tokens 51.8 / 73.1 us against 54.8 / 74.0 (0.94 / 0.99x), down
+#: 33.8 / 45.4 us against 36.7 / 46.7 (0.92 / 0.97x); Mixtral-like (E = 8) 0.99-1.02x, so experts < 32 keep the
+#: block-major grid. (The grid's y dimension then holds the routed blocks: at most 65535, so M x top_k <= 65535.)
+MOE_DECODE_N_MAJOR = True
+
 
 #: MoE block sizes that only the wgmma mainloop takes (wgmma N = block_m, any multiple of 16; mma.sync tiles are
 #: powers of two)
@@ -111,6 +130,17 @@ def _deepest_stages(cfg: GemmConfig, arch: str, most: int = 8) -> GemmConfig:
         if smem_bytes(cfg.with_(stages=st)) <= limit:
             return cfg.with_(stages=st)
     return cfg.with_(stages=2)
+
+
+def _one_wave_stages(cfg: GemmConfig, ctas: int, arch: str, num_sms: int) -> GemmConfig:
+    """`cfg` with the most stages (at least 2, at most its own) at which `ctas` CTAs fit one wave, counting CTAs per
+    SM by shared memory (1 KB reserved per CTA); `cfg` itself when it already does or no stage count makes it."""
+    per_sm = get_arch(arch).smem_per_sm_bytes
+    for st in range(cfg.stages, 1, -1):
+        c = cfg.with_(stages=st)
+        if ctas <= num_sms * (per_sm // (smem_bytes(c) + 1024)):
+            return c
+    return cfg
 
 
 def stream_k_gain(m: int, n_pad: int, cfg: GemmConfig, num_sms: int) -> float:
@@ -379,13 +409,17 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
         else:
             cfg = cfg.with_(stages=2)
             break
+    if (DECODE_ONE_WAVE_STAGES and get_arch(arch).sm == 90 and m <= 32 and parse_dtype(b_dtype).bits >= 6
+            and a_dtype in ("float16", "bfloat16") and cfg.mainloop == "sm80"):
+        cfg = _one_wave_stages(cfg, -(-m // cfg.block_m) * (n_pad // cfg.block_n) * cfg.split_k, arch, num_sms)
     if (DECODE_WARP_PIPELINE and get_arch(arch).sm == 90 and m <= 32 and parse_dtype(b_dtype).bits <= 5
             and a_dtype in ("float16", "bfloat16") and cfg.block_m == cfg.warp_m and cfg.block_n == cfg.warp_n
             and cfg.warps_k > 1 and (group_size == 0 or cfg.warp_k % group_size == 0)):
         cfg = cfg.with_(warp_pipeline=True)
-        if (DECODE_SWAP_AB and m <= 8 and b_dtype == "uint4" and a_dtype == "float16" and not cfg.fold_offsets
-                and not cfg.use_f16_accum):
+        if DECODE_SWAP_AB and m <= 8 and not cfg.fold_offsets and not cfg.use_f16_accum:
             cfg = cfg.with_(rows8=True, swap_ab=True)
+            if not (b_dtype == "uint4" and a_dtype == "float16"):
+                cfg = cfg.with_(launch_min_blocks=1)      # (`DECODE_SWAP_AB`: no spills)
     return cfg
 
 
@@ -480,10 +514,13 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
         # each lane loads its rows' ids / routing weights / activation scales once, before the stores: 0.83-0.98x
         # the time at 1-64 tokens (H200, fp16 x uint4 g128, 2026-11-30_h200_moe_probe_gated.log)
         row_cache = True
+    # many experts of a few rows each: the weight-tile-major grid (`MOE_DECODE_N_MAJOR`)
+    n_major = (MOE_DECODE_N_MAJOR and block_m == 16 and a_dtype in ("float16", "bfloat16") and num_experts is not None
+               and num_experts >= 32 and num_tokens is not None and num_tokens * top_k <= 65535)
     cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
                      has_bias=has_bias, block_m=block_m, block_n=bn, block_k=bk, warp_m=wm,
                      warp_n=64, warp_k=wk, stages=stages, arch=arch, moe=True, moe_top_k=top_k, moe_down=is_down,
-                     moe_mul_topk_weights=mul_topk_weights, moe_row_cache=row_cache)
+                     moe_mul_topk_weights=mul_topk_weights, moe_row_cache=row_cache, moe_n_major=n_major)
     limit = get_arch(arch).smem_per_block_bytes
     while block_m == 16 and cfg.block_k > 256 and smem_bytes(cfg.with_(stages=min(cfg.stages, 3))) > limit:
         cfg = cfg.with_(block_k=cfg.block_k // 2)      # 8-bit weights: keep 3 stages of a shallower tile
