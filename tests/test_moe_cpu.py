@@ -279,3 +279,28 @@ def test_wgmma_moe_min_block(monkeypatch):
     cfg = heur.default_moe_config(32, 1536, 2048, **kw)
     assert (cfg.mainloop, cfg.block_m, cfg.warp_m) == ("sm90", 32, 32)
     assert heur.default_moe_config(16, 1536, 2048, **kw).mainloop == "sm80"
+
+
+@pytest.mark.parametrize("n,k,down", [(1024, 512, False), (512, 1024, True)])
+def test_moe_decode_block32_compiles(monkeypatch, n, k, down):
+    """`MOE_DECODE_BLOCK_32` (off by default): experts of 12-16 routed rows take 32-row blocks; up-like (N >= K)
+    32 x 256 x 128 wgmma tiles, the others 32 x 256 x 128 mma.sync tiles on the weight-tile-major grid; both
+    compile for sm_90a without spills. Off, or on other archs, the choices are the usual ones."""
+    import humming_cute.tune.heuristics as heur
+    from humming_cute.kernels.mainloop_sm90 import Sm90MixedGemm
+
+    kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, top_k=2, is_down=down,
+              mul_topk_weights=down, num_tokens=64, num_experts=8)
+    assert moe_block_size(64, 2, 8, wgmma=True) == 16
+    off = default_moe_config(32, n, k, arch="sm_90a", **kw)
+    monkeypatch.setattr(heur, "MOE_DECODE_BLOCK_32", True)
+    assert moe_block_size(64, 2, 8, wgmma=True) == 32 and moe_block_size(64, 2, 8) == 16
+    assert moe_block_size(48, 2, 8, wgmma=True) == 16 and moe_block_size(68, 2, 8, wgmma=True) == 48
+    assert default_moe_config(32, n, k, arch="sm_80", **kw) == default_moe_config(32, n, k, arch="sm_80", **{
+        **kw, "num_tokens": None})                                      # (sm_80: no such rule)
+    cfg = default_moe_config(32, n, k, arch="sm_90a", **kw).validate()
+    assert cfg != off and (cfg.block_n, cfg.block_k) == (256, 128)
+    assert (cfg.mainloop == "sm90") == (not down) and cfg.moe_n_major == down
+    kernel = Sm90MixedGemm(cfg) if cfg.mainloop == "sm90" else Sm80MixedGemm(cfg)
+    art = compile_for_arch(kernel, *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0

@@ -855,3 +855,32 @@ def test_moe_warp_pipeline(fmt, experts, top_k, tokens, block_m, down, skewed, b
 
     _check_routed(fmt, experts, top_k, tokens, down, skewed, 512, 1024, block_m, tokens + experts + block_m + bn,
                   make(True), same_as=make(False))
+
+
+@pytest.mark.parametrize("fmt", FORMATS[:3], ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,n,k,down,skewed", [
+    (8, 2, 64, 1024, 512, False, False), (8, 2, 64, 512, 1024, True, True), (8, 2, 61, 1024, 512, False, True),
+    (16, 4, 60, 512, 1024, True, False)])
+def test_moe_decode_block32(monkeypatch, fmt, experts, top_k, tokens, n, k, down, skewed):
+    """32-row blocks for experts of 12-16 routed rows (`MOE_DECODE_BLOCK_32`, off until this passes): up-like
+    projections on 32 x 256 x 128 wgmma tiles, the others on 32 x 256 x 128 mma.sync tiles on the weight-tile-major
+    grid, as moe_gemm picks them; against the reference, padding, other ranks' experts, routing weights and bias."""
+    import humming_cute.tune.heuristics as heur
+    from humming_cute.ops import _num_sms, device_target
+    from humming_cute.tune.heuristics import default_moe_config, moe_block_size
+
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the 32-row decode blocks are an sm_90a default")
+    monkeypatch.setattr(heur, "MOE_DECODE_BLOCK_32", True)
+    assert moe_block_size(tokens, top_k, experts, wgmma=True) == 32
+
+    def make(pw, a_name, has_bias):
+        cfg = default_moe_config(32, pw.n_pad, pw.k_pad, a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name,
+                                 group_size=pw.group_size, arch=device_target(torch.device("cuda")),
+                                 has_bias=has_bias, top_k=top_k, is_down=down, mul_topk_weights=down,
+                                 num_tokens=tokens, num_experts=experts, num_sms=_num_sms(torch.device("cuda")))
+        assert cfg.block_n == 256 and cfg.block_k == 128
+        assert (cfg.mainloop == "sm90") == (n >= k) and cfg.moe_n_major == (n < k), cfg
+        return cfg
+
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, n, k, 32, tokens + experts + n, make)

@@ -99,6 +99,16 @@ DECODE_ONE_WAVE_STAGES = True
 MOE_DECODE_N_MAJOR = True
 
 
+#: sm_90a MoE layers whose experts see 12-16 routed rows on average (about a third to a half of them more than 16,
+#: which 16-row blocks split into a second block that reads the expert's weight again) take 32-row blocks: up-like
+#: projections (N >= K) on 32 x 256 x 128 wgmma tiles (four consumer warpgroups), the others on 32 x 256 x 128
+#: mma.sync tiles (8 warps) on the weight-tile-major grid. H200, fp16 x uint4 g128, Mixtral-like at 64 tokens
+#: (benchmarks/results/2026-11-30_h200_moe_probe_mixtral64.log): up 201.6 us against 223.4 in 16-row blocks (Humming
+#: 206.0), down 118.6 against 122.7 (Humming 130.7). Those two tiles are not yet GPU-tested (the probe checked each
+#: output against the default's), so this is off; `gpu_session.sh moe32` tests and times it
+MOE_DECODE_BLOCK_32 = False
+
+
 #: MoE block sizes that only the wgmma mainloop takes (wgmma N = block_m, any multiple of 16; mma.sync tiles are
 #: powers of two)
 WGMMA_ONLY_MOE_BLOCKS = (48, 96, 160)
@@ -449,7 +459,11 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
     if wgmma_only and (mainloop == "sm80" or (mainloop is None and not moe_uses_wgmma(arch, a_dtype, epilogue, glu))):
         raise ValueError(f"MoE blocks of {block_m} rows run on the wgmma mainloop only (sm_90a, 16-bit activations, "
                          f"no epilogue activation other than a GLU); use block_m 16 / 32 / 64 / 128")
-    if mainloop == "sm90" or (mainloop is None and (block_m >= WGMMA_MOE_MIN_BLOCK or wgmma_only)
+    # 32-row blocks of experts with 12-16 routed rows each (`MOE_DECODE_BLOCK_32`)
+    block32 = (MOE_DECODE_BLOCK_32 and block_m == 32 and mainloop is None
+               and moe_uses_wgmma(arch, a_dtype, epilogue, glu) and n_pad % 256 == 0 and k_pad % 128 == 0)
+    if mainloop == "sm90" or (mainloop is None and (block_m >= WGMMA_MOE_MIN_BLOCK or wgmma_only
+                                                    or (block32 and n_pad >= k_pad))
                               and moe_uses_wgmma(arch, a_dtype, epilogue, glu)):
         # H200, fp16 x uint4 g128 (benchmarks/results/2026-11-29_h200_moe_wgmma.log, ..._moe_wgmma_mixtral.log):
         # wgmma, 64-deep k-tiles, the deepest pipeline; 64-row blocks with 128-wide weight tiles, 128-row blocks
@@ -485,6 +499,9 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
             # tokens up 263.9 / down 122.8 against 269.9 / 161.9
             cfg = cfg.with_(block_k=128, warp_k=128, warp_specialized=True, persistent_ctas=num_sms,
                             moe_cp_async_rows=True)
+        if block32:
+            # four consumer warpgroups over a 256-wide weight tile, 128-deep k-tiles, no producer warpgroup
+            cfg = cfg.with_(block_n=256, block_k=128, warp_k=128)
         if block_m == 160 and not glu:
             # 160-row blocks (an expert's ~128 rows in one block) with the producer warpgroup: 486 / 260 us against
             # 577 / 286 us without it (Mixtral-like up / down at 512 tokens, 2026-11-30_h200_moe_probe_bm160_mixtral.log)
@@ -517,6 +534,10 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
     # many experts of a few rows each: the weight-tile-major grid (`MOE_DECODE_N_MAJOR`)
     n_major = (MOE_DECODE_N_MAJOR and block_m == 16 and a_dtype in ("float16", "bfloat16") and num_experts is not None
                and num_experts >= 32 and num_tokens is not None and num_tokens * top_k <= 65535)
+    if block32:
+        # (N < K) 256-wide weight tiles on 8 warps (two K-warps), 6 stages, the weight-tile-major grid
+        bn, bk, wk, stages = 256, 128, 64, 6
+        n_major = num_tokens is None or num_tokens * top_k <= 65535
     cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
                      has_bias=has_bias, block_m=block_m, block_n=bn, block_k=bk, warp_m=wm,
                      warp_n=64, warp_k=wk, stages=stages, arch=arch, moe=True, moe_top_k=top_k, moe_down=is_down,
@@ -568,6 +589,8 @@ def moe_block_size(num_tokens: int, top_k: int, num_experts: int, *, wgmma: bool
     expert on (Qwen3-30B-A3B-like at 512 tokens, 32 rows per expert: 161 us with 64-row wgmma blocks against
     190 us with 32-row mma.sync blocks; ..._moe_wgmma.log)."""
     per_expert = num_tokens * top_k / max(num_experts, 1)
+    if wgmma and MOE_DECODE_BLOCK_32 and 12 < per_expert <= 16:
+        return 32
     if per_expert <= 16:
         return 16
     if wgmma and WGMMA_MOE_ODD_BLOCKS and (per_expert <= 36 or 112 <= per_expert <= 136):
