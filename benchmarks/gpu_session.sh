@@ -76,6 +76,9 @@
 #   bash benchmarks/gpu_session.sh m64-split    # 4096 x 14336 at M = 64 (W4 g128, W8 channel): split-K 2 / 4 tiles
 #   bash benchmarks/gpu_session.sh moe32        # GPU tests of the 32-row MoE decode blocks (MOE_DECODE_BLOCK_32, off
 #                                               # until they pass); the MoE bench at 64 / 256 tokens with it on
+#   bash benchmarks/gpu_session.sh w8-small     # W8 channel decode at 4096^2 (split-K 2 / 4 in a cluster, 128-256 deep
+#                                               # tiles, 2-6 stages, warp_pipeline) and M = 64 at 4096 x 14336 on
+#                                               # mma.sync tiles (W4 g128 and W8 channel)
 #   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
 #   bash benchmarks/gpu_session.sh pair tests moe-odd    # two steps at once on a two-GPU machine (GPU 0, GPU 1)
 # Every step has its own time limit, so one that overruns leaves the others' results.
@@ -97,7 +100,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -445,6 +448,14 @@ case "$step" in
     run 250 "${tag}_moe_w4a16_g128_block32.log" python3 -c "import sys, humming_cute.tune.heuristics as h; \
 h.MOE_DECODE_BLOCK_32 = True; from humming_cute.bench.run import main; sys.exit(main(sys.argv[1:]))" --moe \
       --tokens 16,64,256 --json "$OUT/${tag}_moe_w4a16_g128_block32.json" ;;
+  w8-small)
+    run 200 "${tag}_decode_probe_w8_4096.log" python3 benchmarks/decode_config_probe.py --m 1,16 --b int8 --group 0 \
+      --shapes 4096x4096 --bn 64,128 --kw 128/64,256/64,256/128 --stages 2,4,6 --split 2,4 --cluster \
+      --two-level 0 --warp-pipeline --top 12
+    run 150 "${tag}_config_probe_m64_sm80_w4.log" python3 benchmarks/config_probe.py --m 64 --shapes 4096x14336 \
+      --families sm80 --cluster --top 10 --budget-s 100
+    run 150 "${tag}_config_probe_m64_sm80_w8.log" python3 benchmarks/config_probe.py --m 64 --shapes 4096x14336 \
+      --b int8 --group 0 --families sm80 --cluster --top 10 --budget-s 100 ;;
   table)
     card=$(python3 -c "import re, torch; print(re.sub(r'[^A-Za-z0-9.-]+', '_', torch.cuda.get_device_name()))")
     run 330 "${tag}_tune_table_w4a16.log" python3 -m humming_cute.tune.build_table --b-dtype uint4 --group-size 128 \
