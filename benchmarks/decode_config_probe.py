@@ -62,7 +62,8 @@ p.add_argument("--launch-bounds", action="store_true",
                help="with --swap: the default + swap lines also with launch_min_blocks=1 (launch bounds of one CTA "
                     "per SM: ptxas may take up to 255 registers)")
 p.add_argument("--unverified", action="store_true",
-               help="set config.ALLOW_UNVERIFIED (options built but not yet GPU-verified); every output is still checked against the default's")
+               help="set config.ALLOW_UNVERIFIED (options built but not yet GPU-verified); every output is still "
+                    "checked against the default's")
 args = p.parse_args()
 if args.unverified:
     import humming_cute.config as _hconfig

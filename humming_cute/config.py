@@ -21,7 +21,8 @@ ACT8_TYPES = ("float8e4m3", "float8e5m2", "int8")
 ACT4_TYPES = ("int4", "float4e2m1")
 QUANT_ACT_TYPES = ACT8_TYPES + ACT4_TYPES
 # Built and compile-checked, not yet run on a GPU: fp4 (e2m1) activations (sm_120a: block-scaled m16n8k64 MMA with
-# e2m1 weights, kind::f8f6f4 m16n8k32 with other weights). Configs using them are refused unless this is set (the compile tests set it).
+# e2m1 weights, kind::f8f6f4 m16n8k32 with other weights). Configs using them are refused unless this is set (the
+# compile tests set it).
 ALLOW_UNVERIFIED = False
 UNVERIFIED_ACT_TYPES = ("float4e2m1",)
 

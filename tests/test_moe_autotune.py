@@ -28,7 +28,7 @@ def _base(block_m, n, k, *, arch="sm_90a", tokens=1, experts=128, top_k=8, **ext
 def test_moe_candidates_are_valid_and_distinct(block_m, arch, n, k, tokens):
     """The default first, then distinct valid tilings of the same routing block that fit shared memory; the
     default's mainloop first; wgmma tiles only on sm_90a from 32-row blocks (16-row ones lost to the mma.sync
-    decode tiles); the row cache both ways and cluster split-K for decode blocks on sm_90."""
+    decode tiles); the row cache and the grid order both ways and cluster split-K for decode blocks on sm_90."""
     base = _base(block_m, n, k, arch=arch, tokens=tokens)
     cands = mat.moe_candidate_configs(base, tokens, n, k, num_experts=128, max_candidates=200)
     assert cands[0] == base and len(set(cands)) == len(cands) > 8
@@ -48,6 +48,9 @@ def test_moe_candidates_are_valid_and_distinct(block_m, arch, n, k, tokens):
         assert {c.moe_row_cache for c in cands} == {True, False}
         assert any(c.block_k >= 512 for c in cands)
         assert any(c.cluster_split_k for c in cands) == (get_arch(arch).sm >= 90)
+        # both grid orders, whichever the default takes (16-row blocks over 128 experts: weight-tile-major)
+        assert {c.moe_n_major for c in cands if c.mainloop == "sm80"} == {True, False}
+        assert base.moe_n_major == (block_m == 16 and arch == "sm_90a")
     short = mat.moe_candidate_configs(base, tokens, n, k, num_experts=128, max_candidates=6)
     assert len(short) == 6 and short[0] == base
     if sm90:

@@ -150,9 +150,9 @@ def test_moe_n_major_grid_compiles():
 
 
 def test_moe_decode_default_n_major(monkeypatch):
-    """16-row decode blocks of 16-bit activations over >= 32 experts take the weight-tile-major grid when the token
-    count is known and M x top_k fits the grid's y dimension; fewer experts, other blocks, 8-bit activations, unknown
-    token counts and the switch off keep the block-major grid."""
+    """sm_90: 16-row decode blocks of 16-bit activations over >= 32 experts take the weight-tile-major grid when the
+    token count is known and M x top_k fits the grid's y dimension; fewer experts, other blocks, 8-bit activations,
+    unknown token counts, other archs and the switch off keep the block-major grid."""
     import humming_cute.tune.heuristics as heur
 
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a", top_k=8)
@@ -162,6 +162,7 @@ def test_moe_decode_default_n_major(monkeypatch):
     assert not default_moe_config(16, 2048, 768, **kw).moe_n_major
     assert not default_moe_config(16, 28672, 4096, num_tokens=64, num_experts=8, **{**kw, "top_k": 2}).moe_n_major
     assert not default_moe_config(32, 2048, 768, num_tokens=64, num_experts=128, **kw).moe_n_major
+    assert not default_moe_config(16, 2048, 768, num_tokens=16, num_experts=128, **{**kw, "arch": "sm_80"}).moe_n_major
     assert not default_moe_config(16, 2048, 768, num_tokens=16, num_experts=128,
                                   **{**kw, "a_dtype": "float8e4m3", "b_dtype": "int4", "group_size": 0}).moe_n_major
     monkeypatch.setattr(heur, "MOE_DECODE_N_MAJOR", False)

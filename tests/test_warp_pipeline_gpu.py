@@ -176,9 +176,12 @@ def test_warp_pipeline_warps_n(a, b, group, scale, m, bn, bk, wk, split, cluster
     _run(a, b, group, scale, m, 512, 4096, cfg, m + bn + bk + wk + split)
 
 
-@pytest.mark.parametrize("a,b,group,scale", [("float16", "int4", 128, "float16"), ("float16", "float4e2m1", 32, "ue8m0"),
-                                             ("bfloat16", "uint4", 128, "bfloat16"), ("bfloat16", "uint3", 64, "float32"),
-                                             ("float16", "uint5", 128, "float16"), ("float16", "int2", 32, "float16")])
+LB_FORMATS = [("float16", "int4", 128, "float16"), ("float16", "float4e2m1", 32, "ue8m0"),
+              ("bfloat16", "uint4", 128, "bfloat16"), ("bfloat16", "uint3", 64, "float32"),
+              ("float16", "uint5", 128, "float16"), ("float16", "int2", 32, "float16")]
+
+
+@pytest.mark.parametrize("a,b,group,scale", LB_FORMATS)
 @pytest.mark.parametrize("m", [1, 8])
 @pytest.mark.parametrize("shape", [(8192, 8192), (4096, 4096), (28672, 4096), (4096, 14336)])
 def test_swap_ab_defaults_with_launch_bounds(a, b, group, scale, m, shape):

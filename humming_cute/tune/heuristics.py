@@ -84,22 +84,22 @@ DECODE_SWAP_AB = True
 
 #: sm_90 decode tiles (M <= 32) of 6-8 bit weights and 16-bit activations whose grid takes more than one wave of
 #: CTAs at the stage count that fits take the fewest stages (down to 2) at which it is one wave (more CTAs per SM
-#: by shared memory). H200, fp16 x int8 channel, 28672 x 4096 (benchmarks/results/2026-11-30_h200_decode_probe_wpipe_n_w8.log):
-#: 128 x 256 tiles over 224 CTAs, one per SM at 4 stages (1.7 waves): M = 1 / 16 35.8 / 36.4 us on 2 stages
-#: against 40.0 / 41.6 us (0.89 / 0.87x; Humming 36.7 / 37.4 us)
+#: by shared memory). H200, fp16 x int8 channel, 28672 x 4096
+#: (benchmarks/results/2026-11-30_h200_decode_probe_wpipe_n_w8.log): 128 x 256 tiles over 224 CTAs, one per SM at
+#: 4 stages (1.7 waves): M = 1 / 16 35.8 / 36.4 us on 2 stages against 40.0 / 41.6 us (0.89 / 0.87x; Humming
+#: 36.7 / 37.4 us)
 DECODE_ONE_WAVE_STAGES = True
 
-
-#: 16-row mma.sync MoE blocks of 16-bit activations over many experts (>= 32; a few routed rows each) launch the
-#: weight-tile-major grid (`moe_n_major`: the CTAs in flight cover all weight tiles of a few experts rather than one
-#: weight tile of many). H200, fp16 x uint4 g128, the default tiles (benchmarks/results/2026-11-30_h200_moe_probe_n_major_small.log):
-#: Qwen3-30B-A3B-like (E = 128) up at 16 / 64 tokens 51.8 / 73.1 us against 54.8 / 74.0 (0.94 / 0.99x), down
-#: 33.8 / 45.4 us against 36.7 / 46.7 (0.92 / 0.97x); Mixtral-like (E = 8) 0.99-1.02x, so experts < 32 keep the
-#: block-major grid. (The grid's y dimension then holds the routed blocks: at most 65535, so M x top_k <= 65535.)
+#: sm_90: 16-row mma.sync MoE blocks of 16-bit activations over many experts (>= 32; a few routed rows each) launch
+#: the weight-tile-major grid (`moe_n_major`: the CTAs in flight cover all weight tiles of a few experts rather than
+#: one weight tile of many). H200, fp16 x uint4 g128, the default tiles
+#: (benchmarks/results/2026-11-30_h200_moe_probe_n_major_small.log): Qwen3-30B-A3B-like (E = 128) up at 16 / 64
+#: tokens 51.8 / 73.1 us against 54.8 / 74.0 (0.94 / 0.99x), down 33.8 / 45.4 us against 36.7 / 46.7 (0.92 /
+#: 0.97x); Mixtral-like (E = 8) 0.99-1.02x, so experts < 32 keep the block-major grid. (The grid's y dimension then
+#: holds the routed blocks: at most 65535, so M x top_k <= 65535.)
 MOE_DECODE_N_MAJOR = True
 
-
-#: sm_90a MoE layers whose experts see 12-16 routed rows on average (about a third to a half of them more than 16,
+#: sm_90a MoE layers whose experts see 12-16 routed rows on average (about a tenth to a half of them more than 16,
 #: which 16-row blocks split into a second block that reads the expert's weight again) take 32-row blocks: up-like
 #: projections (N >= K) on 32 x 256 x 128 wgmma tiles (four consumer warpgroups), the others on 32 x 256 x 128
 #: mma.sync tiles (8 warps) on the weight-tile-major grid. H200, fp16 x uint4 g128, Mixtral-like at 64 tokens
@@ -107,7 +107,6 @@ MOE_DECODE_N_MAJOR = True
 #: 206.0), down 118.6 against 122.7 (Humming 130.7). Those two tiles are not yet GPU-tested (the probe checked each
 #: output against the default's), so this is off; `gpu_session.sh moe32` tests and times it
 MOE_DECODE_BLOCK_32 = False
-
 
 #: MoE block sizes that only the wgmma mainloop takes (wgmma N = block_m, any multiple of 16; mma.sync tiles are
 #: powers of two)
@@ -532,8 +531,9 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
         # the time at 1-64 tokens (H200, fp16 x uint4 g128, 2026-11-30_h200_moe_probe_gated.log)
         row_cache = True
     # many experts of a few rows each: the weight-tile-major grid (`MOE_DECODE_N_MAJOR`)
-    n_major = (MOE_DECODE_N_MAJOR and block_m == 16 and a_dtype in ("float16", "bfloat16") and num_experts is not None
-               and num_experts >= 32 and num_tokens is not None and num_tokens * top_k <= 65535)
+    n_major = (MOE_DECODE_N_MAJOR and block_m == 16 and get_arch(arch).sm == 90 and a_dtype in ("float16", "bfloat16")
+               and num_experts is not None and num_experts >= 32 and num_tokens is not None
+               and num_tokens * top_k <= 65535)
     if block32:
         # (N < K) 256-wide weight tiles on 8 warps (two K-warps), 6 stages, the weight-tile-major grid
         bn, bk, wk, stages = 256, 128, 64, 6

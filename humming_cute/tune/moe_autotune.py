@@ -90,16 +90,17 @@ def moe_candidate_configs(base: GemmConfig, tokens: int, n_pad: int, k_pad: int,
                 continue
             for most in ((3, 4) if decode else (6,)):
                 cfg = deepest(sm80.with_(block_n=bn, block_k=bk, warp_k=wk, stages=2, split_k=1,
-                                         cluster_split_k=False), most)
+                                         cluster_split_k=False, moe_n_major=False), most)
                 if cfg is None:
                     continue
                 for row_cache in ((True, False) if decode else (False,)):
                     add(cfg.with_(moe_row_cache=row_cache), sm80_list)
+                if decode:      # (the block-major grid above, the weight-tile-major one here)
+                    add(cfg.with_(moe_n_major=True, moe_row_cache=True), sm80_list)
                 if decode and arch.sm >= 90 and bn == 64:
                     for split in (2, 4):
                         if (k_pad // bk) % split == 0 and k_pad // bk // split >= 2:
                             add(cfg.with_(split_k=split, cluster_split_k=True, moe_row_cache=True), sm80_list)
-                    add(cfg.with_(moe_n_major=True, moe_row_cache=True), sm80_list)
     # plain tiles first, then other depths of pipeline, the row cache switched, split-K and the n-major grid: with a
     # small max_candidates the tile shapes are timed before the options
     sm80_list.sort(key=lambda c: (c.split_k > 1 or c.moe_n_major, c.moe_row_cache != sm80.moe_row_cache,
