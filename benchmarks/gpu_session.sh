@@ -79,6 +79,8 @@
 #   bash benchmarks/gpu_session.sh w8-small     # W8 channel decode at 4096^2 (split-K 2 / 4 in a cluster, 128-256 deep
 #                                               # tiles, 2-6 stages, warp_pipeline) and M = 64 at 4096 x 14336 on
 #                                               # mma.sync tiles (W4 g128 and W8 channel)
+#   bash benchmarks/gpu_session.sh rounds       # issue-5 shapes at M 256-8192 (W4 g128, W8 channel), 3 timing rounds
+#                                               # in alternating order against cuBLAS and Humming
 #   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
 #   bash benchmarks/gpu_session.sh pair tests moe-odd    # two steps at once on a two-GPU machine (GPU 0, GPU 1)
 # Every step has its own time limit, so one that overruns leaves the others' results.
@@ -100,7 +102,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -456,6 +458,13 @@ h.MOE_DECODE_BLOCK_32 = True; from humming_cute.bench.run import main; sys.exit(
       --families sm80 --cluster --top 10 --budget-s 100
     run 150 "${tag}_config_probe_m64_sm80_w8.log" python3 benchmarks/config_probe.py --m 64 --shapes 4096x14336 \
       --b int8 --group 0 --families sm80 --cluster --top 10 --budget-s 100 ;;
+  rounds)
+    run 280 "${tag}_w4a16_g128_rounds.log" python3 -m humming_cute.bench --m 256,1024,4096,8192 \
+      --shapes 8192x8192,28672x4096 --peers torch,humming --rounds 3 --back-to-back-m none \
+      --json "$OUT/${tag}_w4a16_g128_rounds.json"
+    run 280 "${tag}_w8a16_channel_rounds.log" python3 -m humming_cute.bench --b-dtype int8 --group-size 0 \
+      --m 256,1024,4096,8192 --shapes 8192x8192,28672x4096 --peers torch,humming --rounds 3 \
+      --back-to-back-m none --json "$OUT/${tag}_w8a16_channel_rounds.json" ;;
   table)
     card=$(python3 -c "import re, torch; print(re.sub(r'[^A-Za-z0-9.-]+', '_', torch.cuda.get_device_name()))")
     run 330 "${tag}_tune_table_w4a16.log" python3 -m humming_cute.tune.build_table --b-dtype uint4 --group-size 128 \

@@ -41,6 +41,47 @@ def test_back_to_back_options():
             core.parse_args(argv)
 
 
+def test_timing_rounds(monkeypatch):
+    """--rounds R (dense, 16-bit activations): every ok implementation of a row is timed R times, the order
+    reversed every other round, and reports the median of its rounds with the derived numbers recomputed; the
+    first round's time is the one already measured; failed peers and peers without a call are left as they are."""
+    import humming_cute.bench.timing as timing
+    from humming_cute.bench import run
+
+    assert core.parse_args([]).rounds == 1 and core.parse_args(["--rounds", "3"]).rounds == 3
+    for argv in (["--rounds", "0"], ["--moe", "--rounds", "2"], ["--a-dtype", "float8e4m3", "--b-dtype", "int4",
+                                                                   "--rounds", "2"]):
+        with pytest.raises(SystemExit):
+            core.parse_args(argv)
+    assert core.round_orders(["a", "b", "c"], 4) == [["a", "b", "c"], ["c", "b", "a"], ["a", "b", "c"],
+                                                     ["c", "b", "a"]]
+    assert core.round_orders(["a", "b"], 1) == [["a", "b"]]
+
+    row = dict(m=16, n=4096, k=4096, bytes_=core.format_bytes(16, 4096, 4096, b_bits=4, group_size=128,
+                                                               scale_bits=16, zero_point=True),
+               memory_floor=0.005, compute_floor=0.001)
+    clock = iter(range(100))
+    visits = []
+
+    def fake_bench(fn, rep_ms=100.0, graph=True):
+        visits.append(fn())
+        return (10 + next(clock)) / 1000
+
+    monkeypatch.setattr(timing, "bench_ms", fake_bench)
+    impls = {OURS: core.ok_entry(0.020, 1e-4, 0.1, **row), "torch": core.ok_entry(0.030, 1e-4, 0.1, **row),
+             "humming": core.skipped_entry("failed", "x"), "int4": core.ok_entry(0.040, 1e-4, 0.1, **row)}
+    calls = {OURS: lambda: OURS, "torch": {"call": lambda: "torch"}, "humming": {}, "int4": {}}
+    out = run._more_rounds(impls, calls, 3, 50.0, **row)
+    assert visits == ["torch", OURS, OURS, "torch"]           # round 1 reversed, round 2 as given
+    assert out[OURS]["ms_rounds"] == [0.020, 0.011, 0.012] and out[OURS]["ms"] == 0.012
+    assert out["torch"]["ms_rounds"] == [0.030, 0.010, 0.013] and out["torch"]["ms"] == 0.013
+    assert out[OURS]["tflops"] == core.impl_metrics(0.012, m=16, n=4096, k=4096, weight_bytes=row["bytes_"][
+        "weight_total"], memory_floor=0.005, compute_floor=0.001)["tflops"]
+    assert out["humming"] == impls["humming"] and out["int4"] == impls["int4"]       # no call kept: unchanged
+    assert "ms_rounds" not in impls[OURS]                                             # the input is not modified
+    json.dumps(core.sanitize(out))
+
+
 def test_rotation_copies():
     from humming_cute.bench.timing import rotation_copies
 

@@ -44,7 +44,8 @@ __all__ = [
     "parse_shapes", "parse_ms", "parse_peers", "build_parser", "parse_args", "command_line",
     "ACT8_DTYPES", "ACT8_PEERS", "DENSE_PEERS", "is_act8", "default_peers", "with_quantize",
     "tolerance", "format_bytes", "memory_floor_ms", "compute_floor_ms", "impl_metrics", "ok_entry",
-    "skipped_entry", "build_row", "assemble_result", "sanitize", "write_json", "format_table", "format_summary",
+    "skipped_entry", "round_orders", "with_rounds",
+    "build_row", "assemble_result", "sanitize", "write_json", "format_table", "format_summary",
     "SimpleProgress", "progress_bar",
     "MOE_PRESETS", "MOE_PROJECTIONS", "MOE_PEERS", "MOE_IMPL_LABELS", "DEFAULT_MOE_TOKENS", "parse_moe_presets",
     "parse_moe_projections", "moe_jobs", "moe_format_bytes", "moe_flops", "expected_experts_touched",
@@ -233,6 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reps", type=float, default=100.0,
                    help="milliseconds of timed runs per measurement (about 25 ms of "
                         "warm-up runs come first); default 100")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="dense mode, 16-bit activations: time every implementation of a row this many times, the order reversed in "
+                        "every other round (ours first, then the peers; then the peers backwards, ours last; ...), "
+                        "and report the median of the rounds' medians: a drift of the card's clocks over a row "
+                        "then falls on every implementation alike; default 1")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights, activations and routing")
     p.add_argument("--autotune", type=int, default=0, metavar="N",
                    help="before timing humming_cute at each (shape, M) (with --moe: each (layer, tokens) on its "
@@ -317,6 +323,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
             p.error(f"--group-size {args.group_size} does not divide K of {bad}")
     if not args.reps > 0:
         p.error(f"--reps must be positive, got {args.reps}")
+    if args.rounds < 1:
+        p.error(f"--rounds must be >= 1, got {args.rounds}")
+    if args.rounds > 1 and (args.moe or is_act8(args.a_dtype)):
+        p.error("--rounds is for the dense mode with 16-bit activations")
     return args
 
 
@@ -432,6 +442,25 @@ def ok_entry(ms: float, rel_err: float, rel_err_vs_float: Optional[float], *, m:
     if notes:
         e["notes"] = list(notes)
     return e
+
+
+def round_orders(names: list, rounds: int) -> list:
+    """The order in which `rounds` timing rounds visit `names`: as given in even rounds (round 0 is the first
+    measurement), reversed in odd ones, so each name's rounds straddle the others' symmetrically."""
+    return [list(names) if r % 2 == 0 else list(reversed(names)) for r in range(rounds)]
+
+
+def with_rounds(entry: dict, times: list, *, m: int, n: int, k: int, bytes_: dict, memory_floor: float,
+                compute_floor: float) -> dict:
+    """`entry` (an ok record) with its time and derived numbers replaced by the median of the rounds' times
+    `times` (the first one the entry's own), which it keeps as ``ms_rounds``."""
+    import statistics
+
+    out = dict(entry)
+    out.update(impl_metrics(statistics.median(times), m=m, n=n, k=k, weight_bytes=bytes_["weight_total"],
+                            memory_floor=memory_floor, compute_floor=compute_floor))
+    out["ms_rounds"] = list(times)
+    return out
 
 
 def skipped_entry(status: str, reason: str, **extra) -> dict:

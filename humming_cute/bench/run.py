@@ -159,15 +159,20 @@ def _shape_rows(n, k, args, *, device, copy_bw, peak, progress, peer_info, hc_co
         hc_configs.setdefault(f"{n}x{k}", {})[m] = repr(tuned) if tuned is not None else \
             _our_config(m, pw, args.a_dtype, device)
 
+        calls = {OURS: ours}       # what the extra timing rounds call (`--rounds`)
         for name in args.peer_list:
             if name in not_ready:
                 impls[name] = not_ready[name]
                 continue
             impls[name] = _measure_peer(peers[name], x, y_ref, y_float, w_deq, args.reps, m=m, n=n, k=k,
                                         bytes_=bytes_, memory_floor=mem_floor, compute_floor=cmp_floor,
-                                        end_to_end=act8)
+                                        end_to_end=act8, keep=calls.setdefault(name, {}))
             if impls[name]["status"] != "ok":
                 _report(progress, peer_info, name, impls[name]["reason"])
+        if getattr(args, "rounds", 1) > 1:
+            impls = _more_rounds(impls, calls, args.rounds, args.reps, m=m, n=n, k=k, bytes_=bytes_,
+                                 memory_floor=mem_floor, compute_floor=cmp_floor)
+        del calls
         row = core.build_row(m, n, k, bytes_, mem_floor, cmp_floor, impls)
         if m in args.b2b_list:
             if rotation is None:
@@ -274,8 +279,27 @@ def _quantize_ms(x, xq, xs, args, *, m: int, k: int) -> float:
 END_TO_END_TOL = 1e-2
 
 
+def _more_rounds(impls: dict, calls: dict, rounds: int, rep_ms: float, **row) -> dict:
+    """`impls` with every ok implementation timed in `rounds` - 1 more rounds (`core.round_orders`: the order
+    reversed every other round) and its time the median of its rounds (`core.with_rounds`); `calls` holds our call
+    and, per peer, the dict that `_measure_peer` left its timed call in."""
+    from .timing import bench_ms
+
+    fns = {}
+    for name, e in impls.items():
+        fn = calls.get(name)
+        fn = fn.get("call") if isinstance(fn, dict) else fn
+        if e.get("status") == "ok" and fn is not None:
+            fns[name] = fn
+    times = {name: [impls[name]["ms"]] for name in fns}
+    for order in core.round_orders(list(fns), rounds)[1:]:
+        for name in order:
+            times[name].append(bench_ms(fns[name], rep_ms))
+    return {name: core.with_rounds(e, times[name], **row) if name in times else e for name, e in impls.items()}
+
+
 def _measure_peer(peer, x, y_ref, y_float, w_deq, rep_ms, *, m, n, k, bytes_, memory_floor, compute_floor,
-                  end_to_end: bool = False) -> dict:
+                  end_to_end: bool = False, keep: Optional[dict] = None) -> dict:
     """Check one peer's output against its reference (``ref_input(x_peer) @ ref_weight^T``, or `y_ref` when it
     multiplies x as it is by our weight), then time it; any failure becomes a record. With `end_to_end` (8-bit
     runs) the peer's end-to-end time is recorded too: its `end_to_end` call on x, checked and timed, or its own
@@ -305,6 +329,8 @@ def _measure_peer(peer, x, y_ref, y_float, w_deq, rep_ms, *, m, n, k, bytes_, me
             return core.skipped_entry("wrong", f"output off its reference at M={m} N={n} K={k}: relative error "
                                                f"{err:.3e} > {peer.tol:.0e}", rel_err=err)
         t = bench_ms(lambda: peer.call(xp), rep_ms)
+        if keep is not None:
+            keep["call"] = lambda: peer.call(xp)     # (more timing rounds)
     except Exception as e:  # noqa: BLE001 - a peer never stops the run
         return core.skipped_entry("failed", f"{type(e).__name__}: {e}")
     entry = core.ok_entry(t, err, err_float, m=m, n=n, k=k, bytes_=bytes_, memory_floor=memory_floor,
@@ -384,8 +410,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     measured = dict(copy_bandwidth_gbps=copy_bw / 1e9, cublas_peak_tflops=peak / 1e12,
                     cublas_peak_problem=peak_problem)
     common = dict(a_dtype=args.a_dtype, b_dtype=args.b_dtype, group_size=args.group_size,
-                  scale_dtype=args.scale_dtype, peers=args.peer_list, reps_ms=args.reps, seed=args.seed,
-                  tolerance=core.tolerance(args.a_dtype), autotune_candidates=getattr(args, "autotune", 0))
+                  scale_dtype=args.scale_dtype, peers=args.peer_list, reps_ms=args.reps, rounds=args.rounds,
+                  seed=args.seed, tolerance=core.tolerance(args.a_dtype),
+                  autotune_candidates=getattr(args, "autotune", 0))
     if act8:
         common.update(output_dtype="float16", activations=ACT8_NOTE, end_to_end_tolerance=END_TO_END_TOL)
     if args.moe:
