@@ -78,6 +78,17 @@ def test_apply_entry():
     glu = base.with_(activation="silu_glu", glu=True)
     assert at.apply_entry(glu, {"config": {"mainloop": "sm90", "block_m": 64, "warp_m": 64, "warp_k": 64,
                                            "block_k": 64}}) is None
+    # a wgmma tiling on a decode default with mma.sync-only options (swap_ab, launch bounds): those switched off
+    from humming_cute.tune.heuristics import default_config
+
+    dec = default_config(1, 4096, 4096, a_dtype="float16", b_dtype="int4", c_dtype="float16", group_size=128,
+                         arch="sm_90a")
+    assert dec.swap_ab and dec.launch_min_blocks == 1
+    wg = at.apply_entry(dec, {"config": {"mainloop": "sm90", "block_m": 64, "warp_m": 64, "block_n": 128,
+                                         "warp_n": 64, "block_k": 64, "warp_k": 64, "stages": 4, "split_k": 1,
+                                         "two_level_scales": False}})
+    assert wg is not None and wg.mainloop == "sm90" and not (wg.swap_ab or wg.rows8 or wg.warp_pipeline)
+    assert wg.launch_min_blocks == 0
 
 
 class _FakeOps:

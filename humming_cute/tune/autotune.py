@@ -114,6 +114,8 @@ def apply_entry(base: GemmConfig, entry: dict) -> Optional[GemmConfig]:
     fields = {k: v for k, v in entry.get("config", {}).items() if k in TUNED_FIELDS}
     for k, off in _OFF_UNLESS_GIVEN.items():
         fields.setdefault(k, off)
+    if fields.get("mainloop") == "sm90":      # (a wgmma tiling on an mma.sync default: its decode-only options off)
+        fields = {**_MMA_SYNC_ONLY_OFF, **fields}
     try:
         return fit_epilogue(base.with_(**fields)).validate()
     except (ValueError, NotImplementedError, TypeError):
