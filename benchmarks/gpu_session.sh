@@ -81,6 +81,8 @@
 #                                               # mma.sync tiles (W4 g128 and W8 channel)
 #   bash benchmarks/gpu_session.sh rounds       # issue-5 shapes at M 256-8192 (W4 g128, W8 channel), 3 timing rounds
 #                                               # in alternating order against cuBLAS and Humming
+#   bash benchmarks/gpu_session.sh wg-raster    # GPU tests of moe_n_major on the wgmma MoE GEMM (refused until they
+#                                               # pass); Qwen-like at 512 / 4096 tokens with and without it
 #   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
 #   bash benchmarks/gpu_session.sh pair tests moe-odd    # two steps at once on a two-GPU machine (GPU 0, GPU 1)
 # Every step has its own time limit, so one that overruns leaves the others' results.
@@ -102,7 +104,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -465,6 +467,12 @@ h.MOE_DECODE_BLOCK_32 = True; from humming_cute.bench.run import main; sys.exit(
     run 280 "${tag}_w8a16_channel_rounds.log" python3 -m humming_cute.bench --b-dtype int8 --group-size 0 \
       --m 256,1024,4096,8192 --shapes 8192x8192,28672x4096 --peers torch,humming --rounds 3 \
       --back-to-back-m none --json "$OUT/${tag}_w8a16_channel_rounds.json" ;;
+  wg-raster)
+    run 200 "${tag}_wg-raster-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_moe_gpu.py -k wgmma_n_major
+    run 330 "${tag}_moe_probe_wg_raster_qwen.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
+      --tokens 512,4096 --block-m 48,128 --bn 256 --bk 64 --wgmma --two-atoms --persistent --cp-async-rows \
+      --n-major --unverified --match '^sm90 ws bm(48|128) bn256 bk64 wm(48|128) wn128 .*persistent rows' \
+      --budget-s 60 ;;
   table)
     card=$(python3 -c "import re, torch; print(re.sub(r'[^A-Za-z0-9.-]+', '_', torch.cuda.get_device_name()))")
     run 330 "${tag}_tune_table_w4a16.log" python3 -m humming_cute.tune.build_table --b-dtype uint4 --group-size 128 \

@@ -46,7 +46,8 @@ p.add_argument("--persistent", action="store_true",
                help="with --wgmma: also a persistent grid (one CTA per SM) of every producer-warpgroup candidate "
                     "(persistent_ctas)")
 p.add_argument("--n-major", action="store_true",
-               help="also the weight-tile-major grid (moe_n_major) of every mma.sync candidate")
+               help="also the weight-tile-major grid / raster (moe_n_major) of every candidate (wgmma ones need "
+                    "--unverified until GPU-verified)")
 p.add_argument("--cluster-split", default="",
                help="also split K inside a thread-block cluster by these factors (mma.sync candidates, e.g. 2,4)")
 p.add_argument("--cluster-n", default="",
@@ -168,8 +169,6 @@ for preset in args.presets.split(","):
                     continue
                 variants = [cfg] + wg_more + [cfg.with_(split_k=sp, cluster_split_k=True) for sp in splits
                                     if cfg.mainloop == "sm80" and (pw.k_pad // cfg.block_k) % sp == 0]
-                if args.n_major and cfg.mainloop == "sm80":
-                    variants += [v.with_(moe_n_major=True) for v in variants]
                 if args.row_cache and cfg.mainloop == "sm80":
                     variants += [v.with_(moe_row_cache=not v.moe_row_cache) for v in variants]
                 if args.warp_pipeline and cfg.mainloop == "sm80":
@@ -195,6 +194,8 @@ for preset in args.presets.split(","):
                             while smem_bytes(sv) > limit and sv.stages > 2:
                                 sv = sv.with_(stages=sv.stages - 1)
                             variants.append(sv)
+                if args.n_major:      # every variant also on the other grid / raster (wgmma: one routed block's
+                    variants += [v.with_(moe_n_major=True) for v in variants]      # weight tiles at a time)
                 for cfg in variants:
                     try:
                         cfg = cfg.validate()

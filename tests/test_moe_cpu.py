@@ -132,8 +132,8 @@ def test_moe_cluster_split_k_compiles(down, split):
 
 
 def test_moe_n_major_grid_compiles():
-    """moe_n_major swaps the mma.sync MoE grid's x / y (weight tiles first): same kernel body, refused off MoE, on
-    the wgmma mainloop."""
+    """moe_n_major swaps the mma.sync MoE grid's x / y (weight tiles first): same kernel body, refused off MoE and,
+    until GPU-verified, on the wgmma mainloop (`test_moe_wgmma_n_major_raster_compiles`)."""
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a", top_k=8)
     cfg = default_moe_config(16, 1536, 2048, **kw).with_(moe_n_major=True)
     art = compile_for_arch(Sm80MixedGemm(cfg.validate()), *fake_operands(cfg), arch="sm_90a",
@@ -143,7 +143,7 @@ def test_moe_n_major_grid_compiles():
     assert "%ctaid.y" in art.ptx and sum(r.spill_bytes for r in art.ptxas.values()) == 0
     for op in ("mma.sync", "cp.async.cg", "ldmatrix", "st.global"):       # the same kernel, block indices swapped
         assert art.ptx.count(op) == ref.ptx.count(op), op
-    with pytest.raises(ValueError, match="own raster"):
+    with pytest.raises(NotImplementedError, match="moe_n_major on the wgmma MoE GEMM .* not yet verified"):
         default_moe_config(64, 1536, 2048, **kw).with_(moe_n_major=True).validate()
     with pytest.raises(ValueError, match="need moe=True"):
         GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, moe_n_major=True).validate()
@@ -305,3 +305,25 @@ def test_moe_decode_block32_compiles(monkeypatch, n, k, down):
     kernel = Sm90MixedGemm(cfg) if cfg.mainloop == "sm90" else Sm80MixedGemm(cfg)
     art = compile_for_arch(kernel, *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+
+
+@pytest.mark.parametrize("block_m,extra", [(64, dict()), (48, dict()), (128, dict()), (64, dict(cluster_n=2))])
+def test_moe_wgmma_n_major_raster_compiles(monkeypatch, block_m, extra):
+    """moe_n_major on the wgmma MoE GEMM (built, refused until GPU-verified): one routed block's weight tiles at a
+    time instead of 8 block rows sweeping N; only the tile-index arithmetic differs (the same wgmma, TMA and store
+    counts), no spills."""
+    import humming_cute.config as hconfig
+    from humming_cute.kernels.mainloop_sm90 import Sm90MixedGemm
+
+    kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a", top_k=8)
+    base = default_moe_config(block_m, 1536, 2048, **kw).with_(**extra).validate()
+    assert base.mainloop == "sm90"
+    with pytest.raises(NotImplementedError, match="not yet verified"):
+        base.with_(moe_n_major=True).validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    cfg = base.with_(moe_n_major=True).validate()
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    ref = compile_for_arch(Sm90MixedGemm(base), *fake_operands(base), arch="sm_90a", options="--enable-tvm-ffi")
+    assert art.ptx != ref.ptx and sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    for op in ("wgmma.mma_async", "cp.async.bulk.tensor", "st.global"):
+        assert art.ptx.count(op) == ref.ptx.count(op), op

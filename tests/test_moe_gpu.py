@@ -884,3 +884,31 @@ def test_moe_decode_block32(monkeypatch, fmt, experts, top_k, tokens, n, k, down
         return cfg
 
     _check_routed(fmt, experts, top_k, tokens, down, skewed, n, k, 32, tokens + experts + n, make)
+
+
+@pytest.mark.parametrize("fmt", FORMATS[:3], ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,block_m,bn,down,skewed,extra", [
+    (128, 8, 200, 64, 128, False, True, dict()),
+    (64, 8, 37, 48, 256, True, True, dict(warp_n=128, warp_specialized=True, persistent_ctas=132,
+                                          moe_cp_async_rows=True)),
+    (8, 2, 1000, 128, 256, True, False, dict(warp_n=128, warp_specialized=True, persistent_ctas=132,
+                                             moe_cp_async_rows=True)),
+    (8, 2, 300, 64, 128, False, False, dict(cluster_n=2)),
+    (16, 4, 99, 64, 128, True, True, dict(warp_specialized=True, persistent_ctas=7))])
+def test_moe_wgmma_n_major(monkeypatch, fmt, experts, top_k, tokens, block_m, bn, down, skewed, extra):
+    """moe_n_major on the wgmma MoE GEMM (one routed block's weight tiles at a time; refused until this passes):
+    against the reference and bitwise equal to the grouped raster (only the tile order differs), with the producer
+    warpgroup, a persistent grid of fewer CTAs than tiles, cp.async rows, multicast clusters, padding and other
+    ranks' experts."""
+    import humming_cute.config as hconfig
+
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma mainloop runs on sm_90 only")
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    base = _wgmma_moe_config(block_m, bn, 64, top_k, down, **extra)
+
+    def n_major(pw, a_name, has_bias):
+        return base(pw, a_name, has_bias).with_(moe_n_major=True).validate()
+
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, 512, 512, block_m, tokens + experts + block_m,
+                  n_major, same_as=base)

@@ -94,6 +94,8 @@ class Sm90MixedGemm:
         self.moe = cfg.moe
         # activation multicast: clusters of cn CTAs along the weight tiles of one block row (cfg.cluster_n)
         self.cn = cfg.cluster_n
+        # block rows that sweep N together: one on the MoE GEMM's weight-tile-major raster (`moe_n_major`)
+        self.raster_m = 1 if cfg.moe_n_major else _RASTER_M
         self.cluster_shape = (self.cn, 1) if self.cn > 1 else None
         # MoE activation rows by cp.async from the producer warpgroup's 128 threads (cfg.moe_cp_async_rows)
         self.rows = cfg.moe_cp_async_rows
@@ -266,13 +268,14 @@ class Sm90MixedGemm:
 
     @cute.jit
     def tile_coords(self, tile, tiles_m, tiles_n):
-        """(block row, block column) of linear tile `tile` in the grouped raster: _RASTER_M block rows walk all
-        of N before the next rows start. With clusters (cn > 1) `tile` counts cluster tiles (cn adjacent weight
-        tiles of one block row); CTA `rank` of the cluster takes column cn * column + rank."""
+        """(block row, block column) of linear tile `tile` in the grouped raster: `raster_m` block rows (_RASTER_M;
+        one with `moe_n_major`) walk all of N before the next rows start. With clusters (cn > 1) `tile` counts
+        cluster tiles (cn adjacent weight tiles of one block row); CTA `rank` of the cluster takes column
+        cn * column + rank."""
         cols = tiles_n // self.cn
-        per_group = _RASTER_M * cols
-        first_m = (tile // per_group) * _RASTER_M
-        rows = cutlass.min(tiles_m - first_m, _RASTER_M)
+        per_group = self.raster_m * cols
+        first_m = (tile // per_group) * self.raster_m
+        rows = cutlass.min(tiles_m - first_m, self.raster_m)
         r_in = tile % per_group
         row = first_m + r_in % rows
         col = r_in // rows
