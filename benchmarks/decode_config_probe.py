@@ -61,6 +61,9 @@ p.add_argument("--swap", action="store_true",
 p.add_argument("--launch-bounds", action="store_true",
                help="with --swap: the default + swap lines also with launch_min_blocks=1 (launch bounds of one CTA "
                     "per SM: ptxas may take up to 255 registers)")
+p.add_argument("--pdl", action="store_true",
+               help="with --rotate: the back-to-back calls also with the default config + pdl (programmatic "
+                    "dependent launch; needs --unverified until GPU-verified)")
 p.add_argument("--unverified", action="store_true",
                help="set config.ALLOW_UNVERIFIED (options built but not yet GPU-verified); every output is still "
                     "checked against the default's")
@@ -111,6 +114,15 @@ for shape in args.shapes.split(","):
             ours_r = back_to_back_us([(lambda p_=p_: hc.gemm(x, p_)) for p_ in pws])
             line = (f"  back to back over {reps} weight copies: ours {ours_r:.1f}us/call "
                     f"({floor_us / ours_r:.0%})")
+            if args.pdl:
+                pcfg = default_config(m, pw.n_pad, pw.k_pad, a_dtype="float16", b_dtype=args.b,
+                                      c_dtype="float16", group_size=args.group, arch=arch)
+                if pcfg.mainloop == "sm80":
+                    pcfg = pcfg.with_(pdl=True).validate()
+                    same = torch.equal(hc.gemm(x, pw, config=pcfg), y)
+                    ours_p = back_to_back_us([(lambda p_=p_: hc.gemm(x, p_, config=pcfg)) for p_ in pws])
+                    line += (f"  with pdl {ours_p:.1f}us/call ({floor_us / ours_p:.0%}, x{ours_p / ours_r:.3f})"
+                             f"{'' if same else '  NOT BITWISE EQUAL'}")
             if hm is not None:
                 hms = [humming_peer(qw, w, dequantize_weight(qw, dtype=torch.float32), torch.float16, 1e-2)
                        for _ in range(reps)]

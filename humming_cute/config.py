@@ -148,6 +148,12 @@ class GemmConfig:
     # mma.sync: launch bounds promising ptxas this many CTAs per SM (0: none, only the thread count). 1 lets ptxas
     # take up to 255 registers per thread where without it some decode kernels were cut to 64-96 and spilled
     launch_min_blocks: int = 0
+    # programmatic dependent launch (sm_90+, dense mma.sync, 16-bit activations): the kernel may start while the
+    # previous kernel on the stream finishes; it copies its first weight / scale stages, then waits for that grid
+    # (griddepcontrol.wait) before it reads the activations or writes anything, and lets the next one start after
+    # its main loop. Weights, scales, zero points and bias are read before the wait: nothing launched just before
+    # may write them. Not yet GPU-verified (`ALLOW_UNVERIFIED`)
+    pdl: bool = False
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -262,6 +268,15 @@ class GemmConfig:
                                  f"block_m={self.block_m}")
         if not isinstance(self.launch_min_blocks, int) or not 0 <= self.launch_min_blocks <= 32:
             raise ValueError(f"launch_min_blocks must be an int in 0..32, got {self.launch_min_blocks!r}")
+        if self.pdl:
+            if (self.mainloop != "sm80" or self.moe or self.a_dtype not in ("float16", "bfloat16")
+                    or get_arch(self.arch).sm < 90):
+                raise ValueError(f"pdl takes the dense mma.sync GEMM with 16-bit activations on sm_90+, got "
+                                 f"mainloop={self.mainloop!r}, moe={self.moe}, {self.a_dtype} activations, "
+                                 f"arch={self.arch}")
+            if not ALLOW_UNVERIFIED:
+                raise NotImplementedError("pdl (programmatic dependent launch) is built but not yet verified on a "
+                                          "GPU; it is not enabled")
         if self.launch_min_blocks and self.mainloop != "sm80":
             raise ValueError(f"launch_min_blocks takes the mma.sync mainloop (the wgmma kernels set their own launch "
                              f"bounds), got mainloop={self.mainloop!r}")

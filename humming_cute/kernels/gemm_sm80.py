@@ -184,14 +184,15 @@ class Sm80MixedGemm:
             grid=[grid_n, grid_m, self.split_k] if self.cfg.moe_n_major else [grid_m, grid_n, self.split_k],
             block=[self.threads, 1, 1],
             cluster=[1, 1, self.split_k] if self.cfg.cluster_split_k else None, stream=stream,
-            min_blocks_per_mp=self.cfg.launch_min_blocks)
+            min_blocks_per_mp=self.cfg.launch_min_blocks, use_pdl=self.cfg.pdl)
 
     @cute.jit
     def load_tile(self, kt, stage, tidx, nthr_A: cutlass.Constexpr, nthr_B: cutlass.Constexpr,
                   nthr_S: cutlass.Constexpr, copy_A, copy_B, copy_S, tAgA, tAsA, tApA, tBgB, tBsB, tSgS, tSsS,
-                  tZgZ, tZsZ, mA, tAcA, tArow):
-        """Issue the cp.async copies of k-tile `kt` into pipeline stage `stage`."""
-        if tidx < nthr_A:
+                  tZgZ, tZsZ, mA, tAcA, tArow, part: cutlass.Constexpr = 0):
+        """Issue the cp.async copies of k-tile `kt` into pipeline stage `stage`: all of them (`part` 0), the
+        weight / scale / zero-point ones (1) or the activation ones (2)."""
+        if tidx < nthr_A and part != 1:
             for i in cutlass.range_constexpr(cute.size(tAgA, mode=[1])):
                 if tApA[i]:
                     if cutlass.const_expr(self.moe):
@@ -202,9 +203,9 @@ class Sm80MixedGemm:
                         cute.copy(copy_A, src, tAsA[None, i, None, stage])
                     else:
                         cute.copy(copy_A, tAgA[None, i, None, kt], tAsA[None, i, None, stage])
-        if tidx < nthr_B:
+        if tidx < nthr_B and part != 2:
             cute.copy(copy_B, tBgB[None, None, None, kt], tBsB[None, None, None, stage])
-        if cutlass.const_expr(self.group > 0):
+        if cutlass.const_expr(self.group > 0 and part != 2):
             if tidx < nthr_S:
                 r = (kt * self.bk) // (self.group * max(self.srows, 1))
                 if cutlass.const_expr(self.wpipe):
@@ -573,10 +574,20 @@ class Sm80MixedGemm:
         # the copies' tile index of k-tile kt: kt, or the warp's chunk (kt * warps_k + wk_idx)
         cmul = self.warps_k if self.wpipe else 1
         coff = wk_idx if self.wpipe else 0
+        if cutlass.const_expr(self.cfg.pdl):
+            # programmatic dependent launch: the first stages' weights and scales (nothing the previous grid
+            # writes) while that grid finishes, then wait for it before the activations and any store; the
+            # weight copies join the first stage's cp.async group
+            for st in cutlass.range_constexpr(self.stages - 1):
+                if st < k_tiles:
+                    self.load_tile((kt0 + st) * cmul + coff, st, cidx, nthr_A, nthr_B, nthr_S, copy_A, copy_B,
+                                   copy_S, tAgA, tAsA, tApA, tBgB, tBsB, tSgS, tSsS, tZgZ, tZsZ, mA, tAcA, tArow, 1)
+            cute.arch.griddepcontrol_wait()
         for st in cutlass.range_constexpr(self.stages - 1):
             if st < k_tiles:
                 self.load_tile((kt0 + st) * cmul + coff, st, cidx, nthr_A, nthr_B, nthr_S, copy_A, copy_B, copy_S,
-                               tAgA, tAsA, tApA, tBgB, tBsB, tSgS, tSsS, tZgZ, tZsZ, mA, tAcA, tArow)
+                               tAgA, tAsA, tApA, tBgB, tBsB, tSgS, tSsS, tZgZ, tZsZ, mA, tAcA, tArow,
+                               2 if self.cfg.pdl else 0)
             cute.arch.cp_async_commit_group()
 
         # ---- main loop
@@ -728,6 +739,8 @@ class Sm80MixedGemm:
                             accS.fill(0.0)
 
         cute.arch.cp_async_wait_group(0)
+        if cutlass.const_expr(self.cfg.pdl):
+            cute.arch.griddepcontrol_launch_dependents()      # the next grid may start (it waits for this one)
         if cutlass.const_expr(self.cfg.use_f16_accum and not self.act8):
             back = 8192.0 if self.group > 0 else 1.0     # undo the 2^-13 on the group scales (exact)
             for i in cutlass.range_constexpr(cute.size(acc)):
