@@ -235,8 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="milliseconds of timed runs per measurement (about 25 ms of "
                         "warm-up runs come first); default 100")
     p.add_argument("--rounds", type=int, default=1,
-                   help="dense mode, 16-bit activations: time every implementation of a row this many times, the order reversed in "
-                        "every other round (ours first, then the peers; then the peers backwards, ours last; ...), "
+                   help="dense mode, 16-bit activations: time every implementation of a row this many times, "
+                        "the order reversed in every other round (ours first, then the peers; then the peers "
+                        "backwards, ours last; ...), "
                         "and report the median of the rounds' medians: a drift of the card's clocks over a row "
                         "then falls on every implementation alike; default 1")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights, activations and routing")
