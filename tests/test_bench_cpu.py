@@ -42,15 +42,15 @@ def test_back_to_back_options():
 
 
 def test_timing_rounds(monkeypatch):
-    """--rounds R (dense, 16-bit activations): every ok implementation of a row is timed R times, the order
+    """--rounds R (16-bit activations, dense and MoE): every ok implementation of a row is timed R times, the order
     reversed every other round, and reports the median of its rounds with the derived numbers recomputed; the
     first round's time is the one already measured; failed peers and peers without a call are left as they are."""
     import humming_cute.bench.timing as timing
     from humming_cute.bench import run
 
     assert core.parse_args([]).rounds == 1 and core.parse_args(["--rounds", "3"]).rounds == 3
-    for argv in (["--rounds", "0"], ["--moe", "--rounds", "2"], ["--a-dtype", "float8e4m3", "--b-dtype", "int4",
-                                                                   "--rounds", "2"]):
+    assert core.parse_args(["--moe", "--rounds", "2"]).rounds == 2
+    for argv in (["--rounds", "0"], ["--a-dtype", "float8e4m3", "--b-dtype", "int4", "--rounds", "2"]):
         with pytest.raises(SystemExit):
             core.parse_args(argv)
     assert core.round_orders(["a", "b", "c"], 4) == [["a", "b", "c"], ["c", "b", "a"], ["a", "b", "c"],
@@ -80,6 +80,10 @@ def test_timing_rounds(monkeypatch):
     assert out["humming"] == impls["humming"] and out["int4"] == impls["int4"]       # no call kept: unchanged
     assert "ms_rounds" not in impls[OURS]                                             # the input is not modified
     json.dumps(core.sanitize(out))
+    # an MoE record's sum with the routing alignment follows its new time
+    moe = core.with_rounds(core.with_align(core.ok_entry(0.020, 1e-4, 0.1, **row), 0.005), [0.020, 0.030, 0.040],
+                           **row)
+    assert moe["ms"] == 0.030 and moe["ms_with_align"] == 0.030 + 0.005
 
 
 def test_rotation_copies():

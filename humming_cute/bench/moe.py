@@ -169,14 +169,20 @@ def job_rows(job: dict, args, *, device, copy_bw, peak, progress, peer_info, hc_
                               is_down=is_down,
                               out=torch.full((tokens, top_k, n), float("nan"), device=device, dtype=a_dtype))
 
+        calls = {OURS: ours}       # what the extra timing rounds call (`--rounds`)
         for name in args.peer_list:
             if name in not_ready:
                 impls[name] = not_ready[name]
                 continue
             impls[name] = _measure_peer(peers[name], problem, reference, args.reps, label=label, tokens=tokens,
-                                        metrics=metrics)
+                                        metrics=metrics, keep=calls.setdefault(name, {}))
             if impls[name]["status"] != "ok":
                 _report(progress, peer_info, name, impls[name]["reason"])
+        if getattr(args, "rounds", 1) > 1:
+            from .run import _more_rounds
+
+            impls = _more_rounds(impls, calls, args.rounds, args.reps, **metrics)
+        del calls
         row = core.build_moe_row(job, tokens, experts_touched=touched, block_m=block_m, bytes_=bytes_,
                                  memory_floor=mem_floor, compute_floor=cmp_floor, impls=impls, align_ms=align_ms)
         if tokens in args.b2b_list:
@@ -214,7 +220,8 @@ def _back_to_back(rotation, impls, ours_on, make_problem, tol, rep_ms, progress,
     return times, copies
 
 
-def _measure_peer(peer, make_problem, reference, rep_ms, *, label, tokens, metrics) -> dict:
+def _measure_peer(peer, make_problem, reference, rep_ms, *, label, tokens, metrics,
+                  keep: Optional[dict] = None) -> dict:
     """Prepare one peer for this routing, check its output against the reference of the weight it holds, then
     time it; any failure (its output buffer's allocation included) becomes a record."""
     import torch
@@ -240,6 +247,8 @@ def _measure_peer(peer, make_problem, reference, rep_ms, *, label, tokens, metri
             return core.skipped_entry("wrong", f"output off its reference on {label} at tokens={tokens}: relative "
                                                f"error {err:.3e} > {peer.tol:.0e}", rel_err=err, **info)
         t = bench_ms(call, rep_ms)
+        if keep is not None:
+            keep["call"] = call        # (more timing rounds)
     except Exception as e:  # noqa: BLE001 - a peer never stops the run
         return core.skipped_entry("failed", f"{type(e).__name__}: {e}", **info)
     entry = core.ok_entry(t, err, err_float, **metrics)
