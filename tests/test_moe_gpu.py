@@ -842,13 +842,14 @@ def test_moe_warp_pipeline(fmt, experts, top_k, tokens, block_m, down, skewed, b
     scales; with warps across N every warp column its own copy of the rows): against the reference and bitwise
     equal to the CTA-wide copies, with padding, other ranks' experts, routing weights and bias."""
     from humming_cute.arch import get_arch
+    from humming_cute.config import smem_bytes
 
     def make(wp):
         base = _sm80_moe_config(block_m, top_k, down)
 
         def config(pw, a_name, has_bias):
             cfg = base(pw, a_name, has_bias).with_(block_n=bn, block_k=128, warp_k=128, warp_pipeline=True)
-            while hconfig.smem_bytes(cfg) > get_arch(cfg.arch).smem_per_block_bytes and cfg.stages > 2:
+            while smem_bytes(cfg) > get_arch(cfg.arch).smem_per_block_bytes and cfg.stages > 2:
                 cfg = cfg.with_(stages=cfg.stages - 1)     # (every warp column's own activation rows)
             return cfg.with_(warp_pipeline=wp).validate()
         return config
