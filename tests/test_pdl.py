@@ -41,6 +41,7 @@ def test_compiles(monkeypatch, m, b, g, extra):
     64-row mma.sync tile: one wait, one launch_dependents, the same cp.async count as without pdl, only weight and
     scale copies (no global load or store) before the wait, none after launch_dependents, no spills."""
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    extra = dict(extra)
     base = default_config(m, 4096, 4096, a_dtype="float16", b_dtype=b, c_dtype="float16", group_size=g,
                           arch="sm_90a", **({"mainloop": extra.pop("mainloop")} if "mainloop" in extra else {}))
     base = base.with_(**extra).validate()
