@@ -89,6 +89,7 @@
 #   bash benchmarks/gpu_session.sh verify-new   # one call: the GPU tests of pdl, MOE_DECODE_BLOCK_32 and the wgmma
 #                                               # MoE raster, then their timings (pdl back to back, Mixtral-like 64
 #                                               # tokens in 32-row blocks, Qwen-like 512 tokens rastered per block)
+#   bash benchmarks/gpu_session.sh bench-new    # W4A16 g128 dense bench (pdl decode defaults), then the MoE bench
 #   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
 #   bash benchmarks/gpu_session.sh pair tests moe-odd    # two steps at once on a two-GPU machine (GPU 0, GPU 1)
 # Every step has its own time limit, so one that overruns leaves the others' results.
@@ -110,7 +111,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -498,6 +499,13 @@ h.MOE_DECODE_BLOCK_32 = True; from humming_cute.bench.run import main; sys.exit(
       --presets qwen3-30b-a3b --tokens 512 --block-m 48 --bn 256 --bk 64 --wgmma --two-atoms --persistent \
       --cp-async-rows --n-major --unverified --match '^sm90 ws bm48 bn256 bk64 wm48 wn128 .*persistent rows' \
       --budget-s 40 ;;
+  bench-new)
+    # the W4A16 g128 dense benchmark (decode defaults with pdl, back to back included), then the MoE benchmark
+    # (32-row Mixtral-like decode blocks)
+    run 300 "${tag}_w4a16_g128.log" python3 -m humming_cute.bench --m 1,16,64,256,1024,4096,8192 \
+      --json "$OUT/${tag}_w4a16_g128.json" --png "$OUT/${tag}_w4a16_g128.png"
+    run 220 "${tag}_moe_w4a16_g128.log" python3 -m humming_cute.bench --moe \
+      --json "$OUT/${tag}_moe_w4a16_g128.json" --png "$OUT/${tag}_moe_w4a16_g128.png" ;;
   table)
     card=$(python3 -c "import re, torch; print(re.sub(r'[^A-Za-z0-9.-]+', '_', torch.cuda.get_device_name()))")
     run 330 "${tag}_tune_table_w4a16.log" python3 -m humming_cute.tune.build_table --b-dtype uint4 --group-size 128 \

@@ -102,8 +102,7 @@ class GemmConfig:
     # MoE on the mma.sync mainloop: blockIdx.x walks the weight tiles and blockIdx.y the routed blocks, so the few
     # routed blocks of a decode batch start in the first wave, ahead of the padding blocks a token-independent
     # grid also launches (which exit at once). On the wgmma mainloop: the tiles are rastered one routed block at a
-    # time (all its weight tiles, then the next block) instead of 8 block rows sweeping N together (not yet
-    # GPU-verified there: `ALLOW_UNVERIFIED`)
+    # time (all its weight tiles, then the next block) instead of 8 block rows sweeping N together
     moe_n_major: bool = False
     # wgmma mainloop: clusters of this many CTAs take adjacent weight tiles of one block row and share its
     # activation tile - each loads 1/cluster_n of it and TMA multicasts the piece into every CTA of the cluster
@@ -152,7 +151,7 @@ class GemmConfig:
     # previous kernel on the stream finishes; it copies its first weight / scale stages, then waits for that grid
     # (griddepcontrol.wait) before it reads the activations or writes anything, and lets the next one start after
     # its main loop. Weights, scales, zero points and bias are read before the wait: nothing launched just before
-    # may write them. Not yet GPU-verified (`ALLOW_UNVERIFIED`)
+    # may write them
     pdl: bool = False
 
     def __post_init__(self):
@@ -274,9 +273,6 @@ class GemmConfig:
                 raise ValueError(f"pdl takes the dense mma.sync GEMM with 16-bit activations on sm_90+, got "
                                  f"mainloop={self.mainloop!r}, moe={self.moe}, {self.a_dtype} activations, "
                                  f"arch={self.arch}")
-            if not ALLOW_UNVERIFIED:
-                raise NotImplementedError("pdl (programmatic dependent launch) is built but not yet verified on a "
-                                          "GPU; it is not enabled")
         if self.launch_min_blocks and self.mainloop != "sm80":
             raise ValueError(f"launch_min_blocks takes the mma.sync mainloop (the wgmma kernels set their own launch "
                              f"bounds), got mainloop={self.mainloop!r}")
@@ -335,9 +331,6 @@ class GemmConfig:
             if self.split_k != 1 and self.a_dtype not in ("float16", "bfloat16"):
                 raise NotImplementedError(f"the MoE GEMM splits K for float16/bfloat16 activations, not "
                                           f"{self.a_dtype}")
-            if self.moe_n_major and self.mainloop != "sm80" and not ALLOW_UNVERIFIED:
-                raise NotImplementedError("moe_n_major on the wgmma MoE GEMM (one routed block's weight tiles at a "
-                                          "time) is built but not yet verified on a GPU; it is not enabled")
             if not isinstance(self.moe_top_k, int) or self.moe_top_k < 1:
                 raise ValueError(f"moe_top_k must be a positive int, got {self.moe_top_k!r}")
         elif self.moe_down or self.moe_mul_topk_weights or self.moe_top_k != 1 or self.moe_n_major:

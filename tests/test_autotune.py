@@ -87,7 +87,7 @@ def test_apply_entry():
     wg = at.apply_entry(dec, {"config": {"mainloop": "sm90", "block_m": 64, "warp_m": 64, "block_n": 128,
                                          "warp_n": 64, "block_k": 64, "warp_k": 64, "stages": 4, "split_k": 1,
                                          "two_level_scales": False}})
-    assert wg is not None and wg.mainloop == "sm90" and not (wg.swap_ab or wg.rows8 or wg.warp_pipeline)
+    assert wg is not None and wg.mainloop == "sm90" and not (wg.swap_ab or wg.rows8 or wg.warp_pipeline or wg.pdl)
     assert wg.launch_min_blocks == 0
 
 

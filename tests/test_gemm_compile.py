@@ -104,7 +104,7 @@ def test_cluster_split_k_compiles(b, g, m, k, split):
     assert "atom.global" not in ptx
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
     with pytest.raises(ValueError, match="sm_90 and newer"):
-        cfg.with_(arch="sm_89").validate()
+        cfg.with_(arch="sm_89", pdl=False).validate()
     with pytest.raises(ValueError, match="2..8"):
         cfg.with_(split_k=1).validate()
 

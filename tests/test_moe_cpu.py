@@ -132,8 +132,8 @@ def test_moe_cluster_split_k_compiles(down, split):
 
 
 def test_moe_n_major_grid_compiles():
-    """moe_n_major swaps the mma.sync MoE grid's x / y (weight tiles first): same kernel body, refused off MoE and,
-    until GPU-verified, on the wgmma mainloop (`test_moe_wgmma_n_major_raster_compiles`)."""
+    """moe_n_major swaps the mma.sync MoE grid's x / y (weight tiles first): same kernel body, refused off MoE (the
+    wgmma mainloop's raster: `test_moe_wgmma_n_major_raster_compiles`)."""
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a", top_k=8)
     cfg = default_moe_config(16, 1536, 2048, **kw).with_(moe_n_major=True)
     art = compile_for_arch(Sm80MixedGemm(cfg.validate()), *fake_operands(cfg), arch="sm_90a",
@@ -143,8 +143,6 @@ def test_moe_n_major_grid_compiles():
     assert "%ctaid.y" in art.ptx and sum(r.spill_bytes for r in art.ptxas.values()) == 0
     for op in ("mma.sync", "cp.async.cg", "ldmatrix", "st.global"):       # the same kernel, block indices swapped
         assert art.ptx.count(op) == ref.ptx.count(op), op
-    with pytest.raises(NotImplementedError, match="moe_n_major on the wgmma MoE GEMM .* not yet verified"):
-        default_moe_config(64, 1536, 2048, **kw).with_(moe_n_major=True).validate()
     with pytest.raises(ValueError, match="need moe=True"):
         GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, moe_n_major=True).validate()
 
@@ -284,7 +282,7 @@ def test_wgmma_moe_min_block(monkeypatch):
 
 @pytest.mark.parametrize("n,k,down", [(1024, 512, False), (512, 1024, True)])
 def test_moe_decode_block32_compiles(monkeypatch, n, k, down):
-    """`MOE_DECODE_BLOCK_32` (off by default): experts of 12-16 routed rows take 32-row blocks; up-like (N >= K)
+    """`MOE_DECODE_BLOCK_32` (a default): experts of 12-16 routed rows take 32-row blocks; up-like (N >= K)
     32 x 256 x 128 wgmma tiles, the others 32 x 256 x 128 mma.sync tiles on the weight-tile-major grid; both
     compile for sm_90a without spills. Off, or on other archs, the choices are the usual ones."""
     import humming_cute.tune.heuristics as heur
@@ -292,6 +290,8 @@ def test_moe_decode_block32_compiles(monkeypatch, n, k, down):
 
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, top_k=2, is_down=down,
               mul_topk_weights=down, num_tokens=64, num_experts=8)
+    assert heur.MOE_DECODE_BLOCK_32
+    monkeypatch.setattr(heur, "MOE_DECODE_BLOCK_32", False)
     assert moe_block_size(64, 2, 8, wgmma=True) == 16
     off = default_moe_config(32, n, k, arch="sm_90a", **kw)
     monkeypatch.setattr(heur, "MOE_DECODE_BLOCK_32", True)
@@ -308,19 +308,15 @@ def test_moe_decode_block32_compiles(monkeypatch, n, k, down):
 
 
 @pytest.mark.parametrize("block_m,extra", [(64, dict()), (48, dict()), (128, dict()), (64, dict(cluster_n=2))])
-def test_moe_wgmma_n_major_raster_compiles(monkeypatch, block_m, extra):
-    """moe_n_major on the wgmma MoE GEMM (built, refused until GPU-verified): one routed block's weight tiles at a
+def test_moe_wgmma_n_major_raster_compiles(block_m, extra):
+    """moe_n_major on the wgmma MoE GEMM (GPU-tested, not a default): one routed block's weight tiles at a
     time instead of 8 block rows sweeping N; only the tile-index arithmetic differs (the same wgmma, TMA and store
     counts), no spills."""
-    import humming_cute.config as hconfig
     from humming_cute.kernels.mainloop_sm90 import Sm90MixedGemm
 
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a", top_k=8)
     base = default_moe_config(block_m, 1536, 2048, **kw).with_(**extra).validate()
-    assert base.mainloop == "sm90"
-    with pytest.raises(NotImplementedError, match="not yet verified"):
-        base.with_(moe_n_major=True).validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    assert base.mainloop == "sm90" and not base.moe_n_major
     cfg = base.with_(moe_n_major=True).validate()
     art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
     ref = compile_for_arch(Sm90MixedGemm(base), *fake_operands(base), arch="sm_90a", options="--enable-tvm-ffi")

@@ -863,7 +863,7 @@ def test_moe_warp_pipeline(fmt, experts, top_k, tokens, block_m, down, skewed, b
     (8, 2, 64, 1024, 512, False, False), (8, 2, 64, 512, 1024, True, True), (8, 2, 61, 1024, 512, False, True),
     (16, 4, 60, 512, 1024, True, False)])
 def test_moe_decode_block32(monkeypatch, fmt, experts, top_k, tokens, n, k, down, skewed):
-    """32-row blocks for experts of 12-16 routed rows (`MOE_DECODE_BLOCK_32`, off until this passes): up-like
+    """32-row blocks for experts of 12-16 routed rows (`MOE_DECODE_BLOCK_32`, a default): up-like
     projections on 32 x 256 x 128 wgmma tiles, the others on 32 x 256 x 128 mma.sync tiles on the weight-tile-major
     grid, as moe_gemm picks them; against the reference, padding, other ranks' experts, routing weights and bias."""
     import humming_cute.tune.heuristics as heur
@@ -896,16 +896,13 @@ def test_moe_decode_block32(monkeypatch, fmt, experts, top_k, tokens, n, k, down
                                              moe_cp_async_rows=True)),
     (8, 2, 300, 64, 128, False, False, dict(cluster_n=2)),
     (16, 4, 99, 64, 128, True, True, dict(warp_specialized=True, persistent_ctas=7))])
-def test_moe_wgmma_n_major(monkeypatch, fmt, experts, top_k, tokens, block_m, bn, down, skewed, extra):
-    """moe_n_major on the wgmma MoE GEMM (one routed block's weight tiles at a time; refused until this passes):
+def test_moe_wgmma_n_major(fmt, experts, top_k, tokens, block_m, bn, down, skewed, extra):
+    """moe_n_major on the wgmma MoE GEMM (one routed block's weight tiles at a time; not a default):
     against the reference and bitwise equal to the grouped raster (only the tile order differs), with the producer
     warpgroup, a persistent grid of fewer CTAs than tiles, cp.async rows, multicast clusters, padding and other
     ranks' experts."""
-    import humming_cute.config as hconfig
-
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     base = _wgmma_moe_config(block_m, bn, 64, top_k, down, **extra)
 
     def n_major(pw, a_name, has_bias):

@@ -38,7 +38,7 @@ _OFF_UNLESS_GIVEN = {"warp_specialized": False, "cluster_split_k": False, "clust
                      "stream_k": False, "warp_pipeline": False}
 #: mma.sync-only options of a decode default that a wgmma candidate drops
 _MMA_SYNC_ONLY_OFF = dict(warp_pipeline=False, rows8=False, a_rows8=False, swap_ab=False, fold_offsets=False,
-                          launch_min_blocks=0)
+                          launch_min_blocks=0, pdl=False)
 _SCHEMA = 1
 
 

@@ -104,9 +104,19 @@ MOE_DECODE_N_MAJOR = True
 #: projections (N >= K) on 32 x 256 x 128 wgmma tiles (four consumer warpgroups), the others on 32 x 256 x 128
 #: mma.sync tiles (8 warps) on the weight-tile-major grid. H200, fp16 x uint4 g128, Mixtral-like at 64 tokens
 #: (benchmarks/results/2026-11-30_h200_moe_probe_mixtral64.log): up 201.6 us against 223.4 in 16-row blocks (Humming
-#: 206.0), down 118.6 against 122.7 (Humming 130.7). Those two tiles are not yet GPU-tested (the probe checked each
-#: output against the default's), so this is off; `gpu_session.sh moe32` tests and times it
-MOE_DECODE_BLOCK_32 = False
+#: 206.0), down 118.6 against 122.7 (Humming 130.7). Bench at those defaults
+#: (benchmarks/results/2026-11-30_h200_moe_w4a16_g128_block32.json): up 202.5 us (1.025x Humming), down 119.2 us
+#: (0.90x), from 1.12 / 0.95x in 16-row blocks
+MOE_DECODE_BLOCK_32 = True
+
+#: sm_90 dense mma.sync GEMMs of 16-bit activations (the tiles of M < 64) take programmatic dependent
+#: launch (`pdl`): a GEMM launched right after another starts its weight copies while that one finishes. H200,
+#: fp16 x uint4 g128, back to back over 8 weight copies (benchmarks/results/2026-11-30_h200_decode_probe_pdl.log):
+#: 8192^2 M = 1 / 16 11.8 / 13.6 us per call against 12.9 / 14.1 (0.91 / 0.97x), 4096 x 14336 12.2 / 13.9 against
+#: 13.5 / 15.2 (0.90 / 0.92x). Weights, scales and bias are read before the previous grid is waited for: a kernel
+#: launched just before with programmatic dependents must not write them (torch kernels and the wgmma GEMMs do not
+#: trigger early; each of our pdl GEMMs writes only its output and split-K workspace, after its wait)
+DECODE_PDL = True
 
 #: MoE block sizes that only the wgmma mainloop takes (wgmma N = block_m, any multiple of 16; mma.sync tiles are
 #: powers of two)
@@ -429,6 +439,9 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
             cfg = cfg.with_(rows8=True, swap_ab=True)
             if not (b_dtype == "uint4" and a_dtype == "float16"):
                 cfg = cfg.with_(launch_min_blocks=1)      # (`DECODE_SWAP_AB`: no spills)
+    if (DECODE_PDL and get_arch(arch).sm == 90 and cfg.mainloop == "sm80" and a_dtype in ("float16", "bfloat16")
+            and not cfg.moe):
+        cfg = cfg.with_(pdl=True)
     return cfg
 
 
