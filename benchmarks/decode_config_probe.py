@@ -61,9 +61,11 @@ p.add_argument("--swap", action="store_true",
 p.add_argument("--launch-bounds", action="store_true",
                help="with --swap: the default + swap lines also with launch_min_blocks=1 (launch bounds of one CTA "
                     "per SM: ptxas may take up to 255 registers)")
-p.add_argument("--pdl", action="store_true",
-               help="with --rotate: the back-to-back calls also with the default config + pdl (programmatic "
-                    "dependent launch; needs --unverified until GPU-verified)")
+p.add_argument("--pdl-ab", type=int, default=0, metavar="ROUNDS",
+               help="with --rotate: the default config with pdl off, and on with each pdl_prefetch (weight stages "
+                    "copied before the wait), each timed flushed, back to back, and back to back with a small torch "
+                    "kernel between the GEMMs (as a norm or activation sits between two layers); ROUNDS rounds in "
+                    "alternating order, medians")
 p.add_argument("--unverified", action="store_true",
                help="set config.ALLOW_UNVERIFIED (options built but not yet GPU-verified); every output is still "
                     "checked against the default's")
@@ -84,6 +86,44 @@ variants = [0] + ([1] if args.fold else []) + ([2] if args.a_rows8 else []) + ([
 def back_to_back_us(calls) -> float:
     """Per-call microseconds of `calls` replayed back to back as one CUDA graph (`bench_ms_back_to_back`)."""
     return bench_ms_back_to_back(list(calls), 50.0) * 1e3
+
+
+def pdl_ab(x, y, pw, pws, m, floor_us):
+    """pdl off / on (each pdl_prefetch) on the default tile: flushed, back to back, and back to back with a torch
+    kernel between the GEMMs, `args.pdl_ab` rounds in alternating order; medians, and each against pdl off."""
+    import statistics
+
+    base = default_config(m, pw.n_pad, pw.k_pad, a_dtype="float16", b_dtype=args.b, c_dtype="float16",
+                          group_size=args.group, arch=arch)
+    if base.mainloop != "sm80":
+        return
+    cfgs = {"off": base.with_(pdl=False).validate()}
+    for pre in range(1, base.stages):
+        cfgs[f"pdl pre{pre}"] = base.with_(pdl=True, pdl_prefetch=pre).validate()
+    for name, c in cfgs.items():
+        if not torch.equal(hc.gemm(x, pw, config=c), y):
+            print(f"  {name}: NOT BITWISE EQUAL to the default's output", flush=True)
+    between = torch.zeros_like(y)
+    res = {name: {"flushed": [], "b2b": [], "b2b+torch": []} for name in cfgs}
+    names = list(cfgs)
+    for r in range(args.pdl_ab):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            c = cfgs[name]
+            res[name]["flushed"].append(bench_ms(lambda: hc.gemm(x, pw, config=c)) * 1e3)
+            res[name]["b2b"].append(back_to_back_us([(lambda p_=p_: hc.gemm(x, p_, config=c)) for p_ in pws]))
+            res[name]["b2b+torch"].append(back_to_back_us(
+                [(lambda p_=p_: between.add_(hc.gemm(x, p_, config=c))) for p_ in pws]))
+    med = {name: {k: statistics.median(v) for k, v in d.items()} for name, d in res.items()}
+    print(f"  pdl A/B ({args.pdl_ab} rounds, {base.stages} stages; flushed / back to back / back to back with a "
+          f"torch add after each GEMM, us per call):", flush=True)
+    for name in names:
+        cells = []
+        for k in ("flushed", "b2b", "b2b+torch"):
+            t = med[name][k]
+            rel = "" if name == "off" else f" x{t / med['off'][k]:.3f}"
+            cells.append(f"{k} {t:.2f}{rel}")
+        print(f"    {name:9s} " + "  ".join(cells) + f"  ({floor_us / med[name]['b2b']:.0%} of floor b2b)",
+              flush=True)
 
 
 print_header()
@@ -114,15 +154,8 @@ for shape in args.shapes.split(","):
             ours_r = back_to_back_us([(lambda p_=p_: hc.gemm(x, p_)) for p_ in pws])
             line = (f"  back to back over {reps} weight copies: ours {ours_r:.1f}us/call "
                     f"({floor_us / ours_r:.0%})")
-            if args.pdl:
-                pcfg = default_config(m, pw.n_pad, pw.k_pad, a_dtype="float16", b_dtype=args.b,
-                                      c_dtype="float16", group_size=args.group, arch=arch)
-                if pcfg.mainloop == "sm80":
-                    pcfg = pcfg.with_(pdl=True).validate()
-                    same = torch.equal(hc.gemm(x, pw, config=pcfg), y)
-                    ours_p = back_to_back_us([(lambda p_=p_: hc.gemm(x, p_, config=pcfg)) for p_ in pws])
-                    line += (f"  with pdl {ours_p:.1f}us/call ({floor_us / ours_p:.0%}, x{ours_p / ours_r:.3f})"
-                             f"{'' if same else '  NOT BITWISE EQUAL'}")
+            if args.pdl_ab:
+                pdl_ab(x, y, pw, pws, m, floor_us)
             if hm is not None:
                 hms = [humming_peer(qw, w, dequantize_weight(qw, dtype=torch.float32), torch.float16, 1e-2)
                        for _ in range(reps)]

@@ -83,8 +83,8 @@
 #                                               # in alternating order against cuBLAS and Humming
 #   bash benchmarks/gpu_session.sh wg-raster    # GPU tests of moe_n_major on the wgmma MoE GEMM (refused until they
 #                                               # pass); Qwen-like at 512 / 4096 tokens with and without it
-#   bash benchmarks/gpu_session.sh pdl          # GPU tests of programmatic dependent launch (refused until they pass);
-#                                               # decode back to back with and without it
+#   bash benchmarks/gpu_session.sh pdl          # GPU tests of programmatic dependent launch; decode with pdl off / on
+#                                               # (each prefetch depth): flushed, back to back, between torch kernels
 #   bash benchmarks/gpu_session.sh hm-configs   # the kernel configs Humming's heuristics pick for the bench points
 #   bash benchmarks/gpu_session.sh verify-new   # one call: the GPU tests of pdl, MOE_DECODE_BLOCK_32 and the wgmma
 #                                               # MoE raster, then their timings (pdl back to back, Mixtral-like 64
@@ -481,9 +481,13 @@ h.MOE_DECODE_BLOCK_32 = True; from humming_cute.bench.run import main; sys.exit(
       --n-major --unverified --match '^sm90 ws bm(48|128) bn256 bk64 wm(48|128) wn128 .*persistent rows' \
       --budget-s 60 ;;
   pdl)
-    run 200 "${tag}_pdl-tests.log" python3 -m pytest -m gpu -n 12 -q -rf tests/test_pdl_gpu.py
-    run 300 "${tag}_decode_probe_pdl.log" python3 benchmarks/decode_config_probe.py --m 1,16 --rotate 8 --pdl \
-      --unverified --only '^$' ;;
+    # pdl GPU tests (pdl_prefetch included); pdl off / on with each prefetch depth on the default decode tiles,
+    # flushed, back to back and back to back with a torch kernel between the GEMMs (W4 g128, W8 channel)
+    run 100 "${tag}_pdl-tests.log" python3 -m pytest -m gpu -n 12 -q -rf tests/test_pdl_gpu.py
+    run 230 "${tag}_decode_probe_pdl_ab_w4.log" python3 benchmarks/decode_config_probe.py --m 1,16 --rotate 8 \
+      --pdl-ab 3 --only '^$'
+    run 230 "${tag}_decode_probe_pdl_ab_w8.log" python3 benchmarks/decode_config_probe.py --m 1,16 --rotate 8 \
+      --pdl-ab 3 --only '^$' --b int8 --group 0 ;;
   hm-configs)
     run 120 "${tag}_humming_configs_w4.log" python3 benchmarks/humming_configs.py
     run 120 "${tag}_humming_configs_w8.log" python3 benchmarks/humming_configs.py --b int8 --group 0 ;;

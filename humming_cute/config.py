@@ -153,6 +153,10 @@ class GemmConfig:
     # its main loop. Weights, scales, zero points and bias are read before the wait: nothing launched just before
     # may write them
     pdl: bool = False
+    # with pdl: how many leading pipeline stages' weights are copied before the wait (0: all stages - 1). They join
+    # the first stage's cp.async group, so the first k-tile waits for all of them: fewer start the main loop
+    # sooner, more overlap more of the previous kernel's tail
+    pdl_prefetch: int = 0
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -273,6 +277,11 @@ class GemmConfig:
                 raise ValueError(f"pdl takes the dense mma.sync GEMM with 16-bit activations on sm_90+, got "
                                  f"mainloop={self.mainloop!r}, moe={self.moe}, {self.a_dtype} activations, "
                                  f"arch={self.arch}")
+        if not isinstance(self.pdl_prefetch, int) or not 0 <= self.pdl_prefetch < max(self.stages, 1):
+            raise ValueError(f"pdl_prefetch must be an int in 0..stages - 1 ({self.stages - 1}), got "
+                             f"{self.pdl_prefetch!r}")
+        if self.pdl_prefetch and not self.pdl:
+            raise ValueError("pdl_prefetch takes pdl=True")
         if self.launch_min_blocks and self.mainloop != "sm80":
             raise ValueError(f"launch_min_blocks takes the mma.sync mainloop (the wgmma kernels set their own launch "
                              f"bounds), got mainloop={self.mainloop!r}")

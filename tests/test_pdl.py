@@ -65,3 +65,24 @@ def test_defaults():
     assert not default_config(1, 8192, 8192, b_dtype="uint4", arch="sm_80", **kw).pdl
     assert not default_config(1, 8192, 8192, b_dtype="int4", arch="sm_90a", a_dtype="float8e4m3",
                               c_dtype="float16", group_size=0).pdl
+
+
+@pytest.mark.parametrize("m,n,stages,pre", [(1, 8192, 3, 1), (16, 4096, 4, 2)])
+def test_prefetch_stages(m, n, stages, pre):
+    """pdl_prefetch: only the first `pre` stages' weight copies come before the wait (by default all stages - 1);
+    the rest of the kernel is the same; bad values are refused."""
+    base = default_config(m, n, 4096, a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
+                          arch="sm_90a").with_(stages=stages)
+    assert base.pdl and base.stages - 1 > pre
+    arts = {}
+    for p in (0, pre):
+        cfg = base.with_(pdl_prefetch=p).validate()
+        arts[p] = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a",
+                                   options="--enable-tvm-ffi")
+    before = {p: a.ptx[:a.ptx.index("griddepcontrol.wait")].count("cp.async.cg") for p, a in arts.items()}
+    assert before[pre] * (base.stages - 1) == before[0] * pre > 0
+    assert arts[pre].ptx.count("cp.async.cg") == arts[0].ptx.count("cp.async.cg")
+    assert sum(r.spill_bytes for r in arts[pre].ptxas.values()) == 0
+    for bad in (dict(pdl_prefetch=base.stages), dict(pdl_prefetch=-1), dict(pdl=False, pdl_prefetch=1)):
+        with pytest.raises(ValueError, match="pdl_prefetch"):
+            base.with_(**bad).validate()

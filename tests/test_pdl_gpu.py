@@ -30,7 +30,9 @@ def _chain(xs, pws, bufs, cfg):
 @pytest.mark.parametrize("m,b,g,extra", [(1, "uint4", 128, dict()), (8, "int4", 32, dict()),
                                          (16, "int8", 0, dict()), (1, "uint4", 128, dict(split_k=2)),
                                          (1, "uint4", 128, dict(split_k=2, cluster_split_k=True)),
-                                         (64, "uint4", 128, dict(mainloop="sm80"))])
+                                         (64, "uint4", 128, dict(mainloop="sm80")),
+                                         (1, "uint4", 128, dict(pdl_prefetch=1)),
+                                         (16, "int8", 0, dict(pdl_prefetch=2))])
 @pytest.mark.parametrize("graph", [False, True])
 def test_pdl_chain(m, b, g, extra, graph):
     """Six dependent layers of 2048 x 2048 with pdl: every layer against the reference of its actual input, and
@@ -44,8 +46,9 @@ def test_pdl_chain(m, b, g, extra, graph):
     kw = {"mainloop": extra["mainloop"]} if "mainloop" in extra else {}
     base = default_config(m, n, k, a_dtype="float16", b_dtype=b, c_dtype="float16", group_size=g,
                           arch=current_arch().target, **kw)
-    base = base.with_(**{f: v for f, v in extra.items() if f != "mainloop"}, pdl=False).validate()
-    cfg = base.with_(pdl=True).validate()
+    base = base.with_(**{f: v for f, v in extra.items() if f not in ("mainloop", "pdl_prefetch")},
+                      pdl=False).validate()
+    cfg = base.with_(pdl=True, pdl_prefetch=extra.get("pdl_prefetch", 0)).validate()
     x = torch.randn(m, k, device="cuda", dtype=torch.float16)
     plain = _chain(x, pws, [torch.empty(m, n, device="cuda", dtype=torch.float16) for _ in range(2)], base).clone()
     bufs = [torch.full((m, n), float("nan"), device="cuda", dtype=torch.float16) for _ in range(2)]

@@ -103,6 +103,8 @@ class Sm80MixedGemm:
         # per-warp pipelines: each warp copies the (a_rows, wk) activation slice, the (bn, wk) weight slice and the
         # wk / group scale rows of its own k-range ("chunk" kt * warps_k + wk_idx of width wk)
         self.wpipe = cfg.warp_pipeline
+        # with pdl: the leading stages whose weights are copied before griddepcontrol.wait
+        self.pdl_pre = (cfg.pdl_prefetch or cfg.stages - 1) if cfg.pdl else 0
         # with warps across N each warp column keeps its own copy of the activation stages (warp column j: stages
         # j * stages .. (j + 1) * stages - 1 of the A ring)
         self.a_stages = self.stages * (self.warps_n if self.wpipe else 1)
@@ -574,11 +576,12 @@ class Sm80MixedGemm:
         # the copies' tile index of k-tile kt: kt, or the warp's chunk (kt * warps_k + wk_idx)
         cmul = self.warps_k if self.wpipe else 1
         coff = wk_idx if self.wpipe else 0
+        # programmatic dependent launch: the first `pre` stages' weights and scales (nothing the previous grid
+        # writes) while that grid finishes, then wait for it before the activations and any store; those weight
+        # copies join the first stage's cp.async group
+        pre = self.pdl_pre
         if cutlass.const_expr(self.cfg.pdl):
-            # programmatic dependent launch: the first stages' weights and scales (nothing the previous grid
-            # writes) while that grid finishes, then wait for it before the activations and any store; the
-            # weight copies join the first stage's cp.async group
-            for st in cutlass.range_constexpr(self.stages - 1):
+            for st in cutlass.range_constexpr(pre):
                 if st < k_tiles:
                     self.load_tile((kt0 + st) * cmul + coff, st, cidx, nthr_A, nthr_B, nthr_S, copy_A, copy_B,
                                    copy_S, tAgA, tAsA, tApA, tBgB, tBsB, tSgS, tSsS, tZgZ, tZsZ, mA, tAcA, tArow, 1)
@@ -587,7 +590,7 @@ class Sm80MixedGemm:
             if st < k_tiles:
                 self.load_tile((kt0 + st) * cmul + coff, st, cidx, nthr_A, nthr_B, nthr_S, copy_A, copy_B, copy_S,
                                tAgA, tAsA, tApA, tBgB, tBsB, tSgS, tSsS, tZgZ, tZsZ, mA, tAcA, tArow,
-                               2 if self.cfg.pdl else 0)
+                               2 if st < pre else 0)
             cute.arch.cp_async_commit_group()
 
         # ---- main loop
