@@ -90,6 +90,8 @@
 #                                               # MoE raster, then their timings (pdl back to back, Mixtral-like 64
 #                                               # tokens in 32-row blocks, Qwen-like 512 tokens rastered per block)
 #   bash benchmarks/gpu_session.sh bench-new    # W4A16 g128 dense bench (pdl decode defaults), then the MoE bench
+#   bash benchmarks/gpu_session.sh final-a      # W4A16 g128 dense bench; pdl and per-warp pipeline GPU tests
+#   bash benchmarks/gpu_session.sh final-b      # W8A16 channel dense bench; the dense GEMM GPU tests
 #   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
 #   bash benchmarks/gpu_session.sh pair tests moe-odd    # two steps at once on a two-GPU machine (GPU 0, GPU 1)
 # Every step has its own time limit, so one that overruns leaves the others' results.
@@ -111,7 +113,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -510,6 +512,18 @@ h.MOE_DECODE_BLOCK_32 = True; from humming_cute.bench.run import main; sys.exit(
       --json "$OUT/${tag}_w4a16_g128.json" --png "$OUT/${tag}_w4a16_g128.png"
     run 220 "${tag}_moe_w4a16_g128.log" python3 -m humming_cute.bench --moe \
       --json "$OUT/${tag}_moe_w4a16_g128.json" --png "$OUT/${tag}_moe_w4a16_g128.png" ;;
+  final-a)
+    # W4A16 g128 dense bench (pdl with one weight stage before the wait); the pdl and per-warp pipeline GPU tests
+    run 300 "${tag}_w4a16_g128.log" python3 -m humming_cute.bench --m 1,16,64,256,1024,4096,8192 \
+      --json "$OUT/${tag}_w4a16_g128.json" --png "$OUT/${tag}_w4a16_g128.png"
+    run 230 "${tag}_pdl-wpipe-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_pdl_gpu.py \
+      tests/test_warp_pipeline_gpu.py ;;
+  final-b)
+    # W8A16 channel dense bench; the dense GEMM GPU tests (every format at the decode defaults)
+    run 285 "${tag}_w8a16_channel.log" python3 -m humming_cute.bench --b-dtype int8 --group-size 0 \
+      --m 1,16,64,256,1024,4096,8192 \
+      --json "$OUT/${tag}_w8a16_channel.json" --png "$OUT/${tag}_w8a16_channel.png"
+    run 260 "${tag}_gemm-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_gemm_gpu.py ;;
   table)
     card=$(python3 -c "import re, torch; print(re.sub(r'[^A-Za-z0-9.-]+', '_', torch.cuda.get_device_name()))")
     run 330 "${tag}_tune_table_w4a16.log" python3 -m humming_cute.tune.build_table --b-dtype uint4 --group-size 128 \

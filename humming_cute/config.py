@@ -155,7 +155,7 @@ class GemmConfig:
     pdl: bool = False
     # with pdl: how many leading pipeline stages' weights are copied before the wait (0: all stages - 1). They join
     # the first stage's cp.async group, so the first k-tile waits for all of them: fewer start the main loop
-    # sooner, more overlap more of the previous kernel's tail
+    # sooner, more overlap more of the previous kernel's tail (the defaults take 1). Without pdl it reads 0
     pdl_prefetch: int = 0
 
     def __post_init__(self):
@@ -165,6 +165,8 @@ class GemmConfig:
         object.__setattr__(self, "c_dtype", dt.parse_dtype(self.c_dtype).name)
         if self.warp_k == 0:
             object.__setattr__(self, "warp_k", self.block_k)
+        if not self.pdl and isinstance(self.pdl_prefetch, int):
+            object.__setattr__(self, "pdl_prefetch", 0)        # (only meaningful with pdl)
         b = dt.parse_dtype(self.b_dtype)
         if isinstance(b, dt.IntegerType) and not b.signed:
             object.__setattr__(self, "has_zero_point", True)
@@ -280,8 +282,6 @@ class GemmConfig:
         if not isinstance(self.pdl_prefetch, int) or not 0 <= self.pdl_prefetch < max(self.stages, 1):
             raise ValueError(f"pdl_prefetch must be an int in 0..stages - 1 ({self.stages - 1}), got "
                              f"{self.pdl_prefetch!r}")
-        if self.pdl_prefetch and not self.pdl:
-            raise ValueError("pdl_prefetch takes pdl=True")
         if self.launch_min_blocks and self.mainloop != "sm80":
             raise ValueError(f"launch_min_blocks takes the mma.sync mainloop (the wgmma kernels set their own launch "
                              f"bounds), got mainloop={self.mainloop!r}")

@@ -55,7 +55,8 @@ def test_compiles(m, b, g, extra):
 
 
 def test_defaults():
-    """pdl is on for the sm_90 dense mma.sync tiles of 16-bit activations (M < 64) and nowhere else."""
+    """pdl (one weight stage before the wait) is on for the sm_90 dense mma.sync tiles of 16-bit activations
+    (M < 64) and nowhere else."""
     kw = dict(a_dtype="float16", c_dtype="float16", group_size=128)
     for m in (1, 8, 16, 33, 63):
         assert default_config(m, 8192, 8192, b_dtype="uint4", arch="sm_90a", **kw).pdl
@@ -69,12 +70,13 @@ def test_defaults():
 
 @pytest.mark.parametrize("m,n,stages,pre", [(1, 8192, 3, 1), (16, 4096, 4, 2)])
 def test_prefetch_stages(m, n, stages, pre):
-    """pdl_prefetch: only the first `pre` stages' weight copies come before the wait (by default all stages - 1);
-    the rest of the kernel is the same; bad values are refused."""
+    """pdl_prefetch: only the first `pre` stages' weight copies come before the wait (0: all stages - 1); the rest
+    of the kernel is the same; bad values are refused."""
     base = default_config(m, n, 4096, a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
                           arch="sm_90a").with_(stages=stages)
     assert base.pdl and base.stages - 1 > pre
     arts = {}
+    assert base.pdl_prefetch == 1                                   # the default
     for p in (0, pre):
         cfg = base.with_(pdl_prefetch=p).validate()
         arts[p] = compile_for_arch(Sm80MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a",
@@ -83,6 +85,7 @@ def test_prefetch_stages(m, n, stages, pre):
     assert before[pre] * (base.stages - 1) == before[0] * pre > 0
     assert arts[pre].ptx.count("cp.async.cg") == arts[0].ptx.count("cp.async.cg")
     assert sum(r.spill_bytes for r in arts[pre].ptxas.values()) == 0
-    for bad in (dict(pdl_prefetch=base.stages), dict(pdl_prefetch=-1), dict(pdl=False, pdl_prefetch=1)):
+    for bad in (dict(pdl_prefetch=base.stages), dict(pdl_prefetch=-1), dict(pdl_prefetch=1.5)):
         with pytest.raises(ValueError, match="pdl_prefetch"):
             base.with_(**bad).validate()
+    assert base.with_(pdl=False) == base.with_(pdl=False, pdl_prefetch=0)      # (ignored without pdl)

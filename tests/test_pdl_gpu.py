@@ -31,7 +31,7 @@ def _chain(xs, pws, bufs, cfg):
                                          (16, "int8", 0, dict()), (1, "uint4", 128, dict(split_k=2)),
                                          (1, "uint4", 128, dict(split_k=2, cluster_split_k=True)),
                                          (64, "uint4", 128, dict(mainloop="sm80")),
-                                         (1, "uint4", 128, dict(pdl_prefetch=1)),
+                                         (1, "uint4", 128, dict(pdl_prefetch=0)),
                                          (16, "int8", 0, dict(pdl_prefetch=2))])
 @pytest.mark.parametrize("graph", [False, True])
 def test_pdl_chain(m, b, g, extra, graph):
@@ -48,7 +48,7 @@ def test_pdl_chain(m, b, g, extra, graph):
                           arch=current_arch().target, **kw)
     base = base.with_(**{f: v for f, v in extra.items() if f not in ("mainloop", "pdl_prefetch")},
                       pdl=False).validate()
-    cfg = base.with_(pdl=True, pdl_prefetch=extra.get("pdl_prefetch", 0)).validate()
+    cfg = base.with_(pdl=True, pdl_prefetch=extra.get("pdl_prefetch", 1)).validate()
     x = torch.randn(m, k, device="cuda", dtype=torch.float16)
     plain = _chain(x, pws, [torch.empty(m, n, device="cuda", dtype=torch.float16) for _ in range(2)], base).clone()
     bufs = [torch.full((m, n), float("nan"), device="cuda", dtype=torch.float16) for _ in range(2)]

@@ -110,12 +110,16 @@ MOE_DECODE_N_MAJOR = True
 MOE_DECODE_BLOCK_32 = True
 
 #: sm_90 dense mma.sync GEMMs of 16-bit activations (the tiles of M < 64) take programmatic dependent
-#: launch (`pdl`): a GEMM launched right after another starts its weight copies while that one finishes. H200,
-#: fp16 x uint4 g128, back to back over 8 weight copies (benchmarks/results/2026-11-30_h200_decode_probe_pdl.log):
-#: 8192^2 M = 1 / 16 11.8 / 13.6 us per call against 12.9 / 14.1 (0.91 / 0.97x), 4096 x 14336 12.2 / 13.9 against
-#: 13.5 / 15.2 (0.90 / 0.92x). Weights, scales and bias are read before the previous grid is waited for: a kernel
-#: launched just before with programmatic dependents must not write them (torch kernels and the wgmma GEMMs do not
-#: trigger early; each of our pdl GEMMs writes only its output and split-K workspace, after its wait)
+#: launch (`pdl`) with the first stage's weights copied before the wait (`pdl_prefetch=1`): a GEMM launched right
+#: after another starts its weight copies while that one finishes. H200, the default decode tiles, pdl off / on in
+#: alternating rounds (benchmarks/results/2026-11-30_h200_decode_probe_pdl_ab_w4.log, ..._w8.log): back to back
+#: 0.81-0.95x the time without it for fp16 x uint4 g128 (8192^2 M = 1: 11.3 against 12.8 us, 72 % of the memory
+#: floor), 0.95-0.98x for fp16 x int8 channel; flushed single calls 0.98-1.02x; with a torch kernel (no pdl of its
+#: own) between the GEMMs 1.00-1.02x. Copying all the prologue's weight stages before the wait (pdl_prefetch=0)
+#: made the first k-tile wait for all of them: flushed up to 1.07x. Weights, scales and bias are read before the
+#: previous grid is waited for: a kernel launched just before with programmatic dependents must not write them
+#: (torch kernels and the wgmma GEMMs do not trigger early; each of our pdl GEMMs writes only its output and
+#: split-K workspace, after its wait). Set to False to launch without it
 DECODE_PDL = True
 
 #: MoE block sizes that only the wgmma mainloop takes (wgmma N = block_m, any multiple of 16; mma.sync tiles are
@@ -441,7 +445,7 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
                 cfg = cfg.with_(launch_min_blocks=1)      # (`DECODE_SWAP_AB`: no spills)
     if (DECODE_PDL and get_arch(arch).sm == 90 and cfg.mainloop == "sm80" and a_dtype in ("float16", "bfloat16")
             and not cfg.moe):
-        cfg = cfg.with_(pdl=True)
+        cfg = cfg.with_(pdl=True, pdl_prefetch=1)
     return cfg
 
 
