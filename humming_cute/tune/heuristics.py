@@ -114,8 +114,8 @@ MOE_DECODE_BLOCK_32 = True
 #: after another starts its weight copies while that one finishes. H200, the default decode tiles, pdl off / on in
 #: alternating rounds (benchmarks/results/2026-11-30_h200_decode_probe_pdl_ab_w4.log, ..._w8.log): back to back
 #: 0.81-0.95x the time without it for fp16 x uint4 g128 (8192^2 M = 1: 11.3 against 12.8 us, 72 % of the memory
-#: floor), 0.95-0.98x for fp16 x int8 channel; flushed single calls 0.98-1.02x; with a torch kernel (no pdl of its
-#: own) between the GEMMs 1.00-1.02x. Copying all the prologue's weight stages before the wait (pdl_prefetch=0)
+#: floor), 0.92-0.98x for fp16 x int8 channel; flushed single calls 0.98-1.02x; with a torch kernel (no pdl of its
+#: own) between the GEMMs 1.00-1.03x. Copying all the prologue's weight stages before the wait (pdl_prefetch=0)
 #: made the first k-tile wait for all of them: flushed up to 1.07x. Weights, scales and bias are read before the
 #: previous grid is waited for: a kernel launched just before with programmatic dependents must not write them
 #: (torch kernels and the wgmma GEMMs do not trigger early; each of our pdl GEMMs writes only its output and
