@@ -60,6 +60,9 @@ p.add_argument("--stages", default="",
 p.add_argument("--two-atoms", action="store_true",
                help="also every unsplit wgmma candidate with two 64-row weight atoms per warpgroup (warp_n=128), "
                     "and 512-wide weight tiles from the 256-wide ones")
+p.add_argument("--block-m", default="",
+               help="comma list of wgmma tile heights (activation rows, wgmma N: any multiple of 16; those that are "
+                    "not powers of two need --unverified until GPU-verified) instead of the usual 64 / 128 / 256")
 p.add_argument("--unverified", action="store_true",
                help="candidates with config.ALLOW_UNVERIFIED (options built but not yet GPU-verified); each output "
                     "is still checked against the default's")
@@ -84,6 +87,8 @@ def candidates(m: int, n: int, arch: str):
 
     if "sm90" in args.families and get_arch(arch).sm == 90:
         bms = [64] if m <= 64 else [128, 256] if m >= 256 else [128]
+        if args.block_m:
+            bms = [int(v) for v in args.block_m.split(",")]
         splits = (1, 2, 4) if m <= 64 else (1, 2)
         for bm, bn, bk, split in itertools.product(bms, (64, 128, 256), (64, 128), splits):
             cfg = hc.GemmConfig(**base, block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_n=64, warp_k=bk,

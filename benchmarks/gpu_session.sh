@@ -92,6 +92,8 @@
 #   bash benchmarks/gpu_session.sh bench-new    # W4A16 g128 dense bench (pdl decode defaults), then the MoE bench
 #   bash benchmarks/gpu_session.sh final-a      # W4A16 g128 dense bench; pdl and per-warp pipeline GPU tests
 #   bash benchmarks/gpu_session.sh final-b      # W8A16 channel dense bench; the dense GEMM GPU tests
+#   bash benchmarks/gpu_session.sh odd-m        # GPU tests of dense wgmma tiles of 176 / 192 / 240 / 96 / 80 / 48 rows
+#                                               # (refused until they pass); large-M probes of those tiles (W4, W8)
 #   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
 #   bash benchmarks/gpu_session.sh pair tests moe-odd    # two steps at once on a two-GPU machine (GPU 0, GPU 1)
 # Every step has its own time limit, so one that overruns leaves the others' results.
@@ -113,7 +115,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -462,9 +464,9 @@ case "$step" in
 h.MOE_DECODE_BLOCK_32 = True; from humming_cute.bench.run import main; sys.exit(main(sys.argv[1:]))" --moe \
       --tokens 16,64,256 --json "$OUT/${tag}_moe_w4a16_g128_block32.json" ;;
   w8-small)
-    run 200 "${tag}_decode_probe_w8_4096.log" python3 benchmarks/decode_config_probe.py --m 1,16 --b int8 --group 0 \
-      --shapes 4096x4096 --bn 64,128 --kw 128/64,256/64,256/128 --stages 2,4,6 --split 2,4 --cluster \
-      --two-level 0 --warp-pipeline --top 12
+    run 200 "${tag}_decode_probe_w8_4096.log" python3 benchmarks/decode_config_probe.py --m 1 --b int8 --group 0 \
+      --shapes 4096x4096 --bn 64 --kw 128/64,256/64 --stages 2,4,6 --split 2,4 --cluster \
+      --two-level 0 --top 12
     run 150 "${tag}_config_probe_m64_sm80_w4.log" python3 benchmarks/config_probe.py --m 64 --shapes 4096x14336 \
       --families sm80 --cluster --top 10 --budget-s 100
     run 150 "${tag}_config_probe_m64_sm80_w8.log" python3 benchmarks/config_probe.py --m 64 --shapes 4096x14336 \
@@ -524,6 +526,17 @@ h.MOE_DECODE_BLOCK_32 = True; from humming_cute.bench.run import main; sys.exit(
       --m 1,16,64,256,1024,4096,8192 \
       --json "$OUT/${tag}_w8a16_channel.json" --png "$OUT/${tag}_w8a16_channel.png"
     run 260 "${tag}_gemm-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_gemm_gpu.py ;;
+  odd-m)
+    # dense wgmma tiles of non-power-of-two heights (refused until these GPU tests pass), then large-M probes of
+    # 176 / 192 / 240-row tiles (the peer runs 176 x 256 x 64 tiles there) against the default
+    run 200 "${tag}_odd-m-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_gemm_sm90_gpu.py \
+      -k odd_block_m
+    run 170 "${tag}_config_probe_odd_m_w4.log" python3 benchmarks/config_probe.py --m 1024,4096,8192 \
+      --shapes 8192x8192,28672x4096 --families sm90 --block-m 128,176,192,240 --ws --persistent --two-atoms \
+      --cluster-n 2 --unverified --match 'x(128|256)x64 .*split1' --top 8 --budget-s 25
+    run 170 "${tag}_config_probe_odd_m_w8.log" python3 benchmarks/config_probe.py --m 1024,4096,8192 \
+      --shapes 8192x8192,28672x4096 --b int8 --group 0 --families sm90 --block-m 128,176,192,240 --ws \
+      --persistent --two-atoms --cluster-n 2 --unverified --match 'x(128|256)x64 .*split1' --top 8 --budget-s 25 ;;
   table)
     card=$(python3 -c "import re, torch; print(re.sub(r'[^A-Za-z0-9.-]+', '_', torch.cuda.get_device_name()))")
     run 330 "${tag}_tune_table_w4a16.log" python3 -m humming_cute.tune.build_table --b-dtype uint4 --group-size 128 \

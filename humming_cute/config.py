@@ -291,15 +291,20 @@ class GemmConfig:
         gs = self.group_size
         if gs != 0 and (not _pow2(gs) or gs < 16):
             raise ValueError(f"group_size must be 0 (per channel) or a power of two >= 16, got {gs}")
-        # wgmma MoE blocks may hold any multiple of 16 routed rows (wgmma N = block_m): e.g. 48-row blocks pad an
-        # expert with ~32 routed rows a quarter less than 64-row ones without splitting it in two
-        odd_m = (self.mainloop == "sm90" and self.moe and self.block_m == self.warp_m
+        # wgmma tiles may hold any multiple of 16 activation rows (wgmma N = block_m): MoE blocks of e.g. 48 rows
+        # pad an expert with ~32 routed rows a quarter less than 64-row ones without splitting it in two; dense
+        # tiles of e.g. 176 x 128 carry more MACs per shared-memory byte than 128 x 128 where 256 x 128 does not fit
+        # (dense ones not yet GPU-verified: `ALLOW_UNVERIFIED`)
+        odd_m = (self.mainloop == "sm90" and self.block_m == self.warp_m
                  and self.block_m % 16 == 0 and not _pow2(self.block_m))
         for name, v in (("block_m", self.block_m), ("block_n", self.block_n), ("block_k", self.block_k),
                         ("warp_m", self.warp_m), ("warp_n", self.warp_n), ("warp_k", self.warp_k)):
             if not _pow2(v) and not (odd_m and name in ("block_m", "warp_m")):
                 raise ValueError(f"{name} must be a power of two, got {v}"
-                                 + (" (wgmma MoE blocks: a multiple of 16)" if name == "block_m" else ""))
+                                 + (" (wgmma tiles: a multiple of 16)" if name == "block_m" else ""))
+        if odd_m and not self.moe and not ALLOW_UNVERIFIED:
+            raise NotImplementedError(f"dense wgmma tiles of {self.block_m} rows (not a power of two) are built but "
+                                      f"not yet verified on a GPU; they are not enabled")
         if self.warp_m % _MMA_M:
             raise ValueError(f"warp_m must be a multiple of the MMA's M={_MMA_M}, got {self.warp_m}")
         if self.warp_n % ATOM_N:

@@ -470,8 +470,8 @@ def test_sm90_moe_odd_blocks_compile(bm, extra):
 
 
 def test_moe_odd_block_rules(monkeypatch):
-    """48 / 96 / 160-row MoE blocks: wgmma MoE configs only (mma.sync tiles and dense wgmma tiles stay powers of
-    two), named in the errors; `default_moe_config` builds them on sm_90a with 16-bit activations and refuses them
+    """48 / 96 / 160-row MoE blocks: wgmma MoE configs (mma.sync tiles stay powers of two; dense wgmma tiles of
+    such heights are refused until GPU-verified: `test_sm90_dense_odd_m_compiles`), named in the errors; `default_moe_config` builds them on sm_90a with 16-bit activations and refuses them
     elsewhere; `moe_block_size` picks 48 for 17-36 and 160 for 112-136 rows per expert (`WGMMA_MOE_ODD_BLOCKS`,
     on); 160-row blocks without a GLU take the producer warpgroup; 48- and 128-row blocks of 4-bit weights take
     two-atom 256-wide tiles with cp.async rows on a persistent grid (`WGMMA_TWO_ATOMS`)."""
@@ -480,7 +480,7 @@ def test_moe_odd_block_rules(monkeypatch):
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128)
     with pytest.raises(ValueError, match="power of two"):
         GemmConfig(**kw, block_m=48, warp_m=48, block_n=128, warp_n=64, block_k=64, warp_k=64, moe=True).validate()
-    with pytest.raises(ValueError, match="power of two"):
+    with pytest.raises(NotImplementedError, match="dense wgmma tiles of 48 rows .* not yet verified"):
         GemmConfig(**kw, block_m=48, warp_m=48, block_n=128, warp_n=64, block_k=64, warp_k=64, arch="sm_90a",
                    mainloop="sm90").validate()
     with pytest.raises(ValueError, match="multiple of 16"):
@@ -641,3 +641,29 @@ def test_wgmma_register_split_values():
             p, c = wgmma_register_split(n, rows)
             threads = 128 * (n + 1)
             assert 128 * p + 128 * n * c <= min(240, 65536 // threads // 8 * 8) * threads
+
+
+@pytest.mark.parametrize("bm,bn,extra", [
+    (176, 128, dict(warp_specialized=True)), (192, 128, dict()), (160, 128, dict(split_k=2)),
+    (96, 256, dict(warp_n=128, warp_specialized=True, persistent_ctas=132)),
+    (176, 128, dict(warp_specialized=True, cluster_n=2)), (48, 64, dict(staged_store=True)),
+    (240, 128, dict(warp_specialized=True, persistent_ctas=132))])
+def test_sm90_dense_odd_m_compiles(monkeypatch, bm, bn, extra):
+    """Dense wgmma tiles of any multiple of 16 activation rows (wgmma N = block_m; 176 x 128 carries 1.4x the MACs
+    of 128 x 128 per k-tile for 1.3x the shared memory): refused until GPU-verified; then that wgmma, no spills,
+    with the producer warpgroup, split-K, two atoms, multicast clusters, the staged store, a persistent grid."""
+    import humming_cute.config as hconfig
+
+    kw = {**dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, has_bias=True, block_m=bm,
+                 warp_m=bm, block_n=bn, block_k=64, warp_n=64, warp_k=64, stages=4, arch="sm_90a",
+                 mainloop="sm90"), **extra}
+    with pytest.raises(NotImplementedError, match="not yet verified"):
+        GemmConfig(**kw).validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    cfg = GemmConfig(**kw).validate()
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    assert set(re.findall(r"wgmma\.mma_async\.sync\.aligned\.m64n(\d+)k16", art.ptx)) == {str(bm)}
+    assert "cp.async.bulk.tensor" in art.ptx
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    with pytest.raises(ValueError, match="multiple of 16"):
+        GemmConfig(**{**kw, "block_m": bm + 8, "warp_m": bm + 8}).validate()

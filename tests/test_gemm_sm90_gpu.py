@@ -317,3 +317,37 @@ def test_wgmma_two_atoms_per_warpgroup(a, b, group, scale, m, bm, bn, stages, ex
         bias = torch.randn(n, device="cuda", dtype=dt) if m % 2 == 1 else None
         one = GemmConfig(**kw, warp_n=64).validate()
         assert torch.equal(hc.gemm(x, pw, bias=bias, config=cfg), hc.gemm(x, pw, bias=bias, config=one))
+
+
+@pytest.mark.parametrize("a,b,group,scale", [("float16", "uint4", 128, "float16"), ("bfloat16", "int8", 0, "float16"),
+                                             ("float16", "float4e2m1", 32, "ue8m0"), ("bfloat16", "uint3", 64,
+                                                                                       "float16")])
+@pytest.mark.parametrize("m,bm,bn,extra", [
+    (333, 176, 128, dict(warp_specialized=True)), (1000, 192, 128, dict()), (1, 80, 64, dict()),
+    (4096, 176, 128, dict(warp_specialized=True, persistent_ctas=132)),
+    (700, 96, 256, dict(warp_n=128, warp_specialized=True, persistent_ctas=7)),
+    (2000, 176, 128, dict(warp_specialized=True, cluster_n=2)),
+    (1500, 176, 128, dict(warp_specialized=True, cluster_n=4)),
+    (300, 160, 128, dict(split_k=2)), (97, 48, 64, dict(staged_store=True)),
+    (600, 240, 128, dict(warp_specialized=True))])
+def test_wgmma_dense_odd_block_m(monkeypatch, a, b, group, scale, m, bm, bn, extra):
+    """Dense wgmma tiles of a multiple of 16 activation rows that is not a power of two (wgmma N = block_m; refused
+    until this passes): against the reference with partial last row tiles, the producer warpgroup, persistent grids,
+    two atoms per warpgroup, multicast clusters of 2 / 4 (block_m / 4 = 44 rows per CTA), split-K and the staged
+    store."""
+    import humming_cute.config as hconfig
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    kw = dict(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, block_m=bm, block_n=bn, block_k=64, warp_m=bm,
+              warp_n=64, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90", has_bias=m % 2 == 1)
+    cfg = GemmConfig(**{**kw, **extra})
+    while True:                                   # the deepest pipeline up to 4 stages that fits
+        try:
+            cfg = cfg.validate()
+            break
+        except ValueError as e:
+            if "shared memory" not in str(e) or cfg.stages == 2:
+                raise
+            cfg = cfg.with_(stages=cfg.stages - 1)
+    n = 1024 if extra.get("cluster_n") or bn == 256 else 600
+    run_case(a, b, group, scale, m, n, 1280, bias=m % 2 == 1, config=cfg, seed=m + bm)
