@@ -126,6 +126,14 @@ run() {   # run LIMIT_S LOG COMMAND...: one step, its log in $OUT, its exit stat
   echo "   exit $? -> $OUT/$log: $(tail -n 1 "$OUT/$log")"
 }
 
+# the README's three benchmarks, each under its own time limit (seconds)
+bench_w4() { run "$1" "${tag}_w4a16_g128.log" python3 -m humming_cute.bench --m 1,16,64,256,1024,4096,8192 \
+  --json "$OUT/${tag}_w4a16_g128.json" --png "$OUT/${tag}_w4a16_g128.png"; }
+bench_w8() { run "$1" "${tag}_w8a16_channel.log" python3 -m humming_cute.bench --b-dtype int8 --group-size 0 \
+  --m 1,16,64,256,1024,4096,8192 --json "$OUT/${tag}_w8a16_channel.json" --png "$OUT/${tag}_w8a16_channel.png"; }
+bench_moe() { run "$1" "${tag}_moe_w4a16_g128.log" python3 -m humming_cute.bench --moe \
+  --json "$OUT/${tag}_moe_w4a16_g128.json" --png "$OUT/${tag}_moe_w4a16_g128.png"; }
+
 case "$step" in
   tests)
     run 560 "${tag}_gpu-tests.log" python3 -m pytest -m gpu tests/ -n 16 -q -rf ;;
@@ -139,8 +147,7 @@ case "$step" in
     run 160 "${tag}_config_probe_w4_large_m.log" python3 benchmarks/config_probe.py --m 8192 \
       --shapes 8192x8192,4096x4096 --families sm90 --ws --persistent --stages 3,4 \
       --match '^sm90 256x128x64 st[0-9] split1( ws)?( persistent)?$' --budget-s 30
-    run 170 "${tag}_moe_w4a16_g128.log" python3 -m humming_cute.bench --moe \
-      --json "$OUT/${tag}_moe_w4a16_g128.json" --png "$OUT/${tag}_moe_w4a16_g128.png" ;;
+    bench_moe 170 ;;
   stream-k)
     run 150 "${tag}_config_probe_stream_k_m256.log" python3 benchmarks/config_probe.py --m 256 \
       --shapes 8192x8192,28672x4096 --families sm90 --ws --persistent --stream-k --unverified \
@@ -291,19 +298,12 @@ case "$step" in
       --cluster-split 2,4 --n-major --budget-s 60
     run 100 "${tag}_align_timing.log" python3 benchmarks/align_timing.py ;;
   bench)
-    run 220 "${tag}_w4a16_g128.log" python3 -m humming_cute.bench --m 1,16,64,256,1024,4096,8192 \
-      --json "$OUT/${tag}_w4a16_g128.json" --png "$OUT/${tag}_w4a16_g128.png"
-    run 180 "${tag}_w8a16_channel.log" python3 -m humming_cute.bench --b-dtype int8 --group-size 0 \
-      --m 1,16,64,256,1024,4096,8192 \
-      --json "$OUT/${tag}_w8a16_channel.json" --png "$OUT/${tag}_w8a16_channel.png"
-    run 180 "${tag}_moe_w4a16_g128.log" python3 -m humming_cute.bench --moe \
-      --json "$OUT/${tag}_moe_w4a16_g128.json" --png "$OUT/${tag}_moe_w4a16_g128.png" ;;
+    bench_w4 220
+    bench_w8 180
+    bench_moe 180 ;;
   bench-dense)
-    run 290 "${tag}_w4a16_g128.log" python3 -m humming_cute.bench --m 1,16,64,256,1024,4096,8192 \
-      --json "$OUT/${tag}_w4a16_g128.json" --png "$OUT/${tag}_w4a16_g128.png"
-    run 285 "${tag}_w8a16_channel.log" python3 -m humming_cute.bench --b-dtype int8 --group-size 0 \
-      --m 1,16,64,256,1024,4096,8192 \
-      --json "$OUT/${tag}_w8a16_channel.json" --png "$OUT/${tag}_w8a16_channel.png" ;;
+    bench_w4 290
+    bench_w8 285 ;;
   atoms-tests)
     run 560 "${tag}_two-atoms-tests.log" python3 -m pytest -m gpu -n 16 -q -rf \
       "tests/test_act8_gpu.py::test_act8_wgmma_two_atoms" tests/test_gemm_sm90_gpu.py tests/test_moe_gpu.py \
@@ -326,10 +326,8 @@ case "$step" in
     run 430 "${tag}_gpu-tests.log" python3 -m pytest -m gpu tests/ -n 16 -q -rf \
       --deselect "tests/test_moe_gpu.py::test_moe_wgmma_two_atoms_many_tiles_per_cta" ;;
   bench-w4-moe)
-    run 320 "${tag}_w4a16_g128.log" python3 -m humming_cute.bench --m 1,16,64,256,1024,4096,8192 \
-      --json "$OUT/${tag}_w4a16_g128.json" --png "$OUT/${tag}_w4a16_g128.png"
-    run 230 "${tag}_moe_w4a16_g128.log" python3 -m humming_cute.bench --moe \
-      --json "$OUT/${tag}_moe_w4a16_g128.json" --png "$OUT/${tag}_moe_w4a16_g128.png" ;;
+    bench_w4 320
+    bench_moe 230 ;;
   layer-moe)
     # the layer's MoE path (moe_forward(out=...)), both autotuners' GPU runs, the examples
     run 400 "${tag}_layer-moe-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_moe_gpu.py \
@@ -395,8 +393,7 @@ case "$step" in
       --shapes 8192x8192,28672x4096 --families sm90 --stages 3,4 --match '^sm90 (128x128|256x128)x64 st[0-9] split1$' \
       --budget-s 90 ;;
   moe-bench)
-    run 400 "${tag}_moe_w4a16_g128.log" python3 -m humming_cute.bench --moe \
-      --json "$OUT/${tag}_moe_w4a16_g128.json" --png "$OUT/${tag}_moe_w4a16_g128.png" ;;
+    bench_moe 400 ;;
   moe-tuned)
     run 560 "${tag}_moe_w4a16_g128_tuned.log" python3 -m humming_cute.bench --moe --autotune 8 --tokens 16,64,512 \
       --json "$OUT/${tag}_moe_w4a16_g128_tuned.json" ;;
@@ -416,8 +413,7 @@ case "$step" in
   bench-w4-f16)
     # the fp16-accumulation GEMM tests (decode defaults), then the W4A16 g128 dense benchmark
     run 90 "${tag}_f16-accum-tests.log" python3 -m pytest -m gpu -n 8 -q -rf tests/test_gemm_gpu.py -k use_f16_accum
-    run 330 "${tag}_w4a16_g128.log" python3 -m humming_cute.bench --m 1,16,64,256,1024,4096,8192 \
-      --json "$OUT/${tag}_w4a16_g128.json" --png "$OUT/${tag}_w4a16_g128.png" ;;
+    bench_w4 330 ;;
   wpipe-n)
     # warp_pipeline with warps across N and on the MoE GEMM (refused until these pass): GPU tests, then MoE decode
     # tiles (Mixtral-like / Qwen-like at 16 / 64 tokens) and W8 28672 x 4096 decode tiles with and without it
@@ -510,21 +506,16 @@ h.MOE_DECODE_BLOCK_32 = True; from humming_cute.bench.run import main; sys.exit(
   bench-new)
     # the W4A16 g128 dense benchmark (decode defaults with pdl, back to back included), then the MoE benchmark
     # (32-row Mixtral-like decode blocks)
-    run 300 "${tag}_w4a16_g128.log" python3 -m humming_cute.bench --m 1,16,64,256,1024,4096,8192 \
-      --json "$OUT/${tag}_w4a16_g128.json" --png "$OUT/${tag}_w4a16_g128.png"
-    run 220 "${tag}_moe_w4a16_g128.log" python3 -m humming_cute.bench --moe \
-      --json "$OUT/${tag}_moe_w4a16_g128.json" --png "$OUT/${tag}_moe_w4a16_g128.png" ;;
+    bench_w4 300
+    bench_moe 220 ;;
   final-a)
     # W4A16 g128 dense bench (pdl with one weight stage before the wait); the pdl and per-warp pipeline GPU tests
-    run 300 "${tag}_w4a16_g128.log" python3 -m humming_cute.bench --m 1,16,64,256,1024,4096,8192 \
-      --json "$OUT/${tag}_w4a16_g128.json" --png "$OUT/${tag}_w4a16_g128.png"
+    bench_w4 300
     run 230 "${tag}_pdl-wpipe-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_pdl_gpu.py \
       tests/test_warp_pipeline_gpu.py ;;
   final-b)
     # W8A16 channel dense bench; the dense GEMM GPU tests (every format at the decode defaults)
-    run 285 "${tag}_w8a16_channel.log" python3 -m humming_cute.bench --b-dtype int8 --group-size 0 \
-      --m 1,16,64,256,1024,4096,8192 \
-      --json "$OUT/${tag}_w8a16_channel.json" --png "$OUT/${tag}_w8a16_channel.png"
+    bench_w8 285
     run 260 "${tag}_gemm-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_gemm_gpu.py ;;
   odd-m)
     # dense wgmma tiles of non-power-of-two heights (refused until these GPU tests pass), then large-M probes of
