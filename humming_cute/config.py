@@ -157,6 +157,11 @@ class GemmConfig:
     # the first stage's cp.async group, so the first k-tile waits for all of them: fewer start the main loop
     # sooner, more overlap more of the previous kernel's tail (the defaults take 1). Without pdl it reads 0
     pdl_prefetch: int = 0
+    # wgmma mainloop, 16-bit activations: the dequantized weight fragments are double-buffered in a_split pieces of
+    # a k-tile (block_k / 16 / a_split k16 steps each) instead of whole k-tiles: block_k / a_split A registers per
+    # atom and buffer instead of block_k, so taller two-atom tiles fit the register file (e.g. 176 x 256 x 64,
+    # a_split 4), at the cost of a wgmma wait per piece. Not yet GPU-verified (`ALLOW_UNVERIFIED`)
+    a_split: int = 1
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -282,6 +287,8 @@ class GemmConfig:
         if not isinstance(self.pdl_prefetch, int) or not 0 <= self.pdl_prefetch < max(self.stages, 1):
             raise ValueError(f"pdl_prefetch must be an int in 0..stages - 1 ({self.stages - 1}), got "
                              f"{self.pdl_prefetch!r}")
+        if self.a_split != 1 and self.mainloop != "sm90":
+            raise ValueError(f"a_split takes the wgmma mainloop (mainloop='sm90'), got mainloop={self.mainloop!r}")
         if self.launch_min_blocks and self.mainloop != "sm80":
             raise ValueError(f"launch_min_blocks takes the mma.sync mainloop (the wgmma kernels set their own launch "
                              f"bounds), got mainloop={self.mainloop!r}")
@@ -474,7 +481,7 @@ class GemmConfig:
                 budget = wgmma_register_split(n_cons, self.moe_cp_async_rows)[1]
             else:
                 budget = min(255, 65536 // (128 * n_cons)) // 8 * 8
-            need = self.block_m + (self.block_k if self.act_bits == 16 else self.block_k // 2)
+            need = self.block_m + (self.block_k // self.a_split if self.act_bits == 16 else self.block_k // 2)
             if need > budget - 32:
                 raise ValueError(f"warp_n=128 keeps block_m accumulator and {need - self.block_m} A-fragment "
                                  f"registers per thread ({need}); {n_cons} consumer warpgroup(s) leave {budget} "
@@ -482,6 +489,14 @@ class GemmConfig:
                                  f"consumer warpgroups or warp_n=64")
         if self.block_k not in (64, 128):
             raise ValueError(f"the wgmma mainloop takes block_k 64 or 128, got {self.block_k}")
+        if self.a_split != 1:
+            if self.act_bits != 16 or self.a_split not in (2, 4) or (self.block_k // 16) % self.a_split:
+                raise ValueError(f"a_split takes 16-bit activations and 2 or 4 pieces of the k-tile's "
+                                 f"{self.block_k // 16} k16 steps, got a_split={self.a_split!r}, {self.a_dtype} "
+                                 f"activations")
+            if not ALLOW_UNVERIFIED:
+                raise NotImplementedError("a_split (wgmma A fragments double-buffered in pieces of a k-tile) is built "
+                                          "but not yet verified on a GPU; it is not enabled")
         if self.glu:
             if not self.staged_store:
                 raise NotImplementedError("GLU epilogues on the wgmma mainloop combine gate / up pairs in the staged "

@@ -667,3 +667,46 @@ def test_sm90_dense_odd_m_compiles(monkeypatch, bm, bn, extra):
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
     with pytest.raises(ValueError, match="multiple of 16"):
         GemmConfig(**{**kw, "block_m": bm + 8, "warp_m": bm + 8}).validate()
+
+
+@pytest.mark.parametrize("bm,bn,wn,a_split,extra", [
+    (128, 128, 64, 2, dict(warp_specialized=True)), (176, 256, 128, 4, dict(warp_specialized=True)),
+    (176, 256, 128, 4, dict(warp_specialized=True, persistent_ctas=132, cluster_n=2)),
+    (64, 128, 64, 4, dict()), (48, 256, 128, 2, dict(warp_specialized=True, moe=True, moe_top_k=8))])
+def test_sm90_a_split_compiles(monkeypatch, bm, bn, wn, a_split, extra):
+    """a_split: the wgmma A fragments double-buffered in pieces of a k-tile (refused until GPU-verified): one
+    wgmma per k16 step and atom in the loop (as with whole k-tiles), a wgmma wait per piece, no spills; 176 x 256
+    tiles of two atoms per warpgroup fit only with it."""
+    import humming_cute.config as hconfig
+
+    kw = {**dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=bm, warp_m=bm,
+                 block_n=bn, warp_n=wn, block_k=64, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90"), **extra}
+    with pytest.raises(NotImplementedError, match="not yet verified"):
+        GemmConfig(**kw, a_split=a_split).validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    cfg = GemmConfig(**kw, a_split=a_split).validate()
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    assert art.ptx.count("wgmma.mma_async") == 4 * (wn // 64)           # 4 k16 steps x atoms, once in the loop
+    assert len(re.findall(r"wgmma\.wait_group\.sync\.aligned\s+1;", art.ptx)) == a_split
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    if bm == 176:
+        with pytest.raises(ValueError, match="warp_n=128 keeps block_m accumulator"):
+            GemmConfig(**kw).validate()                                 # whole k-tiles: too many registers
+
+
+def test_sm90_a_split_errors(monkeypatch):
+    """a_split: refused until GPU-verified (named in the error); 2 or 4 pieces of a 16-bit k-tile, wgmma only."""
+    import humming_cute.config as hconfig
+
+    kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=128, warp_m=128,
+              block_n=128, warp_n=64, block_k=64, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90")
+    with pytest.raises(NotImplementedError, match="a_split .* not yet verified"):
+        GemmConfig(**kw, a_split=2).validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    for bad, match in ((dict(a_split=3), "a_split takes"), (dict(a_split=8), "a_split takes"),
+                       (dict(a_split=2, a_dtype="float8e4m3", b_dtype="int4", group_size=0, c_dtype="float16"),
+                        "a_split takes"),
+                       (dict(a_split=2, mainloop="sm80", block_m=64, warp_m=32, block_k=128, warp_k=64),
+                        "a_split takes the wgmma")):
+        with pytest.raises(ValueError, match=match):
+            GemmConfig(**{**kw, **bad}).validate()

@@ -351,3 +351,44 @@ def test_wgmma_dense_odd_block_m(monkeypatch, a, b, group, scale, m, bm, bn, ext
             cfg = cfg.with_(stages=cfg.stages - 1)
     n = 1024 if extra.get("cluster_n") or bn == 256 else 600
     run_case(a, b, group, scale, m, n, 1280, bias=m % 2 == 1, config=cfg, seed=m + bm)
+
+
+@pytest.mark.parametrize("a,b,group,scale", [("float16", "uint4", 128, "float16"), ("bfloat16", "int8", 0, "float16"),
+                                             ("float16", "float4e2m1", 32, "ue8m0"), ("bfloat16", "uint3", 64,
+                                                                                       "float16")])
+@pytest.mark.parametrize("m,bm,bn,wn,a_split,extra", [
+    (333, 128, 128, 64, 2, dict(warp_specialized=True)), (1, 64, 128, 64, 4, dict()),
+    (4096, 128, 256, 128, 2, dict(warp_specialized=True, persistent_ctas=132)),
+    (1000, 176, 256, 128, 4, dict(warp_specialized=True)),
+    (3000, 176, 256, 128, 4, dict(warp_specialized=True, persistent_ctas=132, cluster_n=2)),
+    (200, 128, 128, 64, 4, dict(split_k=2))])
+def test_wgmma_a_split(monkeypatch, a, b, group, scale, m, bm, bn, wn, a_split, extra):
+    """a_split: the dequantized weight fragments double-buffered in pieces of a k-tile (refused until this passes):
+    against the reference, and bitwise against whole-k-tile buffers (same k order) where those fit the registers
+    (176 x 256 two-atom tiles do not)."""
+    import humming_cute as hc
+    import humming_cute.config as hconfig
+    from humming_cute.quant.weight import quantize_weight
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    kw = dict(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, block_m=bm, block_n=bn, block_k=64, warp_m=bm,
+              warp_n=wn, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90", has_bias=m % 2 == 1, **extra)
+    cfg = GemmConfig(**kw, a_split=a_split)
+    while True:                                   # the deepest pipeline up to 4 stages that fits
+        try:
+            cfg = cfg.validate()
+            break
+        except ValueError as e:
+            if "shared memory" not in str(e) or cfg.stages == 2:
+                raise
+            cfg = cfg.with_(stages=cfg.stages - 1)
+    n, k = (1024 if bn == 256 else 640), 1280
+    run_case(a, b, group, scale, m, n, k, bias=m % 2 == 1, config=cfg, seed=m + a_split)
+    if bm != 176:
+        torch.manual_seed(m)
+        dt = getattr(torch, a)
+        pw = hc.prepare_weight(quantize_weight(torch.randn(n, k, device="cuda"), b, group, scale), a)
+        x = torch.randn(m, k, device="cuda", dtype=dt)
+        bias = torch.randn(n, device="cuda", dtype=dt) if m % 2 == 1 else None
+        whole = cfg.with_(a_split=1).validate()
+        assert torch.equal(hc.gemm(x, pw, bias=bias, config=cfg), hc.gemm(x, pw, bias=bias, config=whole))

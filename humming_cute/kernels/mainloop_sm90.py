@@ -80,6 +80,9 @@ class Sm90MixedGemm:
         self.bn_atoms = self.bn // ATOM_N
         self.mma_k = 32 if self.act8 else 16
         self.k_steps = self.bk // self.mma_k
+        # A fragments double-buffered in a_split pieces of `sub` k-steps each (cfg.a_split; 1: whole k-tiles)
+        self.a_split = cfg.a_split
+        self.sub = self.k_steps // cfg.a_split
         self.group = cfg.group_size
         self.srows = max(cfg.scale_rows, 1)
         self.has_zp = cfg.has_zero_point
@@ -659,7 +662,7 @@ class Sm90MixedGemm:
             rsc = cute.make_rmem_tensor(cute.make_layout((2, 2)), cutlass.Float32)   # (row half, tile parity)
             if k_tiles > 0:
                 pipe.consumer_wait(cons)
-                self.dequant(plan, rAu0, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
+                self.dequant(plan, rAu0, b_views, s_view, z_view, wg, wr, lane, g, cons.index, 0)
                 if cutlass.const_expr(self.group > 0):
                     grp = (kt0 * self.bk) // self.group
                     if cutlass.const_expr(self.moe):
@@ -690,7 +693,7 @@ class Sm90MixedGemm:
                     cons.advance()
                     if cons.count < k_tiles:
                         pipe.consumer_wait(cons)
-                        self.dequant(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
+                        self.dequant(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, cons.index, 0)
                         if cutlass.const_expr(self.group > 0):
                             grp = ((kt0 + cons.count) * self.bk) // self.group
                             if cutlass.const_expr(self.moe):
@@ -801,7 +804,7 @@ class Sm90MixedGemm:
             acc_t = cute.make_rmem_tensor(tCcC.shape, self.acc_type)
         # two register buffers of wgmma A fragments: one feeds the in-flight wgmma, the other is being dequantized
         # (4 registers per k-step: 2 x 2 16-bit values, or 4 x 2 x 2 8-bit lanes)
-        frag = ((4 if self.act8 else 2, 2, 2), 1, self.k_steps)
+        frag = ((4 if self.act8 else 2, 2, 2), 1, self.sub)
         rA0, rA1, rAu0, rAu1 = [], [], [], []
         for _ in cutlass.range_constexpr(self.wa):
             if cutlass.const_expr(self.a_type is cutlass.Int8):     # the s8 wgmma wants its own (signed) type
@@ -837,10 +840,15 @@ class Sm90MixedGemm:
         """One tile's k-tiles, one accumulator per atom (`accs`; the A buffers are per-atom lists too): -> (cons,
         rel, prod) states after them. The software pipeline inside each warpgroup: while the wgmmas of k-tile kt
         run on one register buffer, k-tile kt + 1 is dequantized into the other; a stage is released once its
-        wgmmas have completed."""
+        wgmmas have completed. With a_split > 1 the buffers hold a piece of a k-tile each: while the wgmmas of
+        piece h run, piece h + 1 (or the next k-tile's first) is dequantized into the other buffer."""
+        if cutlass.const_expr(self.a_split > 1):
+            return self.mma_pieces(plan, pipe, tiled_mma, accs, tCrB, rA0, rA1, rAu0, rAu1, b_views, s_view, z_view,
+                                   cons, rel, prod, kt0, k_tiles, warp_idx, wg, wr, lane, g, tma_a, tAgA, tAsA, tma_b,
+                                   tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ, tZsZ, moe_st)
         if k_tiles > 0:
             pipe.consumer_wait(cons)
-            self.dequant_atoms(plan, rAu0, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
+            self.dequant_atoms(plan, rAu0, b_views, s_view, z_view, wg, wr, lane, g, cons.index, 0)
         for _ in cutlass.range(k_tiles // 2, unroll=1):
             for half in cutlass.range_constexpr(2):
                 cur = rA0 if half == 0 else rA1
@@ -865,7 +873,7 @@ class Sm90MixedGemm:
                 cons.advance()
                 if cons.count < k_tiles:
                     pipe.consumer_wait(cons)
-                    self.dequant_atoms(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, cons.index)
+                    self.dequant_atoms(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, cons.index, 0)
         if k_tiles % 2 == 1:                             # odd count: the last k-tile sits in buffer 0
             stage = cons.index
             warpgroup.fence()
@@ -877,10 +885,52 @@ class Sm90MixedGemm:
         return cons, rel, prod
 
     @cute.jit
-    def dequant_atoms(self, plan: cutlass.Constexpr, rAus, b_views, s_view, z_view, wg, wr, lane, g, stage):
-        """Dequantize one k-tile of each of the warpgroup's atoms (wg wa + a) into its A buffer rAus[a]."""
+    def mma_pieces(self, plan: cutlass.Constexpr, pipe, tiled_mma, accs, tCrB, rA0, rA1, rAu0, rAu1, b_views,
+                   s_view, z_view, cons, rel, prod, kt0, k_tiles, warp_idx, wg, wr, lane, g, tma_a, tAgA, tAsA,
+                   tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ, tZsZ, moe_st):
+        """`mma_k_tiles` with a_split (even) pieces per k-tile: the wgmmas of piece h of k-tile kt on one buffer
+        while the next piece is dequantized into the other; a stage is released once the wgmmas of its last piece
+        have completed (checked after the next k-tile's first piece is issued)."""
+        if k_tiles > 0:
+            pipe.consumer_wait(cons)
+            self.dequant_atoms(plan, rAu0, b_views, s_view, z_view, wg, wr, lane, g, cons.index, 0)
+        for _ in cutlass.range(k_tiles, unroll=1):
+            stage = cons.index
+            for h in cutlass.range_constexpr(self.a_split):
+                cur = rA0 if h % 2 == 0 else rA1
+                nxt = rAu1 if h % 2 == 0 else rAu0
+                warpgroup.fence()
+                for j in cutlass.range_constexpr(self.sub):
+                    for a in cutlass.range_constexpr(self.wa):
+                        cute.gemm(tiled_mma, accs[a], cur[a][None, None, j], tCrB[None, None, h * self.sub + j, stage],
+                                  accs[a])
+                warpgroup.commit_group()
+                warpgroup.wait_group(1)                  # the previous piece's wgmmas are done
+                if cutlass.const_expr(h == 0):
+                    if cons.count > 0:                   # ... the last piece of the previous k-tile: its stage
+                        pipe.consumer_release(rel)
+                        rel.advance()
+                        if cutlass.const_expr(not self.ws) and warp_idx == 0:
+                            if prod.count < k_tiles:
+                                self.produce(pipe, prod, kt0, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS,
+                                             tSsS, tma_z, tZgZ, tZsZ, moe_st[2])
+                                prod.advance()
+                if cutlass.const_expr(h + 1 < self.a_split):
+                    self.dequant_atoms(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, stage, h + 1)
+                else:
+                    cons.advance()
+                    if cons.count < k_tiles:
+                        pipe.consumer_wait(cons)
+                        self.dequant_atoms(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, cons.index, 0)
+        return cons, rel, prod
+
+    @cute.jit
+    def dequant_atoms(self, plan: cutlass.Constexpr, rAus, b_views, s_view, z_view, wg, wr, lane, g, stage,
+                      part: cutlass.Constexpr):
+        """Dequantize piece `part` (of a_split) of one k-tile of each of the warpgroup's atoms (wg wa + a) into its
+        A buffer rAus[a]."""
         for a in cutlass.range_constexpr(self.wa):
-            self.dequant(plan, rAus[a], b_views, s_view, z_view, wg * self.wa + a, wr, lane, g, stage)
+            self.dequant(plan, rAus[a], b_views, s_view, z_view, wg * self.wa + a, wr, lane, g, stage, part)
 
     @cute.jit
     def fold(self, acc, acc_t, rsc, parity: cutlass.Constexpr):
@@ -896,13 +946,14 @@ class Sm90MixedGemm:
                 acc[i] = acc[i] + acc_t[i] * rsc[(i // 2) % 2, parity]
 
     @cute.jit
-    def dequant(self, plan: cutlass.Constexpr, rAu, b_views, s_view, z_view, wg, wr, lane, g, stage):
-        """Dequantize this warp's weight rows of one k-tile of atom `wg` (the weight tile's 64-row atom) into wgmma
-        A registers (16- or 8-bit)."""
+    def dequant(self, plan: cutlass.Constexpr, rAu, b_views, s_view, z_view, wg, wr, lane, g, stage,
+                part: cutlass.Constexpr):
+        """Dequantize this warp's weight rows of one k-tile (its piece `part` of a_split: 16-bit activations) of
+        atom `wg` (the weight tile's 64-row atom) into wgmma A registers (16- or 8-bit)."""
         if cutlass.const_expr(self.act8):
             self.dequant_tile8(rAu, b_views, z_view, wg, wr, lane, g, stage)
         else:
-            self.dequant_tile(plan, rAu, b_views, s_view, z_view, wg, wr, lane, g, stage)
+            self.dequant_tile(plan, rAu, b_views, s_view, z_view, wg, wr, lane, g, stage, part)
 
     def pair_words(self, b_views, ss, ka, wg, wr, lane, stage):
         """Per plane, the packed words holding pairs 4 wr .. 4 wr + 3 of slot group `ss` of k-atom `ka`, and the
@@ -952,12 +1003,15 @@ class Sm90MixedGemm:
                     rAu[jj + 2 * hb + 4 * s] = dq.lanes8(self.lane, codes[2 * jj], codes[2 * jj + 1], zsub[jj])
 
     @cute.jit
-    def dequant_tile(self, plan: cutlass.Constexpr, rAu, b_views, s_view, z_view, wg, wr, lane, g, stage):
-        """Dequantize this warp's 16 weight rows of one k-tile into wgmma A registers.
+    def dequant_tile(self, plan: cutlass.Constexpr, rAu, b_views, s_view, z_view, wg, wr, lane, g, stage,
+                     part: cutlass.Constexpr):
+        """Dequantize this warp's 16 weight rows of one k-tile (k16 steps part * sub .. + sub - 1 of it) into
+        wgmma A registers.
 
         Pair i (0..3) of a k16 step is n8 tile 2 wr + i // 2, k half i % 2 of the mma.sync B layout; it is
         A register (i // 2) + 2 (i % 2) (rows g / g + 8, k 2t / 2t + 8)."""
-        for s in cutlass.range_constexpr(self.k_steps):
+        for j in cutlass.range_constexpr(self.sub):
+            s = part * self.sub + j
             ka, ss = s // 4, s % 4
             row = (s * 16) // self.group if 0 < self.group < self.bk else 0
             sc_lo = sc_hi = z_lo = z_hi = None
@@ -979,4 +1033,4 @@ class Sm90MixedGemm:
                                             neg_sub)
                 if cutlass.const_expr(self.group > 0):
                     val = dq.mul2(plan, val, sc_lo if i // 2 == 0 else sc_hi)
-                rAu[(i // 2) + 2 * (i % 2) + 4 * s] = val
+                rAu[(i // 2) + 2 * (i % 2) + 4 * j] = val
