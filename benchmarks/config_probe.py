@@ -60,6 +60,10 @@ p.add_argument("--stages", default="",
 p.add_argument("--two-atoms", action="store_true",
                help="also every unsplit wgmma candidate with two 64-row weight atoms per warpgroup (warp_n=128), "
                     "and 512-wide weight tiles from the 256-wide ones")
+p.add_argument("--a-split", type=int, default=0,
+               help="with --two-atoms: every two-atom candidate also with its A fragments double-buffered in this "
+                    "many pieces of a k-tile (a_split; needs --unverified until GPU-verified): taller two-atom tiles "
+                    "such as 176 x 256 fit only with it")
 p.add_argument("--block-m", default="",
                help="comma list of wgmma tile heights (activation rows, wgmma N: any multiple of 16; those that are "
                     "not powers of two need --unverified until GPU-verified) instead of the usual 64 / 128 / 256")
@@ -167,6 +171,13 @@ def candidates(m: int, n: int, arch: str):
                                                                                f" st{wide.stages} ") + " wn128",
                                        wide))
         out = paired
+    if args.a_split:     # each two-atom candidate followed by its a_split twin
+        split_a = []
+        for name, cfg in out:
+            split_a.append((name, cfg))
+            if cfg.mainloop == "sm90" and cfg.warp_n == 128:
+                split_a.append((f"{name} as{args.a_split}", cfg.with_(a_split=args.a_split)))
+        out = split_a
     with_cn = []      # each candidate followed by its multicast variants (a --budget-s cut keeps pairs together)
     for name, cfg in out:
         with_cn.append((name, cfg))

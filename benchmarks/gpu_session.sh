@@ -93,7 +93,8 @@
 #   bash benchmarks/gpu_session.sh final-a      # W4A16 g128 dense bench; pdl and per-warp pipeline GPU tests
 #   bash benchmarks/gpu_session.sh final-b      # W8A16 channel dense bench; the dense GEMM GPU tests
 #   bash benchmarks/gpu_session.sh odd-m        # GPU tests of dense wgmma tiles of 176 / 192 / 240 / 96 / 80 / 48 rows
-#                                               # (refused until they pass); large-M probes of those tiles (W4, W8)
+#                                               # and of a_split (refused until they pass); large-M probes of those
+#                                               # tiles, 176 x 256 two-atom ones with a_split 4 (W4 g128)
 #   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
 #   bash benchmarks/gpu_session.sh pair tests moe-odd    # two steps at once on a two-GPU machine (GPU 0, GPU 1)
 # Every step has its own time limit, so one that overruns leaves the others' results.
@@ -518,16 +519,15 @@ h.MOE_DECODE_BLOCK_32 = True; from humming_cute.bench.run import main; sys.exit(
     bench_w8 285
     run 260 "${tag}_gemm-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_gemm_gpu.py ;;
   odd-m)
-    # dense wgmma tiles of non-power-of-two heights (refused until these GPU tests pass), then large-M probes of
-    # 176 / 192 / 240-row tiles (the peer runs 176 x 256 x 64 tiles there) against the default
+    # dense wgmma tiles of non-power-of-two heights and a_split (refused until these GPU tests pass), then large-M
+    # probes of 176 / 192-row tiles and 176 x 256 two-atom tiles with a_split 4 (the peer runs 176 x 256 x 64 tiles
+    # there) against the default
     run 200 "${tag}_odd-m-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_gemm_sm90_gpu.py \
-      -k odd_block_m
-    run 170 "${tag}_config_probe_odd_m_w4.log" python3 benchmarks/config_probe.py --m 1024,4096,8192 \
-      --shapes 8192x8192,28672x4096 --families sm90 --block-m 128,176,192,240 --ws --persistent --two-atoms \
-      --cluster-n 2 --unverified --match 'x(128|256)x64 .*split1' --top 8 --budget-s 25
-    run 170 "${tag}_config_probe_odd_m_w8.log" python3 benchmarks/config_probe.py --m 1024,4096,8192 \
-      --shapes 8192x8192,28672x4096 --b int8 --group 0 --families sm90 --block-m 128,176,192,240 --ws \
-      --persistent --two-atoms --cluster-n 2 --unverified --match 'x(128|256)x64 .*split1' --top 8 --budget-s 25 ;;
+      -k "odd_block_m or a_split"
+    run 350 "${tag}_config_probe_odd_m_w4.log" python3 benchmarks/config_probe.py --m 4096,8192 \
+      --shapes 8192x8192,28672x4096 --families sm90 --block-m 128,176,192 --ws --persistent --two-atoms \
+      --a-split 4 --cluster-n 2 --unverified --top 8 --budget-s 90 \
+      --match '(176x256x64 .*ws.*wn128 as4|176x128x64 .*ws|192x128x64 .*ws persistent$|128x256x64 .*ws persistent wn128( as4)?$)' ;;
   table)
     card=$(python3 -c "import re, torch; print(re.sub(r'[^A-Za-z0-9.-]+', '_', torch.cuda.get_device_name()))")
     run 330 "${tag}_tune_table_w4a16.log" python3 -m humming_cute.tune.build_table --b-dtype uint4 --group-size 128 \
