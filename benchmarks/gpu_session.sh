@@ -95,6 +95,7 @@
 #   bash benchmarks/gpu_session.sh odd-m        # GPU tests of dense wgmma tiles of 176 / 192 / 240 / 96 / 80 / 48 rows
 #                                               # and of a_split (refused until they pass); large-M probes of those
 #                                               # tiles, 176 x 256 two-atom ones with a_split 4 (W4 g128)
+#   bash benchmarks/gpu_session.sh between      # decode back to back with a torch kernel between the GEMMs (W4, W8)
 #   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
 #   bash benchmarks/gpu_session.sh pair tests moe-odd    # two steps at once on a two-GPU machine (GPU 0, GPU 1)
 # Every step has its own time limit, so one that overruns leaves the others' results.
@@ -116,7 +117,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -528,6 +529,12 @@ h.MOE_DECODE_BLOCK_32 = True; from humming_cute.bench.run import main; sys.exit(
       --shapes 8192x8192,28672x4096 --families sm90 --block-m 128,176,192 --ws --persistent --two-atoms \
       --a-split 4 --cluster-n 2 --unverified --top 8 --budget-s 90 \
       --match '(176x256x64 .*ws.*wn128 as4|176x128x64 .*ws|192x128x64 .*ws persistent$|128x256x64 .*ws persistent wn128( as4)?$)' ;;
+  between)
+    # decode back to back with a torch kernel after each GEMM (the realistic chain for pdl), W4 g128 and W8 channel
+    run 150 "${tag}_w4a16_g128_between.log" python3 -m humming_cute.bench --m 1,16,64 --back-to-back-between \
+      --json "$OUT/${tag}_w4a16_g128_between.json"
+    run 150 "${tag}_w8a16_channel_between.log" python3 -m humming_cute.bench --b-dtype int8 --group-size 0 \
+      --m 1,16,64 --back-to-back-between --json "$OUT/${tag}_w8a16_channel_between.json" ;;
   table)
     card=$(python3 -c "import re, torch; print(re.sub(r'[^A-Za-z0-9.-]+', '_', torch.cuda.get_device_name()))")
     run 330 "${tag}_tune_table_w4a16.log" python3 -m humming_cute.tune.build_table --b-dtype uint4 --group-size 128 \

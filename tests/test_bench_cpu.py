@@ -41,6 +41,51 @@ def test_back_to_back_options():
             core.parse_args(argv)
 
 
+def test_back_to_back_between(monkeypatch):
+    """--back-to-back-between (dense mode with back-to-back timings only): every back-to-back call is followed by
+    a torch kernel on its output, ours and the peers' alike, and the JSON's timer note says so."""
+    torch = pytest.importorskip("torch")
+    import humming_cute as hc
+    import humming_cute.bench.timing as timing
+    from humming_cute.bench import run
+
+    assert core.parse_args(["--back-to-back-between"]).back_to_back_between
+    assert not core.parse_args([]).back_to_back_between
+    for argv in (["--moe", "--back-to-back-between"], ["--back-to-back-between", "--back-to-back-m", "none"]):
+        with pytest.raises(SystemExit):
+            core.parse_args(argv)
+    assert "torch kernel on its output" in timing.back_to_back_name(True)
+    assert "torch kernel" not in timing.back_to_back_name()
+
+    class Out(torch.Tensor):
+        added = 0
+
+        def add_(self, *a, **kw):
+            Out.added += 1
+            return super().add_(*a, **kw)
+
+    class Peer:
+        tol = 1e-3
+
+        def to_input(self, x):
+            return x
+
+        def call(self, x):
+            return torch.ones(2, 3).as_subclass(Out)
+
+    monkeypatch.setattr(hc, "gemm", lambda x, p, **kw: torch.ones(2, 3).as_subclass(Out))
+    monkeypatch.setattr(timing, "bench_ms_back_to_back", lambda fns, rep_ms=100.0: ([f() for f in fns], 0.25)[1])
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **kw: None)
+    rotation = {OURS: ["w0", "w1"], "humming": [Peer(), Peer()]}
+    impls = {"humming": {"status": "ok"}}
+    times, copies = run._back_to_back(rotation, impls, torch.zeros(2, 4), None, 1e-3, 1.0, _Bar(), {})
+    assert Out.added == 0 and times == {OURS: 0.25, "humming": 0.25} and copies == {OURS: 2, "humming": 2}
+    times, copies = run._back_to_back(rotation, impls, torch.zeros(2, 4), None, 1e-3, 1.0, _Bar(), {},
+                                      between=True)
+    assert times == {OURS: 0.25, "humming": 0.25}
+    assert Out.added == 2 * (2 + 2)            # per implementation: the copy check and the timed calls
+
+
 def test_timing_rounds(monkeypatch):
     """--rounds R (16-bit activations, dense and MoE): every ok implementation of a row is timed R times, the order
     reversed every other round, and reports the median of its rounds with the derived numbers recomputed; the

@@ -249,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated M of --m (with --moe: token counts of --tokens) also timed back to back: "
                         "many calls in one CUDA graph, each on its own weight copy (copies together >= 3x the L2), "
                         f"no flush, no per-call event; 'none' for none (default {DEFAULT_BACK_TO_BACK_MS})")
+    p.add_argument("--back-to-back-between", action="store_true",
+                   help="dense mode: in the back-to-back timings, a small torch kernel on each call's output after "
+                        "the call (y.add_(0)), for every implementation: the chain of a decode step in which a norm "
+                        "or activation kernel sits between two GEMMs (so a GEMM launched with programmatic dependent "
+                        "launch cannot start before the previous one ends)")
     p.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON here")
     p.add_argument("--png", default=None, metavar="PATH",
                    help="plot time and %% of the memory floor vs M (vs tokens with --moe) here (needs matplotlib)")
@@ -311,6 +316,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         if stray and explicit:
             raise ValueError(f"--back-to-back-m {stray} not in {what} {batch}")
         args.b2b_list = [m for m in args.b2b_list if m in batch]
+        if args.back_to_back_between and (args.moe or not args.b2b_list):
+            raise ValueError("--back-to-back-between takes the dense mode with back-to-back timings "
+                             "(--back-to-back-m)")
         if args.autotune < 0:
             raise ValueError(f"--autotune takes a candidate count >= 0, got {args.autotune}")
     except ValueError as e:

@@ -178,7 +178,7 @@ def _shape_rows(n, k, args, *, device, copy_bw, peak, progress, peer_info, hc_co
             if rotation is None:
                 rotation = _rotation(pw, peers, builders, bytes_["weight_total"], device, progress, peer_info)
             times, copies = _back_to_back(rotation, impls, x, (xq, xs) if act8 else None, tol, args.reps,
-                                          progress, peer_info)
+                                          progress, peer_info, between=getattr(args, "back_to_back_between", False))
             row = core.with_back_to_back(row, times, copies)
         rows.append(row)
         del x, y_ref, y_float, y
@@ -230,26 +230,35 @@ def time_copies(fns: list, tol: float, what: str, rep_ms: float) -> float:
     return bench_ms_back_to_back(fns, rep_ms)
 
 
-def _back_to_back(rotation, impls, x, act8_codes, tol, rep_ms, progress, peer_info):
+def _then_between(fn):
+    """`fn` followed by a small torch kernel on its output (`--back-to-back-between`); returns the output."""
+    def call():
+        return fn().add_(0)
+    return call
+
+
+def _back_to_back(rotation, impls, x, act8_codes, tol, rep_ms, progress, peer_info, between: bool = False):
     """Back-to-back times (`time_copies`) of ours (a wrong copy stops the run) and of every peer that was timed
-    correctly on this row (a failure drops its back-to-back time, with the reason)."""
+    correctly on this row (a failure drops its back-to-back time, with the reason); `between`: each call followed by
+    a torch kernel on its output."""
     import torch
 
     import humming_cute as hc
 
+    wrap = _then_between if between else (lambda f: f)
     times, copies = {}, {}
     if act8_codes is not None:
         xq, xs = act8_codes
-        fns = [lambda p=p: hc.gemm(xq, p, x_scales=xs, out_dtype=torch.float16) for p in rotation[OURS]]
+        fns = [wrap(lambda p=p: hc.gemm(xq, p, x_scales=xs, out_dtype=torch.float16)) for p in rotation[OURS]]
     else:
-        fns = [lambda p=p: hc.gemm(x, p) for p in rotation[OURS]]
+        fns = [wrap(lambda p=p: hc.gemm(x, p)) for p in rotation[OURS]]
     times[OURS], copies[OURS] = time_copies(fns, tol, "humming_cute gemm", rep_ms), len(fns)
     for name, inst in rotation.items():
         if name == OURS or impls.get(name, {}).get("status") != "ok":
             continue
         try:
             xps = [p.to_input(x) for p in inst]
-            pfns = [lambda p=p, xp=xp: p.call(xp) for p, xp in zip(inst, xps)]
+            pfns = [wrap(lambda p=p, xp=xp: p.call(xp)) for p, xp in zip(inst, xps)]
             times[name], copies[name] = time_copies(pfns, inst[0].tol, name, rep_ms), len(pfns)
         except Exception as e:  # noqa: BLE001 - a peer never stops the run
             _report(progress, peer_info, name, f"not timed back to back: {type(e).__name__}: {e}")
@@ -426,7 +435,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         total = len(args.moe_jobs) * len(args.token_list)
     else:
         config = dict(mode="dense", shapes=[f"{n}x{k}" for n, k in args.shape_list], ms=args.m_list,
-                      back_to_back_ms=args.b2b_list, back_to_back_timer=back_to_back_name(), **common)
+                      back_to_back_ms=args.b2b_list,
+                      back_to_back_timer=back_to_back_name(getattr(args, "back_to_back_between", False)), **common)
         labels = core.IMPL_LABELS
         total = len(args.shape_list) * len(args.m_list)
     peer_info = {p: dict(label=labels[p], notes=[], reasons=[]) for p in args.peer_list}
@@ -477,7 +487,8 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"%mem / %cmp = memory / compute floor over time; hc/<peer> = our time / peer time")
         print(core.format_table(doc["rows"], args.peer_list))
     if any("ratio_back_to_back_vs" in r for r in doc["rows"]):
-        print(f"\nback to back ({back_to_back_name()}); %mem = memory floor over this time")
+        print(f"\nback to back ({back_to_back_name(getattr(args, 'back_to_back_between', False))}); %mem = memory "
+              f"floor over this time")
         print(core.format_back_to_back_table(doc["rows"], args.peer_list))
     if peer_info:
         print()

@@ -90,10 +90,13 @@ def bench_ms(fn: Callable[[], object], rep_ms: float = 100.0, graph: bool = True
     return statistics.median(a.elapsed_time(b) for a, b in zip(starts, ends))
 
 
-def back_to_back_name() -> str:
+def back_to_back_name(between: bool = False) -> str:
+    """How the back-to-back times were taken (`between`: a torch kernel on each call's output after it)."""
     return ("one CUDA graph of many calls back to back, each on its own copy of the weight (the copies together at "
             "least 3x the L2, so every call reads its weight from memory), CUDA events around each replay; median "
-            "replay time / calls: no per-call event or launch cost, as in a serving engine's captured decode step")
+            "replay time / calls: no per-call event or launch cost, as in a serving engine's captured decode step"
+            + ("; after each call a torch kernel on its output (y.add_(0), timed with it), as a norm or activation "
+               "kernel sits between two layers" if between else ""))
 
 
 def l2_bytes(device) -> int:
