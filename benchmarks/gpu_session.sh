@@ -492,7 +492,8 @@ h.MOE_DECODE_BLOCK_32 = True; from humming_cute.bench.run import main; sys.exit(
       --pdl-ab 3 --only '^$' --b int8 --group 0 ;;
   hm-configs)
     run 120 "${tag}_humming_configs_w4.log" python3 benchmarks/humming_configs.py
-    run 120 "${tag}_humming_configs_w8.log" python3 benchmarks/humming_configs.py --b int8 --group 0 ;;
+    run 120 "${tag}_humming_configs_w8.log" python3 benchmarks/humming_configs.py --b int8 --group 0
+    run 120 "${tag}_humming_configs_moe.log" python3 benchmarks/humming_configs.py --moe ;;
   verify-new)
     run 200 "${tag}_new-options-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_pdl_gpu.py \
       tests/test_moe_gpu.py -k "pdl or block32 or wgmma_n_major"

@@ -1,8 +1,11 @@
 """Print the kernel config the reference Humming package's heuristics pick (humming.tune.get_heuristics_config on
 the layer's LayerConfig, `HummingLayer.humming_config`) for the bench's dense shapes and M, next to ours
-(`default_config`): what the peer runs where we are behind. Needs a GPU and humming-kernels. Usage:
+(`default_config`): what the peer runs where we are behind. `--moe`: its indexed-GEMM config for the MoE bench's
+layers at each token count (the interval holding the routed rows, tokens x top_k), next to our routing block and
+`default_moe_config`. Needs a GPU and humming-kernels (only the layer configs are built: no weights). Usage:
 
     python3 benchmarks/humming_configs.py [--b uint4 --group 128] [--m 1,16,64,256,1024,4096,8192]
+    python3 benchmarks/humming_configs.py --moe [--tokens 1,16,64,512,4096]
 """
 import argparse
 import os
@@ -21,9 +24,39 @@ p.add_argument("--b", default="uint4")
 p.add_argument("--group", type=int, default=128)
 p.add_argument("--shapes", default="8192x8192,4096x4096,28672x4096,4096x14336")
 p.add_argument("--m", default="1,16,64,256,1024,4096,8192")
+p.add_argument("--moe", action="store_true", help="the MoE bench's layers (indexed GEMM) instead of dense shapes")
+p.add_argument("--tokens", default="1,16,64,512,4096")
 args = p.parse_args()
 
 from humming.tune import get_heuristics_config  # noqa: E402
+
+if args.moe:
+    from humming.layer import HummingLayer
+
+    from humming_cute.bench.core import MOE_PRESETS
+    from humming_cute.bench.core import select_interval
+    from humming_cute.tune.heuristics import default_moe_config, moe_block_size, moe_uses_wgmma
+
+    arch = current_arch().target
+    print(f"# {torch.cuda.get_device_name()}; MoE fp16 x {args.b} group {args.group}", flush=True)
+    for name, pre in MOE_PRESETS.items():
+        e, top_k = pre["num_experts"], pre["top_k"]
+        for proj in ("up", "down"):
+            n, k = pre[proj]
+            cfg = {"b_dtype": args.b, "weight_scale_group_size": args.group,
+                   "has_zero_point": args.b.startswith("uint")}
+            layer = HummingLayer(shape_n=n, shape_k=k, weight_config=cfg, torch_dtype=torch.float16, num_experts=e)
+            intervals = get_heuristics_config(layer.humming_config, gemm_type="indexed", device=torch.device("cuda"))
+            for t in map(int, args.tokens.split(",")):
+                rows = t * top_k
+                theirs = select_interval(intervals, rows)[2]
+                bm = moe_block_size(t, top_k, e, wgmma=moe_uses_wgmma(arch, "float16"))
+                ours = default_moe_config(bm, n, k, a_dtype="float16", b_dtype=args.b, c_dtype="float16",
+                                          group_size=args.group, arch=arch, top_k=top_k, is_down=proj == "down",
+                                          mul_topk_weights=proj == "down", num_tokens=t, num_experts=e)
+                print(f"{name} {proj} tokens={t} (rows {rows})\n  humming: {theirs}\n  ours:    {ours}", flush=True)
+            del layer
+    sys.exit(0)
 
 print(f"# {torch.cuda.get_device_name()}; fp16 x {args.b} group {args.group}", flush=True)
 for shape in args.shapes.split(","):
