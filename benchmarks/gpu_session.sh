@@ -74,6 +74,7 @@
 #   bash benchmarks/gpu_session.sh nmajor       # MoE GPU tests of the default decode blocks (weight-tile-major grid
 #                                               # over >= 32 experts); the MoE bench
 #   bash benchmarks/gpu_session.sh m64-split    # 4096 x 14336 at M = 64 (W4 g128, W8 channel): split-K 2 / 4 tiles
+#   bash benchmarks/gpu_session.sh m64-2cta     # M = 64 at 4096 x 14336: wgmma tiles two CTAs per SM (3-4 stages), split 2 / 4
 #   bash benchmarks/gpu_session.sh moe32        # GPU tests of the 32-row MoE decode blocks (MOE_DECODE_BLOCK_32, off
 #                                               # until they pass); the MoE bench at 64 / 256 tokens with it on
 #   bash benchmarks/gpu_session.sh w8-small     # W8 channel decode at 4096^2 (split-K 2 / 4 in a cluster, 128-256 deep
@@ -117,7 +118,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -456,6 +457,14 @@ case "$step" in
       --families sm90,sm80 --ws --cluster --match 'split(2|4)' --top 10 --budget-s 70
     run 115 "${tag}_config_probe_m64_split_w8.log" python3 benchmarks/config_probe.py --m 64 --shapes 4096x14336 \
       --b int8 --group 0 --families sm90,sm80 --ws --cluster --match 'split(2|4)' --top 10 --budget-s 70 ;;
+  m64-2cta)
+    # M = 64 at 4096 x 14336 (W4 1.11x, W8 1.10x the peer, which runs 64 x 128 x 64 tiles two CTAs per SM): wgmma
+    # tiles on 3-4 stages (two CTAs fit per SM) split 2 / 4, with / without the producer warpgroup and clusters
+    run 140 "${tag}_config_probe_m64_2cta_w4.log" python3 benchmarks/config_probe.py --m 64 --shapes 4096x14336 \
+      --families sm90 --ws --cluster --stages 3,4 --match 'x64 st[34] split(2|4)' --top 10 --budget-s 100
+    run 140 "${tag}_config_probe_m64_2cta_w8.log" python3 benchmarks/config_probe.py --m 64 --shapes 4096x14336 \
+      --b int8 --group 0 --families sm90 --ws --cluster --stages 3,4 --match 'x64 st[34] split(2|4)' --top 10 \
+      --budget-s 100 ;;
   moe32)
     run 200 "${tag}_moe32-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_moe_gpu.py -k block32
     run 250 "${tag}_moe_w4a16_g128_block32.log" python3 -c "import sys, humming_cute.tune.heuristics as h; \
