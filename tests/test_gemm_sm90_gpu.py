@@ -319,6 +319,17 @@ def test_wgmma_two_atoms_per_warpgroup(a, b, group, scale, m, bm, bn, stages, ex
         assert torch.equal(hc.gemm(x, pw, bias=bias, config=cfg), hc.gemm(x, pw, bias=bias, config=one))
 
 
+def _deepest_fitting(cfg: GemmConfig) -> GemmConfig:
+    """`cfg` validated at the deepest pipeline (from its own stage count down to 2) that fits shared memory."""
+    while True:
+        try:
+            return cfg.validate()
+        except ValueError as e:
+            if "shared memory" not in str(e) or cfg.stages == 2:
+                raise
+            cfg = cfg.with_(stages=cfg.stages - 1)
+
+
 @pytest.mark.parametrize("a,b,group,scale", [("float16", "uint4", 128, "float16"), ("bfloat16", "int8", 0, "float16"),
                                              ("float16", "float4e2m1", 32, "ue8m0"), ("bfloat16", "uint3", 64,
                                                                                        "float16")])
@@ -340,15 +351,7 @@ def test_wgmma_dense_odd_block_m(monkeypatch, a, b, group, scale, m, bm, bn, ext
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     kw = dict(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, block_m=bm, block_n=bn, block_k=64, warp_m=bm,
               warp_n=64, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90", has_bias=m % 2 == 1)
-    cfg = GemmConfig(**{**kw, **extra})
-    while True:                                   # the deepest pipeline up to 4 stages that fits
-        try:
-            cfg = cfg.validate()
-            break
-        except ValueError as e:
-            if "shared memory" not in str(e) or cfg.stages == 2:
-                raise
-            cfg = cfg.with_(stages=cfg.stages - 1)
+    cfg = _deepest_fitting(GemmConfig(**{**kw, **extra}))
     n = 1024 if extra.get("cluster_n") or bn == 256 else 600
     run_case(a, b, group, scale, m, n, 1280, bias=m % 2 == 1, config=cfg, seed=m + bm)
 
@@ -373,15 +376,7 @@ def test_wgmma_a_split(monkeypatch, a, b, group, scale, m, bm, bn, wn, a_split, 
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     kw = dict(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, block_m=bm, block_n=bn, block_k=64, warp_m=bm,
               warp_n=wn, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90", has_bias=m % 2 == 1, **extra)
-    cfg = GemmConfig(**kw, a_split=a_split)
-    while True:                                   # the deepest pipeline up to 4 stages that fits
-        try:
-            cfg = cfg.validate()
-            break
-        except ValueError as e:
-            if "shared memory" not in str(e) or cfg.stages == 2:
-                raise
-            cfg = cfg.with_(stages=cfg.stages - 1)
+    cfg = _deepest_fitting(GemmConfig(**kw, a_split=a_split))
     n, k = (1024 if bn == 256 else 640), 1280
     run_case(a, b, group, scale, m, n, k, bias=m % 2 == 1, config=cfg, seed=m + a_split)
     if bm != 176:
