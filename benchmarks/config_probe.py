@@ -62,11 +62,10 @@ p.add_argument("--two-atoms", action="store_true",
                     "and 512-wide weight tiles from the 256-wide ones")
 p.add_argument("--a-split", type=int, default=0,
                help="with --two-atoms: every two-atom candidate also with its A fragments double-buffered in this "
-                    "many pieces of a k-tile (a_split; needs --unverified until GPU-verified): taller two-atom tiles "
-                    "such as 176 x 256 fit only with it")
+                    "many pieces of a k-tile (a_split): taller two-atom tiles such as 176 x 256 fit only with it")
 p.add_argument("--block-m", default="",
-               help="comma list of wgmma tile heights (activation rows, wgmma N: any multiple of 16; those that are "
-                    "not powers of two need --unverified until GPU-verified) instead of the usual 64 / 128 / 256")
+               help="comma list of wgmma tile heights (activation rows, wgmma N: any multiple of 16) instead of the "
+                    "usual 64 / 128 / 256")
 p.add_argument("--unverified", action="store_true",
                help="candidates with config.ALLOW_UNVERIFIED (options built but not yet GPU-verified); each output "
                     "is still checked against the default's")

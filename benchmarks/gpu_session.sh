@@ -108,17 +108,22 @@ if [ "${1:-}" = pair ]; then
   # $OUT/gpu0 | gpu1 and summary; returns when both have ended or after LIMIT_S (default 570) seconds
   a=${2:?"usage: gpu_session.sh pair STEP_A STEP_B [LIMIT_S]"} b=${3:?"usage: gpu_session.sh pair STEP_A STEP_B"}
   limit=${4:-570}
-  CUDA_VISIBLE_DEVICES=0 OUT="$OUT/gpu0" timeout "$limit" bash "$0" "$a" > "$OUT/gpu0.txt" 2>&1 & p0=$!
-  CUDA_VISIBLE_DEVICES=1 OUT="$OUT/gpu1" timeout "$limit" bash "$0" "$b" > "$OUT/gpu1.txt" 2>&1 & p1=$!
+  # a side may chain steps with '+' (between+m64-2cta): they run one after the other on that GPU
+  side() { local s; for s in ${1//+/ }; do bash "$0" "$s"; done; }
+  CUDA_VISIBLE_DEVICES=0 OUT="$OUT/gpu0" timeout "$limit" bash -c "$(declare -f side); side $a" "$0" \
+    > "$OUT/gpu0.txt" 2>&1 & p0=$!
+  CUDA_VISIBLE_DEVICES=1 OUT="$OUT/gpu1" timeout "$limit" bash -c "$(declare -f side); side $b" "$0" \
+    > "$OUT/gpu1.txt" 2>&1 & p1=$!
   wait "$p0" "$p1"
   cat "$OUT/gpu0.txt" "$OUT/gpu1.txt"
   if [ "$(find "$OUT" -type f | wc -l)" -gt 8 ]; then     # at most 8 files come back: one tar of both
-    tar -cf "/tmp/pair_${a}_${b}.tar" -C "$OUT" . && find "$OUT" -mindepth 1 -delete \
-      && mv "/tmp/pair_${a}_${b}.tar" "$OUT/" && echo "== packed into $OUT/pair_${a}_${b}.tar"
+    t="pair_${a//+/_}_${b//+/_}.tar"
+    tar -cf "/tmp/$t" -C "$OUT" . && find "$OUT" -mindepth 1 -delete && mv "/tmp/$t" "$OUT/" \
+      && echo "== packed into $OUT/$t"
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -545,12 +550,16 @@ h.MOE_DECODE_BLOCK_32 = True; from humming_cute.bench.run import main; sys.exit(
       --json "$OUT/${tag}_w4a16_g128_between.json"
     run 150 "${tag}_w8a16_channel_between.log" python3 -m humming_cute.bench --b-dtype int8 --group-size 0 \
       --m 1,16,64 --back-to-back-between --json "$OUT/${tag}_w8a16_channel_between.json" ;;
-  table)
+  table|table-w4|table-w8)
+    # the shipped tuning table (humming_cute/tune/tables/<card>.json): W4A16 g128 and W8A16 channel, 8 candidates
+    # per (shape, M); a candidate replaces the heuristic default only when 3 % faster (build_table --min-gain)
     card=$(python3 -c "import re, torch; print(re.sub(r'[^A-Za-z0-9.-]+', '_', torch.cuda.get_device_name()))")
-    run 330 "${tag}_tune_table_w4a16.log" python3 -m humming_cute.tune.build_table --b-dtype uint4 --group-size 128 \
-      --max-candidates 8 --rep-ms 30 --out "$OUT/${card}.json"
-    run 230 "${tag}_tune_table_w8a16.log" python3 -m humming_cute.tune.build_table --b-dtype int8 --group-size 0 \
-      --m 1,16,64,256 --max-candidates 8 --rep-ms 30 --out "$OUT/${card}.json" ;;
+    [ "$step" != table-w8 ] && run 540 "${tag}_tune_table_w4a16.log" python3 -m humming_cute.tune.build_table \
+      --b-dtype uint4 --group-size 128 --max-candidates 8 --rep-ms 30 --out "$OUT/${card}.json"
+    [ "$step" != table-w4 ] && run 420 "${tag}_tune_table_w8a16.log" python3 -m humming_cute.tune.build_table \
+      --b-dtype int8 --group-size 0 --max-candidates 8 --rep-ms 30 --out "$OUT/${card}.json" ;;
+  hm-moe)
+    run 120 "${tag}_humming_configs_moe.log" python3 benchmarks/humming_configs.py --moe ;;
   *) echo "unknown step $step"; exit 2 ;;
 esac
 # the device run returns at most 8 files: more than that travel as one tar (unpack it with tar -xf)

@@ -160,7 +160,7 @@ class GemmConfig:
     # wgmma mainloop, 16-bit activations: the dequantized weight fragments are double-buffered in a_split pieces of
     # a k-tile (block_k / 16 / a_split k16 steps each) instead of whole k-tiles: block_k / a_split A registers per
     # atom and buffer instead of block_k, so taller two-atom tiles fit the register file (e.g. 176 x 256 x 64,
-    # a_split 4), at the cost of a wgmma wait per piece. Not yet GPU-verified (`ALLOW_UNVERIFIED`)
+    # a_split 4), at the cost of a wgmma wait per piece
     a_split: int = 1
 
     def __post_init__(self):
@@ -301,7 +301,6 @@ class GemmConfig:
         # wgmma tiles may hold any multiple of 16 activation rows (wgmma N = block_m): MoE blocks of e.g. 48 rows
         # pad an expert with ~32 routed rows a quarter less than 64-row ones without splitting it in two; dense
         # tiles of e.g. 176 x 128 carry more MACs per shared-memory byte than 128 x 128 where 256 x 128 does not fit
-        # (dense ones not yet GPU-verified: `ALLOW_UNVERIFIED`)
         odd_m = (self.mainloop == "sm90" and self.block_m == self.warp_m
                  and self.block_m % 16 == 0 and not _pow2(self.block_m))
         for name, v in (("block_m", self.block_m), ("block_n", self.block_n), ("block_k", self.block_k),
@@ -309,9 +308,6 @@ class GemmConfig:
             if not _pow2(v) and not (odd_m and name in ("block_m", "warp_m")):
                 raise ValueError(f"{name} must be a power of two, got {v}"
                                  + (" (wgmma tiles: a multiple of 16)" if name == "block_m" else ""))
-        if odd_m and not self.moe and not ALLOW_UNVERIFIED:
-            raise NotImplementedError(f"dense wgmma tiles of {self.block_m} rows (not a power of two) are built but "
-                                      f"not yet verified on a GPU; they are not enabled")
         if self.warp_m % _MMA_M:
             raise ValueError(f"warp_m must be a multiple of the MMA's M={_MMA_M}, got {self.warp_m}")
         if self.warp_n % ATOM_N:
@@ -494,9 +490,6 @@ class GemmConfig:
                 raise ValueError(f"a_split takes 16-bit activations and 2 or 4 pieces of the k-tile's "
                                  f"{self.block_k // 16} k16 steps, got a_split={self.a_split!r}, {self.a_dtype} "
                                  f"activations")
-            if not ALLOW_UNVERIFIED:
-                raise NotImplementedError("a_split (wgmma A fragments double-buffered in pieces of a k-tile) is built "
-                                          "but not yet verified on a GPU; it is not enabled")
         if self.glu:
             if not self.staged_store:
                 raise NotImplementedError("GLU epilogues on the wgmma mainloop combine gate / up pairs in the staged "

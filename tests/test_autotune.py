@@ -181,6 +181,39 @@ def test_autotune_picks_the_fastest_agreeing_candidate(monkeypatch, tmp_path):
         at.autotune(x, w, timer=timer)
 
 
+@pytest.mark.parametrize("cand_ms,expect_default", [(0.048, True), (0.0485, True), (0.046, False)])
+def test_autotune_min_gain_keeps_the_default(monkeypatch, tmp_path, cand_ms, expect_default):
+    """min_gain: a candidate replaces the default only when faster by that fraction (0.05 here: below 0.0476 ms
+    against the default's 0.05); otherwise the default config is stored, with its own time."""
+    import humming_cute.ops as real_ops
+
+    fake = _FakeOps()
+    for name in ("check_input", "_check_x_scales", "device_target", "_num_sms", "gemm", "_DEFAULTS", "_C_NAMES"):
+        monkeypatch.setattr(real_ops, name, getattr(fake, name))
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    monkeypatch.setattr(at, "_device_name", lambda dev: "FakeGPU")
+    monkeypatch.setenv("HUMMING_CUTE_TUNE_CACHE", str(tmp_path / "t.json"))
+    x, w, base = _X(64), _W(), _base(64, 1024, 2048)
+
+    def timer(fn):
+        cfg = fn.__defaults__[0]
+        return 0.05 if cfg == base else (cand_ms if (cfg.mainloop, cfg.block_n, cfg.block_k) == ("sm90", 128, 128)
+                                         else 0.07)
+
+    best = at.autotune(x, w, timer=timer, min_gain=0.05)
+    entry = at.lookup(x, w, "float16", False, 0, "sm_90a")
+    if expect_default:
+        assert best == base and entry["ms"] == 0.05
+    else:
+        assert (best.mainloop, best.block_n, best.block_k) == ("sm90", 128, 128) and entry["ms"] == cand_ms
+    assert entry["default_ms"] == 0.05
+    assert at.autotune(x, w, timer=timer, min_gain=0.0) != base        # without it the fastest always wins
+    for bad in (-0.1, 1.0, True, "3%"):
+        with pytest.raises(ValueError, match="min_gain"):
+            at.autotune(x, w, timer=timer, min_gain=bad)
+
+
 @pytest.mark.gpu
 def test_autotune_on_the_gpu(monkeypatch, tmp_path):
     """A real tuning run on a small problem: the winner agrees with the reference, is stored, and later default
@@ -252,8 +285,10 @@ def test_build_table_arguments():
     from humming_cute.tune.build_table import parse_args
 
     a = parse_args(["--shapes", "1024x2048,4096x4096", "--m", "1,64"])
-    assert a.shape_list == [(1024, 2048), (4096, 4096)] and a.m_list == [1, 64]
-    for argv in (["--shapes", "10x"], ["--m", "0"], ["--max-candidates", "0"], ["--shapes", ""]):
+    assert a.shape_list == [(1024, 2048), (4096, 4096)] and a.m_list == [1, 64] and a.min_gain == 0.03
+    assert parse_args(["--min-gain", "0"]).min_gain == 0.0
+    for argv in (["--shapes", "10x"], ["--m", "0"], ["--max-candidates", "0"], ["--shapes", ""], ["--min-gain", "-1"],
+                 ["--min-gain", "1"]):
         with pytest.raises(SystemExit):
             parse_args(argv)
 

@@ -470,9 +470,9 @@ def test_sm90_moe_odd_blocks_compile(bm, extra):
 
 
 def test_moe_odd_block_rules(monkeypatch):
-    """48 / 96 / 160-row MoE blocks: wgmma MoE configs (mma.sync tiles stay powers of two; dense wgmma tiles of
-    such heights are refused until GPU-verified: `test_sm90_dense_odd_m_compiles`), named in the errors; `default_moe_config` builds them on sm_90a with 16-bit activations and refuses them
-    elsewhere; `moe_block_size` picks 48 for 17-36 and 160 for 112-136 rows per expert (`WGMMA_MOE_ODD_BLOCKS`,
+    """48 / 96 / 160-row MoE blocks: wgmma configs (mma.sync tiles stay powers of two; dense wgmma tiles of such
+    heights too: `test_sm90_dense_odd_m_compiles`), named in the errors; `default_moe_config` builds them on sm_90a
+    with 16-bit activations and refuses them elsewhere; `moe_block_size` picks 48 for 17-36 and 160 for 112-136 rows per expert (`WGMMA_MOE_ODD_BLOCKS`,
     on); 160-row blocks without a GLU take the producer warpgroup; 48- and 128-row blocks of 4-bit weights take
     two-atom 256-wide tiles with cp.async rows on a persistent grid (`WGMMA_TWO_ATOMS`)."""
     import humming_cute.tune.heuristics as heur
@@ -480,9 +480,9 @@ def test_moe_odd_block_rules(monkeypatch):
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128)
     with pytest.raises(ValueError, match="power of two"):
         GemmConfig(**kw, block_m=48, warp_m=48, block_n=128, warp_n=64, block_k=64, warp_k=64, moe=True).validate()
-    with pytest.raises(NotImplementedError, match="dense wgmma tiles of 48 rows .* not yet verified"):
-        GemmConfig(**kw, block_m=48, warp_m=48, block_n=128, warp_n=64, block_k=64, warp_k=64, arch="sm_90a",
-                   mainloop="sm90").validate()
+    dense48 = GemmConfig(**kw, block_m=48, warp_m=48, block_n=128, warp_n=64, block_k=64, warp_k=64,
+                         arch="sm_90a", mainloop="sm90").validate()      # dense ones too (GPU-verified)
+    assert (dense48.block_m, dense48.moe) == (48, False)
     with pytest.raises(ValueError, match="multiple of 16"):
         GemmConfig(**kw, block_m=40, warp_m=40, block_n=128, warp_n=64, block_k=64, warp_k=64, arch="sm_90a",
                    mainloop="sm90", moe=True).validate()
@@ -648,18 +648,13 @@ def test_wgmma_register_split_values():
     (96, 256, dict(warp_n=128, warp_specialized=True, persistent_ctas=132)),
     (176, 128, dict(warp_specialized=True, cluster_n=2)), (48, 64, dict(staged_store=True)),
     (240, 128, dict(warp_specialized=True, persistent_ctas=132))])
-def test_sm90_dense_odd_m_compiles(monkeypatch, bm, bn, extra):
+def test_sm90_dense_odd_m_compiles(bm, bn, extra):
     """Dense wgmma tiles of any multiple of 16 activation rows (wgmma N = block_m; 176 x 128 carries 1.4x the MACs
-    of 128 x 128 per k-tile for 1.3x the shared memory): refused until GPU-verified; then that wgmma, no spills,
-    with the producer warpgroup, split-K, two atoms, multicast clusters, the staged store, a persistent grid."""
-    import humming_cute.config as hconfig
-
+    of 128 x 128 per k-tile for 1.3x the shared memory): that wgmma, no spills, with the producer warpgroup,
+    split-K, two atoms, multicast clusters, the staged store, a persistent grid."""
     kw = {**dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, has_bias=True, block_m=bm,
                  warp_m=bm, block_n=bn, block_k=64, warp_n=64, warp_k=64, stages=4, arch="sm_90a",
                  mainloop="sm90"), **extra}
-    with pytest.raises(NotImplementedError, match="not yet verified"):
-        GemmConfig(**kw).validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     cfg = GemmConfig(**kw).validate()
     art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
     assert set(re.findall(r"wgmma\.mma_async\.sync\.aligned\.m64n(\d+)k16", art.ptx)) == {str(bm)}
@@ -673,17 +668,12 @@ def test_sm90_dense_odd_m_compiles(monkeypatch, bm, bn, extra):
     (128, 128, 64, 2, dict(warp_specialized=True)), (176, 256, 128, 4, dict(warp_specialized=True)),
     (176, 256, 128, 4, dict(warp_specialized=True, persistent_ctas=132, cluster_n=2)),
     (64, 128, 64, 4, dict()), (48, 256, 128, 2, dict(warp_specialized=True, moe=True, moe_top_k=8))])
-def test_sm90_a_split_compiles(monkeypatch, bm, bn, wn, a_split, extra):
-    """a_split: the wgmma A fragments double-buffered in pieces of a k-tile (refused until GPU-verified): one
-    wgmma per k16 step and atom in the loop (as with whole k-tiles), a wgmma wait per piece, no spills; 176 x 256
-    tiles of two atoms per warpgroup fit only with it."""
-    import humming_cute.config as hconfig
-
+def test_sm90_a_split_compiles(bm, bn, wn, a_split, extra):
+    """a_split: the wgmma A fragments double-buffered in pieces of a k-tile: one wgmma per k16 step and atom in
+    the loop (as with whole k-tiles), a wgmma wait per piece, no spills; 176 x 256 tiles of two atoms per warpgroup
+    fit only with it."""
     kw = {**dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=bm, warp_m=bm,
                  block_n=bn, warp_n=wn, block_k=64, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90"), **extra}
-    with pytest.raises(NotImplementedError, match="not yet verified"):
-        GemmConfig(**kw, a_split=a_split).validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     cfg = GemmConfig(**kw, a_split=a_split).validate()
     art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
     assert art.ptx.count("wgmma.mma_async") == 4 * (wn // 64)           # 4 k16 steps x atoms, once in the loop
@@ -694,15 +684,11 @@ def test_sm90_a_split_compiles(monkeypatch, bm, bn, wn, a_split, extra):
             GemmConfig(**kw).validate()                                 # whole k-tiles: too many registers
 
 
-def test_sm90_a_split_errors(monkeypatch):
-    """a_split: refused until GPU-verified (named in the error); 2 or 4 pieces of a 16-bit k-tile, wgmma only."""
-    import humming_cute.config as hconfig
-
+def test_sm90_a_split_errors():
+    """a_split: 2 or 4 pieces of a 16-bit k-tile, wgmma only; anything else is named in the error."""
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=128, warp_m=128,
               block_n=128, warp_n=64, block_k=64, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90")
-    with pytest.raises(NotImplementedError, match="a_split .* not yet verified"):
-        GemmConfig(**kw, a_split=2).validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    assert GemmConfig(**kw, a_split=2).validate().a_split == 2
     for bad, match in ((dict(a_split=3), "a_split takes"), (dict(a_split=8), "a_split takes"),
                        (dict(a_split=2, a_dtype="float8e4m3", b_dtype="int4", group_size=0, c_dtype="float16"),
                         "a_split takes"),

@@ -341,14 +341,10 @@ def _deepest_fitting(cfg: GemmConfig) -> GemmConfig:
     (1500, 176, 128, dict(warp_specialized=True, cluster_n=4)),
     (300, 160, 128, dict(split_k=2)), (97, 48, 64, dict(staged_store=True)),
     (600, 240, 128, dict(warp_specialized=True))])
-def test_wgmma_dense_odd_block_m(monkeypatch, a, b, group, scale, m, bm, bn, extra):
-    """Dense wgmma tiles of a multiple of 16 activation rows that is not a power of two (wgmma N = block_m; refused
-    until this passes): against the reference with partial last row tiles, the producer warpgroup, persistent grids,
-    two atoms per warpgroup, multicast clusters of 2 / 4 (block_m / 4 = 44 rows per CTA), split-K and the staged
-    store."""
-    import humming_cute.config as hconfig
-
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+def test_wgmma_dense_odd_block_m(a, b, group, scale, m, bm, bn, extra):
+    """Dense wgmma tiles of a multiple of 16 activation rows that is not a power of two (wgmma N = block_m):
+    against the reference with partial last row tiles, the producer warpgroup, persistent grids, two atoms per
+    warpgroup, multicast clusters of 2 / 4 (block_m / 4 = 44 rows per CTA), split-K and the staged store."""
     kw = dict(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, block_m=bm, block_n=bn, block_k=64, warp_m=bm,
               warp_n=64, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90", has_bias=m % 2 == 1)
     cfg = _deepest_fitting(GemmConfig(**{**kw, **extra}))
@@ -365,15 +361,13 @@ def test_wgmma_dense_odd_block_m(monkeypatch, a, b, group, scale, m, bm, bn, ext
     (1000, 176, 256, 128, 4, dict(warp_specialized=True)),
     (3000, 176, 256, 128, 4, dict(warp_specialized=True, persistent_ctas=132, cluster_n=2)),
     (200, 128, 128, 64, 4, dict(split_k=2))])
-def test_wgmma_a_split(monkeypatch, a, b, group, scale, m, bm, bn, wn, a_split, extra):
-    """a_split: the dequantized weight fragments double-buffered in pieces of a k-tile (refused until this passes):
+def test_wgmma_a_split(a, b, group, scale, m, bm, bn, wn, a_split, extra):
+    """a_split: the dequantized weight fragments double-buffered in pieces of a k-tile :
     against the reference, and bitwise against whole-k-tile buffers (same k order) where those fit the registers
     (176 x 256 two-atom tiles do not)."""
     import humming_cute as hc
-    import humming_cute.config as hconfig
     from humming_cute.quant.weight import quantize_weight
 
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     kw = dict(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, block_m=bm, block_n=bn, block_k=64, warp_m=bm,
               warp_n=wn, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90", has_bias=m % 2 == 1, **extra)
     cfg = _deepest_fitting(GemmConfig(**kw, a_split=a_split))
