@@ -123,7 +123,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -558,6 +558,22 @@ h.MOE_DECODE_BLOCK_32 = True; from humming_cute.bench.run import main; sys.exit(
       --b-dtype uint4 --group-size 128 --max-candidates 8 --rep-ms 30 --out "$OUT/${card}.json"
     [ "$step" != table-w4 ] && run 420 "${tag}_tune_table_w8a16.log" python3 -m humming_cute.tune.build_table \
       --b-dtype int8 --group-size 0 --max-candidates 8 --rep-ms 30 --out "$OUT/${card}.json" ;;
+  odd-w8)
+    # W8 large M (1.11x cuBLAS at 28672 x 4096 M = 4096): 176 / 192-row tiles and 176 x 256 two-atom tiles with
+    # a_split 4 against the default (and the shipped table's entry where it has one)
+    run 240 "${tag}_config_probe_odd_m_w8.log" python3 benchmarks/config_probe.py --m 4096 --shapes 28672x4096 \
+      --b int8 --group 0 --families sm90 --block-m 128,176,192 --ws --persistent --two-atoms --a-split 4 \
+      --cluster-n 2 --top 8 --budget-s 150 \
+      --match '(176x256x64 .*ws.*wn128 as4|176x128x64 .*ws|192x128x64 .*ws persistent$|128x256x64 .*ws persistent wn128$)' ;;
+  m256-w4)
+    # W4 8192^2 M = 256 (1.075x cuBLAS): the wgmma tiles around the default, odd heights included
+    run 150 "${tag}_config_probe_m256_w4.log" python3 benchmarks/config_probe.py --m 256 --shapes 8192x8192 \
+      --families sm90 --block-m 64,128,176,256 --ws --persistent --two-atoms --a-split 4 --cluster-n 2 --top 10 \
+      --budget-s 110 ;;
+  readme-w4)
+    bench_w4 300 ;;
+  readme-w8)
+    bench_w8 285 ;;
   hm-moe)
     run 120 "${tag}_humming_configs_moe.log" python3 benchmarks/humming_configs.py --moe ;;
   *) echo "unknown step $step"; exit 2 ;;

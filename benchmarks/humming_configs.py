@@ -32,6 +32,7 @@ from humming.tune import get_heuristics_config  # noqa: E402
 
 if args.moe:
     from humming.layer import HummingLayer
+    from humming.transform import prepare_layer_config
 
     from humming_cute.bench.core import MOE_PRESETS
     from humming_cute.bench.core import select_interval
@@ -46,7 +47,11 @@ if args.moe:
             cfg = {"b_dtype": args.b, "weight_scale_group_size": args.group,
                    "has_zero_point": args.b.startswith("uint")}
             layer = HummingLayer(shape_n=n, shape_k=k, weight_config=cfg, torch_dtype=torch.float16, num_experts=e)
-            intervals = get_heuristics_config(layer.humming_config, gemm_type="indexed", device=torch.device("cuda"))
+            # the layer's LayerConfig as transform() builds it, without weights (humming_config is set by transform)
+            lcfg = prepare_layer_config(shape_n=n, shape_k=k, weight_schema=layer.weight_schema,
+                                        input_schema=layer.input_schema, num_experts=e, torch_dtype=torch.float16,
+                                        has_bias=layer.has_bias, device=torch.device("cuda"))
+            intervals = get_heuristics_config(lcfg, gemm_type="indexed", device=torch.device("cuda"))
             for t in map(int, args.tokens.split(",")):
                 rows = t * top_k
                 theirs = select_interval(intervals, rows)[2]

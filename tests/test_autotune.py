@@ -207,7 +207,7 @@ def test_autotune_min_gain_keeps_the_default(monkeypatch, tmp_path, cand_ms, exp
         assert best == base and entry["ms"] == 0.05
     else:
         assert (best.mainloop, best.block_n, best.block_k) == ("sm90", 128, 128) and entry["ms"] == cand_ms
-    assert entry["default_ms"] == 0.05
+    assert entry["default_ms"] == 0.05 and entry["is_default"] == expect_default
     assert at.autotune(x, w, timer=timer, min_gain=0.0) != base        # without it the fastest always wins
     for bad in (-0.1, 1.0, True, "3%"):
         with pytest.raises(ValueError, match="min_gain"):
@@ -279,6 +279,16 @@ def test_shipped_table_answers_after_the_user_cache(monkeypatch, tmp_path):
                                                    {"config": {"block_n": 256}})
     monkeypatch.setattr(at, "_CACHE", None)
     assert at.lookup(x, w, "float16", False, 0, "sm_90a")["config"] == {"block_n": 256}
+
+
+def test_tune_cache_drop(tmp_path):
+    """drop removes an entry from the file too (build_table drops problems where the default stays)."""
+    c = at.TuneCache(str(tmp_path / "t.json"))
+    c.put("a", {"config": {"block_n": 64}})
+    c.put("b", {"config": {"block_n": 128}})
+    c.drop("a")
+    c.drop("missing")
+    assert set(at.TuneCache(str(tmp_path / "t.json")).entries) == {"b"}
 
 
 def test_build_table_arguments():

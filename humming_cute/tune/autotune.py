@@ -90,13 +90,22 @@ class TuneCache:
     def put(self, key: str, entry: dict) -> None:
         with self.lock:
             self.entries[key] = entry
-            d = os.path.dirname(self.path)
-            if d:
-                os.makedirs(d, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".autotune-", dir=d or ".")
-            with os.fdopen(fd, "w") as f:
-                json.dump({"schema": _SCHEMA, "entries": self.entries}, f, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
+            self._write()
+
+    def drop(self, key: str) -> None:
+        """Remove an entry (if present) and rewrite the file."""
+        with self.lock:
+            if self.entries.pop(key, None) is not None:
+                self._write()
+
+    def _write(self) -> None:
+        d = os.path.dirname(self.path)
+        if d:
+            os.makedirs(d, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".autotune-", dir=d or ".")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"schema": _SCHEMA, "entries": self.entries}, f, indent=1, sort_keys=True)
+        os.replace(tmp, self.path)
 
 
 _CACHE: Optional[TuneCache] = None
@@ -430,6 +439,7 @@ def autotune(x, weight, *, bias=None, out_dtype=None, x_scales=None, rep_ms: flo
     if default_ms is not None and best_ms * (1 + min_gain) > default_ms:
         best_ms, best = default_ms, base                   # not faster by min_gain: the default stays
     entry = {"config": {f: getattr(best, f) for f in TUNED_FIELDS}, "ms": best_ms, "default_ms": default_ms,
+             "is_default": best == base,
              "candidates": len(results), "m": m, "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
     (cache or _cache()).put(_key_for(x, weight, c_name, bias is not None, x_group, arch, version=version), entry)
     ops._DEFAULTS.clear()      # memoised default configs of earlier calls may now be superseded

@@ -1,7 +1,8 @@
 """Measure the table of tuned configs shipped for a GPU: ``python -m humming_cute.tune.build_table`` runs
 `humming_cute.autotune` over shapes and M on this GPU and merges the winners into
 ``humming_cute/tune/tables/<GPU name>.json`` (keys with version ``*``), which `gemm` consults where the user's own
-tuning cache has no entry. Usage (on the GPU, once per weight format)::
+tuning cache has no entry. Problems where the heuristic default stays (no candidate `--min-gain` faster) get no
+entry, so later changes to the heuristics still reach them. Usage (on the GPU, once per weight format)::
 
     python -m humming_cute.tune.build_table --b-dtype uint4 --group-size 128
     python -m humming_cute.tune.build_table --b-dtype int8 --group-size 0 --shapes 4096x4096 --m 1,16
@@ -78,11 +79,14 @@ def main(argv: Optional[list] = None) -> int:
             best = autotune(x, pw, rep_ms=args.rep_ms, max_candidates=args.max_candidates, cache=cache, version="*",
                             min_gain=args.min_gain, **kw)
             c_name = "float16" if act8 else args.a_dtype
-            entry = cache.get(_key_for(x, pw, c_name, False, 0, device_target(dev), version="*"))
+            key = _key_for(x, pw, c_name, False, 0, device_target(dev), version="*")
+            entry = cache.get(key)
             gain = (entry["default_ms"] / entry["ms"]) if entry.get("default_ms") else float("nan")
             print(f"{n}x{k} M={m}: {best.mainloop} {best.block_m}x{best.block_n}x{best.block_k} wk{best.warp_k} "
-                  f"st{best.stages} split{best.split_k}: {entry['ms'] * 1e3:.1f} us, {gain:.2f}x the default",
-                  flush=True)
+                  f"st{best.stages} split{best.split_k}: {entry['ms'] * 1e3:.1f} us, {gain:.2f}x the default"
+                  + (" (the default: no entry)" if entry.get("is_default") else ""), flush=True)
+            if entry.get("is_default"):
+                cache.drop(key)        # the heuristics answer there; an entry would pin today's default
     print(f"table: {out} ({len(cache.entries)} entries)")
     return 0
 
