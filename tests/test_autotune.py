@@ -354,3 +354,27 @@ def test_two_atom_candidates():
     one = [c for c in cands[1:] if c.mainloop == "sm90" and c.warp_n == 64]
     assert one and all(c.warp_specialized or not c.persistent_ctas for c in one)
     assert any(not c.persistent_ctas for c in one if c.warp_specialized)
+
+
+def test_shipped_tables_apply_to_their_problems():
+    """Every entry of every shipped table (humming_cute/tune/tables) is a valid tiling for its own problem (the
+    key's formats, padded N / K and M bucket) and differs from the heuristic default there (entries equal to the
+    default are not shipped: they would pin today's heuristics)."""
+    import glob
+
+    from humming_cute.tune.heuristics import default_config
+
+    files = glob.glob(os.path.join(at.TABLES_DIR, "*.json"))
+    assert files, "no shipped table"
+    for f in files:
+        data = json.load(open(f))
+        assert data["schema"] == at._SCHEMA and data["entries"]
+        for key, entry in data["entries"].items():
+            dev, arch, version, a, b, c, group, zp, n, k, m, bias, act_group = key.split("|")
+            assert version == "*" and os.path.basename(f) == os.path.basename(at.table_file(dev))
+            base = default_config(int(m), int(n), int(k), a_dtype=a, b_dtype=b, c_dtype=c, group_size=int(group),
+                                  arch=arch, has_bias=bias == "1", act_group_size=int(act_group))
+            assert base.has_zero_point == (zp == "1")
+            cfg = at.apply_entry(base, entry)
+            assert cfg is not None and cfg.validate() == cfg and cfg != base, key
+            assert entry["ms"] * 1.03 <= entry["default_ms"], key       # build_table's --min-gain
