@@ -323,8 +323,10 @@ def test_candidates_cover_the_sm90_scheduling_options():
 
 
 def test_wgmma_candidates_start_with_the_default_tile():
-    """On sm_90a the wgmma candidates of the default's tile shape come first, so a short candidate list (the
-    shipped tables use 8) still times its deeper-pipeline, producer-warpgroup and multicast variants."""
+    """On sm_90a the wgmma candidates of the default's tile shape come first (after, from M = 1024 with 16-bit
+    activations, three tall tiles: 176 x 256 two-atom with a_split 4, multicast 2 or not, and 192 x 128, producer
+    warpgroup, persistent), so a short candidate list (the shipped tables use 8) still times its deeper-pipeline,
+    producer-warpgroup and multicast variants."""
     from humming_cute.tune.heuristics import default_config
 
     base = default_config(4096, 28672, 4096, a_dtype="float16", b_dtype="uint4", c_dtype="float16",
@@ -332,9 +334,25 @@ def test_wgmma_candidates_start_with_the_default_tile():
     assert base.mainloop == "sm90" and base.block_m == 256
     cands = at.candidate_configs(base, 4096, 28672, 4096, max_candidates=8)
     wg = [c for c in cands[1:] if c.mainloop == "sm90"]
-    assert len(wg) >= 4 and all((c.block_m, c.block_n) == (base.block_m, base.block_n) for c in wg[:4])
+    tall = [(c.block_m, c.block_n, c.warp_n, c.a_split, c.cluster_n, c.warp_specialized, c.persistent_ctas)
+            for c in wg[:3]]
+    assert tall == [(176, 256, 128, 4, 2, True, 132), (176, 256, 128, 4, 1, True, 132),
+                    (192, 128, 64, 1, 1, True, 132)]
+    wg = wg[3:]
+    assert len(wg) >= 3 and all((c.block_m, c.block_n) == (base.block_m, base.block_n) for c in wg[:3])
     assert any(c.stages > base.stages and not c.warp_specialized and c.cluster_n == 1 for c in wg)
     assert any(c.warp_specialized for c in wg) and any(c.cluster_n == 2 for c in wg)
+    # below M = 1024, and with 8-bit activations, no tall tiles
+    for m, a in ((256, "float16"), (4096, "float8e4m3")):
+        b = default_config(m, 28672, 4096, a_dtype=a, b_dtype="int4" if a != "float16" else "uint4",
+                           c_dtype="float16", group_size=0 if a != "float16" else 128, arch="sm_90a")
+        assert not any(c.block_m in (176, 192) or c.a_split > 1
+                       for c in at.candidate_configs(b, m, 28672, 4096, max_candidates=400))
+    # an entry's a_split is applied (and one written before that field existed applies with a_split 1)
+    entry = {"config": {f: getattr(cands[2], f) for f in at.TUNED_FIELDS}}
+    assert at.apply_entry(base, entry) == cands[2] and cands[2].a_split == 4
+    del entry["config"]["a_split"]
+    assert at.apply_entry(base, entry) is None          # 176 x 256 two-atom tiles need the pieces
 
 
 def test_two_atom_candidates():
@@ -378,3 +396,17 @@ def test_shipped_tables_apply_to_their_problems():
             cfg = at.apply_entry(base, entry)
             assert cfg is not None and cfg.validate() == cfg and cfg != base, key
             assert entry["ms"] * 1.03 <= entry["default_ms"], key       # build_table's --min-gain
+
+
+def test_tables_dir_from_the_environment(tmp_path):
+    """HUMMING_CUTE_TABLES_DIR replaces the shipped tables' directory (read at import)."""
+    import subprocess
+    import sys
+
+    code = "import humming_cute.tune.autotune as at; print(at.table_file('NVIDIA H200'))"
+    env = {**os.environ, "HUMMING_CUTE_TABLES_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str(tmp_path / "NVIDIA_H200.json")
+    env.pop("HUMMING_CUTE_TABLES_DIR")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == os.path.join(at.TABLES_DIR, "NVIDIA_H200.json")

@@ -32,10 +32,10 @@ __all__ = ["autotune", "candidate_configs", "lookup", "tuned_config", "apply_ent
 #: the config fields an entry stores (the tiling and scheduling); everything else comes from the call
 TUNED_FIELDS = ("block_m", "block_n", "block_k", "warp_m", "warp_n", "warp_k", "stages", "split_k", "mainloop",
                 "two_level_scales", "warp_specialized", "cluster_split_k", "cluster_n", "persistent_ctas", "stream_k",
-                "warp_pipeline")
+                "warp_pipeline", "a_split")
 #: scheduling options an entry may lack (written before they existed), and their "off" values
 _OFF_UNLESS_GIVEN = {"warp_specialized": False, "cluster_split_k": False, "cluster_n": 1, "persistent_ctas": 0,
-                     "stream_k": False, "warp_pipeline": False}
+                     "stream_k": False, "warp_pipeline": False, "a_split": 1}
 #: mma.sync-only options of a decode default that a wgmma candidate drops
 _MMA_SYNC_ONLY_OFF = dict(warp_pipeline=False, rows8=False, a_rows8=False, swap_ab=False, fold_offsets=False,
                           launch_min_blocks=0, pdl=False)
@@ -294,6 +294,24 @@ def candidate_configs(base: GemmConfig, m: int, n_pad: int, k_pad: int, *, num_s
         # of 3 took 0.91x the time, benchmarks/results/2026-11-30_h200_config_probe_cluster_n_28672.log)
         sm90_list.sort(key=lambda c: (c.block_m != base.block_m, c.block_n != base.block_n,
                                       c.split_k != base.split_k))
+    if arch.sm == 90 and m >= 1024 and base.a_dtype in ("float16", "bfloat16") and k_pad % 64 == 0:
+        # tall tiles first (a small max_candidates keeps them): 176 x 256 of two weight atoms per warpgroup with the
+        # A fragments in 4 pieces (`a_split`), the activation tile multicast over 2 CTAs or not, and 192 x 128, all
+        # with the producer warpgroup on a persistent grid (H200, W8A16 28672 x 4096 at M = 4096: 0.88 / 0.91x the
+        # default's time, benchmarks/results/2026-11-30_h200_config_probe_odd_m_w8.log)
+        tall: list = []
+        for bm, bn, wn, a_split, cn in ((176, 256, 128, 4, 2), (176, 256, 128, 4, 1), (192, 128, 64, 1, 1)):
+            if n_pad % (bn * cn):
+                continue
+            cfg = base.with_(block_m=bm, block_n=bn, block_k=64, warp_m=bm, warp_n=wn, warp_k=64, split_k=1,
+                             mainloop="sm90", two_level_scales=False, stages=2, activation="none",
+                             **_MMA_SYNC_ONLY_OFF, custom_activation=None, glu=False, warp_specialized=True,
+                             cluster_split_k=False, cluster_n=cn, persistent_ctas=num_sms, stream_k=False,
+                             a_split=a_split)
+            cfg = deepest(cfg, 8)
+            if cfg is not None:
+                add(cfg, tall)
+        sm90_list = tall + sm90_list
     return _merge(base, sm80_list, sm90_list, max_candidates)
 
 
@@ -324,7 +342,9 @@ def _key_for(x, weight, c_name: str, has_bias: bool, x_group: int, arch: str, ve
                        m=x.shape[0], has_bias=has_bias, act_group_size=x_group)
 
 
-TABLES_DIR = os.path.join(os.path.dirname(__file__), "tables")
+#: where the shipped tables are read from (and build_table writes by default); HUMMING_CUTE_TABLES_DIR replaces
+#: it (a table measured on the user's own card, or one being built beside the shipped one)
+TABLES_DIR = os.environ.get("HUMMING_CUTE_TABLES_DIR") or os.path.join(os.path.dirname(__file__), "tables")
 _TABLES: dict = {}
 
 
