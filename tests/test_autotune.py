@@ -214,6 +214,43 @@ def test_autotune_min_gain_keeps_the_default(monkeypatch, tmp_path, cand_ms, exp
             at.autotune(x, w, timer=timer, min_gain=bad)
 
 
+def test_autotune_confirm_rounds(monkeypatch, tmp_path):
+    """confirm_rounds: a winner of the sweep and the default are timed again in alternating order and compared by
+    medians; a candidate that was fast only in the sweep (clock drift) does not replace the default, one that stays
+    fast does."""
+    import humming_cute.ops as real_ops
+
+    fake = _FakeOps()
+    for name in ("check_input", "_check_x_scales", "device_target", "_num_sms", "gemm", "_DEFAULTS", "_C_NAMES"):
+        monkeypatch.setattr(real_ops, name, getattr(fake, name))
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    monkeypatch.setattr(at, "_device_name", lambda dev: "FakeGPU")
+    monkeypatch.setenv("HUMMING_CUTE_TUNE_CACHE", str(tmp_path / "t.json"))
+    x, w, base = _X(64), _W(), _base(64, 1024, 2048)
+    for later_ms, expect_default in ((0.0505, True), (0.044, False)):
+        seen = {}
+
+        def timer(fn):
+            cfg = fn.__defaults__[0]
+            seen[cfg] = seen.get(cfg, 0) + 1
+            if cfg == base:
+                return 0.05
+            if (cfg.mainloop, cfg.block_n, cfg.block_k) == ("sm90", 128, 128):
+                return 0.04 if seen[cfg] == 1 else later_ms                 # the sweep's time, then the rounds'
+            return 0.07
+
+        best = at.autotune(x, w, timer=timer, min_gain=0.03, confirm_rounds=3)
+        entry = at.lookup(x, w, "float16", False, 0, "sm_90a")
+        winner = next(c for c in seen if (c.mainloop, c.block_n, c.block_k) == ("sm90", 128, 128))
+        assert seen[base] == 4 and seen[winner] == 4                        # the sweep + 3 rounds each
+        assert (best == base) == expect_default and entry["is_default"] == expect_default
+        assert entry["default_ms"] == 0.05 and entry["ms"] == (0.05 if expect_default else later_ms)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="confirm_rounds"):
+            at.autotune(x, w, timer=timer, confirm_rounds=bad)
+
+
 @pytest.mark.gpu
 def test_autotune_on_the_gpu(monkeypatch, tmp_path):
     """A real tuning run on a small problem: the winner agrees with the reference, is stored, and later default
@@ -295,10 +332,10 @@ def test_build_table_arguments():
     from humming_cute.tune.build_table import parse_args
 
     a = parse_args(["--shapes", "1024x2048,4096x4096", "--m", "1,64"])
-    assert a.shape_list == [(1024, 2048), (4096, 4096)] and a.m_list == [1, 64] and a.min_gain == 0.03
+    assert a.shape_list == [(1024, 2048), (4096, 4096)] and a.m_list == [1, 64] and a.min_gain == 0.03 and a.confirm == 3
     assert parse_args(["--min-gain", "0"]).min_gain == 0.0
     for argv in (["--shapes", "10x"], ["--m", "0"], ["--max-candidates", "0"], ["--shapes", ""], ["--min-gain", "-1"],
-                 ["--min-gain", "1"]):
+                 ["--min-gain", "1"], ["--confirm", "-1"]):
         with pytest.raises(SystemExit):
             parse_args(argv)
 

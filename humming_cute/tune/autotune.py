@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import os
+import re
+import statistics
 import tempfile
 import threading
 import time
@@ -401,7 +402,7 @@ def _rel_err(y, ref) -> float:
 def autotune(x, weight, *, bias=None, out_dtype=None, x_scales=None, rep_ms: float = 50.0,
              max_candidates: int = 40, timer: Optional[Callable] = None, tolerance: Optional[float] = None,
              verbose: bool = False, cache: Optional[TuneCache] = None, version: Optional[str] = None,
-             min_gain: float = 0.0) -> GemmConfig:
+             min_gain: float = 0.0, confirm_rounds: int = 0) -> GemmConfig:
     """Tune `hc.gemm(x, weight, bias=, out_dtype=, x_scales=)` for x's M bucket on x's GPU: time every candidate
     config (`candidate_configs`) with `bench_ms` (L2 flushed, graph replay), keep the fastest in the cache and
     return it. `timer(fn) -> ms` replaces `bench_ms` (tests). `tolerance`: the largest relative difference to the
@@ -409,7 +410,8 @@ def autotune(x, weight, *, bias=None, out_dtype=None, x_scales=None, rep_ms: flo
     `version`: where the entry goes and the version in its key (`build_table` writes shipped tables with "*").
     `min_gain`: a candidate replaces the default config only when it takes less than 1 / (1 + min_gain) of the
     default's time (so that timing noise does not swap the default for an equal config; the shipped tables use
-    0.03)."""
+    0.03). `confirm_rounds`: the winner and the default are timed again this many times, in alternating order, and
+    compared by the medians (a drift of the card's clocks during the sweep then falls on both alike)."""
     import torch
 
     from .. import ops
@@ -420,6 +422,8 @@ def autotune(x, weight, *, bias=None, out_dtype=None, x_scales=None, rep_ms: flo
         raise ValueError(f"max_candidates must be a positive int, got {max_candidates!r}")
     if isinstance(min_gain, bool) or not isinstance(min_gain, (int, float)) or not 0 <= min_gain < 1:
         raise ValueError(f"min_gain must be a number in [0, 1), got {min_gain!r}")
+    if isinstance(confirm_rounds, bool) or not isinstance(confirm_rounds, int) or confirm_rounds < 0:
+        raise ValueError(f"confirm_rounds must be an int >= 0, got {confirm_rounds!r}")
     if torch.cuda.is_current_stream_capturing():
         raise RuntimeError("autotune times kernels: it cannot run while a CUDA graph is being captured")
     ops.check_input(x, weight, bias)
@@ -456,6 +460,12 @@ def autotune(x, weight, *, bias=None, out_dtype=None, x_scales=None, rep_ms: flo
                                run, run, ref, timer=timer, tol=tol, dev=dev, verbose=verbose, who="autotune")
     best_ms, _, best = min(results)
     default_ms = next(ms for ms, _, c in results if c == base) if any(c == base for _, _, c in results) else None
+    if default_ms is not None and best != base and confirm_rounds:
+        times = {base: [default_ms], best: [best_ms]}
+        for r in range(confirm_rounds):
+            for cfg in ((base, best) if r % 2 else (best, base)):
+                times[cfg].append(float(timer(lambda cfg=cfg: run(cfg))))
+        default_ms, best_ms = statistics.median(times[base]), statistics.median(times[best])
     if default_ms is not None and best_ms * (1 + min_gain) > default_ms:
         best_ms, best = default_ms, base                   # not faster by min_gain: the default stays
     entry = {"config": {f: getattr(best, f) for f in TUNED_FIELDS}, "ms": best_ms, "default_ms": default_ms,

@@ -31,6 +31,9 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     p.add_argument("--min-gain", type=float, default=0.03,
                    help="a candidate replaces the heuristic default only when at least this much faster (0.03: 3%%), "
                         "so that timing noise does not ship an equal config in its place")
+    p.add_argument("--confirm", type=int, default=3,
+                   help="time a non-default winner and the default this many more times, alternating, and compare "
+                        "the medians (0: the single sweep decides)")
     p.add_argument("--out", default=None, help="table file (default: the shipped table of this GPU)")
     args = p.parse_args(argv)
     try:
@@ -44,6 +47,8 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
         p.error(f"--m must list positive integers, got {args.m!r}")
     if args.max_candidates < 1 or not args.rep_ms > 0:
         p.error("--max-candidates and --rep-ms must be positive")
+    if args.confirm < 0:
+        p.error(f"--confirm must be >= 0, got {args.confirm}")
     if not 0 <= args.min_gain < 1:
         p.error(f"--min-gain must be in [0, 1), got {args.min_gain}")
     return args
@@ -77,7 +82,7 @@ def main(argv: Optional[list] = None) -> int:
                 x, xs = quantize_activation(x, args.a_dtype, 0)
                 kw = dict(x_scales=xs, out_dtype=torch.float16)
             best = autotune(x, pw, rep_ms=args.rep_ms, max_candidates=args.max_candidates, cache=cache, version="*",
-                            min_gain=args.min_gain, **kw)
+                            min_gain=args.min_gain, confirm_rounds=args.confirm, **kw)
             c_name = "float16" if act8 else args.a_dtype
             key = _key_for(x, pw, c_name, False, 0, device_target(dev), version="*")
             entry = cache.get(key)
