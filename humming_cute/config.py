@@ -155,7 +155,9 @@ class GemmConfig:
     pdl: bool = False
     # with pdl: how many leading pipeline stages' weights are copied before the wait (0: all stages - 1). They join
     # the first stage's cp.async group, so the first k-tile waits for all of them: fewer start the main loop
-    # sooner, more overlap more of the previous kernel's tail (the defaults take 1). Without pdl it reads 0
+    # sooner, more overlap more of the previous kernel's tail (the defaults take 1). Without pdl it reads 0. The
+    # wgmma kernel (pdl not yet GPU-verified there: `ALLOW_UNVERIFIED`) takes 1: its producer issues the first
+    # k-tile's weight and scale TMA loads, waits, then the activation tile's
     pdl_prefetch: int = 0
     # wgmma mainloop, 16-bit activations: the dequantized weight fragments are double-buffered in a_split pieces of
     # a k-tile (block_k / 16 / a_split k16 steps each) instead of whole k-tiles: block_k / a_split A registers per
@@ -279,11 +281,19 @@ class GemmConfig:
         if not isinstance(self.launch_min_blocks, int) or not 0 <= self.launch_min_blocks <= 32:
             raise ValueError(f"launch_min_blocks must be an int in 0..32, got {self.launch_min_blocks!r}")
         if self.pdl:
-            if (self.mainloop != "sm80" or self.moe or self.a_dtype not in ("float16", "bfloat16")
-                    or get_arch(self.arch).sm < 90):
-                raise ValueError(f"pdl takes the dense mma.sync GEMM with 16-bit activations on sm_90+, got "
-                                 f"mainloop={self.mainloop!r}, moe={self.moe}, {self.a_dtype} activations, "
-                                 f"arch={self.arch}")
+            if (self.moe or self.a_dtype not in ("float16", "bfloat16") or get_arch(self.arch).sm < 90
+                    or (self.mainloop == "sm90" and (self.persistent_ctas or self.stream_k))):
+                raise ValueError(f"pdl takes the dense GEMM with 16-bit activations on sm_90+ (mma.sync, or wgmma "
+                                 f"without a persistent grid), got mainloop={self.mainloop!r}, moe={self.moe}, "
+                                 f"{self.a_dtype} activations, arch={self.arch}, "
+                                 f"persistent_ctas={self.persistent_ctas}")
+            if self.mainloop == "sm90":
+                if self.pdl_prefetch != 1:
+                    raise ValueError(f"pdl on the wgmma mainloop copies the first k-tile's weights before the wait: "
+                                     f"pdl_prefetch must be 1, got {self.pdl_prefetch!r}")
+                if not ALLOW_UNVERIFIED:
+                    raise NotImplementedError("pdl on the wgmma mainloop is built but not yet verified on a GPU; it "
+                                              "is not enabled")
         if not isinstance(self.pdl_prefetch, int) or not 0 <= self.pdl_prefetch < max(self.stages, 1):
             raise ValueError(f"pdl_prefetch must be an int in 0..stages - 1 ({self.stages - 1}), got "
                              f"{self.pdl_prefetch!r}")

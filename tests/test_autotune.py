@@ -332,7 +332,8 @@ def test_build_table_arguments():
     from humming_cute.tune.build_table import parse_args
 
     a = parse_args(["--shapes", "1024x2048,4096x4096", "--m", "1,64"])
-    assert a.shape_list == [(1024, 2048), (4096, 4096)] and a.m_list == [1, 64] and a.min_gain == 0.03 and a.confirm == 3
+    assert a.shape_list == [(1024, 2048), (4096, 4096)] and a.m_list == [1, 64]
+    assert a.min_gain == 0.03 and a.confirm == 3
     assert parse_args(["--min-gain", "0"]).min_gain == 0.0
     for argv in (["--shapes", "10x"], ["--m", "0"], ["--max-candidates", "0"], ["--shapes", ""], ["--min-gain", "-1"],
                  ["--min-gain", "1"], ["--confirm", "-1"]):

@@ -1,6 +1,7 @@
-"""Programmatic dependent launch on the dense mma.sync GEMM (`GemmConfig.pdl`): the rules, and what the PTX must
-show - the first stages' weight copies before `griddepcontrol.wait`, no global load or store before it, and
-`griddepcontrol.launch_dependents` after the last copy; the defaults that take it."""
+"""Programmatic dependent launch on the dense GEMM (`GemmConfig.pdl`): the rules, and what the PTX must show -
+the first stages' weight copies before `griddepcontrol.wait`, no global load or store before it, and
+`griddepcontrol.launch_dependents` after the last copy (mma.sync; on the wgmma kernel the producer's first weight
+TMA loads before its wait and no store before the consumers'); the defaults that take it."""
 
 from __future__ import annotations
 
@@ -18,14 +19,54 @@ KW = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
           block_n=64, warp_n=64, block_k=512, warp_k=128, stages=3, two_level_scales=True, arch="sm_90a")
 
 
-def test_rules():
-    """Only the dense mma.sync GEMM with 16-bit activations on sm_90+."""
+WG = dict(mainloop="sm90", block_m=64, warp_m=64, block_k=64, warp_k=64, two_level_scales=False)
+
+
+def test_rules(monkeypatch):
+    """Only the dense GEMM with 16-bit activations on sm_90+: mma.sync, or wgmma without a persistent grid and
+    with one weight stage before the wait (refused there until GPU-verified)."""
+    import humming_cute.config as hconfig
+
     GemmConfig(**KW, pdl=True).validate()
     for bad in (dict(arch="sm_80"), dict(moe=True, two_level_scales=False),
                 dict(a_dtype="float8e4m3", b_dtype="int4", group_size=0, two_level_scales=False),
-                dict(mainloop="sm90", block_m=64, warp_m=64, block_k=64, warp_k=64, two_level_scales=False)):
+                dict(WG, warp_specialized=True, persistent_ctas=132, pdl_prefetch=1), dict(WG)):
         with pytest.raises(ValueError, match="pdl"):
             GemmConfig(**{**KW, **bad}, pdl=True).validate()
+    with pytest.raises(NotImplementedError, match="pdl on the wgmma mainloop .* not yet verified"):
+        GemmConfig(**{**KW, **WG}, pdl=True, pdl_prefetch=1).validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    assert GemmConfig(**{**KW, **WG}, pdl=True, pdl_prefetch=1).validate().pdl
+
+
+@pytest.mark.parametrize("m,n,k,extra", [(64, 4096, 14336, dict()), (256, 8192, 8192, dict()),
+                                         (256, 8192, 4096, dict(warp_specialized=True, cluster_n=2)),
+                                         (128, 4096, 4096, dict(split_k=2, cluster_split_k=False))])
+def test_wgmma_compiles(monkeypatch, m, n, k, extra):
+    """wgmma with pdl (the M = 64 default: split-K in a cluster, no producer warpgroup; the M = 256 default with
+    the producer warpgroup; multicast; split-K through the workspace): the same TMA loads as without pdl, the
+    first of them (weights) before a wait, no global store or atomic before the consumers' wait, one
+    launch_dependents, no spills; without pdl no griddepcontrol at all."""
+    import humming_cute.config as hconfig
+    from humming_cute.kernels.mainloop_sm90 import Sm90MixedGemm
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    base = default_config(m, n, k, a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
+                          arch="sm_90a").with_(**extra).validate()
+    assert base.mainloop == "sm90" and not base.pdl and not base.persistent_ctas
+    cfg = base.with_(pdl=True, pdl_prefetch=1).validate()
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    ref = compile_for_arch(Sm90MixedGemm(base), *fake_operands(base), arch="sm_90a", options="--enable-tvm-ffi")
+    ptx = art.ptx
+    assert "griddepcontrol" not in ref.ptx
+    assert ptx.count("griddepcontrol.launch_dependents") == 1 and ptx.count("griddepcontrol.wait") >= 2
+    assert ptx.count("cp.async.bulk.tensor") == ref.ptx.count("cp.async.bulk.tensor") > 0
+    assert "cp.async.bulk.tensor" in ptx[:ptx.index("griddepcontrol.wait")]
+    last_wait = ptx.rindex("griddepcontrol.wait")
+    assert ptx.index("griddepcontrol.launch_dependents") < last_wait
+    assert not re.search(r"\b(st|red|atom)\.global", ptx[:last_wait])
+    assert re.search(r"\bst\.global", ptx[last_wait:])
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
 
 
 @pytest.mark.parametrize("m,b,g,extra", [(1, "uint4", 128, dict()), (16, "int8", 0, dict()),

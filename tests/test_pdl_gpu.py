@@ -37,6 +37,27 @@ def _chain(xs, pws, bufs, cfg):
 def test_pdl_chain(m, b, g, extra, graph):
     """Six dependent layers of 2048 x 2048 with pdl: every layer against the reference of its actual input, and
     the chain's output bitwise equal to the chain without pdl."""
+    _check_chain(m, b, g, extra, graph)
+
+
+@pytest.mark.parametrize("m,b,g,extra", [(64, "uint4", 128, dict()), (64, "int8", 0, dict(split_k=2)),
+                                         (256, "uint4", 128, dict(warp_specialized=True)),
+                                         (256, "uint4", 128, dict(warp_specialized=True, cluster_n=2)),
+                                         (333, "uint8", 64, dict(split_k=2, cluster_split_k=True)),
+                                         (128, "int4", 128, dict(block_m=176, warp_m=176, warp_specialized=True,
+                                                                 stages=3))])
+@pytest.mark.parametrize("graph", [False, True])
+def test_pdl_chain_wgmma(monkeypatch, m, b, g, extra, graph):
+    """pdl on the wgmma kernel (refused until this passes): the producer's first weight TMA loads before its wait,
+    the activation tiles after it; with and without the producer warpgroup, multicast, split-K in a cluster and
+    through the workspace, a 176-row tile; the same chain checks as on mma.sync."""
+    import humming_cute.config as hconfig
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    _check_chain(m, b, g, {**extra, "mainloop": "sm90"}, graph)
+
+
+def _check_chain(m, b, g, extra, graph):
     if current_arch().sm < 90:
         pytest.skip("programmatic dependent launch needs sm_90+")
     n = k = 2048
@@ -48,6 +69,7 @@ def test_pdl_chain(m, b, g, extra, graph):
                           arch=current_arch().target, **kw)
     base = base.with_(**{f: v for f, v in extra.items() if f not in ("mainloop", "pdl_prefetch")},
                       pdl=False).validate()
+    assert base.mainloop == kw.get("mainloop", base.mainloop)
     cfg = base.with_(pdl=True, pdl_prefetch=extra.get("pdl_prefetch", 1)).validate()
     x = torch.randn(m, k, device="cuda", dtype=torch.float16)
     plain = _chain(x, pws, [torch.empty(m, n, device="cuda", dtype=torch.float16) for _ in range(2)], base).clone()

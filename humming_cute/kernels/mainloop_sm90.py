@@ -173,7 +173,7 @@ class Sm90MixedGemm:
                     tiles_n, mA).launch(
             grid=[self.grid_ctas(tiles_m * tiles_n, mA), 1, self.split_k], block=[self.threads, 1, 1],
             cluster=[self.cn, 1, self.split_k] if self.cfg.cluster_split_k or self.cn > 1 else None, stream=stream,
-            min_blocks_per_mp=1 if self.ws else 0)
+            min_blocks_per_mp=1 if self.ws else 0, use_pdl=self.cfg.pdl)
 
     def grid_ctas(self, tiles, mA):
         """The grid's CTAs: one per tile, or the persistent grid (never more CTAs than tiles; with stream-K never
@@ -192,14 +192,8 @@ class Sm90MixedGemm:
         kt = kt0 + state.count
         st = state.index
         bar = pipe.producer_get_barrier(state)
-        if cutlass.const_expr(self.cn > 1):
-            mask = (1 << self.cn) - 1                   # the cluster's CTAs of this k-range: ranks cn z .. cn z + cn - 1
-            if cutlass.const_expr(self.cfg.cluster_split_k):
-                _, _, z = cute.arch.block_in_cluster_idx()
-                mask = mask << (self.cn * z)
-            cute.copy(tma_a, tAgA[None, kt], tAsA[None, st], tma_bar_ptr=bar, mcast_mask=cutlass.Int16(mask))
-        elif cutlass.const_expr(not self.rows):     # (cp.async rows: the producer warpgroup copies them)
-            cute.copy(tma_a, tAgA[None, kt], tAsA[None, st], tma_bar_ptr=bar)
+        if cutlass.const_expr(not self.cfg.pdl):
+            self.produce_a(tma_a, tAgA, tAsA, kt, st, bar)
         cute.copy(tma_b, tBgB[None, kt], tBsB[None, st], tma_bar_ptr=bar)
         if cutlass.const_expr(self.group > 0):
             r = (kt * self.bk) // (self.group * self.srows)
@@ -209,7 +203,25 @@ class Sm90MixedGemm:
                 cute.copy(tma_s, tSgS[None, r], tSsS[None, st], tma_bar_ptr=bar)
             if cutlass.const_expr(self.has_zp):
                 cute.copy(tma_z, tZgZ[None, r], tZsZ[None, st], tma_bar_ptr=bar)
+        if cutlass.const_expr(self.cfg.pdl):
+            # programmatic dependent launch: the first k-tile's weights and scales (nothing the previous grid
+            # writes) are on their way while that grid finishes; wait for it before the activations
+            if state.count == 0:
+                cute.arch.griddepcontrol_wait()
+            self.produce_a(tma_a, tAgA, tAsA, kt, st, bar)
         pipe.producer_commit(state)
+
+    @cute.jit
+    def produce_a(self, tma_a, tAgA, tAsA, kt, st, bar):
+        """The TMA load of k-tile `kt`'s activation tile into stage `st` (multicast over the cluster's CTAs)."""
+        if cutlass.const_expr(self.cn > 1):
+            mask = (1 << self.cn) - 1           # the cluster's CTAs of this k-range: ranks cn z .. cn z + cn - 1
+            if cutlass.const_expr(self.cfg.cluster_split_k):
+                _, _, z = cute.arch.block_in_cluster_idx()
+                mask = mask << (self.cn * z)
+            cute.copy(tma_a, tAgA[None, kt], tAsA[None, st], tma_bar_ptr=bar, mcast_mask=cutlass.Int16(mask))
+        elif cutlass.const_expr(not self.rows):     # (cp.async rows: the producer warpgroup copies them)
+            cute.copy(tma_a, tAgA[None, kt], tAsA[None, st], tma_bar_ptr=bar)
 
     @cute.jit
     def row_copy(self, sA, mX, tidx):
@@ -731,6 +743,11 @@ class Sm90MixedGemm:
             for _ in cutlass.range(cons.count - rel.count, unroll=1):
                 pipe.consumer_release(rel)
                 rel.advance()
+        if cutlass.const_expr(self.cfg.pdl):
+            # the next grid may start; and no store before the previous grid has finished (the producer waited
+            # before the first activation tile; this wait also covers a CTA without k-tiles)
+            cute.arch.griddepcontrol_launch_dependents()
+            cute.arch.griddepcontrol_wait()
         # int8: exact s32 sums -> fp32 for the epilogue
         accs = [self.float_acc(a, tCcC) for a in accs]
         acc = accs[0]
