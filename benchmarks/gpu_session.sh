@@ -612,9 +612,11 @@ h.MOE_DECODE_BLOCK_32 = True; from humming_cute.bench.run import main; sys.exit(
         --group-size "$2" --m 1,16,64,256,1024,4096,8192 --max-candidates 8 --rep-ms 30
     done ;;
   wgmma-pdl)
-    # pdl on the wgmma kernel (refused until these pass): its GPU tests, then pdl off / on at M = 64 on the default
-    # wgmma tiles, flushed, back to back, and with a torch kernel between (W4 g128, W8 channel)
+    # pdl on the wgmma kernel (refused until these pass): its GPU tests, the on-disk kernel cache's GPU test (off
+    # until it passes), then pdl off / on at M = 64 on the default wgmma tiles, flushed, back to back, and with a
+    # torch kernel between (W4 g128, W8 channel)
     run 150 "${tag}_wgmma-pdl-tests.log" python3 -m pytest -m gpu -n 12 -q -rf tests/test_pdl_gpu.py -k wgmma
+    run 90 "${tag}_disk-cache-tests.log" python3 -m pytest -m gpu -q -rf tests/test_kernel_disk_cache.py
     run 150 "${tag}_decode_probe_pdl_ab_wgmma_w4.log" python3 benchmarks/decode_config_probe.py --m 64 --rotate 8 \
       --pdl-ab 3 --only '^$' --unverified
     run 150 "${tag}_decode_probe_pdl_ab_wgmma_w8.log" python3 benchmarks/decode_config_probe.py --m 64 --rotate 8 \

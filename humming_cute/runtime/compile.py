@@ -3,26 +3,103 @@
 `cute.compile` never caches, so compiled kernels live in a process-wide dict keyed by the frozen config (which
 names the arch). Tensors are passed straight to the compiled function (TVM-FFI: argument checks in C, torch's
 current stream), so the launch path does no Python-side re-validation.
+
+On disk, compiled GEMMs can also be kept across processes (`disk_cache_dir`): the DSL exports a compiled function
+as an object file (host code and the embedded cubin), which loads in milliseconds instead of seconds of compiling.
+Files are keyed by the config, the library and DSL versions and a hash of this package's sources.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import tempfile
 import threading
 import time
+import warnings
+from typing import Optional
 
 from ..config import GemmConfig
 
-__all__ = ["KernelCache", "get_kernel", "compile_stats", "clear_cache"]
+__all__ = ["KernelCache", "get_kernel", "compile_stats", "clear_cache", "disk_cache_dir", "DISK_CACHE_VERIFIED"]
+
+#: the on-disk kernel cache is built and CPU-tested (export, key, load); it is on by default once its GPU test
+#: (a kernel loaded from disk launches and matches the compiled one) has passed, and off until then
+DISK_CACHE_VERIFIED = False
+_EXPORT_NAME = "hc_kernel"          # the exported function's name inside each object file
+_OFF = ("0", "off", "false", "no", "none")
+_warned: set = set()
+
+
+def _warn_once(tag: str, msg: str) -> None:
+    if tag not in _warned:
+        _warned.add(tag)
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+
+def disk_cache_dir() -> Optional[str]:
+    """Where compiled GEMMs are kept across processes, or None when that is off: ``$HUMMING_CUTE_KERNEL_CACHE``
+    (``0`` / ``off`` turns it off), by default ``~/.cache/humming_cute/kernels``."""
+    v = os.environ.get("HUMMING_CUTE_KERNEL_CACHE")
+    if v is not None and v.strip().lower() in _OFF:
+        return None
+    if not DISK_CACHE_VERIFIED:
+        if v:
+            _warn_once("unverified", "HUMMING_CUTE_KERNEL_CACHE is set, but the on-disk kernel cache is not enabled "
+                                     "in this version (not yet verified on a GPU); kernels are compiled per process")
+        return None
+    return v or os.path.join(os.path.expanduser("~"), ".cache", "humming_cute", "kernels")
+
+
+_SOURCE_HASH: Optional[str] = None
+
+
+def _source_hash() -> str:
+    """sha256 of every .py file of the package (path and content): any change to the kernels' code, the configs
+    or the layouts gives new cache keys."""
+    global _SOURCE_HASH
+    if _SOURCE_HASH is None:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        h = hashlib.sha256()
+        for dirpath, dirnames, files in os.walk(root):
+            dirnames.sort()
+            for f in sorted(files):
+                if f.endswith(".py"):
+                    path = os.path.join(dirpath, f)
+                    h.update(os.path.relpath(path, root).encode() + b"\0")
+                    with open(path, "rb") as fh:
+                        h.update(fh.read())
+        _SOURCE_HASH = h.hexdigest()
+    return _SOURCE_HASH
+
+
+def _dsl_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("nvidia-cutlass-dsl")
+    except Exception:  # noqa: BLE001 - any failure gives a key that never matches a real version
+        return "unknown"
+
+
+def disk_key(family: str, key) -> str:
+    """The file name (without directory) of a compiled kernel on disk."""
+    from .. import __version__
+
+    text = "|".join((family, repr(key), __version__, _dsl_version(), _source_hash()))
+    return f"{family}-{hashlib.sha256(text.encode()).hexdigest()[:40]}.o"
+
 
 class KernelCache:
-    """Compiled kernels of one kernel family, keyed by their frozen config, with compile-time statistics."""
+    """Compiled kernels of one kernel family, keyed by their frozen config, with compile-time statistics. With a
+    `family` name the kernels are also kept on disk (`disk_cache_dir`) and loaded from there by later processes."""
 
-    def __init__(self):
+    def __init__(self, family: Optional[str] = None):
+        self.family = family
         self.kernels: dict = {}
         self.lock = threading.Lock()
-        self.stats = {"compiles": 0, "seconds": 0.0, "last_seconds": 0.0}
+        self.stats = {"compiles": 0, "seconds": 0.0, "last_seconds": 0.0, "disk_loads": 0, "disk_seconds": 0.0}
 
     def record(self, seconds: float) -> None:
         self.stats["compiles"] += 1
@@ -36,15 +113,51 @@ class KernelCache:
             with self.lock:
                 k = self.kernels.get(key)
                 if k is None:
-                    k = self.kernels[key] = compile_fn(key)
+                    k = self.kernels[key] = self._load_or_compile(key, compile_fn)
         return k
 
+    def _load_or_compile(self, key, compile_fn):
+        """From the disk cache where it holds `key` (a file that does not load is replaced), else compiled and
+        written there; configs with a custom Python activation are never kept on disk."""
+        d = disk_cache_dir() if self.family and getattr(key, "custom_activation", None) is None else None
+        if d is None:
+            return compile_fn(key)
+        path = os.path.join(d, disk_key(self.family, key))
+        if os.path.exists(path):
+            t0 = time.perf_counter()
+            try:
+                import cutlass.runtime as cr
 
-_GEMMS = KernelCache()
+                fn = getattr(cr.load_module(path, enable_tvm_ffi=True), _EXPORT_NAME)
+                self.stats["disk_loads"] += 1
+                self.stats["disk_seconds"] += time.perf_counter() - t0
+                return fn
+            except Exception as e:  # noqa: BLE001 - a bad file is recompiled and rewritten
+                _warn_once("load", f"humming_cute: could not load the cached kernel {path} ({type(e).__name__}: "
+                                   f"{e}); compiling it again")
+        compiled = compile_fn(key)
+        tmp = None
+        try:
+            os.makedirs(d, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".o", dir=d)
+            os.close(fd)
+            compiled.export_to_c(tmp, function_name=_EXPORT_NAME)
+            os.replace(tmp, path)            # atomic: other processes see the whole file or none
+            tmp = None
+        except Exception as e:  # noqa: BLE001 - the kernel still runs; only the disk copy is missing
+            _warn_once("export", f"humming_cute: could not write the kernel cache in {d} ({type(e).__name__}: {e})")
+        finally:
+            if tmp is not None and os.path.exists(tmp):
+                os.remove(tmp)
+        return compiled
+
+
+_GEMMS = KernelCache("gemm")
 
 
 def compile_stats() -> dict:
-    """Number of GEMM compilations and seconds spent in them in this process."""
+    """Number of GEMM compilations and seconds spent in them in this process (and kernels loaded from the disk
+    cache, and seconds spent loading them)."""
     return dict(_GEMMS.stats)
 
 
