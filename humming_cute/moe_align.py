@@ -21,7 +21,7 @@ __all__ = ["moe_align_block_size", "kernel_threads", "compile_moe_align", "align
 
 IMPLS = ("auto", "torch", "kernel")
 
-_KERNELS = KernelCache()
+_KERNELS = KernelCache("moe_align")
 _NO_MAP: dict = {}
 _SMALL = 4096          # routed ids up to this many: a CTA of few threads (see kernel_threads)
 _LAUNCH: dict = {}     # (device, numel > _SMALL, experts, block_m, has_map, multi) -> compiled kernel

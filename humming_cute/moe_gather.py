@@ -17,7 +17,7 @@ __all__ = ["gather_sorted_rows", "MoeGatherConfig", "compile_moe_gather"]
 #: gather with the CuTe DSL kernel where it applies (False: the torch ops)
 USE_KERNEL = True
 
-_KERNELS = KernelCache()
+_KERNELS = KernelCache("moe_gather")
 _LAUNCH: dict = {}
 
 

@@ -33,7 +33,7 @@ _STORAGE = {
 QUANT_TYPES = tuple(_STORAGE)
 _IN_NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32"}
 
-_KERNELS = KernelCache()
+_KERNELS = KernelCache("quantize_input")
 
 
 def compile_stats() -> dict:

@@ -1,5 +1,5 @@
-"""The on-disk kernel cache (`runtime.compile.disk_cache_dir`): compiled GEMMs exported as object files and loaded
-by later processes instead of compiling. CPU: the switch and its environment variable, the keys, the export and
+"""The on-disk kernel cache (`runtime.compile.disk_cache_dir`): compiled GEMMs (and the alignment, gather and
+activation-quantization kernels) exported as object files and loaded by later processes instead of compiling. CPU: the switch and its environment variable, the keys, the export and
 the load (a loaded kernel is the TVM-FFI function with the GEMM's 14 parameters), recovery from a bad file; GPU:
 a kernel loaded from disk launches and matches the compiled one bitwise."""
 
@@ -96,6 +96,39 @@ def test_export_and_load(monkeypatch, tmp_path):
     assert rc.KernelCache("gemm").get(cfg, _no_compile) is not None             # the rewritten file loads
 
 
+@pytest.mark.parametrize("family", ["moe_align", "moe_align_multi", "moe_gather", "quantize_input"])
+def test_aux_families(monkeypatch, tmp_path, family):
+    """The alignment, gather and activation-quantization kernels are kept on disk too; each loads as the TVM-FFI
+    function with as many parameters as its call site passes (5 / 6 / 4 / 3; the stream comes from the
+    environment)."""
+    import importlib
+
+    from humming_cute.kernels.quantize_input import QuantizeInputConfig
+
+    # (the package's `quantize_input` / `moe_align_block_size` functions shadow the module names)
+    moe_align, moe_gather, qi = (importlib.import_module(f"humming_cute.{m}")
+                                 for m in ("moe_align", "moe_gather", "quantize_input"))
+
+    monkeypatch.setattr(rc, "DISK_CACHE_VERIFIED", True)
+    monkeypatch.setenv("HUMMING_CUTE_KERNEL_CACHE", str(tmp_path))
+    cfg, fn, name, nargs = {
+        "moe_align": (moe_align.MoeAlignConfig(8, 16, 64, False, "sm_90a"), moe_align.compile_moe_align,
+                      "moe_align", 5),
+        "moe_align_multi": (moe_align.MoeAlignConfig(8, 16, 256, True, "sm_90a", multi=True),
+                            moe_align.compile_moe_align, "moe_align", 6),
+        "moe_gather": (moe_gather.MoeGatherConfig("float16", 8, False, "sm_90a"), moe_gather.compile_moe_gather,
+                       "moe_gather", 4),
+        "quantize_input": (QuantizeInputConfig("float8e4m3", 0, "float16", "sm_90a"), qi.compile_quantize_input,
+                           "quantize_input", 3)}[family]
+    module = {"moe_align": moe_align, "moe_gather": moe_gather, "quantize_input": qi}[name]
+    assert module._KERNELS.family == name
+    rc.KernelCache(name).get(cfg, fn)
+    assert (tmp_path / rc.disk_key(name, cfg)).is_file()
+    loaded = rc.KernelCache(name).get(cfg, _no_compile)
+    with pytest.raises(TypeError, match=f"Expects {nargs} parameters"):
+        loaded(*[torch.zeros(4, dtype=torch.int32)] * (nargs + 1))
+
+
 def test_not_cached(monkeypatch, tmp_path):
     """No disk copy while the cache is off, for a family without a name, or for a custom Python activation (its
     function has no stable key)."""
@@ -137,3 +170,41 @@ def test_loaded_kernel_matches_on_the_gpu(monkeypatch, tmp_path):
         torch.cuda.synchronize()
         assert rc.compile_stats()["disk_loads"] == 1 and rc.compile_stats()["compiles"] == 0
         assert torch.equal(y, y2)
+
+
+@pytest.mark.gpu
+def test_loaded_aux_kernels_match_on_the_gpu(monkeypatch, tmp_path):
+    """The activation-quantization, alignment and gather kernels loaded from the disk cache launch and give the
+    compiled kernels' outputs bitwise."""
+    import importlib
+
+    import humming_cute as hc
+
+    monkeypatch.setattr(rc, "DISK_CACHE_VERIFIED", True)
+    monkeypatch.setenv("HUMMING_CUTE_KERNEL_CACHE", str(tmp_path))
+    mods = {m: importlib.import_module(f"humming_cute.{m}") for m in ("moe_align", "moe_gather", "quantize_input")}
+    torch.manual_seed(0)
+    x = torch.randn(37, 512, device="cuda", dtype=torch.float16)
+    topk = torch.randint(0, 8, (37, 2), device="cuda", dtype=torch.int32)
+
+    def run():
+        for name, mod in mods.items():                  # a new process: nothing compiled in memory
+            monkeypatch.setattr(mod, "_KERNELS", rc.KernelCache(name))
+            if hasattr(mod, "_LAUNCH"):
+                monkeypatch.setattr(mod, "_LAUNCH", {})
+        q, s = hc.quantize_input(x, "float8e4m3", 0)
+        sorted_ids, experts, num_post = hc.moe_align_block_size(topk, 16, 8, impl="kernel")
+        rows = mods["moe_gather"].gather_sorted_rows(x, sorted_ids, num_post, 2, False)
+        torch.cuda.synchronize()
+        n = int(num_post.item())
+        return [q.view(torch.uint8).clone(), s.clone(), sorted_ids.clone(), experts.clone(), num_post.clone(),
+                rows[:n].clone()]
+
+    first = run()
+    assert all(mod._KERNELS.stats["compiles"] >= 1 for mod in mods.values())
+    assert len(list(tmp_path.iterdir())) >= 3
+    second = run()
+    assert all(mod._KERNELS.stats["compiles"] == 0 and mod._KERNELS.stats["disk_loads"] >= 1
+               for mod in mods.values())
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
