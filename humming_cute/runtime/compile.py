@@ -4,7 +4,7 @@
 names the arch). Tensors are passed straight to the compiled function (TVM-FFI: argument checks in C, torch's
 current stream), so the launch path does no Python-side re-validation.
 
-On disk, compiled GEMMs can also be kept across processes (`disk_cache_dir`): the DSL exports a compiled function
+On disk, compiled kernels can also be kept across processes (`disk_cache_dir`): the DSL exports a compiled function
 as an object file (host code and the embedded cubin), which loads in milliseconds instead of seconds of compiling.
 Files are keyed by the config, the library and DSL versions and a hash of this package's sources.
 """
@@ -39,7 +39,7 @@ def _warn_once(tag: str, msg: str) -> None:
 
 
 def disk_cache_dir() -> Optional[str]:
-    """Where compiled GEMMs are kept across processes, or None when that is off: ``$HUMMING_CUTE_KERNEL_CACHE``
+    """Where compiled kernels are kept across processes, or None when that is off: ``$HUMMING_CUTE_KERNEL_CACHE``
     (``0`` / ``off`` turns it off), by default ``~/.cache/humming_cute/kernels``."""
     v = os.environ.get("HUMMING_CUTE_KERNEL_CACHE")
     if v is not None and v.strip().lower() in _OFF:
