@@ -136,7 +136,8 @@ class _X:
         self.dtype = torch.float16
 
 
-def test_autotune_picks_the_fastest_agreeing_candidate(monkeypatch, tmp_path):
+def _fake_gpu(monkeypatch, tmp_path):
+    """autotune without a GPU: the ops it calls answer from _FakeOps, its cache is a fresh file in tmp_path."""
     import humming_cute.ops as real_ops
 
     fake = _FakeOps()
@@ -146,6 +147,11 @@ def test_autotune_picks_the_fastest_agreeing_candidate(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
     monkeypatch.setattr(at, "_device_name", lambda dev: "FakeGPU")
     monkeypatch.setenv("HUMMING_CUTE_TUNE_CACHE", str(tmp_path / "t.json"))
+    return real_ops
+
+
+def test_autotune_picks_the_fastest_agreeing_candidate(monkeypatch, tmp_path):
+    real_ops = _fake_gpu(monkeypatch, tmp_path)
     x = _X(64)
     w = _W()
     base = _base(64, 1024, 2048)
@@ -185,15 +191,7 @@ def test_autotune_picks_the_fastest_agreeing_candidate(monkeypatch, tmp_path):
 def test_autotune_min_gain_keeps_the_default(monkeypatch, tmp_path, cand_ms, expect_default):
     """min_gain: a candidate replaces the default only when faster by that fraction (0.05 here: below 0.0476 ms
     against the default's 0.05); otherwise the default config is stored, with its own time."""
-    import humming_cute.ops as real_ops
-
-    fake = _FakeOps()
-    for name in ("check_input", "_check_x_scales", "device_target", "_num_sms", "gemm", "_DEFAULTS", "_C_NAMES"):
-        monkeypatch.setattr(real_ops, name, getattr(fake, name))
-    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
-    monkeypatch.setattr(at, "_device_name", lambda dev: "FakeGPU")
-    monkeypatch.setenv("HUMMING_CUTE_TUNE_CACHE", str(tmp_path / "t.json"))
+    _fake_gpu(monkeypatch, tmp_path)
     x, w, base = _X(64), _W(), _base(64, 1024, 2048)
 
     def timer(fn):
@@ -218,15 +216,7 @@ def test_autotune_confirm_rounds(monkeypatch, tmp_path):
     """confirm_rounds: a winner of the sweep and the default are timed again in alternating order and compared by
     medians; a candidate that was fast only in the sweep (clock drift) does not replace the default, one that stays
     fast does."""
-    import humming_cute.ops as real_ops
-
-    fake = _FakeOps()
-    for name in ("check_input", "_check_x_scales", "device_target", "_num_sms", "gemm", "_DEFAULTS", "_C_NAMES"):
-        monkeypatch.setattr(real_ops, name, getattr(fake, name))
-    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
-    monkeypatch.setattr(at, "_device_name", lambda dev: "FakeGPU")
-    monkeypatch.setenv("HUMMING_CUTE_TUNE_CACHE", str(tmp_path / "t.json"))
+    _fake_gpu(monkeypatch, tmp_path)
     x, w, base = _X(64), _W(), _base(64, 1024, 2048)
     for later_ms, expect_default in ((0.0505, True), (0.044, False)):
         seen = {}
