@@ -70,6 +70,9 @@ p.add_argument("--wgmma-stages", default="",
 p.add_argument("--two-atoms", action="store_true",
                help="with --wgmma: also every wgmma candidate with two 64-row weight atoms per warpgroup "
                     "(warp_n=128; block_n 512 without the producer warpgroup)")
+p.add_argument("--a-split", type=int, default=1,
+               help="two-atom wgmma candidates with their A fragments in this many pieces of a k-tile (a_split): "
+                    "512-wide tiles of four consumer warpgroups fit the registers only with 2 or 4")
 p.add_argument("--warp-pipeline", action="store_true",
                help="also every mma.sync candidate with warp_pipeline (each warp copies its own rows, weight columns "
                     "and scales; warp barrier per k-tile)")
@@ -153,7 +156,7 @@ for preset in args.presets.split(","):
                     wgb = base.with_(mainloop="sm90", block_m=bm, warp_m=bm, block_n=bn, block_k=bk,
                                      warp_n=128 if wide else 64,
                                      warp_k=bk, warp_specialized=stages[1], two_level_scales=False,
-                                     moe_row_cache=False)
+                                     moe_row_cache=False, a_split=args.a_split if wide else 1)
                     depths = [int(v) for v in args.wgmma_stages.split(",") if v] or range(8, 1, -1)
                     fits = [wgb.with_(stages=st) for st in depths if smem_bytes(wgb.with_(stages=st)) <= limit]
                     if fits:
