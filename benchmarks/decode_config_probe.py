@@ -63,9 +63,9 @@ p.add_argument("--launch-bounds", action="store_true",
                     "per SM: ptxas may take up to 255 registers)")
 p.add_argument("--pdl-ab", type=int, default=0, metavar="ROUNDS",
                help="with --rotate: the default config with pdl off, and on with each pdl_prefetch (weight stages "
-                    "copied before the wait; a wgmma default (M >= 64 on sm_90a) with 1, and --unverified), each timed flushed, back to back, and back to back with a small torch "
-                    "kernel between the GEMMs (as a norm or activation sits between two layers); ROUNDS rounds in "
-                    "alternating order, medians")
+                    "copied before the wait; a wgmma default (M >= 64 on sm_90a) with 1), each timed flushed, back "
+                    "to back, and back to back with a small torch kernel between the GEMMs (as a norm or "
+                    "activation sits between two layers); ROUNDS rounds in alternating order, medians")
 p.add_argument("--unverified", action="store_true",
                help="set config.ALLOW_UNVERIFIED (options built but not yet GPU-verified); every output is still "
                     "checked against the default's")
@@ -98,8 +98,7 @@ def pdl_ab(x, y, pw, pws, m, floor_us):
     if base.persistent_ctas or base.stream_k:
         return               # (pdl takes the wgmma kernel without a persistent grid)
     cfgs = {"off": base.with_(pdl=False).validate()}
-    # (the wgmma kernel copies the first k-tile's weights before the wait: pdl_prefetch 1 only; with --unverified
-    # until its GPU tests have passed)
+    # (the wgmma kernel copies the first k-tile's weights before the wait: pdl_prefetch 1 only)
     for pre in (range(1, base.stages) if base.mainloop == "sm80" else (1,)):
         cfgs[f"pdl pre{pre}"] = base.with_(pdl=True, pdl_prefetch=pre).validate()
     for name, c in cfgs.items():

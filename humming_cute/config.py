@@ -147,8 +147,8 @@ class GemmConfig:
     # mma.sync: launch bounds promising ptxas this many CTAs per SM (0: none, only the thread count). 1 lets ptxas
     # take up to 255 registers per thread where without it some decode kernels were cut to 64-96 and spilled
     launch_min_blocks: int = 0
-    # programmatic dependent launch (sm_90+, dense mma.sync, 16-bit activations): the kernel may start while the
-    # previous kernel on the stream finishes; it copies its first weight / scale stages, then waits for that grid
+    # programmatic dependent launch (sm_90+, dense, 16-bit activations; wgmma without a persistent grid): the
+    # kernel may start while the previous kernel on the stream finishes; it copies its first weight / scale stages, then waits for that grid
     # (griddepcontrol.wait) before it reads the activations or writes anything, and lets the next one start after
     # its main loop. Weights, scales, zero points and bias are read before the wait: nothing launched just before
     # may write them
@@ -156,8 +156,8 @@ class GemmConfig:
     # with pdl: how many leading pipeline stages' weights are copied before the wait (0: all stages - 1). They join
     # the first stage's cp.async group, so the first k-tile waits for all of them: fewer start the main loop
     # sooner, more overlap more of the previous kernel's tail (the defaults take 1). Without pdl it reads 0. The
-    # wgmma kernel (pdl not yet GPU-verified there: `ALLOW_UNVERIFIED`) takes 1: its producer issues the first
-    # k-tile's weight and scale TMA loads, waits, then the activation tile's
+    # wgmma kernel (no persistent grid) takes 1: its producer issues the first k-tile's weight and scale TMA
+    # loads, waits, then the activation tile's
     pdl_prefetch: int = 0
     # wgmma mainloop, 16-bit activations: the dequantized weight fragments are double-buffered in a_split pieces of
     # a k-tile (block_k / 16 / a_split k16 steps each) instead of whole k-tiles: block_k / a_split A registers per
@@ -291,9 +291,6 @@ class GemmConfig:
                 if self.pdl_prefetch != 1:
                     raise ValueError(f"pdl on the wgmma mainloop copies the first k-tile's weights before the wait: "
                                      f"pdl_prefetch must be 1, got {self.pdl_prefetch!r}")
-                if not ALLOW_UNVERIFIED:
-                    raise NotImplementedError("pdl on the wgmma mainloop is built but not yet verified on a GPU; it "
-                                              "is not enabled")
         if not isinstance(self.pdl_prefetch, int) or not 0 <= self.pdl_prefetch < max(self.stages, 1):
             raise ValueError(f"pdl_prefetch must be an int in 0..stages - 1 ({self.stages - 1}), got "
                              f"{self.pdl_prefetch!r}")

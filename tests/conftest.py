@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# compiled kernels stay in the test process: the on-disk kernel cache (on by default for users) is off unless a
+# test switches it on for a directory of its own (tests/test_kernel_disk_cache.py)
+os.environ.setdefault("HUMMING_CUTE_KERNEL_CACHE", "0")
 
 
 def _cuda_device_count() -> int:

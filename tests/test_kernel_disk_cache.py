@@ -25,12 +25,13 @@ def _no_compile(key):
 
 
 def test_switch(monkeypatch, tmp_path):
-    """Off until GPU-verified (a set HUMMING_CUTE_KERNEL_CACHE then warns once); then the variable names the
-    directory, '0' / 'off' turn it off, unset means ~/.cache/humming_cute/kernels."""
+    """On by default; switched off (DISK_CACHE_VERIFIED = False) a set HUMMING_CUTE_KERNEL_CACHE warns once; on, the
+    variable names the directory, '0' / 'off' turn it off, unset means ~/.cache/humming_cute/kernels."""
+    assert rc.DISK_CACHE_VERIFIED is True                               # (the shipped default)
     monkeypatch.setattr(rc, "DISK_CACHE_VERIFIED", False)
     monkeypatch.setattr(rc, "_warned", set())
     monkeypatch.setenv("HUMMING_CUTE_KERNEL_CACHE", str(tmp_path))
-    with pytest.warns(RuntimeWarning, match="not yet verified"):
+    with pytest.warns(RuntimeWarning, match="switched off"):
         assert rc.disk_cache_dir() is None
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)              # (not the switch of this cache)
     assert rc.disk_cache_dir() is None

@@ -22,35 +22,30 @@ KW = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
 WG = dict(mainloop="sm90", block_m=64, warp_m=64, block_k=64, warp_k=64, two_level_scales=False)
 
 
-def test_rules(monkeypatch):
+def test_rules():
     """Only the dense GEMM with 16-bit activations on sm_90+: mma.sync, or wgmma without a persistent grid and
-    with one weight stage before the wait (refused there until GPU-verified)."""
-    import humming_cute.config as hconfig
-
+    with one weight stage before the wait."""
     GemmConfig(**KW, pdl=True).validate()
     for bad in (dict(arch="sm_80"), dict(moe=True, two_level_scales=False),
                 dict(a_dtype="float8e4m3", b_dtype="int4", group_size=0, two_level_scales=False),
                 dict(WG, warp_specialized=True, persistent_ctas=132, pdl_prefetch=1), dict(WG)):
         with pytest.raises(ValueError, match="pdl"):
             GemmConfig(**{**KW, **bad}, pdl=True).validate()
-    with pytest.raises(NotImplementedError, match="pdl on the wgmma mainloop .* not yet verified"):
-        GemmConfig(**{**KW, **WG}, pdl=True, pdl_prefetch=1).validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    with pytest.raises(ValueError, match="pdl_prefetch must be 1"):
+        GemmConfig(**{**KW, **WG}, pdl=True, pdl_prefetch=2).validate()
     assert GemmConfig(**{**KW, **WG}, pdl=True, pdl_prefetch=1).validate().pdl
 
 
 @pytest.mark.parametrize("m,n,k,extra", [(64, 4096, 14336, dict()), (256, 8192, 8192, dict()),
                                          (256, 8192, 4096, dict(warp_specialized=True, cluster_n=2)),
                                          (128, 4096, 4096, dict(split_k=2, cluster_split_k=False))])
-def test_wgmma_compiles(monkeypatch, m, n, k, extra):
+def test_wgmma_compiles(m, n, k, extra):
     """wgmma with pdl (the M = 64 default: split-K in a cluster, no producer warpgroup; the M = 256 default with
     the producer warpgroup; multicast; split-K through the workspace): the same TMA loads as without pdl, the
     first of them (weights) before a wait, no global store or atomic before the consumers' wait, one
     launch_dependents, no spills; without pdl no griddepcontrol at all."""
-    import humming_cute.config as hconfig
     from humming_cute.kernels.mainloop_sm90 import Sm90MixedGemm
 
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     base = default_config(m, n, k, a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
                           arch="sm_90a").with_(**extra).validate()
     assert base.mainloop == "sm90" and not base.pdl and not base.persistent_ctas

@@ -47,13 +47,10 @@ def test_pdl_chain(m, b, g, extra, graph):
                                          (128, "int4", 128, dict(block_m=176, warp_m=176, warp_specialized=True,
                                                                  stages=3))])
 @pytest.mark.parametrize("graph", [False, True])
-def test_pdl_chain_wgmma(monkeypatch, m, b, g, extra, graph):
-    """pdl on the wgmma kernel (refused until this passes): the producer's first weight TMA loads before its wait,
+def test_pdl_chain_wgmma(m, b, g, extra, graph):
+    """pdl on the wgmma kernel: the producer's first weight TMA loads before its wait,
     the activation tiles after it; with and without the producer warpgroup, multicast, split-K in a cluster and
     through the workspace, a 176-row tile; the same chain checks as on mma.sync."""
-    import humming_cute.config as hconfig
-
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     _check_chain(m, b, g, {**extra, "mainloop": "sm90"}, graph)
 
 
