@@ -156,7 +156,8 @@ for preset in args.presets.split(","):
                     wgb = base.with_(mainloop="sm90", block_m=bm, warp_m=bm, block_n=bn, block_k=bk,
                                      warp_n=128 if wide else 64,
                                      warp_k=bk, warp_specialized=stages[1], two_level_scales=False,
-                                     moe_row_cache=False, a_split=args.a_split if wide else 1)
+                                     moe_row_cache=False, a_split=args.a_split if wide else 1,
+                                     persistent_ctas=0, moe_cp_async_rows=False)    # (--persistent / rows add them)
                     depths = [int(v) for v in args.wgmma_stages.split(",") if v] or range(8, 1, -1)
                     fits = [wgb.with_(stages=st) for st in depths if smem_bytes(wgb.with_(stages=st)) <= limit]
                     if fits:
@@ -211,7 +212,8 @@ for preset in args.presets.split(","):
                             f"{' n-major' if cfg.moe_n_major else ''}{' persistent' if cfg.persistent_ctas else ''}"
                             f"{f' cn{cfg.cluster_n}' if cfg.cluster_n > 1 else ''}"
                             f"{' rows' if cfg.moe_cp_async_rows else ''}{' row-cache' if cfg.moe_row_cache else ''}"
-                            f"{' staged' if cfg.staged_store else ''}{' wpipe' if cfg.warp_pipeline else ''}")
+                            f"{' staged' if cfg.staged_store else ''}{' wpipe' if cfg.warp_pipeline else ''}"
+                            f"{f' as{cfg.a_split}' if cfg.a_split > 1 else ''}")
                     if args.match and not re.search(args.match, name):
                         continue
                     print(f"    running {name}", flush=True)
