@@ -123,7 +123,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8|tall-w4|tall-w8|tall-one|table-final|wgmma-pdl|m64-cn|moe-512|m64-k4"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8|tall-w4|tall-w8|tall-one|table-final|wgmma-pdl|m64-cn|moe-512|m64-k4|m64-ncu"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -634,6 +634,15 @@ h.MOE_DECODE_BLOCK_32 = True; from humming_cute.bench.run import main; sys.exit(
     run 200 "${tag}_config_probe_m64_k4.log" python3 benchmarks/config_probe.py --m 64 \
       --shapes 4096x14336,4096x4096 --families sm90 --cluster --top 10 --budget-s 120 --stages 4,6 \
       --match '^sm90 64x(64|128)x(64|128) st[0-9]+ split(2|4) cluster$' ;;
+  m64-ncu)
+    # Nsight Compute of ours and Humming's kernels where we trail: W4 g128 4096 x 14336 M = 64, W8 channel
+    # 4096^2 M = 1, Qwen-like up / down at 512 tokens (L2 / DRAM traffic, stall reasons, occupancy)
+    secs="--section LaunchStats --section Occupancy --section SpeedOfLight --section MemoryWorkloadAnalysis \
+      --section MemoryWorkloadAnalysis_Tables --section WarpStateStats --section SchedulerStats"
+    run 200 "${tag}_peer_ncu_m64.txt" ncu --profile-from-start off $secs python3 benchmarks/peer_profile.py \
+      --m 64 --shapes 4096x14336 --moe qwen3-30b-a3b:up:512,qwen3-30b-a3b:down:512
+    run 120 "${tag}_peer_ncu_w8_m1.txt" ncu --profile-from-start off $secs python3 benchmarks/peer_profile.py \
+      --m 1 --shapes 4096x4096 --b int8 --group 0 ;;
   moe-512)
     # Qwen3-30B-A3B-like 512 tokens (1.07 / 1.10x the peer, which runs 48 x 512 x 64 / 40 x 512 x 64 tiles with
     # stream-K there): 48-row wgmma blocks 512 wide (two atoms per warpgroup, four consumer warpgroups, a_split 2:
