@@ -164,6 +164,12 @@ class GemmConfig:
     # atom and buffer instead of block_k, so taller two-atom tiles fit the register file (e.g. 176 x 256 x 64,
     # a_split 4), at the cost of a wgmma wait per piece
     a_split: int = 1
+    # wgmma mainloop: which weight rows each warp dequantizes. The packed format gives lane l the four 16-row groups'
+    # words of its k-slice side by side, so a warp reading one group's word per lane (rows 16 wr ..) hits every
+    # 4th bank: 4-way conflicts on every weight load. With row_perm warp w, lane group g takes rows 16 (g % 4) +
+    # g // 4 + 2 w (+ 8) instead of 16 w + g (+ 8): the 32 lanes read 32 banks; the accumulator rows follow the same
+    # permutation into the epilogue's coordinates (the mma.sync mainloop ignores it)
+    row_perm: bool = True
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal

@@ -696,3 +696,54 @@ def test_sm90_a_split_errors():
                         "a_split takes the wgmma")):
         with pytest.raises(ValueError, match=match):
             GemmConfig(**{**kw, **bad}).validate()
+
+
+def test_row_perm_coordinates():
+    """`row_perm`: thread (warp w, lane 4 g + t) dequantizes weight rows 16 (g % 4) + g // 4 + 2 w (+ 8) from
+    lane 4 (g // 4 + 2 w) + t's words of row group g % 4 (the kernel's substitution); the C coordinates its
+    accumulators get (`c_coordinates`) name those rows, the activation columns unchanged; and the weight words
+    the 32 lanes of a warp read (offset row group + 4 lane) fall in 32 different banks."""
+    import cutlass
+    import cutlass.cute as cute
+    import cutlass.utils.hopper_helpers as sm90_utils
+    from cutlass.cute.nvgpu import warpgroup
+
+    from humming_cute.kernels.mainloop_sm90 import c_coordinates
+    from humming_cute.testing.ptx import _dsl_arch
+
+    bm = 32
+    got = {}
+
+    @cute.jit
+    def probe():
+        mma = sm90_utils.make_trivial_tiled_mma(cutlass.Float16, cutlass.Float16, warpgroup.OperandMajorMode.K,
+                                                warpgroup.OperandMajorMode.K, cutlass.Float32, (1, 1, 1), (64, bm),
+                                                warpgroup.OperandSource.RMEM)
+        for perm in cutlass.range_constexpr(2):
+            for t in cutlass.range_constexpr(128):
+                c = mma.get_slice(t).partition_C(c_coordinates(bm, perm == 1))
+                got[(perm, t)] = [tuple(int(v) for v in re.findall(r"-?\d+", str(c[i])))
+                                  for i in range(cute.size(c))]
+
+    with _dsl_arch("sm_90a"):
+        probe()
+    for t in range(128):
+        w, lane = t // 32, t % 32
+        g, tq = lane // 4, lane % 4
+        wr_d, g_d = g % 4, g // 4 + 2 * w               # the kernel's substitution
+        lane_d = 4 * g_d + tq
+        rows = {16 * wr_d + lane_d // 4, 16 * wr_d + lane_d // 4 + 8}   # (the rows of that packed word)
+        plain, perm = got[(0, t)], got[(1, t)]
+        assert len(plain) == len(perm) == bm // 2
+        assert {n for n, _ in plain} == {16 * w + g, 16 * w + g + 8}
+        assert {n for n, _ in perm} == rows
+        assert [m for _, m in perm] == [m for _, m in plain]
+        for (n0, _), (n1, _) in zip(plain, perm):      # A row r -> weight row pi(r), the same map for every value
+            r = n0
+            assert n1 == 16 * (r % 4) + (r // 4) % 2 + 8 * ((r // 8) % 2) + 2 * (r // 16)
+    for w in range(4):
+        banks = set()
+        for lane in range(32):
+            g, tq = lane // 4, lane % 4
+            banks.add((g % 4 + 4 * (4 * (g // 4 + 2 * w) + tq)) % 32)
+        assert len(banks) == 32

@@ -37,6 +37,17 @@ _CHUNK = 128      # int32 words per innermost TMA box row of the packed weight
 _RASTER_M = 8     # block rows that sweep all of N together (A tiles stay in L2 while the weights stream)
 
 
+
+def c_coordinates(bm: int, row_perm: bool):
+    """The (weight row n, activation row m) coordinates of one atom's wgmma C tile (ATOM_N x bm). With `row_perm`,
+    A row r = g0 + 4 g1 + 8 h + 16 w (lane group g = g0 + 4 g1 of warp w, half h) holds weight row
+    16 g0 + g1 + 8 h + 2 w: the rows whose packed words that thread reads without bank conflicts."""
+    ident = cute.make_identity_tensor((ATOM_N, bm))
+    if cutlass.const_expr(row_perm):
+        ident = cute.composition(ident, cute.make_layout(((4, 2, 2, 4), bm), stride=((16, 1, 8, 2), ATOM_N)))
+    return ident
+
+
 class Sm90MixedGemm:
     """Builds and launches one wgmma kernel variant for a validated `GemmConfig` (mainloop='sm90')."""
 
@@ -82,6 +93,7 @@ class Sm90MixedGemm:
         self.k_steps = self.bk // self.mma_k
         # A fragments double-buffered in a_split pieces of `sub` k-steps each (cfg.a_split; 1: whole k-tiles)
         self.a_split = cfg.a_split
+        self.row_perm = cfg.row_perm
         self.sub = self.k_steps // cfg.a_split
         self.group = cfg.group_size
         self.srows = max(cfg.scale_rows, 1)
@@ -364,6 +376,11 @@ class Sm90MixedGemm:
         wr = warp_idx % 4           # warp in the warpgroup = rows 16 wr .. 16 wr + 15 of the atom
         lane = tidx % 32
         g = lane // 4
+        if cutlass.const_expr(self.row_perm):
+            # the weight rows this thread dequantizes (and the packed-word lane / row group it reads them from):
+            # A rows 16 wr + g (+ 8) hold weight rows 16 (g % 4) + g // 4 + 2 wr (+ 8): conflict-free weight loads
+            wr, g = g % 4, g // 4 + 2 * wr
+            lane = 4 * g + lane % 4
         if warp_idx == 0:
             cpasync.prefetch_descriptor(tma_a)
             cpasync.prefetch_descriptor(tma_b)
@@ -810,7 +827,7 @@ class Sm90MixedGemm:
         thr_mma = tiled_mma.get_slice(tidx % 128)
         tCsB = thr_mma.partition_B(sA)
         tCrB = tiled_mma.make_fragment_B(tCsB)                  # (MMA, MMA_N, MMA_K, stage)
-        tCcC = thr_mma.partition_C(cute.make_identity_tensor((ATOM_N, self.bm)))   # (n, m) coordinates
+        tCcC = thr_mma.partition_C(c_coordinates(self.bm, self.row_perm))   # (n, m) coordinates
         accs = []
         for _ in cutlass.range_constexpr(self.wa):
             acc = cute.make_rmem_tensor(tCcC.shape, cutlass.Float32 if self.two_level else self.acc_type)

@@ -1,0 +1,93 @@
+"""The default wgmma configs with `row_perm` on and off (the weight rows each warp dequantizes permuted so that
+its packed-weight shared-memory loads are conflict-free), in alternating rounds: dense fp16 x (--b, --group) at
+every M in --m over --shapes, then MoE presets at --moe-tokens. Each pair is first checked bitwise equal, then
+timed with `humming_cute.bench.timing.bench_ms` (L2 flushed, CUDA-graph replay); medians of --rounds rounds.
+
+    python3 benchmarks/row_perm_probe.py --m 64,256,4096 --b uint4 --group 128
+"""
+import argparse
+import os
+import statistics
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+import humming_cute as hc  # noqa: E402
+import humming_cute.ops as hops  # noqa: E402
+from humming_cute.bench.core import MOE_PRESETS  # noqa: E402
+from humming_cute.bench.moe import draw_routing  # noqa: E402
+from humming_cute.bench.timing import bench_ms  # noqa: E402
+from humming_cute.tune.heuristics import moe_block_size, moe_uses_wgmma  # noqa: E402
+from probe_common import print_header  # noqa: E402
+
+p = argparse.ArgumentParser()
+p.add_argument("--m", default="64,256,1024,4096")
+p.add_argument("--shapes", default="8192x8192,4096x4096,28672x4096,4096x14336")
+p.add_argument("--b", default="uint4")
+p.add_argument("--group", type=int, default=128)
+p.add_argument("--rounds", type=int, default=3)
+p.add_argument("--moe", default="", help="comma-separated MoE presets (fp16 x uint4 g128), e.g. qwen3-30b-a3b")
+p.add_argument("--moe-tokens", default="512,4096")
+args = p.parse_args()
+arch, _ = print_header()
+torch.manual_seed(0)
+
+
+def ab(label: str, run_on, run_off) -> None:
+    """Bitwise check, then `rounds` alternating timings of the two, medians."""
+    y_on, y_off = run_on().clone(), run_off().clone()
+    same = torch.equal(y_on, y_off)
+    on, off = [], []
+    for r in range(args.rounds):
+        pair = [(on, run_on), (off, run_off)]
+        for dst, fn in (pair if r % 2 == 0 else pair[::-1]):
+            dst.append(bench_ms(fn, 60) * 1e3)
+    t_on, t_off = statistics.median(on), statistics.median(off)
+    print(f"  {label:58s} off {t_off:8.1f}us  on {t_on:8.1f}us  x{t_on / t_off:.3f}"
+          f"{'' if same else '  OUTPUTS DIFFER'}", flush=True)
+
+
+print(f"# fp16 x {args.b} group {args.group}; row_perm off / on, {args.rounds} rounds", flush=True)
+for shape in args.shapes.split(","):
+    n, k = map(int, shape.split("x"))
+    qw = hc.quantize_weight(torch.randn(n, k, device="cuda"), args.b, args.group)
+    pw = hc.prepare_weight(qw, "float16")
+    for m in map(int, args.m.split(",")):
+        x = torch.randn(m, k, device="cuda", dtype=torch.float16)
+        hc.gemm(x, pw)
+        cfg = next(v[1] for key, v in hops._DEFAULTS.items() if key[0] == m and v[0]() is pw)
+        if cfg.mainloop != "sm90":
+            print(f"  N={n} K={k} M={m}: the default is {cfg.mainloop} (row_perm is a wgmma option)", flush=True)
+            continue
+        off = cfg.with_(row_perm=False).validate()
+        out = torch.empty(m, n, device="cuda", dtype=torch.float16)
+        ab(f"N={n} K={k} M={m} {cfg.block_m}x{cfg.block_n}x{cfg.block_k} split{cfg.split_k}",
+           lambda: hc.gemm(x, pw, config=cfg, out=out), lambda: hc.gemm(x, pw, config=off, out=out))
+for preset in filter(None, args.moe.split(",")):
+    pr = MOE_PRESETS[preset]
+    e, top_k = pr["num_experts"], pr["top_k"]
+    for proj in ("up", "down"):
+        n, k = pr[proj]
+        down = proj == "down"
+        qw = hc.quantize_weight(torch.randn(e, n, k, device="cuda"), "uint4", 128)
+        pw = hc.prepare_weight(qw, "float16")
+        for tokens in map(int, args.moe_tokens.split(",")):
+            ids, tw = draw_routing(tokens, e, top_k, 0, "cuda")
+            x = torch.randn(tokens * top_k if down else tokens, k, device="cuda", dtype=torch.float16)
+            bm = moe_block_size(tokens, top_k, e, wgmma=moe_uses_wgmma(arch, "float16"))
+            s, ei, npost = hc.moe_align_block_size(ids, bm, e)
+            cfg = hops.moe_default_config(x, pw, tokens, top_k=top_k, block_m=bm, is_down=down,
+                                          mul_topk_weights=down, has_bias=False, c_name="float16", act_name="none")
+            if cfg.mainloop != "sm90":
+                print(f"  {preset} {proj} tokens={tokens}: the default is {cfg.mainloop}", flush=True)
+                continue
+            off = cfg.with_(row_perm=False).validate()
+            out = torch.zeros(tokens, top_k, n, device="cuda", dtype=torch.float16)
+
+            def call(c, s=s, ei=ei, npost=npost, x=x, pw=pw, bm=bm, tw=tw, down=down, out=out, top_k=top_k):
+                return hc.moe_gemm(x, pw, s, ei, npost, top_k=top_k, block_m=bm, topk_weights=tw,
+                                   mul_topk_weights=down, is_down=down, out=out, config=c)
+            ab(f"{preset} {proj} tokens={tokens} bm{bm} bn{cfg.block_n}",
+               lambda c=cfg, f=call: f(c), lambda c=off, f=call: f(c))
+print("done", flush=True)
