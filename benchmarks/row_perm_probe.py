@@ -60,10 +60,11 @@ for shape in args.shapes.split(","):
         if cfg.mainloop != "sm90":
             print(f"  N={n} K={k} M={m}: the default is {cfg.mainloop} (row_perm is a wgmma option)", flush=True)
             continue
-        off = cfg.with_(row_perm=False).validate()
+        on, off = cfg.with_(row_perm=True).validate(), cfg.with_(row_perm=False).validate()
         out = torch.empty(m, n, device="cuda", dtype=torch.float16)
-        ab(f"N={n} K={k} M={m} {cfg.block_m}x{cfg.block_n}x{cfg.block_k} split{cfg.split_k}",
-           lambda: hc.gemm(x, pw, config=cfg, out=out), lambda: hc.gemm(x, pw, config=off, out=out))
+        ab(f"N={n} K={k} M={m} {cfg.block_m}x{cfg.block_n}x{cfg.block_k} wn{cfg.warp_n} split{cfg.split_k} "
+           f"(default {'on' if cfg.use_row_perm else 'off'})",
+           lambda: hc.gemm(x, pw, config=on, out=out), lambda: hc.gemm(x, pw, config=off, out=out))
 for preset in filter(None, args.moe.split(",")):
     pr = MOE_PRESETS[preset]
     e, top_k = pr["num_experts"], pr["top_k"]
@@ -82,12 +83,13 @@ for preset in filter(None, args.moe.split(",")):
             if cfg.mainloop != "sm90":
                 print(f"  {preset} {proj} tokens={tokens}: the default is {cfg.mainloop}", flush=True)
                 continue
-            off = cfg.with_(row_perm=False).validate()
+            on, off = cfg.with_(row_perm=True).validate(), cfg.with_(row_perm=False).validate()
             out = torch.zeros(tokens, top_k, n, device="cuda", dtype=torch.float16)
 
             def call(c, s=s, ei=ei, npost=npost, x=x, pw=pw, bm=bm, tw=tw, down=down, out=out, top_k=top_k):
                 return hc.moe_gemm(x, pw, s, ei, npost, top_k=top_k, block_m=bm, topk_weights=tw,
                                    mul_topk_weights=down, is_down=down, out=out, config=c)
-            ab(f"{preset} {proj} tokens={tokens} bm{bm} bn{cfg.block_n}",
-               lambda c=cfg, f=call: f(c), lambda c=off, f=call: f(c))
+            ab(f"{preset} {proj} tokens={tokens} bm{bm} bn{cfg.block_n} wn{cfg.warp_n} "
+               f"(default {'on' if cfg.use_row_perm else 'off'})",
+               lambda c=on, f=call: f(c), lambda c=off, f=call: f(c))
 print("done", flush=True)

@@ -168,8 +168,10 @@ class GemmConfig:
     # words of its k-slice side by side, so a warp reading one group's word per lane (rows 16 wr ..) hits every
     # 4th bank: 4-way conflicts on every weight load. With row_perm warp w, lane group g takes rows 16 (g % 4) +
     # g // 4 + 2 w (+ 8) instead of 16 w + g (+ 8): the 32 lanes read 32 banks; the accumulator rows follow the same
-    # permutation into the epilogue's coordinates (the mma.sync mainloop ignores it)
-    row_perm: bool = True
+    # permutation into the epilogue's coordinates, so each warp's C stores are 4-byte pieces of 4 row groups instead
+    # of 16 contiguous bytes (the mma.sync mainloop ignores it). None: on where it measured faster on the H200: dense
+    # GEMMs with one weight atom per warpgroup and at most 128 activation rows (`use_row_perm`)
+    row_perm: Optional[bool] = None
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -200,6 +202,15 @@ class GemmConfig:
     @property
     def warps_k(self) -> int:
         return self.block_k // self.warp_k
+
+    @property
+    def use_row_perm(self) -> bool:
+        """Whether the wgmma kernel permutes its warps' weight rows (`row_perm`, or its default when None)."""
+        if self.mainloop != "sm90":
+            return False
+        if self.row_perm is not None:
+            return bool(self.row_perm)
+        return not self.moe and self.warp_n == 64 and self.block_m <= 128
 
     @property
     def num_threads(self) -> int:
@@ -300,6 +311,8 @@ class GemmConfig:
         if not isinstance(self.pdl_prefetch, int) or not 0 <= self.pdl_prefetch < max(self.stages, 1):
             raise ValueError(f"pdl_prefetch must be an int in 0..stages - 1 ({self.stages - 1}), got "
                              f"{self.pdl_prefetch!r}")
+        if self.row_perm not in (None, True, False):
+            raise ValueError(f"row_perm must be None (the default rule), True or False, got {self.row_perm!r}")
         if self.a_split != 1 and self.mainloop != "sm90":
             raise ValueError(f"a_split takes the wgmma mainloop (mainloop='sm90'), got mainloop={self.mainloop!r}")
         if self.launch_min_blocks and self.mainloop != "sm80":

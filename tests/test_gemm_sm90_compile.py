@@ -747,3 +747,22 @@ def test_row_perm_coordinates():
             g, tq = lane // 4, lane % 4
             banks.add((g % 4 + 4 * (4 * (g // 4 + 2 * w) + tq)) % 32)
         assert len(banks) == 32
+
+
+def test_row_perm_rule():
+    """`row_perm=None` (the default) permutes the wgmma kernel's weight rows where that measured faster (dense, one
+    atom per warpgroup, at most 128 activation rows); True / False force it; the mma.sync mainloop never uses it."""
+    kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a")
+    for m, n, k, want in ((64, 4096, 14336, True), (256, 8192, 8192, True), (4096, 8192, 8192, False),
+                          (1, 8192, 8192, False)):
+        cfg = default_config(m, n, k, **kw)
+        assert cfg.row_perm is None
+        assert cfg.use_row_perm == want, (m, n, k, cfg)
+        if cfg.mainloop == "sm90":
+            assert cfg.use_row_perm == (cfg.warp_n == 64 and cfg.block_m <= 128)
+            assert not cfg.with_(moe=True).use_row_perm and cfg.with_(moe=True, row_perm=True).use_row_perm
+            assert cfg.with_(row_perm=not want).use_row_perm == (not want)
+        else:
+            assert not cfg.with_(row_perm=True).use_row_perm
+    with pytest.raises(ValueError, match="row_perm"):
+        default_config(64, 4096, 4096, **kw).with_(row_perm="yes").validate()

@@ -1,7 +1,7 @@
 """GPU tests of `row_perm` on the wgmma mainloop (each warp dequantizes a permuted set of weight rows so that its
 packed-weight shared-memory loads are conflict-free; the accumulator rows follow the permutation into the
 epilogue): bitwise equal to the kernel without it, dense and MoE, across the epilogue and scheduling variants
-(the rest of the wgmma suite runs with it on, the default, against the reference)."""
+(the rest of the wgmma suite runs the default rule, `GemmConfig.use_row_perm`, against the reference)."""
 
 from __future__ import annotations
 
@@ -67,8 +67,8 @@ def test_row_perm_dense_bitwise(case, glu):
                 if "shared memory" not in str(e):
                     raise
                 cfg = cfg.with_(stages=cfg.stages - 1)
-    cfg = cfg.validate()
-    assert cfg.row_perm
+    cfg = cfg.with_(row_perm=True).validate()
+    assert cfg.use_row_perm
     off = cfg.with_(row_perm=False).validate()
     w = torch.randn(n, k, device="cuda")
     dt = torch.bfloat16 if a == "bfloat16" else torch.float16
@@ -109,7 +109,7 @@ def test_row_perm_moe_bitwise(block_m, bn, ws, extra, down):
     cfg = GemmConfig(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=block_m,
                      block_n=bn, warp_m=block_m, warp_n=extra.pop("warp_n", 64), stages=4, moe=True,
                      moe_top_k=top_k, moe_down=down, moe_mul_topk_weights=down, warp_specialized=ws,
-                     two_level_scales=False, **BASE, **extra).validate()
+                     two_level_scales=False, row_perm=True, **BASE, **extra).validate()
     outs = []
     for c in (cfg, cfg.with_(row_perm=False).validate()):
         outs.append(hc.moe_gemm(x, pw, s, ei, npost, top_k=top_k, block_m=block_m, topk_weights=tw,

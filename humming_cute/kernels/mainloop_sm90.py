@@ -93,7 +93,7 @@ class Sm90MixedGemm:
         self.k_steps = self.bk // self.mma_k
         # A fragments double-buffered in a_split pieces of `sub` k-steps each (cfg.a_split; 1: whole k-tiles)
         self.a_split = cfg.a_split
-        self.row_perm = cfg.row_perm
+        self.row_perm = cfg.use_row_perm
         self.sub = self.k_steps // cfg.a_split
         self.group = cfg.group_size
         self.srows = max(cfg.scale_rows, 1)
