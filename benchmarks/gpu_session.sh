@@ -123,7 +123,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8|tall-w4|tall-w8|tall-one|table-final|wgmma-pdl|m64-cn|moe-512|m64-k4|m64-ncu|rowperm-a|rowperm-b"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8|tall-w4|tall-w8|tall-one|table-final|wgmma-pdl|m64-cn|moe-512|m64-k4|m64-ncu|rowperm-a|rowperm-b|suite-a|suite-b|rowperm-staged|m64-2cta-w4"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -658,6 +658,27 @@ h.MOE_DECODE_BLOCK_32 = True; from humming_cute.bench.run import main; sys.exit(
     run 190 "${tag}_row_perm_probe_w4.log" python3 benchmarks/row_perm_probe.py --m 64,256,4096 \
       --moe qwen3-30b-a3b --moe-tokens 512,4096
     run 110 "${tag}_row_perm_probe_w8.log" python3 benchmarks/row_perm_probe.py --m 64,4096 --b int8 --group 0 ;;
+  suite-a)
+    # the GPU suite in two halves (one per GPU of a two-GPU host): wgmma GEMM and MoE side
+    run 420 "${tag}_gpu-tests-a.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_moe_gpu.py \
+      tests/test_gemm_sm90_gpu.py tests/test_moe_align_gpu.py tests/test_epilogue_gpu.py tests/test_row_perm_gpu.py \
+      tests/test_pdl_gpu.py tests/test_stream_k.py tests/test_bench_gpu.py tests/test_examples_gpu.py \
+      tests/test_kernel_disk_cache.py tests/test_autotune.py tests/test_moe_autotune.py ;;
+  suite-b)
+    # ... and the mma.sync / activation-quantization side
+    run 420 "${tag}_gpu-tests-b.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_warp_pipeline_gpu.py \
+      tests/test_gemm_gpu.py tests/test_act8_gpu.py tests/test_decode_fold_gpu.py tests/test_quantize_input_gpu.py \
+      tests/test_mma_int_compile.py ;;
+  rowperm-staged)
+    # row_perm where it lost (two-atom / 256-row tiles, MoE at 4096 tokens: the permuted C stores are 4-byte
+    # pieces): with the shared-memory staged C store, whose global stores are 16-byte row vectors either way
+    run 210 "${tag}_row_perm_probe_staged.log" python3 benchmarks/row_perm_probe.py --staged --m 256,4096 \
+      --shapes 8192x8192,28672x4096,4096x14336 --moe qwen3-30b-a3b --moe-tokens 4096 ;;
+  m64-2cta-w4)
+    # M = 64 at 4096 x 14336 with row_perm (the conflict-free weight loads): wgmma tiles two CTAs per SM again
+    run 150 "${tag}_config_probe_m64_2cta_w4_rowperm.log" python3 benchmarks/config_probe.py --m 64 \
+      --shapes 4096x14336 --families sm90 --ws --cluster --stages 3,4 --match 'x64 st[34] split(2|4)' --top 10 \
+      --budget-s 110 ;;
   moe-512)
     # Qwen3-30B-A3B-like 512 tokens (1.07 / 1.10x the peer, which runs 48 x 512 x 64 / 40 x 512 x 64 tiles with
     # stream-K there): 48-row wgmma blocks 512 wide (two atoms per warpgroup, four consumer warpgroups, a_split 2:

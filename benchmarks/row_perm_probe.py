@@ -2,6 +2,7 @@
 its packed-weight shared-memory loads are conflict-free), in alternating rounds: dense fp16 x (--b, --group) at
 every M in --m over --shapes, then MoE presets at --moe-tokens. Each pair is first checked bitwise equal, then
 timed with `humming_cute.bench.timing.bench_ms` (L2 flushed, CUDA-graph replay); medians of --rounds rounds.
+With --staged both also with the shared-memory staged C store.
 
     python3 benchmarks/row_perm_probe.py --m 64,256,4096 --b uint4 --group 128
 """
@@ -29,23 +30,44 @@ p.add_argument("--group", type=int, default=128)
 p.add_argument("--rounds", type=int, default=3)
 p.add_argument("--moe", default="", help="comma-separated MoE presets (fp16 x uint4 g128), e.g. qwen3-30b-a3b")
 p.add_argument("--moe-tokens", default="512,4096")
+p.add_argument("--staged", action="store_true", help="also both with the staged C store (staged_store=True)")
 args = p.parse_args()
 arch, _ = print_header()
 torch.manual_seed(0)
 
 
-def ab(label: str, run_on, run_off) -> None:
-    """Bitwise check, then `rounds` alternating timings of the two, medians."""
-    y_on, y_off = run_on().clone(), run_off().clone()
-    same = torch.equal(y_on, y_off)
-    on, off = [], []
+def ab(label: str, runs: dict) -> None:
+    """Bitwise check against the first variant ("off"), then `rounds` timings of every variant, the order reversed
+    every other round, medians, each over the first's time."""
+    names = list(runs)
+    ref = runs[names[0]]().clone()
+    differ = [n for n in names[1:] if not torch.equal(runs[n](), ref)]
+    times = {n: [] for n in names}
     for r in range(args.rounds):
-        pair = [(on, run_on), (off, run_off)]
-        for dst, fn in (pair if r % 2 == 0 else pair[::-1]):
-            dst.append(bench_ms(fn, 60) * 1e3)
-    t_on, t_off = statistics.median(on), statistics.median(off)
-    print(f"  {label:58s} off {t_off:8.1f}us  on {t_on:8.1f}us  x{t_on / t_off:.3f}"
-          f"{'' if same else '  OUTPUTS DIFFER'}", flush=True)
+        for n in (names if r % 2 == 0 else names[::-1]):
+            times[n].append(bench_ms(runs[n], 60) * 1e3)
+    med = {n: statistics.median(t) for n, t in times.items()}
+    cols = "  ".join(f"{n} {med[n]:8.1f}us" + (f" x{med[n] / med[names[0]]:.3f}" if i else "")
+                     for i, n in enumerate(names))
+    print(f"  {label:58s} {cols}{'  OUTPUTS DIFFER: ' + ', '.join(differ) if differ else ''}", flush=True)
+
+
+def variants(cfg) -> dict:
+    """off / on, and with --staged the two with the shared-memory staged C store (16-byte row vectors; fewer
+    pipeline stages where the staging tile needs them)."""
+    out = {"off": cfg.with_(row_perm=False).validate(), "on": cfg.with_(row_perm=True).validate()}
+    if args.staged and not cfg.staged_store:
+        for name in ("off", "on"):
+            c = out[name].with_(staged_store=True)
+            while True:
+                try:
+                    out[f"{name}+staged"] = c.validate()
+                    break
+                except ValueError as e:
+                    if "shared memory" not in str(e) or c.stages <= 2:
+                        break
+                    c = c.with_(stages=c.stages - 1)
+    return out
 
 
 print(f"# fp16 x {args.b} group {args.group}; row_perm off / on, {args.rounds} rounds", flush=True)
@@ -60,11 +82,11 @@ for shape in args.shapes.split(","):
         if cfg.mainloop != "sm90":
             print(f"  N={n} K={k} M={m}: the default is {cfg.mainloop} (row_perm is a wgmma option)", flush=True)
             continue
-        on, off = cfg.with_(row_perm=True).validate(), cfg.with_(row_perm=False).validate()
         out = torch.empty(m, n, device="cuda", dtype=torch.float16)
         ab(f"N={n} K={k} M={m} {cfg.block_m}x{cfg.block_n}x{cfg.block_k} wn{cfg.warp_n} split{cfg.split_k} "
            f"(default {'on' if cfg.use_row_perm else 'off'})",
-           lambda: hc.gemm(x, pw, config=on, out=out), lambda: hc.gemm(x, pw, config=off, out=out))
+           {name: (lambda c=c, x=x, pw=pw, out=out: hc.gemm(x, pw, config=c, out=out))
+            for name, c in variants(cfg).items()})
 for preset in filter(None, args.moe.split(",")):
     pr = MOE_PRESETS[preset]
     e, top_k = pr["num_experts"], pr["top_k"]
@@ -83,7 +105,6 @@ for preset in filter(None, args.moe.split(",")):
             if cfg.mainloop != "sm90":
                 print(f"  {preset} {proj} tokens={tokens}: the default is {cfg.mainloop}", flush=True)
                 continue
-            on, off = cfg.with_(row_perm=True).validate(), cfg.with_(row_perm=False).validate()
             out = torch.zeros(tokens, top_k, n, device="cuda", dtype=torch.float16)
 
             def call(c, s=s, ei=ei, npost=npost, x=x, pw=pw, bm=bm, tw=tw, down=down, out=out, top_k=top_k):
@@ -91,5 +112,5 @@ for preset in filter(None, args.moe.split(",")):
                                    mul_topk_weights=down, is_down=down, out=out, config=c)
             ab(f"{preset} {proj} tokens={tokens} bm{bm} bn{cfg.block_n} wn{cfg.warp_n} "
                f"(default {'on' if cfg.use_row_perm else 'off'})",
-               lambda c=on, f=call: f(c), lambda c=off, f=call: f(c))
+               {name: (lambda c=c, f=call: f(c)) for name, c in variants(cfg).items()})
 print("done", flush=True)
