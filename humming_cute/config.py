@@ -170,7 +170,7 @@ class GemmConfig:
     # g // 4 + 2 w (+ 8) instead of 16 w + g (+ 8): the 32 lanes read 32 banks; the accumulator rows follow the same
     # permutation into the epilogue's coordinates, so each warp's C stores are 4-byte pieces of 4 row groups instead
     # of 16 contiguous bytes (the mma.sync mainloop ignores it). None: on where it measured faster on the H200: dense
-    # GEMMs with one weight atom per warpgroup and at most 128 activation rows (`use_row_perm`)
+    # GEMMs with at most 128 activation rows and one weight atom per warpgroup or the staged store (`use_row_perm`)
     row_perm: Optional[bool] = None
 
     def __post_init__(self):
@@ -210,7 +210,7 @@ class GemmConfig:
             return False
         if self.row_perm is not None:
             return bool(self.row_perm)
-        return not self.moe and self.warp_n == 64 and self.block_m <= 128
+        return not self.moe and self.block_m <= 128 and (self.warp_n == 64 or self.staged_store)
 
     @property
     def num_threads(self) -> int:

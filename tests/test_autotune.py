@@ -353,20 +353,23 @@ def test_candidates_cover_the_sm90_scheduling_options():
 def test_wgmma_candidates_start_with_the_default_tile():
     """On sm_90a the wgmma candidates of the default's tile shape come first (after, from M = 1024 with 16-bit
     activations, three tall tiles: 176 x 256 two-atom with a_split 4, multicast 2 or not, and 192 x 128, producer
-    warpgroup, persistent), so a short candidate list (the shipped tables use 8) still times its deeper-pipeline,
-    producer-warpgroup and multicast variants."""
+    warpgroup, persistent; then, from M = 256, the default with the staged C store), so a short candidate list
+    still times its deeper-pipeline, producer-warpgroup and multicast variants."""
     from humming_cute.tune.heuristics import default_config
 
     base = default_config(4096, 28672, 4096, a_dtype="float16", b_dtype="uint4", c_dtype="float16",
                           group_size=128, arch="sm_90a")
     assert base.mainloop == "sm90" and base.block_m == 256
-    cands = at.candidate_configs(base, 4096, 28672, 4096, max_candidates=8)
+    cands = at.candidate_configs(base, 4096, 28672, 4096, max_candidates=10)
     wg = [c for c in cands[1:] if c.mainloop == "sm90"]
     tall = [(c.block_m, c.block_n, c.warp_n, c.a_split, c.cluster_n, c.warp_specialized, c.persistent_ctas)
             for c in wg[:3]]
     assert tall == [(176, 256, 128, 4, 2, True, 132), (176, 256, 128, 4, 1, True, 132),
                     (192, 128, 64, 1, 1, True, 132)]
-    wg = wg[3:]
+    # then the default with the staged C store (`heuristics.DENSE_WGMMA_STAGED`), its pipeline cut to fit
+    assert wg[3] == base.with_(staged_store=True, stages=wg[3].stages) and wg[3].stages <= base.stages
+    assert not any(c.staged_store for c in wg[4:])
+    wg = wg[4:]
     assert len(wg) >= 3 and all((c.block_m, c.block_n) == (base.block_m, base.block_n) for c in wg[:3])
     assert any(c.stages > base.stages and not c.warp_specialized and c.cluster_n == 1 for c in wg)
     assert any(c.warp_specialized for c in wg) and any(c.cluster_n == 2 for c in wg)
@@ -438,3 +441,17 @@ def test_tables_dir_from_the_environment(tmp_path):
     env.pop("HUMMING_CUTE_TABLES_DIR")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == os.path.join(at.TABLES_DIR, "NVIDIA_H200.json")
+
+
+def test_staged_store_entries():
+    """`staged_store` is a tuned field: an entry with it applies it (on a dense wgmma default), one written before
+    the field existed applies without it."""
+    from humming_cute.tune.heuristics import default_config
+
+    base = default_config(4096, 8192, 8192, a_dtype="float16", b_dtype="uint4", c_dtype="float16",
+                          group_size=128, arch="sm_90a")
+    staged = base.with_(staged_store=True, stages=6).validate()
+    entry = {"config": {f: getattr(staged, f) for f in at.TUNED_FIELDS}}
+    assert at.apply_entry(base, entry) == staged
+    del entry["config"]["staged_store"]
+    assert at.apply_entry(base, entry) == base.with_(stages=6)

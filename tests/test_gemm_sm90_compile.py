@@ -750,8 +750,8 @@ def test_row_perm_coordinates():
 
 
 def test_row_perm_rule():
-    """`row_perm=None` (the default) permutes the wgmma kernel's weight rows where that measured faster (dense, one
-    atom per warpgroup, at most 128 activation rows); True / False force it; the mma.sync mainloop never uses it."""
+    """`row_perm=None` (the default) permutes the wgmma kernel's weight rows where that measured faster (dense, at
+    most 128 activation rows, one atom per warpgroup or the staged store); True / False force it; the mma.sync mainloop never uses it."""
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a")
     for m, n, k, want in ((64, 4096, 14336, True), (256, 8192, 8192, True), (4096, 8192, 8192, False),
                           (1, 8192, 8192, False)):
@@ -764,5 +764,37 @@ def test_row_perm_rule():
             assert cfg.with_(row_perm=not want).use_row_perm == (not want)
         else:
             assert not cfg.with_(row_perm=True).use_row_perm
+    two = default_config(4096, 8192, 8192, **kw)                # 128 x 256, two atoms per warpgroup
+    assert two.warp_n == 128 and not two.use_row_perm and two.with_(staged_store=True).use_row_perm
+    assert not default_config(4096, 28672, 4096, **kw).with_(staged_store=True).use_row_perm   # (256 rows)
     with pytest.raises(ValueError, match="row_perm"):
         default_config(64, 4096, 4096, **kw).with_(row_perm="yes").validate()
+
+
+def test_dense_staged_default(monkeypatch):
+    """`heuristics.DENSE_WGMMA_STAGED` (off by default): dense wgmma configs of 16-bit activations from M = 256
+    take the staged C store, their pipeline cut to fit shared memory; split, GLU, MoE, 8-bit and smaller-M configs
+    keep theirs. With the staged store `row_perm` stays on for two-atom 128-row tiles (off for 256-row ones)."""
+    import humming_cute.tune.heuristics as h
+    from humming_cute.config import smem_bytes
+
+    kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a")
+    plain = {mnk: default_config(*mnk, **kw) for mnk in ((4096, 8192, 8192), (4096, 28672, 4096), (256, 8192, 8192),
+                                                           (64, 4096, 14336))}
+    assert not any(c.staged_store for c in plain.values())
+    monkeypatch.setattr(h, "DENSE_WGMMA_STAGED", True)
+    for mnk, before in plain.items():
+        cfg = default_config(*mnk, **kw).validate()
+        if mnk[0] >= 256:
+            assert cfg == before.with_(staged_store=True, stages=cfg.stages) and cfg.stages <= before.stages
+            assert smem_bytes(cfg) <= 227 * 1024
+            assert cfg.use_row_perm == (cfg.block_m <= 128)
+        else:
+            assert cfg == before
+    assert default_config(4096, 8192, 8192, **kw).warp_n == 128                # (a two-atom tile, permuted)
+    glu = default_config(4096, 8192, 8192, glu=True, **kw)
+    monkeypatch.setattr(h, "DENSE_WGMMA_STAGED", False)
+    assert glu == default_config(4096, 8192, 8192, glu=True, **kw)
+    a8 = dict(kw, a_dtype="float8e4m3", b_dtype="int4", group_size=0)
+    monkeypatch.setattr(h, "DENSE_WGMMA_STAGED", True)
+    assert not default_config(4096, 8192, 8192, **a8).staged_store

@@ -33,10 +33,10 @@ __all__ = ["autotune", "candidate_configs", "lookup", "tuned_config", "apply_ent
 #: the config fields an entry stores (the tiling and scheduling); everything else comes from the call
 TUNED_FIELDS = ("block_m", "block_n", "block_k", "warp_m", "warp_n", "warp_k", "stages", "split_k", "mainloop",
                 "two_level_scales", "warp_specialized", "cluster_split_k", "cluster_n", "persistent_ctas", "stream_k",
-                "warp_pipeline", "a_split")
+                "warp_pipeline", "a_split", "staged_store")
 #: scheduling options an entry may lack (written before they existed), and their "off" values
 _OFF_UNLESS_GIVEN = {"warp_specialized": False, "cluster_split_k": False, "cluster_n": 1, "persistent_ctas": 0,
-                     "stream_k": False, "warp_pipeline": False, "a_split": 1}
+                     "stream_k": False, "warp_pipeline": False, "a_split": 1, "staged_store": False}
 #: mma.sync-only options of a decode default that a wgmma candidate drops
 _MMA_SYNC_ONLY_OFF = dict(warp_pipeline=False, rows8=False, a_rows8=False, swap_ab=False, fold_offsets=False,
                           launch_min_blocks=0, pdl=False)
@@ -295,6 +295,16 @@ def candidate_configs(base: GemmConfig, m: int, n_pad: int, k_pad: int, *, num_s
         # of 3 took 0.91x the time, benchmarks/results/2026-11-30_h200_config_probe_cluster_n_28672.log)
         sm90_list.sort(key=lambda c: (c.block_m != base.block_m, c.block_n != base.block_n,
                                       c.split_k != base.split_k))
+    if base.mainloop == "sm90" and m >= 256 and not base.glu and not base.staged_store:
+        # the default tile with the staged C store first (H200, W4 g128 at M = 256 / 4096 on three shapes: 0.93-0.98x
+        # the plain store's time, `heuristics.DENSE_WGMMA_STAGED`)
+        from .heuristics import with_dense_staging
+
+        staged = with_dense_staging(base, m)
+        if staged.staged_store:
+            first: list = []
+            add(staged, first)
+            sm90_list = first + sm90_list
     if arch.sm == 90 and m >= 1024 and base.a_dtype in ("float16", "bfloat16") and k_pad % 64 == 0:
         # tall tiles first (a small max_candidates keeps them): 176 x 256 of two weight atoms per warpgroup with the
         # A fragments in 4 pieces (`a_split`), the activation tile multicast over 2 CTAs or not, and 192 x 128, all

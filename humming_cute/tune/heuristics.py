@@ -145,6 +145,14 @@ WGMMA_MOE_ODD_BLOCKS = True
 #: 128 x 128-deep default
 WGMMA_TWO_ATOMS = True
 
+#: dense wgmma GEMMs of 16-bit activations from M = 256 (unsplit, no GLU: those stage already) with the staged C store
+#: (accumulators through shared memory, 16-byte row vectors to global; the pipeline cut to fit beside the staging
+#: tile). H200, fp16 x uint4 g128, 3 alternating rounds (benchmarks/results/2026-11-30_h200_row_perm_probe_staged.log):
+#: 0.93-0.98x the plain store's time at 8192^2, 28672 x 4096 and 4096 x 14336, M = 256 / 4096 (with `row_perm` on the
+#: 128-row tiles, off on the 256-row ones). Off until the benches have run with it (M = 1024 / 8192, 8-bit weights and
+#: the tuning table's tiles are not yet measured); `autotune` times it as a candidate
+DENSE_WGMMA_STAGED = False
+
 
 def _deepest_stages(cfg: GemmConfig, arch: str, most: int = 8) -> GemmConfig:
     """`cfg` with the most pipeline stages (up to `most`) that fit the arch's shared memory."""
@@ -207,6 +215,18 @@ def with_glu_staging(cfg: GemmConfig, keep_block_m: bool = False) -> GemmConfig:
     out = fitted(cfg)
     if out.stages < 3 and cfg.block_n > 128:
         out = fitted(cfg.with_(block_n=128, stages=max(cfg.stages, 3)))
+    return out
+
+
+def with_dense_staging(cfg: GemmConfig, m: int) -> GemmConfig:
+    """A dense wgmma config of 16-bit activations at M >= 256 (unsplit, no stream-K) with the staged C store, its
+    pipeline cut to fit beside the staging tile; other configs as they are (`DENSE_WGMMA_STAGED`)."""
+    if (cfg.mainloop != "sm90" or cfg.moe or cfg.glu or cfg.staged_store or m < 256 or cfg.split_k > 1
+            or cfg.stream_k or cfg.a_dtype not in ("float16", "bfloat16")):
+        return cfg
+    out = cfg.with_(staged_store=True)
+    while smem_bytes(out) > get_arch("sm_90a").smem_per_block_bytes and out.stages > 2:
+        out = out.with_(stages=out.stages - 1)
     return out
 
 
@@ -330,6 +350,8 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
                                             warp_specialized=True, persistent_ctas=0), "sm_90a")
         if not glu and mainloop is None:
             cfg = with_stream_k(cfg, m, n_pad, k_pad, num_sms)
+            if DENSE_WGMMA_STAGED:
+                cfg = with_dense_staging(cfg, m)
         return with_glu_staging(cfg) if glu else cfg
     if m <= 16:
         bm, wm = 16, 16
