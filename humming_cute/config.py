@@ -148,10 +148,10 @@ class GemmConfig:
     # take up to 255 registers per thread where without it some decode kernels were cut to 64-96 and spilled
     launch_min_blocks: int = 0
     # programmatic dependent launch (sm_90+, dense, 16-bit activations; wgmma without a persistent grid): the
-    # kernel may start while the previous kernel on the stream finishes; it copies its first weight / scale stages, then waits for that grid
-    # (griddepcontrol.wait) before it reads the activations or writes anything, and lets the next one start after
-    # its main loop. Weights, scales, zero points and bias are read before the wait: nothing launched just before
-    # may write them
+    # kernel may start while the previous kernel on the stream finishes; it copies its first weight / scale
+    # stages, then waits for that grid (griddepcontrol.wait) before it reads the activations or writes anything,
+    # and lets the next one start after its main loop. Weights, scales, zero points and bias are read before the
+    # wait: nothing launched just before may write them
     pdl: bool = False
     # with pdl: how many leading pipeline stages' weights are copied before the wait (0: all stages - 1). They join
     # the first stage's cp.async group, so the first k-tile waits for all of them: fewer start the main loop

@@ -751,7 +751,8 @@ def test_row_perm_coordinates():
 
 def test_row_perm_rule():
     """`row_perm=None` (the default) permutes the wgmma kernel's weight rows where that measured faster (dense, at
-    most 128 activation rows, one atom per warpgroup or the staged store); True / False force it; the mma.sync mainloop never uses it."""
+    most 128 activation rows, one atom per warpgroup or the staged store); True / False force it; the mma.sync
+    mainloop never uses it."""
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a")
     for m, n, k, want in ((64, 4096, 14336, True), (256, 8192, 8192, True), (4096, 8192, 8192, False),
                           (1, 8192, 8192, False)):

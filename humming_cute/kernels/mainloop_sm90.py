@@ -37,7 +37,6 @@ _CHUNK = 128      # int32 words per innermost TMA box row of the packed weight
 _RASTER_M = 8     # block rows that sweep all of N together (A tiles stay in L2 while the weights stream)
 
 
-
 def c_coordinates(bm: int, row_perm: bool):
     """The (weight row n, activation row m) coordinates of one atom's wgmma C tile (ATOM_N x bm). With `row_perm`,
     A row r = g0 + 4 g1 + 8 h + 16 w (lane group g = g0 + 4 g1 of warp w, half h) holds weight row
