@@ -123,7 +123,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8|tall-w4|tall-w8|tall-one|table-final|wgmma-pdl|m64-cn|moe-512|m64-k4|m64-ncu|rowperm-a|rowperm-b|suite-a|suite-b|rowperm-staged|m64-2cta-w4"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8|tall-w4|tall-w8|tall-one|table-final|wgmma-pdl|m64-cn|moe-512|m64-k4|m64-ncu|rowperm-a|rowperm-b|suite-a|suite-b|rowperm-staged|m64-2cta-w4|staged-w4|staged-w8"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -679,6 +679,17 @@ h.MOE_DECODE_BLOCK_32 = True; from humming_cute.bench.run import main; sys.exit(
     run 150 "${tag}_config_probe_m64_2cta_w4_rowperm.log" python3 benchmarks/config_probe.py --m 64 \
       --shapes 4096x14336 --families sm90 --ws --cluster --stages 3,4 --match 'x64 st[34] split(2|4)' --top 10 \
       --budget-s 110 ;;
+  staged-w4|staged-w8)
+    # the W4 / W8 benches at M = 256-8192 with heuristics.DENSE_WGMMA_STAGED on (the staged C store for dense wgmma
+    # GEMMs from M = 256; the README runs are without it): decides whether it becomes the default (the JSON's
+    # command line does not show the switch: say so where the run is cited)
+    if [ "$step" = staged-w4 ]; then fmt="--b-dtype uint4 --group-size 128"; name=w4a16_g128; else
+      fmt="--b-dtype int8 --group-size 0"; name=w8a16_channel; fi
+    run 300 "${tag}_${name}_staged.log" python3 -c "import sys
+import humming_cute.tune.heuristics as h
+from humming_cute.bench.run import main
+h.DENSE_WGMMA_STAGED = True
+raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/${tag}_${name}_staged.json" ;;
   moe-512)
     # Qwen3-30B-A3B-like 512 tokens (1.07 / 1.10x the peer, which runs 48 x 512 x 64 / 40 x 512 x 64 tiles with
     # stream-K there): 48-row wgmma blocks 512 wide (two atoms per warpgroup, four consumer warpgroups, a_split 2:
