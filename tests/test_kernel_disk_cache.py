@@ -25,17 +25,17 @@ def _no_compile(key):
 
 
 def test_switch(monkeypatch, tmp_path):
-    """On by default; switched off (DISK_CACHE_VERIFIED = False) a set HUMMING_CUTE_KERNEL_CACHE warns once; on, the
+    """On by default; switched off (DISK_CACHE_ENABLED = False) a set HUMMING_CUTE_KERNEL_CACHE warns once; on, the
     variable names the directory, '0' / 'off' turn it off, unset means ~/.cache/humming_cute/kernels."""
-    assert rc.DISK_CACHE_VERIFIED is True                               # (the shipped default)
-    monkeypatch.setattr(rc, "DISK_CACHE_VERIFIED", False)
+    assert rc.DISK_CACHE_ENABLED is True                               # (the shipped default)
+    monkeypatch.setattr(rc, "DISK_CACHE_ENABLED", False)
     monkeypatch.setattr(rc, "_warned", set())
     monkeypatch.setenv("HUMMING_CUTE_KERNEL_CACHE", str(tmp_path))
     with pytest.warns(RuntimeWarning, match="switched off"):
         assert rc.disk_cache_dir() is None
     monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)              # (not the switch of this cache)
     assert rc.disk_cache_dir() is None
-    monkeypatch.setattr(rc, "DISK_CACHE_VERIFIED", True)
+    monkeypatch.setattr(rc, "DISK_CACHE_ENABLED", True)
     assert rc.disk_cache_dir() == str(tmp_path)
     for off in ("0", "off", "OFF", "false"):
         monkeypatch.setenv("HUMMING_CUTE_KERNEL_CACHE", off)
@@ -66,7 +66,7 @@ def test_export_and_load(monkeypatch, tmp_path):
     """A kernel compiled in one cache is written to disk; a fresh cache (a new process) loads it without compiling:
     the GEMM's TVM-FFI function, which checks its 14 parameters; a file that does not load is compiled again and
     rewritten; the memory cache answers before the disk."""
-    monkeypatch.setattr(rc, "DISK_CACHE_VERIFIED", True)
+    monkeypatch.setattr(rc, "DISK_CACHE_ENABLED", True)
     monkeypatch.setenv("HUMMING_CUTE_KERNEL_CACHE", str(tmp_path))
     cfg = _cfg()
     first = rc.KernelCache("gemm")
@@ -110,7 +110,7 @@ def test_aux_families(monkeypatch, tmp_path, family):
     moe_align, moe_gather, qi = (importlib.import_module(f"humming_cute.{m}")
                                  for m in ("moe_align", "moe_gather", "quantize_input"))
 
-    monkeypatch.setattr(rc, "DISK_CACHE_VERIFIED", True)
+    monkeypatch.setattr(rc, "DISK_CACHE_ENABLED", True)
     monkeypatch.setenv("HUMMING_CUTE_KERNEL_CACHE", str(tmp_path))
     cfg, fn, name, nargs = {
         "moe_align": (moe_align.MoeAlignConfig(8, 16, 64, False, "sm_90a"), moe_align.compile_moe_align,
@@ -134,11 +134,11 @@ def test_not_cached(monkeypatch, tmp_path):
     """No disk copy while the cache is off, for a family without a name, or for a custom Python activation (its
     function has no stable key)."""
     monkeypatch.setenv("HUMMING_CUTE_KERNEL_CACHE", str(tmp_path))
-    monkeypatch.setattr(rc, "DISK_CACHE_VERIFIED", False)
-    monkeypatch.setattr(rc, "_warned", {"unverified"})
+    monkeypatch.setattr(rc, "DISK_CACHE_ENABLED", False)
+    monkeypatch.setattr(rc, "_warned", {"disabled"})
     made = []
     assert rc.KernelCache("gemm").get(_cfg(), lambda key: made.append(key) or object()) is not None
-    monkeypatch.setattr(rc, "DISK_CACHE_VERIFIED", True)
+    monkeypatch.setattr(rc, "DISK_CACHE_ENABLED", True)
     assert rc.KernelCache().get(_cfg(), lambda key: made.append(key) or object()) is not None
     custom = _cfg().with_(custom_activation=lambda v: v * 2.0)
     assert rc.KernelCache("gemm").get(custom, lambda key: made.append(key) or object()) is not None
@@ -153,7 +153,7 @@ def test_loaded_kernel_matches_on_the_gpu(monkeypatch, tmp_path):
     from humming_cute.arch import current_arch
     from humming_cute.quant.weight import quantize_weight
 
-    monkeypatch.setattr(rc, "DISK_CACHE_VERIFIED", True)
+    monkeypatch.setattr(rc, "DISK_CACHE_ENABLED", True)
     monkeypatch.setenv("HUMMING_CUTE_KERNEL_CACHE", str(tmp_path))
     torch.manual_seed(0)
     qw = quantize_weight(torch.randn(2048, 2048, device="cuda"), "uint4", 128, "float16")
@@ -181,7 +181,7 @@ def test_loaded_aux_kernels_match_on_the_gpu(monkeypatch, tmp_path):
 
     import humming_cute as hc
 
-    monkeypatch.setattr(rc, "DISK_CACHE_VERIFIED", True)
+    monkeypatch.setattr(rc, "DISK_CACHE_ENABLED", True)
     monkeypatch.setenv("HUMMING_CUTE_KERNEL_CACHE", str(tmp_path))
     mods = {m: importlib.import_module(f"humming_cute.{m}") for m in ("moe_align", "moe_gather", "quantize_input")}
     torch.manual_seed(0)

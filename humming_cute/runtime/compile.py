@@ -22,11 +22,11 @@ from typing import Optional
 
 from ..config import GemmConfig
 
-__all__ = ["KernelCache", "get_kernel", "compile_stats", "clear_cache", "disk_cache_dir", "DISK_CACHE_VERIFIED"]
+__all__ = ["KernelCache", "get_kernel", "compile_stats", "clear_cache", "disk_cache_dir", "DISK_CACHE_ENABLED"]
 
 #: the on-disk kernel cache (export, key, load CPU-tested; a kernel loaded from disk launches on the GPU and matches
 #: the compiled one bitwise: tests/test_kernel_disk_cache.py) is on by default; False turns it off for the process
-DISK_CACHE_VERIFIED = True
+DISK_CACHE_ENABLED = True
 _EXPORT_NAME = "hc_kernel"          # the exported function's name inside each object file
 _OFF = ("0", "off", "false", "no", "none")
 _warned: set = set()
@@ -44,10 +44,10 @@ def disk_cache_dir() -> Optional[str]:
     v = os.environ.get("HUMMING_CUTE_KERNEL_CACHE")
     if v is not None and v.strip().lower() in _OFF:
         return None
-    if not DISK_CACHE_VERIFIED:
+    if not DISK_CACHE_ENABLED:
         if v:
-            _warn_once("unverified", "HUMMING_CUTE_KERNEL_CACHE is set, but the on-disk kernel cache is switched off "
-                                     "(runtime.compile.DISK_CACHE_VERIFIED = False); kernels are compiled per process")
+            _warn_once("disabled", "HUMMING_CUTE_KERNEL_CACHE is set, but the on-disk kernel cache is switched off "
+                                     "(runtime.compile.DISK_CACHE_ENABLED = False); kernels are compiled per process")
         return None
     return v or os.path.join(os.path.expanduser("~"), ".cache", "humming_cute", "kernels")
 
