@@ -123,7 +123,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8|tall-w4|tall-w8|tall-one|table-final|wgmma-pdl|m64-cn|moe-512|m64-k4|m64-ncu|rowperm-a|rowperm-b|suite-a|suite-b|rowperm-staged|m64-2cta-w4|staged-w4|staged-w8|w8-8warp"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8|tall-w4|tall-w8|tall-one|table-final|wgmma-pdl|m64-cn|moe-512|m64-k4|m64-ncu|rowperm-a|rowperm-b|suite-a|suite-b|rowperm-staged|m64-2cta-w4|staged-w4|staged-w8|w8-8warp|ring-tests|store-w4|store-w8"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -690,6 +690,16 @@ import humming_cute.tune.heuristics as h
 from humming_cute.bench.run import main
 h.DENSE_WGMMA_STAGED = True
 raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/${tag}_${name}_staged.json" ;;
+  ring-tests)
+    # the staged C store with its staging tiles in the activation ring (`GemmConfig.staging_in_ring`): the GPU tests
+    # of the staged store (dense, GLU, two atoms, multicast, row_perm, MoE), each bitwise against the direct store
+    run 400 "${tag}_staging-in-ring-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_gemm_sm90_gpu.py \
+      tests/test_row_perm_gpu.py tests/test_moe_gpu.py -k "staged or cluster_n or two_atoms or glu" ;;
+  store-w4|store-w8)
+    # the default configs' direct C store against the staged store (in the ring where the CTA runs one tile), 3
+    # alternating rounds, M = 256-8192 on the four shapes
+    if [ "$step" = store-w4 ]; then fmt="--b uint4 --group 128"; name=w4; else fmt="--b int8 --group 0"; name=w8; fi
+    run 250 "${tag}_store_probe_${name}.log" python3 benchmarks/row_perm_probe.py --store $fmt --m 256,1024,4096,8192 ;;
   w8-8warp)
     # W8 4096^2 decode (1.04-1.09x the peer flushed, whose kernel runs 132 CTAs of 8 warps on 8 x 128 x 128 tiles,
     # 2026-11-30_h200_peer_ncu_w8_m1.txt; ours 128 CTAs of 4 warps): 8 K-split warps per CTA, 64 / 128-wide tiles

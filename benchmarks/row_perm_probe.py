@@ -2,9 +2,12 @@
 its packed-weight shared-memory loads are conflict-free), in alternating rounds: dense fp16 x (--b, --group) at
 every M in --m over --shapes, then MoE presets at --moe-tokens. Each pair is first checked bitwise equal, then
 timed with `humming_cute.bench.timing.bench_ms` (L2 flushed, CUDA-graph replay); medians of --rounds rounds.
-With --staged both also with the shared-memory staged C store.
+With --staged both also with the shared-memory staged C store. With --store the default config (its own
+row_perm) against the same config with the staged C store instead (the staging tiles in the activation ring where
+the CTA runs one output tile, `GemmConfig.staging_in_ring`; else beside it, pipeline cut to fit).
 
     python3 benchmarks/row_perm_probe.py --m 64,256,4096 --b uint4 --group 128
+    python3 benchmarks/row_perm_probe.py --store --m 256,1024,4096,8192
 """
 import argparse
 import os
@@ -31,6 +34,7 @@ p.add_argument("--rounds", type=int, default=3)
 p.add_argument("--moe", default="", help="comma-separated MoE presets (fp16 x uint4 g128), e.g. qwen3-30b-a3b")
 p.add_argument("--moe-tokens", default="512,4096")
 p.add_argument("--staged", action="store_true", help="also both with the staged C store (staged_store=True)")
+p.add_argument("--store", action="store_true", help="direct / staged C store on the default configs instead")
 args = p.parse_args()
 arch, _ = print_header()
 torch.manual_seed(0)
@@ -49,28 +53,42 @@ def ab(label: str, runs: dict) -> None:
     med = {n: statistics.median(t) for n, t in times.items()}
     cols = "  ".join(f"{n} {med[n]:8.1f}us" + (f" x{med[n] / med[names[0]]:.3f}" if i else "")
                      for i, n in enumerate(names))
-    print(f"  {label:58s} {cols}{'  OUTPUTS DIFFER: ' + ', '.join(differ) if differ else ''}", flush=True)
+    print(f"  {label:66s} {cols}{'  OUTPUTS DIFFER: ' + ', '.join(differ) if differ else ''}", flush=True)
+
+
+def with_staging(c):
+    """`c` with the staged C store, fewer pipeline stages where the staging tiles need them; None if none fit."""
+    c = c.with_(staged_store=True)
+    while True:
+        try:
+            return c.validate()
+        except ValueError as e:
+            if "shared memory" not in str(e) or c.stages <= 2:
+                return None
+            c = c.with_(stages=c.stages - 1)
 
 
 def variants(cfg) -> dict:
-    """off / on, and with --staged the two with the shared-memory staged C store (16-byte row vectors; fewer
-    pipeline stages where the staging tile needs them)."""
+    """off / on, and with --staged the two with the shared-memory staged C store (16-byte row vectors); with
+    --store the default's direct store and its staged store."""
+    if args.store:
+        direct = cfg.with_(staged_store=False).validate()
+        staged = with_staging(direct)
+        out = {"direct": direct}
+        if staged is not None:
+            out[f"staged{'(ring)' if staged.staging_in_ring else f'(st{staged.stages})'}"] = staged
+        return out
     out = {"off": cfg.with_(row_perm=False).validate(), "on": cfg.with_(row_perm=True).validate()}
     if args.staged and not cfg.staged_store:
         for name in ("off", "on"):
-            c = out[name].with_(staged_store=True)
-            while True:
-                try:
-                    out[f"{name}+staged"] = c.validate()
-                    break
-                except ValueError as e:
-                    if "shared memory" not in str(e) or c.stages <= 2:
-                        break
-                    c = c.with_(stages=c.stages - 1)
+            c = with_staging(out[name])
+            if c is not None:
+                out[f"{name}+staged"] = c
     return out
 
 
-print(f"# fp16 x {args.b} group {args.group}; row_perm off / on, {args.rounds} rounds", flush=True)
+print(f"# fp16 x {args.b} group {args.group}; {'direct / staged C store' if args.store else 'row_perm off / on'}, "
+      f"{args.rounds} rounds", flush=True)
 for shape in args.shapes.split(","):
     n, k = map(int, shape.split("x"))
     qw = hc.quantize_weight(torch.randn(n, k, device="cuda"), args.b, args.group)
@@ -83,8 +101,9 @@ for shape in args.shapes.split(","):
             print(f"  N={n} K={k} M={m}: the default is {cfg.mainloop} (row_perm is a wgmma option)", flush=True)
             continue
         out = torch.empty(m, n, device="cuda", dtype=torch.float16)
-        ab(f"N={n} K={k} M={m} {cfg.block_m}x{cfg.block_n}x{cfg.block_k} wn{cfg.warp_n} split{cfg.split_k} "
-           f"(default {'on' if cfg.use_row_perm else 'off'})",
+        tile = (f"{cfg.block_m}x{cfg.block_n}x{cfg.block_k} wn{cfg.warp_n} st{cfg.stages} split{cfg.split_k}"
+                + (" ws" if cfg.warp_specialized else "") + (f" p{cfg.persistent_ctas}" if cfg.persistent_ctas else ""))
+        ab(f"N={n} K={k} M={m} {tile} (default {'on' if cfg.use_row_perm else 'off'})",
            {name: (lambda c=c, x=x, pw=pw, out=out: hc.gemm(x, pw, config=c, out=out))
             for name, c in variants(cfg).items()})
 for preset in filter(None, args.moe.split(",")):

@@ -213,6 +213,27 @@ class GemmConfig:
         return not self.moe and self.block_m <= 128 and (self.warp_n == 64 or self.staged_store)
 
     @property
+    def staging_bytes(self) -> int:
+        """Bytes of the wgmma kernel's C staging tiles (`staged_store`; 0 without): per consumer warpgroup block_m
+        rows of one 64-wide atom, padded (fp32 accumulators with a GLU epilogue, C elements otherwise)."""
+        if self.mainloop != "sm90" or not self.staged_store:
+            return 0
+        n_wg = self.block_n // self.warp_n
+        if self.glu:
+            return self.block_m * (ATOM_N + 4) * n_wg * 4
+        return self.block_m * (ATOM_N + 8) * n_wg * 2
+
+    @property
+    def staging_in_ring(self) -> bool:
+        """Whether the wgmma kernel's C staging tiles reuse the activation ring's shared memory instead of their
+        own: a CTA that runs one output tile (no persistent grid, no stream-K, no split-K partials in shared
+        memory) is done with its stages when the epilogue starts, so the staging costs no pipeline stage and no
+        CTA per SM (128 x 128 x 64 tiles: 4 stages and two CTAs per SM either way)."""
+        if not self.staging_bytes or self.persistent_ctas or self.stream_k or self.split_k > 1:
+            return False
+        return self.staging_bytes <= self.stages * self.block_m * self.block_k * self.act_bits // 8
+
+    @property
     def num_threads(self) -> int:
         if self.mainloop == "sm90":   # one warpgroup per warp_n (64 or 128) weight rows (+ the producer warpgroup)
             return 128 * (self.block_n // self.warp_n + (1 if self.warp_specialized else 0))
@@ -598,10 +619,8 @@ def smem_bytes(cfg: GemmConfig) -> int:
         s = 2 * max(cfg.scale_rows, 1) * cfg.block_n * 2
         part = cfg.block_m * cfg.block_n * 4 + 16 if cfg.cluster_split_k else 0   # split-K partial (cluster)
         n_wg = cfg.block_n // cfg.warp_n       # staging tiles and row tables: one per consumer warpgroup
-        if cfg.staged_store and cfg.glu:    # raw fp32 accumulators of one 64-row atom, padded rows
-            part += cfg.block_m * (ATOM_N + 4) * n_wg * 4 + 16
-        elif cfg.staged_store:
-            part += cfg.block_m * (ATOM_N + 8) * n_wg * 2 + 16   # C staging of one atom, padded rows
+        if cfg.staged_store and not cfg.staging_in_ring:    # C staging tiles beside the stages
+            part += cfg.staging_bytes + 16
         if cfg.moe:
             part += cfg.block_m * 12 * n_wg + 32     # the epilogue's routed-row tables
         if cfg.stream_k:

@@ -163,6 +163,30 @@ def test_smem_accounts_for_scales_and_zero_points():
     assert GemmConfig(group_size=256).scale_rows == 1
 
 
+def test_staging_in_ring():
+    """The wgmma kernel's C staging tiles share the activation ring when a CTA runs a single output tile and the
+    ring is large enough: then the staged store costs no shared memory (128 x 128 x 64, 4 stages: still two CTAs
+    per SM); a persistent grid, stream-K and split-K (their stages or partials stay live) and a ring smaller than
+    the tiles (the fp32 GLU staging beside 3 stages) keep their own."""
+    base = GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, block_m=128, block_n=128, block_k=64,
+                      warp_m=128, warp_n=64, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90").validate()
+    staged = base.with_(staged_store=True).validate()
+    assert staged.staging_bytes == 128 * 72 * 2 * 2 and staged.staging_in_ring
+    assert smem_bytes(staged) == smem_bytes(base)
+    assert 2 * (smem_bytes(staged) + 1024) <= get_arch("sm_90a").smem_per_sm_bytes
+    for other in (dict(warp_specialized=True, persistent_ctas=132), dict(split_k=2),
+                  dict(warp_specialized=True, persistent_ctas=132, stream_k=True)):
+        own = staged.with_(**other).validate()
+        assert not own.staging_in_ring
+        assert smem_bytes(own) - smem_bytes(base.with_(**other)) == staged.staging_bytes + 16
+    glu = dict(glu=True, activation="silu_glu", warp_specialized=True)
+    assert base.with_(**glu, staged_store=True, stages=3).staging_bytes == 128 * 68 * 2 * 4
+    assert not base.with_(**glu, staged_store=True, stages=3).staging_in_ring        # 69632 > 3 x 16 KiB
+    assert base.with_(**glu, staged_store=True, stages=6).staging_in_ring
+    assert base.staging_bytes == 0 and not base.staging_in_ring
+    assert not GemmConfig(staged_store=False).staging_in_ring
+
+
 @pytest.mark.parametrize("gs", [24, 8, 1, 2, 100, -128])
 def test_bad_group_size(gs):
     _raises(ValueError, rf"group_size must be 0 \(per channel\) or a power of two >= 16, got {gs}", group_size=gs)

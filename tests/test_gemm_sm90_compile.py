@@ -242,6 +242,11 @@ def test_sm90_staged_store_compiles(bm, bn, ws, pc, split):
     assert len(re.findall(r"st\.global\.v4\.", art.ptx)) == bm // 16
     assert len(re.findall(r"bar\.sync\s+(%r\d+|[2-5]), 128;", art.ptx)) >= 2
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    # one output tile per CTA: the staging tiles take the activation ring's memory, after one barrier of all
+    # consumer threads; the persistent grid and split-K keep their own
+    assert cfg.staging_in_ring == (pc == 0 and split == 1)
+    ring_bars = re.findall(r"bar\.sync\s+7, (\d+);", art.ptx)
+    assert ring_bars == ([str(128 * (bn // 64))] if cfg.staging_in_ring else [])
     with pytest.raises(ValueError, match="option of the wgmma kernel"):
         GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, staged_store=True).validate()
 

@@ -241,7 +241,8 @@ def test_wgmma_cluster_n(a, b, group, scale, m, bm, bn, bk, stages, cn, extra):
                                              (700, 600, 128, 128, {"warp_specialized": True, "persistent_ctas": 5}),
                                              (77, 256, 32, 128, {}), (333, 1240, 128, 256, {"warp_n": 128}),
                                              (700, 1000, 128, 256, {"warp_n": 128, "warp_specialized": True,
-                                                                    "persistent_ctas": 5})])
+                                                                    "persistent_ctas": 5}),
+                                             (333, 640, 128, 128, {"warp_specialized": True, "stages": 6})])
 @pytest.mark.parametrize("activation", ["silu_glu", "custom"])
 def test_wgmma_glu_staged(a, b, group, scale, m, n, bm, bn, extra, activation):
     """GLU epilogues on the wgmma mainloop: raw fp32 accumulators staged in shared memory, gate / up pairs combined in

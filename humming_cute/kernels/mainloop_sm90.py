@@ -35,6 +35,7 @@ _CUTLASS_TYPES = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16}
 _ACT8_TYPES = {"float8e4m3": cutlass.Float8E4M3FN, "float8e5m2": cutlass.Float8E5M2, "int8": cutlass.Int8}
 _CHUNK = 128      # int32 words per innermost TMA box row of the packed weight
 _RASTER_M = 8     # block rows that sweep all of N together (A tiles stay in L2 while the weights stream)
+_RING_FREE_BARRIER = 7   # named barrier: every consumer warpgroup is done with the stages (`staging_in_ring`)
 
 
 def c_coordinates(bm: int, row_perm: bool):
@@ -528,7 +529,7 @@ class Sm90MixedGemm:
             if cutlass.const_expr(self.cfg.glu):
                 N = N * 2   # C holds N/2 GLU outputs; the epilogue runs over the N accumulator columns
             xs = self.act_scales(mG, mWS, mTopkW)
-            sC = self.staging_tile(smem, wg) if self.cfg.staged_store else None
+            sC = self.staging_tile(smem, wg, sA) if self.cfg.staged_store else None
             sTok, sF = self.moe_row_table(smem, wg) if self.moe else (None, None)
             for tile in cutlass.range(t_start, t_stop, t_step, unroll=1):
                 bm_idx, bn_idx = self.tile_coords(tile, tiles_m, tiles_n)
@@ -634,13 +635,21 @@ class Sm90MixedGemm:
         return sTok[None, wg], sF[None, None, wg]
 
     @cute.jit
-    def staging_tile(self, smem, wg):
+    def staging_tile(self, smem, wg, sA):
         """This warpgroup's C staging tile (`staged_store`): block_m token rows of 64 + 8 output columns; with a GLU
-        epilogue the raw fp32 accumulators, 64 + 4 columns (the pairs are combined in the copy)."""
+        epilogue the raw fp32 accumulators, 64 + 4 columns (the pairs are combined in the copy). With
+        `staging_in_ring` the tiles lie at the start of the activation ring (the CTA's last output tile: every
+        stage has landed and been read), after a barrier of the consumer threads, so no warpgroup's staging
+        overwrites a stage another warpgroup's wgmmas may still read."""
         dtype, pad = (cutlass.Float32, 4) if self.cfg.glu else (self.c_type, 8)
-        sC = smem.allocate_tensor(dtype, cute.make_layout((self.bm, ATOM_N + pad, self.n_wg),
-                                                          stride=(ATOM_N + pad, 1, self.bm * (ATOM_N + pad))),
-                                  byte_alignment=16)
+        row = ATOM_N + pad
+        layout = cute.make_layout((self.bm, row, self.n_wg), stride=(row, 1, self.bm * row))
+        if cutlass.const_expr(self.cfg.staging_in_ring):
+            cute.arch.barrier(barrier_id=_RING_FREE_BARRIER, number_of_threads=self.cons_threads)
+            ring = cute.make_ptr(dtype, sA.iterator.toint(), cute.AddressSpace.smem, assumed_align=1024)
+            sC = cute.make_tensor(ring, layout)
+        else:
+            sC = smem.allocate_tensor(dtype, layout, byte_alignment=16)
         return sC[None, None, wg]
 
     @cute.jit
@@ -795,7 +804,7 @@ class Sm90MixedGemm:
         # ---- epilogue (coordinates are (n, m): transposed), each of the warpgroup's atoms in turn
         xs = self.act_scales(mG, mWS, mTopkW)
         sTok, sF = self.moe_row_table(smem, wg) if self.moe else (None, None)
-        sC = self.staging_tile(smem, wg) if self.cfg.staged_store else None
+        sC = self.staging_tile(smem, wg, sA) if self.cfg.staged_store else None
         for a in cutlass.range_constexpr(self.wa):
             acc = accs[a]
             n0 = bn_idx * self.bn + (wg * self.wa + a) * ATOM_N
