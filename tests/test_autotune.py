@@ -366,9 +366,8 @@ def test_wgmma_candidates_start_with_the_default_tile():
             for c in wg[:3]]
     assert tall == [(176, 256, 128, 4, 2, True, 132), (176, 256, 128, 4, 1, True, 132),
                     (192, 128, 64, 1, 1, True, 132)]
-    # then the default with the staged C store (`heuristics.DENSE_WGMMA_STAGED`), its pipeline cut to fit
-    assert wg[3] == base.with_(staged_store=True, stages=wg[3].stages) and wg[3].stages <= base.stages
-    assert not any(c.staged_store for c in wg[4:])
+    # then the default with the direct C store (the default stages, `heuristics.DENSE_WGMMA_STAGED`; in the ring)
+    assert base.staged_store and base.staging_in_ring and wg[3] == base.with_(staged_store=False)
     wg = wg[4:]
     assert len(wg) >= 3 and all((c.block_m, c.block_n) == (base.block_m, base.block_n) for c in wg[:3])
     assert any(c.stages > base.stages and not c.warp_specialized and c.cluster_n == 1 for c in wg)

@@ -778,29 +778,33 @@ def test_row_perm_rule():
 
 
 def test_dense_staged_default(monkeypatch):
-    """`heuristics.DENSE_WGMMA_STAGED` (off by default): dense wgmma configs of 16-bit activations from M = 256
-    take the staged C store, their pipeline cut to fit shared memory; split, GLU, MoE, 8-bit and smaller-M configs
-    keep theirs. With the staged store `row_perm` stays on for two-atom 128-row tiles (off for 256-row ones)."""
+    """`heuristics.DENSE_WGMMA_STAGED` (on by default): dense wgmma configs of 16-bit activations from M = 256 take
+    the staged C store - in the activation ring with the same pipeline where the CTA runs one tile, beside it with
+    the pipeline cut to fit on a persistent grid; split, GLU, MoE, 8-bit and smaller-M configs keep theirs. With the
+    staged store `row_perm` stays on for two-atom 128-row tiles (off for 256-row ones)."""
     import humming_cute.tune.heuristics as h
     from humming_cute.config import smem_bytes
 
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a")
-    plain = {mnk: default_config(*mnk, **kw) for mnk in ((4096, 8192, 8192), (4096, 28672, 4096), (256, 8192, 8192),
-                                                           (64, 4096, 14336))}
+    problems = ((4096, 8192, 8192), (8192, 28672, 4096), (1024, 4096, 4096), (256, 8192, 8192), (64, 4096, 14336))
+    assert h.DENSE_WGMMA_STAGED
+    staged = {mnk: default_config(*mnk, **kw).validate() for mnk in problems}
+    monkeypatch.setattr(h, "DENSE_WGMMA_STAGED", False)
+    plain = {mnk: default_config(*mnk, **kw) for mnk in problems}
     assert not any(c.staged_store for c in plain.values())
-    monkeypatch.setattr(h, "DENSE_WGMMA_STAGED", True)
-    for mnk, before in plain.items():
-        cfg = default_config(*mnk, **kw).validate()
+    for mnk, cfg in staged.items():
+        before = plain[mnk]
         if mnk[0] >= 256:
-            assert cfg == before.with_(staged_store=True, stages=cfg.stages) and cfg.stages <= before.stages
-            assert smem_bytes(cfg) <= 227 * 1024
+            assert cfg == before.with_(staged_store=True, stages=cfg.stages) and smem_bytes(cfg) <= 227 * 1024
+            assert cfg.staging_in_ring == (before.persistent_ctas == 0)
+            assert cfg.stages == before.stages if cfg.staging_in_ring else cfg.stages < before.stages
             assert cfg.use_row_perm == (cfg.block_m <= 128)
         else:
             assert cfg == before
-    assert default_config(4096, 8192, 8192, **kw).warp_n == 128                # (a two-atom tile, permuted)
+    assert staged[(4096, 8192, 8192)].warp_n == 128 and staged[(4096, 8192, 8192)].persistent_ctas  # two atoms
+    assert staged[(8192, 28672, 4096)].staging_in_ring
     glu = default_config(4096, 8192, 8192, glu=True, **kw)
-    monkeypatch.setattr(h, "DENSE_WGMMA_STAGED", False)
+    monkeypatch.setattr(h, "DENSE_WGMMA_STAGED", True)
     assert glu == default_config(4096, 8192, 8192, glu=True, **kw)
     a8 = dict(kw, a_dtype="float8e4m3", b_dtype="int4", group_size=0)
-    monkeypatch.setattr(h, "DENSE_WGMMA_STAGED", True)
     assert not default_config(4096, 8192, 8192, **a8).staged_store

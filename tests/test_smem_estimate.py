@@ -42,7 +42,8 @@ CASES = {
     "wgmma int8 channel": lambda: _dense(4096, 8192, 8192, "int8", 0),
     "wgmma fp8 activations": lambda: _dense(4096, 8192, 8192, "int4", 0, a_dtype="float8e4m3"),
     "wgmma persistent stream-K": lambda: _dense(256, 8192, 8192, "uint4", 128).with_(
-        persistent_ctas=132, stream_k=True),
+        persistent_ctas=132, stream_k=True, staged_store=False),
+    "wgmma staged store in the ring": lambda: _dense(1024, 4096, 4096, "uint4", 128),
     "wgmma staged store, multicast": lambda: _dense(8192, 8192, 8192, "uint4", 128).with_(
         staged_store=True, cluster_n=2),
     "wgmma two atoms per warpgroup, staged": lambda: _dense(4096, 8192, 8192, "uint4", 128).with_(

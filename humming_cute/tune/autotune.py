@@ -121,13 +121,19 @@ def _cache() -> TuneCache:
 
 def apply_entry(base: GemmConfig, entry: dict) -> Optional[GemmConfig]:
     """`base` (the call's default config) with an entry's tiling, if that is valid for the call; else None."""
+    from .heuristics import with_staging_if_dense
+
     fields = {k: v for k, v in entry.get("config", {}).items() if k in TUNED_FIELDS}
+    # an entry from before `staged_store` was tuned: the C store of the default (the staged one where the default
+    # stages; it was timed against the direct store)
+    stage_like_default = "staged_store" not in fields and base.staged_store
     for k, off in _OFF_UNLESS_GIVEN.items():
         fields.setdefault(k, off)
     if fields.get("mainloop") == "sm90":      # (a wgmma tiling on an mma.sync default: its decode-only options off)
         fields = {**_MMA_SYNC_ONLY_OFF, **fields}
     try:
-        return fit_epilogue(base.with_(**fields)).validate()
+        cfg = fit_epilogue(base.with_(**fields))
+        return (with_staging_if_dense(cfg) if stage_like_default else cfg).validate()
     except (ValueError, NotImplementedError, TypeError):
         return None
 
@@ -137,7 +143,7 @@ def fit_epilogue(cfg: GemmConfig) -> GemmConfig:
     pipeline cut to fit beside the staging tile), the mma.sync mainloop has none."""
     from .heuristics import with_glu_staging
 
-    if cfg.glu and cfg.mainloop == "sm90" and not cfg.staged_store:
+    if cfg.glu and cfg.mainloop == "sm90":    # (also a tiling staged for a plain epilogue: fp32 tiles are larger)
         return with_glu_staging(cfg, keep_block_m=cfg.moe)    # (an MoE block keeps its routing height)
     if cfg.mainloop != "sm90" and cfg.staged_store:
         return cfg.with_(staged_store=False)
@@ -295,15 +301,15 @@ def candidate_configs(base: GemmConfig, m: int, n_pad: int, k_pad: int, *, num_s
         # of 3 took 0.91x the time, benchmarks/results/2026-11-30_h200_config_probe_cluster_n_28672.log)
         sm90_list.sort(key=lambda c: (c.block_m != base.block_m, c.block_n != base.block_n,
                                       c.split_k != base.split_k))
-    if base.mainloop == "sm90" and m >= 256 and not base.glu and not base.staged_store:
-        # the default tile with the staged C store first (H200, W4 g128 at M = 256 / 4096 on three shapes: 0.93-0.98x
-        # the plain store's time, `heuristics.DENSE_WGMMA_STAGED`)
+    if base.mainloop == "sm90" and m >= 256 and not base.glu:
+        # the default tile with the other C store first: the direct store where the default stages
+        # (`heuristics.DENSE_WGMMA_STAGED`), the staged store where it does not
         from .heuristics import with_dense_staging
 
-        staged = with_dense_staging(base, m)
-        if staged.staged_store:
+        other = base.with_(staged_store=False) if base.staged_store else with_dense_staging(base, m)
+        if other != base:
             first: list = []
-            add(staged, first)
+            add(other, first)
             sm90_list = first + sm90_list
     if arch.sm == 90 and m >= 1024 and base.a_dtype in ("float16", "bfloat16") and k_pad % 64 == 0:
         # tall tiles first (a small max_candidates keeps them): 176 x 256 of two weight atoms per warpgroup with the

@@ -146,12 +146,13 @@ WGMMA_MOE_ODD_BLOCKS = True
 WGMMA_TWO_ATOMS = True
 
 #: dense wgmma GEMMs of 16-bit activations from M = 256 (unsplit, no GLU: those stage already) with the staged C store
-#: (accumulators through shared memory, 16-byte row vectors to global; the pipeline cut to fit beside the staging
-#: tile). H200, fp16 x uint4 g128, 3 alternating rounds (benchmarks/results/2026-11-30_h200_row_perm_probe_staged.log):
-#: 0.93-0.98x the plain store's time at 8192^2, 28672 x 4096 and 4096 x 14336, M = 256 / 4096 (with `row_perm` on the
-#: 128-row tiles, off on the 256-row ones). Off until the benches have run with it (M = 1024 / 8192, 8-bit weights and
-#: the tuning table's tiles are not yet measured); `autotune` times it as a candidate
-DENSE_WGMMA_STAGED = False
+#: (accumulators through shared memory, 16-byte row vectors to global). A CTA of one output tile keeps the staging
+#: tiles in its activation ring (`GemmConfig.staging_in_ring`: no stage and no CTA per SM lost); a persistent grid
+#: cuts its pipeline to fit them beside it. H200, default configs against the same configs with the direct store, 3
+#: alternating rounds, M = 256-8192 on 8192^2, 4096^2, 28672 x 4096, 4096 x 14336: fp16 x uint4 g128 0.93-0.998x the
+#: time at 15 of 16 points (1.03x at 4096 x 14336 M = 1024), fp16 x int8 channelwise 0.92-0.99x at all 16
+#: (benchmarks/results/2026-11-30_h200_store_probe_w4.log, ..._w8.log); `autotune` times the direct store as a candidate
+DENSE_WGMMA_STAGED = True
 
 
 def _deepest_stages(cfg: GemmConfig, arch: str, most: int = 8) -> GemmConfig:
@@ -220,8 +221,14 @@ def with_glu_staging(cfg: GemmConfig, keep_block_m: bool = False) -> GemmConfig:
 
 def with_dense_staging(cfg: GemmConfig, m: int) -> GemmConfig:
     """A dense wgmma config of 16-bit activations at M >= 256 (unsplit, no stream-K) with the staged C store, its
-    pipeline cut to fit beside the staging tile; other configs as they are (`DENSE_WGMMA_STAGED`)."""
-    if (cfg.mainloop != "sm90" or cfg.moe or cfg.glu or cfg.staged_store or m < 256 or cfg.split_k > 1
+    pipeline cut to fit where the staging tiles cannot share the activation ring; other configs as they are
+    (`DENSE_WGMMA_STAGED`)."""
+    return cfg if m < 256 else with_staging_if_dense(cfg)
+
+
+def with_staging_if_dense(cfg: GemmConfig) -> GemmConfig:
+    """`with_dense_staging` without the M rule: for a tuned tiling applied at an M whose default stages."""
+    if (cfg.mainloop != "sm90" or cfg.moe or cfg.glu or cfg.staged_store or cfg.split_k > 1
             or cfg.stream_k or cfg.a_dtype not in ("float16", "bfloat16")):
         return cfg
     out = cfg.with_(staged_store=True)
