@@ -121,10 +121,11 @@ def candidates(m: int, n: int, arch: str):
                         if args.ws and bn <= 128 and split == 1:
                             out.append((f"sm90 {bm}x{bn}x{bk} st{st.stages} split1 ws staged",
                                         st.with_(warp_specialized=True)))
-                            if args.persistent:
-                                out.append((f"sm90 {bm}x{bn}x{bk} st{st.stages} split1 ws persistent staged",
-                                            st.with_(warp_specialized=True, persistent_ctas=torch.cuda.
-                                                     get_device_properties(0).multi_processor_count)))
+                            # (a persistent grid keeps its staging tiles beside the ring: its own depth)
+                            pst = deepest(st.with_(warp_specialized=True, persistent_ctas=torch.cuda.
+                                                   get_device_properties(0).multi_processor_count))
+                            if args.persistent and pst is not None:
+                                out.append((f"sm90 {bm}x{bn}x{bk} st{pst.stages} split1 ws persistent staged", pst))
     if "sm80" in args.families and m <= 128:
         bm = 64 if m <= 64 else 128
         for (bn, bk, wk, wm), split in itertools.product(
