@@ -73,6 +73,9 @@ p.add_argument("--two-atoms", action="store_true",
 p.add_argument("--a-split", type=int, default=1,
                help="two-atom wgmma candidates with their A fragments in this many pieces of a k-tile (a_split): "
                     "512-wide tiles of four consumer warpgroups fit the registers only with 2 or 4")
+p.add_argument("--four-wg", action="store_true",
+               help="with --wgmma: producer-warpgroup tiles of four consumer warpgroups (20 warps): 256 wide with one "
+                    "atom each, 512 wide with two (their A fragments in --a-split pieces)")
 p.add_argument("--warp-pipeline", action="store_true",
                help="also every mma.sync candidate with warp_pipeline (each warp copies its own rows, weight columns "
                     "and scales; warp barrier per k-tile)")
@@ -135,7 +138,8 @@ for preset in args.presets.split(","):
                 cands += [(bm, bn, bk, None, ("sm90", ws)) for ws in (True, False)
                           for bn in map(int, args.bn.split(",")) for bk in map(int, args.bk.split(","))
                           for bm in map(int, args.block_m.split(","))
-                          if bn <= (128 if ws else 256) or (args.two_atoms and bn <= (256 if ws else 512))]
+                          if bn <= (128 if ws else 256) or (args.two_atoms and bn <= (256 if ws else 512))
+                          or (args.four_wg and ws and bn <= 512)]
             for bm, bn, bk, wk, stages in cands:
                 if time.time() - t0 > args.budget_s:
                     break
@@ -152,7 +156,8 @@ for preset in args.presets.split(","):
                 cfg = None
                 wg_more = []
                 if isinstance(stages, tuple):      # a wgmma candidate: the deepest pipeline that fits
-                    wide = bn > (128 if stages[1] else 256)          # (--two-atoms only: two atoms per warpgroup)
+                    # (--two-atoms only: two atoms per warpgroup; --four-wg: producer tiles of 4 consumers)
+                    wide = bn > (256 if args.four_wg else 128) if stages[1] else bn > 256
                     wgb = base.with_(mainloop="sm90", block_m=bm, warp_m=bm, block_n=bn, block_k=bk,
                                      warp_n=128 if wide else 64,
                                      warp_k=bk, warp_specialized=stages[1], two_level_scales=False,

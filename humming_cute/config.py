@@ -368,8 +368,11 @@ class GemmConfig:
         if self.block_m % self.warp_m or self.block_n % self.warp_n:
             raise ValueError(f"block shape ({self.block_m}, {self.block_n}) must be a multiple of the warp shape "
                              f"({self.warp_m}, {self.warp_n})")
-        if not 1 <= self.num_threads // 32 <= 16:
-            raise ValueError(f"block/warp shapes give {self.num_threads // 32} warps; 1..16 are allowed")
+        # (the wgmma kernel's producer warpgroup may join four consumer warpgroups: 20 warps, the producer's
+        # registers handed to the consumers by setmaxnreg, `wgmma_register_split`)
+        most = 20 if self.mainloop == "sm90" and self.warp_specialized else 16
+        if not 1 <= self.num_threads // 32 <= most:
+            raise ValueError(f"block/warp shapes give {self.num_threads // 32} warps; 1..{most} are allowed")
         if self.mainloop != "sm90" and self.warp_m * self.warp_n > 64 * 128:
             raise ValueError(f"warp tile {self.warp_m}x{self.warp_n} needs more than 255 registers per thread "
                              f"for its fp32 accumulators; use warp_m * warp_n <= 8192")
@@ -574,11 +577,19 @@ class GemmConfig:
             if self.persistent_ctas % self.cluster_n:
                 raise ValueError(f"persistent_ctas ({self.persistent_ctas}) must be a multiple of cluster_n "
                                  f"({self.cluster_n}): whole clusters walk the tiles")
-        if self.warp_specialized:
-            if self.block_n // self.warp_n > 2:
-                raise ValueError(f"warp_specialized takes at most two consumer warpgroups (block_n / warp_n <= 2: "
-                                 f"they and the producer share the register file), got block_n={self.block_n}, "
-                                 f"warp_n={self.warp_n}")
+        if self.warp_specialized and self.block_n // self.warp_n > 2:
+            # three or four consumer warpgroups beside the producer share the register file (`wgmma_register_split`:
+            # 152 / 104 registers each): a thread's accumulators (block_m / 2 per atom) and its two k-tiles of A
+            # fragments (block_k / 4 per atom and k-tile, over a_split pieces) must leave 32 for the rest
+            n_cons = self.block_n // self.warp_n
+            atoms = self.warp_n // ATOM_N
+            budget = wgmma_register_split(n_cons, self.moe_cp_async_rows)[1]
+            a_regs = (self.block_k // 2 if self.act_bits == 16 else self.block_k // 4) // self.a_split
+            need = atoms * (self.block_m // 2 + a_regs)
+            if need > budget - 32:
+                raise ValueError(f"warp_specialized with {n_cons} consumer warpgroups leaves {budget} registers per "
+                                 f"consumer thread; this tile keeps {need} in accumulators and A fragments (at most "
+                                 f"{budget - 32}): use fewer consumer warpgroups, a smaller block_m or a_split")
 
 
 def check_weight_tiles(cfg: GemmConfig, n_pad: int, k_pad: int) -> None:

@@ -809,3 +809,27 @@ def test_dense_staged_default(monkeypatch):
     assert glu == default_config(4096, 8192, 8192, glu=True, **kw)
     a8 = dict(kw, a_dtype="float8e4m3", b_dtype="int4", group_size=0)
     assert not default_config(4096, 8192, 8192, **a8).staged_store
+
+
+def test_four_consumer_warpgroups_with_the_producer():
+    """The producer warpgroup beside four consumer warpgroups (20 warps): launched with 96 registers per thread, the
+    producer gives 56 of them back and the consumers take 104 (setmaxnreg); tiles whose accumulators and A fragments
+    need more are refused, as are more than 20 warps."""
+    base = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=48, block_n=512,
+                block_k=64, warp_m=48, warp_n=128, warp_k=64, stages=8, arch="sm_90a", mainloop="sm90", moe=True,
+                moe_top_k=8, warp_specialized=True, a_split=4, moe_cp_async_rows=True, persistent_ctas=132)
+    cfg = GemmConfig(**base).validate()
+    assert cfg.num_threads == 640
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    assert re.search(r"setmaxnreg\.dec\.sync\.aligned\.u32\s+56;", art.ptx)
+    assert re.search(r"setmaxnreg\.inc\.sync\.aligned\.u32\s+104;", art.ptx)
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    assert all(r.registers <= 96 for r in art.ptxas.values())
+    with pytest.raises(ValueError, match="104 registers"):
+        GemmConfig(**{**base, "a_split": 2}).validate()               # 48 + 2 x 16 > 72
+    with pytest.raises(ValueError, match="104 registers"):
+        GemmConfig(**{**base, "block_m": 128, "warp_m": 128, "warp_n": 64, "block_n": 256, "a_split": 1}).validate()
+    GemmConfig(**{**base, "warp_n": 64, "block_n": 256, "a_split": 1}).validate()     # 24 + 16 <= 72
+    with pytest.raises(ValueError, match="1..16 are allowed"):
+        GemmConfig(**{**base, "warp_specialized": False, "persistent_ctas": 0, "moe_cp_async_rows": False,
+                      "warp_n": 64, "block_n": 1024}).validate()

@@ -296,7 +296,10 @@ def test_wgmma_glu_staged(a, b, group, scale, m, n, bm, bn, extra, activation):
     (300, 128, 256, 4, dict(warp_specialized=True)), (2000, 128, 256, 4, dict(warp_specialized=True,
                                                                               persistent_ctas=7)),
     (333, 128, 256, 3, dict(staged_store=True)),
-    (2000, 128, 256, 4, dict(cluster_n=2))])
+    (2000, 128, 256, 4, dict(cluster_n=2)),
+    # four consumer warpgroups beside the producer (20 warps, 104 registers each after setmaxnreg)
+    (300, 48, 512, 4, dict(warp_specialized=True, a_split=4)),
+    (77, 32, 512, 4, dict(warp_specialized=True, a_split=2, persistent_ctas=5))])
 def test_wgmma_two_atoms_per_warpgroup(a, b, group, scale, m, bm, bn, stages, extra):
     """warp_n=128: each consumer warpgroup takes two 64-row weight atoms (two accumulators, one activation
     fragment per k-step): against the reference on a padded N, and bitwise against one atom per warpgroup

@@ -498,6 +498,24 @@ def test_moe_wgmma_odd_blocks(fmt, block_m, experts, top_k, tokens, n, bn, down,
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("block_m,experts,top_k,tokens,n,bn,down,skewed,extra", [
+    (48, 128, 8, 512, 1024, 512, False, True, {"warp_n": 128, "a_split": 4}),
+    (48, 64, 8, 300, 1000, 512, True, False, {"warp_n": 128, "a_split": 4, "moe_cp_async_rows": True,
+                                             "persistent_ctas": 132}),
+    (48, 8, 2, 200, 604, 256, True, True, {"staged_store": True}),
+    (32, 128, 8, 64, 1024, 256, False, False, {"moe_cp_async_rows": True, "persistent_ctas": 132})])
+def test_moe_wgmma_four_consumer_warpgroups(fmt, block_m, experts, top_k, tokens, n, bn, down, skewed, extra):
+    """The producer warpgroup with four consumer warpgroups (20 warps; the producer's registers handed to them by
+    setmaxnreg, 104 each): two weight atoms per warpgroup with the A fragments in pieces (512-wide weight tiles)
+    or one atom each (256 wide), with cp.async rows, the persistent grid and the staged store, against the
+    reference with padding, other ranks' experts, routing weights and bias."""
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma mainloop runs on sm_90 only")
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, n, 512, block_m, tokens + experts + n + bn,
+                  _wgmma_moe_config(block_m, bn, 64, top_k, down, warp_specialized=True, **extra))
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
 @pytest.mark.parametrize("block_m,experts,top_k,tokens,n,down,skewed", [
     (48, 128, 8, 512, 384, False, True), (48, 128, 8, 333, 640, True, False), (48, 8, 2, 128, 512, False, False),
     (160, 8, 2, 512, 384, True, True)])
