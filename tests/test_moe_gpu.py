@@ -502,7 +502,7 @@ def test_moe_wgmma_odd_blocks(fmt, block_m, experts, top_k, tokens, n, bn, down,
     (48, 128, 8, 512, 1024, 512, False, True, {"warp_n": 128, "a_split": 4}),
     (48, 64, 8, 300, 1000, 512, True, False, {"warp_n": 128, "a_split": 4, "moe_cp_async_rows": True,
                                              "persistent_ctas": 132}),
-    (48, 8, 2, 200, 604, 256, True, True, {"staged_store": True}),
+    (48, 8, 2, 200, 1000, 256, True, True, {"staged_store": True}),
     (32, 128, 8, 64, 1024, 256, False, False, {"moe_cp_async_rows": True, "persistent_ctas": 132})])
 def test_moe_wgmma_four_consumer_warpgroups(fmt, block_m, experts, top_k, tokens, n, bn, down, skewed, extra):
     """The producer warpgroup with four consumer warpgroups (20 warps; the producer's registers handed to them by
