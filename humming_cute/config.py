@@ -234,9 +234,14 @@ class GemmConfig:
         return self.staging_bytes <= self.stages * self.block_m * self.block_k * self.act_bits // 8
 
     @property
+    def consumer_warpgroups(self) -> int:
+        """wgmma mainloop: consumer warpgroups, one per warp_n weight rows and per warp_k slice of each k-tile."""
+        return self.block_n // self.warp_n * (self.block_k // self.warp_k)
+
+    @property
     def num_threads(self) -> int:
-        if self.mainloop == "sm90":   # one warpgroup per warp_n (64 or 128) weight rows (+ the producer warpgroup)
-            return 128 * (self.block_n // self.warp_n + (1 if self.warp_specialized else 0))
+        if self.mainloop == "sm90":   # one warpgroup per warp_n (64 or 128) weight rows and warp_k of each k-tile
+            return 128 * (self.consumer_warpgroups + (1 if self.warp_specialized else 0))   # (+ the producer)
         return 32 * self.warps_m * self.warps_n * self.warps_k
 
     @property
@@ -506,13 +511,26 @@ class GemmConfig:
                                       f"mainloop='sm80'")
         if not 16 <= self.block_m <= 256:
             raise ValueError(f"the wgmma mainloop takes block_m in 16..256 (wgmma's N), got {self.block_m}")
-        if (self.warp_m, self.warp_k) != (self.block_m, self.block_k) or self.warp_n not in (ATOM_N, 2 * ATOM_N):
-            raise ValueError(f"the wgmma mainloop's warpgroup tile is (block_m, 64 or 128, block_k) = "
-                             f"({self.block_m}, 64 | 128, {self.block_k}); got warp shape ({self.warp_m}, "
-                             f"{self.warp_n}, {self.warp_k})")
-        if self.block_n // self.warp_n not in (1, 2, 4):
-            raise ValueError(f"the wgmma mainloop takes 1, 2 or 4 consumer warpgroups (block_n / warp_n); got "
-                             f"block_n={self.block_n}, warp_n={self.warp_n}")
+        if (self.warp_m != self.block_m or self.warp_n not in (ATOM_N, 2 * ATOM_N)
+                or self.warp_k not in (self.block_k, self.block_k // 2)):
+            raise ValueError(f"the wgmma mainloop's warpgroup tile is (block_m, 64 or 128, block_k or block_k / 2) "
+                             f"= ({self.block_m}, 64 | 128, {self.block_k} | {self.block_k // 2}); got warp shape "
+                             f"({self.warp_m}, {self.warp_n}, {self.warp_k})")
+        if self.warp_k < self.block_k:
+            # two consumer warpgroups per weight row range, each multiplying one half of every k-tile; their fp32
+            # partial sums are added in shared memory before the epilogue (one output tile per CTA)
+            if (self.act_bits != 16 or self.a_split != 1 or self.moe or self.persistent_ctas or self.stream_k
+                    or self.glu or (self.split_k > 1 and not self.cluster_split_k)):
+                raise ValueError("warp_k < block_k on the wgmma mainloop (K split across consumer warpgroups) takes "
+                                 "16-bit activations, a_split=1, a dense GEMM without a GLU, no persistent grid or "
+                                 "stream-K, and split-K only inside a cluster (cluster_split_k)")
+            if not ALLOW_UNVERIFIED:
+                raise NotImplementedError("warp_k < block_k on the wgmma mainloop is built but not yet verified on "
+                                          "a GPU; it is not enabled")
+        if self.block_n // self.warp_n not in (1, 2, 4) or self.consumer_warpgroups > 4:
+            raise ValueError(f"the wgmma mainloop takes 1, 2 or 4 consumer warpgroups (block_n / warp_n x block_k / "
+                             f"warp_k); got block_n={self.block_n}, warp_n={self.warp_n}, block_k={self.block_k}, "
+                             f"warp_k={self.warp_k}")
         if self.warp_n > ATOM_N:
             # two 64-row weight atoms per warpgroup (two accumulators sharing each activation fragment)
             two_level = self.act_bits == 8 and (self.group_size > 0 or (self.a_dtype != "int8"
@@ -522,12 +540,12 @@ class GemmConfig:
                                  "per atom (16-bit activations, or 8-bit ones with channel scales and fp8_fast_accum)")
             # a consumer thread keeps block_m fp32 accumulators (two atoms) and two k-tiles of A fragments for each
             # atom (block_k registers for 16-bit activations, block_k / 2 for 8-bit lanes); leave 32 for the rest
-            n_cons = self.block_n // self.warp_n
+            n_cons = self.consumer_warpgroups
             if self.warp_specialized:
                 budget = wgmma_register_split(n_cons, self.moe_cp_async_rows)[1]
             else:
                 budget = min(255, 65536 // (128 * n_cons)) // 8 * 8
-            need = self.block_m + (self.block_k // self.a_split if self.act_bits == 16 else self.block_k // 2)
+            need = self.block_m + (self.warp_k // self.a_split if self.act_bits == 16 else self.warp_k // 2)
             if need > budget - 32:
                 raise ValueError(f"warp_n=128 keeps block_m accumulator and {need - self.block_m} A-fragment "
                                  f"registers per thread ({need}); {n_cons} consumer warpgroup(s) leave {budget} "
@@ -577,14 +595,14 @@ class GemmConfig:
             if self.persistent_ctas % self.cluster_n:
                 raise ValueError(f"persistent_ctas ({self.persistent_ctas}) must be a multiple of cluster_n "
                                  f"({self.cluster_n}): whole clusters walk the tiles")
-        if self.warp_specialized and self.block_n // self.warp_n > 2:
+        if self.warp_specialized and self.consumer_warpgroups > 2:
             # three or four consumer warpgroups beside the producer share the register file (`wgmma_register_split`:
             # 152 / 104 registers each): a thread's accumulators (block_m / 2 per atom) and its two k-tiles of A
             # fragments (block_k / 4 per atom and k-tile, over a_split pieces) must leave 32 for the rest
-            n_cons = self.block_n // self.warp_n
+            n_cons = self.consumer_warpgroups
             atoms = self.warp_n // ATOM_N
             budget = wgmma_register_split(n_cons, self.moe_cp_async_rows)[1]
-            a_regs = (self.block_k // 2 if self.act_bits == 16 else self.block_k // 4) // self.a_split
+            a_regs = (self.warp_k // 2 if self.act_bits == 16 else self.warp_k // 4) // self.a_split
             need = atoms * (self.block_m // 2 + a_regs)
             if need > budget - 32:
                 raise ValueError(f"warp_specialized with {n_cons} consumer warpgroups leaves {budget} registers per "
@@ -636,6 +654,8 @@ def smem_bytes(cfg: GemmConfig) -> int:
             part += cfg.block_m * 12 * n_wg + 32     # the epilogue's routed-row tables
         if cfg.stream_k:
             part += 16                                                  # the shared tile's ticket
+        if cfg.warp_k < cfg.block_k:      # the fp32 partial sums of the second half of each k-tile's warpgroups
+            part += (cfg.block_k // cfg.warp_k - 1) * cfg.block_m * cfg.block_n * 4 + 16
         return cfg.stages * (a + b + s) + 1024 + 16 * cfg.stages + 128 + part   # + alignment, mbarriers, flag
     live_rows = 8 if cfg.a_rows8 else cfg.block_m       # a_rows8: only rows 0-7 get reduction scratch
     reduce = (cfg.warps_k - 1) * live_rows * cfg.block_n * 4   # fp32 partial sums of the K-split warps

@@ -833,3 +833,40 @@ def test_four_consumer_warpgroups_with_the_producer():
     with pytest.raises(ValueError, match="1..16 are allowed"):
         GemmConfig(**{**base, "warp_specialized": False, "persistent_ctas": 0, "moe_cp_async_rows": False,
                       "warp_n": 64, "block_n": 1024}).validate()
+
+
+def test_wgmma_k_slices_compile(monkeypatch):
+    """warp_k = block_k / 2 on the wgmma mainloop: two consumer warpgroups per weight row range, each multiplying one
+    half of every k-tile; the second half's fp32 sums meet the first's in shared memory after one barrier of all
+    consumer threads (named barrier 6); the estimate covers the launch; refused until GPU-verified, and with the
+    options it does not take."""
+    import humming_cute.config as hcfg
+    from humming_cute.config import smem_bytes
+    from humming_cute.runtime.compile import compile_kernel
+    from humming_cute.testing.ptx import launch_smem_bytes
+
+    base = default_config(64, 4096, 14336, a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
+                          arch="sm_90a")
+    assert (base.block_m, base.block_n, base.block_k, base.split_k, base.cluster_split_k) == (64, 64, 128, 2, True)
+    with pytest.raises(NotImplementedError, match="not yet verified"):
+        base.with_(warp_k=64).validate()
+    monkeypatch.setattr(hcfg, "ALLOW_UNVERIFIED", True)
+    cfg = base.with_(warp_k=64).validate()
+    assert cfg.consumer_warpgroups == 2 and cfg.num_threads == 256
+    assert smem_bytes(cfg) - smem_bytes(base) == 64 * 64 * 4 + 16
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    assert re.findall(r"bar\.sync\s+6, (\d+);", art.ptx) == ["256"]
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    need = launch_smem_bytes(str(compile_kernel(cfg).ir_module))
+    assert len(need) == 1 and need[0] <= smem_bytes(cfg) <= need[0] + 1024
+    for bad in (dict(a_split=2), dict(moe=True, moe_top_k=2, split_k=1, cluster_split_k=False),
+                dict(split_k=2, cluster_split_k=False),
+                dict(split_k=1, cluster_split_k=False, warp_specialized=True, persistent_ctas=132),
+                dict(glu=True, activation="silu_glu", staged_store=True)):
+        with pytest.raises(ValueError, match="K split across consumer warpgroups"):
+            base.with_(warp_k=64, **bad).validate()
+    with pytest.raises(ValueError, match="multiple of the weight atom's K"):
+        base.with_(block_k=128, warp_k=32).validate()
+    with pytest.raises(ValueError, match="K split across consumer warpgroups"):
+        GemmConfig(a_dtype="float8e4m3", b_dtype="int4", c_dtype="float16", group_size=0, block_m=64, block_n=64,
+                   block_k=128, warp_m=64, warp_n=64, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90").validate()

@@ -323,6 +323,29 @@ def test_wgmma_two_atoms_per_warpgroup(a, b, group, scale, m, bm, bn, stages, ex
         assert torch.equal(hc.gemm(x, pw, bias=bias, config=cfg), hc.gemm(x, pw, bias=bias, config=one))
 
 
+@pytest.mark.parametrize("a,b,group,scale", [("float16", "uint4", 128, "float16"), ("bfloat16", "int8", 0, "float16"),
+                                             ("float16", "float4e2m1", 32, "ue8m0"), ("bfloat16", "uint3", 64,
+                                                                                       "float16")])
+@pytest.mark.parametrize("m,bm,bn,extra", [
+    (64, 64, 64, dict(split_k=2, cluster_split_k=True)), (1, 16, 64, {}),
+    (333, 64, 128, dict(warp_specialized=True)), (200, 64, 128, dict(staged_store=True)),
+    (97, 64, 64, dict(cluster_n=2)), (77, 32, 256, dict(warp_n=128)),
+    (5, 16, 64, dict(split_k=2, cluster_split_k=True, cluster_n=2))])
+def test_wgmma_k_slices(monkeypatch, a, b, group, scale, m, bm, bn, extra):
+    """warp_k = block_k / 2: two consumer warpgroups per weight row range, each multiplying one half of every
+    k-tile, their sums added in shared memory: against the reference (poisoned output), with split-K inside a
+    cluster, the producer warpgroup (four consumer warpgroups), the staged store, multicast and two atoms per
+    warpgroup; k-tiles 128 deep, 10 of them (5 per split)."""
+    import humming_cute.config as hcfg
+
+    monkeypatch.setattr(hcfg, "ALLOW_UNVERIFIED", True)
+    kw = dict(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, block_m=bm, block_n=bn, block_k=128, warp_m=bm,
+              warp_n=64, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90", has_bias=m % 2 == 1)
+    cfg = GemmConfig(**{**kw, **extra}).validate()
+    assert cfg.consumer_warpgroups == 2 * (bn // cfg.warp_n)
+    run_case(a, b, group, scale, m, 1000, 1280, bias=m % 2 == 1, config=cfg, seed=m + bn)
+
+
 def _deepest_fitting(cfg: GemmConfig) -> GemmConfig:
     """`cfg` validated at the deepest pipeline (from its own stage count down to 2) that fits shared memory."""
     while True:

@@ -36,6 +36,7 @@ _ACT8_TYPES = {"float8e4m3": cutlass.Float8E4M3FN, "float8e5m2": cutlass.Float8E
 _CHUNK = 128      # int32 words per innermost TMA box row of the packed weight
 _RASTER_M = 8     # block rows that sweep all of N together (A tiles stay in L2 while the weights stream)
 _RING_FREE_BARRIER = 7   # named barrier: every consumer warpgroup is done with the stages (`staging_in_ring`)
+_K_SLICE_BARRIER = 6     # named barrier: the K-slice warpgroups' partial sums are in shared memory (warp_k < block_k)
 
 
 def c_coordinates(bm: int, row_perm: bool):
@@ -73,16 +74,22 @@ class Sm90MixedGemm:
         # atoms' wgmmas sharing each activation fragment (wa = 2 halves the activation reads per weight row)
         self.wa = cfg.warp_n // ATOM_N
         self.n_wg = self.bn // cfg.warp_n
+        # warp_k < block_k: kw consumer warpgroups per weight row range, warpgroup (wg_n, wg_k) = wg_n + n_wg wg_k
+        # multiplying slice wg_k of every k-tile; the partial sums of wg_k > 0 are added into wg_k = 0's in shared
+        # memory, which alone runs the epilogue
+        self.kw = cfg.block_k // cfg.warp_k
+        self.n_cwg = self.n_wg * self.kw
         self.threads = cfg.num_threads
         # warp specialization: a producer warpgroup after the consumers, whose first warp issues the TMA loads;
         # registers move from it to the consumers (setmaxnreg), within the register file
         self.ws = cfg.warp_specialized
         self.persistent = cfg.persistent_ctas > 0
         self.stream_k = cfg.stream_k
-        self.cons_threads = 128 * self.n_wg
+        self.cons_threads = 128 * self.n_cwg
         self.cons_warps = self.cons_threads // 32
+        self.epi_threads = 128 * self.n_wg          # the warpgroups that run the epilogue (wg_k = 0)
         # registers per thread after setmaxnreg, within the CTA's pool (`wgmma_register_split`)
-        self.producer_regs, self.consumer_regs = wgmma_register_split(self.n_wg, cfg.moe_cp_async_rows)
+        self.producer_regs, self.consumer_regs = wgmma_register_split(self.n_cwg, cfg.moe_cp_async_rows)
         self.stages = cfg.stages
         self.bits = cfg.bits
         self.aw = atom_words(self.bits)
@@ -94,7 +101,7 @@ class Sm90MixedGemm:
         # A fragments double-buffered in a_split pieces of `sub` k-steps each (cfg.a_split; 1: whole k-tiles)
         self.a_split = cfg.a_split
         self.row_perm = cfg.use_row_perm
-        self.sub = self.k_steps // cfg.a_split
+        self.sub = self.k_steps // (cfg.a_split * self.kw)
         self.group = cfg.group_size
         self.srows = max(cfg.scale_rows, 1)
         self.has_zp = cfg.has_zero_point
@@ -645,7 +652,7 @@ class Sm90MixedGemm:
         row = ATOM_N + pad
         layout = cute.make_layout((self.bm, row, self.n_wg), stride=(row, 1, self.bm * row))
         if cutlass.const_expr(self.cfg.staging_in_ring):
-            cute.arch.barrier(barrier_id=_RING_FREE_BARRIER, number_of_threads=self.cons_threads)
+            cute.arch.barrier(barrier_id=_RING_FREE_BARRIER, number_of_threads=self.epi_threads)
             ring = cute.make_ptr(dtype, sA.iterator.toint(), cute.AddressSpace.smem, assumed_align=1024)
             sC = cute.make_tensor(ring, layout)
         else:
@@ -673,6 +680,10 @@ class Sm90MixedGemm:
         (tCrB, tCcC, accs, acc_t, rA0s, rA1s, rAu0s, rAu1s, b_views, s_view,
          z_view) = self.consumer_operands(tiled_mma, tidx, sA, sB, sS, sZ)
         acc = accs[0]
+        wg_k = 0
+        if cutlass.const_expr(self.kw > 1):      # this warpgroup's k-slice; from here wg names its weight rows
+            wg_k = wg // self.n_wg
+            wg = wg % self.n_wg
 
         pipeline.pipeline_init_wait(cluster_shape_mn=self.cluster_shape)
 
@@ -757,17 +768,23 @@ class Sm90MixedGemm:
                 warpgroup.wait_group(0)
                 if k_tiles > 0:
                     self.fold(acc, acc_t, rsc, 1)
-        else:
+        elif cutlass.const_expr(self.kw == 1):
             cons, rel, prod = self.mma_k_tiles(plan, pipe, tiled_mma, accs, tCrB, rA0s, rA1s, rAu0s, rAu1s, b_views,
                                                s_view, z_view, cons, rel, prod, kt0, k_tiles, warp_idx, wg, wr, lane,
                                                g, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z,
                                                tZgZ, tZsZ, moe_st)
-        warpgroup.wait_group(0)
-        if cutlass.const_expr(self.ws):
-            # release the stages still held (the producer's tail waits until every stage is free)
-            for _ in cutlass.range(cons.count - rel.count, unroll=1):
-                pipe.consumer_release(rel)
-                rel.advance()
+        else:
+            # K split across warpgroups: slice wg_k of every k-tile (the pipeline states stay inside each branch)
+            if wg_k == 0:
+                self.k_slice(plan, pipe, tiled_mma, accs, tCrB, rA0s, rA1s, rAu0s, rAu1s, b_views, s_view, z_view,
+                             cons, rel, prod, kt0, k_tiles, warp_idx, wg, wr, lane, g, tma_a, tAgA, tAsA, tma_b,
+                             tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ, tZsZ, moe_st, 0)
+            else:
+                self.k_slice(plan, pipe, tiled_mma, accs, tCrB, rA0s, rA1s, rAu0s, rAu1s, b_views, s_view, z_view,
+                             cons, rel, prod, kt0, k_tiles, warp_idx, wg, wr, lane, g, tma_a, tAgA, tAsA, tma_b,
+                             tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ, tZsZ, moe_st, 1)
+        if cutlass.const_expr(self.kw == 1):
+            self.finish_stages(pipe, cons, rel)
         if cutlass.const_expr(self.cfg.pdl):
             # the next grid may start; and no store before the previous grid has finished (the producer waited
             # before the first activation tile; this wait also covers a CTA without k-tiles)
@@ -775,6 +792,8 @@ class Sm90MixedGemm:
             cute.arch.griddepcontrol_wait()
         # int8: exact s32 sums -> fp32 for the epilogue
         accs = [self.float_acc(a, tCcC) for a in accs]
+        if cutlass.const_expr(self.kw > 1):
+            self.add_k_slices(accs, smem, tidx, wg_k)
         acc = accs[0]
 
         # ---- split-K: every CTA stores its fp32 partial; the last to arrive (atomic ticket) adds the partials in
@@ -787,11 +806,14 @@ class Sm90MixedGemm:
         n0 = bn_idx * self.bn + wg * ATOM_N
         is_last = moe_st[1]
         if cutlass.const_expr(self.split_k > 1 and self.cfg.cluster_split_k):
+            # (with warp_k < block_k the warpgroups of slice 0 hold the sums; the others only meet the barriers)
+            owner = True if self.kw == 1 else wg_k == 0
+            slot = tidx % self.epi_threads
             if cutlass.const_expr(self.cn > 1):        # split r's CTA of this weight tile: cluster rank x + cn r
-                red_last = cluster_split_reduce(acc, smem, tidx, self.cons_threads, True, z_idx, self.split_k,
+                red_last = cluster_split_reduce(acc, smem, slot, self.epi_threads, owner, z_idx, self.split_k,
                                                 cute.arch.block_in_cluster_idx()[0], self.cn)
             else:
-                red_last = cluster_split_reduce(acc, smem, tidx, self.cons_threads, True, z_idx, self.split_k)
+                red_last = cluster_split_reduce(acc, smem, slot, self.epi_threads, owner, z_idx, self.split_k)
             if cutlass.const_expr(self.moe):
                 is_last = cutlass.select_(red_last, is_last, red_last)   # rank 0 of a block with an expert here
             else:
@@ -801,8 +823,21 @@ class Sm90MixedGemm:
             is_last = split_k_reduce(acc, tCcC, m0, n0, M, bm_idx * tiles_n + bn_idx, z_idx, mWS, mCnt, sFlag, tidx,
                                      True, self.split_k, True, self.cons_threads if self.ws else 0)
 
-        # ---- epilogue (coordinates are (n, m): transposed), each of the warpgroup's atoms in turn
+        # ---- epilogue (coordinates are (n, m): transposed), each of the warpgroup's atoms in turn; with warp_k <
+        # block_k by the warpgroups of slice 0
         xs = self.act_scales(mG, mWS, mTopkW)
+        if cutlass.const_expr(self.kw == 1):
+            self.tile_epilogue(accs, tCcC, smem, sA, m0, bn_idx, M, N, is_last, mG, mCS, mBias, mC, mSorted, mTopkW,
+                               xs, tidx, wg)
+        else:
+            if wg_k == 0:
+                self.tile_epilogue(accs, tCcC, smem, sA, m0, bn_idx, M, N, is_last, mG, mCS, mBias, mC, mSorted,
+                                   mTopkW, xs, tidx, wg)
+
+    @cute.jit
+    def tile_epilogue(self, accs, tCcC, smem, sA, m0, bn_idx, M, N, is_last, mG, mCS, mBias, mC, mSorted, mTopkW, xs,
+                      tidx, wg):
+        """The epilogue of one output tile by warpgroup `wg` (its atoms in turn): MoE rows, staged or direct."""
         sTok, sF = self.moe_row_table(smem, wg) if self.moe else (None, None)
         sC = self.staging_tile(smem, wg, sA) if self.cfg.staged_store else None
         for a in cutlass.range_constexpr(self.wa):
@@ -825,6 +860,47 @@ class Sm90MixedGemm:
             else:
                 self.epilogue.store(acc, tCcC, m0, n0, M, N, 0, is_last, mG, mCS, mBias, mC, mCS, xs, xs,
                                     transposed=True)
+
+    @cute.jit
+    def finish_stages(self, pipe, cons, rel):
+        """After a tile's k-tiles: wait for the last wgmmas; with the producer warpgroup release the stages still
+        held (the producer's tail waits until every stage is free)."""
+        warpgroup.wait_group(0)
+        if cutlass.const_expr(self.ws):
+            for _ in cutlass.range(cons.count - rel.count, unroll=1):
+                pipe.consumer_release(rel)
+                rel.advance()
+
+    @cute.jit
+    def k_slice(self, plan: cutlass.Constexpr, pipe, tiled_mma, accs, tCrB, rA0, rA1, rAu0, rAu1, b_views, s_view,
+                z_view, cons, rel, prod, kt0, k_tiles, warp_idx, wg, wr, lane, g, tma_a, tAgA, tAsA, tma_b, tBgB,
+                tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ, tZsZ, moe_st, piece: cutlass.Constexpr):
+        """warp_k < block_k: this warpgroup's slice `piece` of every k-tile of the tile, then its stages released."""
+        cons, rel, prod = self.mma_k_tiles(plan, pipe, tiled_mma, accs, tCrB, rA0, rA1, rAu0, rAu1, b_views, s_view,
+                                           z_view, cons, rel, prod, kt0, k_tiles, warp_idx, wg, wr, lane, g, tma_a,
+                                           tAgA, tAsA, tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ, tZsZ,
+                                           moe_st, piece)
+        self.finish_stages(pipe, cons, rel)
+
+    @cute.jit
+    def add_k_slices(self, accs, smem, tidx, wg_k):
+        """warp_k < block_k: the warpgroups of slice wg_k > 0 leave their fp32 sums in shared memory (thread-major,
+        conflict-free); after a barrier of all consumer threads slice 0's add them in slice order."""
+        nacc = cute.size(accs[0])
+        n = nacc * self.wa
+        sR = smem.allocate_tensor(cutlass.Float32, cute.make_layout(
+            (n, self.epi_threads, self.kw - 1), stride=(self.epi_threads, 1, n * self.epi_threads)), byte_alignment=16)
+        slot = tidx % self.epi_threads
+        if wg_k > 0:
+            for a in cutlass.range_constexpr(self.wa):
+                for i in cutlass.range_constexpr(nacc):
+                    sR[a * nacc + i, slot, wg_k - 1] = accs[a][i]
+        cute.arch.barrier(barrier_id=_K_SLICE_BARRIER, number_of_threads=self.cons_threads)
+        if wg_k == 0:
+            for j in cutlass.range_constexpr(1, self.kw):
+                for a in cutlass.range_constexpr(self.wa):
+                    for i in cutlass.range_constexpr(nacc):
+                        accs[a][i] = accs[a][i] + sR[a * nacc + i, slot, j - 1]
 
     @cute.jit
     def consumer_operands(self, tiled_mma, tidx, sA, sB, sS, sZ):
@@ -878,9 +954,11 @@ class Sm90MixedGemm:
     @cute.jit
     def mma_k_tiles(self, plan: cutlass.Constexpr, pipe, tiled_mma, accs, tCrB, rA0, rA1, rAu0, rAu1, b_views,
                     s_view, z_view, cons, rel, prod, kt0, k_tiles, warp_idx, wg, wr, lane, g, tma_a, tAgA, tAsA,
-                    tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ, tZsZ, moe_st):
+                    tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ, tZsZ, moe_st, piece: cutlass.Constexpr = 0):
         """One tile's k-tiles, one accumulator per atom (`accs`; the A buffers are per-atom lists too): -> (cons,
-        rel, prod) states after them. The software pipeline inside each warpgroup: while the wgmmas of k-tile kt
+        rel, prod) states after them. With warp_k < block_k only slice `piece` (this warpgroup's wg_k) of every
+        k-tile: its k16 steps piece * sub .. + sub - 1. The software pipeline inside each warpgroup: while the
+        wgmmas of k-tile kt
         run on one register buffer, k-tile kt + 1 is dequantized into the other; a stage is released once its
         wgmmas have completed. With a_split > 1 the buffers hold a piece of a k-tile each: while the wgmmas of
         piece h run, piece h + 1 (or the next k-tile's first) is dequantized into the other buffer."""
@@ -890,16 +968,17 @@ class Sm90MixedGemm:
                                    tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ, tZsZ, moe_st)
         if k_tiles > 0:
             pipe.consumer_wait(cons)
-            self.dequant_atoms(plan, rAu0, b_views, s_view, z_view, wg, wr, lane, g, cons.index, 0)
+            self.dequant_atoms(plan, rAu0, b_views, s_view, z_view, wg, wr, lane, g, cons.index, piece)
         for _ in cutlass.range(k_tiles // 2, unroll=1):
             for half in cutlass.range_constexpr(2):
                 cur = rA0 if half == 0 else rA1
                 nxt = rAu1 if half == 0 else rAu0
                 stage = cons.index
                 warpgroup.fence()
-                for s in cutlass.range_constexpr(self.k_steps):
+                for s in cutlass.range_constexpr(self.sub):
                     for a in cutlass.range_constexpr(self.wa):
-                        cute.gemm(tiled_mma, accs[a], cur[a][None, None, s], tCrB[None, None, s, stage], accs[a])
+                        cute.gemm(tiled_mma, accs[a], cur[a][None, None, s], tCrB[None, None, piece * self.sub + s,
+                                                                                  stage], accs[a])
                 warpgroup.commit_group()
                 warpgroup.wait_group(1)                  # the previous k-tile's wgmmas are done
                 if cons.count > 0:
@@ -915,13 +994,14 @@ class Sm90MixedGemm:
                 cons.advance()
                 if cons.count < k_tiles:
                     pipe.consumer_wait(cons)
-                    self.dequant_atoms(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, cons.index, 0)
+                    self.dequant_atoms(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, cons.index, piece)
         if k_tiles % 2 == 1:                             # odd count: the last k-tile sits in buffer 0
             stage = cons.index
             warpgroup.fence()
-            for s in cutlass.range_constexpr(self.k_steps):
+            for s in cutlass.range_constexpr(self.sub):
                 for a in cutlass.range_constexpr(self.wa):
-                    cute.gemm(tiled_mma, accs[a], rA0[a][None, None, s], tCrB[None, None, s, stage], accs[a])
+                    cute.gemm(tiled_mma, accs[a], rA0[a][None, None, s], tCrB[None, None, piece * self.sub + s, stage],
+                              accs[a])
             warpgroup.commit_group()
             cons.advance()
         return cons, rel, prod
