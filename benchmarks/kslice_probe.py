@@ -1,5 +1,6 @@
 """warp_k = block_k / 2 on the wgmma mainloop (two consumer warpgroups per weight row range, one half of every
-k-tile each; `GemmConfig.consumer_warpgroups`) against the default config, in alternating rounds: fp16 x (--b,
+k-tile each; `GemmConfig.consumer_warpgroups`) against the default tile with whole k-tiles per warpgroup
+("default" below: warp_k = block_k, whatever the default's own warp_k), in alternating rounds: fp16 x (--b,
 --group) at every M in --m over --shapes where the default is a wgmma tile 128 deep. Each variant's output is first
 checked against the default's (relative error; the K order differs), then timed with L2 flushed (CUDA graph).
 
@@ -14,7 +15,6 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import humming_cute as hc  # noqa: E402
-import humming_cute.config as hcfg  # noqa: E402
 import humming_cute.ops as hops  # noqa: E402
 from humming_cute.bench.timing import bench_ms  # noqa: E402
 from probe_common import print_header  # noqa: E402
@@ -27,7 +27,6 @@ p.add_argument("--group", type=int, default=128)
 p.add_argument("--rounds", type=int, default=3)
 args = p.parse_args()
 print_header()
-hcfg.ALLOW_UNVERIFIED = True          # (warp_k < block_k on the wgmma mainloop is not yet GPU-verified)
 torch.manual_seed(0)
 print(f"# fp16 x {args.b} group {args.group}; default / K halves per warpgroup, {args.rounds} rounds", flush=True)
 for shape in args.shapes.split(","):
@@ -40,6 +39,7 @@ for shape in args.shapes.split(","):
         if cfg.mainloop != "sm90" or cfg.block_k != 128:
             print(f"  N={n} K={k} M={m}: default {cfg.mainloop} block_k {cfg.block_k}: skipped", flush=True)
             continue
+        cfg = cfg.with_(warp_k=cfg.block_k)        # (the default may already split K across warpgroups)
         runs = {"default": cfg}
         for name, kw in (("kslice", {}), ("kslice-unsplit", dict(split_k=1, cluster_split_k=False)),
                          ("kslice-ws", dict(split_k=1, cluster_split_k=False, warp_specialized=True))):

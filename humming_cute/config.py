@@ -524,9 +524,7 @@ class GemmConfig:
                 raise ValueError("warp_k < block_k on the wgmma mainloop (K split across consumer warpgroups) takes "
                                  "16-bit activations, a_split=1, a dense GEMM without a GLU, no persistent grid or "
                                  "stream-K, and split-K only inside a cluster (cluster_split_k)")
-            if not ALLOW_UNVERIFIED:
-                raise NotImplementedError("warp_k < block_k on the wgmma mainloop is built but not yet verified on "
-                                          "a GPU; it is not enabled")
+
         if self.block_n // self.warp_n not in (1, 2, 4) or self.consumer_warpgroups > 4:
             raise ValueError(f"the wgmma mainloop takes 1, 2 or 4 consumer warpgroups (block_n / warp_n x block_k / "
                              f"warp_k); got block_n={self.block_n}, warp_n={self.warp_n}, block_k={self.block_k}, "

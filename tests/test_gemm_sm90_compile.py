@@ -146,7 +146,7 @@ def test_sm90_warp_specialized_compiles(a, b, g, bm, bn, bk, split):
 
 def test_sm90_warp_specialized_errors():
 
-    with pytest.raises(ValueError, match="at most two consumer warpgroups|20 warps"):
+    with pytest.raises(ValueError, match="consumer warpgroups leaves|leave 104 registers"):
         _sm90(warp_specialized=True, block_n=256).validate()
     with pytest.raises(ValueError, match="option of the wgmma mainloop"):
         GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, warp_specialized=True).validate()
@@ -570,7 +570,7 @@ def test_sm90_two_atoms_errors():
     GemmConfig(**{**base, "glu": True, "activation": "silu_glu", "staged_store": True}).validate()   # GPU-tested
     with pytest.raises(ValueError, match="multiple of the warp shape"):
         GemmConfig(**{**base, "block_n": 64, "warp_n": 128}).validate()
-    with pytest.raises(ValueError, match="at most two consumer warpgroups|20 warps"):
+    with pytest.raises(ValueError, match="consumer warpgroups leaves|leave 104 registers"):
         GemmConfig(**{**base, "block_n": 512, "warp_specialized": True}).validate()
 
 
@@ -838,22 +838,24 @@ def test_four_consumer_warpgroups_with_the_producer():
 def test_wgmma_k_slices_compile(monkeypatch):
     """warp_k = block_k / 2 on the wgmma mainloop: two consumer warpgroups per weight row range, each multiplying one
     half of every k-tile; the second half's fp32 sums meet the first's in shared memory after one barrier of all
-    consumer threads (named barrier 6); the estimate covers the launch; refused until GPU-verified, and with the
-    options it does not take."""
-    import humming_cute.config as hcfg
+    consumer threads (named barrier 6); the estimate covers the launch; the default of the M = 64 cluster-split
+    tile of 4-bit weights; refused with the options it does not take."""
     from humming_cute.config import smem_bytes
     from humming_cute.runtime.compile import compile_kernel
     from humming_cute.testing.ptx import launch_smem_bytes
 
-    base = default_config(64, 4096, 14336, a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128,
-                          arch="sm_90a")
-    assert (base.block_m, base.block_n, base.block_k, base.split_k, base.cluster_split_k) == (64, 64, 128, 2, True)
-    with pytest.raises(NotImplementedError, match="not yet verified"):
-        base.with_(warp_k=64).validate()
-    monkeypatch.setattr(hcfg, "ALLOW_UNVERIFIED", True)
-    cfg = base.with_(warp_k=64).validate()
+    import humming_cute.tune.heuristics as h
+
+    kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a")
+    cfg = default_config(64, 4096, 14336, **kw).validate()          # the default at M = 64 (`WGMMA_K_SLICES`)
+    assert (cfg.block_m, cfg.block_n, cfg.block_k, cfg.warp_k, cfg.split_k, cfg.cluster_split_k) == (
+        64, 64, 128, 64, 2, True)
+    monkeypatch.setattr(h, "WGMMA_K_SLICES", False)
+    base = default_config(64, 4096, 14336, **kw)
+    assert base == cfg.with_(warp_k=128, stages=base.stages)
+    assert default_config(64, 4096, 14336, **{**kw, "b_dtype": "int8", "group_size": 0}).warp_k == 128
     assert cfg.consumer_warpgroups == 2 and cfg.num_threads == 256
-    assert smem_bytes(cfg) - smem_bytes(base) == 64 * 64 * 4 + 16
+    assert smem_bytes(cfg) - smem_bytes(cfg.with_(warp_k=128)) == 64 * 64 * 4 + 16
     art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
     assert re.findall(r"bar\.sync\s+6, (\d+);", art.ptx) == ["256"]
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0

@@ -154,6 +154,15 @@ WGMMA_TWO_ATOMS = True
 #: (benchmarks/results/2026-11-30_h200_store_probe_w4.log, ..._w8.log); `autotune` times the direct store as a candidate
 DENSE_WGMMA_STAGED = True
 
+#: the M <= 64 wgmma tile of 4-bit weights (64 x 64 x 128, K split in two inside a cluster) with two consumer
+#: warpgroups, each multiplying one half of every k-tile (warp_k = 64; their sums added in shared memory): one
+#: warpgroup per SM left each SM's dequant and wgmma issue to 4 warps (Nsight Compute at 4096 x 14336 M = 64: 0.26
+#: instructions per cycle and scheduler, 74 % of cycles without an eligible warp,
+#: benchmarks/results/2026-11-30_h200_peer_ncu_m64.txt). H200, fp16 x uint4 g128, 3 alternating rounds
+#: (benchmarks/results/2026-11-30_h200_kslice_probe_w4.log): 4096 x 14336 M = 64 28.4 against 30.0 us (0.95x),
+#: 4096 x 4096 0.98x
+WGMMA_K_SLICES = True
+
 
 def _deepest_stages(cfg: GemmConfig, arch: str, most: int = 8) -> GemmConfig:
     """`cfg` with the most pipeline stages (up to `most`) that fit the arch's shared memory."""
@@ -271,8 +280,12 @@ def _sm90_mid_m_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype:
     # the producer warpgroup pays off unsplit (same logs: 64 x 64 x 128 at M=64 0.71-0.89x, 128 x 64 x 128 at
     # 4096 x 14336, M=256 0.94x; 64 x 128 x 128 at 28672 x 4096 0.86x), not with the workspace split
     ws = split == 1 and bn <= 128 and bm <= 128
+    # `WGMMA_K_SLICES`: the 64 x 64 x 128 cluster-split tile of 4-bit weights with two warpgroups, one half of every
+    # k-tile each
+    wk = bk // 2 if (WGMMA_K_SLICES and cluster and (bm, bn, bk) == (64, 64, 128)
+                     and parse_dtype(b_dtype).bits == 4) else bk
     cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
-                     has_bias=has_bias, block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_n=64, warp_k=bk,
+                     has_bias=has_bias, block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_n=64, warp_k=wk,
                      stages=2, split_k=split, arch="sm_90a", mainloop="sm90", cluster_split_k=cluster,
                      warp_specialized=ws)
     return _deepest_stages(cfg, "sm_90a")
