@@ -454,3 +454,20 @@ def test_staged_store_entries():
     assert at.apply_entry(base, entry) == staged
     del entry["config"]["staged_store"]
     assert at.apply_entry(base, entry) == base.with_(stages=6)
+
+
+def test_k_slice_candidates():
+    """Up to M = 256 the wgmma candidates include the K halves across two consumer warpgroups (warp_k = 64 on
+    128-deep tiles): the default tile with the other choice right after the default, then the 128-deep tiles of the
+    default's height with them."""
+    kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a")
+    for m, n, k in ((64, 4096, 14336), (64, 8192, 8192)):
+        base = default_config(m, n, k, **kw)
+        cands = at.candidate_configs(base, m, n, k, max_candidates=40)
+        assert cands[0] == base and len(set(cands)) == len(cands)
+        other = 128 if base.warp_k == 64 else 64          # (the default's own choice flipped)
+        assert cands[1] == base.with_(warp_k=other, stages=cands[1].stages)
+        assert any(c.warp_k == 64 and c.block_k == 128 for c in cands)
+    big = default_config(4096, 8192, 8192, **kw)
+    assert not any(c.mainloop == "sm90" and c.warp_k < c.block_k
+                   for c in at.candidate_configs(big, 4096, 8192, 8192, max_candidates=40))

@@ -301,6 +301,24 @@ def candidate_configs(base: GemmConfig, m: int, n_pad: int, k_pad: int, *, num_s
         # of 3 took 0.91x the time, benchmarks/results/2026-11-30_h200_config_probe_cluster_n_28672.log)
         sm90_list.sort(key=lambda c: (c.block_m != base.block_m, c.block_n != base.block_n,
                                       c.split_k != base.split_k))
+    if arch.sm == 90 and m <= 256 and base.a_dtype in ("float16", "bfloat16"):
+        # K halves across two consumer warpgroups (`heuristics.WGMMA_K_SLICES`): the default tile with the other
+        # choice first, then every 128-deep wgmma candidate of the default's height with them (the last)
+        flip = deepest(base.with_(warp_k=base.block_k if base.warp_k < base.block_k else base.block_k // 2), 8)
+        first_k: list = []
+        if base.mainloop == "sm90" and base.block_k == 128 and flip is not None:
+            if flip in sm90_list:                 # (already a candidate of the loops above: moved to the front)
+                sm90_list.remove(flip)
+                first_k.append(flip)
+            else:
+                add(flip, first_k)
+        more_k: list = []
+        for c in sm90_list:
+            if c.block_k == 128 and c.warp_k == 128 and c.block_m == base.block_m:
+                sliced = deepest(c.with_(warp_k=64), 8)
+                if sliced is not None:
+                    add(sliced, more_k)
+        sm90_list = first_k + sm90_list + more_k
     if base.mainloop == "sm90" and m >= 256 and not base.glu:
         # the default tile with the other C store first: the direct store where the default stages
         # (`heuristics.DENSE_WGMMA_STAGED`), the staged store where it does not
