@@ -524,7 +524,6 @@ class GemmConfig:
                 raise ValueError("warp_k < block_k on the wgmma mainloop (K split across consumer warpgroups) takes "
                                  "16-bit activations, a_split=1, a dense GEMM without a GLU, no persistent grid or "
                                  "stream-K, and split-K only inside a cluster (cluster_split_k)")
-
         if self.block_n // self.warp_n not in (1, 2, 4) or self.consumer_warpgroups > 4:
             raise ValueError(f"the wgmma mainloop takes 1, 2 or 4 consumer warpgroups (block_n / warp_n x block_k / "
                              f"warp_k); got block_n={self.block_n}, warp_n={self.warp_n}, block_k={self.block_k}, "
@@ -537,7 +536,7 @@ class GemmConfig:
                 raise ValueError("warp_n=128 on the wgmma mainloop takes split_k=1, no stream_k and one accumulator "
                                  "per atom (16-bit activations, or 8-bit ones with channel scales and fp8_fast_accum)")
             # a consumer thread keeps block_m fp32 accumulators (two atoms) and two k-tiles of A fragments for each
-            # atom (block_k registers for 16-bit activations, block_k / 2 for 8-bit lanes); leave 32 for the rest
+            # atom (warp_k registers for 16-bit activations, warp_k / 2 for 8-bit lanes); leave 32 for the rest
             n_cons = self.consumer_warpgroups
             if self.warp_specialized:
                 budget = wgmma_register_split(n_cons, self.moe_cp_async_rows)[1]
@@ -596,7 +595,7 @@ class GemmConfig:
         if self.warp_specialized and self.consumer_warpgroups > 2:
             # three or four consumer warpgroups beside the producer share the register file (`wgmma_register_split`:
             # 152 / 104 registers each): a thread's accumulators (block_m / 2 per atom) and its two k-tiles of A
-            # fragments (block_k / 4 per atom and k-tile, over a_split pieces) must leave 32 for the rest
+            # fragments (warp_k / 4 per atom and k-tile, over a_split pieces) must leave 32 for the rest
             n_cons = self.consumer_warpgroups
             atoms = self.warp_n // ATOM_N
             budget = wgmma_register_split(n_cons, self.moe_cp_async_rows)[1]
