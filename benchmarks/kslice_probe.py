@@ -16,7 +16,9 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 import humming_cute as hc  # noqa: E402
 import humming_cute.ops as hops  # noqa: E402
+from humming_cute.arch import get_arch  # noqa: E402
 from humming_cute.bench.timing import bench_ms  # noqa: E402
+from humming_cute.config import smem_bytes  # noqa: E402
 from probe_common import print_header  # noqa: E402
 
 p = argparse.ArgumentParser()
@@ -28,6 +30,7 @@ p.add_argument("--rounds", type=int, default=3)
 args = p.parse_args()
 print_header()
 torch.manual_seed(0)
+limit = get_arch("sm_90a").smem_per_block_bytes
 print(f"# fp16 x {args.b} group {args.group}; default / K halves per warpgroup, {args.rounds} rounds", flush=True)
 for shape in args.shapes.split(","):
     n, k = map(int, shape.split("x"))
@@ -43,10 +46,13 @@ for shape in args.shapes.split(","):
         runs = {"default": cfg}
         for name, kw in (("kslice", {}), ("kslice-unsplit", dict(split_k=1, cluster_split_k=False)),
                          ("kslice-ws", dict(split_k=1, cluster_split_k=False, warp_specialized=True))):
+            c = cfg.with_(warp_k=64, **kw)
+            while smem_bytes(c) > limit and c.stages > 2:     # (the partial sums take shared memory: re-fit)
+                c = c.with_(stages=c.stages - 1)
             try:
-                runs[name] = cfg.with_(warp_k=64, **kw).validate()
+                runs[name] = c.validate()
             except (ValueError, NotImplementedError) as e:
-                print(f"    {name}: {e}", flush=True)
+                print(f"    N={n} K={k} M={m} {name}: {e}", flush=True)
         out = torch.empty_like(ref)
         errs = {}
         for name, c in runs.items():
@@ -58,8 +64,8 @@ for shape in args.shapes.split(","):
                 c = runs[name]
                 times[name].append(bench_ms(lambda c=c: hc.gemm(x, pw, config=c, out=out), 60) * 1e3)
         med = {name: statistics.median(t) for name, t in times.items()}
-        tile = f"{cfg.block_m}x{cfg.block_n}x{cfg.block_k} split{cfg.split_k}"
-        cols = "  ".join(f"{name} {med[name]:7.1f}us" + (f" x{med[name] / med['default']:.3f} (err {errs[name]:.1e})"
+        tile = f"{cfg.block_m}x{cfg.block_n}x{cfg.block_k} split{cfg.split_k}{' ws' if cfg.warp_specialized else ''}"
+        cols = "  ".join(f"{name} st{runs[name].stages} {med[name]:7.1f}us" + (f" x{med[name] / med['default']:.3f} (err {errs[name]:.1e})"
                                                         if name != "default" else "") for name in runs)
         print(f"  N={n} K={k} M={m} {tile}: {cols}", flush=True)
 print("done", flush=True)
