@@ -65,7 +65,8 @@ for shape in args.shapes.split(","):
                 times[name].append(bench_ms(lambda c=c: hc.gemm(x, pw, config=c, out=out), 60) * 1e3)
         med = {name: statistics.median(t) for name, t in times.items()}
         tile = f"{cfg.block_m}x{cfg.block_n}x{cfg.block_k} split{cfg.split_k}{' ws' if cfg.warp_specialized else ''}"
-        cols = "  ".join(f"{name} st{runs[name].stages} {med[name]:7.1f}us" + (f" x{med[name] / med['default']:.3f} (err {errs[name]:.1e})"
-                                                        if name != "default" else "") for name in runs)
+        cols = "  ".join(f"{name} st{runs[name].stages} {med[name]:7.1f}us"
+                         + (f" x{med[name] / med['default']:.3f} (err {errs[name]:.1e})" if name != "default" else "")
+                         for name in runs)
         print(f"  N={n} K={k} M={m} {tile}: {cols}", flush=True)
 print("done", flush=True)
