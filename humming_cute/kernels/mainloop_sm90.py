@@ -958,10 +958,9 @@ class Sm90MixedGemm:
         """One tile's k-tiles, one accumulator per atom (`accs`; the A buffers are per-atom lists too): -> (cons,
         rel, prod) states after them. With warp_k < block_k only slice `piece` (this warpgroup's wg_k) of every
         k-tile: its k16 steps piece * sub .. + sub - 1. The software pipeline inside each warpgroup: while the
-        wgmmas of k-tile kt
-        run on one register buffer, k-tile kt + 1 is dequantized into the other; a stage is released once its
-        wgmmas have completed. With a_split > 1 the buffers hold a piece of a k-tile each: while the wgmmas of
-        piece h run, piece h + 1 (or the next k-tile's first) is dequantized into the other buffer."""
+        wgmmas of k-tile kt run on one register buffer, k-tile kt + 1 is dequantized into the other; a stage is
+        released once its wgmmas have completed. With a_split > 1 the buffers hold a piece of a k-tile each: while
+        the wgmmas of piece h run, piece h + 1 (or the next k-tile's first) is dequantized into the other buffer."""
         if cutlass.const_expr(self.a_split > 1):
             return self.mma_pieces(plan, pipe, tiled_mma, accs, tCrB, rA0, rA1, rAu0, rAu1, b_views, s_view, z_view,
                                    cons, rel, prod, kt0, k_tiles, warp_idx, wg, wr, lane, g, tma_a, tAgA, tAsA, tma_b,
