@@ -14,6 +14,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 import humming_cute as hc  # noqa: E402
 import humming_cute.ops as hops  # noqa: E402
+from humming_cute.arch import get_arch  # noqa: E402
 from humming_cute.bench.timing import bench_ms  # noqa: E402
 from humming_cute.config import smem_bytes  # noqa: E402
 from probe_common import print_header  # noqa: E402
@@ -26,7 +27,7 @@ p.add_argument("--rounds", type=int, default=3)
 args = p.parse_args()
 print_header()
 torch.manual_seed(0)
-limit = 232448
+limit = get_arch("sm_90a").smem_per_block_bytes
 for fmt in args.formats.split(","):
     b, g = fmt.split("/")
     for shape in args.shapes.split(","):
