@@ -98,6 +98,7 @@
 #                                               # tiles, 176 x 256 two-atom ones with a_split 4 (W4 g128)
 #   bash benchmarks/gpu_session.sh between      # decode back to back with a torch kernel between the GEMMs (W4, W8)
 #   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
+#   bash benchmarks/gpu_session.sh rebuild-w4   # that table for one format from scratch, then its README bench
 #   bash benchmarks/gpu_session.sh pair tests moe-odd    # two steps at once on a two-GPU machine (GPU 0, GPU 1)
 # Every step has its own time limit, so one that overruns leaves the others' results.
 set -uo pipefail
@@ -123,7 +124,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8|tall-w4|tall-w8|tall-one|table-final|wgmma-pdl|m64-cn|moe-512|m64-k4|m64-ncu|rowperm-a|rowperm-b|suite-a|suite-b|rowperm-staged|m64-2cta-w4|staged-w4|staged-w8|w8-8warp|ring-tests|store-w4|store-w8|w8-large-staged|moe-ring|four-wg-tests|moe-four-wg|glu-ring|kslice-tests|kslice-probe|kslice-w8|tune-tests"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8|tall-w4|tall-w8|tall-one|table-final|wgmma-pdl|m64-cn|moe-512|m64-k4|m64-ncu|rowperm-a|rowperm-b|suite-a|suite-b|rowperm-staged|m64-2cta-w4|staged-w4|staged-w8|w8-8warp|ring-tests|store-w4|store-w8|w8-large-staged|moe-ring|four-wg-tests|moe-four-wg|glu-ring|kslice-tests|kslice-probe|kslice-w8|tune-tests|rebuild-w4|rebuild-w8"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -746,6 +747,21 @@ raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/$
     # the autotuners' GPU tests (the dense candidates include K slices up to M = 256)
     run 300 "${tag}_autotune-tests.log" python3 -m pytest -m gpu -n 8 -q -rf tests/test_autotune.py \
       tests/test_moe_autotune.py ;;
+  rebuild-w4|rebuild-w8)
+    # the shipped tuning table of one format rebuilt from scratch with the current defaults (staged C store, K slices)
+    # and candidates: an empty $OUT/tables (HUMMING_CUTE_TABLES_DIR), every bench M, 8 candidates, each non-default
+    # winner confirmed in 3 alternating re-timings and kept only when 3 % faster; then that format's README bench
+    # against the new table
+    mkdir -p "$OUT/tables" && export HUMMING_CUTE_TABLES_DIR="$OUT/tables"
+    if [ "$step" = rebuild-w4 ]; then
+      run 260 "${tag}_tune_table_w4a16.log" python3 -m humming_cute.tune.build_table --b-dtype uint4 \
+        --group-size 128 --m 1,16,64,256,1024,4096,8192 --max-candidates 8 --rep-ms 30
+      bench_w4 200
+    else
+      run 260 "${tag}_tune_table_w8a16.log" python3 -m humming_cute.tune.build_table --b-dtype int8 \
+        --group-size 0 --m 1,16,64,256,1024,4096,8192 --max-candidates 8 --rep-ms 30
+      bench_w8 200
+    fi ;;
   w8-8warp)
     # W8 4096^2 decode (1.04-1.09x the peer flushed, whose kernel runs 132 CTAs of 8 warps on 8 x 128 x 128 tiles,
     # 2026-11-30_h200_peer_ncu_w8_m1.txt; ours 128 CTAs of 4 warps): 8 K-split warps per CTA, 64 / 128-wide tiles

@@ -160,7 +160,9 @@ DENSE_WGMMA_STAGED = True
 #: instructions per cycle and scheduler, 74 % of cycles without an eligible warp,
 #: benchmarks/results/2026-11-30_h200_peer_ncu_m64.txt). H200, fp16 x uint4 g128, 3 alternating rounds
 #: (benchmarks/results/2026-11-30_h200_kslice_probe_w4.log): 4096 x 14336 M = 64 28.4 against 30.0 us (0.95x),
-#: 4096 x 4096 0.98x
+#: 4096 x 4096 0.98x. The same for the 128 x 64 x 128 producer-warpgroup tile at M = 129..256
+#: (2026-11-30_h200_kslice_probe_w4.log, second run): M = 256 4096 x 14336 49.9 against 51.7 us (0.965x), 4096^2
+#: 0.975x; not for 8-bit weights (..._kslice_probe_w8.log: 1.07-1.09x)
 WGMMA_K_SLICES = True
 
 
@@ -280,10 +282,13 @@ def _sm90_mid_m_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype:
     # the producer warpgroup pays off unsplit (same logs: 64 x 64 x 128 at M=64 0.71-0.89x, 128 x 64 x 128 at
     # 4096 x 14336, M=256 0.94x; 64 x 128 x 128 at 28672 x 4096 0.86x), not with the workspace split
     ws = split == 1 and bn <= 128 and bm <= 128
-    # `WGMMA_K_SLICES`: the 64 x 64 x 128 cluster-split tile of 4-bit weights with two warpgroups, one half of every
-    # k-tile each
-    wk = bk // 2 if (WGMMA_K_SLICES and cluster and (bm, bn, bk) == (64, 64, 128)
-                     and parse_dtype(b_dtype).bits == 4) else bk
+    # `WGMMA_K_SLICES`: the 64 x 64 x 128 cluster-split tile of 4-bit weights (M <= 64) and its 128 x 64 x 128
+    # producer-warpgroup tile at M = 129..256, with two warpgroups per weight row range, one half of every k-tile each
+    four_bit = parse_dtype(b_dtype).bits == 4
+    k_slices = WGMMA_K_SLICES and four_bit and (
+        (cluster and (bm, bn, bk) == (64, 64, 128))
+        or (m > 128 and ws and split == 1 and (bm, bn, bk) == (128, 64, 128)))
+    wk = bk // 2 if k_slices else bk
     cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
                      has_bias=has_bias, block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_n=64, warp_k=wk,
                      stages=2, split_k=split, arch="sm_90a", mainloop="sm90", cluster_split_k=cluster,
