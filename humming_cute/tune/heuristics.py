@@ -161,8 +161,8 @@ DENSE_WGMMA_STAGED = True
 #: benchmarks/results/2026-11-30_h200_peer_ncu_m64.txt). H200, fp16 x uint4 g128, 3 alternating rounds
 #: (benchmarks/results/2026-11-30_h200_kslice_probe_w4.log): 4096 x 14336 M = 64 28.4 against 30.0 us (0.95x),
 #: 4096 x 4096 0.98x. The same for the 128 x 64 x 128 producer-warpgroup tile at M = 129..256
-#: (2026-11-30_h200_kslice_probe_w4.log, second run): M = 256 4096 x 14336 49.9 against 51.7 us (0.965x), 4096^2
-#: 0.975x; not for 8-bit weights (..._kslice_probe_w8.log: 1.07-1.09x)
+#: (2026-11-30_h200_kslice_probe_w4_refit.log): M = 256 4096 x 14336 49.9 against 51.7 us (0.965x), 4096^2 0.975x;
+#: not for 8-bit weights (..._kslice_probe_w8_refit.log: 1.07-1.09x there, 1.00-1.06x at M = 64)
 WGMMA_K_SLICES = True
 
 
