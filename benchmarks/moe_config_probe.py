@@ -76,6 +76,9 @@ p.add_argument("--a-split", type=int, default=1,
 p.add_argument("--four-wg", action="store_true",
                help="with --wgmma: producer-warpgroup tiles of four consumer warpgroups (20 warps): 256 wide with one "
                     "atom each, 512 wide with two (their A fragments in --a-split pieces)")
+p.add_argument("--k-slices", action="store_true",
+               help="with --wgmma: also every 128-deep wgmma candidate with K slices (warp_k = 64: two consumer "
+                    "warpgroups per weight row range, one half of every k-tile each; fewer stages where needed)")
 p.add_argument("--warp-pipeline", action="store_true",
                help="also every mma.sync candidate with warp_pipeline (each warp copies its own rows, weight columns "
                     "and scales; warp barrier per k-tile)")
@@ -203,6 +206,12 @@ for preset in args.presets.split(","):
                             while smem_bytes(sv) > limit and sv.stages > 2:
                                 sv = sv.with_(stages=sv.stages - 1)
                             variants.append(sv)
+                if args.k_slices and cfg.mainloop == "sm90" and cfg.block_k == 128:
+                    for v in list(variants):
+                        kv = v.with_(warp_k=64)
+                        while smem_bytes(kv) > limit and kv.stages > 2:
+                            kv = kv.with_(stages=kv.stages - 1)
+                        variants.append(kv)
                 if args.n_major:      # every variant also on the other grid / raster (wgmma: one routed block's
                     variants += [v.with_(moe_n_major=True) for v in variants]      # weight tiles at a time)
                 for cfg in variants:
@@ -218,7 +227,8 @@ for preset in args.presets.split(","):
                             f"{f' cn{cfg.cluster_n}' if cfg.cluster_n > 1 else ''}"
                             f"{' rows' if cfg.moe_cp_async_rows else ''}{' row-cache' if cfg.moe_row_cache else ''}"
                             f"{' staged' if cfg.staged_store else ''}{' wpipe' if cfg.warp_pipeline else ''}"
-                            f"{f' as{cfg.a_split}' if cfg.a_split > 1 else ''}")
+                            f"{f' as{cfg.a_split}' if cfg.a_split > 1 else ''}"
+                            f"{' ks' if cfg.warp_k < cfg.block_k else ''}")
                     if args.match and not re.search(args.match, name):
                         continue
                     print(f"    running {name}", flush=True)

@@ -518,12 +518,13 @@ class GemmConfig:
                              f"({self.warp_m}, {self.warp_n}, {self.warp_k})")
         if self.warp_k < self.block_k:
             # two consumer warpgroups per weight row range, each multiplying one half of every k-tile; their fp32
-            # partial sums are added in shared memory before the epilogue (one output tile per CTA)
-            if (self.act_bits != 16 or self.a_split != 1 or self.moe or self.persistent_ctas or self.stream_k
-                    or self.glu or (self.split_k > 1 and not self.cluster_split_k)):
+            # partial sums are added in shared memory before each tile's epilogue (dense or MoE, one tile per CTA or
+            # a persistent grid)
+            if (self.act_bits != 16 or self.a_split != 1 or self.stream_k or self.glu
+                    or (self.split_k > 1 and not self.cluster_split_k)):
                 raise ValueError("warp_k < block_k on the wgmma mainloop (K split across consumer warpgroups) takes "
-                                 "16-bit activations, a_split=1, a dense GEMM without a GLU, no persistent grid or "
-                                 "stream-K, and split-K only inside a cluster (cluster_split_k)")
+                                 "16-bit activations, a_split=1, no GLU, no stream-K, and split-K only inside a "
+                                 "cluster (cluster_split_k)")
         if self.block_n // self.warp_n not in (1, 2, 4) or self.consumer_warpgroups > 4:
             raise ValueError(f"the wgmma mainloop takes 1, 2 or 4 consumer warpgroups (block_n / warp_n x block_k / "
                              f"warp_k); got block_n={self.block_n}, warp_n={self.warp_n}, block_k={self.block_k}, "

@@ -835,6 +835,32 @@ def test_four_consumer_warpgroups_with_the_producer():
                       "warp_n": 64, "block_n": 1024}).validate()
 
 
+def test_wgmma_k_slices_persistent_and_moe_compile():
+    """K slices on the persistent grid and the MoE GEMM: each slice's warpgroups walk the same tiles, slice 0's add
+    the other's sums (named barrier 6 over all consumer threads, then again once the buffer is read) and store; a
+    persistent MoE tile with cp.async rows (four consumer warpgroups and the producer, 640 threads) and a dense one
+    compile without spills within the launch's shared memory; a one-tile-per-CTA MoE tile keeps one barrier."""
+    from humming_cute.config import smem_bytes
+    from humming_cute.runtime.compile import compile_kernel
+    from humming_cute.testing.ptx import launch_smem_bytes
+
+    moe = GemmConfig(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=48, block_n=128,
+                     block_k=128, warp_m=48, warp_n=64, warp_k=64, stages=6, arch="sm_90a", mainloop="sm90",
+                     moe=True, moe_top_k=8, warp_specialized=True, persistent_ctas=132,
+                     moe_cp_async_rows=True).validate()
+    dense = GemmConfig(a_dtype="bfloat16", b_dtype="int8", c_dtype="bfloat16", group_size=0, block_m=128,
+                       block_n=64, block_k=128, warp_m=128, warp_n=64, warp_k=64, stages=4, arch="sm_90a",
+                       mainloop="sm90", warp_specialized=True, persistent_ctas=132, staged_store=True).validate()
+    one = moe.with_(persistent_ctas=0).validate()
+    for cfg, threads, syncs in ((moe, 640, 4), (dense, 384, 4), (one, 640, 1)):
+        assert cfg.consumer_warpgroups * 128 + 128 == threads == cfg.num_threads
+        art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+        assert re.findall(r"bar\.sync\s+6, (\d+);", art.ptx) == [str(threads - 128)] * syncs
+        assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+        need = launch_smem_bytes(str(compile_kernel(cfg).ir_module))
+        assert len(need) == 1 and need[0] <= smem_bytes(cfg) <= need[0] + 1024
+
+
 def test_wgmma_k_slices_compile(monkeypatch):
     """warp_k = block_k / 2 on the wgmma mainloop: two consumer warpgroups per weight row range, each multiplying one
     half of every k-tile; the second half's fp32 sums meet the first's in shared memory after one barrier of all
@@ -861,9 +887,8 @@ def test_wgmma_k_slices_compile(monkeypatch):
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
     need = launch_smem_bytes(str(compile_kernel(cfg).ir_module))
     assert len(need) == 1 and need[0] <= smem_bytes(cfg) <= need[0] + 1024
-    for bad in (dict(a_split=2), dict(moe=True, moe_top_k=2, split_k=1, cluster_split_k=False),
-                dict(split_k=2, cluster_split_k=False),
-                dict(split_k=1, cluster_split_k=False, warp_specialized=True, persistent_ctas=132),
+    for bad in (dict(a_split=2), dict(split_k=2, cluster_split_k=False),
+                dict(split_k=1, cluster_split_k=False, warp_specialized=True, persistent_ctas=132, stream_k=True),
                 dict(glu=True, activation="silu_glu", staged_store=True)):
         with pytest.raises(ValueError, match="K split across consumer warpgroups"):
             base.with_(warp_k=64, **bad).validate()

@@ -330,12 +330,15 @@ def test_wgmma_two_atoms_per_warpgroup(a, b, group, scale, m, bm, bn, stages, ex
     (64, 64, 64, dict(split_k=2, cluster_split_k=True)), (1, 16, 64, {}),
     (333, 64, 128, dict(warp_specialized=True)), (200, 64, 128, dict(staged_store=True)),
     (97, 64, 64, dict(cluster_n=2)), (77, 32, 256, dict(warp_n=128)),
-    (5, 16, 64, dict(split_k=2, cluster_split_k=True, cluster_n=2))])
+    (5, 16, 64, dict(split_k=2, cluster_split_k=True, cluster_n=2)),
+    (1000, 64, 128, dict(warp_specialized=True, persistent_ctas=132)),
+    (700, 48, 64, dict(warp_specialized=True, persistent_ctas=5, staged_store=True)),
+    (900, 64, 128, dict(warp_n=128, warp_specialized=True, persistent_ctas=3))])
 def test_wgmma_k_slices(a, b, group, scale, m, bm, bn, extra):
     """warp_k = block_k / 2: two consumer warpgroups per weight row range, each multiplying one half of every
     k-tile, their sums added in shared memory: against the reference (poisoned output), with split-K inside a
-    cluster, the producer warpgroup (four consumer warpgroups), the staged store, multicast and two atoms per
-    warpgroup; k-tiles 128 deep, 10 of them (5 per split)."""
+    cluster, the producer warpgroup (four consumer warpgroups), the staged store, multicast, two atoms per
+    warpgroup and persistent grids (a few CTAs walking many tiles); k-tiles 128 deep, 10 of them (5 per split)."""
     kw = dict(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, block_m=bm, block_n=bn, block_k=128, warp_m=bm,
               warp_n=64, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90", has_bias=m % 2 == 1)
     cfg = GemmConfig(**{**kw, **extra}).validate()

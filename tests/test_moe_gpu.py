@@ -623,6 +623,34 @@ def test_moe_wgmma_two_atoms_many_tiles_per_cta(fmt, experts, top_k, tokens, blo
                   same_as=_wgmma_moe_config(block_m, 128, 64, top_k, down, **kw))
 
 
+@pytest.mark.parametrize("fmt", FORMATS[:3], ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,k,block_m,bn,down,skewed,extra", [
+    (128, 8, 512, 640, 48, 128, False, True, dict(warp_specialized=True, persistent_ctas=132, moe_cp_async_rows=True)),
+    (64, 8, 300, 512, 48, 128, True, False, dict(warp_specialized=True, persistent_ctas=5, moe_cp_async_rows=True)),
+    (8, 2, 200, 640, 64, 64, True, True, {}),
+    (16, 4, 333, 512, 32, 128, False, True, dict(warp_specialized=True, persistent_ctas=132, staged_store=True)),
+    (32, 4, 700, 640, 96, 64, True, True, dict(warp_specialized=True, moe_cp_async_rows=True)),
+    (64, 8, 600, 512, 48, 128, False, True, dict(warp_n=128, warp_specialized=True, persistent_ctas=7))])
+def test_moe_wgmma_k_slices(fmt, experts, top_k, tokens, k, block_m, bn, down, skewed, extra):
+    """K slices on the wgmma MoE GEMM (warp_k = block_k / 2: two consumer warpgroups per weight row range, each
+    multiplying one half of every k-tile, slice 0 adding the other's sums and storing): one tile per CTA or a
+    persistent grid (a few CTAs walking many tiles, the shared sum buffer reused), the producer warpgroup, cp.async
+    rows, the staged store, two atoms; against the reference (padding, other ranks' experts untouched, routing
+    weights, bias) and within the dense tolerance of the same tile without slices (formats with group >= 128)."""
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma mainloop runs on sm_90 only")
+    made = {}
+
+    def sliced(pw, a_name, has_bias):
+        cfg = _wgmma_moe_config(block_m, bn, 128, top_k, down, warp_k=64, **extra)(pw, a_name, has_bias)
+        made["cfg"] = cfg
+        return cfg
+
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, 512, k, block_m, tokens + experts + bn + k, sliced)
+    if fmt[1] == 0 or fmt[1] >= 128:
+        assert made["cfg"].warp_k == 64 and made["cfg"].consumer_warpgroups == 2 * (bn // made["cfg"].warp_n)
+
+
 def _wgmma_moe_config(block_m, bn, bk, top_k, down, **kw):
     """make_config for `_check_routed`: a wgmma MoE config of this tile (block_k down to 64 for 64-groups) with the
     routing's top_k / projection and the options in `kw`."""
@@ -631,8 +659,9 @@ def _wgmma_moe_config(block_m, bn, bk, top_k, down, **kw):
     def make(pw, a_name, has_bias):
         bk_ = 64 if 0 < pw.group_size < bk else bk
         opts = {"warp_n": 64, "stages": 4, **kw}
+        opts["warp_k"] = min(opts.get("warp_k", bk_), bk_)      # (K slices: warp_k = block_k / 2)
         return GemmConfig(a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name, group_size=pw.group_size,
-                          has_bias=has_bias, block_m=block_m, block_n=bn, block_k=bk_, warp_m=block_m, warp_k=bk_,
+                          has_bias=has_bias, block_m=block_m, block_n=bn, block_k=bk_, warp_m=block_m,
                           arch="sm_90a", mainloop="sm90", moe=True, moe_top_k=top_k, moe_down=down,
                           moe_mul_topk_weights=down, **opts).validate()
     return make

@@ -520,53 +520,86 @@ class Sm90MixedGemm:
                     pipe.producer_tail(prod)
         else:
             cute.arch.setmaxregister_increase(self.consumer_regs)
-            (tCrB, tCcC, accs, _, rA0, rA1, rAu0, rAu1, b_views, s_view,
-             z_view) = self.consumer_operands(tiled_mma, tidx, sA, sB, sS, sZ)
-            pipeline.pipeline_init_wait(cluster_shape_mn=self.cluster_shape)
-            prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)   # (unused)
-            cons = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.stages)
-            rel = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.stages)
-            tiled_mma.set(warpgroup.Field.ACCUMULATE, True)
-            # (the producer arguments of mma_k_tiles are traced but unused with the producer warpgroup)
-            (gA0, tAsA, tAgA, tBsB, tBgB, tSsS, tSgS, tZsZ,
-             tZgZ) = self.tile_partitions(tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, sA, sB, sS, sZ,
-                                          0, 0, 0)
-            M = cute.size(mC, mode=[0])
-            N = cute.size(mC, mode=[1])
-            if cutlass.const_expr(self.cfg.glu):
-                N = N * 2   # C holds N/2 GLU outputs; the epilogue runs over the N accumulator columns
-            xs = self.act_scales(mG, mWS, mTopkW)
-            sC = self.staging_tile(smem, wg, sA) if self.cfg.staged_store else None
-            sTok, sF = self.moe_row_table(smem, wg) if self.moe else (None, None)
-            for tile in cutlass.range(t_start, t_stop, t_step, unroll=1):
-                bm_idx, bn_idx = self.tile_coords(tile, tiles_m, tiles_n)
-                moe_st, _, e_idx = self.moe_block(mExpert, mNumPost, gA_tma, bm_idx, bn_idx, tiles_n)
-                _, k_tiles = self.k_range(gA0, 0, moe_st)
-                if cutlass.const_expr(self.stream_k):
-                    k_tiles = cutlass.min(u1 - tile * kt_all, kt_all) - cutlass.max(u0 - tile * kt_all, 0)
-                    # the CTAs sharing this tile (`humming_cute.stream_k.tile_parts`) and this part's slot
-                    first = ((tile * kt_all + 1) * n_ctas - 1) // units
-                    n_parts = (((tile + 1) * kt_all) * n_ctas - 1) // units - first + 1
-                    slot = 2 * bid + cutlass.select_(tile == t_start, 0, 1)
-                for acc in accs:
-                    acc.fill(0 if self.acc_type is cutlass.Int32 else 0.0)
-                cons.reset_count()                     # mma_k_tiles counts this tile's k-tiles from 0
-                rel.reset_count()
-                cons, rel, prod = self.mma_k_tiles(plan, pipe, tiled_mma, accs, tCrB, rA0, rA1, rAu0, rAu1,
-                                                   b_views, s_view, z_view, cons, rel, prod, 0, k_tiles, warp_idx,
-                                                   wg, wr, lane, g, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s,
-                                                   tSgS, tSsS, tma_z, tZgZ, tZsZ, (True, True, 0))
-                warpgroup.wait_group(0)
-                for _ in cutlass.range(cons.count - rel.count, unroll=1):   # free the stages still held
-                    pipe.consumer_release(rel)
-                    rel.advance()
-                store = (accs, tCcC, tidx, wg, bm_idx, bn_idx, e_idx, moe_st, M, N, mCS, mG, mBias, mC, mSorted,
-                         mTopkW, xs, sTok, sF, sC)
+            # the consumers' shared memory, allocated before the branch on the warpgroup's K slice (the allocator
+            # hands out offsets at trace time, and both traced branches must use the same ones)
+            wg_n = wg % self.n_wg if self.kw > 1 else wg
+            sC = self.staging_tile(smem, wg_n, sA) if self.cfg.staged_store else None
+            sTok, sF = self.moe_row_table(smem, wg_n) if self.moe else (None, None)
+            sR = self.k_slice_buffer(smem) if self.kw > 1 else None
+            tiled_mma.set(warpgroup.Field.ACCUMULATE, True)     # (before the branch: it makes a new MMA value)
+            args = (plan, pipe, tiled_mma, sA, sB, sS, sZ, tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma,
+                    mCS, mG, mBias, mC, mWS, mCnt, mTopkW, mSorted, mExpert, mNumPost, tiles_m, tiles_n, tidx,
+                    warp_idx, wg_n, wr, lane, g, (t_start, t_stop, t_step), (kt_all, units, u0, u1, n_ctas, bid),
+                    sFlag, sC, sTok, sF, sR)
+            if cutlass.const_expr(self.kw == 1):
+                self.persistent_consume(*args, 0)
+            else:
+                # warp_k < block_k: the warpgroups of slice 0 and those of slice 1 walk the same tiles, each
+                # multiplying its half of every k-tile (the pipeline states stay inside each branch)
+                if wg // self.n_wg == 0:
+                    self.persistent_consume(*args, 0)
+                else:
+                    self.persistent_consume(*args, 1)
+
+    @cute.jit
+    def persistent_consume(self, plan: cutlass.Constexpr, pipe, tiled_mma, sA, sB, sS, sZ, tma_a, gA_tma, tma_b,
+                           gB_tma, tma_s, gS_tma, tma_z, gZ_tma, mCS, mG, mBias, mC, mWS, mCnt, mTopkW, mSorted,
+                           mExpert, mNumPost, tiles_m, tiles_n, tidx, warp_idx, wg, wr, lane, g, walk, units_of, sFlag,
+                           sC, sTok, sF, sR, piece: cutlass.Constexpr):
+        """The consumer warpgroups of the persistent grid: this CTA's tiles in turn, each tile's k-tiles (with
+        warp_k < block_k only slice `piece` of each; slice 0's warpgroups add the other slice's sums and store),
+        then its epilogue (stream-K: the tile's shares reduced first)."""
+        t_start, t_stop, t_step = walk
+        kt_all, units, u0, u1, n_ctas, bid = units_of
+        (tCrB, tCcC, accs, _, rA0, rA1, rAu0, rAu1, b_views, s_view,
+         z_view) = self.consumer_operands(tiled_mma, tidx, sA, sB, sS, sZ)
+        pipeline.pipeline_init_wait(cluster_shape_mn=self.cluster_shape)
+        prod = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.stages)   # (unused)
+        cons = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.stages)
+        rel = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.stages)
+        # (the producer arguments of mma_k_tiles are traced but unused with the producer warpgroup)
+        (gA0, tAsA, tAgA, tBsB, tBgB, tSsS, tSgS, tZsZ,
+         tZgZ) = self.tile_partitions(tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma, sA, sB, sS, sZ,
+                                      0, 0, 0)
+        M = cute.size(mC, mode=[0])
+        N = cute.size(mC, mode=[1])
+        if cutlass.const_expr(self.cfg.glu):
+            N = N * 2   # C holds N/2 GLU outputs; the epilogue runs over the N accumulator columns
+        xs = self.act_scales(mG, mWS, mTopkW)
+        for tile in cutlass.range(t_start, t_stop, t_step, unroll=1):
+            bm_idx, bn_idx = self.tile_coords(tile, tiles_m, tiles_n)
+            moe_st, _, e_idx = self.moe_block(mExpert, mNumPost, gA_tma, bm_idx, bn_idx, tiles_n)
+            _, k_tiles = self.k_range(gA0, 0, moe_st)
+            if cutlass.const_expr(self.stream_k):
+                k_tiles = cutlass.min(u1 - tile * kt_all, kt_all) - cutlass.max(u0 - tile * kt_all, 0)
+                # the CTAs sharing this tile (`humming_cute.stream_k.tile_parts`) and this part's slot
+                first = ((tile * kt_all + 1) * n_ctas - 1) // units
+                n_parts = (((tile + 1) * kt_all) * n_ctas - 1) // units - first + 1
+                slot = 2 * bid + cutlass.select_(tile == t_start, 0, 1)
+            for acc in accs:
+                acc.fill(0 if self.acc_type is cutlass.Int32 else 0.0)
+            cons.reset_count()                     # mma_k_tiles counts this tile's k-tiles from 0
+            rel.reset_count()
+            cons, rel, prod = self.mma_k_tiles(plan, pipe, tiled_mma, accs, tCrB, rA0, rA1, rAu0, rAu1,
+                                               b_views, s_view, z_view, cons, rel, prod, 0, k_tiles, warp_idx,
+                                               wg, wr, lane, g, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s,
+                                               tSgS, tSsS, tma_z, tZgZ, tZsZ, (True, True, 0), piece)
+            warpgroup.wait_group(0)
+            for _ in cutlass.range(cons.count - rel.count, unroll=1):   # free the stages still held
+                pipe.consumer_release(rel)
+                rel.advance()
+            if cutlass.const_expr(self.kw > 1):
+                self.add_k_slices(accs, sR, tidx, piece)
+                # the buffer is free again once slice 0 has read it (slice 1 runs on to the next tile meanwhile)
+                cute.arch.barrier(barrier_id=_K_SLICE_BARRIER, number_of_threads=self.cons_threads)
+            store = (accs, tCcC, tidx, wg, bm_idx, bn_idx, e_idx, moe_st, M, N, mCS, mG, mBias, mC, mSorted,
+                     mTopkW, xs, sTok, sF, sC)
+            if cutlass.const_expr(piece == 0):           # (slice 0's warpgroups store the tile)
                 if cutlass.const_expr(self.stream_k):
                     is_last = cutlass.Boolean(True)
                     if n_parts > 1:                    # a tile shared with the neighbouring CTAs
-                        is_last = stream_k_reduce(accs[0], tCcC, wg * ATOM_N, tile, slot, first, n_parts, units, n_ctas,
-                                                  kt_all, mWS, mCnt, sFlag, tidx, self.bm, self.cons_threads)
+                        is_last = stream_k_reduce(accs[0], tCcC, wg * ATOM_N, tile, slot, first, n_parts, units,
+                                                  n_ctas, kt_all, mWS, mCnt, sFlag, tidx, self.bm, self.cons_threads)
                     if is_last:
                         self.persistent_store(*store)
                 else:
@@ -793,7 +826,7 @@ class Sm90MixedGemm:
         # int8: exact s32 sums -> fp32 for the epilogue
         accs = [self.float_acc(a, tCcC) for a in accs]
         if cutlass.const_expr(self.kw > 1):
-            self.add_k_slices(accs, smem, tidx, wg_k)
+            self.add_k_slices(accs, self.k_slice_buffer(smem), tidx, wg_k)
         acc = accs[0]
 
         # ---- split-K: every CTA stores its fp32 partial; the last to arrive (atomic ticket) adds the partials in
@@ -882,14 +915,18 @@ class Sm90MixedGemm:
                                            moe_st, piece)
         self.finish_stages(pipe, cons, rel)
 
+    def k_slice_buffer(self, smem):
+        """warp_k < block_k: shared memory for the fp32 sums of the slices after the first (thread-major: slot,
+        value, slice), allocated once per CTA."""
+        n = self.bm // 2 * self.wa          # accumulator values per thread: block_m / 2 per 64-row atom
+        return smem.allocate_tensor(cutlass.Float32, cute.make_layout(
+            (n, self.epi_threads, self.kw - 1), stride=(self.epi_threads, 1, n * self.epi_threads)), byte_alignment=16)
+
     @cute.jit
-    def add_k_slices(self, accs, smem, tidx, wg_k):
-        """warp_k < block_k: the warpgroups of slice wg_k > 0 leave their fp32 sums in shared memory (thread-major,
+    def add_k_slices(self, accs, sR, tidx, wg_k):
+        """warp_k < block_k: the warpgroups of slice wg_k > 0 leave their fp32 sums in shared memory (`sR`,
         conflict-free); after a barrier of all consumer threads slice 0's add them in slice order."""
         nacc = cute.size(accs[0])
-        n = nacc * self.wa
-        sR = smem.allocate_tensor(cutlass.Float32, cute.make_layout(
-            (n, self.epi_threads, self.kw - 1), stride=(self.epi_threads, 1, n * self.epi_threads)), byte_alignment=16)
         slot = tidx % self.epi_threads
         if wg_k > 0:
             for a in cutlass.range_constexpr(self.wa):
