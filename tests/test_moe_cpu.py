@@ -283,7 +283,8 @@ def test_wgmma_moe_min_block(monkeypatch):
 @pytest.mark.parametrize("n,k,down", [(1024, 512, False), (512, 1024, True)])
 def test_moe_decode_block32_compiles(monkeypatch, n, k, down):
     """`MOE_DECODE_BLOCK_32` (a default): experts of 12-16 routed rows take 32-row blocks; up-like (N >= K)
-    32 x 256 x 128 wgmma tiles, the others 32 x 256 x 128 mma.sync tiles on the weight-tile-major grid; both
+    32 x 256 x 128 wgmma tiles, down projections with N < K 32 x 128 x 128 wgmma tiles in K slices
+    (`MOE_BLOCK_32_DOWN_WGMMA`; without it 32 x 256 x 128 mma.sync tiles on the weight-tile-major grid); both
     compile for sm_90a without spills. Off, or on other archs, the choices are the usual ones."""
     import humming_cute.tune.heuristics as heur
     from humming_cute.kernels.mainloop_sm90 import Sm90MixedGemm
@@ -300,8 +301,17 @@ def test_moe_decode_block32_compiles(monkeypatch, n, k, down):
     assert default_moe_config(32, n, k, arch="sm_80", **kw) == default_moe_config(32, n, k, arch="sm_80", **{
         **kw, "num_tokens": None})                                      # (sm_80: no such rule)
     cfg = default_moe_config(32, n, k, arch="sm_90a", **kw).validate()
-    assert cfg != off and (cfg.block_n, cfg.block_k) == (256, 128)
-    assert (cfg.mainloop == "sm90") == (not down) and cfg.moe_n_major == down
+    assert cfg != off and (cfg.mainloop, cfg.block_n, cfg.block_k) == ("sm90", 128 if down else 256, 128)
+    # (the down projection: `MOE_BLOCK_32_DOWN_WGMMA`, K slices with the producer warpgroup and cp.async rows on the
+    # persistent grid; off, 32 x 256 x 128 mma.sync tiles on the weight-tile-major grid)
+    assert (cfg.warp_k, cfg.warp_specialized, cfg.moe_cp_async_rows, bool(cfg.persistent_ctas)) == (
+        (64, True, True, True) if down else (128, False, False, False))
+    assert default_moe_config(32, n, k, arch="sm_90a", **{**kw, "group_size": 64}).mainloop == (
+        "sm80" if down else "sm90")                                      # (K slices: groups of >= 128)
+    monkeypatch.setattr(heur, "MOE_BLOCK_32_DOWN_WGMMA", False)
+    mma = default_moe_config(32, n, k, arch="sm_90a", **kw).validate()
+    assert (mma.mainloop == "sm90") == (not down) and mma.moe_n_major == down
+    assert (mma.block_n, mma.block_k) == (256, 128)
     kernel = Sm90MixedGemm(cfg) if cfg.mainloop == "sm90" else Sm80MixedGemm(cfg)
     art = compile_for_arch(kernel, *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0

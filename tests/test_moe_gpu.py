@@ -518,11 +518,12 @@ def test_moe_wgmma_four_consumer_warpgroups(fmt, block_m, experts, top_k, tokens
 @pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
 @pytest.mark.parametrize("block_m,experts,top_k,tokens,n,down,skewed", [
     (48, 128, 8, 512, 384, False, True), (48, 128, 8, 333, 640, True, False), (48, 8, 2, 128, 512, False, False),
-    (160, 8, 2, 512, 384, True, True)])
+    (160, 8, 2, 512, 384, True, True), (32, 8, 2, 64, 512, True, True), (32, 8, 2, 61, 768, True, False)])
 def test_moe_default_odd_blocks(fmt, block_m, experts, top_k, tokens, n, down, skewed):
     """The default configs of 48 / 160-row blocks (`default_moe_config`: 48 with 128-deep k-tiles, the producer
-    warpgroup, cp.async rows and one CTA per SM where the groups allow; 160 with the producer warpgroup) against
-    the reference."""
+    warpgroup, cp.async rows and one CTA per SM where the groups allow; 160 with the producer warpgroup) and of
+    32-row blocks of down projections with N < K (`MOE_BLOCK_32_DOWN_WGMMA`: K slices, persistent, cp.async rows
+    where the groups allow) against the reference."""
     from humming_cute.tune.heuristics import default_moe_config
 
     if torch.cuda.get_device_capability() != (9, 0):

@@ -109,6 +109,13 @@ MOE_DECODE_N_MAJOR = True
 #: (0.90x), from 1.12 / 0.95x in 16-row blocks
 MOE_DECODE_BLOCK_32 = True
 
+#: ... and of those the down projections with N < K on 32 x 128 x 128 wgmma tiles with the producer warpgroup
+#: copying the rows by cp.async, the persistent grid and K slices (two consumer warpgroups per weight row range, one
+#: half of every k-tile each) instead of mma.sync tiles. H200, fp16 x uint4 g128, Mixtral-like down at 64 tokens
+#: (benchmarks/results/2026-12-01_h200_moe_probe_mixtral64_persistent.log): 104.4 us against 119.5 (0.87x; Humming
+#: 131.7); the same tile without K slices 106.1-107.0 us
+MOE_BLOCK_32_DOWN_WGMMA = True
+
 #: sm_90 dense mma.sync GEMMs of 16-bit activations (the tiles of M < 64) take programmatic dependent
 #: launch (`pdl`) with the first stage's weights copied before the wait (`pdl_prefetch=1`): a GEMM launched right
 #: after another starts its weight copies while that one finishes. H200, the default decode tiles, pdl off / on in
@@ -525,8 +532,10 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
     # 32-row blocks of experts with 12-16 routed rows each (`MOE_DECODE_BLOCK_32`)
     block32 = (MOE_DECODE_BLOCK_32 and block_m == 32 and mainloop is None
                and moe_uses_wgmma(arch, a_dtype, epilogue, glu) and n_pad % 256 == 0 and k_pad % 128 == 0)
+    block32_down = (block32 and is_down and n_pad < k_pad and MOE_BLOCK_32_DOWN_WGMMA and not glu
+                    and (group_size == 0 or group_size >= 128))
     if mainloop == "sm90" or (mainloop is None and (block_m >= WGMMA_MOE_MIN_BLOCK or wgmma_only
-                                                    or (block32 and n_pad >= k_pad))
+                                                    or (block32 and (n_pad >= k_pad or block32_down)))
                               and moe_uses_wgmma(arch, a_dtype, epilogue, glu)):
         # H200, fp16 x uint4 g128 (benchmarks/results/2026-11-29_h200_moe_wgmma.log, ..._moe_wgmma_mixtral.log):
         # wgmma, 64-deep k-tiles, the deepest pipeline; 64-row blocks with 128-wide weight tiles, 128-row blocks
@@ -562,7 +571,12 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
             # tokens up 263.9 / down 122.8 against 269.9 / 161.9
             cfg = cfg.with_(block_k=128, warp_k=128, warp_specialized=True, persistent_ctas=num_sms,
                             moe_cp_async_rows=True)
-        if block32:
+        if block32 and block32_down:
+            # (N < K) 128-wide weight tiles, 128-deep k-tiles in two K slices, the producer warpgroup copying the
+            # rows, persistent (`MOE_BLOCK_32_DOWN_WGMMA`)
+            cfg = cfg.with_(block_n=128, block_k=128, warp_k=64, warp_specialized=True, persistent_ctas=num_sms,
+                            moe_cp_async_rows=True)
+        elif block32:
             # four consumer warpgroups over a 256-wide weight tile, 128-deep k-tiles, no producer warpgroup
             cfg = cfg.with_(block_n=256, block_k=128, warp_k=128)
         if block_m == 160 and not glu:
