@@ -910,10 +910,13 @@ def test_moe_warp_pipeline(fmt, experts, top_k, tokens, block_m, down, skewed, b
 @pytest.mark.parametrize("experts,top_k,tokens,n,k,down,skewed", [
     (8, 2, 64, 1024, 512, False, False), (8, 2, 64, 512, 1024, True, True), (8, 2, 61, 1024, 512, False, True),
     (16, 4, 60, 512, 1024, True, False)])
-def test_moe_decode_block32(monkeypatch, fmt, experts, top_k, tokens, n, k, down, skewed):
+@pytest.mark.parametrize("down_wgmma", [True, False])
+def test_moe_decode_block32(monkeypatch, fmt, experts, top_k, tokens, n, k, down, skewed, down_wgmma):
     """32-row blocks for experts of 12-16 routed rows (`MOE_DECODE_BLOCK_32`, a default): up-like
-    projections on 32 x 256 x 128 wgmma tiles, the others on 32 x 256 x 128 mma.sync tiles on the weight-tile-major
-    grid, as moe_gemm picks them; against the reference, padding, other ranks' experts, routing weights and bias."""
+    projections on 32 x 256 x 128 wgmma tiles; down projections with N < K on 32 x 128 x 128 wgmma tiles in K
+    slices with the producer warpgroup, cp.async rows and the persistent grid (`MOE_BLOCK_32_DOWN_WGMMA`, groups of
+    >= 128), the others (and all with it off) on 32 x 256 x 128 mma.sync tiles on the weight-tile-major grid, as
+    moe_gemm picks them; against the reference, padding, other ranks' experts, routing weights and bias."""
     import humming_cute.tune.heuristics as heur
     from humming_cute.ops import _num_sms, device_target
     from humming_cute.tune.heuristics import default_moe_config, moe_block_size
@@ -921,15 +924,21 @@ def test_moe_decode_block32(monkeypatch, fmt, experts, top_k, tokens, n, k, down
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the 32-row decode blocks are an sm_90a default")
     monkeypatch.setattr(heur, "MOE_DECODE_BLOCK_32", True)
+    monkeypatch.setattr(heur, "MOE_BLOCK_32_DOWN_WGMMA", down_wgmma)
     assert moe_block_size(tokens, top_k, experts, wgmma=True) == 32
+    sliced = down_wgmma and down and n < k and (fmt[1] == 0 or fmt[1] >= 128)
 
     def make(pw, a_name, has_bias):
         cfg = default_moe_config(32, pw.n_pad, pw.k_pad, a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name,
                                  group_size=pw.group_size, arch=device_target(torch.device("cuda")),
                                  has_bias=has_bias, top_k=top_k, is_down=down, mul_topk_weights=down,
                                  num_tokens=tokens, num_experts=experts, num_sms=_num_sms(torch.device("cuda")))
-        assert cfg.block_n == 256 and cfg.block_k == 128
-        assert (cfg.mainloop == "sm90") == (n >= k) and cfg.moe_n_major == (n < k), cfg
+        if sliced:
+            assert (cfg.mainloop, cfg.block_n, cfg.block_k, cfg.warp_k) == ("sm90", 128, 128, 64), cfg
+            assert cfg.warp_specialized and cfg.moe_cp_async_rows and cfg.persistent_ctas > 0
+        else:
+            assert cfg.block_n == 256 and cfg.block_k == 128
+            assert (cfg.mainloop == "sm90") == (n >= k) and cfg.moe_n_major == (n < k), cfg
         return cfg
 
     _check_routed(fmt, experts, top_k, tokens, down, skewed, n, k, 32, tokens + experts + n, make)
