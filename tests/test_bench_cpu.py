@@ -940,7 +940,7 @@ def test_back_to_back_markdown_matches_the_readme():
     root = pathlib.Path(__file__).resolve().parent.parent
     readme = (root / "README.md").read_text()
     for name in ("2026-12-01_h200_w4a16_g128_rounds.json", "2026-12-01_h200_w8a16_channel_rounds.json",
-                 "2026-11-30_h200_moe_w4a16_g128_e227e5d.json"):
+                 "2026-12-01_h200_moe_w4a16_g128_rounds.json"):
         doc = json.loads((root / "benchmarks" / "results" / name).read_text())
         t = back_to_back_table(doc)
         assert t is not None and len(t.splitlines()) == 2 + 12     # 4 shapes x M = 1, 16, 64
