@@ -294,7 +294,7 @@ def _sm90_mid_m_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype:
     four_bit = parse_dtype(b_dtype).bits == 4
     k_slices = WGMMA_K_SLICES and four_bit and (
         (cluster and (bm, bn, bk) == (64, 64, 128))
-        or (m > 128 and ws and split == 1 and (bm, bn, bk) == (128, 64, 128)))
+        or (m > 128 and ws and (bm, bn, bk) == (128, 64, 128)))
     wk = bk // 2 if k_slices else bk
     cfg = GemmConfig(a_dtype=a_dtype, b_dtype=b_dtype, c_dtype=c_dtype, group_size=group_size,
                      has_bias=has_bias, block_m=bm, block_n=bn, block_k=bk, warp_m=bm, warp_n=64, warp_k=wk,
@@ -571,7 +571,7 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
             # tokens up 263.9 / down 122.8 against 269.9 / 161.9
             cfg = cfg.with_(block_k=128, warp_k=128, warp_specialized=True, persistent_ctas=num_sms,
                             moe_cp_async_rows=True)
-        if block32 and block32_down:
+        if block32_down:
             # (N < K) 128-wide weight tiles, 128-deep k-tiles in two K slices, the producer warpgroup copying the
             # rows, persistent (`MOE_BLOCK_32_DOWN_WGMMA`)
             cfg = cfg.with_(block_n=128, block_k=128, warp_k=64, warp_specialized=True, persistent_ctas=num_sms,
