@@ -99,6 +99,8 @@
 #   bash benchmarks/gpu_session.sh between      # decode back to back with a torch kernel between the GEMMs (W4, W8)
 #   bash benchmarks/gpu_session.sh table        # the shipped tuning table (W4A16 g128; W8A16 channel), 8 candidates
 #   bash benchmarks/gpu_session.sh rebuild-w4   # that table for one format from scratch, then its README bench
+#   bash benchmarks/gpu_session.sh pp-tests     # GPU tests of pingpong (two consumer warpgroup sets, alternate tiles)
+#   bash benchmarks/gpu_session.sh pp-probe     # pingpong against the defaults: Qwen-like MoE 512 / 4096, W8 / W4 large M
 #   bash benchmarks/gpu_session.sh pair tests moe-odd    # two steps at once on a two-GPU machine (GPU 0, GPU 1)
 # Every step has its own time limit, so one that overruns leaves the others' results.
 set -uo pipefail
@@ -124,7 +126,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8|tall-w4|tall-w8|tall-one|table-final|wgmma-pdl|m64-cn|moe-512|m64-k4|m64-ncu|rowperm-a|rowperm-b|suite-a|suite-b|rowperm-staged|m64-2cta-w4|staged-w4|staged-w8|w8-8warp|ring-tests|store-w4|store-w8|w8-large-staged|moe-ring|four-wg-tests|moe-four-wg|glu-ring|kslice-tests|kslice-probe|kslice-w8|tune-tests|rebuild-w4|rebuild-w8|rounds3-w4|rounds3-w8|moe-ks-tests|moe-ks-probe|rounds3-moe|moe-mixtral64|moe-tests"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8|tall-w4|tall-w8|tall-one|table-final|wgmma-pdl|m64-cn|moe-512|m64-k4|m64-ncu|rowperm-a|rowperm-b|suite-a|suite-b|rowperm-staged|m64-2cta-w4|staged-w4|staged-w8|w8-8warp|ring-tests|store-w4|store-w8|w8-large-staged|moe-ring|four-wg-tests|moe-four-wg|glu-ring|kslice-tests|kslice-probe|kslice-w8|tune-tests|rebuild-w4|rebuild-w8|rounds3-w4|rounds3-w8|moe-ks-tests|moe-ks-probe|rounds3-moe|moe-mixtral64|moe-tests|pp-tests|pp-probe"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -804,6 +806,18 @@ raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/$
     # 106 registers, no spills) against the default 48 x 256
     run 240 "${tag}_moe_probe_bn512_qwen512.log" python3 benchmarks/moe_config_probe.py --presets qwen3-30b-a3b \
       --tokens 512 --block-m 48 --bn 256,512 --bk 64 --wgmma --two-atoms --a-split 2 --persistent --cp-async-rows ;;
+  pp-tests)
+    # pingpong (two sets of consumer warpgroups on alternate tiles of the persistent wgmma grid): its GPU tests, dense
+    # (incl. the staged GLU store) and MoE, each also bitwise against the same tile without it
+    run 300 "${tag}_pingpong-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_gemm_sm90_gpu.py \
+      tests/test_moe_gpu.py -k pingpong ;;
+  pp-probe)
+    # pingpong against the defaults: Qwen-like MoE at 512 / 4096 tokens (1.03-1.14x the peer), W8 channel M = 1024 /
+    # 4096 at 28672 x 4096 and 8192^2, W4 g128 8192^2 M = 8192 (the large-M points within 4 % of the peer)
+    run 280 "${tag}_pingpong_probe_moe_w8.log" python3 benchmarks/pingpong_probe.py \
+      --moe qwen3-30b-a3b:up:512,qwen3-30b-a3b:down:512,qwen3-30b-a3b:up:4096,qwen3-30b-a3b:down:4096 \
+      --dense 28672x4096:1024,28672x4096:4096,8192x8192:4096 --b int8 --group 0
+    run 120 "${tag}_pingpong_probe_w4.log" python3 benchmarks/pingpong_probe.py --moe "" --dense 8192x8192:8192 ;;
   hm-moe)
     run 120 "${tag}_humming_configs_moe.log" python3 benchmarks/humming_configs.py --moe ;;
   *) echo "unknown step $step"; exit 2 ;;

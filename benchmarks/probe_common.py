@@ -43,3 +43,29 @@ def weight_and_peer(shape: tuple, b_dtype: str, group: int, *, moe: bool = False
         hm = None
         print(f"# humming unavailable: {e}", flush=True)
     return w, qw, pw, hm
+
+
+def _compile_one(cfg) -> str:
+    """Compile one config into the on-disk kernel cache (a worker of `precompile`)."""
+    import humming_cute.config as hconfig
+    from humming_cute.runtime.compile import get_kernel
+
+    hconfig.ALLOW_UNVERIFIED = True
+    try:
+        get_kernel(cfg)
+        return ""
+    except Exception as e:  # noqa: BLE001 - the timed call reports it again
+        return f"{type(e).__name__}: {str(e)[:120]}"
+
+
+def precompile(cfgs, workers: int = 12) -> None:
+    """Compile the configs in parallel processes into the on-disk kernel cache, so the probe's own calls load them
+    (the cache must be on: HUMMING_CUTE_KERNEL_CACHE not 0). Call from under `if __name__ == "__main__":`."""
+    import multiprocessing as mp
+    import time
+
+    todo = list(dict.fromkeys(cfgs))
+    t0 = time.time()
+    with mp.get_context("spawn").Pool(min(workers, max(len(todo), 1))) as pool:
+        fails = [f for f in pool.map(_compile_one, todo) if f]
+    print(f"# precompiled {len(todo)} kernels in {time.time() - t0:.0f} s ({len(fails)} failed)", flush=True)

@@ -172,6 +172,10 @@ class GemmConfig:
     # of 16 contiguous bytes (the mma.sync mainloop ignores it). None: on where it measured faster on the H200: dense
     # GEMMs with at most 128 activation rows and one weight atom per warpgroup or the staged store (`use_row_perm`)
     row_perm: Optional[bool] = None
+    # wgmma mainloop with the persistent grid: two sets of consumer warpgroups (block_n / warp_n each) take alternate
+    # tiles of the CTA's walk, each set a whole tile, so one set's epilogue (and the wait for its first stages) runs
+    # while the other set's wgmmas multiply ("ping-pong"); twice the consumer warpgroups of the tile, sharing the ring
+    pingpong: bool = False
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -218,7 +222,7 @@ class GemmConfig:
         rows of one 64-wide atom, padded (fp32 accumulators with a GLU epilogue, C elements otherwise)."""
         if self.mainloop != "sm90" or not self.staged_store:
             return 0
-        n_wg = self.block_n // self.warp_n
+        n_wg = self.epilogue_warpgroups
         if self.glu:
             return self.block_m * (ATOM_N + 4) * n_wg * 4
         return self.block_m * (ATOM_N + 8) * n_wg * 2
@@ -235,8 +239,15 @@ class GemmConfig:
 
     @property
     def consumer_warpgroups(self) -> int:
-        """wgmma mainloop: consumer warpgroups, one per warp_n weight rows and per warp_k slice of each k-tile."""
-        return self.block_n // self.warp_n * (self.block_k // self.warp_k)
+        """wgmma mainloop: consumer warpgroups, one per warp_n weight rows and per warp_k slice of each k-tile (two
+        sets of them with `pingpong`)."""
+        return self.block_n // self.warp_n * (self.block_k // self.warp_k) * (2 if self.pingpong else 1)
+
+    @property
+    def epilogue_warpgroups(self) -> int:
+        """wgmma mainloop: the warpgroups that store tiles, each with its own staging tile and row table: one per
+        warp_n weight rows (of each set with `pingpong`)."""
+        return self.block_n // self.warp_n * (2 if self.pingpong else 1)
 
     @property
     def num_threads(self) -> int:
@@ -419,6 +430,10 @@ class GemmConfig:
             raise ValueError("persistent_ctas is an option of the wgmma mainloop (mainloop='sm90')")
         if self.stream_k and self.mainloop != "sm90":
             raise ValueError("stream_k is an option of the wgmma mainloop (mainloop='sm90') with persistent_ctas")
+        if not isinstance(self.pingpong, bool):
+            raise ValueError(f"pingpong must be True or False, got {self.pingpong!r}")
+        if self.pingpong and self.mainloop != "sm90":
+            raise ValueError("pingpong is an option of the wgmma mainloop (mainloop='sm90') with persistent_ctas")
         if self.staged_store:
             if self.mainloop != "sm90":
                 raise ValueError("staged_store is an option of the wgmma kernel (mainloop='sm90')")
@@ -574,6 +589,14 @@ class GemmConfig:
                 raise ValueError("persistent_ctas takes the producer warpgroup (warp_specialized=True), split_k=1 "
                                  "and one accumulator (16-bit activations, or 8-bit ones with channel scales and "
                                  "fp8_fast_accum)")
+        if self.pingpong:
+            if not self.persistent_ctas or self.stream_k or self.warp_k < self.block_k or self.cluster_n != 1:
+                raise ValueError("pingpong takes the wgmma mainloop's persistent grid (persistent_ctas > 0, "
+                                 "warp_specialized=True) without stream_k, K slices (warp_k < block_k) or "
+                                 "clusters (cluster_n=1)")
+            if not ALLOW_UNVERIFIED:
+                raise NotImplementedError("pingpong (two consumer warpgroup sets on alternate tiles) is built but "
+                                          "not yet verified on the GPU")
         if self.stream_k:
             if (not self.persistent_ctas or self.moe or self.cluster_n != 1 or self.cluster_split_k
                     or self.act_bits != 16):
@@ -645,7 +668,7 @@ def smem_bytes(cfg: GemmConfig) -> int:
         # the wgmma kernel allocates its scale and zero-point rings (fp16 pairs, >= 1 row) whatever it uses
         s = 2 * max(cfg.scale_rows, 1) * cfg.block_n * 2
         part = cfg.block_m * cfg.block_n * 4 + 16 if cfg.cluster_split_k else 0   # split-K partial (cluster)
-        n_wg = cfg.block_n // cfg.warp_n       # staging tiles and row tables: one per consumer warpgroup
+        n_wg = cfg.epilogue_warpgroups       # staging tiles and row tables: one per storing warpgroup
         if cfg.staged_store and not cfg.staging_in_ring:    # C staging tiles beside the stages
             part += cfg.staging_bytes + 16
         if cfg.moe:

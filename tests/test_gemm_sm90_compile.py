@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+import humming_cute.config as hconfig
 from humming_cute.config import GemmConfig
 from humming_cute.kernels.mainloop_sm90 import Sm90MixedGemm
 from humming_cute.runtime.compile import fake_operands
@@ -897,3 +898,44 @@ def test_wgmma_k_slices_compile(monkeypatch):
     with pytest.raises(ValueError, match="K split across consumer warpgroups"):
         GemmConfig(a_dtype="float8e4m3", b_dtype="int4", c_dtype="float16", group_size=0, block_m=64, block_n=64,
                    block_k=128, warp_m=64, warp_n=64, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90").validate()
+
+
+def test_wgmma_pingpong_compile(monkeypatch):
+    """pingpong: two sets of consumer warpgroups on alternate tiles of the persistent grid (a MoE tile with cp.async
+    rows, a dense staged tile of two atoms per warpgroup) compile for sm_90a without spills, each warpgroup with its
+    own staging tile / row table (the estimate covers the launch); refused without the persistent grid, with
+    stream-K, K slices or clusters, on the mma.sync mainloop, and until GPU-verified (ALLOW_UNVERIFIED)."""
+    from humming_cute.config import smem_bytes
+    from humming_cute.runtime.compile import compile_kernel
+    from humming_cute.testing.ptx import launch_smem_bytes
+
+    moe = GemmConfig(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=48, block_n=128,
+                     block_k=64, warp_m=48, warp_n=128, warp_k=64, stages=8, arch="sm_90a", mainloop="sm90",
+                     moe=True, moe_top_k=8, warp_specialized=True, persistent_ctas=132, moe_cp_async_rows=True,
+                     pingpong=True)
+    dense = GemmConfig(a_dtype="float16", b_dtype="int8", c_dtype="float16", group_size=0, block_m=128,
+                       block_n=128, block_k=64, warp_m=128, warp_n=128, warp_k=64, stages=4, arch="sm_90a",
+                       mainloop="sm90", warp_specialized=True, persistent_ctas=132, staged_store=True, pingpong=True)
+    with pytest.raises(NotImplementedError, match="not yet verified"):
+        moe.validate()
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    for cfg in (moe, dense):
+        cfg = cfg.validate()
+        assert cfg.consumer_warpgroups == 2 and cfg.epilogue_warpgroups == 2 and cfg.num_threads == 384
+        one = cfg.with_(pingpong=False)
+        # a staging tile / row table per storing warpgroup: one more than the single set's
+        extra = (cfg.block_m * 12 if cfg.moe else one.staging_bytes)
+        assert smem_bytes(cfg) - smem_bytes(one) == extra
+        art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+        assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+        need = launch_smem_bytes(str(compile_kernel(cfg).ir_module))
+        assert len(need) == 1 and need[0] <= smem_bytes(cfg) <= need[0] + 1024
+    for base, bad in ((moe, dict(persistent_ctas=0)), (dense, dict(stream_k=True, block_n=64, warp_n=64)),
+                      (moe, dict(block_n=64, warp_n=64, block_k=128, warp_k=64)),
+                      (moe, dict(cluster_n=2, moe_cp_async_rows=False))):
+        with pytest.raises(ValueError, match="pingpong takes"):
+            base.with_(**bad).validate()
+    with pytest.raises(ValueError, match="pingpong is an option of the wgmma mainloop"):
+        GemmConfig(pingpong=True, arch="sm_90a").validate()
+    with pytest.raises(ValueError, match="pingpong must be True or False"):
+        GemmConfig(pingpong=1, arch="sm_90a").validate()

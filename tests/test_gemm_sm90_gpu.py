@@ -408,3 +408,69 @@ def test_wgmma_a_split(a, b, group, scale, m, bm, bn, wn, a_split, extra):
         bias = torch.randn(n, device="cuda", dtype=dt) if m % 2 == 1 else None
         whole = cfg.with_(a_split=1).validate()
         assert torch.equal(hc.gemm(x, pw, bias=bias, config=cfg), hc.gemm(x, pw, bias=bias, config=whole))
+
+
+@pytest.mark.parametrize("a,b,group,scale", [("float16", "uint4", 128, "float16"), ("bfloat16", "int8", 0, "float16"),
+                                             ("float16", "float4e2m1", 32, "ue8m0"), ("bfloat16", "uint3", 64,
+                                                                                       "float16")])
+@pytest.mark.parametrize("m,bm,bn,wn,extra", [
+    (1000, 64, 64, 64, dict(persistent_ctas=132)), (700, 48, 64, 64, dict(persistent_ctas=5, staged_store=True)),
+    (900, 64, 128, 128, dict(persistent_ctas=3)), (333, 128, 128, 128, dict(persistent_ctas=7, staged_store=True)),
+    (1000, 64, 128, 64, dict(persistent_ctas=4, a_split=2)),
+    (4096, 128, 128, 128, dict(persistent_ctas=132, row_perm=True))])
+def test_wgmma_pingpong(monkeypatch, a, b, group, scale, m, bm, bn, wn, extra):
+    """pingpong: two sets of consumer warpgroups on alternate tiles of the persistent grid (each set stepping its
+    pipeline states over the other's stages): against the reference (poisoned output) with a few CTAs walking many
+    tiles (odd and even counts per CTA), the staged store, two atoms, four consumer warpgroups, permuted rows; and
+    bitwise equal to the same tile without pingpong (same k order)."""
+    import humming_cute as hc
+    import humming_cute.config as hconfig
+    from humming_cute.quant.weight import quantize_weight
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    kw = dict(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, block_m=bm, block_n=bn, block_k=64, warp_m=bm,
+              warp_n=wn, warp_k=64, stages=6, arch="sm_90a", mainloop="sm90", has_bias=m % 2 == 1,
+              warp_specialized=True, **extra)
+    cfg = _deepest_fitting(GemmConfig(**kw, pingpong=True))
+    assert cfg.consumer_warpgroups == 2 * bn // wn
+    n, k = 1000, 1280
+    run_case(a, b, group, scale, m, n, k, bias=m % 2 == 1, config=cfg, seed=m + bn)
+    torch.manual_seed(m + 1)
+    dt = getattr(torch, a)
+    pw = hc.prepare_weight(quantize_weight(torch.randn(n, k, device="cuda"), b, group, scale), a)
+    x = torch.randn(m, k, device="cuda", dtype=dt)
+    bias = torch.randn(n, device="cuda", dtype=dt) if m % 2 == 1 else None
+    one = cfg.with_(pingpong=False).validate()
+    assert torch.equal(hc.gemm(x, pw, bias=bias, config=cfg), hc.gemm(x, pw, bias=bias, config=one))
+
+
+@pytest.mark.parametrize("a,b,group,scale", [("float16", "uint4", 128, "float16"), ("bfloat16", "int8", 0, "float16")])
+@pytest.mark.parametrize("m,bm,bn,wn,ctas", [(700, 64, 128, 128, 5), (333, 64, 128, 64, 132)])
+def test_wgmma_pingpong_glu(monkeypatch, a, b, group, scale, m, bm, bn, wn, ctas):
+    """pingpong with the staged GLU epilogue (each warpgroup its own fp32 staging tile): against the reference and
+    bitwise equal to the same tile without pingpong; every output written."""
+    import humming_cute as hc
+    import humming_cute.config as hconfig
+    from humming_cute.quant.reference import reference_gemm
+    from humming_cute.quant.weight import quantize_weight
+
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    cfg = _deepest_fitting(GemmConfig(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, block_m=bm, block_n=bn,
+                                      block_k=64, warp_m=bm, warp_n=wn, warp_k=64, stages=6, arch="sm_90a",
+                                      mainloop="sm90", has_bias=True, activation="silu_glu", glu=True,
+                                      staged_store=True, warp_specialized=True, persistent_ctas=ctas, pingpong=True))
+    torch.manual_seed(m)
+    dt = getattr(torch, a)
+    n, k = 1024, 1280
+    qw = quantize_weight(torch.randn(n, k, device="cuda"), b, group, scale)
+    pw = hc.prepare_weight(qw, a)
+    x = torch.randn(m, k, device="cuda", dtype=dt)
+    bias = torch.randn(n, device="cuda", dtype=dt)
+    out = torch.full((m, n // 2), float("nan"), device="cuda", dtype=dt)
+    y = hc.gemm(x, pw, bias=bias, out=out, config=cfg, activation="silu_glu", glu=True)
+    ref = reference_gemm(x, qw, bias=bias, activation="silu_glu", glu=True, out_dtype=torch.float32)
+    assert not torch.isnan(y).any(), "an output element was never written"
+    tol = 2e-3 if a == "float16" else 1e-2
+    assert ((y.float() - ref).norm() / ref.norm()).item() < tol
+    one = cfg.with_(pingpong=False).validate()
+    assert torch.equal(y, hc.gemm(x, pw, bias=bias, config=one, activation="silu_glu", glu=True))

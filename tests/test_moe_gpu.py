@@ -967,3 +967,32 @@ def test_moe_wgmma_n_major(fmt, experts, top_k, tokens, block_m, bn, down, skewe
 
     _check_routed(fmt, experts, top_k, tokens, down, skewed, 512, 512, block_m, tokens + experts + block_m,
                   n_major, same_as=base)
+
+
+@pytest.mark.parametrize("fmt", FORMATS[:3], ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,k,block_m,bn,wn,down,skewed,extra", [
+    (128, 8, 512, 640, 48, 128, 128, False, True, dict(persistent_ctas=132, moe_cp_async_rows=True)),
+    (64, 8, 300, 512, 48, 128, 64, True, False, dict(persistent_ctas=5, moe_cp_async_rows=True)),
+    (16, 4, 333, 512, 32, 128, 64, False, True, dict(persistent_ctas=132, staged_store=True)),
+    (8, 2, 3000, 512, 128, 128, 128, True, True, dict(persistent_ctas=4, moe_cp_async_rows=True)),
+    (32, 4, 700, 640, 96, 64, 64, True, True, dict(persistent_ctas=3))])
+def test_moe_wgmma_pingpong(monkeypatch, fmt, experts, top_k, tokens, k, block_m, bn, wn, down, skewed, extra):
+    """pingpong on the wgmma MoE GEMM: two sets of consumer warpgroups on alternate tiles of the persistent grid,
+    stepping over the other set's stages (blocks past the padded count or of other ranks' experts take none):
+    against the reference (padding, other ranks' experts untouched, routing weights, bias) and bitwise equal to the
+    same tile without pingpong."""
+    import humming_cute.config as hconfig
+
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma mainloop runs on sm_90 only")
+    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
+    kw = dict(warp_n=wn, warp_specialized=True, **extra)
+    made = {}
+
+    def pp(pw, a_name, has_bias):
+        made["cfg"] = _wgmma_moe_config(block_m, bn, 64, top_k, down, pingpong=True, **kw)(pw, a_name, has_bias)
+        return made["cfg"]
+
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, 512, k, block_m, tokens + experts + bn + k, pp,
+                  same_as=_wgmma_moe_config(block_m, bn, 64, top_k, down, **kw))
+    assert made["cfg"].pingpong and made["cfg"].consumer_warpgroups == 2 * bn // wn

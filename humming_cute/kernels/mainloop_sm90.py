@@ -78,7 +78,10 @@ class Sm90MixedGemm:
         # multiplying slice wg_k of every k-tile; the partial sums of wg_k > 0 are added into wg_k = 0's in shared
         # memory, which alone runs the epilogue
         self.kw = cfg.block_k // cfg.warp_k
-        self.n_cwg = self.n_wg * self.kw
+        # pingpong: two sets of kw n_wg consumer warpgroups, set s = wg // n_wg taking the CTA's tiles s, s + 2, ..
+        self.pp = 2 if cfg.pingpong else 1
+        self.n_cwg = self.n_wg * self.kw * self.pp
+        self.n_epi = cfg.epilogue_warpgroups          # staging tiles / row tables / epilogue barriers
         self.threads = cfg.num_threads
         # warp specialization: a producer warpgroup after the consumers, whose first warp issues the TMA loads;
         # registers move from it to the consumers (setmaxnreg), within the register file
@@ -333,7 +336,8 @@ class Sm90MixedGemm:
             producer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread, 129 if self.rows else 1),
             # with multicast every CTA of the cluster writes into this one's stages: each consumer warp releases a
             # stage to all cn producers (lanes 0..cn-1 arrive on CTA `lane`'s empty barrier)
-            consumer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread, self.cons_warps * self.cn),
+            # (pingpong: one set of consumer warpgroups reads each stage)
+            consumer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread, self.cons_warps // self.pp * self.cn),
             # (a cluster (cn, 1, split) of multicast and split-K: only the cn CTAs of one k-range share stages)
             tx_count=self.tx_bytes, defer_sync=True,
             cta_layout_vmnk=cute.make_layout((1, self.cn, 1, self.split_k if self.cn > 1 and self.cfg.cluster_split_k
@@ -522,15 +526,17 @@ class Sm90MixedGemm:
             cute.arch.setmaxregister_increase(self.consumer_regs)
             # the consumers' shared memory, allocated before the branch on the warpgroup's K slice (the allocator
             # hands out offsets at trace time, and both traced branches must use the same ones)
-            wg_n = wg % self.n_wg if self.kw > 1 else wg
-            sC = self.staging_tile(smem, wg_n, sA) if self.cfg.staged_store else None
-            sTok, sF = self.moe_row_table(smem, wg_n) if self.moe else (None, None)
+            wg_n = wg % self.n_wg if self.kw > 1 or self.pp > 1 else wg
+            # the warpgroup's staging tile, row table and epilogue barrier (one per storing warpgroup)
+            slot = wg if self.pp > 1 else wg_n
+            sC = self.staging_tile(smem, slot, sA) if self.cfg.staged_store else None
+            sTok, sF = self.moe_row_table(smem, slot) if self.moe else (None, None)
             sR = self.k_slice_buffer(smem) if self.kw > 1 else None
             tiled_mma.set(warpgroup.Field.ACCUMULATE, True)     # (before the branch: it makes a new MMA value)
             args = (plan, pipe, tiled_mma, sA, sB, sS, sZ, tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma,
                     mCS, mG, mBias, mC, mWS, mCnt, mTopkW, mSorted, mExpert, mNumPost, tiles_m, tiles_n, tidx,
                     warp_idx, wg_n, wr, lane, g, (t_start, t_stop, t_step), (kt_all, units, u0, u1, n_ctas, bid),
-                    sFlag, sC, sTok, sF, sR)
+                    sFlag, sC, sTok, sF, sR, slot, wg // self.n_wg)
             if cutlass.const_expr(self.kw == 1):
                 self.persistent_consume(*args, 0)
             else:
@@ -545,10 +551,11 @@ class Sm90MixedGemm:
     def persistent_consume(self, plan: cutlass.Constexpr, pipe, tiled_mma, sA, sB, sS, sZ, tma_a, gA_tma, tma_b,
                            gB_tma, tma_s, gS_tma, tma_z, gZ_tma, mCS, mG, mBias, mC, mWS, mCnt, mTopkW, mSorted,
                            mExpert, mNumPost, tiles_m, tiles_n, tidx, warp_idx, wg, wr, lane, g, walk, units_of, sFlag,
-                           sC, sTok, sF, sR, piece: cutlass.Constexpr):
+                           sC, sTok, sF, sR, eslot, side, piece: cutlass.Constexpr):
         """The consumer warpgroups of the persistent grid: this CTA's tiles in turn, each tile's k-tiles (with
         warp_k < block_k only slice `piece` of each; slice 0's warpgroups add the other slice's sums and store),
-        then its epilogue (stream-K: the tile's shares reduced first)."""
+        then its epilogue (stream-K: the tile's shares reduced first). With `pingpong` set `side` takes every
+        other tile of the walk, its pipeline states stepping over the stages of the other set's tiles."""
         t_start, t_stop, t_step = walk
         kt_all, units, u0, u1, n_ctas, bid = units_of
         (tCrB, tCcC, accs, _, rA0, rA1, rAu0, rAu1, b_views, s_view,
@@ -566,7 +573,19 @@ class Sm90MixedGemm:
         if cutlass.const_expr(self.cfg.glu):
             N = N * 2   # C holds N/2 GLU outputs; the epilogue runs over the N accumulator columns
         xs = self.act_scales(mG, mWS, mTopkW)
-        for tile in cutlass.range(t_start, t_stop, t_step, unroll=1):
+        first = t_start
+        if cutlass.const_expr(self.pp > 1):
+            first = t_start + side * t_step
+        for tile in cutlass.range(first, t_stop, t_step * self.pp, unroll=1):
+            if cutlass.const_expr(self.pp > 1):
+                # the producer loaded the previous tile's k-tiles (the other set's) into the ring first: skip them
+                prev = cutlass.max(tile - t_step, t_start)
+                pm_idx, pn_idx = self.tile_coords(prev, tiles_m, tiles_n)
+                p_st, _, _ = self.moe_block(mExpert, mNumPost, gA_tma, pm_idx, pn_idx, tiles_n)
+                _, p_tiles = self.k_range(gA0, 0, p_st)
+                for _ in cutlass.range(cutlass.select_(tile > t_start, p_tiles, 0), unroll=1):
+                    cons.advance()
+                    rel.advance()
             bm_idx, bn_idx = self.tile_coords(tile, tiles_m, tiles_n)
             moe_st, _, e_idx = self.moe_block(mExpert, mNumPost, gA_tma, bm_idx, bn_idx, tiles_n)
             _, k_tiles = self.k_range(gA0, 0, moe_st)
@@ -592,7 +611,7 @@ class Sm90MixedGemm:
                 self.add_k_slices(accs, sR, tidx, piece)
                 # the buffer is free again once slice 0 has read it (slice 1 runs on to the next tile meanwhile)
                 cute.arch.barrier(barrier_id=_K_SLICE_BARRIER, number_of_threads=self.cons_threads)
-            store = (accs, tCcC, tidx, wg, bm_idx, bn_idx, e_idx, moe_st, M, N, mCS, mG, mBias, mC, mSorted,
+            store = (accs, tCcC, tidx, wg, eslot, bm_idx, bn_idx, e_idx, moe_st, M, N, mCS, mG, mBias, mC, mSorted,
                      mTopkW, xs, sTok, sF, sC)
             if cutlass.const_expr(piece == 0):           # (slice 0's warpgroups store the tile)
                 if cutlass.const_expr(self.stream_k):
@@ -606,26 +625,27 @@ class Sm90MixedGemm:
                     self.persistent_store(*store)
 
     @cute.jit
-    def persistent_store(self, accs, tCcC, tidx, wg, bm_idx, bn_idx, e_idx, moe_st, M, N, mCS, mG, mBias, mC,
+    def persistent_store(self, accs, tCcC, tidx, wg, slot, bm_idx, bn_idx, e_idx, moe_st, M, N, mCS, mG, mBias, mC,
                          mSorted, mTopkW, xs, sTok, sF, sC):
-        """The epilogue of one finished tile of the persistent grid (each of the warpgroup's atoms in turn)."""
+        """The epilogue of one finished tile of the persistent grid (each of the warpgroup's atoms in turn; `wg`
+        names its weight rows, `slot` its staging tile / row table and named barrier)."""
         for a in cutlass.range_constexpr(self.wa):
             out = self.float_acc(accs[a], tCcC)
             n0 = bn_idx * self.bn + (wg * self.wa + a) * ATOM_N
             if cutlass.const_expr(self.moe and self.cfg.staged_store):
                 self.epilogue.store_moe_staged(out, tCcC, bm_idx * self.bm, n0, N, moe_st[1], mG[e_idx, None][0],
                                                mCS[e_idx, None], mBias[e_idx, None], mC, mSorted, mTopkW, xs, sTok,
-                                               sF, sC, tidx % 128, 2 + wg)
+                                               sF, sC, tidx % 128, 2 + slot)
             elif cutlass.const_expr(self.moe):
                 self.epilogue.store_moe_rows(out, tCcC, bm_idx * self.bm, n0, N, moe_st[1], mG[e_idx, None][0],
                                              mCS[e_idx, None], mBias[e_idx, None], mC, mSorted, mTopkW, xs, sTok, sF,
-                                             tidx % 128, 2 + wg)
+                                             tidx % 128, 2 + slot)
             elif cutlass.const_expr(self.cfg.staged_store and self.cfg.glu):
                 self.epilogue.store_staged_glu(out, tCcC, bm_idx * self.bm, n0, M, N, mG, mCS, mBias, mC, xs, sC,
-                                               tidx % 128, 2 + wg)
+                                               tidx % 128, 2 + slot)
             elif cutlass.const_expr(self.cfg.staged_store):
                 self.epilogue.store_staged(out, tCcC, bm_idx * self.bm, n0, M, N, mG, mCS, mBias, mC, xs, sC,
-                                           tidx % 128, 2 + wg)
+                                           tidx % 128, 2 + slot)
             else:
                 self.epilogue.store(out, tCcC, bm_idx * self.bm, n0, M, N, 0, True, mG, mCS, mBias, mC, mCS, xs, xs,
                                     transposed=True)
@@ -669,8 +689,8 @@ class Sm90MixedGemm:
     def moe_row_table(self, smem, wg):
         """This warpgroup's table of the block's routed rows (MoE epilogue, `Epilogue.store_moe_rows`): output row
         ids (block_m Int32) and (routing weight, activation scale) pairs (block_m x 2 Float32)."""
-        sTok = smem.allocate_tensor(cutlass.Int32, cute.make_layout((self.bm, self.n_wg)), byte_alignment=16)
-        sF = smem.allocate_tensor(cutlass.Float32, cute.make_layout((self.bm, 2, self.n_wg),
+        sTok = smem.allocate_tensor(cutlass.Int32, cute.make_layout((self.bm, self.n_epi)), byte_alignment=16)
+        sF = smem.allocate_tensor(cutlass.Float32, cute.make_layout((self.bm, 2, self.n_epi),
                                                                     stride=(2, 1, 2 * self.bm)), byte_alignment=16)
         return sTok[None, wg], sF[None, None, wg]
 
@@ -683,7 +703,7 @@ class Sm90MixedGemm:
         overwrites a stage another warpgroup's wgmmas may still read."""
         dtype, pad = (cutlass.Float32, 4) if self.cfg.glu else (self.c_type, 8)
         row = ATOM_N + pad
-        layout = cute.make_layout((self.bm, row, self.n_wg), stride=(row, 1, self.bm * row))
+        layout = cute.make_layout((self.bm, row, self.n_epi), stride=(row, 1, self.bm * row))
         if cutlass.const_expr(self.cfg.staging_in_ring):
             cute.arch.barrier(barrier_id=_RING_FREE_BARRIER, number_of_threads=self.epi_threads)
             ring = cute.make_ptr(dtype, sA.iterator.toint(), cute.AddressSpace.smem, assumed_align=1024)

@@ -1,0 +1,157 @@
+"""pingpong (two sets of consumer warpgroups on alternate tiles of the persistent wgmma grid, `GemmConfig.pingpong`)
+against the default config, in alternating rounds: the MoE GEMM (bench presets, fp16 x uint4 g128) and dense GEMMs
+(fp16 x --b / --group). For each problem: the default; where it is a wgmma tile, the same tile on the persistent grid
+(if it is not already) and pingpong variants of it - the same tile with twice the consumer warpgroups, half-width
+tiles (the default's warpgroups split into two sets) and 128-wide one-warpgroup tiles of two atoms - each at the
+deepest pipeline that fits. Every variant's output is first checked against the default's, then timed with L2
+flushed (CUDA graph), medians of --rounds.
+
+    python3 benchmarks/pingpong_probe.py --moe qwen3-30b-a3b:up:512,qwen3-30b-a3b:down:4096 --dense 28672x4096:4096
+"""
+import argparse
+import os
+import statistics
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+import humming_cute as hc  # noqa: E402
+import humming_cute.config as hconfig  # noqa: E402
+import humming_cute.ops as hops  # noqa: E402
+from humming_cute.bench.core import MOE_PRESETS  # noqa: E402
+from humming_cute.bench.moe import draw_routing  # noqa: E402
+from humming_cute.bench.timing import bench_ms  # noqa: E402
+from humming_cute.config import GemmConfig, smem_bytes  # noqa: E402
+from humming_cute.tune.heuristics import default_moe_config, moe_block_size, moe_uses_wgmma  # noqa: E402
+from probe_common import precompile, print_header  # noqa: E402
+
+args = limit = sms = None       # (set by main)
+
+
+def fitted(cfg: GemmConfig):
+    """cfg at the deepest pipeline (8 down to 2) that fits shared memory and validates, or None."""
+    for st in range(8, 1, -1):
+        c = cfg.with_(stages=st)
+        if smem_bytes(c) <= limit:
+            try:
+                return c.validate()
+            except (ValueError, NotImplementedError):
+                return None
+    return None
+
+
+def variants(cfg: GemmConfig) -> dict:
+    """The default and its persistent / pingpong variants (wgmma tiles only)."""
+    runs = {"default": cfg}
+    if cfg.mainloop != "sm90" or cfg.warp_k < cfg.block_k or cfg.split_k > 1 or cfg.stream_k or cfg.cluster_n > 1:
+        return runs
+    base = cfg if cfg.persistent_ctas else cfg.with_(warp_specialized=True, persistent_ctas=sms, pdl=False,
+                                                     pdl_prefetch=0)
+    if not cfg.persistent_ctas:
+        runs["persistent"] = fitted(base)
+    n_wg = base.block_n // base.warp_n
+    runs["pp"] = fitted(base.with_(pingpong=True))
+    if n_wg >= 2:
+        runs["pp-half"] = fitted(base.with_(block_n=base.block_n // 2, pingpong=True))
+    if base.block_n >= 128:
+        runs["pp-128x2"] = fitted(base.with_(block_n=128, warp_n=128, pingpong=True))
+        runs["pp-128x1"] = fitted(base.with_(block_n=128, warp_n=64, pingpong=True))
+    kept = {}
+    for name, c in runs.items():
+        if c is not None and c not in kept.values():
+            kept[name] = c
+    return kept
+
+
+def compare(label: str, runs: dict, call) -> None:
+    """Check every variant against the default's output, time them in alternating rounds, print one line each."""
+    ref = call(runs["default"]).float().clone()
+    errs, times = {}, {name: [] for name in runs}
+    for name, c in list(runs.items()):
+        try:
+            y = call(c).float()
+            torch.cuda.synchronize()
+        except Exception as ex:  # noqa: BLE001 - a probe reports and goes on
+            print(f"    {label} {name}: FAILED {type(ex).__name__}: {str(ex)[:200]}", flush=True)
+            del runs[name], times[name]
+            continue
+        errs[name] = ((y - ref).norm() / ref.norm()).item()
+    for r in range(args.rounds):
+        for name in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
+            times[name].append(bench_ms(lambda c=runs[name]: call(c), 60) * 1e3)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    print(f"  {label}", flush=True)
+    for name, c in runs.items():
+        tile = (f"{c.block_m}x{c.block_n}x{c.block_k} wn{c.warp_n} st{c.stages} wgs{c.consumer_warpgroups}"
+                f"{' persistent' if c.persistent_ctas else ''}{' pp' if c.pingpong else ''}"
+                f"{' rows' if c.moe_cp_async_rows else ''}{' staged' if c.staged_store else ''}")
+        print(f"    {name:10s} {tile:58s} {med[name]:8.1f} us  x{med[name] / med['default']:.3f}  "
+              f"(err {errs[name]:.1e})", flush=True)
+
+
+def main() -> None:
+    """Build every problem and its variants, compile them all in parallel processes, then check and time them."""
+    global args, limit, sms
+    p = argparse.ArgumentParser()
+    p.add_argument("--moe", default="qwen3-30b-a3b:up:512,qwen3-30b-a3b:down:512",
+                   help="preset:up|down:tokens, comma-separated")
+    p.add_argument("--dense", default="", help="NxK:M, comma-separated")
+    p.add_argument("--b", default="uint4")
+    p.add_argument("--group", type=int, default=128)
+    p.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args()
+    arch, limit = print_header()
+    hconfig.ALLOW_UNVERIFIED = True        # (pingpong is refused until GPU-verified; outputs are checked here)
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    problems = []
+    for spec in filter(None, args.moe.split(",")):
+        preset, proj, tokens = spec.split(":")
+        problems.append(moe_problem(preset, proj, int(tokens), arch))
+    for spec in filter(None, args.dense.split(",")):
+        shape, m = spec.split(":")
+        n, k = map(int, shape.split("x"))
+        problems.append(dense_problem(n, k, int(m)))
+    precompile([c for _, runs, _ in problems for c in runs.values()])
+    for label, runs, call in problems:
+        compare(label, runs, call)
+    print("done", flush=True)
+
+
+def moe_problem(preset: str, proj: str, tokens: int, arch: str):
+    """(label, variants, call) of one MoE bench problem (fp16 x uint4 g128, uniform routing)."""
+    pr = MOE_PRESETS[preset]
+    e, top_k = pr["num_experts"], pr["top_k"]
+    n, k = pr[proj]
+    down = proj == "down"
+    torch.manual_seed(0)
+    pw = hc.prepare_weight(hc.quantize_weight(torch.randn(e, n, k, device="cuda"), "uint4", 128), "float16")
+    ids, tw = draw_routing(tokens, e, top_k, tokens, "cuda")
+    x = torch.randn(tokens * top_k if down else tokens, k, device="cuda", dtype=torch.float16)
+    out = torch.empty(tokens, top_k, n, device="cuda", dtype=torch.float16)
+    bm = moe_block_size(tokens, top_k, e, wgmma=moe_uses_wgmma(arch, "float16"))
+    s, ei, npost = hc.moe_align_block_size(ids, bm, e)
+    cfg = default_moe_config(bm, pw.n_pad, pw.k_pad, a_dtype="float16", b_dtype="uint4", c_dtype="float16",
+                             group_size=128, arch=arch, top_k=top_k, is_down=down, mul_topk_weights=down,
+                             num_tokens=tokens, num_experts=e, num_sms=sms)
+
+    def call(c):
+        return hc.moe_gemm(x, pw, s, ei, npost, top_k=top_k, block_m=bm, topk_weights=tw, mul_topk_weights=down,
+                           is_down=down, out=out, config=c)
+    return f"{preset} {proj} E={e} top{top_k} N={n} K={k} tokens={tokens} bm{bm}", variants(cfg), call
+
+
+def dense_problem(n: int, k: int, m: int):
+    """(label, variants, call) of one dense GEMM (fp16 x --b / --group)."""
+    torch.manual_seed(0)
+    pw = hc.prepare_weight(hc.quantize_weight(torch.randn(n, k, device="cuda"), args.b, args.group), "float16")
+    x = torch.randn(m, k, device="cuda", dtype=torch.float16)
+    hc.gemm(x, pw)                          # (the default config, chosen and cached by the call)
+    cfg = next(v[1] for key, v in hops._DEFAULTS.items() if key[0] == m and v[0]() is pw)
+    out = torch.empty(m, n, device="cuda", dtype=torch.float16)
+    return (f"dense {args.b} g{args.group} N={n} K={k} M={m}", variants(cfg),
+            lambda c: hc.gemm(x, pw, config=c, out=out))
+
+
+if __name__ == "__main__":
+    main()
