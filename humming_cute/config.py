@@ -675,6 +675,8 @@ def smem_bytes(cfg: GemmConfig) -> int:
             part += cfg.block_m * 12 * n_wg + 32     # the epilogue's routed-row tables
         if cfg.stream_k:
             part += 16                                                  # the shared tile's ticket
+        if cfg.pingpong:
+            part += 16                                   # the two sets' turn barriers
         if cfg.warp_k < cfg.block_k:      # the fp32 partial sums of the second half of each k-tile's warpgroups
             part += (cfg.block_k // cfg.warp_k - 1) * cfg.block_m * cfg.block_n * 4 + 16
         return cfg.stages * (a + b + s) + 1024 + 16 * cfg.stages + 128 + part   # + alignment, mbarriers, flag

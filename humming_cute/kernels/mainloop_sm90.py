@@ -485,6 +485,15 @@ class Sm90MixedGemm:
         if cutlass.const_expr(self.stream_k):
             t_start, t_stop, t_step = u0 // kt_all, (u1 - 1) // kt_all + 1, 1
             sFlag = smem.allocate_tensor(cutlass.Int32, cute.make_layout(1), byte_alignment=4)   # the tile's ticket
+        sOrder = None
+        if cutlass.const_expr(self.pp > 1):
+            # pingpong: barrier s completes once per tile of the other set whose k-tile waits have all passed (one
+            # arrive per warp of that set); set s waits on it before its own tile's first k-tile
+            sOrder = smem.allocate_array(cutlass.Int64, 2, byte_alignment=8)
+            if tidx == 0:
+                cute.arch.mbarrier_init(sOrder, 4 * self.n_wg)
+                cute.arch.mbarrier_init(sOrder + 1, 4 * self.n_wg)
+            cute.arch.mbarrier_init_fence()        # (the pipeline's init sync below orders it before any use)
         if warp_idx >= self.cons_warps:
             cute.arch.setmaxregister_decrease(self.producer_regs)
             pipeline.pipeline_init_wait(cluster_shape_mn=self.cluster_shape)
@@ -536,7 +545,7 @@ class Sm90MixedGemm:
             args = (plan, pipe, tiled_mma, sA, sB, sS, sZ, tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma,
                     mCS, mG, mBias, mC, mWS, mCnt, mTopkW, mSorted, mExpert, mNumPost, tiles_m, tiles_n, tidx,
                     warp_idx, wg_n, wr, lane, g, (t_start, t_stop, t_step), (kt_all, units, u0, u1, n_ctas, bid),
-                    sFlag, sC, sTok, sF, sR, slot, wg // self.n_wg)
+                    sFlag, sOrder, sC, sTok, sF, sR, slot, wg // self.n_wg)
             if cutlass.const_expr(self.kw == 1):
                 self.persistent_consume(*args, 0)
             else:
@@ -551,11 +560,14 @@ class Sm90MixedGemm:
     def persistent_consume(self, plan: cutlass.Constexpr, pipe, tiled_mma, sA, sB, sS, sZ, tma_a, gA_tma, tma_b,
                            gB_tma, tma_s, gS_tma, tma_z, gZ_tma, mCS, mG, mBias, mC, mWS, mCnt, mTopkW, mSorted,
                            mExpert, mNumPost, tiles_m, tiles_n, tidx, warp_idx, wg, wr, lane, g, walk, units_of, sFlag,
-                           sC, sTok, sF, sR, eslot, side, piece: cutlass.Constexpr):
+                           sOrder, sC, sTok, sF, sR, eslot, side, piece: cutlass.Constexpr):
         """The consumer warpgroups of the persistent grid: this CTA's tiles in turn, each tile's k-tiles (with
         warp_k < block_k only slice `piece` of each; slice 0's warpgroups add the other slice's sums and store),
         then its epilogue (stream-K: the tile's shares reduced first). With `pingpong` set `side` takes every
-        other tile of the walk, its pipeline states stepping over the stages of the other set's tiles."""
+        other tile of the walk, its pipeline states stepping over the stages of the other set's tiles; it starts
+        a tile's k-tiles only once the other set has waited for all of its previous tile's (`sOrder`): a stage's full
+        barrier then has at most one fill outstanding, so the wait on its phase parity cannot pass on a fill two
+        rounds old (and the two sets' wgmmas take turns, one set's epilogue under the other's mainloop)."""
         t_start, t_stop, t_step = walk
         kt_all, units, u0, u1, n_ctas, bid = units_of
         (tCrB, tCcC, accs, _, rA0, rA1, rAu0, rAu1, b_views, s_view,
@@ -599,10 +611,19 @@ class Sm90MixedGemm:
                 acc.fill(0 if self.acc_type is cutlass.Int32 else 0.0)
             cons.reset_count()                     # mma_k_tiles counts this tile's k-tiles from 0
             rel.reset_count()
+            if cutlass.const_expr(self.pp > 1):
+                # completion n of barrier `side` ends the other set's tile n + 1 - side of its own walk: this set's
+                # tile j of its walk waits for completion j - 1 + side (none before the CTA's first tile)
+                turn = (tile - first) // (2 * t_step) - 1 + side
+                if turn >= 0:
+                    cute.arch.mbarrier_wait(sOrder + side, turn % 2)
             cons, rel, prod = self.mma_k_tiles(plan, pipe, tiled_mma, accs, tCrB, rA0, rA1, rAu0, rAu1,
                                                b_views, s_view, z_view, cons, rel, prod, 0, k_tiles, warp_idx,
                                                wg, wr, lane, g, tma_a, tAgA, tAsA, tma_b, tBgB, tBsB, tma_s,
                                                tSgS, tSsS, tma_z, tZgZ, tZsZ, (True, True, 0), piece)
+            if cutlass.const_expr(self.pp > 1):
+                if tidx % 32 == 0:                 # this warp has passed every k-tile wait of the tile
+                    cute.arch.mbarrier_arrive(sOrder + (1 - side))
             warpgroup.wait_group(0)
             for _ in cutlass.range(cons.count - rel.count, unroll=1):   # free the stages still held
                 pipe.consumer_release(rel)
