@@ -7,9 +7,11 @@ deepest pipeline that fits. Every variant's output is first checked against the 
 flushed (CUDA graph), medians of --rounds.
 
     python3 benchmarks/pingpong_probe.py --moe qwen3-30b-a3b:up:512,qwen3-30b-a3b:down:4096 --dense 28672x4096:4096
+    python3 benchmarks/pingpong_probe.py --moe "" --dense 8192x8192:4096 --only '^persistent$' --rounds 5
 """
 import argparse
 import os
+import re
 import statistics
 import sys
 
@@ -17,7 +19,6 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import humming_cute as hc  # noqa: E402
-import humming_cute.config as hconfig  # noqa: E402
 import humming_cute.ops as hops  # noqa: E402
 from humming_cute.bench.core import MOE_PRESETS  # noqa: E402
 from humming_cute.bench.moe import draw_routing  # noqa: E402
@@ -59,6 +60,8 @@ def variants(cfg: GemmConfig) -> dict:
         runs["pp-128x1"] = fitted(base.with_(block_n=128, warp_n=64, pingpong=True))
     kept = {}
     for name, c in runs.items():
+        if name != "default" and args.only and not re.search(args.only, name):
+            continue
         if c is not None and c not in kept.values():
             kept[name] = c
     return kept
@@ -100,9 +103,9 @@ def main() -> None:
     p.add_argument("--b", default="uint4")
     p.add_argument("--group", type=int, default=128)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--only", default="", help="only the variants whose name matches this regex (and the default)")
     args = p.parse_args()
     arch, limit = print_header()
-    hconfig.ALLOW_UNVERIFIED = True        # (pingpong is refused until GPU-verified; outputs are checked here)
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     problems = []
     for spec in filter(None, args.moe.split(",")):

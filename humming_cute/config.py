@@ -594,9 +594,6 @@ class GemmConfig:
                 raise ValueError("pingpong takes the wgmma mainloop's persistent grid (persistent_ctas > 0, "
                                  "warp_specialized=True) without stream_k, K slices (warp_k < block_k) or "
                                  "clusters (cluster_n=1)")
-            if not ALLOW_UNVERIFIED:
-                raise NotImplementedError("pingpong (two consumer warpgroup sets on alternate tiles) is built but "
-                                          "not yet verified on the GPU")
         if self.stream_k:
             if (not self.persistent_ctas or self.moe or self.cluster_n != 1 or self.cluster_split_k
                     or self.act_bits != 16):

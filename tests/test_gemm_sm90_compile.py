@@ -7,7 +7,6 @@ import re
 
 import pytest
 
-import humming_cute.config as hconfig
 from humming_cute.config import GemmConfig
 from humming_cute.kernels.mainloop_sm90 import Sm90MixedGemm
 from humming_cute.runtime.compile import fake_operands
@@ -900,11 +899,11 @@ def test_wgmma_k_slices_compile(monkeypatch):
                    block_k=128, warp_m=64, warp_n=64, warp_k=64, stages=4, arch="sm_90a", mainloop="sm90").validate()
 
 
-def test_wgmma_pingpong_compile(monkeypatch):
+def test_wgmma_pingpong_compile():
     """pingpong: two sets of consumer warpgroups on alternate tiles of the persistent grid (a MoE tile with cp.async
     rows, a dense staged tile of two atoms per warpgroup) compile for sm_90a without spills, each warpgroup with its
     own staging tile / row table (the estimate covers the launch); refused without the persistent grid, with
-    stream-K, K slices or clusters, on the mma.sync mainloop, and until GPU-verified (ALLOW_UNVERIFIED)."""
+    stream-K, K slices or clusters, and on the mma.sync mainloop."""
     from humming_cute.config import smem_bytes
     from humming_cute.runtime.compile import compile_kernel
     from humming_cute.testing.ptx import launch_smem_bytes
@@ -916,9 +915,6 @@ def test_wgmma_pingpong_compile(monkeypatch):
     dense = GemmConfig(a_dtype="float16", b_dtype="int8", c_dtype="float16", group_size=0, block_m=128,
                        block_n=128, block_k=64, warp_m=128, warp_n=128, warp_k=64, stages=4, arch="sm_90a",
                        mainloop="sm90", warp_specialized=True, persistent_ctas=132, staged_store=True, pingpong=True)
-    with pytest.raises(NotImplementedError, match="not yet verified"):
-        moe.validate()
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     for cfg in (moe, dense):
         cfg = cfg.validate()
         assert cfg.consumer_warpgroups == 2 and cfg.epilogue_warpgroups == 2 and cfg.num_threads == 384

@@ -418,16 +418,14 @@ def test_wgmma_a_split(a, b, group, scale, m, bm, bn, wn, a_split, extra):
     (900, 64, 128, 128, dict(persistent_ctas=3)), (333, 128, 128, 128, dict(persistent_ctas=7, staged_store=True)),
     (1000, 64, 128, 64, dict(persistent_ctas=4, a_split=2)),
     (4096, 128, 128, 128, dict(persistent_ctas=132, row_perm=True))])
-def test_wgmma_pingpong(monkeypatch, a, b, group, scale, m, bm, bn, wn, extra):
+def test_wgmma_pingpong(a, b, group, scale, m, bm, bn, wn, extra):
     """pingpong: two sets of consumer warpgroups on alternate tiles of the persistent grid (each set stepping its
     pipeline states over the other's stages): against the reference (poisoned output) with a few CTAs walking many
     tiles (odd and even counts per CTA), the staged store, two atoms, four consumer warpgroups, permuted rows; and
     bitwise equal to the same tile without pingpong (same k order)."""
     import humming_cute as hc
-    import humming_cute.config as hconfig
     from humming_cute.quant.weight import quantize_weight
 
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     kw = dict(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, block_m=bm, block_n=bn, block_k=64, warp_m=bm,
               warp_n=wn, warp_k=64, stages=6, arch="sm_90a", mainloop="sm90", has_bias=m % 2 == 1,
               warp_specialized=True, **extra)
@@ -446,15 +444,13 @@ def test_wgmma_pingpong(monkeypatch, a, b, group, scale, m, bm, bn, wn, extra):
 
 @pytest.mark.parametrize("a,b,group,scale", [("float16", "uint4", 128, "float16"), ("bfloat16", "int8", 0, "float16")])
 @pytest.mark.parametrize("m,bm,bn,wn,ctas", [(700, 64, 128, 128, 5), (333, 64, 128, 64, 132)])
-def test_wgmma_pingpong_glu(monkeypatch, a, b, group, scale, m, bm, bn, wn, ctas):
+def test_wgmma_pingpong_glu(a, b, group, scale, m, bm, bn, wn, ctas):
     """pingpong with the staged GLU epilogue (each warpgroup its own fp32 staging tile): against the reference and
     bitwise equal to the same tile without pingpong; every output written."""
     import humming_cute as hc
-    import humming_cute.config as hconfig
     from humming_cute.quant.reference import reference_gemm
     from humming_cute.quant.weight import quantize_weight
 
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     cfg = _deepest_fitting(GemmConfig(a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, block_m=bm, block_n=bn,
                                       block_k=64, warp_m=bm, warp_n=wn, warp_k=64, stages=6, arch="sm_90a",
                                       mainloop="sm90", has_bias=True, activation="silu_glu", glu=True,

@@ -976,16 +976,13 @@ def test_moe_wgmma_n_major(fmt, experts, top_k, tokens, block_m, bn, down, skewe
     (16, 4, 333, 512, 32, 128, 64, False, True, dict(persistent_ctas=132, staged_store=True)),
     (8, 2, 3000, 512, 128, 128, 128, True, True, dict(persistent_ctas=4, moe_cp_async_rows=True)),
     (32, 4, 700, 640, 96, 64, 64, True, True, dict(persistent_ctas=3))])
-def test_moe_wgmma_pingpong(monkeypatch, fmt, experts, top_k, tokens, k, block_m, bn, wn, down, skewed, extra):
+def test_moe_wgmma_pingpong(fmt, experts, top_k, tokens, k, block_m, bn, wn, down, skewed, extra):
     """pingpong on the wgmma MoE GEMM: two sets of consumer warpgroups on alternate tiles of the persistent grid,
     stepping over the other set's stages (blocks past the padded count or of other ranks' experts take none):
     against the reference (padding, other ranks' experts untouched, routing weights, bias) and bitwise equal to the
     same tile without pingpong."""
-    import humming_cute.config as hconfig
-
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
-    monkeypatch.setattr(hconfig, "ALLOW_UNVERIFIED", True)
     kw = dict(warp_n=wn, warp_specialized=True, **extra)
     made = {}
 
