@@ -470,3 +470,15 @@ def test_wgmma_pingpong_glu(a, b, group, scale, m, bm, bn, wn, ctas):
     assert ((y.float() - ref).norm() / ref.norm()).item() < tol
     one = cfg.with_(pingpong=False).validate()
     assert torch.equal(y, hc.gemm(x, pw, bias=bias, config=one, activation="silu_glu", glu=True))
+
+
+@pytest.mark.parametrize("a,b,group,scale", [("float16", "uint4", 128, "float16"), ("bfloat16", "int8", 0, "float16")])
+@pytest.mark.parametrize("m,n,k", [(1024, 28672, 4096), (4096, 8192, 8192), (1100, 28672, 4096)])
+def test_wgmma_persistent_short_k_default(a, b, group, scale, m, n, k):
+    """The default of many 256-row tiles over a short K (`WGMMA_PERSISTENT_SHORT_K`: the producer warpgroup on the
+    persistent grid, staged store): against the reference (poisoned output), a partial last row tile included."""
+    from humming_cute.tune import default_config
+
+    cfg = default_config(m, n, k, a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, arch="sm_90a").validate()
+    assert (cfg.block_m, cfg.persistent_ctas > 0, cfg.warp_specialized, cfg.staged_store) == (256, True, True, True)
+    run_case(a, b, group, scale, m, n, k, bias=m % 2 == 1, config=cfg, seed=m + n)

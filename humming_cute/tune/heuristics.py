@@ -172,6 +172,15 @@ DENSE_WGMMA_STAGED = True
 #: not for 8-bit weights (..._kslice_probe_w8_refit.log: 1.07-1.09x there, 1.00-1.06x at M = 64)
 WGMMA_K_SLICES = True
 
+#: dense 256-row wgmma tiles (16-bit activations, unsplit) over at least 6 tiles per SM of a K of at most 8192: the
+#: producer warpgroup on the persistent grid (one CTA per SM), which loads each next tile's first k-tiles while the
+#: consumers store the last, instead of one CTA per tile. H200, the default against it, 5 alternating rounds
+#: (benchmarks/results/2026-12-01_h200_persistent_probe_w8.log, ..._w4.log): 28672 x 4096 M = 1024 / 4096 0.980 /
+#: 0.968x (int8 channel), 0.982 / 0.972x (uint4 g128); 8192^2 M = 4096 int8 0.979x; 8192^2 M = 8192 / 4096^2 M = 8192
+#: uint4 1.000 / 0.996x. Not taken with K = 14336 (4096 x 14336 M = 4096 / 8192: 1.001 / 1.012x) or fewer tiles
+#: (8192^2 M = 1024 int8: 1.020x, 256 tiles)
+WGMMA_PERSISTENT_SHORT_K = True
+
 
 def _deepest_stages(cfg: GemmConfig, arch: str, most: int = 8) -> GemmConfig:
     """`cfg` with the most pipeline stages (up to `most`) that fit the arch's shared memory."""
@@ -346,6 +355,10 @@ def sm90_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c
         # warpgroup, persistent grid (`WGMMA_TWO_ATOMS`)
         return _deepest_stages(cfg.with_(block_m=128, warp_m=128, block_n=256, warp_n=128, block_k=64, warp_k=64,
                                          warp_specialized=True, persistent_ctas=num_sms), "sm_90a")
+    if (WGMMA_PERSISTENT_SHORT_K and half and bm == 256 and split == 1 and k_pad <= 8192
+            and tiles >= 6 * num_sms):
+        # many 256-row tiles of a short K: the persistent grid with the producer warpgroup
+        return _deepest_stages(cfg.with_(warp_specialized=True, persistent_ctas=num_sms), "sm_90a")
     limit = get_arch("sm_90a").smem_per_block_bytes
     while smem_bytes(cfg) > limit and cfg.stages > 2:
         cfg = cfg.with_(stages=cfg.stages - 1)
