@@ -357,10 +357,11 @@ def test_wgmma_candidates_start_with_the_default_tile():
     still times its deeper-pipeline, producer-warpgroup and multicast variants."""
     from humming_cute.tune.heuristics import default_config
 
-    base = default_config(4096, 28672, 4096, a_dtype="float16", b_dtype="uint4", c_dtype="float16",
+    # (4096 x 14336 at M = 8192: one 256-row tile per CTA; 28672 x 4096 runs it on the persistent grid)
+    base = default_config(8192, 4096, 14336, a_dtype="float16", b_dtype="uint4", c_dtype="float16",
                           group_size=128, arch="sm_90a")
-    assert base.mainloop == "sm90" and base.block_m == 256
-    cands = at.candidate_configs(base, 4096, 28672, 4096, max_candidates=10)
+    assert base.mainloop == "sm90" and base.block_m == 256 and not base.persistent_ctas
+    cands = at.candidate_configs(base, 8192, 4096, 14336, max_candidates=10)
     wg = [c for c in cands[1:] if c.mainloop == "sm90"]
     tall = [(c.block_m, c.block_n, c.warp_n, c.a_split, c.cluster_n, c.warp_specialized, c.persistent_ctas)
             for c in wg[:3]]

@@ -931,17 +931,19 @@ def test_markdown_table_from_committed_results():
 
 
 def test_back_to_back_markdown_matches_the_readme():
-    """The README's back-to-back tables are rendered from the committed JSON; runs without such timings have none."""
+    """The README's tables (flushed and back to back) are rendered from the committed JSON; runs without back-to-back
+    timings have none."""
     import json
     import pathlib
 
-    from humming_cute.bench.markdown import back_to_back_table
+    from humming_cute.bench.markdown import back_to_back_table, table
 
     root = pathlib.Path(__file__).resolve().parent.parent
     readme = (root / "README.md").read_text()
-    for name in ("2026-12-01_h200_w4a16_g128_rounds.json", "2026-12-01_h200_w8a16_channel_rounds.json",
+    for name in ("2026-12-01_h200_w4a16_g128_shortk.json", "2026-12-01_h200_w8a16_channel_shortk.json",
                  "2026-12-01_h200_moe_w4a16_g128_rounds.json"):
         doc = json.loads((root / "benchmarks" / "results" / name).read_text())
+        assert table(doc) in readme                                 # (the flushed table too)
         t = back_to_back_table(doc)
         assert t is not None and len(t.splitlines()) == 2 + 12     # 4 shapes x M = 1, 16, 64
         assert t in readme
