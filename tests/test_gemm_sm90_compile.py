@@ -787,7 +787,8 @@ def test_dense_staged_default(monkeypatch):
     from humming_cute.config import smem_bytes
 
     kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch="sm_90a")
-    problems = ((4096, 8192, 8192), (8192, 28672, 4096), (1024, 4096, 4096), (256, 8192, 8192), (64, 4096, 14336))
+    problems = ((4096, 8192, 8192), (8192, 4096, 14336), (8192, 28672, 4096), (1024, 4096, 4096), (256, 8192, 8192),
+                (64, 4096, 14336))
     assert h.DENSE_WGMMA_STAGED
     staged = {mnk: default_config(*mnk, **kw).validate() for mnk in problems}
     monkeypatch.setattr(h, "DENSE_WGMMA_STAGED", False)
@@ -803,7 +804,8 @@ def test_dense_staged_default(monkeypatch):
         else:
             assert cfg == before
     assert staged[(4096, 8192, 8192)].warp_n == 128 and staged[(4096, 8192, 8192)].persistent_ctas  # two atoms
-    assert staged[(8192, 28672, 4096)].staging_in_ring
+    assert staged[(8192, 4096, 14336)].staging_in_ring                       # one 256-row tile per CTA
+    assert not staged[(8192, 28672, 4096)].staging_in_ring                   # persistent (`WGMMA_PERSISTENT_SHORT_K`)
     glu = default_config(4096, 8192, 8192, glu=True, **kw)
     monkeypatch.setattr(h, "DENSE_WGMMA_STAGED", True)
     assert glu == default_config(4096, 8192, 8192, glu=True, **kw)
