@@ -2,12 +2,13 @@
 against the default config, in alternating rounds: the MoE GEMM (bench presets, fp16 x uint4 g128) and dense GEMMs
 (fp16 x --b / --group). For each problem: the default; where it is a wgmma tile, the same tile on the persistent grid
 (if it is not already) and pingpong variants of it - the same tile with twice the consumer warpgroups, half-width
-tiles (the default's warpgroups split into two sets) and 128-wide one-warpgroup tiles of two atoms - each at the
-deepest pipeline that fits. Every variant's output is first checked against the default's, then timed with L2
+tiles (the default's warpgroups split into two sets) and 128-wide one-warpgroup tiles of two atoms - and any
+`--try` overrides of the default, each at the deepest pipeline that fits. Every variant's output is first checked against the default's, then timed with L2
 flushed (CUDA graph), medians of --rounds.
 
     python3 benchmarks/pingpong_probe.py --moe qwen3-30b-a3b:up:512,qwen3-30b-a3b:down:4096 --dense 28672x4096:4096
     python3 benchmarks/pingpong_probe.py --moe "" --dense 8192x8192:4096 --only '^persistent$' --rounds 5
+    python3 benchmarks/pingpong_probe.py --try bk128=block_k:128,warp_k:128,a_split:2 --only '^bk128$'
 """
 import argparse
 import os
@@ -58,6 +59,13 @@ def variants(cfg: GemmConfig) -> dict:
     if base.block_n >= 128:
         runs["pp-128x2"] = fitted(base.with_(block_n=128, warp_n=128, pingpong=True))
         runs["pp-128x1"] = fitted(base.with_(block_n=128, warp_n=64, pingpong=True))
+    for spec in args.extra:                 # --try NAME=field:value,...: overrides of the default itself
+        name, _, fields = spec.partition("=")
+        over = {}
+        for item in filter(None, fields.split(",")):
+            f, _, v = item.partition(":")
+            over[f] = {"True": True, "False": False}.get(v, int(v) if v.lstrip("-").isdigit() else v)
+        runs[name] = fitted(cfg.with_(**over))
     kept = {}
     for name, c in runs.items():
         if name != "default" and args.only and not re.search(args.only, name):
@@ -104,6 +112,9 @@ def main() -> None:
     p.add_argument("--group", type=int, default=128)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--only", default="", help="only the variants whose name matches this regex (and the default)")
+    p.add_argument("--try", dest="extra", action="append", default=[],
+                   help="one more variant of every default: NAME=field:value[,field:value...] (ints, True / False), "
+                        "e.g. bk128=block_k:128,warp_k:128,a_split:2; repeatable")
     args = p.parse_args()
     arch, limit = print_header()
     sms = torch.cuda.get_device_properties(0).multi_processor_count
