@@ -506,8 +506,9 @@ def test_moe_odd_block_rules(monkeypatch):
     assert [heur.moe_block_size(t, 8, 128, wgmma=True) for t in (288, 512, 576, 600)] == [48, 48, 48, 64]
     assert [heur.moe_block_size(t, 2, 8, wgmma=True) for t in (440, 512, 544, 560)] == [64, 160, 160, 128]
     assert heur.default_moe_config(160, 28672, 4096, arch="sm_90a", top_k=2, **kw).warp_specialized
-    d48 = heur.default_moe_config(48, 1536, 2048, arch="sm_90a", top_k=8, **kw).validate()
-    # (WGMMA_TWO_ATOMS: 256-wide tiles of two atoms per warpgroup, 64-deep, rows by cp.async, persistent)
+    d48 = heur.default_moe_config(48, 2048, 768, arch="sm_90a", top_k=8, is_down=True, **kw).validate()
+    # (WGMMA_TWO_ATOMS: 256-wide tiles of two atoms per warpgroup, 64-deep, rows by cp.async, persistent; 128-deep
+    # from K = 2048, `MOE_BLOCK_48_DEEP_K`)
     assert (d48.block_n, d48.warp_n, d48.block_k, d48.warp_specialized, d48.persistent_ctas,
             d48.moe_cp_async_rows) == (256, 128, 64, True, 132, True)
     d48 = heur.default_moe_config(48, 1536, 2048, arch="sm_90a", top_k=8, **{**kw, "group_size": 64}).validate()
@@ -937,3 +938,27 @@ def test_wgmma_pingpong_compile():
         GemmConfig(pingpong=True, arch="sm_90a").validate()
     with pytest.raises(ValueError, match="pingpong must be True or False"):
         GemmConfig(pingpong=1, arch="sm_90a").validate()
+
+
+def test_moe_block48_deep_k_default_compile(monkeypatch):
+    """`MOE_BLOCK_48_DEEP_K`: the 48-row two-atom MoE tile of weights of at most 4 bits over K >= 2048 takes 128-deep
+    k-tiles with its A fragments in 2 pieces (7 stages), compiled for sm_90a without spills within the launch's
+    shared memory; K = 768, 8-bit weights, groups under 128 and the switch off keep the 64-deep tile."""
+    import humming_cute.tune.heuristics as h
+    from humming_cute.config import smem_bytes
+    from humming_cute.runtime.compile import compile_kernel
+    from humming_cute.testing.ptx import launch_smem_bytes
+    from humming_cute.tune.heuristics import default_moe_config
+
+    kw = dict(a_dtype="float16", c_dtype="float16", arch="sm_90a", top_k=8)
+    cfg = default_moe_config(48, 1536, 2048, b_dtype="uint4", group_size=128, **kw).validate()
+    assert (cfg.block_n, cfg.warp_n, cfg.block_k, cfg.warp_k, cfg.a_split, cfg.stages) == (256, 128, 128, 128, 2, 7)
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    need = launch_smem_bytes(str(compile_kernel(cfg).ir_module))
+    assert len(need) == 1 and need[0] <= smem_bytes(cfg) <= need[0] + 1024
+    for n, k, b, g in ((2048, 768, "uint4", 128), (1536, 2048, "int8", 0), (1536, 2048, "uint4", 64)):
+        assert default_moe_config(48, n, k, b_dtype=b, group_size=g, is_down=k < n, **kw).block_k == 64
+    monkeypatch.setattr(h, "MOE_BLOCK_48_DEEP_K", False)
+    off = default_moe_config(48, 1536, 2048, b_dtype="uint4", group_size=128, **kw)
+    assert (off.block_k, off.a_split, off.stages) == (64, 1, 8)

@@ -993,3 +993,29 @@ def test_moe_wgmma_pingpong(fmt, experts, top_k, tokens, k, block_m, bn, wn, dow
     _check_routed(fmt, experts, top_k, tokens, down, skewed, 512, k, block_m, tokens + experts + bn + k, pp,
                   same_as=_wgmma_moe_config(block_m, bn, 64, top_k, down, **kw))
     assert made["cfg"].pingpong and made["cfg"].consumer_warpgroups == 2 * bn // wn
+
+
+@pytest.mark.parametrize("fmt", [FORMATS[0], ("int4", 0, "float16", False, torch.bfloat16),
+                                 ("uint2", 128, "float16", False, torch.float16)],
+                         ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,down,skewed", [(128, 8, 512, False, True), (64, 8, 300, True, False),
+                                                              (16, 2, 77, False, True)])
+def test_moe_block48_deep_k_default(fmt, experts, top_k, tokens, down, skewed):
+    """The default 48-row blocks of weights of at most 4 bits over K >= 2048 (`MOE_BLOCK_48_DEEP_K`: two atoms per
+    warpgroup, 128-deep k-tiles, A fragments in 2 pieces, cp.async rows, persistent): against the reference
+    (padding, other ranks' experts untouched, routing weights, bias)."""
+    from humming_cute.ops import device_target
+    from humming_cute.tune.heuristics import default_moe_config
+
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma mainloop runs on sm_90 only")
+
+    def default(pw, a_name, has_bias):
+        cfg = default_moe_config(48, pw.n_pad, pw.k_pad, a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name,
+                                 group_size=pw.group_size, arch=device_target(torch.device("cuda")),
+                                 has_bias=has_bias, top_k=top_k, is_down=down, mul_topk_weights=down)
+        assert (cfg.block_m, cfg.block_n, cfg.warp_n, cfg.block_k, cfg.a_split, cfg.moe_cp_async_rows) == (
+            48, 256, 128, 128, 2, True)
+        return cfg.validate()
+
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, 512, 2048, 48, tokens + experts, default)

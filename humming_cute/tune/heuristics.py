@@ -152,6 +152,13 @@ WGMMA_MOE_ODD_BLOCKS = True
 #: 128 x 128-deep default
 WGMMA_TWO_ATOMS = True
 
+#: the 48-row MoE two-atom tile of weights of at most 4 bits over a K of at least 2048: 128-deep k-tiles, the dequantized A fragments in 2 pieces
+#: per k-tile (`a_split`, so they fit the registers beside the two accumulators), 7 stages. H200, fp16 x uint4 g128,
+#: Qwen3-30B-A3B-like up projection (K = 2048) at 512 tokens, 3 / 5 alternating rounds: 0.972x / 0.970x the 64-deep
+#: default's time (benchmarks/results/2026-12-01_h200_moe_probe_qwen_bk128.log, ..._qwen512_confirm.log); the down
+#: projection (K = 768, 6 k-tiles) 1.023-1.034x, so not below K = 2048
+MOE_BLOCK_48_DEEP_K = True
+
 #: dense wgmma GEMMs of 16-bit activations from M = 256 (unsplit, no GLU: those stage already) with the staged C store
 #: (accumulators through shared memory, 16-byte row vectors to global). A CTA of one output tile keeps the staging
 #: tiles in its activation ring (`GemmConfig.staging_in_ring`: no stage and no CTA per SM lost); a persistent grid
@@ -570,6 +577,9 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
             # persistent (`WGMMA_TWO_ATOMS`)
             cfg = cfg.with_(block_n=256, warp_n=128, warp_specialized=True, persistent_ctas=num_sms,
                             moe_cp_async_rows=True)
+            if (MOE_BLOCK_48_DEEP_K and k_pad >= 2048 and k_pad % 128 == 0 and parse_dtype(b_dtype).bits <= 4
+                    and (group_size == 0 or group_size >= 128)):
+                cfg = cfg.with_(block_k=128, warp_k=128, a_split=2)     # (`MOE_BLOCK_48_DEEP_K`)
         elif (block_m == 128 and not glu and WGMMA_TWO_ATOMS and n_pad % 256 == 0 and parse_dtype(b_dtype).bits <= 4
               and a_dtype in ("float16", "bfloat16")):
             # 128-row blocks, the same two-atom tile (rows by cp.async, no gathered copy of x; persistent). H200, fp16 x
