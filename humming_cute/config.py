@@ -590,10 +590,11 @@ class GemmConfig:
                                  "and one accumulator (16-bit activations, or 8-bit ones with channel scales and "
                                  "fp8_fast_accum)")
         if self.pingpong:
-            if not self.persistent_ctas or self.stream_k or self.warp_k < self.block_k or self.cluster_n != 1:
+            if (not self.persistent_ctas or self.stream_k or self.warp_k < self.block_k or self.cluster_n != 1
+                    or self.act_bits != 16):
                 raise ValueError("pingpong takes the wgmma mainloop's persistent grid (persistent_ctas > 0, "
-                                 "warp_specialized=True) without stream_k, K slices (warp_k < block_k) or "
-                                 "clusters (cluster_n=1)")
+                                 "warp_specialized=True) with 16-bit activations, without stream_k, K slices "
+                                 "(warp_k < block_k) or clusters (cluster_n=1)")
         if self.stream_k:
             if (not self.persistent_ctas or self.moe or self.cluster_n != 1 or self.cluster_split_k
                     or self.act_bits != 16):

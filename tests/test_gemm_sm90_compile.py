@@ -906,7 +906,7 @@ def test_wgmma_pingpong_compile():
     """pingpong: two sets of consumer warpgroups on alternate tiles of the persistent grid (a MoE tile with cp.async
     rows, a dense staged tile of two atoms per warpgroup) compile for sm_90a without spills, each warpgroup with its
     own staging tile / row table (the estimate covers the launch); refused without the persistent grid, with
-    stream-K, K slices or clusters, and on the mma.sync mainloop."""
+    stream-K, K slices, clusters or 8-bit activations (not GPU-tested), and on the mma.sync mainloop."""
     from humming_cute.config import smem_bytes
     from humming_cute.runtime.compile import compile_kernel
     from humming_cute.testing.ptx import launch_smem_bytes
@@ -931,7 +931,9 @@ def test_wgmma_pingpong_compile():
         assert len(need) == 1 and need[0] <= smem_bytes(cfg) <= need[0] + 1024
     for base, bad in ((moe, dict(persistent_ctas=0)), (dense, dict(stream_k=True, block_n=64, warp_n=64)),
                       (moe, dict(block_n=64, warp_n=64, block_k=128, warp_k=64)),
-                      (moe, dict(cluster_n=2, moe_cp_async_rows=False))):
+                      (moe, dict(cluster_n=2, moe_cp_async_rows=False)),
+                      (dense, dict(a_dtype="float8e4m3", b_dtype="int4", c_dtype="float16", staged_store=False,
+                                   block_k=128, warp_k=128))):
         with pytest.raises(ValueError, match="pingpong takes"):
             base.with_(**bad).validate()
     with pytest.raises(ValueError, match="pingpong is an option of the wgmma mainloop"):
