@@ -152,8 +152,9 @@ WGMMA_MOE_ODD_BLOCKS = True
 #: 128 x 128-deep default
 WGMMA_TWO_ATOMS = True
 
-#: the 48-row MoE two-atom tile of weights of at most 4 bits over a K of at least 2048: 128-deep k-tiles, the dequantized A fragments in 2 pieces
-#: per k-tile (`a_split`, so they fit the registers beside the two accumulators), 7 stages. H200, fp16 x uint4 g128,
+#: the 48-row MoE two-atom tile of weights of at most 4 bits over a K of at least 2048: 128-deep k-tiles, the
+#: dequantized A fragments in 2 pieces per k-tile (`a_split`, so they fit the registers beside the two accumulators),
+#: 7 stages. H200, fp16 x uint4 g128,
 #: Qwen3-30B-A3B-like up projection (K = 2048) at 512 tokens, 3 / 5 alternating rounds: 0.972x / 0.970x the 64-deep
 #: default's time (benchmarks/results/2026-12-01_h200_moe_probe_qwen_bk128.log, ..._qwen512_confirm.log); the down
 #: projection (K = 768, 6 k-tiles) 1.023-1.034x, so not below K = 2048
