@@ -103,6 +103,11 @@
 #   bash benchmarks/gpu_session.sh pp-probe     # pingpong against the defaults: Qwen-like MoE 512 / 4096, W8 / W4 large M
 #   bash benchmarks/gpu_session.sh persistent-large  # dense M 1024-8192 defaults against the persistent grid
 #   bash benchmarks/gpu_session.sh short-k-bench  # the persistent short-K default's GPU tests; W4 / W8 benches, 3 rounds
+#   bash benchmarks/gpu_session.sh moe-decode-near  # 16-row MoE decode tiles at Mixtral-like 1 / Qwen-like 64 tokens
+#   bash benchmarks/gpu_session.sh moe-qwen-try # Qwen-like MoE 512 / 4096: 128-deep k-tiles, n-major raster (A/B)
+#   bash benchmarks/gpu_session.sh moe-qwen512-confirm  # the 48-row candidates of moe-qwen-try again, 5 rounds
+#   bash benchmarks/gpu_session.sh moe48-bench  # the 48-row 128-deep default's GPU tests; the MoE bench, 3 rounds
+#   bash benchmarks/gpu_session.sh moe-suite-final  # the MoE GPU suite and the examples
 #   bash benchmarks/gpu_session.sh pair tests moe-odd    # two steps at once on a two-GPU machine (GPU 0, GPU 1)
 # Every step has its own time limit, so one that overruns leaves the others' results.
 set -uo pipefail
