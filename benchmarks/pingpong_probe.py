@@ -3,8 +3,9 @@ against the default config, in alternating rounds: the MoE GEMM (bench presets, 
 (fp16 x --b / --group). For each problem: the default; where it is a wgmma tile, the same tile on the persistent grid
 (if it is not already) and pingpong variants of it - the same tile with twice the consumer warpgroups, half-width
 tiles (the default's warpgroups split into two sets) and 128-wide one-warpgroup tiles of two atoms - and any
-`--try` overrides of the default, each at the deepest pipeline that fits. Every variant's output is first checked against the default's, then timed with L2
-flushed (CUDA graph), medians of --rounds.
+`--try` overrides of the default, each at the deepest pipeline that fits (`--only` keeps the variants whose name
+matches). Every variant's output is first checked against the default's, then timed with L2 flushed (CUDA graph),
+medians of --rounds.
 
     python3 benchmarks/pingpong_probe.py --moe qwen3-30b-a3b:up:512,qwen3-30b-a3b:down:4096 --dense 28672x4096:4096
     python3 benchmarks/pingpong_probe.py --moe "" --dense 8192x8192:4096 --only '^persistent$' --rounds 5
@@ -44,7 +45,8 @@ def fitted(cfg: GemmConfig):
 
 
 def variants(cfg: GemmConfig) -> dict:
-    """The default and its persistent / pingpong variants (wgmma tiles only)."""
+    """The default and its persistent / pingpong / `--try` variants (wgmma tiles only), each at its deepest fitting
+    pipeline; variants that do not validate, repeat another or fail `--only` are dropped."""
     runs = {"default": cfg}
     if cfg.mainloop != "sm90" or cfg.warp_k < cfg.block_k or cfg.split_k > 1 or cfg.stream_k or cfg.cluster_n > 1:
         return runs
