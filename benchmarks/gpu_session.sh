@@ -56,6 +56,7 @@
 #   bash benchmarks/gpu_session.sh rows-qwen4096  # Qwen-like 4096 tokens, 128-row producer-warpgroup tiles (rows, persistent)
 #   bash benchmarks/gpu_session.sh tests-bm96   # the GPU suite; then Qwen-like 4096 tokens, 96 / 128-row two-atom rows tiles
 #   bash benchmarks/gpu_session.sh bk128-qwen512  # Qwen-like 512 tokens: 48-row two-atom tiles 64 / 128 deep
+#   bash benchmarks/gpu_session.sh moe-epi      # wgmma MoE GPU tests, then Qwen-like / Mixtral-like wgmma MoE points
 #   bash benchmarks/gpu_session.sh peer-ncu     # Nsight Compute of ours and Humming's kernels side by side (W8
 #                                               # 8192^2 M = 4096, Qwen-like down at 4096 / 512 tokens)
 #   bash benchmarks/gpu_session.sh moe-2cta     # shallow wgmma rings (two CTAs per SM) at Qwen-like 4096 tokens and
@@ -873,6 +874,15 @@ raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/$
     # the MoE GEMM GPU suite and the examples after the session's default changes (48-row 128-deep tiles)
     run 230 "${tag}_moe-gpu-tests-final.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_moe_gpu.py \
       tests/test_examples_gpu.py ;;
+  moe-epi)
+    # the wgmma MoE row store in one pass over each thread's routed rows (all atoms, one row address per row):
+    # the wgmma MoE GPU tests, then the Qwen-like (512 / 4096 tokens) and Mixtral-like (64 / 512 / 4096) points
+    run 200 "${tag}_moe-epilogue-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_moe_gpu.py \
+      -k "wgmma or sm90"
+    run 180 "${tag}_moe_qwen_epi.log" python3 -m humming_cute.bench --moe --moe-preset qwen3-30b-a3b \
+      --tokens 512,4096 --rounds 3 --json "$OUT/${tag}_moe_qwen_epi.json"
+    run 180 "${tag}_moe_mixtral_epi.log" python3 -m humming_cute.bench --moe --moe-preset mixtral \
+      --tokens 64,512,4096 --rounds 3 --json "$OUT/${tag}_moe_mixtral_epi.json" ;;
   hm-moe)
     run 120 "${tag}_humming_configs_moe.log" python3 benchmarks/humming_configs.py --moe ;;
   *) echo "unknown step $step"; exit 2 ;;

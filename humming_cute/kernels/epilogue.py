@@ -230,8 +230,57 @@ class Epilogue:
         cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)
 
     @cute.jit
+    def store_moe_rows(self, accs, tCcC, m0, n0, atom_n: cutlass.Constexpr, N, is_last, gscale, mCS, mBias, mC,
+                       mSorted, mTopkW, mXS, sTok, sF, t, bar_id):
+        """The wgmma MoE epilogue of one warpgroup's atoms (`accs`: transposed accumulators, (weight column, block
+        row); atom a covers weight columns n0 + a * atom_n ...): the warpgroup first reads each of the block's
+        block_m routed rows once into shared memory (`fill_moe_rows`), then walks the thread's block rows
+        (`moe_rows_loop`): one table read, one row address and one predicate per row, then that row's elements of
+        every atom. The element loop holds no global loads behind its stores (a load after a store to C waits for it,
+        as the compiler cannot tell them apart). `t`: thread index in the warpgroup; `bar_id`: its named barrier."""
+        self.fill_moe_rows(m0, mC, mSorted, mTopkW, mXS, sTok, sF, t, bar_id)
+        if is_last:
+            if n0 + len(accs) * atom_n <= N:      # every column in range: no per-element predicate
+                self.moe_rows_loop(accs, tCcC, n0, atom_n, N, False, gscale, mCS, mBias, mC, sTok, sF)
+            else:
+                self.moe_rows_loop(accs, tCcC, n0, atom_n, N, True, gscale, mCS, mBias, mC, sTok, sF)
+        cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # the table is free for the next tile
+
+    @cute.jit
+    def moe_rows_loop(self, accs, tCcC, n0, atom_n: cutlass.Constexpr, N, check_n: cutlass.Constexpr, gscale, mCS,
+                      mBias, mC, sTok, sF):
+        """`store_moe_rows`'s element loop over the thread's block rows. The wgmma C fragment's value c + 2 h + 4 j
+        is block row (thread's) + c + 8 j, weight column (thread's) + 8 h: a row's elements are h = 0, 1 of every
+        atom, stored from one row address (without `check_n` in one basic block, so the address is computed once)."""
+        n_rows = cute.size(mC, mode=[0])
+        for j in cutlass.range_constexpr(cute.size(tCcC) // 4):
+            for c in cutlass.range_constexpr(2):
+                r = tCcC[c + 4 * j][1]
+                tok = sTok[r]
+                if tok < n_rows:
+                    xs = cutlass.Float32(1.0)
+                    if cutlass.const_expr(self.token_scale):
+                        xs = sF[r, 1]
+                    wt = cutlass.Float32(1.0)
+                    if cutlass.const_expr(self.mul_topk):
+                        wt = sF[r, 0]
+                    row = mC[tok, None]
+                    for a in cutlass.range_constexpr(len(accs)):
+                        for h in cutlass.range_constexpr(2):
+                            i = c + 2 * h + 4 * j
+                            n = n0 + a * atom_n + tCcC[i][0]
+                            out = self.moe_value(accs[a][i], None, xs, gscale, n, mCS, mBias)
+                            if cutlass.const_expr(self.mul_topk):
+                                out = out * wt
+                            if cutlass.const_expr(check_n):
+                                if n < N:
+                                    row[n] = out.to(self.c_type)
+                            else:
+                                row[n] = out.to(self.c_type)
+
+    @cute.jit
     def moe_row_value(self, v, r, n, gscale, mCS, mBias, sF):
-        """One finished MoE output element of table row r, weight column n (same arithmetic as `store_moe`)."""
+        """One finished MoE output element of table row r, weight column n (same arithmetic as `store_moe_rows`)."""
         xs = cutlass.Float32(1.0)
         if cutlass.const_expr(self.token_scale):
             xs = sF[r, 1]
@@ -241,70 +290,53 @@ class Epilogue:
         return out.to(self.c_type)
 
     @cute.jit
-    def store_moe_rows(self, acc, tCcC, m0, n0, N, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW, mXS, sTok,
-                       sF, t, bar_id):
-        """The wgmma MoE epilogue (transposed accumulators: (weight column, block row)): the warpgroup first reads
-        each of the block's block_m routed rows once into shared memory (`fill_moe_rows`), then every element reads
-        its row there. The element loop then holds no global loads behind its stores (a load after a store to C
-        waits for it, as the compiler cannot tell them apart). `t`: thread index in the warpgroup; `bar_id`: its
-        named barrier."""
+    def store_moe_staged(self, accs, tCcC, m0, n0, atom_n: cutlass.Constexpr, N, is_last, gscale, mCS, mBias, mC,
+                         mSorted, mTopkW, mXS, sTok, sF, sC, t, bar_id):
+        """`store_moe_rows` through the warpgroup's staging tile (`staged_store` on the wgmma MoE GEMM), one atom
+        at a time after one fill of the row table: finished values go to sC (block row, column), then 8 threads
+        copy one routed row's 64 columns to its output row as 16-byte vectors (padding rows skipped) instead of
+        2-byte stores four rows at a time. GLU: the raw fp32 accumulators are staged and 4 threads per row combine
+        the gate / up pairs (as `store_staged_glu`). `N`: the weight's columns."""
         n_rows = cute.size(mC, mode=[0])
-        self.fill_moe_rows(m0, mC, mSorted, mTopkW, mXS, sTok, sF, t, bar_id)
-        for i in cutlass.range_constexpr(cute.size(acc)):
-            coord = tCcC[i]
-            r = coord[1]
-            n = n0 + coord[0]
-            tok = sTok[r]
-            if tok < n_rows and n < N and is_last:
-                mC[tok, n] = self.moe_row_value(acc[i], r, n, gscale, mCS, mBias, sF)
-        cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # the table is free for the next tile
-
-    @cute.jit
-    def store_moe_staged(self, acc, tCcC, m0, n0, N, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW, mXS, sTok,
-                         sF, sC, t, bar_id):
-        """`store_moe_rows` through the warpgroup's staging tile (`staged_store` on the wgmma MoE GEMM): finished
-        values go to sC (block row, column), then 8 threads copy one routed row's 64 columns to its output row as
-        16-byte vectors (padding rows skipped) instead of 2-byte stores four rows at a time. GLU: the raw fp32
-        accumulators are staged and 4 threads per row combine the gate / up pairs (as `store_staged_glu`). `N`: the
-        weight's columns."""
-        n_rows = cute.size(mC, mode=[0])
-        if cutlass.const_expr(self.glu):
-            if is_last:
-                self.fill_moe_rows(m0, mC, mSorted, mTopkW, mXS, sTok, sF, t, bar_id)
-                self.stage_raw(acc, tCcC, sC, bar_id)
-                n_out = N // 2
-                vec_ok = (n_out % 8 == 0) & (mC.iterator.toint() % 16 == 0)
-                bm = self.cfg.block_m
-                for rr in cutlass.range_constexpr((bm + 31) // 32):
-                    row = t // 4 + 32 * rr
-                    c0 = (t % 4) * 8
-                    if row < bm:
+        if is_last:
+            self.fill_moe_rows(m0, mC, mSorted, mTopkW, mXS, sTok, sF, t, bar_id)
+            for a in cutlass.range_constexpr(len(accs)):
+                acc = accs[a]
+                na = n0 + a * atom_n
+                if cutlass.const_expr(self.glu):
+                    self.stage_raw(acc, tCcC, sC, bar_id)
+                    n_out = N // 2
+                    vec_ok = (n_out % 8 == 0) & (mC.iterator.toint() % 16 == 0)
+                    bm = self.cfg.block_m
+                    for rr in cutlass.range_constexpr((bm + 31) // 32):
+                        row = t // 4 + 32 * rr
+                        c0 = (t % 4) * 8
+                        if row < bm:
+                            tok = sTok[row]
+                            if tok < n_rows:
+                                xs = cutlass.Float32(1.0)
+                                if cutlass.const_expr(self.token_scale):
+                                    xs = sF[row, 1]
+                                wt = sF[row, 0] if self.mul_topk else None
+                                vals = self.glu_row8(sC, row, c0, na, N, xs, gscale, mCS, mBias, wt)
+                                self.store_row8(vals, mC, tok, cutlass.Int64(tok) * n_out, na // 2 + c0, n_out,
+                                                vec_ok)
+                    cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # sC is free again
+                else:
+                    for i in cutlass.range_constexpr(cute.size(acc)):
+                        coord = tCcC[i]
+                        n = cutlass.min(na + coord[0], N - 1)      # columns past N are computed and never stored
+                        sC[coord[1], coord[0]] = self.moe_row_value(acc[i], coord[1], n, gscale, mCS, mBias, sF)
+                    cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)
+                    vec_ok = (N % 8 == 0) & (mC.iterator.toint() % 16 == 0)
+                    for rr in cutlass.range_constexpr(cute.size(sC, mode=[0]) // 16):
+                        row = t // 8 + 16 * rr
+                        col = (t % 8) * 8
                         tok = sTok[row]
+                        n = na + col
                         if tok < n_rows:
-                            xs = cutlass.Float32(1.0)
-                            if cutlass.const_expr(self.token_scale):
-                                xs = sF[row, 1]
-                            wt = sF[row, 0] if self.mul_topk else None
-                            vals = self.glu_row8(sC, row, c0, n0, N, xs, gscale, mCS, mBias, wt)
-                            self.store_row8(vals, mC, tok, cutlass.Int64(tok) * n_out, n0 // 2 + c0, n_out, vec_ok)
-                cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # sC and the table are free again
-        else:
-            if is_last:
-                self.fill_moe_rows(m0, mC, mSorted, mTopkW, mXS, sTok, sF, t, bar_id)
-                for i in cutlass.range_constexpr(cute.size(acc)):
-                    coord = tCcC[i]
-                    n = cutlass.min(n0 + coord[0], N - 1)      # columns past N are computed and never stored
-                    sC[coord[1], coord[0]] = self.moe_row_value(acc[i], coord[1], n, gscale, mCS, mBias, sF)
-                cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)
-                vec_ok = (N % 8 == 0) & (mC.iterator.toint() % 16 == 0)
-                for rr in cutlass.range_constexpr(cute.size(sC, mode=[0]) // 16):
-                    row = t // 8 + 16 * rr
-                    col = (t % 8) * 8
-                    tok = sTok[row]
-                    n = n0 + col
-                    if tok < n_rows:
-                        self.copy_staged_row(sC, row, col, mC, tok, cutlass.Int64(tok) * N, n, N, vec_ok)
-                cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # sC and the table are free again
+                            self.copy_staged_row(sC, row, col, mC, tok, cutlass.Int64(tok) * N, n, N, vec_ok)
+                    cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # sC is free again
 
     @cute.jit
     def store_moe(self, acc, tCcC, m0, n0, N, wk_idx, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW, mXS):

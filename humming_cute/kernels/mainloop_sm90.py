@@ -650,26 +650,30 @@ class Sm90MixedGemm:
                          mSorted, mTopkW, xs, sTok, sF, sC):
         """The epilogue of one finished tile of the persistent grid (each of the warpgroup's atoms in turn; `wg`
         names its weight rows, `slot` its staging tile / row table and named barrier)."""
-        for a in cutlass.range_constexpr(self.wa):
-            out = self.float_acc(accs[a], tCcC)
-            n0 = bn_idx * self.bn + (wg * self.wa + a) * ATOM_N
-            if cutlass.const_expr(self.moe and self.cfg.staged_store):
-                self.epilogue.store_moe_staged(out, tCcC, bm_idx * self.bm, n0, N, moe_st[1], mG[e_idx, None][0],
-                                               mCS[e_idx, None], mBias[e_idx, None], mC, mSorted, mTopkW, xs, sTok,
-                                               sF, sC, tidx % 128, 2 + slot)
-            elif cutlass.const_expr(self.moe):
-                self.epilogue.store_moe_rows(out, tCcC, bm_idx * self.bm, n0, N, moe_st[1], mG[e_idx, None][0],
-                                             mCS[e_idx, None], mBias[e_idx, None], mC, mSorted, mTopkW, xs, sTok, sF,
-                                             tidx % 128, 2 + slot)
-            elif cutlass.const_expr(self.cfg.staged_store and self.cfg.glu):
-                self.epilogue.store_staged_glu(out, tCcC, bm_idx * self.bm, n0, M, N, mG, mCS, mBias, mC, xs, sC,
-                                               tidx % 128, 2 + slot)
-            elif cutlass.const_expr(self.cfg.staged_store):
-                self.epilogue.store_staged(out, tCcC, bm_idx * self.bm, n0, M, N, mG, mCS, mBias, mC, xs, sC,
-                                           tidx % 128, 2 + slot)
+        if cutlass.const_expr(self.moe):
+            outs = [self.float_acc(accs[a], tCcC) for a in range(self.wa)]
+            n0 = bn_idx * self.bn + wg * self.wa * ATOM_N
+            if cutlass.const_expr(self.cfg.staged_store):
+                self.epilogue.store_moe_staged(outs, tCcC, bm_idx * self.bm, n0, ATOM_N, N, moe_st[1],
+                                               mG[e_idx, None][0], mCS[e_idx, None], mBias[e_idx, None], mC, mSorted,
+                                               mTopkW, xs, sTok, sF, sC, tidx % 128, 2 + slot)
             else:
-                self.epilogue.store(out, tCcC, bm_idx * self.bm, n0, M, N, 0, True, mG, mCS, mBias, mC, mCS, xs, xs,
-                                    transposed=True)
+                self.epilogue.store_moe_rows(outs, tCcC, bm_idx * self.bm, n0, ATOM_N, N, moe_st[1],
+                                             mG[e_idx, None][0], mCS[e_idx, None], mBias[e_idx, None], mC, mSorted,
+                                             mTopkW, xs, sTok, sF, tidx % 128, 2 + slot)
+        else:
+            for a in cutlass.range_constexpr(self.wa):
+                out = self.float_acc(accs[a], tCcC)
+                n0 = bn_idx * self.bn + (wg * self.wa + a) * ATOM_N
+                if cutlass.const_expr(self.cfg.staged_store and self.cfg.glu):
+                    self.epilogue.store_staged_glu(out, tCcC, bm_idx * self.bm, n0, M, N, mG, mCS, mBias, mC, xs, sC,
+                                                   tidx % 128, 2 + slot)
+                elif cutlass.const_expr(self.cfg.staged_store):
+                    self.epilogue.store_staged(out, tCcC, bm_idx * self.bm, n0, M, N, mG, mCS, mBias, mC, xs, sC,
+                                               tidx % 128, 2 + slot)
+                else:
+                    self.epilogue.store(out, tCcC, bm_idx * self.bm, n0, M, N, 0, True, mG, mCS, mBias, mC, mCS, xs,
+                                        xs, transposed=True)
 
     @cute.jit
     def float_acc(self, acc, tCcC):
@@ -911,29 +915,33 @@ class Sm90MixedGemm:
     @cute.jit
     def tile_epilogue(self, accs, tCcC, smem, sA, m0, bn_idx, M, N, is_last, mG, mCS, mBias, mC, mSorted, mTopkW, xs,
                       tidx, wg):
-        """The epilogue of one output tile by warpgroup `wg` (its atoms in turn): MoE rows, staged or direct."""
+        """The epilogue of one output tile by warpgroup `wg`: MoE rows (all atoms in one pass over the routed rows),
+        else each atom in turn, staged or direct."""
         sTok, sF = self.moe_row_table(smem, wg) if self.moe else (None, None)
         sC = self.staging_tile(smem, wg, sA) if self.cfg.staged_store else None
-        for a in cutlass.range_constexpr(self.wa):
-            acc = accs[a]
-            n0 = bn_idx * self.bn + (wg * self.wa + a) * ATOM_N
-            if cutlass.const_expr(self.moe and self.cfg.staged_store):
-                self.epilogue.store_moe_staged(acc, tCcC, m0, n0, N, is_last, mG[0], mCS, mBias, mC, mSorted,
-                                               mTopkW, xs, sTok, sF, sC, tidx % 128, 2 + wg)
-            elif cutlass.const_expr(self.moe):
-                self.epilogue.store_moe_rows(acc, tCcC, m0, n0, N, is_last, mG[0], mCS, mBias, mC, mSorted, mTopkW,
-                                             xs, sTok, sF, tidx % 128, 2 + wg)
-            elif cutlass.const_expr(self.cfg.staged_store):
-                if is_last:
-                    if cutlass.const_expr(self.cfg.glu):
-                        self.epilogue.store_staged_glu(acc, tCcC, m0, n0, M, N, mG, mCS, mBias, mC, xs, sC,
-                                                       tidx % 128, 2 + wg)
-                    else:
-                        self.epilogue.store_staged(acc, tCcC, m0, n0, M, N, mG, mCS, mBias, mC, xs, sC, tidx % 128,
-                                                   2 + wg)
+        if cutlass.const_expr(self.moe):
+            n0 = bn_idx * self.bn + wg * self.wa * ATOM_N
+            if cutlass.const_expr(self.cfg.staged_store):
+                self.epilogue.store_moe_staged(accs, tCcC, m0, n0, ATOM_N, N, is_last, mG[0], mCS, mBias, mC,
+                                               mSorted, mTopkW, xs, sTok, sF, sC, tidx % 128, 2 + wg)
             else:
-                self.epilogue.store(acc, tCcC, m0, n0, M, N, 0, is_last, mG, mCS, mBias, mC, mCS, xs, xs,
-                                    transposed=True)
+                self.epilogue.store_moe_rows(accs, tCcC, m0, n0, ATOM_N, N, is_last, mG[0], mCS, mBias, mC, mSorted,
+                                             mTopkW, xs, sTok, sF, tidx % 128, 2 + wg)
+        else:
+            for a in cutlass.range_constexpr(self.wa):
+                acc = accs[a]
+                n0 = bn_idx * self.bn + (wg * self.wa + a) * ATOM_N
+                if cutlass.const_expr(self.cfg.staged_store):
+                    if is_last:
+                        if cutlass.const_expr(self.cfg.glu):
+                            self.epilogue.store_staged_glu(acc, tCcC, m0, n0, M, N, mG, mCS, mBias, mC, xs, sC,
+                                                           tidx % 128, 2 + wg)
+                        else:
+                            self.epilogue.store_staged(acc, tCcC, m0, n0, M, N, mG, mCS, mBias, mC, xs, sC, tidx % 128,
+                                                       2 + wg)
+                else:
+                    self.epilogue.store(acc, tCcC, m0, n0, M, N, 0, is_last, mG, mCS, mBias, mC, mCS, xs, xs,
+                                        transposed=True)
 
     @cute.jit
     def finish_stages(self, pipe, cons, rel):
