@@ -57,6 +57,7 @@
 #   bash benchmarks/gpu_session.sh tests-bm96   # the GPU suite; then Qwen-like 4096 tokens, 96 / 128-row two-atom rows tiles
 #   bash benchmarks/gpu_session.sh bk128-qwen512  # Qwen-like 512 tokens: 48-row two-atom tiles 64 / 128 deep
 #   bash benchmarks/gpu_session.sh moe-epi      # wgmma MoE GPU tests, then Qwen-like / Mixtral-like wgmma MoE points
+#   bash benchmarks/gpu_session.sh moe-prefetch # the same after the MoE row prefetch (moe_prefetch_rows)
 #   bash benchmarks/gpu_session.sh peer-ncu     # Nsight Compute of ours and Humming's kernels side by side (W8
 #                                               # 8192^2 M = 4096, Qwen-like down at 4096 / 512 tokens)
 #   bash benchmarks/gpu_session.sh moe-2cta     # shallow wgmma rings (two CTAs per SM) at Qwen-like 4096 tokens and
@@ -883,6 +884,16 @@ raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/$
       --tokens 512,4096 --rounds 3 --json "$OUT/${tag}_moe_qwen_epi.json"
     run 180 "${tag}_moe_mixtral_epi.log" python3 -m humming_cute.bench --moe --moe-preset mixtral \
       --tokens 64,512,4096 --rounds 3 --json "$OUT/${tag}_moe_mixtral_epi.json" ;;
+  moe-prefetch)
+    # moe_prefetch_rows (the persistent MoE grid's storing threads copy the next tile's expert / rows and the
+    # tile's routing weights / global scale by cp.async): its GPU tests, the wgmma MoE suite, then the Qwen-like
+    # (512 / 4096 tokens) and Mixtral-like (64 / 512 / 4096) points
+    run 260 "${tag}_moe-prefetch-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_moe_gpu.py \
+      -k "wgmma or sm90"
+    run 140 "${tag}_moe_qwen_prefetch.log" python3 -m humming_cute.bench --moe --moe-preset qwen3-30b-a3b \
+      --tokens 512,4096 --rounds 3 --json "$OUT/${tag}_moe_qwen_prefetch.json"
+    run 170 "${tag}_moe_mixtral_prefetch.log" python3 -m humming_cute.bench --moe --moe-preset mixtral \
+      --tokens 64,512,4096 --rounds 3 --json "$OUT/${tag}_moe_mixtral_prefetch.json" ;;
   hm-moe)
     run 120 "${tag}_humming_configs_moe.log" python3 benchmarks/humming_configs.py --moe ;;
   *) echo "unknown step $step"; exit 2 ;;

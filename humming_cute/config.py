@@ -250,6 +250,14 @@ class GemmConfig:
         return self.block_n // self.warp_n * (2 if self.pingpong else 1)
 
     @property
+    def moe_prefetch_rows(self) -> bool:
+        """wgmma MoE GEMM on the persistent grid (not stream-K or pingpong): each storing thread loads the next tile's
+        expert and routed rows by cp.async into its own shared-memory slots before the current tile's epilogue, and
+        a tile's routing weights and global scale at its start, so no consumer waits on a global load per tile."""
+        return (self.moe and self.mainloop == "sm90" and self.persistent_ctas > 0 and not self.stream_k
+                and not self.pingpong)
+
+    @property
     def num_threads(self) -> int:
         if self.mainloop == "sm90":   # one warpgroup per warp_n (64 or 128) weight rows and warp_k of each k-tile
             return 128 * (self.consumer_warpgroups + (1 if self.warp_specialized else 0))   # (+ the producer)
@@ -671,6 +679,8 @@ def smem_bytes(cfg: GemmConfig) -> int:
             part += cfg.staging_bytes + 16
         if cfg.moe:
             part += cfg.block_m * 12 * n_wg + 32     # the epilogue's routed-row tables
+        if cfg.moe_prefetch_rows:   # per storing thread: next expert, next rows, global scale
+            part += 128 * 4 * (2 + (cfg.block_m + 127) // 128) * n_wg + 32
         if cfg.stream_k:
             part += 16                                                  # the shared tile's ticket
         if cfg.pingpong:

@@ -608,6 +608,34 @@ def test_sm90_two_atoms_glu_compiles(moe):
     assert need[0] <= smem_bytes(cfg) <= need[0] + 1024
 
 
+@pytest.mark.parametrize("bm,bn,staged,down,pc", [(128, 256, False, True, 132), (48, 256, False, False, 132),
+                                                   (160, 128, True, True, 132), (128, 256, False, True, 0)])
+def test_sm90_moe_prefetch_rows_compiles(bm, bn, staged, down, pc):
+    """`moe_prefetch_rows` (wgmma MoE on the persistent grid): each storing thread copies its next tile's expert and
+    routed rows, then the tile's routing weights and global scale, by 4-byte cp.async (160-row blocks: two rows per
+    thread); the k-tile loop keeps its wgmma descriptors in uniform registers (the expert is warp-uniform); no
+    spills; the launch's shared memory within the estimate. Off without the persistent grid."""
+    from humming_cute.config import smem_bytes
+    from humming_cute.runtime.compile import compile_kernel
+    from humming_cute.testing.ptx import launch_smem_bytes
+
+    cfg = GemmConfig(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=bm,
+                     block_n=bn, block_k=64, warp_m=bm, warp_n=128 if bm <= 128 else 64, warp_k=64, stages=4,
+                     arch="sm_90a", mainloop="sm90", warp_specialized=True, persistent_ctas=pc,
+                     moe_cp_async_rows=True, staged_store=staged, moe=True, moe_top_k=8, moe_down=down,
+                     moe_mul_topk_weights=down).validate()
+    assert cfg.moe_prefetch_rows == (pc > 0)
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    words = len(re.findall(r"cp\.async\.ca\.shared\.global\s+\[[^\]]+\],\s*\[[^\]]+\],\s*4,", art.ptx))
+    rows = (bm + 127) // 128
+    # per traced copy site: expert + rows (before the loop and before each epilogue), weight (down) + global scale
+    assert words == (2 * (1 + rows) + rows * down + 1 if pc else 0), words
+    need = launch_smem_bytes(str(compile_kernel(cfg).ir_module))
+    assert need[0] <= smem_bytes(cfg) <= need[0] + 1024
+    assert not cfg.with_(stream_k=True).moe_prefetch_rows and not cfg.with_(pingpong=True).moe_prefetch_rows
+
+
 @pytest.mark.parametrize("extra", [
     dict(warp_specialized=True),                                                           # 2 consumers, TMA rows
     dict(warp_specialized=True, moe=True, moe_top_k=8, moe_cp_async_rows=True),            # 2 consumers, cp.async rows
@@ -925,6 +953,8 @@ def test_wgmma_pingpong_compile():
         one = cfg.with_(pingpong=False)
         # a staging tile / row table per storing warpgroup: one more than the single set's
         extra = (cfg.block_m * 12 if cfg.moe else one.staging_bytes) + 16       # (+ the turn barriers)
+        if one.moe_prefetch_rows:          # (the single set's MoE row prefetch slots; pingpong has none)
+            extra -= 128 * 4 * (2 + (one.block_m + 127) // 128) * one.epilogue_warpgroups + 32
         assert smem_bytes(cfg) - smem_bytes(one) == extra
         art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
         assert sum(r.spill_bytes for r in art.ptxas.values()) == 0

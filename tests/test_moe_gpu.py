@@ -624,6 +624,32 @@ def test_moe_wgmma_two_atoms_many_tiles_per_cta(fmt, experts, top_k, tokens, blo
                   same_as=_wgmma_moe_config(block_m, 128, 64, top_k, down, **kw))
 
 
+@pytest.mark.parametrize("fmt", FORMATS[:2], ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,block_m,bn,warp_n,down,ctas,staged", [
+    (64, 8, 600, 48, 256, 128, True, 5, False), (16, 4, 2000, 160, 128, 64, True, 3, False),
+    (8, 2, 3000, 128, 256, 128, False, 132, False), (32, 4, 700, 160, 128, 64, False, 4, True),
+    (128, 8, 300, 48, 256, 128, True, 132, True)])
+def test_moe_wgmma_prefetch_rows(fmt, experts, top_k, tokens, block_m, bn, warp_n, down, ctas, staged):
+    """`moe_prefetch_rows` (the persistent grid's storing threads copy the next tile's expert and routed rows, then
+    the tile's routing weights and global scale, by cp.async): a few CTAs walking many tiles, 160-row blocks (two
+    table rows per thread), other ranks' experts, the direct and the staged store; against the reference and
+    bitwise equal to the same tile with one tile per CTA (no prefetch)."""
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma mainloop runs on sm_90 only")
+    kw = dict(warp_specialized=True, moe_cp_async_rows=True, warp_n=warp_n, staged_store=staged)
+    made = {}
+
+    def persistent(pw, a_name, has_bias):
+        made["cfg"] = _wgmma_moe_config(block_m, bn, 64, top_k, down, persistent_ctas=ctas, **kw)(pw, a_name,
+                                                                                               has_bias)
+        return made["cfg"]
+
+    _check_routed(fmt, experts, top_k, tokens, down, skewed=True, n=512, k=512, block_m=block_m,
+                  seed=tokens + ctas + block_m, make_config=persistent,
+                  same_as=_wgmma_moe_config(block_m, bn, 64, top_k, down, persistent_ctas=0, **kw))
+    assert made["cfg"].moe_prefetch_rows
+
+
 @pytest.mark.parametrize("fmt", FORMATS[:3], ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
 @pytest.mark.parametrize("experts,top_k,tokens,k,block_m,bn,down,skewed,extra", [
     (128, 8, 512, 640, 48, 128, False, True, dict(warp_specialized=True, persistent_ctas=132, moe_cp_async_rows=True)),

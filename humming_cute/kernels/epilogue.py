@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import cutlass
 import cutlass.cute as cute
+from cutlass.cute.nvgpu import cpasync
 
 from ..activations import BUILTIN
 from ..config import GemmConfig
 
-__all__ = ["Epilogue"]
+__all__ = ["Epilogue", "copy_word"]
+
+
+@cute.jit
+def copy_word(src, i, dst, j):
+    """One 4-byte element src[i] (global) -> dst[j] (shared) by cp.async (the caller commits and waits)."""
+    atom = cute.make_copy_atom(cpasync.CopyG2SOp(), src.element_type, num_bits_per_copy=32)
+    cute.copy(atom, cute.make_tensor(src.iterator + cute.crd2idx(i, src.layout), cute.make_layout(1)),
+              cute.make_tensor(dst.iterator + cute.crd2idx(j, dst.layout), cute.make_layout(1)))
 
 
 class Epilogue:
@@ -208,37 +217,107 @@ class Epilogue:
                 if n + j < N:
                     mC[m, n + j] = sC[row, col + j]
 
+    def moe_row_chunks(self) -> int:
+        """Table rows per thread of a warpgroup (rows t, t + 128, ... of the block)."""
+        return (self.cfg.block_m + 127) // 128
+
     @cute.jit
-    def fill_moe_rows(self, m0, mC, mSorted, mTopkW, mXS, sTok, sF, t, bar_id):
-        """Read the block's block_m routed rows once into the warpgroup's table (`sTok`: output row id, or M * top_k
-        for a padding position; `sF`: routing weight, activation scale), then sync the warpgroup."""
+    def moe_rows_fetch(self, m0, mC, mSorted, t, rows, base: cutlass.Constexpr):
+        """The output row ids of this thread's table rows of the block at sorted position m0 (M * top_k for a
+        padding position) into rows[base + k]."""
         n_sorted = cute.size(mSorted, mode=[0])
         n_rows = cute.size(mC, mode=[0])
         bm = self.cfg.block_m
-        for rr in cutlass.range_constexpr((bm + 127) // 128):
+        for rr in cutlass.range_constexpr(self.moe_row_chunks()):
             r = rr * 128 + t
             if r < bm:
                 pos = m0 + r
                 tok = mSorted[cutlass.min(pos, n_sorted - 1)]
-                tok = cutlass.select_(pos < n_sorted, tok, n_rows)
-                sTok[r] = tok
-                safe = cutlass.min(tok, n_rows - 1)
+                rows[base + rr] = cutlass.select_(pos < n_sorted, tok, n_rows)
+
+    @cute.jit
+    def moe_rows_fetch_async(self, m0, mSorted, t, sP):
+        """`moe_rows_fetch` by cp.async into this thread's slots sP[1 + k] (the padding test is `moe_rows_read`'s):
+        the persistent grid issues it for the next tile before the current tile's epilogue."""
+        n_sorted = cute.size(mSorted, mode=[0])
+        for rr in cutlass.range_constexpr(self.moe_row_chunks()):
+            r = rr * 128 + t
+            if r < self.cfg.block_m:
+                copy_word(mSorted, cutlass.min(m0 + r, n_sorted - 1), sP, 1 + rr)
+
+    @cute.jit
+    def moe_rows_read(self, m0, mC, mSorted, t, sP, rows):
+        """The ids `moe_rows_fetch_async` copied into sP, as `moe_rows_fetch` returns them, into rows[1 + k]."""
+        n_sorted = cute.size(mSorted, mode=[0])
+        n_rows = cute.size(mC, mode=[0])
+        for rr in cutlass.range_constexpr(self.moe_row_chunks()):
+            r = rr * 128 + t
+            if r < self.cfg.block_m:
+                rows[1 + rr] = cutlass.select_(m0 + r < n_sorted, sP[1 + rr], n_rows)
+
+    @cute.jit
+    def moe_rows_weights(self, mC, mTopkW, mXS, t, rows, base: cutlass.Constexpr, rF, sF):
+        """The routing weight and activation scale of this thread's table rows (ids in rows[base + k]): into rF[0 / 1,
+        k], or with rF None by cp.async straight into the table sF (row r: weight, scale)."""
+        n_rows = cute.size(mC, mode=[0])
+        for rr in cutlass.range_constexpr(self.moe_row_chunks()):
+            r = rr * 128 + t
+            if r < self.cfg.block_m:
+                safe = cutlass.min(rows[base + rr], n_rows - 1)
                 if cutlass.const_expr(self.mul_topk):
-                    sF[r, 0] = mTopkW[safe]
+                    if cutlass.const_expr(rF is None):
+                        copy_word(mTopkW, safe, sF[r, None], 0)
+                    else:
+                        rF[0, rr] = mTopkW[safe]
                 if cutlass.const_expr(self.token_scale):
-                    sF[r, 1] = mXS[safe if self.cfg.moe_down else safe // self.cfg.moe_top_k]
+                    row_x = safe if self.cfg.moe_down else safe // self.cfg.moe_top_k
+                    if cutlass.const_expr(rF is None):
+                        copy_word(mXS, row_x, sF[r, None], 1)
+                    else:
+                        rF[1, rr] = mXS[row_x]
+
+    @cute.jit
+    def moe_rows_table(self, rows, base: cutlass.Constexpr, rF, sTok, sF, t, bar_id):
+        """This thread's fetched table rows into the warpgroup's table (`sTok`: output row id; `sF`: routing weight,
+        activation scale, unless rF is None: already there), then sync the warpgroup."""
+        for rr in cutlass.range_constexpr(self.moe_row_chunks()):
+            r = rr * 128 + t
+            if r < self.cfg.block_m:
+                sTok[r] = rows[base + rr]
+                if cutlass.const_expr(rF is not None):
+                    if cutlass.const_expr(self.mul_topk):
+                        sF[r, 0] = rF[0, rr]
+                    if cutlass.const_expr(self.token_scale):
+                        sF[r, 1] = rF[1, rr]
         cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)
 
     @cute.jit
+    def fill_moe_rows(self, m0, mC, mSorted, mTopkW, mXS, sTok, sF, t, bar_id, pre=None):
+        """Read the block's block_m routed rows once into the warpgroup's table (`sTok`: output row id, or M * top_k
+        for a padding position; `sF`: routing weight, activation scale), then sync the warpgroup. `pre`: a register
+        tensor holding this thread's row ids at index 1, 2, ... whose weights already landed in sF (the persistent
+        grid's `Sm90MixedGemm.moe_prefetch`)."""
+        if cutlass.const_expr(pre is None):
+            nch = self.moe_row_chunks()
+            rows = cute.make_rmem_tensor(cute.make_layout(nch), cutlass.Int32)
+            rF = cute.make_rmem_tensor(cute.make_layout((2, nch)), cutlass.Float32)
+            self.moe_rows_fetch(m0, mC, mSorted, t, rows, 0)
+            self.moe_rows_weights(mC, mTopkW, mXS, t, rows, 0, rF, sF)
+            self.moe_rows_table(rows, 0, rF, sTok, sF, t, bar_id)
+        else:
+            self.moe_rows_table(pre, 1, None, sTok, sF, t, bar_id)
+
+    @cute.jit
     def store_moe_rows(self, accs, tCcC, m0, n0, atom_n: cutlass.Constexpr, N, is_last, gscale, mCS, mBias, mC,
-                       mSorted, mTopkW, mXS, sTok, sF, t, bar_id):
+                       mSorted, mTopkW, mXS, sTok, sF, t, bar_id, pre=None):
         """The wgmma MoE epilogue of one warpgroup's atoms (`accs`: transposed accumulators, (weight column, block
         row); atom a covers weight columns n0 + a * atom_n ...): the warpgroup first reads each of the block's
         block_m routed rows once into shared memory (`fill_moe_rows`), then walks the thread's block rows
         (`moe_rows_loop`): one table read, one row address and one predicate per row, then that row's elements of
         every atom. The element loop holds no global loads behind its stores (a load after a store to C waits for it,
-        as the compiler cannot tell them apart). `t`: thread index in the warpgroup; `bar_id`: its named barrier."""
-        self.fill_moe_rows(m0, mC, mSorted, mTopkW, mXS, sTok, sF, t, bar_id)
+        as the compiler cannot tell them apart). `t`: thread index in the warpgroup; `bar_id`: its named barrier;
+        `pre`: the table rows this thread already fetched (`fill_moe_rows`)."""
+        self.fill_moe_rows(m0, mC, mSorted, mTopkW, mXS, sTok, sF, t, bar_id, pre)
         if is_last:
             if n0 + len(accs) * atom_n <= N:      # every column in range: no per-element predicate
                 self.moe_rows_loop(accs, tCcC, n0, atom_n, N, False, gscale, mCS, mBias, mC, sTok, sF)
@@ -291,15 +370,15 @@ class Epilogue:
 
     @cute.jit
     def store_moe_staged(self, accs, tCcC, m0, n0, atom_n: cutlass.Constexpr, N, is_last, gscale, mCS, mBias, mC,
-                         mSorted, mTopkW, mXS, sTok, sF, sC, t, bar_id):
+                         mSorted, mTopkW, mXS, sTok, sF, sC, t, bar_id, pre=None):
         """`store_moe_rows` through the warpgroup's staging tile (`staged_store` on the wgmma MoE GEMM), one atom
         at a time after one fill of the row table: finished values go to sC (block row, column), then 8 threads
         copy one routed row's 64 columns to its output row as 16-byte vectors (padding rows skipped) instead of
         2-byte stores four rows at a time. GLU: the raw fp32 accumulators are staged and 4 threads per row combine
-        the gate / up pairs (as `store_staged_glu`). `N`: the weight's columns."""
+        the gate / up pairs (as `store_staged_glu`). `N`: the weight's columns; `pre` as in `store_moe_rows`."""
         n_rows = cute.size(mC, mode=[0])
         if is_last:
-            self.fill_moe_rows(m0, mC, mSorted, mTopkW, mXS, sTok, sF, t, bar_id)
+            self.fill_moe_rows(m0, mC, mSorted, mTopkW, mXS, sTok, sF, t, bar_id, pre)
             for a in cutlass.range_constexpr(len(accs)):
                 acc = accs[a]
                 na = n0 + a * atom_n

@@ -28,7 +28,7 @@ from cutlass.utils import LayoutEnum
 from ..config import GemmConfig, wgmma_register_split
 from ..layouts.weight import ATOM_K, ATOM_N, atom_words
 from . import dequant as dq
-from .epilogue import Epilogue
+from .epilogue import Epilogue, copy_word
 from .scheduler import cluster_split_reduce, split_k_reduce, stream_k_reduce
 
 _CUTLASS_TYPES = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16}
@@ -540,12 +540,13 @@ class Sm90MixedGemm:
             slot = wg if self.pp > 1 else wg_n
             sC = self.staging_tile(smem, slot, sA) if self.cfg.staged_store else None
             sTok, sF = self.moe_row_table(smem, slot) if self.moe else (None, None)
+            sPre = self.moe_prefetch_slots(smem, slot, tidx % 128) if self.cfg.moe_prefetch_rows else None
             sR = self.k_slice_buffer(smem) if self.kw > 1 else None
             tiled_mma.set(warpgroup.Field.ACCUMULATE, True)     # (before the branch: it makes a new MMA value)
             args = (plan, pipe, tiled_mma, sA, sB, sS, sZ, tma_a, gA_tma, tma_b, gB_tma, tma_s, gS_tma, tma_z, gZ_tma,
                     mCS, mG, mBias, mC, mWS, mCnt, mTopkW, mSorted, mExpert, mNumPost, tiles_m, tiles_n, tidx,
                     warp_idx, wg_n, wr, lane, g, (t_start, t_stop, t_step), (kt_all, units, u0, u1, n_ctas, bid),
-                    sFlag, sOrder, sC, sTok, sF, sR, slot, wg // self.n_wg)
+                    sFlag, sOrder, sC, sTok, sF, sR, sPre, slot, wg // self.n_wg)
             if cutlass.const_expr(self.kw == 1):
                 self.persistent_consume(*args, 0)
             else:
@@ -560,7 +561,7 @@ class Sm90MixedGemm:
     def persistent_consume(self, plan: cutlass.Constexpr, pipe, tiled_mma, sA, sB, sS, sZ, tma_a, gA_tma, tma_b,
                            gB_tma, tma_s, gS_tma, tma_z, gZ_tma, mCS, mG, mBias, mC, mWS, mCnt, mTopkW, mSorted,
                            mExpert, mNumPost, tiles_m, tiles_n, tidx, warp_idx, wg, wr, lane, g, walk, units_of, sFlag,
-                           sOrder, sC, sTok, sF, sR, eslot, side, piece: cutlass.Constexpr):
+                           sOrder, sC, sTok, sF, sR, sPre, eslot, side, piece: cutlass.Constexpr):
         """The consumer warpgroups of the persistent grid: this CTA's tiles in turn, each tile's k-tiles (with
         warp_k < block_k only slice `piece` of each; slice 0's warpgroups add the other slice's sums and store),
         then its epilogue (stream-K: the tile's shares reduced first). With `pingpong` set `side` takes every
@@ -588,6 +589,16 @@ class Sm90MixedGemm:
         first = t_start
         if cutlass.const_expr(self.pp > 1):
             first = t_start + side * t_step
+        # `moe_prefetch_rows`: the next tile's expert and routed rows are copied (cp.async, this thread's slots)
+        # before this tile's epilogue, a tile's routing weights (into the row table) and global scale at its start,
+        # so neither the k-tile count nor the epilogue waits on a global load (K slices: slice 0's warpgroups)
+        pref = self.cfg.moe_prefetch_rows and piece == 0
+        nch = self.epilogue.moe_row_chunks() if self.moe else 1
+        r_cur = cute.make_rmem_tensor(cute.make_layout(1 + nch), cutlass.Int32)    # expert, row ids
+        num_post = 0
+        if cutlass.const_expr(pref):
+            num_post = mNumPost[0]
+            self.moe_prefetch(first, t_stop, tiles_m, tiles_n, mExpert, mSorted, sPre)
         for tile in cutlass.range(first, t_stop, t_step * self.pp, unroll=1):
             if cutlass.const_expr(self.pp > 1):
                 # the producer loaded the previous tile's k-tiles (the other set's) into the ring first: skip them
@@ -599,7 +610,23 @@ class Sm90MixedGemm:
                     cons.advance()
                     rel.advance()
             bm_idx, bn_idx = self.tile_coords(tile, tiles_m, tiles_n)
-            moe_st, _, e_idx = self.moe_block(mExpert, mNumPost, gA_tma, bm_idx, bn_idx, tiles_n)
+            pre = None
+            gs = None
+            if cutlass.const_expr(pref):
+                cute.arch.cp_async_wait_group(0)        # this tile's expert and rows (issued during the last tile)
+                # (every thread copied the same expert into its own slot; warp-uniform keeps the k-tile loop's
+                # descriptors in uniform registers)
+                expert = cute.arch.make_warp_uniform(sPre[0][0])
+                r_cur[0] = expert
+                e_idx = cutlass.max(expert, 0)
+                moe_st = (bm_idx * self.bm < num_post, expert >= 0, 0)
+                self.epilogue.moe_rows_read(bm_idx * self.bm, mC, mSorted, tidx % 128, sPre[0], r_cur)
+                self.epilogue.moe_rows_weights(mC, mTopkW, xs, tidx % 128, r_cur, 1, None, sF)
+                copy_word(mG[e_idx, None], 0, sPre[1], 0)
+                cute.arch.cp_async_commit_group()
+                pre = r_cur
+            else:
+                moe_st, _, e_idx = self.moe_block(mExpert, mNumPost, gA_tma, bm_idx, bn_idx, tiles_n)
             _, k_tiles = self.k_range(gA0, 0, moe_st)
             if cutlass.const_expr(self.stream_k):
                 k_tiles = cutlass.min(u1 - tile * kt_all, kt_all) - cutlass.max(u0 - tile * kt_all, 0)
@@ -628,12 +655,16 @@ class Sm90MixedGemm:
             for _ in cutlass.range(cons.count - rel.count, unroll=1):   # free the stages still held
                 pipe.consumer_release(rel)
                 rel.advance()
+            if cutlass.const_expr(pref):
+                self.moe_prefetch(tile + t_step, t_stop, tiles_m, tiles_n, mExpert, mSorted, sPre)
+                cute.arch.cp_async_wait_group(1)        # the routing weights and global scale have landed
+                gs = sPre[1][0]
             if cutlass.const_expr(self.kw > 1):
                 self.add_k_slices(accs, sR, tidx, piece)
                 # the buffer is free again once slice 0 has read it (slice 1 runs on to the next tile meanwhile)
                 cute.arch.barrier(barrier_id=_K_SLICE_BARRIER, number_of_threads=self.cons_threads)
             store = (accs, tCcC, tidx, wg, eslot, bm_idx, bn_idx, e_idx, moe_st, M, N, mCS, mG, mBias, mC, mSorted,
-                     mTopkW, xs, sTok, sF, sC)
+                     mTopkW, xs, sTok, sF, sC, pre, gs)
             if cutlass.const_expr(piece == 0):           # (slice 0's warpgroups store the tile)
                 if cutlass.const_expr(self.stream_k):
                     is_last = cutlass.Boolean(True)
@@ -644,23 +675,26 @@ class Sm90MixedGemm:
                         self.persistent_store(*store)
                 else:
                     self.persistent_store(*store)
+        if cutlass.const_expr(pref):
+            cute.arch.cp_async_wait_group(0)     # (the copies for the tile past the walk's end)
 
     @cute.jit
     def persistent_store(self, accs, tCcC, tidx, wg, slot, bm_idx, bn_idx, e_idx, moe_st, M, N, mCS, mG, mBias, mC,
-                         mSorted, mTopkW, xs, sTok, sF, sC):
-        """The epilogue of one finished tile of the persistent grid (each of the warpgroup's atoms in turn; `wg`
-        names its weight rows, `slot` its staging tile / row table and named barrier)."""
+                         mSorted, mTopkW, xs, sTok, sF, sC, pre, gs):
+        """The epilogue of one finished tile of the persistent grid (MoE: all of the warpgroup's atoms in one pass,
+        `pre` the routed rows fetched early; else each atom in turn; `wg` names its weight rows, `slot` its staging
+        tile / row table and named barrier)."""
         if cutlass.const_expr(self.moe):
             outs = [self.float_acc(accs[a], tCcC) for a in range(self.wa)]
             n0 = bn_idx * self.bn + wg * self.wa * ATOM_N
             if cutlass.const_expr(self.cfg.staged_store):
                 self.epilogue.store_moe_staged(outs, tCcC, bm_idx * self.bm, n0, ATOM_N, N, moe_st[1],
-                                               mG[e_idx, None][0], mCS[e_idx, None], mBias[e_idx, None], mC, mSorted,
-                                               mTopkW, xs, sTok, sF, sC, tidx % 128, 2 + slot)
+                                               self.moe_gscale(mG, e_idx, gs), mCS[e_idx, None], mBias[e_idx, None],
+                                               mC, mSorted, mTopkW, xs, sTok, sF, sC, tidx % 128, 2 + slot, pre)
             else:
                 self.epilogue.store_moe_rows(outs, tCcC, bm_idx * self.bm, n0, ATOM_N, N, moe_st[1],
-                                             mG[e_idx, None][0], mCS[e_idx, None], mBias[e_idx, None], mC, mSorted,
-                                             mTopkW, xs, sTok, sF, tidx % 128, 2 + slot)
+                                             self.moe_gscale(mG, e_idx, gs), mCS[e_idx, None], mBias[e_idx, None],
+                                             mC, mSorted, mTopkW, xs, sTok, sF, tidx % 128, 2 + slot, pre)
         else:
             for a in cutlass.range_constexpr(self.wa):
                 out = self.float_acc(accs[a], tCcC)
@@ -692,6 +726,32 @@ class Sm90MixedGemm:
         if self.act8:
             return mWS if self.moe else mTopkW
         return mG
+
+    def moe_gscale(self, mG, e_idx, gs):
+        """The MoE block's global scale: `gs` where the tile's start copied it (`moe_prefetch_rows`), else loaded."""
+        return mG[e_idx, None][0] if gs is None else gs
+
+    @cute.jit
+    def moe_prefetch_slots(self, smem, slot, t):
+        """`moe_prefetch_rows`: this storing thread's shared-memory slots (thread-major: no bank conflicts) ->
+        (Int32 [expert, row ids of `Epilogue.moe_rows_fetch_async`], Float32 [the expert's global scale])."""
+        n = 1 + self.epilogue.moe_row_chunks()
+        sP = smem.allocate_tensor(cutlass.Int32, cute.make_layout((128, n, self.n_epi), stride=(1, 128, 128 * n)),
+                                  byte_alignment=16)
+        sG = smem.allocate_tensor(cutlass.Float32, cute.make_layout((128, 1, self.n_epi), stride=(1, 128, 128)),
+                                  byte_alignment=16)
+        return sP[t, None, slot], sG[t, None, slot]
+
+    @cute.jit
+    def moe_prefetch(self, tile, t_stop, tiles_m, tiles_n, mExpert, mSorted, sPre):
+        """`moe_prefetch_rows`: start copying linear tile `tile`'s MoE block - its expert and this thread's routed
+        rows - into the thread's slots sPre[0] (one cp.async group). A tile past the walk's end `t_stop` copies the
+        last tile's (unused)."""
+        bm_idx, _ = self.tile_coords(cutlass.max(cutlass.min(tile, t_stop - 1), 0), tiles_m, tiles_n)
+        bm_idx = cutlass.min(bm_idx, cute.size(mExpert, mode=[0]) - 1)
+        copy_word(mExpert, bm_idx, sPre[0], 0)
+        self.epilogue.moe_rows_fetch_async(bm_idx * self.bm, mSorted, cute.arch.thread_idx()[0] % 128, sPre[0])
+        cute.arch.cp_async_commit_group()
 
     @cute.jit
     def moe_block(self, mExpert, mNumPost, gA_tma, bm_idx, bn_idx, tiles_n):
