@@ -42,7 +42,7 @@
 #                                               # and W8 channel (W8 is 8 % slower there, 1.11x Humming)
 #   bash benchmarks/gpu_session.sh moe-small    # MoE decode probes (cluster split-K, n-major) + align timing
 #   bash benchmarks/gpu_session.sh bench        # W4A16, W8A16 and MoE benchmarks with the current defaults
-#   bash benchmarks/gpu_session.sh moe-bench    # the MoE benchmark alone
+#   bash benchmarks/gpu_session.sh moe-bench    # the MoE benchmark alone (moe-bench3: three rounds per point)
 #   bash benchmarks/gpu_session.sh atoms-tests  # GPU tests of two weight atoms per wgmma warpgroup (warp_n=128) and the
 #                                               # other wgmma tests
 #   bash benchmarks/gpu_session.sh atoms-probe  # warp_n=128 tiles: dense W8 / W4 at M = 4096, Qwen-like MoE
@@ -416,6 +416,9 @@ case "$step" in
       --budget-s 90 ;;
   moe-bench)
     bench_moe 400 ;;
+  moe-bench3)
+    # the README's MoE benchmark, three rounds per point
+    bench_moe 570 --rounds 3 ;;
   moe-tuned)
     run 560 "${tag}_moe_w4a16_g128_tuned.log" python3 -m humming_cute.bench --moe --autotune 8 --tokens 16,64,512 \
       --json "$OUT/${tag}_moe_w4a16_g128_tuned.json" ;;
