@@ -897,6 +897,12 @@ raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/$
       --tokens 512,4096 --rounds 3 --json "$OUT/${tag}_moe_qwen_prefetch.json"
     run 170 "${tag}_moe_mixtral_prefetch.log" python3 -m humming_cute.bench --moe --moe-preset mixtral \
       --tokens 64,512,4096 --rounds 3 --json "$OUT/${tag}_moe_mixtral_prefetch.json" ;;
+  moe-staged-try)
+    # the staged MoE store (one row-table fill per tile now) against the default direct row store on the
+    # two-atom Qwen-like tiles, 3 alternating rounds
+    run 300 "${tag}_moe_probe_staged_two_atoms.log" python3 benchmarks/pingpong_probe.py \
+      --moe qwen3-30b-a3b:down:512,qwen3-30b-a3b:down:4096,qwen3-30b-a3b:up:512,qwen3-30b-a3b:up:4096 \
+      --try staged=staged_store:True --only '^staged$' --rounds 3 ;;
   hm-moe)
     run 120 "${tag}_humming_configs_moe.log" python3 benchmarks/humming_configs.py --moe ;;
   *) echo "unknown step $step"; exit 2 ;;
