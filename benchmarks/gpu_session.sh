@@ -903,6 +903,12 @@ raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/$
     run 300 "${tag}_moe_probe_staged_two_atoms.log" python3 benchmarks/pingpong_probe.py \
       --moe qwen3-30b-a3b:down:512,qwen3-30b-a3b:down:4096,qwen3-30b-a3b:up:512,qwen3-30b-a3b:up:4096 \
       --try staged=staged_store:True --only '^staged$' --rounds 3 ;;
+  moe-staged-try2)
+    # the same after the staged MoE store's write loop takes one table read per row (was per element); Mixtral-like
+    # 512 / 4096 tokens too
+    run 300 "${tag}_moe_probe_staged_two_atoms_2.log" python3 benchmarks/pingpong_probe.py \
+      --moe qwen3-30b-a3b:down:512,qwen3-30b-a3b:down:4096,qwen3-30b-a3b:up:512,qwen3-30b-a3b:up:4096,mixtral:up:512,mixtral:down:4096 \
+      --try staged=staged_store:True --only '^staged$' --rounds 3 ;;
   hm-moe)
     run 120 "${tag}_humming_configs_moe.log" python3 benchmarks/humming_configs.py --moe ;;
   *) echo "unknown step $step"; exit 2 ;;

@@ -358,17 +358,6 @@ class Epilogue:
                                 row[n] = out.to(self.c_type)
 
     @cute.jit
-    def moe_row_value(self, v, r, n, gscale, mCS, mBias, sF):
-        """One finished MoE output element of table row r, weight column n (same arithmetic as `store_moe_rows`)."""
-        xs = cutlass.Float32(1.0)
-        if cutlass.const_expr(self.token_scale):
-            xs = sF[r, 1]
-        out = self.moe_value(v, None, xs, gscale, n, mCS, mBias)
-        if cutlass.const_expr(self.mul_topk):
-            out = out * sF[r, 0]
-        return out.to(self.c_type)
-
-    @cute.jit
     def store_moe_staged(self, accs, tCcC, m0, n0, atom_n: cutlass.Constexpr, N, is_last, gscale, mCS, mBias, mC,
                          mSorted, mTopkW, mXS, sTok, sF, sC, t, bar_id, pre=None):
         """`store_moe_rows` through the warpgroup's staging tile (`staged_store` on the wgmma MoE GEMM), one atom
@@ -402,10 +391,25 @@ class Epilogue:
                                                 vec_ok)
                     cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # sC is free again
                 else:
-                    for i in cutlass.range_constexpr(cute.size(acc)):
-                        coord = tCcC[i]
-                        n = cutlass.min(na + coord[0], N - 1)      # columns past N are computed and never stored
-                        sC[coord[1], coord[0]] = self.moe_row_value(acc[i], coord[1], n, gscale, mCS, mBias, sF)
+                    # the thread's block rows in turn (C fragment value c + 2 h + 4 j: row c + 8 j, column 8 h; see
+                    # `moe_rows_loop`): one table read per row, the arithmetic of `moe_rows_loop`
+                    for j in cutlass.range_constexpr(cute.size(tCcC) // 4):
+                        for c in cutlass.range_constexpr(2):
+                            r = tCcC[c + 4 * j][1]
+                            xs = cutlass.Float32(1.0)
+                            if cutlass.const_expr(self.token_scale):
+                                xs = sF[r, 1]
+                            wt = cutlass.Float32(1.0)
+                            if cutlass.const_expr(self.mul_topk):
+                                wt = sF[r, 0]
+                            for h in cutlass.range_constexpr(2):
+                                i = c + 2 * h + 4 * j
+                                col = tCcC[i][0]
+                                n = cutlass.min(na + col, N - 1)      # columns past N are computed, never stored
+                                out = self.moe_value(acc[i], None, xs, gscale, n, mCS, mBias)
+                                if cutlass.const_expr(self.mul_topk):
+                                    out = out * wt
+                                sC[r, col] = out.to(self.c_type)
                     cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)
                     vec_ok = (N % 8 == 0) & (mC.iterator.toint() % 16 == 0)
                     for rr in cutlass.range_constexpr(cute.size(sC, mode=[0]) // 16):
