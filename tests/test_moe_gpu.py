@@ -1045,3 +1045,33 @@ def test_moe_block48_deep_k_default(fmt, experts, top_k, tokens, down, skewed):
         return cfg.validate()
 
     _check_routed(fmt, experts, top_k, tokens, down, skewed, 512, 2048, 48, tokens + experts, default)
+
+
+@pytest.mark.parametrize("fmt", [FORMATS[0], ("int4", 0, "float16", False, torch.bfloat16)],
+                         ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,n,k,down,skewed", [(128, 8, 4096, 512, 768, True, True),
+                                                                  (8, 2, 3000, 512, 1024, False, False),
+                                                                  (16, 4, 1001, 768, 512, True, False)])
+def test_moe_staged_block128_default(fmt, experts, top_k, tokens, n, k, down, skewed):
+    """The default 128-row blocks (`MOE_STAGED_BLOCK_128`: two atoms per warpgroup, cp.async rows, persistent, the
+    staged store): against the reference (padding, other ranks' experts untouched, routing weights, bias) and
+    bitwise equal to the same tile with the direct row store."""
+    from humming_cute.ops import device_target
+    from humming_cute.tune.heuristics import default_moe_config
+
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma mainloop runs on sm_90 only")
+
+    def default(pw, a_name, has_bias):
+        cfg = default_moe_config(128, pw.n_pad, pw.k_pad, a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name,
+                                 group_size=pw.group_size, arch=device_target(torch.device("cuda")),
+                                 has_bias=has_bias, top_k=top_k, is_down=down, mul_topk_weights=down)
+        assert (cfg.block_n, cfg.warp_n, cfg.staged_store, cfg.moe_cp_async_rows) == (256, 128, True, True)
+        return cfg.validate()
+
+    def direct(pw, a_name, has_bias):
+        return default(pw, a_name, has_bias).with_(staged_store=False).validate()
+
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, n, k, 128, tokens + experts + n, default,
+                  same_as=direct)
+

@@ -160,6 +160,14 @@ WGMMA_TWO_ATOMS = True
 #: projection (K = 768, 6 k-tiles) 1.023-1.034x, so not below K = 2048
 MOE_BLOCK_48_DEEP_K = True
 
+#: the 128-row MoE two-atom tile (persistent, rows by cp.async) with the staged store: each routed row's columns leave
+#: as 16-byte vectors from the warpgroup's staging tile (7 stages instead of 8). H200, fp16 x uint4 g128, 3
+#: alternating rounds (benchmarks/results/2026-12-01_h200_moe_probe_staged_two_atoms.log, ..._2.log):
+#: Qwen3-30B-A3B-like at 4096 tokens up 0.945x / 0.981x, down 0.971x (after the staged write loop's one table read per
+#: row), Mixtral-like down at 4096 tokens 0.944x the direct row store's time; the 48-row tile (512 tokens) down 1.043x,
+#: so not there
+MOE_STAGED_BLOCK_128 = True
+
 #: dense wgmma GEMMs of 16-bit activations from M = 256 (unsplit, no GLU: those stage already) with the staged C store
 #: (accumulators through shared memory, 16-byte row vectors to global). A CTA of one output tile keeps the staging
 #: tiles in its activation ring (`GemmConfig.staging_in_ring`: no stage and no CTA per SM lost); a persistent grid
@@ -587,7 +595,7 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
             # uint4 g128, Qwen3-30B-A3B-like at 4096 tokens (2026-11-30_h200_moe_probe_rows_qwen4096_bm128.log): up
             # 472 / down 298 us against 494 / 328 with four one-atom warpgroups (256 x 128 tiles, gathered x)
             cfg = cfg.with_(block_n=256, warp_n=128, warp_specialized=True, persistent_ctas=num_sms,
-                            moe_cp_async_rows=True)
+                            moe_cp_async_rows=True, staged_store=MOE_STAGED_BLOCK_128)
         elif block_m == 48 and not glu and k_pad % 128 == 0 and (group_size == 0 or group_size >= 128):
             # 48-row blocks (~32 routed rows per expert): 128-deep k-tiles, the producer warpgroup loading the rows by
             # cp.async, one CTA per SM (2026-11-30_h200_moe_probe_bm48_tiles.log, uniform routing): Qwen3-30B-A3B-like
