@@ -176,6 +176,10 @@ class GemmConfig:
     # tiles of the CTA's walk, each set a whole tile, so one set's epilogue (and the wait for its first stages) runs
     # while the other set's wgmmas multiply ("ping-pong"); twice the consumer warpgroups of the tile, sharing the ring
     pingpong: bool = False
+    # wgmma MoE GEMM with the staged store on the persistent grid (not GLU, pingpong or stream-K): each warpgroup
+    # stages all of its atoms' columns of a tile at once and each routed row leaves shared memory as one
+    # asynchronous bulk copy (cp.async.bulk, no register round trip), which the next tile's k-tiles overlap
+    moe_bulk_store: bool = False
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -225,6 +229,8 @@ class GemmConfig:
         n_wg = self.epilogue_warpgroups
         if self.glu:
             return self.block_m * (ATOM_N + 4) * n_wg * 4
+        if self.moe_bulk_store:          # all of the warpgroup's atoms' columns
+            return self.block_m * (self.warp_n + 8) * n_wg * 2
         return self.block_m * (ATOM_N + 8) * n_wg * 2
 
     @property
@@ -442,6 +448,10 @@ class GemmConfig:
             raise ValueError(f"pingpong must be True or False, got {self.pingpong!r}")
         if self.pingpong and self.mainloop != "sm90":
             raise ValueError("pingpong is an option of the wgmma mainloop (mainloop='sm90') with persistent_ctas")
+        if not isinstance(self.moe_bulk_store, bool):
+            raise ValueError(f"moe_bulk_store must be True or False, got {self.moe_bulk_store!r}")
+        if self.moe_bulk_store and self.mainloop != "sm90":
+            raise ValueError("moe_bulk_store is an option of the wgmma MoE GEMM (mainloop='sm90')")
         if self.staged_store:
             if self.mainloop != "sm90":
                 raise ValueError("staged_store is an option of the wgmma kernel (mainloop='sm90')")
@@ -597,6 +607,11 @@ class GemmConfig:
                 raise ValueError("persistent_ctas takes the producer warpgroup (warp_specialized=True), split_k=1 "
                                  "and one accumulator (16-bit activations, or 8-bit ones with channel scales and "
                                  "fp8_fast_accum)")
+        if self.moe_bulk_store and (not self.moe or not self.staged_store or self.glu or not self.persistent_ctas
+                                    or self.pingpong or self.stream_k):
+            raise ValueError("moe_bulk_store takes the wgmma MoE GEMM with the staged store on the persistent grid "
+                             "(moe=True, staged_store=True, persistent_ctas > 0), without a GLU, pingpong or "
+                             "stream_k")
         if self.pingpong:
             if (not self.persistent_ctas or self.stream_k or self.warp_k < self.block_k or self.cluster_n != 1
                     or self.act_bits != 16):

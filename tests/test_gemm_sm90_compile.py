@@ -1021,3 +1021,37 @@ def test_moe_staged_block128_default_compile(monkeypatch):
     off = default_moe_config(128, 2048, 768, is_down=True, mul_topk_weights=True, **kw)
     assert (off.staged_store, off.stages) == (False, 8)
 
+
+@pytest.mark.parametrize("bm,bn,warp_n,down", [(128, 256, 128, True), (160, 128, 64, False)])
+def test_sm90_moe_bulk_store_compiles(bm, bn, warp_n, down):
+    """`moe_bulk_store`: the staged MoE tile leaves shared memory by cp.async.bulk (one per routed row, after the
+    proxy fence), the next tile's staging waits for the copies' reads and the CTA for all of them before it exits;
+    the staging tile holds all of a warpgroup's atoms (the estimate's staging bytes follow); no spills, within the
+    estimate. Refused off the staged persistent MoE GEMM, with a GLU, pingpong or stream-K."""
+    from humming_cute.config import smem_bytes
+    from humming_cute.runtime.compile import compile_kernel
+    from humming_cute.testing.ptx import launch_smem_bytes
+
+    cfg = GemmConfig(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, block_m=bm,
+                     block_n=bn, block_k=64, warp_m=bm, warp_n=warp_n, warp_k=64, stages=5, arch="sm_90a",
+                     mainloop="sm90", warp_specialized=True, persistent_ctas=132, moe_cp_async_rows=True,
+                     staged_store=True, moe_bulk_store=True, moe=True, moe_top_k=8, moe_down=down,
+                     moe_mul_topk_weights=down).validate()
+    assert cfg.staging_bytes == bm * (warp_n + 8) * (bn // warp_n) * 2
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    assert len(re.findall(r"cp\.async\.bulk\.global\.shared::cta\.bulk_group", art.ptx)) == (bm + 127) // 128
+    assert re.search(r"cp\.async\.bulk\.wait_group\.read\s+0;", art.ptx)
+    assert re.search(r"cp\.async\.bulk\.wait_group\s+0;", art.ptx)
+    assert re.search(r"fence\.proxy\.async\.shared::cta;", art.ptx)
+    assert "st.global.v4" not in art.ptx                 # (no vector copy-out: the rows leave by bulk copies)
+    need = launch_smem_bytes(str(compile_kernel(cfg).ir_module))
+    assert len(need) == 1 and need[0] <= smem_bytes(cfg) <= need[0] + 1024
+    for bad in (dict(staged_store=False), dict(persistent_ctas=0)):
+        with pytest.raises(ValueError, match="moe_bulk_store takes"):
+            cfg.with_(**bad).validate()
+    with pytest.raises(ValueError, match="moe_bulk_store must be True or False"):
+        cfg.with_(moe_bulk_store=1).validate()
+    with pytest.raises(ValueError, match="moe_bulk_store"):
+        GemmConfig(a_dtype="float16", b_dtype="uint4", group_size=128, moe_bulk_store=True).validate()
+

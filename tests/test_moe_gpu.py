@@ -1075,3 +1075,28 @@ def test_moe_staged_block128_default(fmt, experts, top_k, tokens, n, k, down, sk
     _check_routed(fmt, experts, top_k, tokens, down, skewed, n, k, 128, tokens + experts + n, default,
                   same_as=direct)
 
+
+@pytest.mark.parametrize("fmt", FORMATS[:2], ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,n,block_m,bn,warp_n,down,ctas", [
+    (128, 8, 4096, 512, 128, 256, 128, True, 132), (16, 4, 1001, 448, 128, 256, 128, False, 5),
+    (64, 8, 600, 512, 48, 256, 128, True, 7), (16, 4, 2000, 448, 160, 128, 64, True, 3)])
+def test_moe_wgmma_bulk_store(fmt, experts, top_k, tokens, n, block_m, bn, warp_n, down, ctas):
+    """`moe_bulk_store` (each routed row of a tile leaves the staging tile as one cp.async.bulk copy, the next
+    tile's staging waiting for the copies' reads): a persistent grid of many or a few CTAs, 48 / 128 / 160-row
+    blocks, N = 448 (the last warpgroup's columns past N: element stores), other ranks' experts; against the
+    reference and bitwise equal to the same tile with the staged store's vector copies."""
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma mainloop runs on sm_90 only")
+    kw = dict(warp_specialized=True, moe_cp_async_rows=True, warp_n=warp_n, staged_store=True, persistent_ctas=ctas)
+    made = {}
+
+    def bulk(pw, a_name, has_bias):
+        made["cfg"] = _wgmma_moe_config(block_m, bn, 64, top_k, down, moe_bulk_store=True, **kw)(pw, a_name,
+                                                                                              has_bias)
+        return made["cfg"]
+
+    _check_routed(fmt, experts, top_k, tokens, down, skewed=True, n=n, k=512, block_m=block_m,
+                  seed=tokens + n + block_m, make_config=bulk,
+                  same_as=_wgmma_moe_config(block_m, bn, 64, top_k, down, **kw))
+    assert made["cfg"].moe_bulk_store and made["cfg"].moe_prefetch_rows
+

@@ -10,11 +10,12 @@ from __future__ import annotations
 import cutlass
 import cutlass.cute as cute
 from cutlass.cute.nvgpu import cpasync
+from cutlass.experimental.primitives import nvvm_wrapper as prims
 
 from ..activations import BUILTIN
 from ..config import GemmConfig
 
-__all__ = ["Epilogue", "copy_word"]
+__all__ = ["Epilogue", "bulk_copy_s2g", "copy_word"]
 
 
 @cute.jit
@@ -23,6 +24,12 @@ def copy_word(src, i, dst, j):
     atom = cute.make_copy_atom(cpasync.CopyG2SOp(), src.element_type, num_bits_per_copy=32)
     cute.copy(atom, cute.make_tensor(src.iterator + cute.crd2idx(i, src.layout), cute.make_layout(1)),
               cute.make_tensor(dst.iterator + cute.crd2idx(j, dst.layout), cute.make_layout(1)))
+
+
+def bulk_copy_s2g(dst, src, nbytes: int):
+    """`nbytes` (a multiple of 16) from shared memory at `src` to global memory at `dst` (both 16-byte aligned) as
+    one asynchronous bulk copy of the calling thread (cp.async.bulk ... .bulk_group; the caller commits and waits)."""
+    prims.cp_async_bulk_global_shared_cta(dst, src, nbytes)
 
 
 class Epilogue:
@@ -420,6 +427,56 @@ class Epilogue:
                         if tok < n_rows:
                             self.copy_staged_row(sC, row, col, mC, tok, cutlass.Int64(tok) * N, n, N, vec_ok)
                     cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # sC is free again
+
+    @cute.jit
+    def store_moe_bulk(self, accs, tCcC, m0, n0, atom_n: cutlass.Constexpr, N, is_last, gscale, mCS, mBias, mC,
+                       mSorted, mTopkW, mXS, sTok, sF, sC, t, bar_id, pre=None):
+        """`moe_bulk_store`: the warpgroup's finished tile (all atoms: sC holds block_m rows of len(accs) * atom_n
+        columns) staged in shared memory in one pass over the thread's block rows (the arithmetic of
+        `moe_rows_loop`), then thread t sends table row t (and t + 128) to its output row as one asynchronous bulk
+        copy (cp.async.bulk shared -> global, 16-byte aligned rows; else element stores inside N). The next tile
+        waits for the copies' reads of sC before its own staging, so the global writes run under its k-tiles."""
+        n_rows = cute.size(mC, mode=[0])
+        width = len(accs) * atom_n
+        if is_last:
+            cute.arch.cp_async_bulk_wait_group(0, read=True)    # the last tile's copies have read sC ...
+            self.fill_moe_rows(m0, mC, mSorted, mTopkW, mXS, sTok, sF, t, bar_id, pre)    # (... for every thread)
+            for j in cutlass.range_constexpr(cute.size(tCcC) // 4):
+                for c in cutlass.range_constexpr(2):
+                    r = tCcC[c + 4 * j][1]
+                    xs = cutlass.Float32(1.0)
+                    if cutlass.const_expr(self.token_scale):
+                        xs = sF[r, 1]
+                    wt = cutlass.Float32(1.0)
+                    if cutlass.const_expr(self.mul_topk):
+                        wt = sF[r, 0]
+                    for a in cutlass.range_constexpr(len(accs)):
+                        for h in cutlass.range_constexpr(2):
+                            i = c + 2 * h + 4 * j
+                            col = a * atom_n + tCcC[i][0]
+                            n = cutlass.min(n0 + col, N - 1)      # columns past N are computed, never stored
+                            out = self.moe_value(accs[a][i], None, xs, gscale, n, mCS, mBias)
+                            if cutlass.const_expr(self.mul_topk):
+                                out = out * wt
+                            sC[r, col] = out.to(self.c_type)
+            cute.arch.fence_proxy("async.shared", space="cta")     # the staged values, visible to the bulk copies
+            cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)
+            elt = self.c_type.width // 8
+            bulk_ok = ((N * elt) % 16 == 0) & (mC.iterator.toint() % 16 == 0) & (n0 + width <= N)
+            pitch = cute.size(sC, mode=[1])
+            for rr in cutlass.range_constexpr(self.moe_row_chunks()):
+                r = rr * 128 + t
+                if r < self.cfg.block_m:
+                    tok = sTok[r]
+                    if tok < n_rows:
+                        if bulk_ok:
+                            bulk_copy_s2g(mC.iterator + (cutlass.Int64(tok) * N + n0), sC.iterator + r * pitch,
+                                          width * elt)
+                        else:
+                            for col in cutlass.range_constexpr(width):
+                                if n0 + col < N:
+                                    mC[tok, n0 + col] = sC[r, col]
+            cute.arch.cp_async_bulk_commit_group()
 
     @cute.jit
     def store_moe(self, acc, tCcC, m0, n0, N, wk_idx, is_last, gscale, mCS, mBias, mC, mSorted, mTopkW, mXS):

@@ -677,6 +677,8 @@ class Sm90MixedGemm:
                     self.persistent_store(*store)
         if cutlass.const_expr(pref):
             cute.arch.cp_async_wait_group(0)     # (the copies for the tile past the walk's end)
+        if cutlass.const_expr(self.cfg.moe_bulk_store):
+            cute.arch.cp_async_bulk_wait_group(0)     # the last tile's row copies, before the CTA's memory goes
 
     @cute.jit
     def persistent_store(self, accs, tCcC, tidx, wg, slot, bm_idx, bn_idx, e_idx, moe_st, M, N, mCS, mG, mBias, mC,
@@ -687,7 +689,11 @@ class Sm90MixedGemm:
         if cutlass.const_expr(self.moe):
             outs = [self.float_acc(accs[a], tCcC) for a in range(self.wa)]
             n0 = bn_idx * self.bn + wg * self.wa * ATOM_N
-            if cutlass.const_expr(self.cfg.staged_store):
+            if cutlass.const_expr(self.cfg.moe_bulk_store):
+                self.epilogue.store_moe_bulk(outs, tCcC, bm_idx * self.bm, n0, ATOM_N, N, moe_st[1],
+                                             self.moe_gscale(mG, e_idx, gs), mCS[e_idx, None], mBias[e_idx, None],
+                                             mC, mSorted, mTopkW, xs, sTok, sF, sC, tidx % 128, 2 + slot, pre)
+            elif cutlass.const_expr(self.cfg.staged_store):
                 self.epilogue.store_moe_staged(outs, tCcC, bm_idx * self.bm, n0, ATOM_N, N, moe_st[1],
                                                self.moe_gscale(mG, e_idx, gs), mCS[e_idx, None], mBias[e_idx, None],
                                                mC, mSorted, mTopkW, xs, sTok, sF, sC, tidx % 128, 2 + slot, pre)
@@ -785,9 +791,10 @@ class Sm90MixedGemm:
         epilogue the raw fp32 accumulators, 64 + 4 columns (the pairs are combined in the copy). With
         `staging_in_ring` the tiles lie at the start of the activation ring (the CTA's last output tile: every
         stage has landed and been read), after a barrier of the consumer threads, so no warpgroup's staging
-        overwrites a stage another warpgroup's wgmmas may still read."""
+        overwrites a stage another warpgroup's wgmmas may still read. `moe_bulk_store`: all of the warpgroup's
+        atoms' columns (warp_n + 8)."""
         dtype, pad = (cutlass.Float32, 4) if self.cfg.glu else (self.c_type, 8)
-        row = ATOM_N + pad
+        row = (self.wa if self.cfg.moe_bulk_store else 1) * ATOM_N + pad
         layout = cute.make_layout((self.bm, row, self.n_epi), stride=(row, 1, self.bm * row))
         if cutlass.const_expr(self.cfg.staging_in_ring):
             cute.arch.barrier(barrier_id=_RING_FREE_BARRIER, number_of_threads=self.epi_threads)
