@@ -999,8 +999,9 @@ def test_moe_block48_deep_k_default_compile(monkeypatch):
 
 def test_moe_staged_block128_default_compile(monkeypatch):
     """`MOE_STAGED_BLOCK_128`: the 128-row two-atom MoE tile (persistent, cp.async rows) of 16-bit activations takes
-    the staged store at the deepest pipeline beside its staging tiles (7 stages), compiled for sm_90a without spills
-    within the launch's shared memory; the switch off keeps the direct row store at 8 stages."""
+    the staged store at the deepest pipeline beside its staging tiles (7 stages; over K <= 1024 the bulk row copies,
+    `MOE_BULK_STORE_SHORT_K`, 6 stages), compiled for sm_90a without spills within the launch's shared memory; the
+    switches off keep the vector copies at 7 stages, then the direct row store at 8."""
     import humming_cute.tune.heuristics as h
     from humming_cute.config import smem_bytes
     from humming_cute.runtime.compile import compile_kernel
@@ -1011,15 +1012,21 @@ def test_moe_staged_block128_default_compile(monkeypatch):
     for n, k, down in ((2048, 768, True), (1536, 2048, False)):
         cfg = default_moe_config(128, n, k, is_down=down, mul_topk_weights=down, **kw).validate()
         assert (cfg.block_n, cfg.warp_n, cfg.persistent_ctas > 0, cfg.moe_cp_async_rows) == (256, 128, True, True)
-        assert cfg.staged_store and not cfg.staging_in_ring and cfg.stages == 7 and cfg.moe_prefetch_rows
+        assert cfg.staged_store and not cfg.staging_in_ring and cfg.moe_prefetch_rows
+        # K <= 1024 (`MOE_BULK_STORE_SHORT_K`): the rows leave by bulk copies, the staging tile holds both atoms
+        assert (cfg.moe_bulk_store, cfg.stages) == ((True, 6) if k <= 1024 else (False, 7))
         art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
         assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
-        assert len(re.findall(r"st\.global\.v4\.", art.ptx)) == 2 * 128 // 16     # (per atom: 8 rows / thread)
+        vectors = len(re.findall(r"st\.global\.v4\.", art.ptx))
+        assert vectors == (0 if cfg.moe_bulk_store else 2 * 128 // 16)     # (per atom: 8 rows / thread)
         need = launch_smem_bytes(str(compile_kernel(cfg).ir_module))
         assert len(need) == 1 and need[0] <= smem_bytes(cfg) <= need[0] + 1024
+    monkeypatch.setattr(h, "MOE_BULK_STORE_SHORT_K", False)
+    off = default_moe_config(128, 2048, 768, is_down=True, mul_topk_weights=True, **kw)
+    assert (off.staged_store, off.moe_bulk_store, off.stages) == (True, False, 7)
     monkeypatch.setattr(h, "MOE_STAGED_BLOCK_128", False)
     off = default_moe_config(128, 2048, 768, is_down=True, mul_topk_weights=True, **kw)
-    assert (off.staged_store, off.stages) == (False, 8)
+    assert (off.staged_store, off.moe_bulk_store, off.stages) == (False, False, 8)
 
 
 @pytest.mark.parametrize("bm,bn,warp_n,down", [(128, 256, 128, True), (160, 128, 64, False)])
