@@ -60,7 +60,7 @@
 #   bash benchmarks/gpu_session.sh moe-prefetch # the same after the MoE row prefetch (moe_prefetch_rows)
 #   bash benchmarks/gpu_session.sh moe-staged128  # MoE GPU suite + examples, then the MoE bench (3 rounds)
 #   bash benchmarks/gpu_session.sh moe-bulk     # moe_bulk_store GPU tests, then against the MoE defaults
-#   bash benchmarks/gpu_session.sh moe-bulk-confirm  # bulk-store default GPU tests; A / B against the vector copies
+#   bash benchmarks/gpu_session.sh moe-bulk-verify  # the bulk-store GPU tests again; 5-round A / B, Qwen down 4096
 #   bash benchmarks/gpu_session.sh peer-ncu     # Nsight Compute of ours and Humming's kernels side by side (W8
 #                                               # 8192^2 M = 4096, Qwen-like down at 4096 / 512 tokens)
 #   bash benchmarks/gpu_session.sh moe-2cta     # shallow wgmma rings (two CTAs per SM) at Qwen-like 4096 tokens and
@@ -926,14 +926,13 @@ raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/$
     run 200 "${tag}_moe_probe_bulk_store.log" python3 benchmarks/pingpong_probe.py \
       --moe qwen3-30b-a3b:down:512,qwen3-30b-a3b:down:4096,qwen3-30b-a3b:up:512,qwen3-30b-a3b:up:4096,mixtral:down:4096 \
       --try bulk=staged_store:True,moe_bulk_store:True --only '^bulk$' --rounds 3 ;;
-  moe-bulk-confirm)
-    # the bulk row copies as the default of the 128-row two-atom tile over K <= 1024 (`MOE_BULK_STORE_SHORT_K`): the
-    # bulk-store GPU tests and the default tests; then against the vector copies on Qwen-like down at 4096 tokens,
-    # 5 alternating rounds
-    run 110 "${tag}_moe-bulk-store-tests-2.log" python3 -m pytest -m gpu -n 9 -q -rf tests/test_moe_gpu.py \
-      -k "bulk_store or staged_block128"
+  moe-bulk-verify)
+    # moe_bulk_store: its GPU tests (160-row blocks are refused until they pass), then against the staged default on
+    # Qwen-like down at 4096 tokens (0.970x in moe-bulk), 5 alternating rounds
+    run 110 "${tag}_moe-bulk-store-tests-2.log" python3 -m pytest -m gpu -n 8 -q -rf tests/test_moe_gpu.py \
+      -k "bulk_store"
     run 100 "${tag}_moe_probe_bulk_confirm.log" python3 benchmarks/pingpong_probe.py \
-      --moe qwen3-30b-a3b:down:4096 --try vectors=moe_bulk_store:False --only '^vectors$' --rounds 5 ;;
+      --moe qwen3-30b-a3b:down:4096 --try bulk=moe_bulk_store:True --only '^bulk$' --rounds 5 ;;
   hm-moe)
     run 120 "${tag}_humming_configs_moe.log" python3 benchmarks/humming_configs.py --moe ;;
   *) echo "unknown step $step"; exit 2 ;;

@@ -168,14 +168,6 @@ MOE_BLOCK_48_DEEP_K = True
 #: so not there
 MOE_STAGED_BLOCK_128 = True
 
-#: that tile over a short K (<= 1024: few k-tiles per output tile, so the epilogue is a large share) sends each staged
-#: routed row as one asynchronous bulk copy (`moe_bulk_store`, 6 stages instead of 7), overlapped with the next tile's
-#: k-tiles. H200, fp16 x uint4 g128, Qwen3-30B-A3B-like down projection (K = 768) at 4096 tokens: 0.970x the staged
-#: store's time (benchmarks/results/2026-12-01_h200_moe_probe_bulk_store.log, 3 alternating rounds; confirmed in
-#: ..._bulk_confirm.log); over longer K the lost stage costs more (K = 2048 1.014x, K = 14336 1.021x), and on the
-#: 48-row tile 1.01-1.06x
-MOE_BULK_STORE_SHORT_K = True
-
 #: dense wgmma GEMMs of 16-bit activations from M = 256 (unsplit, no GLU: those stage already) with the staged C store
 #: (accumulators through shared memory, 16-byte row vectors to global). A CTA of one output tile keeps the staging
 #: tiles in its activation ring (`GemmConfig.staging_in_ring`: no stage and no CTA per SM lost); a persistent grid
@@ -604,8 +596,6 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
             # 472 / down 298 us against 494 / 328 with four one-atom warpgroups (256 x 128 tiles, gathered x)
             cfg = cfg.with_(block_n=256, warp_n=128, warp_specialized=True, persistent_ctas=num_sms,
                             moe_cp_async_rows=True, staged_store=MOE_STAGED_BLOCK_128)
-            if MOE_STAGED_BLOCK_128 and MOE_BULK_STORE_SHORT_K and k_pad <= 1024:
-                cfg = cfg.with_(moe_bulk_store=True)
         elif block_m == 48 and not glu and k_pad % 128 == 0 and (group_size == 0 or group_size >= 128):
             # 48-row blocks (~32 routed rows per expert): 128-deep k-tiles, the producer warpgroup loading the rows by
             # cp.async, one CTA per SM (2026-11-30_h200_moe_probe_bm48_tiles.log, uniform routing): Qwen3-30B-A3B-like
