@@ -84,6 +84,26 @@ class Epilogue:
         return out
 
     @cute.jit
+    def row_scales(self, sF, r):
+        """(activation scale, routing weight) of MoE row-table row r, 1.0 where the epilogue has none."""
+        xs = cutlass.Float32(1.0)
+        if cutlass.const_expr(self.token_scale):
+            xs = sF[r, 1]
+        wt = cutlass.Float32(1.0)
+        if cutlass.const_expr(self.mul_topk):
+            wt = sF[r, 0]
+        return xs, wt
+
+    @cute.jit
+    def moe_out(self, v, xs, wt, gscale, n, mCS, mBias):
+        """One finished MoE output element (no GLU) in the output type: `moe_value`, then the routing weight - the
+        arithmetic of every wgmma MoE store, so they agree bitwise."""
+        out = self.moe_value(v, None, xs, gscale, n, mCS, mBias)
+        if cutlass.const_expr(self.mul_topk):
+            out = out * wt
+        return out.to(self.c_type)
+
+    @cute.jit
     def store(self, acc, tCcC, m0, n0, M, N, wk_idx, is_last, mG, mCS, mBias, mC, mSorted, mTopkW, mXS,
               transposed: cutlass.Constexpr = False):
         """Apply the epilogue to a warp's accumulators and store the elements inside (M, N). `transposed`: the
@@ -344,25 +364,18 @@ class Epilogue:
                 r = tCcC[c + 4 * j][1]
                 tok = sTok[r]
                 if tok < n_rows:
-                    xs = cutlass.Float32(1.0)
-                    if cutlass.const_expr(self.token_scale):
-                        xs = sF[r, 1]
-                    wt = cutlass.Float32(1.0)
-                    if cutlass.const_expr(self.mul_topk):
-                        wt = sF[r, 0]
+                    xs, wt = self.row_scales(sF, r)
                     row = mC[tok, None]
                     for a in cutlass.range_constexpr(len(accs)):
                         for h in cutlass.range_constexpr(2):
                             i = c + 2 * h + 4 * j
                             n = n0 + a * atom_n + tCcC[i][0]
-                            out = self.moe_value(accs[a][i], None, xs, gscale, n, mCS, mBias)
-                            if cutlass.const_expr(self.mul_topk):
-                                out = out * wt
+                            out = self.moe_out(accs[a][i], xs, wt, gscale, n, mCS, mBias)
                             if cutlass.const_expr(check_n):
                                 if n < N:
-                                    row[n] = out.to(self.c_type)
+                                    row[n] = out
                             else:
-                                row[n] = out.to(self.c_type)
+                                row[n] = out
 
     @cute.jit
     def store_moe_staged(self, accs, tCcC, m0, n0, atom_n: cutlass.Constexpr, N, is_last, gscale, mCS, mBias, mC,
@@ -399,24 +412,16 @@ class Epilogue:
                     cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)   # sC is free again
                 else:
                     # the thread's block rows in turn (C fragment value c + 2 h + 4 j: row c + 8 j, column 8 h; see
-                    # `moe_rows_loop`): one table read per row, the arithmetic of `moe_rows_loop`
+                    # `moe_rows_loop`): one table read per row, `moe_out`
                     for j in cutlass.range_constexpr(cute.size(tCcC) // 4):
                         for c in cutlass.range_constexpr(2):
                             r = tCcC[c + 4 * j][1]
-                            xs = cutlass.Float32(1.0)
-                            if cutlass.const_expr(self.token_scale):
-                                xs = sF[r, 1]
-                            wt = cutlass.Float32(1.0)
-                            if cutlass.const_expr(self.mul_topk):
-                                wt = sF[r, 0]
+                            xs, wt = self.row_scales(sF, r)
                             for h in cutlass.range_constexpr(2):
                                 i = c + 2 * h + 4 * j
                                 col = tCcC[i][0]
                                 n = cutlass.min(na + col, N - 1)      # columns past N are computed, never stored
-                                out = self.moe_value(acc[i], None, xs, gscale, n, mCS, mBias)
-                                if cutlass.const_expr(self.mul_topk):
-                                    out = out * wt
-                                sC[r, col] = out.to(self.c_type)
+                                sC[r, col] = self.moe_out(acc[i], xs, wt, gscale, n, mCS, mBias)
                     cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)
                     vec_ok = (N % 8 == 0) & (mC.iterator.toint() % 16 == 0)
                     for rr in cutlass.range_constexpr(cute.size(sC, mode=[0]) // 16):
@@ -432,8 +437,7 @@ class Epilogue:
     def store_moe_bulk(self, accs, tCcC, m0, n0, atom_n: cutlass.Constexpr, N, is_last, gscale, mCS, mBias, mC,
                        mSorted, mTopkW, mXS, sTok, sF, sC, t, bar_id, pre=None):
         """`moe_bulk_store`: the warpgroup's finished tile (all atoms: sC holds block_m rows of len(accs) * atom_n
-        columns) staged in shared memory in one pass over the thread's block rows (the arithmetic of
-        `moe_rows_loop`), then thread t sends table row t (and t + 128) to its output row as one asynchronous bulk
+        columns) staged in shared memory in one pass over the thread's block rows (`moe_out`), then thread t sends table row t (and t + 128) to its output row as one asynchronous bulk
         copy (cp.async.bulk shared -> global, 16-byte aligned rows; else element stores inside N). The next tile
         waits for the copies' reads of sC before its own staging, so the global writes run under its k-tiles."""
         n_rows = cute.size(mC, mode=[0])
@@ -444,21 +448,13 @@ class Epilogue:
             for j in cutlass.range_constexpr(cute.size(tCcC) // 4):
                 for c in cutlass.range_constexpr(2):
                     r = tCcC[c + 4 * j][1]
-                    xs = cutlass.Float32(1.0)
-                    if cutlass.const_expr(self.token_scale):
-                        xs = sF[r, 1]
-                    wt = cutlass.Float32(1.0)
-                    if cutlass.const_expr(self.mul_topk):
-                        wt = sF[r, 0]
+                    xs, wt = self.row_scales(sF, r)
                     for a in cutlass.range_constexpr(len(accs)):
                         for h in cutlass.range_constexpr(2):
                             i = c + 2 * h + 4 * j
                             col = a * atom_n + tCcC[i][0]
                             n = cutlass.min(n0 + col, N - 1)      # columns past N are computed, never stored
-                            out = self.moe_value(accs[a][i], None, xs, gscale, n, mCS, mBias)
-                            if cutlass.const_expr(self.mul_topk):
-                                out = out * wt
-                            sC[r, col] = out.to(self.c_type)
+                            sC[r, col] = self.moe_out(accs[a][i], xs, wt, gscale, n, mCS, mBias)
             cute.arch.fence_proxy("async.shared", space="cta")     # the staged values, visible to the bulk copies
             cute.arch.barrier(barrier_id=bar_id, number_of_threads=128)
             elt = self.c_type.width // 8
