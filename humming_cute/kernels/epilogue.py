@@ -437,9 +437,10 @@ class Epilogue:
     def store_moe_bulk(self, accs, tCcC, m0, n0, atom_n: cutlass.Constexpr, N, is_last, gscale, mCS, mBias, mC,
                        mSorted, mTopkW, mXS, sTok, sF, sC, t, bar_id, pre=None):
         """`moe_bulk_store`: the warpgroup's finished tile (all atoms: sC holds block_m rows of len(accs) * atom_n
-        columns) staged in shared memory in one pass over the thread's block rows (`moe_out`), then thread t sends table row t (and t + 128) to its output row as one asynchronous bulk
-        copy (cp.async.bulk shared -> global, 16-byte aligned rows; else element stores inside N). The next tile
-        waits for the copies' reads of sC before its own staging, so the global writes run under its k-tiles."""
+        columns) staged in shared memory in one pass over the thread's block rows (`moe_out`), then thread t sends
+        table row t (and t + 128) to its output row as one asynchronous bulk copy (cp.async.bulk shared -> global,
+        16-byte aligned rows; else element stores inside N). The next tile waits for the copies' reads of sC before
+        its own staging, so the global writes run under its k-tiles."""
         n_rows = cute.size(mC, mode=[0])
         width = len(accs) * atom_n
         if is_last:
