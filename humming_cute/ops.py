@@ -295,6 +295,9 @@ def _check_moe_inputs(x, weight, sorted_token_ids, expert_ids, num_tokens_post_p
                     ("num_tokens_post_padded", num_tokens_post_padded)):
         if not isinstance(t, torch.Tensor) or t.dtype != torch.int32 or t.dim() != 1 or t.device != x.device:
             raise TypeError(f"{name} must be a 1-D int32 tensor on {x.device}")
+    if x.shape[0] and (sorted_token_ids.numel() == 0 or num_tokens_post_padded.numel() == 0):
+        raise ValueError("sorted_token_ids and num_tokens_post_padded must not be empty when x has rows (use the "
+                         "output of moe_align_block_size)")
     if expert_ids.numel() < -(-sorted_token_ids.numel() // block_m):
         raise ValueError(f"expert_ids has {expert_ids.numel()} blocks; {sorted_token_ids.numel()} sorted ids need "
                          f"{-(-sorted_token_ids.numel() // block_m)} blocks of block_m={block_m} (align with the "

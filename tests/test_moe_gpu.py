@@ -1102,3 +1102,18 @@ def test_moe_wgmma_bulk_store(monkeypatch, fmt, experts, top_k, tokens, n, block
                   seed=tokens + n + block_m, make_config=bulk,
                   same_as=_wgmma_moe_config(block_m, bn, 64, top_k, down, **kw))
     assert made["cfg"].moe_bulk_store and made["cfg"].moe_prefetch_rows
+
+
+def test_moe_gemm_rejects_empty_routing():
+    """Empty routing tensors with rows in x are refused before any launch (the persistent MoE grid reads the first
+    tile's expert and rows before its tile loop); x without rows returns the output untouched."""
+    qw = quantize_weight(torch.randn(4, 128, 256).cuda(), "uint4", 128)
+    pw = hc.prepare_weight(qw, "float16")
+    x = torch.randn(3, 256, device="cuda", dtype=torch.float16)
+    ids = hc.moe_align_block_size(torch.zeros(3, 2, dtype=torch.int32, device="cuda"), 16, 4)
+    empty = torch.zeros(0, dtype=torch.int32, device="cuda")
+    with pytest.raises(ValueError, match="must not be empty"):
+        hc.moe_gemm(x, pw, empty, empty, ids[2], top_k=2, block_m=16)
+    out = hc.moe_gemm(x[:0], pw, empty, empty, ids[2], top_k=2, block_m=16)
+    assert out.shape == (0, 2, 128)
+
