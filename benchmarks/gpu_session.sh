@@ -927,10 +927,10 @@ raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/$
       --moe qwen3-30b-a3b:down:512,qwen3-30b-a3b:down:4096,qwen3-30b-a3b:up:512,qwen3-30b-a3b:up:4096,mixtral:down:4096 \
       --try bulk=staged_store:True,moe_bulk_store:True --only '^bulk$' --rounds 3 ;;
   moe-bulk-verify)
-    # moe_bulk_store: its GPU tests (160-row blocks are refused until they pass), then against the staged default on
-    # Qwen-like down at 4096 tokens (0.970x in moe-bulk), 5 alternating rounds
+    # moe_bulk_store: its GPU tests (160-row blocks are refused until they pass) and the empty-routing refusal, then
+    # against the staged default on Qwen-like down at 4096 tokens (0.970x in moe-bulk), 5 alternating rounds
     run 110 "${tag}_moe-bulk-store-tests-2.log" python3 -m pytest -m gpu -n 8 -q -rf tests/test_moe_gpu.py \
-      -k "bulk_store"
+      -k "bulk_store or empty_routing"
     run 100 "${tag}_moe_probe_bulk_confirm.log" python3 benchmarks/pingpong_probe.py \
       --moe qwen3-30b-a3b:down:4096 --try bulk=moe_bulk_store:True --only '^bulk$' --rounds 5 ;;
   hm-moe)
