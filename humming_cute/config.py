@@ -21,7 +21,7 @@ ACT8_TYPES = ("float8e4m3", "float8e5m2", "int8")
 ACT4_TYPES = ("int4", "float4e2m1")
 QUANT_ACT_TYPES = ACT8_TYPES + ACT4_TYPES
 # Built and compile-checked, not yet run on a GPU: fp4 (e2m1) activations (sm_120a: block-scaled m16n8k64 MMA with
-# e2m1 weights, kind::f8f6f4 m16n8k32 with other weights) and `moe_bulk_store` on blocks of more than 128 rows.
+# e2m1 weights, kind::f8f6f4 m16n8k32 with other weights).
 # Configs using them are refused unless this is set (the compile tests set it).
 ALLOW_UNVERIFIED = False
 UNVERIFIED_ACT_TYPES = ("float4e2m1",)
@@ -612,9 +612,6 @@ class GemmConfig:
             raise ValueError("moe_bulk_store takes the wgmma MoE GEMM with the staged store on the persistent grid "
                              "(moe=True, staged_store=True, persistent_ctas > 0), without a GLU, pingpong or "
                              "stream_k")
-        if self.moe_bulk_store and self.block_m > 128 and not ALLOW_UNVERIFIED:
-            raise NotImplementedError("moe_bulk_store with block_m > 128 (two routed rows per storing thread) is built "
-                                      "but not yet verified on a GPU; it is not enabled")
         if self.pingpong:
             if (not self.persistent_ctas or self.stream_k or self.warp_k < self.block_k or self.cluster_n != 1
                     or self.act_bits != 16):

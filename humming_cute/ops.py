@@ -385,11 +385,13 @@ def moe_gemm(x: torch.Tensor, weight: PreparedWeight, sorted_token_ids: torch.Te
                                         mul_topk_weights=mul_topk_weights, has_bias=bias is not None,
                                         c_name=c_name, act_name=act_name, act_fn=act_fn, glu=glu)
             # a tiling measured by `humming_cute.autotune_moe` for this problem on this GPU, if there is one
+            # (none for x without rows: nothing is launched)
             from .tune.moe_autotune import tuned_moe_config
 
-            config = tuned_moe_config(config, x, weight, (sorted_token_ids, expert_ids, num_tokens_post_padded),
-                                      tokens=m_tokens, arch=device_target(x.device), topk_weights=topk_weights,
-                                      bias=bias, x_scales=x_scales)
+            if m_tokens:
+                config = tuned_moe_config(config, x, weight, (sorted_token_ids, expert_ids, num_tokens_post_padded),
+                                          tokens=m_tokens, arch=device_target(x.device), topk_weights=topk_weights,
+                                          bias=bias, x_scales=x_scales)
             if len(_DEFAULTS) > 65536:
                 _DEFAULTS.clear()
             hit = _DEFAULTS[key] = [weakref.ref(weight), config, None]     # the kernel joins on the first launch

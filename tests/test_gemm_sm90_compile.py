@@ -1000,13 +1000,15 @@ def test_moe_block48_deep_k_default_compile(monkeypatch):
 def test_moe_staged_block128_default_compile(monkeypatch):
     """`MOE_STAGED_BLOCK_128`: the 128-row two-atom MoE tile (persistent, cp.async rows) of 16-bit activations takes
     the staged store at the deepest pipeline beside its staging tiles (7 stages), compiled for sm_90a without spills
-    within the launch's shared memory; the switch off keeps the direct row store at 8 stages."""
+    within the launch's shared memory; the switch off keeps the direct row store at 8 stages. (The bulk copy-out of
+    short K is switched off here: `test_moe_bulk_store_default` covers it.)"""
     import humming_cute.tune.heuristics as h
     from humming_cute.config import smem_bytes
     from humming_cute.runtime.compile import compile_kernel
     from humming_cute.testing.ptx import launch_smem_bytes
     from humming_cute.tune.heuristics import default_moe_config
 
+    monkeypatch.setattr(h, "MOE_BULK_STORE_SHORT_K", False)
     kw = dict(a_dtype="float16", c_dtype="float16", arch="sm_90a", top_k=8, b_dtype="uint4", group_size=128)
     for n, k, down in ((2048, 768, True), (1536, 2048, False)):
         cfg = default_moe_config(128, n, k, is_down=down, mul_topk_weights=down, **kw).validate()
@@ -1022,14 +1024,41 @@ def test_moe_staged_block128_default_compile(monkeypatch):
     assert (off.staged_store, off.stages) == (False, 8)
 
 
+def test_moe_bulk_store_default(monkeypatch):
+    """`MOE_BULK_STORE_SHORT_K`: the staged 128-row two-atom MoE tile takes the bulk copy-out at K <= 1024 (6 stages,
+    compiled for sm_90a without spills within the launch's shared memory), not at longer K, not without the staged
+    store, and not with the switch off."""
+    import humming_cute.tune.heuristics as h
+    from humming_cute.config import smem_bytes
+    from humming_cute.runtime.compile import compile_kernel
+    from humming_cute.testing.ptx import launch_smem_bytes
+    from humming_cute.tune.heuristics import default_moe_config
+
+    kw = dict(a_dtype="float16", c_dtype="float16", arch="sm_90a", top_k=8, b_dtype="uint4", group_size=128)
+    cfg = default_moe_config(128, 2048, 768, is_down=True, mul_topk_weights=True, **kw).validate()
+    assert cfg.staged_store and cfg.moe_bulk_store and cfg.stages == 6 and cfg.moe_prefetch_rows
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    assert len(re.findall(r"cp\.async\.bulk\.global\.shared::cta\.bulk_group", art.ptx)) == 1
+    need = launch_smem_bytes(str(compile_kernel(cfg).ir_module))
+    assert len(need) == 1 and need[0] <= smem_bytes(cfg) <= need[0] + 1024
+    assert default_moe_config(128, 2048, 1024, is_down=True, mul_topk_weights=True, **kw).moe_bulk_store
+    for n, k in ((1536, 2048), (2048, 1280)):
+        assert not default_moe_config(128, n, k, **kw).moe_bulk_store
+    monkeypatch.setattr(h, "MOE_BULK_STORE_SHORT_K", False)
+    assert not default_moe_config(128, 2048, 768, is_down=True, mul_topk_weights=True, **kw).moe_bulk_store
+    monkeypatch.setattr(h, "MOE_BULK_STORE_SHORT_K", True)
+    monkeypatch.setattr(h, "MOE_STAGED_BLOCK_128", False)
+    off = default_moe_config(128, 2048, 768, is_down=True, mul_topk_weights=True, **kw)
+    assert not off.staged_store and not off.moe_bulk_store
+
+
 @pytest.mark.parametrize("bm,bn,warp_n,down", [(128, 256, 128, True), (160, 128, 64, False)])
-def test_sm90_moe_bulk_store_compiles(monkeypatch, bm, bn, warp_n, down):
+def test_sm90_moe_bulk_store_compiles(bm, bn, warp_n, down):
     """`moe_bulk_store`: the staged MoE tile leaves shared memory by cp.async.bulk (one per routed row, after the
     proxy fence), the next tile's staging waits for the copies' reads and the CTA for all of them before it exits;
     the staging tile holds all of a warpgroup's atoms (the estimate's staging bytes follow); no spills, within the
-    estimate. Refused off the staged persistent MoE GEMM, with a GLU, pingpong or stream-K, and (not yet run on a
-    GPU) on blocks of more than 128 rows."""
-    import humming_cute.config as config
+    estimate. Refused off the staged persistent MoE GEMM, with a GLU, pingpong or stream-K."""
     from humming_cute.config import smem_bytes
     from humming_cute.runtime.compile import compile_kernel
     from humming_cute.testing.ptx import launch_smem_bytes
@@ -1039,10 +1068,6 @@ def test_sm90_moe_bulk_store_compiles(monkeypatch, bm, bn, warp_n, down):
                      mainloop="sm90", warp_specialized=True, persistent_ctas=132, moe_cp_async_rows=True,
                      staged_store=True, moe_bulk_store=True, moe=True, moe_top_k=8, moe_down=down,
                      moe_mul_topk_weights=down)
-    if bm > 128:
-        with pytest.raises(NotImplementedError, match="not yet verified on a GPU"):
-            raw.validate()
-        monkeypatch.setattr(config, "ALLOW_UNVERIFIED", True)
     cfg = raw.validate()
     assert cfg.staging_bytes == bm * (warp_n + 8) * (bn // warp_n) * 2
     art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")

@@ -96,6 +96,13 @@ def test_moe_key_and_entries():
     assert mat.apply_moe_entry(base, {"config": {"block_k": 96}}) is None
     assert mat.apply_moe_entry(base, {"config": {"mainloop": "sm90", "warp_m": 16, "block_k": 64,
                                                  "warp_k": 64}}) is None        # the row cache is mma.sync's
+    # the default's bulk copy-out (staged persistent 128-row tile at K = 768) stays where the entry's tiling takes
+    # it and is dropped where it does not (no persistent grid)
+    bulk = _base(128, 2048, 768, tokens=4096, is_down=True, mul_topk_weights=True)
+    assert bulk.moe_bulk_store
+    assert mat.apply_moe_entry(bulk, {"config": {"stages": 5}}).moe_bulk_store
+    plain = mat.apply_moe_entry(bulk, {"config": {"persistent_ctas": 0}})
+    assert plain is not None and not plain.moe_bulk_store and plain.persistent_ctas == 0
 
 
 class _FakeOps:

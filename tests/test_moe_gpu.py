@@ -1050,12 +1050,13 @@ def test_moe_block48_deep_k_default(fmt, experts, top_k, tokens, down, skewed):
 @pytest.mark.parametrize("fmt", [FORMATS[0], ("int4", 0, "float16", False, torch.bfloat16)],
                          ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
 @pytest.mark.parametrize("experts,top_k,tokens,n,k,down,skewed", [(128, 8, 4096, 512, 768, True, True),
-                                                                  (8, 2, 3000, 512, 1024, False, False),
+                                                                  (8, 2, 3000, 512, 2048, False, False),
                                                                   (16, 4, 1001, 768, 512, True, False)])
 def test_moe_staged_block128_default(fmt, experts, top_k, tokens, n, k, down, skewed):
     """The default 128-row blocks (`MOE_STAGED_BLOCK_128`: two atoms per warpgroup, cp.async rows, persistent, the
-    staged store): against the reference (padding, other ranks' experts untouched, routing weights, bias) and
-    bitwise equal to the same tile with the direct row store."""
+    staged store; at K <= 1024 its rows leave by bulk copies, `MOE_BULK_STORE_SHORT_K`): against the reference
+    (padding, other ranks' experts untouched, routing weights, bias) and bitwise equal to the same tile with the
+    direct row store."""
     from humming_cute.ops import device_target
     from humming_cute.tune.heuristics import default_moe_config
 
@@ -1067,10 +1068,11 @@ def test_moe_staged_block128_default(fmt, experts, top_k, tokens, n, k, down, sk
                                  group_size=pw.group_size, arch=device_target(torch.device("cuda")),
                                  has_bias=has_bias, top_k=top_k, is_down=down, mul_topk_weights=down)
         assert (cfg.block_n, cfg.warp_n, cfg.staged_store, cfg.moe_cp_async_rows) == (256, 128, True, True)
+        assert cfg.moe_bulk_store == (pw.k_pad <= 1024)
         return cfg.validate()
 
     def direct(pw, a_name, has_bias):
-        return default(pw, a_name, has_bias).with_(staged_store=False).validate()
+        return default(pw, a_name, has_bias).with_(staged_store=False, moe_bulk_store=False).validate()
 
     _check_routed(fmt, experts, top_k, tokens, down, skewed, n, k, 128, tokens + experts + n, default,
                   same_as=direct)
@@ -1080,16 +1082,13 @@ def test_moe_staged_block128_default(fmt, experts, top_k, tokens, n, k, down, sk
 @pytest.mark.parametrize("experts,top_k,tokens,n,block_m,bn,warp_n,down,ctas", [
     (128, 8, 4096, 512, 128, 256, 128, True, 132), (16, 4, 1001, 768, 128, 256, 128, False, 5),
     (64, 8, 600, 512, 48, 256, 128, True, 7), (16, 4, 2000, 640, 160, 128, 64, True, 3)])
-def test_moe_wgmma_bulk_store(monkeypatch, fmt, experts, top_k, tokens, n, block_m, bn, warp_n, down, ctas):
+def test_moe_wgmma_bulk_store(fmt, experts, top_k, tokens, n, block_m, bn, warp_n, down, ctas):
     """`moe_bulk_store` (each routed row of a tile leaves the staging tile as one cp.async.bulk copy, the next
     tile's staging waiting for the copies' reads): a persistent grid of many or a few CTAs, 48 / 128 / 160-row
     blocks, other ranks' experts; against the reference and bitwise equal to the same tile with the staged store's
     vector copies."""
-    import humming_cute.config as config
-
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
-    monkeypatch.setattr(config, "ALLOW_UNVERIFIED", True)     # (160-row blocks: refused until this passes)
     kw = dict(warp_specialized=True, moe_cp_async_rows=True, warp_n=warp_n, staged_store=True, persistent_ctas=ctas)
     made = {}
 

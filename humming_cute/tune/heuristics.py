@@ -168,6 +168,13 @@ MOE_BLOCK_48_DEEP_K = True
 #: so not there
 MOE_STAGED_BLOCK_128 = True
 
+#: with it, at K <= 1024 (few k-tiles per output tile, so the store weighs): `moe_bulk_store`, each routed row of the
+#: staged tile leaving shared memory as one cp.async.bulk copy that the next tile's k-tiles overlap (6 stages). H200,
+#: fp16 x uint4 g128, Qwen3-30B-A3B-like down at 4096 tokens (K = 768), 5 alternating rounds: 0.968x the vector
+#: copies' time (benchmarks/results/2026-12-01_h200_moe_probe_bulk_confirm.log); at K = 2048 (up) 1.014x and Mixtral-like
+#: down (K = 14336) 1.021x (2026-12-01_h200_moe_probe_bulk_store.log), so not there
+MOE_BULK_STORE_SHORT_K = True
+
 #: dense wgmma GEMMs of 16-bit activations from M = 256 (unsplit, no GLU: those stage already) with the staged C store
 #: (accumulators through shared memory, 16-byte row vectors to global). A CTA of one output tile keeps the staging
 #: tiles in its activation ring (`GemmConfig.staging_in_ring`: no stage and no CTA per SM lost); a persistent grid
@@ -595,7 +602,8 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
             # uint4 g128, Qwen3-30B-A3B-like at 4096 tokens (2026-11-30_h200_moe_probe_rows_qwen4096_bm128.log): up
             # 472 / down 298 us against 494 / 328 with four one-atom warpgroups (256 x 128 tiles, gathered x)
             cfg = cfg.with_(block_n=256, warp_n=128, warp_specialized=True, persistent_ctas=num_sms,
-                            moe_cp_async_rows=True, staged_store=MOE_STAGED_BLOCK_128)
+                            moe_cp_async_rows=True, staged_store=MOE_STAGED_BLOCK_128,
+                            moe_bulk_store=MOE_STAGED_BLOCK_128 and MOE_BULK_STORE_SHORT_K and k_pad <= 1024)
         elif block_m == 48 and not glu and k_pad % 128 == 0 and (group_size == 0 or group_size >= 128):
             # 48-row blocks (~32 routed rows per expert): 128-deep k-tiles, the producer warpgroup loading the rows by
             # cp.async, one CTA per SM (2026-11-30_h200_moe_probe_bm48_tiles.log, uniform routing): Qwen3-30B-A3B-like

@@ -42,12 +42,15 @@ def moe_problem_key(*, device_name: str, arch: str, version: str, a_dtype: str, 
 
 
 def apply_moe_entry(base: GemmConfig, entry: dict) -> Optional[GemmConfig]:
-    """`base` (the call's default MoE config) with an entry's tiling, if that is valid for the call; else None."""
+    """`base` (the call's default MoE config) with an entry's tiling, if that is valid for the call; else None. The
+    default's bulk copy-out (`moe_bulk_store`) stays where the entry's tiling takes it (the staged persistent tile)."""
     fields = {k: v for k, v in entry.get("config", {}).items() if k in MOE_TUNED_FIELDS}
-    try:
-        return fit_epilogue(base.with_(**fields)).validate()
-    except (ValueError, NotImplementedError, TypeError):
-        return None
+    for bulk in dict.fromkeys((base.moe_bulk_store, False)):
+        try:
+            return fit_epilogue(base.with_(moe_bulk_store=bulk, **fields)).validate()
+        except (ValueError, NotImplementedError, TypeError):
+            continue
+    return None
 
 
 def moe_candidate_configs(base: GemmConfig, tokens: int, n_pad: int, k_pad: int, *, num_experts: int,
@@ -120,7 +123,7 @@ def moe_candidate_configs(base: GemmConfig, tokens: int, n_pad: int, k_pad: int,
                 cfg = base.with_(mainloop="sm90", block_n=bn, block_k=bk, warp_m=bm, warp_n=wn, warp_k=bk,
                                  split_k=1, cluster_split_k=False, two_level_scales=False, moe_row_cache=False,
                                  moe_n_major=False, warp_specialized=ws, stages=2, staged_store=base.glu,
-                                 persistent_ctas=0, moe_cp_async_rows=False, cluster_n=1)
+                                 moe_bulk_store=False, persistent_ctas=0, moe_cp_async_rows=False, cluster_n=1)
                 cfg = deepest(cfg, 8)
                 if cfg is None:
                     continue
