@@ -63,6 +63,7 @@
 #   bash benchmarks/gpu_session.sh moe-bulk-verify  # the bulk-store GPU tests again; 5-round A / B, Qwen down 4096
 #   bash benchmarks/gpu_session.sh moe-verify96 # moe-bulk-verify, then Qwen-like 4096 tokens in 64- / 96-row blocks
 #   bash benchmarks/gpu_session.sh moe-bulk-default  # MoE GPU suite + examples, MoE bench (3 rounds) with the bulk store
+#   bash benchmarks/gpu_session.sh explore1     # W4 4096 x 14336 M = 1024 tiles; 512-wide MoE tiles at 512 tokens; MoE ncu
 #   bash benchmarks/gpu_session.sh peer-ncu     # Nsight Compute of ours and Humming's kernels side by side (W8
 #                                               # 8192^2 M = 4096, Qwen-like down at 4096 / 512 tokens)
 #   bash benchmarks/gpu_session.sh moe-2cta     # shallow wgmma rings (two CTAs per SM) at Qwen-like 4096 tokens and
@@ -140,7 +141,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8|tall-w4|tall-w8|tall-one|table-final|wgmma-pdl|m64-cn|moe-512|m64-k4|m64-ncu|rowperm-a|rowperm-b|suite-a|suite-b|rowperm-staged|m64-2cta-w4|staged-w4|staged-w8|w8-8warp|ring-tests|store-w4|store-w8|w8-large-staged|moe-ring|four-wg-tests|moe-four-wg|glu-ring|kslice-tests|kslice-probe|kslice-w8|tune-tests|rebuild-w4|rebuild-w8|rounds3-w4|rounds3-w8|moe-ks-tests|moe-ks-probe|rounds3-moe|moe-mixtral64|moe-tests|pp-tests|pp-probe|persistent-large|short-k-bench|moe-decode-near|moe-qwen-try|moe-qwen512-confirm|moe48-bench|moe-suite-final|moe-bulk-verify|moe-verify96|moe-bulk-default"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8|tall-w4|tall-w8|tall-one|table-final|wgmma-pdl|m64-cn|moe-512|m64-k4|m64-ncu|rowperm-a|rowperm-b|suite-a|suite-b|rowperm-staged|m64-2cta-w4|staged-w4|staged-w8|w8-8warp|ring-tests|store-w4|store-w8|w8-large-staged|moe-ring|four-wg-tests|moe-four-wg|glu-ring|kslice-tests|kslice-probe|kslice-w8|tune-tests|rebuild-w4|rebuild-w8|rounds3-w4|rounds3-w8|moe-ks-tests|moe-ks-probe|rounds3-moe|moe-mixtral64|moe-tests|pp-tests|pp-probe|persistent-large|short-k-bench|moe-decode-near|moe-qwen-try|moe-qwen512-confirm|moe48-bench|moe-suite-final|moe-bulk-verify|moe-verify96|moe-bulk-default|explore1"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -948,6 +949,23 @@ raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/$
     run 300 "${tag}_moe-gpu-tests-bulk.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_moe_gpu.py \
       tests/test_examples_gpu.py
     bench_moe 270 --rounds 3 ;;
+  explore1)
+    # W4 g128 4096 x 14336 at M = 1024 (1.02-1.05x Humming): 256-wide two-atom / 256-row tiles, persistent or not;
+    # Qwen-like 512 tokens on 512-wide MoE tiles (four consumer warpgroups, A fragments in 2 / 4 pieces); the
+    # Qwen-like down default at 512 tokens under Nsight Compute (warp-stall samples per SASS instruction)
+    run 130 "${tag}_pingpong_probe_w4_14336_m1024.log" python3 benchmarks/pingpong_probe.py --moe "" \
+      --dense 4096x14336:1024 --try wide=block_n:256,warp_n:128,warp_specialized:True,persistent_ctas:132 \
+      --try wide1=block_n:256,warp_n:128,warp_specialized:True --try tall=block_m:256,warp_m:256 \
+      --only '^(persistent|wide|wide1|tall)$' --rounds 5
+    run 150 "${tag}_moe_probe_w512_qwen512.log" python3 benchmarks/pingpong_probe.py \
+      --moe qwen3-30b-a3b:down:512,qwen3-30b-a3b:up:512 --try w512=block_n:512,a_split:2 \
+      --try w512a4=block_n:512,a_split:4 --only '^w512' --rounds 3
+    run 150 "${tag}_moe_ncu_sass_run.txt" ncu --clock-control none --profile-from-start off -k regex:Sm90MixedGemm \
+      --section SourceCounters --section WarpStateStats --section SpeedOfLight -o "$OUT/moe_sass" \
+      python3 benchmarks/moe_profile.py --preset qwen3-30b-a3b --proj down --tokens 512
+    ncu --import "$OUT/moe_sass.ncu-rep" --page source --print-source sass --csv > /tmp/moe_sass.csv 2>&1
+    run 60 "${tag}_moe_ncu_sass_qwen512.txt" python3 benchmarks/ncu_top_sass.py /tmp/moe_sass.csv --top 60
+    gzip -c /tmp/moe_sass.csv > "$OUT/${tag}_moe_ncu_sass_qwen512.csv.gz"; rm -f "$OUT/moe_sass.ncu-rep" ;;
   hm-moe)
     run 120 "${tag}_humming_configs_moe.log" python3 benchmarks/humming_configs.py --moe ;;
   *) echo "unknown step $step"; exit 2 ;;
