@@ -973,6 +973,37 @@ def test_wgmma_pingpong_compile():
         GemmConfig(pingpong=1, arch="sm_90a").validate()
 
 
+def test_wgmma_tall_fill_default_compile(monkeypatch):
+    """`WGMMA_TALL_MIN_FILL`: above M = 256, 256-row tiles also where their grid gives 128 of 132 SMs a tile (one CTA
+    per SM, the deepest ring beside the staged store's tiles: 6 stages for 4-bit, 5 for 8-bit weights), compiled for
+    sm_90a without spills within the launch's shared memory; fewer tiles, 8-bit activations and the switch off keep
+    the 128-row tiles."""
+    import humming_cute.tune.heuristics as h
+    from humming_cute.config import smem_bytes
+    from humming_cute.runtime.compile import compile_kernel
+    from humming_cute.testing.ptx import launch_smem_bytes
+    from humming_cute.tune.heuristics import default_config
+
+    kw = dict(c_dtype="float16", arch="sm_90a", num_sms=132)
+    w4 = dict(kw, a_dtype="float16", b_dtype="uint4", group_size=128)
+    w8 = dict(kw, a_dtype="bfloat16", b_dtype="int8", group_size=0)
+    cfg = default_config(1024, 4096, 14336, **w4).validate()
+    assert (cfg.block_m, cfg.block_n, cfg.stages, cfg.persistent_ctas, cfg.staging_in_ring) == (256, 128, 6, 0, True)
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    need = launch_smem_bytes(str(compile_kernel(cfg).ir_module))
+    assert len(need) == 1 and need[0] <= smem_bytes(cfg) <= need[0] + 1024
+    for mnk in ((1024, 4096, 4096), (512, 8192, 8192), (1001, 4096, 4096)):
+        assert (default_config(*mnk, **w4).block_m, default_config(*mnk, **w8).block_m) == (256, 256), mnk
+    assert default_config(1024, 4096, 4096, **w8).stages == 5
+    for mnk in ((768, 4096, 4096), (256, 8192, 8192), (512, 4096, 4096)):
+        assert default_config(*mnk, **w4).block_m <= 128, mnk
+    a8 = dict(kw, a_dtype="float8e4m3", b_dtype="int4", group_size=0)
+    assert default_config(1024, 4096, 4096, **a8).block_m == 128
+    monkeypatch.setattr(h, "WGMMA_TALL_MIN_FILL", 1.01)
+    assert default_config(1024, 4096, 14336, **w4).block_m == 128
+
+
 def test_moe_block48_deep_k_default_compile(monkeypatch):
     """`MOE_BLOCK_48_DEEP_K`: the 48-row two-atom MoE tile of weights of at most 4 bits over K >= 2048 takes 128-deep
     k-tiles with its A fragments in 2 pieces (7 stages), compiled for sm_90a without spills within the launch's
@@ -995,6 +1026,33 @@ def test_moe_block48_deep_k_default_compile(monkeypatch):
     monkeypatch.setattr(h, "MOE_BLOCK_48_DEEP_K", False)
     off = default_moe_config(48, 1536, 2048, b_dtype="uint4", group_size=128, **kw)
     assert (off.block_k, off.a_split, off.stages) == (64, 1, 8)
+
+
+def test_moe_block48_wide_short_k_default_compile(monkeypatch):
+    """`MOE_BLOCK_48_WIDE_SHORT_K`: the 48-row MoE tile of weights of at most 4 bits over K < 2048 takes 512-wide
+    weight tiles (four consumer warpgroups of two atoms beside the producer warpgroup, A fragments in 4 pieces, 8
+    stages), compiled for sm_90a without spills within the launch's shared memory; K >= 2048, 8-bit weights, N not a
+    multiple of 512 and the switch off keep the 256-wide tile."""
+    import humming_cute.tune.heuristics as h
+    from humming_cute.config import smem_bytes
+    from humming_cute.runtime.compile import compile_kernel
+    from humming_cute.testing.ptx import launch_smem_bytes
+    from humming_cute.tune.heuristics import default_moe_config
+
+    kw = dict(a_dtype="float16", c_dtype="float16", arch="sm_90a", top_k=8, group_size=128)
+    cfg = default_moe_config(48, 2048, 768, b_dtype="uint4", is_down=True, mul_topk_weights=True, **kw).validate()
+    assert (cfg.block_n, cfg.warp_n, cfg.block_k, cfg.a_split, cfg.stages, cfg.num_threads) == (
+        512, 128, 64, 4, 8, 640)
+    assert cfg.warp_specialized and cfg.persistent_ctas and cfg.moe_cp_async_rows
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    need = launch_smem_bytes(str(compile_kernel(cfg).ir_module))
+    assert len(need) == 1 and need[0] <= smem_bytes(cfg) <= need[0] + 1024
+    for n, k, b in ((1536, 2048, "uint4"), (2048, 768, "uint8"), (1792, 768, "uint4")):
+        assert default_moe_config(48, n, k, b_dtype=b, is_down=k < n, **kw).block_n == 256, (n, k, b)
+    monkeypatch.setattr(h, "MOE_BLOCK_48_WIDE_SHORT_K", False)
+    off = default_moe_config(48, 2048, 768, b_dtype="uint4", is_down=True, mul_topk_weights=True, **kw)
+    assert (off.block_n, off.a_split, off.stages) == (256, 1, 8)
 
 
 def test_moe_staged_block128_default_compile(monkeypatch):

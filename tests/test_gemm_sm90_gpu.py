@@ -482,3 +482,25 @@ def test_wgmma_persistent_short_k_default(a, b, group, scale, m, n, k):
     cfg = default_config(m, n, k, a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, arch="sm_90a").validate()
     assert (cfg.block_m, cfg.persistent_ctas > 0, cfg.warp_specialized, cfg.staged_store) == (256, True, True, True)
     run_case(a, b, group, scale, m, n, k, bias=m % 2 == 1, config=cfg, seed=m + n)
+
+
+@pytest.mark.parametrize("a,b,group,scale", [("float16", "uint4", 128, "float16"), ("bfloat16", "int8", 0, "float16")])
+@pytest.mark.parametrize("m,n,k", [(1024, 4096, 2048), (1001, 4096, 1024), (512, 8192, 1024)])
+def test_wgmma_tall_fill_default(a, b, group, scale, m, n, k):
+    """256-row tiles where their grid gives 128 of 132 SMs a tile (`WGMMA_TALL_MIN_FILL`: one CTA per SM, the
+    deepest ring beside the staged store's tiles): against the reference (poisoned output, a partial last row tile
+    included) and bitwise equal to the 128-row tiles taken before."""
+    import humming_cute as hc
+    from humming_cute.quant.weight import quantize_weight
+    from humming_cute.tune import default_config
+
+    cfg = default_config(m, n, k, a_dtype=a, b_dtype=b, c_dtype=a, group_size=group, arch="sm_90a",
+                         num_sms=132).validate()
+    assert (cfg.block_m, cfg.persistent_ctas, cfg.staged_store, cfg.staging_in_ring) == (256, 0, True, True)
+    assert cfg.stages >= 5
+    run_case(a, b, group, scale, m, n, k, bias=m % 2 == 1, config=cfg, seed=m + n)
+    torch.manual_seed(m + k)
+    pw = hc.prepare_weight(quantize_weight(torch.randn(n, k, device="cuda"), b, group, scale), a)
+    x = torch.randn(m, k, device="cuda", dtype=getattr(torch, a))
+    short = cfg.with_(block_m=128, warp_m=128, stages=4).validate()
+    assert torch.equal(hc.gemm(x, pw, config=cfg), hc.gemm(x, pw, config=short))

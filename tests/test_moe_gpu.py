@@ -1047,6 +1047,38 @@ def test_moe_block48_deep_k_default(fmt, experts, top_k, tokens, down, skewed):
     _check_routed(fmt, experts, top_k, tokens, down, skewed, 512, 2048, 48, tokens + experts, default)
 
 
+@pytest.mark.parametrize("fmt", [FORMATS[0], ("int4", 0, "float16", False, torch.bfloat16),
+                                 ("uint2", 128, "float16", False, torch.float16)],
+                         ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,n,k,down,skewed", [(128, 8, 512, 1024, 768, True, True),
+                                                                  (64, 8, 300, 512, 512, False, False),
+                                                                  (16, 2, 77, 1536, 1024, True, True)])
+def test_moe_block48_wide_short_k_default(fmt, experts, top_k, tokens, n, k, down, skewed):
+    """The default 48-row blocks of weights of at most 4 bits over K < 2048 (`MOE_BLOCK_48_WIDE_SHORT_K`: 512-wide
+    weight tiles, four consumer warpgroups of two atoms, A fragments in 4 pieces, cp.async rows, persistent): against
+    the reference (padding, other ranks' experts untouched, routing weights, bias) and bitwise equal to the
+    256-wide two-warpgroup tile."""
+    from humming_cute.ops import device_target
+    from humming_cute.tune.heuristics import default_moe_config
+
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma mainloop runs on sm_90 only")
+
+    def default(pw, a_name, has_bias):
+        cfg = default_moe_config(48, pw.n_pad, pw.k_pad, a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name,
+                                 group_size=pw.group_size, arch=device_target(torch.device("cuda")),
+                                 has_bias=has_bias, top_k=top_k, is_down=down, mul_topk_weights=down)
+        assert (cfg.block_m, cfg.block_n, cfg.warp_n, cfg.block_k, cfg.a_split, cfg.moe_cp_async_rows,
+                cfg.consumer_warpgroups) == (48, 512, 128, 64, 4, True, 4)
+        return cfg.validate()
+
+    def narrow(pw, a_name, has_bias):
+        return default(pw, a_name, has_bias).with_(block_n=256, a_split=1).validate()
+
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, n, k, 48, tokens + experts + n, default,
+                  same_as=narrow)
+
+
 @pytest.mark.parametrize("fmt", [FORMATS[0], ("int4", 0, "float16", False, torch.bfloat16)],
                          ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
 @pytest.mark.parametrize("experts,top_k,tokens,n,k,down,skewed", [(128, 8, 4096, 512, 768, True, True),

@@ -160,6 +160,13 @@ WGMMA_TWO_ATOMS = True
 #: projection (K = 768, 6 k-tiles) 1.023-1.034x, so not below K = 2048
 MOE_BLOCK_48_DEEP_K = True
 
+#: the 48-row MoE tile of weights of at most 4 bits over a K below 2048 (where it stays 64 deep): 512-wide weight
+#: tiles, four consumer warpgroups of two atoms each beside the producer warpgroup (20 warps), the A fragments in 4
+#: pieces. H200, fp16 x uint4 g128, Qwen3-30B-A3B-like down projection (K = 768) at 512 tokens, 3 / 5 alternating
+#: rounds: 0.946x / 0.946x the 256-wide tile's time (benchmarks/results/2026-12-01_h200_moe_probe_w512_qwen512.log,
+#: ..._2.log); the up projection (K = 2048) in 64-deep 512-wide tiles 1.017x its 128-deep default
+MOE_BLOCK_48_WIDE_SHORT_K = True
+
 #: the 128-row MoE two-atom tile (persistent, rows by cp.async) with the staged store: each routed row's columns leave
 #: as 16-byte vectors from the warpgroup's staging tile (7 stages instead of 8). H200, fp16 x uint4 g128, 3
 #: alternating rounds (benchmarks/results/2026-12-01_h200_moe_probe_staged_two_atoms.log, ..._2.log):
@@ -203,6 +210,14 @@ WGMMA_K_SLICES = True
 #: uint4 1.000 / 0.996x. Not taken with K = 14336 (4096 x 14336 M = 4096 / 8192: 1.001 / 1.012x) or fewer tiles
 #: (8192^2 M = 1024 int8: 1.020x, 256 tiles)
 WGMMA_PERSISTENT_SHORT_K = True
+
+#: dense wgmma GEMMs above M = 256: 256-row tiles (one CTA per SM, the deepest pipeline that fits) already where their
+#: grid gives at least this fraction of the SMs a tile, not only where it covers them all. A 256-row tile dequantizes
+#: its weight tile once for twice the rows of a 128-row one. H200, 128 of 132 SMs (4 x 32 or 2 x 64 tiles), against
+#: the 128 x 128 tiles taken before, 5 alternating rounds (benchmarks/results/2026-12-01_h200_pingpong_probe_tall_w4.log,
+#: ..._w8.log): fp16 x uint4 g128 4096^2 / 4096 x 14336 at M = 1024 and 8192^2 at M = 512 0.873 / 0.855 / 0.839x,
+#: int8 channel 0.942 / 0.921 / 0.910x
+WGMMA_TALL_MIN_FILL = 0.95
 
 
 def _deepest_stages(cfg: GemmConfig, arch: str, most: int = 8) -> GemmConfig:
@@ -350,6 +365,8 @@ def sm90_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str, c
         bm, bk, stages = 64, 64, 4
     elif m > 128 and -(-m // 256) * (n_pad // 128) >= num_sms:
         bm, bk, stages = 256, 64, 3
+    elif m > 256 and half and -(-m // 256) * (n_pad // 128) >= WGMMA_TALL_MIN_FILL * num_sms:
+        bm, bk, stages = 256, 64, 8      # (`WGMMA_TALL_MIN_FILL`: one wave of CTAs, the deepest ring, below)
     else:
         bm, bk, stages = 128, 64, 4
     if a_dtype in ACT8_TYPES and (group_size or (a_dtype != "int8" and not fp8_fast_accum)) and bm > 128:
@@ -596,6 +613,9 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
             if (MOE_BLOCK_48_DEEP_K and k_pad >= 2048 and k_pad % 128 == 0 and parse_dtype(b_dtype).bits <= 4
                     and (group_size == 0 or group_size >= 128)):
                 cfg = cfg.with_(block_k=128, warp_k=128, a_split=2)     # (`MOE_BLOCK_48_DEEP_K`)
+            elif (MOE_BLOCK_48_WIDE_SHORT_K and k_pad < 2048 and n_pad % 512 == 0
+                  and parse_dtype(b_dtype).bits <= 4):
+                cfg = cfg.with_(block_n=512, a_split=4)                 # (`MOE_BLOCK_48_WIDE_SHORT_K`)
         elif (block_m == 128 and not glu and WGMMA_TWO_ATOMS and n_pad % 256 == 0 and parse_dtype(b_dtype).bits <= 4
               and a_dtype in ("float16", "bfloat16")):
             # 128-row blocks, the same two-atom tile (rows by cp.async, no gathered copy of x; persistent). H200, fp16 x
