@@ -24,7 +24,8 @@ def _base(block_m, n, k, *, arch="sm_90a", tokens=1, experts=128, top_k=8, **ext
 @pytest.mark.parametrize("block_m,arch,n,k,tokens", [(16, "sm_90a", 1536, 2048, 1), (16, "sm_89", 4096, 14336, 1),
                                                      (64, "sm_90a", 1536, 2048, 512),
                                                      (128, "sm_90a", 2048, 768, 4096), (32, "sm_80", 1536, 2048, 400),
-                                                     (32, "sm_90a", 1536, 2048, 256)])
+                                                     (32, "sm_90a", 1536, 2048, 256), (48, "sm_90a", 2048, 768, 512),
+                                                     (48, "sm_90a", 1536, 2048, 512)])
 def test_moe_candidates_are_valid_and_distinct(block_m, arch, n, k, tokens):
     """The default first, then distinct valid tilings of the same routing block that fit shared memory; the
     default's mainloop first; wgmma tiles only on sm_90a from 32-row blocks (16-row ones lost to the mma.sync
@@ -39,11 +40,14 @@ def test_moe_candidates_are_valid_and_distinct(block_m, arch, n, k, tokens):
     sm90 = [c for c in cands if c.mainloop == "sm90"]
     assert bool(sm90) == (arch == "sm_90a" and block_m >= 32)
     if sm90:
+        # (the tiles after the default are whole-k-tile A fragments: the default's pieces are not inherited)
+        assert all(c.a_split == 1 for c in sm90 if c != base)
         assert any(c.warp_specialized and c.persistent_ctas for c in sm90)
         assert any(c.moe_cp_async_rows for c in sm90) and any(c.cluster_n == 2 for c in sm90)
-        # the default's own mainloop first
-        first_sm80 = next(i for i, c in enumerate(cands) if c.mainloop == "sm80")
+        # the default's own mainloop first (48-row blocks are wgmma tiles only)
+        first_sm80 = next((i for i, c in enumerate(cands) if c.mainloop == "sm80"), len(cands))
         assert all(c.mainloop == "sm90" for c in cands[1:first_sm80])
+        assert (first_sm80 == len(cands)) == (block_m == 48)
     if block_m <= 32:
         assert {c.moe_row_cache for c in cands} == {True, False}
         assert any(c.block_k >= 512 for c in cands)
@@ -54,7 +58,7 @@ def test_moe_candidates_are_valid_and_distinct(block_m, arch, n, k, tokens):
         assert base.moe_n_major == (arch == "sm_90a" and (block_m == 16 or n < k))
     short = mat.moe_candidate_configs(base, tokens, n, k, num_experts=128, max_candidates=6)
     assert len(short) == 6 and short[0] == base
-    if sm90:
+    if sm90 and block_m != 48:
         assert any(c.mainloop == "sm80" for c in short)     # at least one of the other mainloop
 
 

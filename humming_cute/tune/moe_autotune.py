@@ -123,7 +123,8 @@ def moe_candidate_configs(base: GemmConfig, tokens: int, n_pad: int, k_pad: int,
                 cfg = base.with_(mainloop="sm90", block_n=bn, block_k=bk, warp_m=bm, warp_n=wn, warp_k=bk,
                                  split_k=1, cluster_split_k=False, two_level_scales=False, moe_row_cache=False,
                                  moe_n_major=False, warp_specialized=ws, stages=2, staged_store=base.glu,
-                                 moe_bulk_store=False, persistent_ctas=0, moe_cp_async_rows=False, cluster_n=1)
+                                 moe_bulk_store=False, persistent_ctas=0, moe_cp_async_rows=False, cluster_n=1,
+                                 a_split=1)
                 cfg = deepest(cfg, 8)
                 if cfg is None:
                     continue
