@@ -508,10 +508,12 @@ def test_moe_odd_block_rules(monkeypatch):
     assert [heur.moe_block_size(t, 2, 8, wgmma=True) for t in (440, 512, 544, 560)] == [64, 160, 160, 128]
     assert heur.default_moe_config(160, 28672, 4096, arch="sm_90a", top_k=2, **kw).warp_specialized
     d48 = heur.default_moe_config(48, 2048, 768, arch="sm_90a", top_k=8, is_down=True, **kw).validate()
-    # (WGMMA_TWO_ATOMS: 256-wide tiles of two atoms per warpgroup, 64-deep, rows by cp.async, persistent; 128-deep
-    # from K = 2048, `MOE_BLOCK_48_DEEP_K`)
+    # (WGMMA_TWO_ATOMS: tiles of two atoms per warpgroup, 64-deep, rows by cp.async, persistent; 512 wide below
+    # K = 2048 where N allows, `MOE_BLOCK_48_WIDE_SHORT_K`; 128-deep from K = 2048, `MOE_BLOCK_48_DEEP_K`)
     assert (d48.block_n, d48.warp_n, d48.block_k, d48.warp_specialized, d48.persistent_ctas,
-            d48.moe_cp_async_rows) == (256, 128, 64, True, 132, True)
+            d48.moe_cp_async_rows) == (512, 128, 64, True, 132, True)
+    d48 = heur.default_moe_config(48, 1792, 768, arch="sm_90a", top_k=8, is_down=True, **kw).validate()
+    assert (d48.block_n, d48.warp_n, d48.block_k, d48.a_split) == (256, 128, 64, 1)     # (N % 512 != 0)
     d48 = heur.default_moe_config(48, 1536, 2048, arch="sm_90a", top_k=8, **{**kw, "group_size": 64}).validate()
     assert (d48.block_n, d48.warp_n, d48.block_k, d48.warp_specialized) == (256, 128, 64, True)
     # 128-row blocks: the same two-atom tile for 4-bit weights (not 8-bit ones, not under a GLU)
