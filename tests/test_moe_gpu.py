@@ -592,18 +592,11 @@ def test_moe_wgmma_two_atoms(fmt, experts, top_k, tokens, block_m, bn, down, ske
 def test_moe_two_atom_defaults_low_bits(fmt, experts, top_k, tokens, block_m, down):
     """The default 48 / 128-row MoE tiles (two 64-row atoms per warpgroup, cp.async rows, persistent) on 1- to 3-bit
     weights: against the reference and bitwise against one atom per warpgroup on 128-wide tiles."""
-    from humming_cute.ops import device_target
-    from humming_cute.tune.heuristics import default_moe_config
-
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
-
-    def default(pw, a_name, has_bias):
-        cfg = default_moe_config(block_m, pw.n_pad, pw.k_pad, a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name,
-                                 group_size=pw.group_size, arch=device_target(torch.device("cuda")),
-                                 has_bias=has_bias, top_k=top_k, is_down=down, mul_topk_weights=down)
-        assert (cfg.warp_n, cfg.block_n, cfg.moe_cp_async_rows) == (128, 256, True)
-        return cfg.validate()
+    # (48-row blocks over K < 2048 take 512-wide tiles of four warpgroups: `MOE_BLOCK_48_WIDE_SHORT_K`)
+    default = _default_moe(block_m, top_k, down, warp_n=128, block_n=512 if block_m == 48 else 256,
+                           moe_cp_async_rows=True)
 
     _check_routed(fmt, experts, top_k, tokens, down, True, 512, 512, block_m, tokens + experts, default,
                   same_as=_wgmma_moe_config(block_m, 128, 64, top_k, down, warp_specialized=True,
@@ -692,6 +685,23 @@ def _wgmma_moe_config(block_m, bn, bk, top_k, down, **kw):
                           arch="sm_90a", mainloop="sm90", moe=True, moe_top_k=top_k, moe_down=down,
                           moe_mul_topk_weights=down, **opts).validate()
     return make
+
+
+def _default_moe(block_m, top_k, down, /, **expect):
+    """make_config for `_check_routed`: the MoE GEMM's default config of this routing block for the weight, with the
+    fields in `expect` asserted (a callable value is called with the prepared weight first)."""
+    from humming_cute.ops import device_target
+    from humming_cute.tune.heuristics import default_moe_config
+
+    def default(pw, a_name, has_bias):
+        cfg = default_moe_config(block_m, pw.n_pad, pw.k_pad, a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name,
+                                 group_size=pw.group_size, arch=device_target(torch.device("cuda")),
+                                 has_bias=has_bias, top_k=top_k, is_down=down, mul_topk_weights=down)
+        got = {f: getattr(cfg, f) for f in expect}
+        want = {f: v(pw) if callable(v) else v for f, v in expect.items()}
+        assert got == want, (got, want)
+        return cfg.validate()
+    return default
 
 
 def _check_routed(fmt, experts, top_k, tokens, down, skewed, n, k, block_m, seed, make_config, same_as=None):
@@ -1030,19 +1040,10 @@ def test_moe_block48_deep_k_default(fmt, experts, top_k, tokens, down, skewed):
     """The default 48-row blocks of weights of at most 4 bits over K >= 2048 (`MOE_BLOCK_48_DEEP_K`: two atoms per
     warpgroup, 128-deep k-tiles, A fragments in 2 pieces, cp.async rows, persistent): against the reference
     (padding, other ranks' experts untouched, routing weights, bias)."""
-    from humming_cute.ops import device_target
-    from humming_cute.tune.heuristics import default_moe_config
-
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
-
-    def default(pw, a_name, has_bias):
-        cfg = default_moe_config(48, pw.n_pad, pw.k_pad, a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name,
-                                 group_size=pw.group_size, arch=device_target(torch.device("cuda")),
-                                 has_bias=has_bias, top_k=top_k, is_down=down, mul_topk_weights=down)
-        assert (cfg.block_m, cfg.block_n, cfg.warp_n, cfg.block_k, cfg.a_split, cfg.moe_cp_async_rows) == (
-            48, 256, 128, 128, 2, True)
-        return cfg.validate()
+    default = _default_moe(48, top_k, down, block_m=48, block_n=256, warp_n=128, block_k=128, a_split=2,
+                           moe_cp_async_rows=True)
 
     _check_routed(fmt, experts, top_k, tokens, down, skewed, 512, 2048, 48, tokens + experts, default)
 
@@ -1058,19 +1059,10 @@ def test_moe_block48_wide_short_k_default(fmt, experts, top_k, tokens, n, k, dow
     weight tiles, four consumer warpgroups of two atoms, A fragments in 4 pieces, cp.async rows, persistent): against
     the reference (padding, other ranks' experts untouched, routing weights, bias) and bitwise equal to the
     256-wide two-warpgroup tile."""
-    from humming_cute.ops import device_target
-    from humming_cute.tune.heuristics import default_moe_config
-
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
-
-    def default(pw, a_name, has_bias):
-        cfg = default_moe_config(48, pw.n_pad, pw.k_pad, a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name,
-                                 group_size=pw.group_size, arch=device_target(torch.device("cuda")),
-                                 has_bias=has_bias, top_k=top_k, is_down=down, mul_topk_weights=down)
-        assert (cfg.block_m, cfg.block_n, cfg.warp_n, cfg.block_k, cfg.a_split, cfg.moe_cp_async_rows,
-                cfg.consumer_warpgroups) == (48, 512, 128, 64, 4, True, 4)
-        return cfg.validate()
+    default = _default_moe(48, top_k, down, block_m=48, block_n=512, warp_n=128, block_k=64, a_split=4,
+                           moe_cp_async_rows=True, consumer_warpgroups=4)
 
     def narrow(pw, a_name, has_bias):
         return default(pw, a_name, has_bias).with_(block_n=256, a_split=1).validate()
@@ -1089,19 +1081,10 @@ def test_moe_staged_block128_default(fmt, experts, top_k, tokens, n, k, down, sk
     staged store; at K <= 1024 its rows leave by bulk copies, `MOE_BULK_STORE_SHORT_K`): against the reference
     (padding, other ranks' experts untouched, routing weights, bias) and bitwise equal to the same tile with the
     direct row store."""
-    from humming_cute.ops import device_target
-    from humming_cute.tune.heuristics import default_moe_config
-
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
-
-    def default(pw, a_name, has_bias):
-        cfg = default_moe_config(128, pw.n_pad, pw.k_pad, a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name,
-                                 group_size=pw.group_size, arch=device_target(torch.device("cuda")),
-                                 has_bias=has_bias, top_k=top_k, is_down=down, mul_topk_weights=down)
-        assert (cfg.block_n, cfg.warp_n, cfg.staged_store, cfg.moe_cp_async_rows) == (256, 128, True, True)
-        assert cfg.moe_bulk_store == (pw.k_pad <= 1024)
-        return cfg.validate()
+    default = _default_moe(128, top_k, down, block_n=256, warp_n=128, staged_store=True, moe_cp_async_rows=True,
+                           moe_bulk_store=lambda pw: pw.k_pad <= 1024)
 
     def direct(pw, a_name, has_bias):
         return default(pw, a_name, has_bias).with_(staged_store=False, moe_bulk_store=False).validate()
