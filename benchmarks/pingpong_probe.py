@@ -49,7 +49,13 @@ def variants(cfg: GemmConfig) -> dict:
     pipeline; variants that do not validate, repeat another or fail `--only` are dropped."""
     runs = {"default": cfg}
     if cfg.mainloop != "sm90" or cfg.warp_k < cfg.block_k or cfg.split_k > 1 or cfg.stream_k or cfg.cluster_n > 1:
-        return runs
+        # other tiles: only the `--try` overrides, at the default's pipeline depth unless they set one
+        for name, over in tries():
+            try:
+                runs[name] = cfg.with_(**over).validate()
+            except (ValueError, NotImplementedError) as ex:
+                print(f"    (--try {name} does not validate: {str(ex)[:160]})", flush=True)
+        return keep(runs)
     base = cfg if cfg.persistent_ctas else cfg.with_(warp_specialized=True, persistent_ctas=sms, pdl=False,
                                                      pdl_prefetch=0)
     if not cfg.persistent_ctas:
@@ -61,13 +67,26 @@ def variants(cfg: GemmConfig) -> dict:
     if base.block_n >= 128:
         runs["pp-128x2"] = fitted(base.with_(block_n=128, warp_n=128, pingpong=True))
         runs["pp-128x1"] = fitted(base.with_(block_n=128, warp_n=64, pingpong=True))
-    for spec in args.extra:                 # --try NAME=field:value,...: overrides of the default itself
+    for name, over in tries():              # --try NAME=field:value,...: overrides of the default itself
+        runs[name] = fitted(cfg.with_(**over))
+    return keep(runs)
+
+
+def tries() -> list:
+    """The `--try` specs as (name, {field: value}) pairs."""
+    out = []
+    for spec in args.extra:
         name, _, fields = spec.partition("=")
         over = {}
         for item in filter(None, fields.split(",")):
             f, _, v = item.partition(":")
             over[f] = {"True": True, "False": False}.get(v, int(v) if v.lstrip("-").isdigit() else v)
-        runs[name] = fitted(cfg.with_(**over))
+        out.append((name, over))
+    return out
+
+
+def keep(runs: dict) -> dict:
+    """`runs` without the variants that do not validate (None), repeat another or fail `--only`."""
     kept = {}
     for name, c in runs.items():
         if name != "default" and args.only and not re.search(args.only, name):
@@ -98,7 +117,9 @@ def compare(label: str, runs: dict, call) -> None:
     for name, c in runs.items():
         tile = (f"{c.block_m}x{c.block_n}x{c.block_k} wn{c.warp_n} st{c.stages} wgs{c.consumer_warpgroups}"
                 f"{' persistent' if c.persistent_ctas else ''}{' pp' if c.pingpong else ''}"
-                f"{' rows' if c.moe_cp_async_rows else ''}{' staged' if c.staged_store else ''}")
+                f"{' rows' if c.moe_cp_async_rows else ''}{' staged' if c.staged_store else ''}"
+                f"{' 2lvl' if c.two_level_scales else ''}{' fold' if c.fold_offsets else ''}"
+                f"{' wpipe' if c.warp_pipeline else ''}{f' cn{c.cluster_n}' if c.cluster_n > 1 else ''}")
         print(f"    {name:10s} {tile:58s} {med[name]:8.1f} us  x{med[name] / med['default']:.3f}  "
               f"(err {errs[name]:.1e})", flush=True)
 

@@ -312,8 +312,8 @@ class GemmConfig:
                 raise ValueError(f"two_level_scales is for float16/bfloat16 activations with group scales on the "
                                  f"mma.sync mainloop, got {self.a_dtype} activations, group_size={self.group_size} on "
                                  f"{self.mainloop!r}")
-            if self.use_f16_accum or self.moe:
-                raise NotImplementedError("two_level_scales is not combined with use_f16_accum or MoE")
+            if self.use_f16_accum:
+                raise NotImplementedError("two_level_scales is not combined with use_f16_accum")
         if self.fold_offsets:
             if (self.a_dtype != "float16" or self.b_dtype not in ("int4", "uint4") or not self.two_level_scales
                     or self.mainloop != "sm80"):
