@@ -333,3 +333,31 @@ def test_moe_wgmma_n_major_raster_compiles(block_m, extra):
     assert art.ptx != ref.ptx and sum(r.spill_bytes for r in art.ptxas.values()) == 0
     for op in ("wgmma.mma_async", "cp.async.bulk.tensor", "st.global"):
         assert art.ptx.count(op) == ref.ptx.count(op), op
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90a"])
+def test_moe_decode_two_level_default(arch):
+    """16-row MoE blocks with group scales and 16-bit activations take two-level scales (fp32 partial sums scaled
+    once per group) from K = 2048: the weight pairs' packed scale multiplies leave the dequant, the MMAs stay, no
+    spills. Short K, channel scales, 8-bit activations and larger blocks keep the one-level dequant."""
+    import re
+
+    import humming_cute.tune.heuristics as heur
+
+    kw = dict(a_dtype="float16", b_dtype="uint4", c_dtype="float16", group_size=128, arch=arch, top_k=2)
+    cfg = default_moe_config(16, 28672, 4096, num_tokens=1, num_experts=8, **kw).validate()
+    assert cfg.two_level_scales and cfg.mainloop == "sm80"
+    assert default_moe_config(16, 2048, heur.MOE_DECODE_TWO_LEVEL_MIN_K, **kw).two_level_scales
+    assert default_moe_config(16, 1536, 2048, **{**kw, "a_dtype": "bfloat16", "c_dtype": "bfloat16",
+                                                 "b_dtype": "float4e2m1", "group_size": 32}).two_level_scales
+    assert not default_moe_config(16, 2048, 768, num_tokens=64, num_experts=128, **kw).two_level_scales
+    assert not default_moe_config(16, 4096, 4096, **{**kw, "b_dtype": "int8", "group_size": 0}).two_level_scales
+    assert not default_moe_config(16, 4096, 4096, **{**kw, "a_dtype": "float8e4m3", "b_dtype": "int4"}).two_level_scales
+    assert not default_moe_config(32, 4096, 4096, **{**kw, "arch": "sm_80"}).two_level_scales
+    one = cfg.with_(two_level_scales=False)
+    arts = [compile_for_arch(Sm80MixedGemm(c), *fake_operands(c), arch=arch, options="--enable-tvm-ffi")
+            for c in (one, cfg)]
+    muls = [len(re.findall(r"mul(\.rn)?\.f16x2", a.ptx)) for a in arts]
+    assert muls[1] < muls[0], muls
+    assert arts[1].ptx.count("mma.sync") == arts[0].ptx.count("mma.sync")
+    assert sum(r.spill_bytes for r in arts[1].ptxas.values()) == 0

@@ -1133,23 +1133,23 @@ def test_moe_gemm_rejects_empty_routing():
 
 
 
-@pytest.mark.parametrize("fmt", [FORMATS[0], FORMATS[2], FORMATS[3], ("int4", 128, "float16", False, torch.float16),
-                                 ("float4e2m1", 32, "ue8m0", True, torch.float16)],
-                         ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+_TWO_LEVEL_FORMATS = [FORMATS[0], FORMATS[2], FORMATS[3], ("int4", 128, "float16", False, torch.float16),
+                      ("float4e2m1", 32, "ue8m0", True, torch.float16)]
+
+
+@pytest.mark.parametrize("fmt,extra", [(f, x) for f in _TWO_LEVEL_FORMATS for x in ("", "fold", "wpipe", "split2")
+                                       # fold_offsets takes fp16 x int4 / uint4 (the rule is a CPU test)
+                                       if x != "fold" or (f[4] == torch.float16 and f[0] in ("uint4", "int4"))],
+                         ids=lambda v: f"{v[0]}-g{v[1]}-{v[2]}-{str(v[4])[6:]}" if isinstance(v, tuple) else (v or "plain"))
 @pytest.mark.parametrize("experts,top_k,tokens,down,skewed", [
     (8, 2, 1, False, False), (8, 2, 7, True, True), (128, 8, 3, False, True), (64, 8, 33, True, False)])
-@pytest.mark.parametrize("extra", ["", "fold", "wpipe", "split2"])
-def test_moe_two_level_scales(fmt, experts, top_k, tokens, down, skewed, extra):
+def test_moe_two_level_scales(fmt, extra, experts, top_k, tokens, down, skewed):
     """Decode-sized mma.sync MoE blocks (16 rows) with group scales applied to fp32 partial sums per group
-    (two_level_scales), alone, with the zero-point offsets folded out of the dequant (fold_offsets: fp16 x 4-bit
-    only), with per-warp pipelines over 128-deep warp k-ranges (warp_pipeline) and with split-K 2 in a cluster:
-    matches the reference, routing weights / bias / other ranks' experts as in every MoE test."""
+    (two_level_scales, the default from K = 2048), alone, with the zero-point offsets folded out of the dequant
+    (fold_offsets), with per-warp pipelines over 128-deep warp k-ranges (warp_pipeline) and with split-K 2 in a
+    cluster: matches the reference, routing weights / bias / other ranks' experts as in every MoE test."""
     from humming_cute.ops import device_target
     from humming_cute.tune.heuristics import default_moe_config
-
-    b_dtype, a_dtype = fmt[0], fmt[4]
-    if extra == "fold" and not (a_dtype == torch.float16 and b_dtype in ("uint4", "int4")):
-        pytest.skip("fold_offsets takes fp16 x int4 / uint4 (the rule is a CPU test)")
 
     def config(pw, a_name, has_bias):
         cfg = default_moe_config(16, pw.n_pad, pw.k_pad, a_dtype=a_name, b_dtype=pw.b_dtype, c_dtype=a_name,

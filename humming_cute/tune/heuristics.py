@@ -182,6 +182,14 @@ MOE_STAGED_BLOCK_128 = True
 #: down (K = 14336) 1.021x (2026-12-01_h200_moe_probe_bulk_store.log), so not there
 MOE_BULK_STORE_SHORT_K = True
 
+#: 16-row mma.sync MoE blocks (decode) with group scales and 16-bit activations: each scale group's MMAs accumulate
+#: unscaled in fp32 and the group's column scales are applied once per group (`two_level_scales`, as the dense
+#: decode tiles do) instead of one packed multiply per weight pair in the dequant, where K >= this. H200, fp16 x
+#: uint4 g128, 3 alternating rounds (benchmarks/results/2026-12-01_h200_moe_probe_two_level.log): Mixtral-like up at
+#: 1 / 16 tokens 0.982 / 0.950x, down at 1 token 0.930x, Qwen3-30B-A3B-like up (K = 2048) at 1 / 16 tokens 0.935 /
+#: 0.973x the time without; Qwen3-30B-A3B-like down (K = 768) at 64 tokens 1.022x, so not at short K
+MOE_DECODE_TWO_LEVEL_MIN_K = 2048
+
 #: dense wgmma GEMMs of 16-bit activations from M = 256 (unsplit, no GLU: those stage already) with the staged C store
 #: (accumulators through shared memory, 16-byte row vectors to global). A CTA of one output tile keeps the staging
 #: tiles in its activation ring (`GemmConfig.staging_in_ring`: no stage and no CTA per SM lost); a persistent grid
@@ -680,6 +688,9 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
                      has_bias=has_bias, block_m=block_m, block_n=bn, block_k=bk, warp_m=wm,
                      warp_n=64, warp_k=wk, stages=stages, arch=arch, moe=True, moe_top_k=top_k, moe_down=is_down,
                      moe_mul_topk_weights=mul_topk_weights, moe_row_cache=row_cache, moe_n_major=n_major)
+    if (block_m == 16 and group_size > 0 and a_dtype in ("float16", "bfloat16")
+            and k_pad >= MOE_DECODE_TWO_LEVEL_MIN_K):
+        cfg = cfg.with_(two_level_scales=True)          # (`MOE_DECODE_TWO_LEVEL_MIN_K`)
     limit = get_arch(arch).smem_per_block_bytes
     while block_m == 16 and cfg.block_k > 256 and smem_bytes(cfg.with_(stages=min(cfg.stages, 3))) > limit:
         cfg = cfg.with_(block_k=cfg.block_k // 2)      # 8-bit weights: keep 3 stages of a shallower tile
