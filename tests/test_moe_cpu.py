@@ -339,7 +339,8 @@ def test_moe_wgmma_n_major_raster_compiles(block_m, extra):
 def test_moe_decode_two_level_default(arch):
     """16-row MoE blocks with group scales and 16-bit activations take two-level scales (fp32 partial sums scaled
     once per group) from K = 2048: the weight pairs' packed scale multiplies leave the dequant, the MMAs stay, no
-    spills. Short K, channel scales, 8-bit activations and larger blocks keep the one-level dequant."""
+    spills. Short K, channel scales, 8-bit activations, larger blocks and 8-warp tiles over more than one CTA per SM
+    keep the one-level dequant."""
     import re
 
     import humming_cute.tune.heuristics as heur
@@ -354,6 +355,11 @@ def test_moe_decode_two_level_default(arch):
     assert not default_moe_config(16, 4096, 4096, **{**kw, "b_dtype": "int8", "group_size": 0}).two_level_scales
     assert not default_moe_config(16, 4096, 4096, **{**kw, "a_dtype": "float8e4m3", "b_dtype": "int4"}).two_level_scales
     assert not default_moe_config(32, 4096, 4096, **{**kw, "arch": "sm_80"}).two_level_scales
+    # 8-warp tiles (Mixtral-like down, K = 14336) only where the expected grid fits one CTA per SM
+    one_token = default_moe_config(16, 4096, 14336, num_tokens=1, num_experts=8, **{**kw, "arch": "sm_90a"})
+    assert one_token.num_threads == 256 and one_token.two_level_scales
+    many = default_moe_config(16, 4096, 14336, num_tokens=16, num_experts=8, **{**kw, "arch": "sm_90a"})
+    assert many.num_threads == 256 and not many.two_level_scales
     one = cfg.with_(two_level_scales=False)
     arts = [compile_for_arch(Sm80MixedGemm(c), *fake_operands(c), arch=arch, options="--enable-tvm-ffi")
             for c in (one, cfg)]

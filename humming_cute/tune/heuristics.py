@@ -187,7 +187,11 @@ MOE_BULK_STORE_SHORT_K = True
 #: decode tiles do) instead of one packed multiply per weight pair in the dequant, where K >= this. H200, fp16 x
 #: uint4 g128, 3 alternating rounds (benchmarks/results/2026-12-01_h200_moe_probe_two_level.log): Mixtral-like up at
 #: 1 / 16 tokens 0.982 / 0.950x, down at 1 token 0.930x, Qwen3-30B-A3B-like up (K = 2048) at 1 / 16 tokens 0.935 /
-#: 0.973x the time without; Qwen3-30B-A3B-like down (K = 768) at 64 tokens 1.022x, so not at short K
+#: 0.973x the time without; Qwen3-30B-A3B-like down (K = 768) at 64 tokens 1.022x, so not at short K. In 5 rounds
+#: (2026-12-01_h200_moe_probe_two_level_off.log) one-level took 1.055 / 1.080 / 1.026x the two-level time on
+#: Mixtral-like up at 16 tokens, down at 1 token and Qwen3-30B-A3B-like up at 64 tokens, but 0.983x on Mixtral-like
+#: down at 16 tokens: 8 warps (128 x 256 tiles) at 168 instead of 117 registers per thread fit one CTA per SM, not
+#: two, and its 256 CTAs then take two waves; so 8-warp tiles keep one-level scales unless the grid fits one wave
 MOE_DECODE_TWO_LEVEL_MIN_K = 2048
 
 #: dense wgmma GEMMs of 16-bit activations from M = 256 (unsplit, no GLU: those stage already) with the staged C store
@@ -690,7 +694,13 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
                      moe_mul_topk_weights=mul_topk_weights, moe_row_cache=row_cache, moe_n_major=n_major)
     if (block_m == 16 and group_size > 0 and a_dtype in ("float16", "bfloat16")
             and k_pad >= MOE_DECODE_TWO_LEVEL_MIN_K):
-        cfg = cfg.with_(two_level_scales=True)          # (`MOE_DECODE_TWO_LEVEL_MIN_K`)
+        # (`MOE_DECODE_TWO_LEVEL_MIN_K`) the fp32 partial sums cost ~50 registers per thread, which leaves an 8-warp
+        # CTA alone on its SM: 8-warp tiles take them only where the expected grid needs one CTA per SM
+        warps = (bn // 64) * (bk // wk)
+        ctas = (moe_expected_blocks(num_tokens, top_k, num_experts, 16) * (n_pad // bn)
+                if num_tokens is not None and num_experts is not None else None)
+        if warps < 8 or (ctas is not None and ctas <= num_sms):
+            cfg = cfg.with_(two_level_scales=True)
     limit = get_arch(arch).smem_per_block_bytes
     while block_m == 16 and cfg.block_k > 256 and smem_bytes(cfg.with_(stages=min(cfg.stages, 3))) > limit:
         cfg = cfg.with_(block_k=cfg.block_k // 2)      # 8-bit weights: keep 3 stages of a shallower tile
