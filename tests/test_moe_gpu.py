@@ -1132,7 +1132,6 @@ def test_moe_gemm_rejects_empty_routing():
     assert out.shape == (0, 2, 128)
 
 
-
 _TWO_LEVEL_FORMATS = [FORMATS[0], FORMATS[2], FORMATS[3], ("int4", 128, "float16", False, torch.float16),
                       ("float4e2m1", 32, "ue8m0", True, torch.float16)]
 
@@ -1140,7 +1139,8 @@ _TWO_LEVEL_FORMATS = [FORMATS[0], FORMATS[2], FORMATS[3], ("int4", 128, "float16
 @pytest.mark.parametrize("fmt,extra", [(f, x) for f in _TWO_LEVEL_FORMATS for x in ("", "fold", "wpipe", "split2")
                                        # fold_offsets takes fp16 x int4 / uint4 (the rule is a CPU test)
                                        if x != "fold" or (f[4] == torch.float16 and f[0] in ("uint4", "int4"))],
-                         ids=lambda v: f"{v[0]}-g{v[1]}-{v[2]}-{str(v[4])[6:]}" if isinstance(v, tuple) else (v or "plain"))
+                         ids=lambda v: (f"{v[0]}-g{v[1]}-{v[2]}-{str(v[4])[6:]}" if isinstance(v, tuple)
+                                        else v or "plain"))
 @pytest.mark.parametrize("experts,top_k,tokens,down,skewed", [
     (8, 2, 1, False, False), (8, 2, 7, True, True), (128, 8, 3, False, True), (64, 8, 33, True, False)])
 def test_moe_two_level_scales(fmt, extra, experts, top_k, tokens, down, skewed):

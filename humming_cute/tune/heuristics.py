@@ -190,8 +190,9 @@ MOE_BULK_STORE_SHORT_K = True
 #: 0.973x the time without; Qwen3-30B-A3B-like down (K = 768) at 64 tokens 1.022x, so not at short K. In 5 rounds
 #: (2026-12-01_h200_moe_probe_two_level_off.log) one-level took 1.055 / 1.080 / 1.026x the two-level time on
 #: Mixtral-like up at 16 tokens, down at 1 token and Qwen3-30B-A3B-like up at 64 tokens, but 0.983x on Mixtral-like
-#: down at 16 tokens: 8 warps (128 x 256 tiles) at 168 instead of 117 registers per thread fit one CTA per SM, not
-#: two, and its 256 CTAs then take two waves; so 8-warp tiles keep one-level scales unless the grid fits one wave
+#: down at 16 tokens (8 warps, 128 x 256 tiles, 256 CTAs; 122 / 128 registers per thread without / with, two CTAs per
+#: SM either way, so not occupancy; the cause is not known). So 8-warp tiles keep one-level scales unless the
+#: expected grid is at most one CTA per SM (Mixtral-like down at 1 token: 128 CTAs of 8 warps, 0.93x with them)
 MOE_DECODE_TWO_LEVEL_MIN_K = 2048
 
 #: dense wgmma GEMMs of 16-bit activations from M = 256 (unsplit, no GLU: those stage already) with the staged C store
@@ -694,8 +695,8 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
                      moe_mul_topk_weights=mul_topk_weights, moe_row_cache=row_cache, moe_n_major=n_major)
     if (block_m == 16 and group_size > 0 and a_dtype in ("float16", "bfloat16")
             and k_pad >= MOE_DECODE_TWO_LEVEL_MIN_K):
-        # (`MOE_DECODE_TWO_LEVEL_MIN_K`) the fp32 partial sums cost ~50 registers per thread, which leaves an 8-warp
-        # CTA alone on its SM: 8-warp tiles take them only where the expected grid needs one CTA per SM
+        # (`MOE_DECODE_TWO_LEVEL_MIN_K`) 8-warp tiles only where the expected grid is at most one CTA per SM (the
+        # measured loss was on a two-wave 8-warp grid)
         warps = (bn // 64) * (bk // wk)
         ctas = (moe_expected_blocks(num_tokens, top_k, num_experts, 16) * (n_pad // bn)
                 if num_tokens is not None and num_experts is not None else None)
