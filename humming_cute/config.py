@@ -180,6 +180,11 @@ class GemmConfig:
     # stages all of its atoms' columns of a tile at once and each routed row leaves shared memory as one
     # asynchronous bulk copy (cp.async.bulk, no register round trip), which the next tile's k-tiles overlap
     moe_bulk_store: bool = False
+    # both mainloops: the weight loads (cp.async / TMA) carry an L2 evict-first cache policy, so weight lines, which
+    # a decode GEMM reads exactly once, are the first the L2 drops: the activations, outputs and whatever the
+    # neighbouring kernels keep hot (a KV cache, the next layer's inputs) stay resident. Where several CTAs read
+    # one weight tile (more than one block row of activations), a line may be gone before the next reads it
+    evict_first: bool = False
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -450,6 +455,8 @@ class GemmConfig:
             raise ValueError("pingpong is an option of the wgmma mainloop (mainloop='sm90') with persistent_ctas")
         if not isinstance(self.moe_bulk_store, bool):
             raise ValueError(f"moe_bulk_store must be True or False, got {self.moe_bulk_store!r}")
+        if not isinstance(self.evict_first, bool):
+            raise ValueError(f"evict_first must be True or False, got {self.evict_first!r}")
         if self.moe_bulk_store and self.mainloop != "sm90":
             raise ValueError("moe_bulk_store is an option of the wgmma MoE GEMM (mainloop='sm90')")
         if self.staged_store:

@@ -23,6 +23,7 @@ from cutlass.cute.nvgpu import cpasync, warp
 from ..config import GemmConfig
 from ..layouts.weight import ATOM_K, ATOM_N, atom_words
 from . import dequant as dq
+from .cache_hints import cp_async_16b_hinted, evict_first_policy
 from .epilogue import Epilogue
 from .mma import (mma_bf16_m16n8k16, mma_f16_m16n8k16, mma_f8_m16n8k32, mma_f8_m16n8k32_f16acc, mma_f8f6f4_m16n8k32,
                   mma_mxf4_m16n8k64, mma_s4_m16n8k64, mma_s8_m16n8k32)
@@ -206,7 +207,10 @@ class Sm80MixedGemm:
                     else:
                         cute.copy(copy_A, tAgA[None, i, None, kt], tAsA[None, i, None, stage])
         if tidx < nthr_B and part != 2:
-            cute.copy(copy_B, tBgB[None, None, None, kt], tBsB[None, None, None, stage])
+            if cutlass.const_expr(self.cfg.evict_first):
+                cp_async_16b_hinted(tBgB[None, None, None, kt], tBsB[None, None, None, stage], evict_first_policy())
+            else:
+                cute.copy(copy_B, tBgB[None, None, None, kt], tBsB[None, None, None, stage])
         if cutlass.const_expr(self.group > 0 and part != 2):
             if tidx < nthr_S:
                 r = (kt * self.bk) // (self.group * max(self.srows, 1))

@@ -29,6 +29,7 @@ from ..config import GemmConfig, wgmma_register_split
 from ..layouts.weight import ATOM_K, ATOM_N, atom_words
 from . import dequant as dq
 from .epilogue import Epilogue, copy_word
+from .cache_hints import evict_first_policy
 from .scheduler import cluster_split_reduce, split_k_reduce, stream_k_reduce
 
 _CUTLASS_TYPES = {"float16": cutlass.Float16, "bfloat16": cutlass.BFloat16}
@@ -216,7 +217,10 @@ class Sm90MixedGemm:
         bar = pipe.producer_get_barrier(state)
         if cutlass.const_expr(not self.cfg.pdl):
             self.produce_a(tma_a, tAgA, tAsA, kt, st, bar)
-        cute.copy(tma_b, tBgB[None, kt], tBsB[None, st], tma_bar_ptr=bar)
+        if cutlass.const_expr(self.cfg.evict_first):
+            cute.copy(tma_b, tBgB[None, kt], tBsB[None, st], tma_bar_ptr=bar, cache_policy=evict_first_policy())
+        else:
+            cute.copy(tma_b, tBgB[None, kt], tBsB[None, st], tma_bar_ptr=bar)
         if cutlass.const_expr(self.group > 0):
             r = (kt * self.bk) // (self.group * self.srows)
             if cutlass.const_expr(self.moe):
