@@ -68,6 +68,7 @@
 #   bash benchmarks/gpu_session.sh tall-bench   # tests of the 256-row fill and 512-wide MoE defaults; W4 / W8 benches
 #   bash benchmarks/gpu_session.sh moe-final    # the 256-row fill test; the MoE bench in three rounds
 #   bash benchmarks/gpu_session.sh big-m        # 176 x 256 tiles at 8192^2 M = 8192 (W4) / 4096 (W8)
+#   bash benchmarks/gpu_session.sh s23b         # evict_first on every W8 decode bench point and W4 8192^2 (5 rounds); MoE
 #   bash benchmarks/gpu_session.sh s23a         # evict_first GPU tests; the dense decode probe of it (W4 g128, W8 channel)
 #   bash benchmarks/gpu_session.sh s22f         # two-level MoE decode: the 8-warp exception and 64-wide 1-token tiles again
 #   bash benchmarks/gpu_session.sh s22e         # MoE default-path / autotuner / example / torch-op / bench GPU tests
@@ -1064,6 +1065,15 @@ raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/$
       --dense 8192x8192:1,8192x8192:16,4096x4096:1,28672x4096:1,4096x14336:64,8192x8192:256
     run 110 "${tag}_evict_probe_w8.log" python3 benchmarks/evict_probe.py --b int8 --group 0 \
       --dense 4096x4096:1,4096x4096:16,28672x4096:1,8192x8192:64 ;;
+  s23b)
+    # evict_first again, 5 alternating rounds: every W8 channel decode point of the bench, W4 g128 8192^2 M = 1 / 16
+    # and 4096 x 14336 M = 1 (flushed 1.007-1.012x in s23a); then the MoE bench points with it ('ef'), 3 rounds
+    run 200 "${tag}_evict_probe_w8_decode.log" python3 benchmarks/evict_probe.py --b int8 --group 0 --rounds 5 \
+      --dense 8192x8192:1,8192x8192:16,4096x4096:1,4096x4096:16,28672x4096:1,28672x4096:16,4096x14336:1,4096x14336:16
+    run 100 "${tag}_evict_probe_w4_decode.log" python3 benchmarks/evict_probe.py --b uint4 --group 128 --rounds 5 \
+      --dense 8192x8192:1,8192x8192:16,4096x14336:1
+    run 260 "${tag}_moe_probe_evict_first.log" python3 benchmarks/pingpong_probe.py --try ef=evict_first:True \
+      --only '^ef$' --moe mixtral:up:1,mixtral:down:1,mixtral:up:16,mixtral:down:16,mixtral:up:64,qwen3-30b-a3b:up:1,qwen3-30b-a3b:up:16,qwen3-30b-a3b:down:64,qwen3-30b-a3b:up:512,qwen3-30b-a3b:down:4096 ;;
   hm-moe)
     run 120 "${tag}_humming_configs_moe.log" python3 benchmarks/humming_configs.py --moe ;;
   *) echo "unknown step $step"; exit 2 ;;
