@@ -68,6 +68,8 @@
 #   bash benchmarks/gpu_session.sh tall-bench   # tests of the 256-row fill and 512-wide MoE defaults; W4 / W8 benches
 #   bash benchmarks/gpu_session.sh moe-final    # the 256-row fill test; the MoE bench in three rounds
 #   bash benchmarks/gpu_session.sh big-m        # 176 x 256 tiles at 8192^2 M = 8192 (W4) / 4096 (W8)
+#   bash benchmarks/gpu_session.sh s23d         # the README's W8A16 bench with the evict-first W8 decode default (3 rounds)
+#   bash benchmarks/gpu_session.sh s23c         # dense GPU tests with the W8 evict-first default; MoE / mid-M evict probes
 #   bash benchmarks/gpu_session.sh s23b         # evict_first on every W8 decode bench point and W4 8192^2 (5 rounds); MoE
 #   bash benchmarks/gpu_session.sh s23a         # evict_first GPU tests; the dense decode probe of it (W4 g128, W8 channel)
 #   bash benchmarks/gpu_session.sh s22f         # two-level MoE decode: the 8-warp exception and 64-wide 1-token tiles again
@@ -1074,6 +1076,17 @@ raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/$
       --dense 8192x8192:1,8192x8192:16,4096x14336:1
     run 260 "${tag}_moe_probe_evict_first.log" python3 benchmarks/pingpong_probe.py --try ef=evict_first:True \
       --only '^ef$' --moe mixtral:up:1,mixtral:down:1,mixtral:up:16,mixtral:down:16,mixtral:up:64,qwen3-30b-a3b:up:1,qwen3-30b-a3b:up:16,qwen3-30b-a3b:down:64,qwen3-30b-a3b:up:512,qwen3-30b-a3b:down:4096 ;;
+  s23c)
+    # the W8 decode evict-first default: the dense GEMM, PDL, bench and evict-first GPU tests; the Mixtral-like up
+    # projection at 64 tokens with it again (0.984x in s23b), 5 rounds; wgmma tiles from M = 256 with it (W4 g128)
+    run 250 "${tag}_evict-default-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_gemm_gpu.py \
+      tests/test_pdl_gpu.py tests/test_evict_first_gpu.py tests/test_bench_gpu.py
+    run 90 "${tag}_moe_probe_evict_mixtral64.log" python3 benchmarks/pingpong_probe.py --try ef=evict_first:True \
+      --only '^ef$' --moe mixtral:up:64 --rounds 5
+    run 180 "${tag}_evict_probe_w4_mid.log" python3 benchmarks/evict_probe.py --b uint4 --group 128 \
+      --dense 8192x8192:256,8192x8192:1024,28672x4096:256,28672x4096:1024,4096x14336:256,4096x4096:1024 ;;
+  s23d)
+    bench_w8 300 --rounds 3 ;;
   hm-moe)
     run 120 "${tag}_humming_configs_moe.log" python3 benchmarks/humming_configs.py --moe ;;
   *) echo "unknown step $step"; exit 2 ;;

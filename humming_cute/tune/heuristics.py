@@ -129,6 +129,17 @@ MOE_BLOCK_32_DOWN_WGMMA = True
 #: split-K workspace, after its wait). Set to False to launch without it
 DECODE_PDL = True
 
+#: sm_90 dense mma.sync decode tiles (M <= 16: one block row, so every weight byte is read once) of 6-8 bit weights
+#: and 16-bit activations load their weights under an L2 evict-first policy (`evict_first`). H200, fp16 x int8
+#: channel, off / on in 5 alternating rounds at every decode point of the bench
+#: (benchmarks/results/2026-12-01_h200_evict_probe_w8_decode.log): back to back (rotating weight copies) 0.888 / 0.890x
+#: the time without it at 4096^2 M = 1 / 16, 0.92-0.99x at the other three shapes; flushed single calls 0.995-1.005x;
+#: and a 16 MB buffer read before the GEMM is still in the L2 after it (its second read 10.4-11.5 us against 12.4 us
+#: without the policy, 10.6 us in L2, 12.4 us evicted). fp16 x uint4 g128 (..._evict_probe_w4_decode.log): flushed
+#: 1.005-1.012x, back to back 0.986-0.995x, so 4-bit decode tiles keep the default policy; the wgmma tiles at M = 64
+#: were 1.01-1.04x slower with it (..._evict_probe_w4.log, ..._w8.log)
+DECODE_EVICT_FIRST_W8 = True
+
 #: MoE block sizes that only the wgmma mainloop takes (wgmma N = block_m, any multiple of 16; mma.sync tiles are
 #: powers of two)
 WGMMA_ONLY_MOE_BLOCKS = (48, 96, 160)
@@ -555,6 +566,9 @@ def default_config(m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_dtype: str
     if (DECODE_ONE_WAVE_STAGES and get_arch(arch).sm == 90 and m <= 32 and parse_dtype(b_dtype).bits >= 6
             and a_dtype in ("float16", "bfloat16") and cfg.mainloop == "sm80"):
         cfg = _one_wave_stages(cfg, -(-m // cfg.block_m) * (n_pad // cfg.block_n) * cfg.split_k, arch, num_sms)
+    if (DECODE_EVICT_FIRST_W8 and get_arch(arch).sm == 90 and m <= 16 and m <= cfg.block_m
+            and parse_dtype(b_dtype).bits >= 6 and a_dtype in ("float16", "bfloat16") and cfg.mainloop == "sm80"):
+        cfg = cfg.with_(evict_first=True)
     if (DECODE_WARP_PIPELINE and get_arch(arch).sm == 90 and m <= 32 and parse_dtype(b_dtype).bits <= 5
             and a_dtype in ("float16", "bfloat16") and cfg.block_m == cfg.warp_m and cfg.block_n == cfg.warp_n
             and cfg.warps_k > 1 and (group_size == 0 or cfg.warp_k % group_size == 0)):
