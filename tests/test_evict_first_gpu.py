@@ -47,16 +47,17 @@ def test_evict_first_default_tiles(a, b, group, scale, m, n, k):
     assert torch.equal(outs[0], outs[1]), f"{cfg}: evict_first changed the output"
 
 
-@pytest.mark.parametrize("tokens,proj", [(1, "up"), (16, "down"), (512, "up")])
-def test_evict_first_moe(tokens, proj):
-    """The MoE GEMM's default tiles (16-row mma.sync decode blocks, wgmma blocks on sm_90a) with the hint give
-    the same bits as without it; the default's output is checked against the reference in test_moe_gpu."""
+@pytest.mark.parametrize("tokens,proj,e", [(1, "up", 16), (16, "down", 16), (512, "up", 16), (64, "up", 8)])
+def test_evict_first_moe(tokens, proj, e):
+    """The MoE GEMM's default tiles (16-row mma.sync decode blocks; on sm_90a wgmma blocks, among them the 32-row
+    up-projection block that takes the hint by default at ~16 routed rows per expert) with and without the hint:
+    the same bits, and within the tolerance of the reference."""
     from humming_cute.bench.moe import draw_routing
     from humming_cute.quant.reference import reference_moe_gemm
     from humming_cute.tune.heuristics import default_moe_config, moe_block_size, moe_uses_wgmma
 
     torch.manual_seed(tokens)
-    e, top_k, n, k = 16, 2, 512, 1024
+    top_k, n, k = 2, 1024, 1024
     down = proj == "down"
     qw = quantize_weight(torch.randn(e, n, k, device="cuda"), "uint4", 128)
     pw = hc.prepare_weight(qw, "float16")
@@ -69,6 +70,8 @@ def test_evict_first_moe(tokens, proj):
                              group_size=128, arch=arch, top_k=top_k, is_down=down, mul_topk_weights=down,
                              num_tokens=tokens, num_experts=e,
                              num_sms=torch.cuda.get_device_properties(0).multi_processor_count)
+    if tokens == 64 and arch == "sm_90a":
+        assert cfg.block_m == 32 and cfg.mainloop == "sm90" and cfg.evict_first     # (`MOE_BLOCK_32_EVICT_FIRST`)
     outs = []
     for ef in (True, False):
         out = torch.full((tokens, top_k, n), float("nan"), device="cuda", dtype=torch.float16)

@@ -116,6 +116,13 @@ MOE_DECODE_BLOCK_32 = True
 #: 131.7); the same tile without K slices 106.1-107.0 us
 MOE_BLOCK_32_DOWN_WGMMA = True
 
+#: ... and of those the up-like projections (32 x 256 x 128 wgmma tiles, an expert's rows in one block, so its weight
+#: read once) load the weights under the L2 evict-first policy (`evict_first`). H200, fp16 x uint4 g128, Mixtral-like
+#: up at 64 tokens, 3 / 5 alternating rounds: 0.984 / 0.987x the time without it
+#: (benchmarks/results/2026-12-01_h200_moe_probe_evict_first.log, ..._moe_probe_evict_mixtral64.log); on the other MoE
+#: bench points' tiles 0.996-1.013x, Qwen3-30B-A3B-like down at 4096 tokens (two 128-row blocks per expert) 1.041x
+MOE_BLOCK_32_EVICT_FIRST = True
+
 #: sm_90 dense mma.sync GEMMs of 16-bit activations (the tiles of M < 64) take programmatic dependent
 #: launch (`pdl`) with the first stage's weights copied before the wait (`pdl_prefetch=1`): a GEMM launched right
 #: after another starts its weight copies while that one finishes. H200, the default decode tiles, pdl off / on in
@@ -664,8 +671,9 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
             cfg = cfg.with_(block_n=128, block_k=128, warp_k=64, warp_specialized=True, persistent_ctas=num_sms,
                             moe_cp_async_rows=True)
         elif block32:
-            # four consumer warpgroups over a 256-wide weight tile, 128-deep k-tiles, no producer warpgroup
-            cfg = cfg.with_(block_n=256, block_k=128, warp_k=128)
+            # four consumer warpgroups over a 256-wide weight tile, 128-deep k-tiles, no producer warpgroup; the
+            # weights under the L2 evict-first policy (`MOE_BLOCK_32_EVICT_FIRST`)
+            cfg = cfg.with_(block_n=256, block_k=128, warp_k=128, evict_first=MOE_BLOCK_32_EVICT_FIRST)
         if block_m == 160 and not glu:
             # 160-row blocks (an expert's ~128 rows in one block) with the producer warpgroup: 486 / 260 us against
             # 577 / 286 us without it (Mixtral-like up / down at 512 tokens, 2026-11-30_h200_moe_probe_bm160_mixtral.log)
