@@ -975,6 +975,8 @@ def test_moe_decode_block32(monkeypatch, fmt, experts, top_k, tokens, n, k, down
         else:
             assert cfg.block_n == 256 and cfg.block_k == 128
             assert (cfg.mainloop == "sm90") == (n >= k) and cfg.moe_n_major == (n < k), cfg
+        # the up-like wgmma blocks load their weights evict-first (`MOE_BLOCK_32_EVICT_FIRST`)
+        assert cfg.evict_first == (cfg.mainloop == "sm90" and not sliced and heur.MOE_BLOCK_32_EVICT_FIRST), cfg
         return cfg
 
     _check_routed(fmt, experts, top_k, tokens, down, skewed, n, k, 32, tokens + experts + n, make)
