@@ -1109,8 +1109,8 @@ raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/$
       --only '^(two|two2|w512|w512s2|twows|twows2|two64)$' --rounds 3 ;;
   s23h)
     # the Mixtral-like up 64-token winner of s23g (32 x 256 x 128, two atoms per consumer warpgroup, A in 2 pieces,
-    # the producer warpgroup copying the rows, persistent; 0.976x) again in 5 rounds, with A in 4 pieces, and at
-    # 16 / 61 routed rows per expert's neighbours (Mixtral-like down at 64 tokens keeps its K-sliced tile)
+    # the producer warpgroup copying the rows, persistent; 0.976x) again in 5 rounds, with A in 4 pieces, and
+    # without the evict-first weight loads
     run 200 "${tag}_moe_probe_mixtral64_atoms_confirm.log" python3 benchmarks/pingpong_probe.py --moe mixtral:up:64 \
       --try twows2=warp_n:128,a_split:2,warp_specialized:True,persistent_ctas:132,moe_cp_async_rows:True \
       --try twows4=warp_n:128,a_split:4,warp_specialized:True,persistent_ctas:132,moe_cp_async_rows:True \
