@@ -68,6 +68,7 @@
 #   bash benchmarks/gpu_session.sh tall-bench   # tests of the 256-row fill and 512-wide MoE defaults; W4 / W8 benches
 #   bash benchmarks/gpu_session.sh moe-final    # the 256-row fill test; the MoE bench in three rounds
 #   bash benchmarks/gpu_session.sh big-m        # 176 x 256 tiles at 8192^2 M = 8192 (W4) / 4096 (W8)
+#   bash benchmarks/gpu_session.sh s23i         # MoE GPU tests at the 32-row two-atom default; the MoE bench (3 rounds)
 #   bash benchmarks/gpu_session.sh s23h         # the s23g winner again (5 rounds), A in 4 pieces, without evict-first
 #   bash benchmarks/gpu_session.sh s23g         # Mixtral-like up at 64 tokens: two-atom / 512-wide / producer 32-row tiles
 #   bash benchmarks/gpu_session.sh s23f         # MoE GPU tests at the 32-row evict-first default; both autotuners
@@ -159,7 +160,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8|tall-w4|tall-w8|tall-one|table-final|wgmma-pdl|m64-cn|moe-512|m64-k4|m64-ncu|rowperm-a|rowperm-b|suite-a|suite-b|rowperm-staged|m64-2cta-w4|staged-w4|staged-w8|w8-8warp|ring-tests|store-w4|store-w8|w8-large-staged|moe-ring|four-wg-tests|moe-four-wg|glu-ring|kslice-tests|kslice-probe|kslice-w8|tune-tests|rebuild-w4|rebuild-w8|rounds3-w4|rounds3-w8|moe-ks-tests|moe-ks-probe|rounds3-moe|moe-mixtral64|moe-tests|pp-tests|pp-probe|persistent-large|short-k-bench|moe-decode-near|moe-qwen-try|moe-qwen512-confirm|moe48-bench|moe-suite-final|moe-bulk-verify|moe-verify96|moe-bulk-default|explore1|explore2|tall-bench|moe-final|big-m|s22a|s22b|s22c|s22d|s22e|s22f|s23a|s23b|s23c|s23d|s23e|s23f|s23g|s23h"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8|tall-w4|tall-w8|tall-one|table-final|wgmma-pdl|m64-cn|moe-512|m64-k4|m64-ncu|rowperm-a|rowperm-b|suite-a|suite-b|rowperm-staged|m64-2cta-w4|staged-w4|staged-w8|w8-8warp|ring-tests|store-w4|store-w8|w8-large-staged|moe-ring|four-wg-tests|moe-four-wg|glu-ring|kslice-tests|kslice-probe|kslice-w8|tune-tests|rebuild-w4|rebuild-w8|rounds3-w4|rounds3-w8|moe-ks-tests|moe-ks-probe|rounds3-moe|moe-mixtral64|moe-tests|pp-tests|pp-probe|persistent-large|short-k-bench|moe-decode-near|moe-qwen-try|moe-qwen512-confirm|moe48-bench|moe-suite-final|moe-bulk-verify|moe-verify96|moe-bulk-default|explore1|explore2|tall-bench|moe-final|big-m|s22a|s22b|s22c|s22d|s22e|s22f|s23a|s23b|s23c|s23d|s23e|s23f|s23g|s23h|s23i"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -1116,6 +1117,13 @@ raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/$
       --try twows4=warp_n:128,a_split:4,warp_specialized:True,persistent_ctas:132,moe_cp_async_rows:True \
       --try twows2ne=warp_n:128,a_split:2,warp_specialized:True,persistent_ctas:132,moe_cp_async_rows:True,evict_first:False \
       --only '^(twows2|twows4|twows2ne)$' --rounds 5 ;;
+  s23i)
+    # the 32-row up-projection default with two atoms per consumer warpgroup and the producer warpgroup: the MoE GPU
+    # tests of the 32-row blocks, the reference matrix, layers, graphs, the evict-first tests and the MoE autotuner;
+    # then the README's MoE bench (3 rounds)
+    run 200 "${tag}_moe-block32-atoms-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_moe_autotune.py \
+      tests/test_evict_first_gpu.py tests/test_moe_gpu.py -k "not test_moe_gpu or decode_block32 or matches_reference or layer or graph"
+    bench_moe 300 --rounds 3 ;;
   s23f)
     # MoE GPU tests at the evict-first 32-row default (the 32-row blocks, the reference matrix, layers, graphs) and
     # both autotuners

@@ -284,7 +284,8 @@ def test_wgmma_moe_min_block(monkeypatch):
 @pytest.mark.parametrize("n,k,down", [(1024, 512, False), (512, 1024, True)])
 def test_moe_decode_block32_compiles(monkeypatch, n, k, down):
     """`MOE_DECODE_BLOCK_32` (a default): experts of 12-16 routed rows take 32-row blocks; up-like (N >= K)
-    32 x 256 x 128 wgmma tiles, down projections with N < K 32 x 128 x 128 wgmma tiles in K slices
+    32 x 256 x 128 wgmma tiles (<= 4-bit weights: two atoms per consumer warpgroup beside the producer warpgroup,
+    persistent), down projections with N < K 32 x 128 x 128 wgmma tiles in K slices
     (`MOE_BLOCK_32_DOWN_WGMMA`; without it 32 x 256 x 128 mma.sync tiles on the weight-tile-major grid); both
     compile for sm_90a without spills. Off, or on other archs, the choices are the usual ones."""
     import humming_cute.tune.heuristics as heur
@@ -305,8 +306,19 @@ def test_moe_decode_block32_compiles(monkeypatch, n, k, down):
     assert cfg != off and (cfg.mainloop, cfg.block_n, cfg.block_k) == ("sm90", 128 if down else 256, 128)
     # (the down projection: `MOE_BLOCK_32_DOWN_WGMMA`, K slices with the producer warpgroup and cp.async rows on the
     # persistent grid; off, 32 x 256 x 128 mma.sync tiles on the weight-tile-major grid)
+    # (the up projection of <= 4-bit weights: `MOE_BLOCK_32_TWO_ATOMS`, two atoms per consumer warpgroup with A in 2
+    # pieces, the producer warpgroup copying the rows, persistent; its weights evict-first, `MOE_BLOCK_32_EVICT_FIRST`)
     assert (cfg.warp_k, cfg.warp_specialized, cfg.moe_cp_async_rows, bool(cfg.persistent_ctas)) == (
-        (64, True, True, True) if down else (128, False, False, False))
+        (64, True, True, True) if down else (128, True, True, True))
+    assert (cfg.warp_n, cfg.a_split, cfg.evict_first) == ((64, 1, False) if down else (128, 2, True))
+    if not down:
+        monkeypatch.setattr(heur, "MOE_BLOCK_32_TWO_ATOMS", False)
+        four = default_moe_config(32, n, k, arch="sm_90a", **kw).validate()
+        assert (four.warp_n, four.a_split, four.warp_specialized, four.persistent_ctas, four.evict_first) == (
+            64, 1, False, 0, True)
+        eight_bit = default_moe_config(32, n, k, arch="sm_90a", **{**kw, "b_dtype": "int8", "group_size": 0})
+        assert eight_bit.mainloop == "sm90" and eight_bit.warp_n == 64      # (two atoms: weights of <= 4 bits)
+        monkeypatch.setattr(heur, "MOE_BLOCK_32_TWO_ATOMS", True)
     assert default_moe_config(32, n, k, arch="sm_90a", **{**kw, "group_size": 64}).mainloop == (
         "sm80" if down else "sm90")                                      # (K slices: groups of >= 128)
     monkeypatch.setattr(heur, "MOE_BLOCK_32_DOWN_WGMMA", False)

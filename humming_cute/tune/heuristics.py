@@ -123,6 +123,14 @@ MOE_BLOCK_32_DOWN_WGMMA = True
 #: bench points' tiles 0.996-1.013x, Qwen3-30B-A3B-like down at 4096 tokens (two 128-row blocks per expert) 1.041x
 MOE_BLOCK_32_EVICT_FIRST = True
 
+#: ... and with weights of at most 4 bits (16-bit activations, no GLU) two 64-row weight atoms per consumer warpgroup
+#: (two warpgroups, A fragments in 2 pieces of the 128-deep k-tile) beside the producer warpgroup, which copies the
+#: activation rows by cp.async, on the persistent grid, instead of four one-atom warpgroups. H200, fp16 x uint4 g128,
+#: Mixtral-like up at 64 tokens, with the evict-first loads, 3 / 5 alternating rounds: 0.976 / 0.951x the four-warpgroup
+#: tile's time (benchmarks/results/2026-12-01_h200_moe_probe_mixtral64_atoms.log, ..._atoms_confirm.log; without the
+#: evict-first loads 0.990x; A in 4 pieces 1.008x; without the producer 1.04-1.06x; 512-wide tiles 1.01-1.08x)
+MOE_BLOCK_32_TWO_ATOMS = True
+
 #: sm_90 dense mma.sync GEMMs of 16-bit activations (the tiles of M < 64) take programmatic dependent
 #: launch (`pdl`) with the first stage's weights copied before the wait (`pdl_prefetch=1`): a GEMM launched right
 #: after another starts its weight copies while that one finishes. H200, the default decode tiles, pdl off / on in
@@ -674,6 +682,12 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
             # four consumer warpgroups over a 256-wide weight tile, 128-deep k-tiles, no producer warpgroup; the
             # weights under the L2 evict-first policy (`MOE_BLOCK_32_EVICT_FIRST`)
             cfg = cfg.with_(block_n=256, block_k=128, warp_k=128, evict_first=MOE_BLOCK_32_EVICT_FIRST)
+            if (MOE_BLOCK_32_TWO_ATOMS and not glu and parse_dtype(b_dtype).bits <= 4
+                    and a_dtype in ("float16", "bfloat16")):
+                # two weight atoms per consumer warpgroup (A in 2 pieces), the producer warpgroup copying the rows,
+                # persistent (`MOE_BLOCK_32_TWO_ATOMS`)
+                cfg = cfg.with_(warp_n=128, a_split=2, warp_specialized=True, persistent_ctas=num_sms,
+                                moe_cp_async_rows=True)
         if block_m == 160 and not glu:
             # 160-row blocks (an expert's ~128 rows in one block) with the producer warpgroup: 486 / 260 us against
             # 577 / 286 us without it (Mixtral-like up / down at 512 tokens, 2026-11-30_h200_moe_probe_bm160_mixtral.log)
