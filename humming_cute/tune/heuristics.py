@@ -150,9 +150,9 @@ DECODE_PDL = True
 #: (benchmarks/results/2026-12-01_h200_evict_probe_w8_decode.log): back to back (rotating weight copies) 0.888 / 0.890x
 #: the time without it at 4096^2 M = 1 / 16, 0.92-0.99x at the other three shapes; flushed single calls 0.995-1.005x;
 #: and a 16 MB buffer read before the GEMM is still in the L2 after it (its second read 10.4-11.5 us against
-#: 12.4-12.5 us without the policy, 10.6 us in L2, 12.4 us evicted). fp16 x uint4 g128 (..._evict_probe_w4_decode.log): flushed
-#: 1.005-1.012x, back to back 0.986-0.995x, so 4-bit decode tiles keep the default policy; the wgmma tiles at M = 64
-#: were 1.01-1.04x slower with it (..._evict_probe_w4.log, ..._w8.log)
+#: 12.4-12.5 us without the policy, 10.6 us in L2, 12.4 us evicted). fp16 x uint4 g128
+#: (..._evict_probe_w4_decode.log): flushed 1.005-1.012x, back to back 0.986-0.995x, so 4-bit decode tiles keep the
+#: default policy; the wgmma tiles at M = 64 were 1.01-1.04x slower with it (..._evict_probe_w4.log, ..._w8.log)
 DECODE_EVICT_FIRST_W8 = True
 
 #: MoE block sizes that only the wgmma mainloop takes (wgmma N = block_m, any multiple of 16; mma.sync tiles are
