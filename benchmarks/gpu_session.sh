@@ -68,6 +68,17 @@
 #   bash benchmarks/gpu_session.sh tall-bench   # tests of the 256-row fill and 512-wide MoE defaults; W4 / W8 benches
 #   bash benchmarks/gpu_session.sh moe-final    # the 256-row fill test; the MoE bench in three rounds
 #   bash benchmarks/gpu_session.sh big-m        # 176 x 256 tiles at 8192^2 M = 8192 (W4) / 4096 (W8)
+#   bash benchmarks/gpu_session.sh s24a         # W4 g128 decode at M = 16: wgmma 16-row tiles, split-K in a cluster,
+#                                               # 128-wide tiles (flushed, back to back, weight in L2), 3 rounds
+#   bash benchmarks/gpu_session.sh s24b         # Nsight Compute (pipes, issue, stalls) of the W4 g128 decode kernels at
+#                                               # 8192^2 M = 1 / 16; 28672 x 4096 M = 16: the tuned tile against the
+#                                               # per-warp-pipeline one back to back
+#   bash benchmarks/gpu_session.sh s24c         # Qwen-like MoE up 512 / down 64 tile options (5 rounds); the bench's
+#                                               # near-tie points again in 5 rounds (W8 28672 x 4096, 4096^2; W4 M = 64)
+#   bash benchmarks/gpu_session.sh s24d         # Qwen-like MoE at 4096 tokens in 144-row blocks (an expert's ~256 rows
+#                                               # in 2 blocks instead of 2.5 on average) against the 128-row default
+#   bash benchmarks/gpu_session.sh s24e         # GPU tests of the 144-row MoE blocks and the wgmma MoE defaults around them
+#   bash benchmarks/gpu_session.sh s24f         # the README's MoE bench (3 rounds) with the 144-row blocks
 #   bash benchmarks/gpu_session.sh s23i         # MoE GPU tests at the 32-row two-atom default; the MoE bench (3 rounds)
 #   bash benchmarks/gpu_session.sh s23h         # the s23g winner again (5 rounds), A in 4 pieces, without evict-first
 #   bash benchmarks/gpu_session.sh s23g         # Mixtral-like up at 64 tokens: two-atom / 512-wide / producer 32-row tiles
@@ -160,7 +171,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8|tall-w4|tall-w8|tall-one|table-final|wgmma-pdl|m64-cn|moe-512|m64-k4|m64-ncu|rowperm-a|rowperm-b|suite-a|suite-b|rowperm-staged|m64-2cta-w4|staged-w4|staged-w8|w8-8warp|ring-tests|store-w4|store-w8|w8-large-staged|moe-ring|four-wg-tests|moe-four-wg|glu-ring|kslice-tests|kslice-probe|kslice-w8|tune-tests|rebuild-w4|rebuild-w8|rounds3-w4|rounds3-w8|moe-ks-tests|moe-ks-probe|rounds3-moe|moe-mixtral64|moe-tests|pp-tests|pp-probe|persistent-large|short-k-bench|moe-decode-near|moe-qwen-try|moe-qwen512-confirm|moe48-bench|moe-suite-final|moe-bulk-verify|moe-verify96|moe-bulk-default|explore1|explore2|tall-bench|moe-final|big-m|s22a|s22b|s22c|s22d|s22e|s22f|s23a|s23b|s23c|s23d|s23e|s23f|s23g|s23h|s23i"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8|tall-w4|tall-w8|tall-one|table-final|wgmma-pdl|m64-cn|moe-512|m64-k4|m64-ncu|rowperm-a|rowperm-b|suite-a|suite-b|rowperm-staged|m64-2cta-w4|staged-w4|staged-w8|w8-8warp|ring-tests|store-w4|store-w8|w8-large-staged|moe-ring|four-wg-tests|moe-four-wg|glu-ring|kslice-tests|kslice-probe|kslice-w8|tune-tests|rebuild-w4|rebuild-w8|rounds3-w4|rounds3-w8|moe-ks-tests|moe-ks-probe|rounds3-moe|moe-mixtral64|moe-tests|pp-tests|pp-probe|persistent-large|short-k-bench|moe-decode-near|moe-qwen-try|moe-qwen512-confirm|moe48-bench|moe-suite-final|moe-bulk-verify|moe-verify96|moe-bulk-default|explore1|explore2|tall-bench|moe-final|big-m|s22a|s22b|s22c|s22d|s22e|s22f|s23a|s23b|s23c|s23d|s23e|s23f|s23g|s23h|s23i|s24a|s24b|s24c|s24d|s24e|s24f"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -1129,6 +1140,59 @@ raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/$
     # both autotuners
     run 330 "${tag}_moe-evict-default-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_moe_autotune.py \
       tests/test_autotune.py tests/test_moe_gpu.py -k "not test_moe_gpu or decode_block32 or matches_reference or layer or graph" ;;
+  s24a)
+    # W4 g128 decode at M = 16 (8192^2: 64 % of the memory floor back to back): 16-row wgmma tiles (one warpgroup,
+    # K slices over two, the producer warpgroup, evict-first loads), split-K 2 in a cluster on 512-deep mma.sync
+    # tiles (64 / 128 wide); flushed, back to back on rotating copies, and back to back on one copy; 3 rounds
+    W=mainloop:sm90,warp_pipeline:False,rows8:False,swap_ab:False,two_level_scales:False,pdl_prefetch:1
+    T=block_m:16,warp_m:16,block_n:64,warp_n:64,block_k:128
+    run 330 "${tag}_decode_probe_m16_w4.log" python3 benchmarks/pingpong_probe.py --moe "" --b2b --hot \
+      --dense 8192x8192:16,4096x14336:16,28672x4096:16 \
+      --try "wg=$W,$T,warp_k:128,stages:8" --try "wgks=$W,$T,warp_k:64,stages:8" \
+      --try "wgksws=$W,$T,warp_k:64,stages:8,warp_specialized:True" --try "wgef=$W,$T,warp_k:128,stages:8,evict_first:True" \
+      --try "wgc2=$W,$T,warp_k:128,stages:8,split_k:2,cluster_split_k:True" \
+      --try c2=block_k:512,split_k:2,cluster_split_k:True \
+      --try n128c2=block_n:128,warp_n:128,block_k:512,split_k:2,cluster_split_k:True --rounds 3 ;;
+  s24b)
+    # why the W4 decode kernel at M = 16 is not at the memory floor (back to back 12.9 us, and 12.3 us with its weight
+    # in the L2, s24a): Nsight Compute at the boost clock, the tensor / ALU pipes, issue slots and stalls, M = 16 and
+    # M = 1 (swapped tile); then 28672 x 4096 M = 16, the tuned table's tile against the per-warp-pipeline default
+    for m in 16 1; do
+      run 150 "${tag}_decode_ncu_m${m}_pipes.txt" ncu --clock-control none --profile-from-start off \
+        --section SpeedOfLight --section ComputeWorkloadAnalysis --section SchedulerStats --section WarpStateStats \
+        --section InstructionStats --section MemoryWorkloadAnalysis python3 benchmarks/decode_profile.py --m "$m" \
+        --shapes 8192x8192
+    done
+    run 150 "${tag}_decode_probe_m16_28672_w4.log" python3 benchmarks/pingpong_probe.py --moe "" --b2b --hot \
+      --dense 28672x4096:16,28672x4096:8 --try wp=block_n:64,block_k:512,warp_k:128,stages:3,warp_pipeline:True \
+      --rounds 3 ;;
+  s24c)
+    # Qwen3-30B-A3B-like up at 512 tokens (1.027x Humming) and down at 64 (1.001x): the weight-tile-major raster, the
+    # staged store, evict-first loads, 5 alternating rounds; then the bench points within 1 % of Humming or above it
+    # again, 5 rounds each, Humming the only peer
+    run 200 "${tag}_moe_probe_qwen_nm_staged.log" python3 benchmarks/pingpong_probe.py \
+      --moe qwen3-30b-a3b:up:512,qwen3-30b-a3b:down:64 --try nm=moe_n_major:True --try st=staged_store:True \
+      --try nmst=moe_n_major:True,staged_store:True --try ef=evict_first:True --only '^(nm|st|nmst|ef)$' --rounds 5
+    run 200 "${tag}_w8a16_channel_ties.log" python3 -m humming_cute.bench --b-dtype int8 --group-size 0 \
+      --shapes 28672x4096,4096x4096 --m 1,16,4096 --rounds 5 --peers humming --json "$OUT/${tag}_w8a16_channel_ties.json"
+    run 120 "${tag}_w4a16_g128_ties.log" python3 -m humming_cute.bench --shapes 4096x14336 --m 64 --rounds 5 \
+      --peers humming --json "$OUT/${tag}_w4a16_g128_ties.json" ;;
+  s24d)
+    # Qwen3-30B-A3B-like at 4096 tokens (256 routed rows per expert, sd ~16): 128-row blocks pad an expert to 2 or 3
+    # blocks (2.49 on average, 319 rows), 144-row blocks to 2 (2.02, 291 rows). The 144-row tiles: two atoms with A in
+    # 2 pieces, one atom per warpgroup over 128-wide tiles; each with and without the staged store; 5 rounds
+    run 300 "${tag}_moe_probe_qwen4096_bm144.log" python3 benchmarks/pingpong_probe.py \
+      --moe qwen3-30b-a3b:down:4096,qwen3-30b-a3b:down:4096:144,qwen3-30b-a3b:up:4096,qwen3-30b-a3b:up:4096:144 \
+      --try as2=a_split:2 --try one=warp_n:64,block_n:128 \
+      --try one_ns=warp_n:64,block_n:128,staged_store:False,moe_bulk_store:False \
+      --try as2ns=a_split:2,staged_store:False,moe_bulk_store:False --only '^(as2|one|one_ns|as2ns)$' --rounds 5 ;;
+  s24e)
+    # MOE_BLOCK_144: its GPU tests (default tiles of 4 formats, 8-bit weights, the layer's choice end to end), the other
+    # wgmma MoE default tiles, odd blocks, layers, graphs and the MoE autotuner
+    run 400 "${tag}_moe-block144-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_moe_autotune.py \
+      tests/test_moe_gpu.py -k "block144 or staged_block128 or odd_blocks or layer or graph or matches_reference or bulk_store or block48" ;;
+  s24f)
+    bench_moe 400 --rounds 3 ;;
   hm-moe)
     run 120 "${tag}_humming_configs_moe.log" python3 benchmarks/humming_configs.py --moe ;;
   *) echo "unknown step $step"; exit 2 ;;

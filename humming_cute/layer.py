@@ -12,6 +12,7 @@ import torch
 from . import dtypes as dt
 from .config import GemmConfig
 from .layouts.prepared import PreparedWeight, prepare_weight
+from .layouts.weight import ATOM_N
 from .quant.pack import unpack
 from .quant.weight import QuantizedWeight, dequantize_weight, quantize_weight, scale_torch_dtype
 
@@ -294,13 +295,15 @@ class HummingLayer(torch.nn.Module):
         on the GPU the layer's weights live on (sm_90 takes larger wgmma blocks)."""
         from .activations import resolve
         from .ops import device_target
-        from .tune.heuristics import moe_block_size, moe_uses_wgmma
+        from .tune.heuristics import moe_block144_tile, moe_block_size, moe_uses_wgmma
 
         dev = self.weight_codes.device
         act_name, _, glu = resolve(self.activation, self.glu)
         wgmma = (dev.type == "cuda" and not self.act8
                  and moe_uses_wgmma(device_target(dev), self.a_dtype.name, epilogue=act_name != "none", glu=glu))
-        return moe_block_size(num_tokens, top_k, self.num_experts or 1, wgmma=wgmma)
+        n_pad = self._prepared.n_pad if self._prepared is not None else -(-self.shape_n // ATOM_N) * ATOM_N
+        return moe_block_size(num_tokens, top_k, self.num_experts or 1, wgmma=wgmma,
+                              block144=moe_block144_tile(self.a_dtype.name, self.b_dtype.name, n_pad, glu))
 
     def moe_forward(self, x: torch.Tensor, topk_ids: torch.Tensor, topk_weights: Optional[torch.Tensor] = None,
                     *, is_down: bool = False, mul_topk_weights: Optional[bool] = None,

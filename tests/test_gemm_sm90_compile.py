@@ -499,7 +499,7 @@ def test_moe_odd_block_rules(monkeypatch):
                 dict(arch="sm_90a", a_dtype="float8e4m3")):
         with pytest.raises(ValueError, match="wgmma mainloop only"):
             heur.default_moe_config(48, 1536, 2048, **{**kw, **bad})
-    with pytest.raises(ValueError, match="48, 96, 160 on the wgmma"):
+    with pytest.raises(ValueError, match="48, 96, 144, 160 on the wgmma"):
         heur.default_moe_config(40, 1536, 2048, arch="sm_90a", **kw)
     big = heur.default_moe_config(160, 28672, 4096, arch="sm_90a", top_k=2, epilogue=True, glu=True,
                                   **kw).with_(activation="silu_glu", glu=True).validate()

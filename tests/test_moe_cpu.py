@@ -380,3 +380,55 @@ def test_moe_decode_two_level_default(arch):
     assert muls[1] < muls[0], muls
     assert arts[1].ptx.count("mma.sync") == arts[0].ptx.count("mma.sync")
     assert sum(r.spill_bytes for r in arts[1].ptxas.values()) == 0
+
+
+def test_moe_expected_padded_rows_matches_sampling():
+    """`moe_expected_padded_rows` (normal approximation) against the mean over sampled uniform routings of the rows
+    `moe_align_block_size` pads each expert to (within 1.5 %), for the block sizes `MOE_BLOCK_144` weighs."""
+    from humming_cute.tune.heuristics import moe_expected_padded_rows
+
+    gen = torch.Generator().manual_seed(0)
+    for tokens, top_k, experts in ((4096, 8, 128), (4096, 2, 8), (1100, 8, 64), (6400, 8, 128)):
+        ids = torch.rand(32, tokens, experts, generator=gen).argsort(dim=-1)[..., :top_k]
+        counts = torch.nn.functional.one_hot(ids.reshape(32, -1), experts).sum(1).float()    # [trial, expert]
+        for block_m in (128, 144):
+            sampled = ((counts / block_m).ceil() * block_m).mean().item()
+            approx = moe_expected_padded_rows(tokens, top_k, experts, block_m)
+            assert abs(approx - sampled) <= 0.015 * sampled, (tokens, top_k, experts, block_m, approx, sampled)
+
+
+@pytest.mark.parametrize("b,g,a,n,k,down", [("uint4", 128, "float16", 2048, 768, True),
+                                            ("uint4", 128, "float16", 1536, 2048, False),
+                                            ("float4e2m1", 32, "bfloat16", 512, 768, True),
+                                            ("int8", 0, "bfloat16", 512, 1024, False)])
+def test_moe_block144(monkeypatch, b, g, a, n, k, down):
+    """`MOE_BLOCK_144`: Qwen3-30B-A3B-like routing at 4096 tokens (~256 rows per expert) aligns to 144-row blocks for
+    layers the two-atom tile serves (<= 4-bit weights, 16-bit activations, no GLU, N % 256 == 0), 128 otherwise, off,
+    or where 144-row blocks pad more (Mixtral-like: ~1024 rows per expert). The 144-row default: the two-atom tile
+    with A in 2 pieces (the 128-row tile's staged store, bulk row copies at K <= 1024); 8-bit weights a 144 x 128 tile
+    of one atom per warpgroup with the producer warpgroup. Both compile for sm_90a without spills."""
+    import humming_cute.tune.heuristics as heur
+    from humming_cute.kernels.mainloop_sm90 import Sm90MixedGemm
+
+    tile = heur.moe_block144_tile(a, b, n)
+    assert tile == (b != "int8")
+    assert not heur.moe_block144_tile(a, b, n, glu=True) and not heur.moe_block144_tile(a, b, 640)
+    assert moe_block_size(4096, 8, 128, wgmma=True, block144=tile) == (144 if tile else 128)
+    assert moe_block_size(4096, 8, 128, wgmma=True) == 128 and moe_block_size(4096, 8, 128, block144=True) == 64
+    assert moe_block_size(4096, 2, 8, wgmma=True, block144=True) == 128
+    assert moe_block_size(2048, 8, 128, wgmma=True, block144=True) == 160          # (the 160-row window first)
+    monkeypatch.setattr(heur, "MOE_BLOCK_144", False)
+    assert moe_block_size(4096, 8, 128, wgmma=True, block144=True) == 128
+    cfg = default_moe_config(144, n, k, a_dtype=a, b_dtype=b, c_dtype=a, group_size=g, arch="sm_90a", top_k=8,
+                             is_down=down, mul_topk_weights=down).validate()
+    assert (cfg.mainloop, cfg.block_m, cfg.warp_m, cfg.warp_specialized) == ("sm90", 144, 144, True)
+    if tile:
+        assert (cfg.block_n, cfg.warp_n, cfg.a_split, cfg.persistent_ctas, cfg.moe_cp_async_rows,
+                cfg.staged_store, cfg.moe_bulk_store) == (256, 128, 2, 132, True, True, k <= 1024)
+    else:
+        assert (cfg.block_n, cfg.warp_n, cfg.a_split) == (128, 64, 1)
+    art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+    assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+    with pytest.raises(ValueError, match="wgmma mainloop only"):
+        default_moe_config(144, n, k, a_dtype=a, b_dtype=b, c_dtype=a, group_size=g, arch="sm_90a", top_k=8,
+                           mainloop="sm80")

@@ -1095,6 +1095,68 @@ def test_moe_staged_block128_default(fmt, experts, top_k, tokens, n, k, down, sk
                   same_as=direct)
 
 
+@pytest.mark.parametrize("fmt", [FORMATS[0], FORMATS[2], ("int4", 0, "float16", False, torch.bfloat16),
+                                 ("uint2", 128, "float16", False, torch.float16)],
+                         ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,n,k,down,skewed", [(128, 8, 4096, 512, 768, True, True),
+                                                                  (8, 2, 3000, 512, 2048, False, False),
+                                                                  (16, 4, 1001, 768, 512, True, False)])
+def test_moe_block144_default(fmt, experts, top_k, tokens, n, k, down, skewed):
+    """The default 144-row blocks (`MOE_BLOCK_144`: the 128-row two-atom tile with A in 2 pieces, cp.async rows,
+    persistent, the staged store; bulk row copies at K <= 1024): against the reference (padding, other ranks'
+    experts untouched, routing weights, bias) and bitwise equal to the same tile with the direct row store."""
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma mainloop runs on sm_90 only")
+    default = _default_moe(144, top_k, down, block_n=256, warp_n=128, a_split=2, staged_store=True,
+                           moe_cp_async_rows=True, moe_bulk_store=lambda pw: pw.k_pad <= 1024)
+
+    def direct(pw, a_name, has_bias):
+        return default(pw, a_name, has_bias).with_(staged_store=False, moe_bulk_store=False).validate()
+
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, n, k, 144, tokens + experts + n + 144, default,
+                  same_as=direct)
+
+
+@pytest.mark.parametrize("fmt", [FORMATS[1], ("int8", 128, "float16", False, torch.float16)],
+                         ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,n,k,down,skewed", [(128, 8, 4096, 512, 768, True, True),
+                                                                  (8, 2, 1500, 384, 512, False, False)])
+def test_moe_block144_wide_weights(fmt, experts, top_k, tokens, n, k, down, skewed):
+    """144-row blocks of 8-bit weights (which `moe_block_size` does not pick; a caller may align to them): the
+    default 144 x 128 tile of one atom per warpgroup with the producer warpgroup, against the reference."""
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma mainloop runs on sm_90 only")
+    default = _default_moe(144, top_k, down, block_n=128, warp_n=64, a_split=1, warp_specialized=True)
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, n, k, 144, tokens + experts + n, default)
+
+
+@pytest.mark.parametrize("activation", [None, "silu_glu"])
+def test_moe_layer_block144(activation):
+    """`moe_block_size` through `HummingLayer` (`MOE_BLOCK_144`): ~256 routed rows per expert (128 experts, top 8 of
+    4096 tokens) align to 144-row blocks without a GLU and to 128-row ones with it; end to end through
+    `moe_forward` against the reference."""
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma mainloop runs on sm_90 only")
+    torch.manual_seed(144)
+    e, top_k, tokens, n, k = 128, 8, 4096, 512, 256
+    layer = hc.HummingLayer(n, k, "float16", "uint4", "float16", "float16", 128, num_experts=e,
+                            activation=activation).cuda()
+    for i in range(e):
+        layer.load_weight(torch.randn(n, k, device="cuda"), expert_id=i)
+    layer.finish_load()
+    block_m = layer.moe_block_size(tokens, top_k)
+    assert block_m == (128 if activation else 144)
+    ids = torch.stack([torch.randperm(e)[:top_k] for _ in range(tokens)]).to(torch.int32).cuda()
+    w = torch.rand(tokens, top_k, device="cuda")
+    x = torch.randn(tokens, k, device="cuda", dtype=torch.float16)
+    y = layer.moe_forward(x, ids, w)
+    s, ei, npost = hc.moe_align_block_size(ids, block_m, e)
+    ref = reference_moe_gemm(x, layer.quantized_weight(), s, ei, npost, top_k=top_k, block_m=block_m, topk_weights=w,
+                             activation=activation, out_dtype=torch.float32)
+    assert y.shape == ref.shape
+    assert ((y.float() - ref).norm() / ref.norm()).item() < 2e-3
+
+
 @pytest.mark.parametrize("fmt", FORMATS[:2], ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
 @pytest.mark.parametrize("experts,top_k,tokens,n,block_m,bn,warp_n,down,ctas", [
     (128, 8, 4096, 512, 128, 256, 128, True, 132), (16, 4, 1001, 768, 128, 256, 128, False, 5),

@@ -87,8 +87,9 @@ def job_rows(job: dict, args, *, device, copy_bw, peak, progress, peer_info, hc_
 
     import humming_cute as hc
     from humming_cute.quant.reference import reference_moe_gemm
+    from humming_cute.layouts.weight import ATOM_N
     from humming_cute.ops import device_target
-    from humming_cute.tune.heuristics import moe_block_size, moe_uses_wgmma
+    from humming_cute.tune.heuristics import moe_block144_tile, moe_block_size, moe_uses_wgmma
 
     from .peers import MoeProblem
     from .run import _rel_err, _report, _rotation, bench_weight, build_peers
@@ -111,7 +112,8 @@ def job_rows(job: dict, args, *, device, copy_bw, peak, progress, peer_info, hc_
         x = torch.randn(m_rows if is_down else tokens, k, device=device, dtype=a_dtype)
         dev = torch.device(device)
         block_m = moe_block_size(tokens, top_k, e_count,
-                                 wgmma=dev.type == "cuda" and moe_uses_wgmma(device_target(dev), args.a_dtype))
+                                 wgmma=dev.type == "cuda" and moe_uses_wgmma(device_target(dev), args.a_dtype),
+                                 block144=moe_block144_tile(args.a_dtype, args.b_dtype, -(-n // ATOM_N) * ATOM_N))
         sorted_ids, expert_ids, num_post = hc.moe_align_block_size(topk_ids, block_m, e_count)
         touched = int(torch.unique(topk_ids).numel())
         bytes_ = core.moe_format_bytes(tokens, n, k, top_k=top_k, experts_touched=touched, is_down=is_down, **fmt)

@@ -3,6 +3,7 @@ block_n divides the padded N, block_k divides the padded K."""
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 from ..arch import get_arch
@@ -157,7 +158,19 @@ DECODE_EVICT_FIRST_W8 = True
 
 #: MoE block sizes that only the wgmma mainloop takes (wgmma N = block_m, any multiple of 16; mma.sync tiles are
 #: powers of two)
-WGMMA_ONLY_MOE_BLOCKS = (48, 96, 160)
+WGMMA_ONLY_MOE_BLOCKS = (48, 96, 144, 160)
+
+#: `moe_block_size`: layers that the 144-row two-atom tile serves (`moe_block144_tile`: weights of at most 4 bits,
+#: 16-bit activations, no GLU, N a multiple of 256) whose experts see more than 136 routed rows on average take
+#: 144-row wgmma blocks where those pad the routing to at least 3 % fewer rows than 128-row blocks
+#: (`moe_expected_padded_rows`: an expert of ~256 rows fills 2 blocks of 144 and 2 or 3 of 128). The tile: 144 x 256
+#: x 64, two atoms per consumer warpgroup with the A fragments in 2 pieces (without them the two accumulators do not
+#: fit the registers), the producer warpgroup copying the rows, persistent, the staged store (rows by bulk copies at
+#: K <= 1024), as the 128-row tile. H200, fp16 x uint4 g128, Qwen3-30B-A3B-like at 4096 tokens (291 expected rows per
+#: expert in 144-row blocks against 319), 5 rounds (benchmarks/results/2026-12-01_h200_moe_probe_qwen4096_bm144.log):
+#: down 262.9 against 283.2 us (0.928x), up 430.1 against 459.2 us (0.937x); 144 x 128 one-atom tiles 1.14-1.23x the
+#: two-atom one. Mixtral-like at 4096 tokens (~1024 rows per expert) pads to more rows in 144-row blocks and keeps 128
+MOE_BLOCK_144 = True
 
 #: `moe_block_size` picks 48-row wgmma blocks for 17-36 routed rows per expert and 160-row ones for 112-136: an
 #: expert's rows (about Poisson around the mean) then rarely spill into a second, mostly padding block, which a
@@ -658,14 +671,16 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
             elif (MOE_BLOCK_48_WIDE_SHORT_K and k_pad < 2048 and n_pad % 512 == 0
                   and parse_dtype(b_dtype).bits <= 4):
                 cfg = cfg.with_(block_n=512, a_split=4)                 # (`MOE_BLOCK_48_WIDE_SHORT_K`)
-        elif (block_m == 128 and not glu and WGMMA_TWO_ATOMS and n_pad % 256 == 0 and parse_dtype(b_dtype).bits <= 4
-              and a_dtype in ("float16", "bfloat16")):
+        elif (block_m in (128, 144) and not glu and WGMMA_TWO_ATOMS and n_pad % 256 == 0
+              and parse_dtype(b_dtype).bits <= 4 and a_dtype in ("float16", "bfloat16")):
             # 128-row blocks, the same two-atom tile (rows by cp.async, no gathered copy of x; persistent). H200, fp16 x
             # uint4 g128, Qwen3-30B-A3B-like at 4096 tokens (2026-11-30_h200_moe_probe_rows_qwen4096_bm128.log): up
-            # 472 / down 298 us against 494 / 328 with four one-atom warpgroups (256 x 128 tiles, gathered x)
+            # 472 / down 298 us against 494 / 328 with four one-atom warpgroups (256 x 128 tiles, gathered x); 144-row
+            # blocks with the A fragments in 2 pieces (`MOE_BLOCK_144`)
             cfg = cfg.with_(block_n=256, warp_n=128, warp_specialized=True, persistent_ctas=num_sms,
                             moe_cp_async_rows=True, staged_store=MOE_STAGED_BLOCK_128,
-                            moe_bulk_store=MOE_STAGED_BLOCK_128 and MOE_BULK_STORE_SHORT_K and k_pad <= 1024)
+                            moe_bulk_store=MOE_STAGED_BLOCK_128 and MOE_BULK_STORE_SHORT_K and k_pad <= 1024,
+                            a_split=2 if block_m == 144 else 1)
         elif block_m == 48 and not glu and k_pad % 128 == 0 and (group_size == 0 or group_size >= 128):
             # 48-row blocks (~32 routed rows per expert): 128-deep k-tiles, the producer warpgroup loading the rows by
             # cp.async, one CTA per SM (2026-11-30_h200_moe_probe_bm48_tiles.log, uniform routing): Qwen3-30B-A3B-like
@@ -688,9 +703,10 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
                 # persistent (`MOE_BLOCK_32_TWO_ATOMS`)
                 cfg = cfg.with_(warp_n=128, a_split=2, warp_specialized=True, persistent_ctas=num_sms,
                                 moe_cp_async_rows=True)
-        if block_m == 160 and not glu:
+        if block_m in (144, 160) and not glu:
             # 160-row blocks (an expert's ~128 rows in one block) with the producer warpgroup: 486 / 260 us against
-            # 577 / 286 us without it (Mixtral-like up / down at 512 tokens, 2026-11-30_h200_moe_probe_bm160_mixtral.log)
+            # 577 / 286 us without it (Mixtral-like up / down at 512 tokens, 2026-11-30_h200_moe_probe_bm160_mixtral.log);
+            # 144-row blocks the two-atom tile cannot take too
             cfg = cfg.with_(warp_specialized=True)
         if k_pad % cfg.block_k == 0:
             cfg = _deepest_stages(cfg, "sm_90a")
@@ -779,11 +795,34 @@ def _moe_decode_tile(n_pad: int, k_pad: int, *, b_bits: int, top_k: int, num_tok
     return bn, bk, 64 if bk <= 256 else 128, stages
 
 
-def moe_block_size(num_tokens: int, top_k: int, num_experts: int, *, wgmma: bool = False) -> int:
+def moe_block144_tile(a_dtype: str, b_dtype: str, n_pad: int, glu: bool = False) -> bool:
+    """Whether the 144-row two-atom wgmma MoE tile (`MOE_BLOCK_144`) serves a layer: weights of at most 4 bits,
+    16-bit activations, no GLU, N (padded) a multiple of 256."""
+    return (a_dtype in ("float16", "bfloat16") and parse_dtype(b_dtype).bits <= 4 and not glu
+            and n_pad % 256 == 0)
+
+
+def moe_expected_padded_rows(num_tokens: int, top_k: int, num_experts: int, block_m: int) -> float:
+    """Expected rows per expert after aligning uniformly routed ids to blocks of block_m rows: block_m x E[ceil(X /
+    block_m)] for an expert's row count X ~ Binomial(num_tokens, top_k / num_experts), by the normal approximation
+    (E[ceil(X / b)] = sum over j >= 0 of P(X > j b))."""
+    p = min(1.0, top_k / max(num_experts, 1))
+    mean = num_tokens * p
+    sd = math.sqrt(max(num_tokens * p * (1.0 - p), 1e-12))
+    blocks, j = 0.0, 0
+    while j * block_m <= mean + 8 * sd:
+        blocks += 0.5 * math.erfc((j * block_m + 0.5 - mean) / (sd * math.sqrt(2.0)))
+        j += 1
+    return block_m * blocks
+
+
+def moe_block_size(num_tokens: int, top_k: int, num_experts: int, *, wgmma: bool = False,
+                   block144: bool = False) -> int:
     """The routing alignment block (= the MoE kernel's block_m) for a batch: small blocks when experts see few
     tokens each, so less padding is computed. `wgmma` (see `moe_uses_wgmma`): 64-row blocks from 17 rows per
     expert on (Qwen3-30B-A3B-like at 512 tokens, 32 rows per expert: 161 us with 64-row wgmma blocks against
-    190 us with 32-row mma.sync blocks; ..._moe_wgmma.log)."""
+    190 us with 32-row mma.sync blocks; ..._moe_wgmma.log). `block144` (`moe_block144_tile` of the layer): 144-row
+    blocks may replace 128-row ones (`MOE_BLOCK_144`)."""
     per_expert = num_tokens * top_k / max(num_experts, 1)
     if wgmma and MOE_DECODE_BLOCK_32 and 12 < per_expert <= 16:
         return 32
@@ -797,6 +836,10 @@ def moe_block_size(num_tokens: int, top_k: int, num_experts: int, *, wgmma: bool
         # 128-row blocks (256-wide weight tiles) from 129 rows per expert on: Qwen3-30B-A3B-like at 4096 tokens (256
         # rows per expert) up 539 us against 600 us with 64-row blocks, down 512 against 503 (H200,
         # benchmarks/results/2026-11-30_h200_moe_probe_qwen4096.log)
+        if (per_expert > 136 and wgmma and block144 and MOE_BLOCK_144
+                and moe_expected_padded_rows(num_tokens, top_k, num_experts, 144)
+                <= 0.97 * moe_expected_padded_rows(num_tokens, top_k, num_experts, 128)):
+            return 144
         return 64 if per_expert <= 128 else 128
     if per_expert <= 48:
         return 32

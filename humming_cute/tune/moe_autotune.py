@@ -79,7 +79,7 @@ def moe_candidate_configs(base: GemmConfig, tokens: int, n_pad: int, k_pad: int,
                   num_sms=num_sms)
     epilogue = dict(activation=base.activation, custom_activation=base.custom_activation, glu=base.glu)
     sm80 = base
-    mma_sync = bm not in WGMMA_ONLY_MOE_BLOCKS          # (48 / 96 / 160-row blocks: wgmma tiles only)
+    mma_sync = bm not in WGMMA_ONLY_MOE_BLOCKS          # (48 / 96 / 144 / 160-row blocks: wgmma tiles only)
     if base.mainloop == "sm90" and mma_sync:   # the mma.sync default of the same block, to tile around
         sm80 = default_moe_config(bm, n_pad, k_pad, mainloop="sm80", **common).with_(**epilogue)
         add(sm80, sm80_list)
