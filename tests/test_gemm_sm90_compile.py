@@ -1008,8 +1008,9 @@ def test_wgmma_tall_fill_default_compile(monkeypatch):
 
 def test_moe_block48_deep_k_default_compile(monkeypatch):
     """`MOE_BLOCK_48_DEEP_K`: the 48-row two-atom MoE tile of weights of at most 4 bits over K >= 2048 takes 128-deep
-    k-tiles with its A fragments in 2 pieces (7 stages), compiled for sm_90a without spills within the launch's
-    shared memory; K = 768, 8-bit weights, groups under 128 and the switch off keep the 64-deep tile."""
+    k-tiles with its A fragments in 2 pieces (7 stages) and the staged store (`MOE_BLOCK_48_DEEP_K_STAGED`), compiled
+    for sm_90a without spills within the launch's shared memory; K = 768, 8-bit weights, groups under 128 and the
+    switch off keep the 64-deep tile."""
     import humming_cute.tune.heuristics as h
     from humming_cute.config import smem_bytes
     from humming_cute.runtime.compile import compile_kernel
@@ -1018,7 +1019,11 @@ def test_moe_block48_deep_k_default_compile(monkeypatch):
 
     kw = dict(a_dtype="float16", c_dtype="float16", arch="sm_90a", top_k=8)
     cfg = default_moe_config(48, 1536, 2048, b_dtype="uint4", group_size=128, **kw).validate()
-    assert (cfg.block_n, cfg.warp_n, cfg.block_k, cfg.warp_k, cfg.a_split, cfg.stages) == (256, 128, 128, 128, 2, 7)
+    assert (cfg.block_n, cfg.warp_n, cfg.block_k, cfg.warp_k, cfg.a_split, cfg.stages, cfg.staged_store) == (
+        256, 128, 128, 128, 2, 7, True)
+    monkeypatch.setattr(h, "MOE_BLOCK_48_DEEP_K_STAGED", False)
+    assert default_moe_config(48, 1536, 2048, b_dtype="uint4", group_size=128, **kw) == cfg.with_(staged_store=False)
+    monkeypatch.setattr(h, "MOE_BLOCK_48_DEEP_K_STAGED", True)
     art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
     need = launch_smem_bytes(str(compile_kernel(cfg).ir_module))

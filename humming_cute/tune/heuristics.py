@@ -199,6 +199,14 @@ WGMMA_TWO_ATOMS = True
 #: projection (K = 768, 6 k-tiles) 1.023-1.034x, so not below K = 2048
 MOE_BLOCK_48_DEEP_K = True
 
+#: ... and that tile stores through the staged store (`staged_store`: each routed row's columns leave the
+#: warpgroup's staging tile as 16-byte vectors). H200, fp16 x uint4 g128, Qwen3-30B-A3B-like up at 512 tokens, four
+#: probes of 3-5 alternating rounds: 0.985 / 0.991 / 0.987 / 0.988x the direct row store's time
+#: (benchmarks/results/2026-12-01_h200_moe_probe_staged_two_atoms.log, ..._2.log, ..._moe_probe_qwen_nm_staged.log,
+#: ..._moe_probe_qwen512_options.log; there the weight-tile-major raster 0.986 / 0.991x and evict-first loads 0.991 /
+#: 0.997x, both with the staged store 0.990-1.021x)
+MOE_BLOCK_48_DEEP_K_STAGED = True
+
 #: the 48-row MoE tile of weights of at most 4 bits over a K below 2048 (where it stays 64 deep): 512-wide weight
 #: tiles, four consumer warpgroups of two atoms each beside the producer warpgroup (20 warps), the A fragments in 4
 #: pieces. H200, fp16 x uint4 g128, Qwen3-30B-A3B-like down projection (K = 768) at 512 tokens, 3 / 5 alternating
@@ -667,7 +675,8 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
                             moe_cp_async_rows=True)
             if (MOE_BLOCK_48_DEEP_K and k_pad >= 2048 and k_pad % 128 == 0 and parse_dtype(b_dtype).bits <= 4
                     and (group_size == 0 or group_size >= 128)):
-                cfg = cfg.with_(block_k=128, warp_k=128, a_split=2)     # (`MOE_BLOCK_48_DEEP_K`)
+                cfg = cfg.with_(block_k=128, warp_k=128, a_split=2,     # (`MOE_BLOCK_48_DEEP_K`)
+                                staged_store=MOE_BLOCK_48_DEEP_K_STAGED)
             elif (MOE_BLOCK_48_WIDE_SHORT_K and k_pad < 2048 and n_pad % 512 == 0
                   and parse_dtype(b_dtype).bits <= 4):
                 cfg = cfg.with_(block_n=512, a_split=4)                 # (`MOE_BLOCK_48_WIDE_SHORT_K`)
