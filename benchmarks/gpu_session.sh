@@ -83,6 +83,7 @@
 #                                               # again and paired (5 rounds); Qwen-like 64 / 512 tokens bench, 5 rounds
 #   bash benchmarks/gpu_session.sh s24h         # MoE GPU tests with the staged 48-row deep-K default; the MoE bench (3 rounds)
 #   bash benchmarks/gpu_session.sh s24i         # the MoE bench points within 2 % of Humming again, 5 rounds, Humming only
+#   bash benchmarks/gpu_session.sh s24j         # the 144-row MoE GPU tests again, with a GLU on 144-row blocks
 #   bash benchmarks/gpu_session.sh s23i         # MoE GPU tests at the 32-row two-atom default; the MoE bench (3 rounds)
 #   bash benchmarks/gpu_session.sh s23h         # the s23g winner again (5 rounds), A in 4 pieces, without evict-first
 #   bash benchmarks/gpu_session.sh s23g         # Mixtral-like up at 64 tokens: two-atom / 512-wide / producer 32-row tiles
@@ -175,7 +176,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8|tall-w4|tall-w8|tall-one|table-final|wgmma-pdl|m64-cn|moe-512|m64-k4|m64-ncu|rowperm-a|rowperm-b|suite-a|suite-b|rowperm-staged|m64-2cta-w4|staged-w4|staged-w8|w8-8warp|ring-tests|store-w4|store-w8|w8-large-staged|moe-ring|four-wg-tests|moe-four-wg|glu-ring|kslice-tests|kslice-probe|kslice-w8|tune-tests|rebuild-w4|rebuild-w8|rounds3-w4|rounds3-w8|moe-ks-tests|moe-ks-probe|rounds3-moe|moe-mixtral64|moe-tests|pp-tests|pp-probe|persistent-large|short-k-bench|moe-decode-near|moe-qwen-try|moe-qwen512-confirm|moe48-bench|moe-suite-final|moe-bulk-verify|moe-verify96|moe-bulk-default|explore1|explore2|tall-bench|moe-final|big-m|s22a|s22b|s22c|s22d|s22e|s22f|s23a|s23b|s23c|s23d|s23e|s23f|s23g|s23h|s23i|s24a|s24b|s24c|s24d|s24e|s24f|s24g|s24h|s24i"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8|tall-w4|tall-w8|tall-one|table-final|wgmma-pdl|m64-cn|moe-512|m64-k4|m64-ncu|rowperm-a|rowperm-b|suite-a|suite-b|rowperm-staged|m64-2cta-w4|staged-w4|staged-w8|w8-8warp|ring-tests|store-w4|store-w8|w8-large-staged|moe-ring|four-wg-tests|moe-four-wg|glu-ring|kslice-tests|kslice-probe|kslice-w8|tune-tests|rebuild-w4|rebuild-w8|rounds3-w4|rounds3-w8|moe-ks-tests|moe-ks-probe|rounds3-moe|moe-mixtral64|moe-tests|pp-tests|pp-probe|persistent-large|short-k-bench|moe-decode-near|moe-qwen-try|moe-qwen512-confirm|moe48-bench|moe-suite-final|moe-bulk-verify|moe-verify96|moe-bulk-default|explore1|explore2|tall-bench|moe-final|big-m|s22a|s22b|s22c|s22d|s22e|s22f|s23a|s23b|s23c|s23d|s23e|s23f|s23g|s23h|s23i|s24a|s24b|s24c|s24d|s24e|s24f|s24g|s24h|s24i|s24j"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -1219,6 +1220,11 @@ raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/$
       --tokens 64,512 --rounds 5 --peers humming --json "$OUT/${tag}_moe_qwen_64_512_staged.json"
     run 150 "${tag}_moe_mixtral_up64.log" python3 -m humming_cute.bench --moe --moe-preset mixtral --moe-proj up \
       --tokens 64 --rounds 5 --peers humming --json "$OUT/${tag}_moe_mixtral_up64.json" ;;
+  s24j)
+    # the 144-row MoE tests (default tiles, 8-bit weights, the layer's choice) and the staged GLU tests, which now
+    # include 144-row blocks (a caller may align a GLU layer to them; `moe_block_size` does not)
+    run 200 "${tag}_moe-block144-glu-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_moe_gpu.py \
+      -k "block144 or glu_staged" ;;
   hm-moe)
     run 120 "${tag}_humming_configs_moe.log" python3 benchmarks/humming_configs.py --moe ;;
   *) echo "unknown step $step"; exit 2 ;;

@@ -386,7 +386,7 @@ def test_moe_wgmma_staged_store(fmt, experts, top_k, tokens, block_m, bn, n, dow
     (8, 2, 45, 64, 128, 384, False, False, 0, 64), (8, 2, 300, 128, 256, 512, True, False, 0, 64),
     (64, 8, 37, 64, 128, 604, True, True, 132, 64), (8, 2, 200, 64, 64, 256, False, True, 0, 64),
     (128, 8, 500, 64, 256, 512, False, False, 0, 64), (64, 8, 300, 48, 256, 512, False, True, 132, 128),
-    (8, 2, 300, 128, 256, 512, True, False, 0, 128)])
+    (8, 2, 300, 128, 256, 512, True, False, 0, 128), (8, 2, 700, 144, 128, 512, False, True, 0, 64)])
 def test_moe_wgmma_glu_staged(a, b, group, experts, top_k, tokens, block_m, bn, n, down, ws, ctas,
                               wn):
     """A GLU epilogue on the wgmma MoE GEMM (through the staged store): gate / up pairs combined per routed row,
