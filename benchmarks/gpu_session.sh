@@ -1224,7 +1224,7 @@ raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/$
     # the 144-row MoE tests (default tiles, 8-bit weights, the layer's choice) and the staged GLU tests, which now
     # include 144-row blocks (a caller may align a GLU layer to them; `moe_block_size` does not)
     run 200 "${tag}_moe-block144-glu-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_moe_gpu.py \
-      -k "block144 or glu_staged" ;;
+      -k "block144 or glu_staged or layer_odd_blocks" ;;
   hm-moe)
     run 120 "${tag}_humming_configs_moe.log" python3 benchmarks/humming_configs.py --moe ;;
   *) echo "unknown step $step"; exit 2 ;;
