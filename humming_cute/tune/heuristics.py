@@ -3,6 +3,7 @@ block_n divides the padded N, block_k divides the padded K."""
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional
 
@@ -811,10 +812,11 @@ def moe_block144_tile(a_dtype: str, b_dtype: str, n_pad: int, glu: bool = False)
             and n_pad % 256 == 0)
 
 
+@functools.lru_cache(maxsize=4096)
 def moe_expected_padded_rows(num_tokens: int, top_k: int, num_experts: int, block_m: int) -> float:
     """Expected rows per expert after aligning uniformly routed ids to blocks of block_m rows: block_m x E[ceil(X /
     block_m)] for an expert's row count X ~ Binomial(num_tokens, top_k / num_experts), by the normal approximation
-    (E[ceil(X / b)] = sum over j >= 0 of P(X > j b))."""
+    (E[ceil(X / b)] = sum over j >= 0 of P(X > j b)). Cached: `moe_block_size` asks it on every MoE forward."""
     p = min(1.0, top_k / max(num_experts, 1))
     mean = num_tokens * p
     sd = math.sqrt(max(num_tokens * p * (1.0 - p), 1e-12))
