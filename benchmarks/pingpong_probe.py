@@ -157,6 +157,8 @@ def main() -> None:
                    help="one more variant of every default: NAME=field:value[,field:value...] (ints, True / False), "
                         "e.g. bk128=block_k:128,warp_k:128,a_split:2; repeatable")
     args = p.parse_args()
+    if args.hot and not args.b2b:
+        p.error("--hot times back to back on one weight copy: it takes --b2b")
     arch, limit = print_header()
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     problems = []
