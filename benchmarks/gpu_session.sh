@@ -84,6 +84,18 @@
 #   bash benchmarks/gpu_session.sh s24h         # MoE GPU tests with the staged 48-row deep-K default; the MoE bench (3 rounds)
 #   bash benchmarks/gpu_session.sh s24i         # the MoE bench points within 2 % of Humming again, 5 rounds, Humming only
 #   bash benchmarks/gpu_session.sh s24j         # the 144-row MoE GPU tests again, with a GLU on 144-row blocks
+#   bash benchmarks/gpu_session.sh s25a         # Qwen-like MoE up at 512 tokens: Nsight Compute of ours and Humming's kernel;
+#                                               # the 512-wide 48-row tile, A in 4 / 8 pieces (5 rounds)
+#   bash benchmarks/gpu_session.sh s25b         # Qwen-like MoE up at 512 tokens: four consumer warpgroups (one atom each over
+#                                               # 256 wide, two each over 512 wide), 5 rounds
+#   bash benchmarks/gpu_session.sh s25c         # Qwen-like MoE at 512 tokens: one-atom four-warpgroup tiles, up (options) and
+#                                               # down, 7 rounds
+#   bash benchmarks/gpu_session.sh s25d         # Nsight Compute stall reasons and warp-stall samples per SASS instruction of the
+#                                               # Qwen-like MoE up default at 512 tokens
+#   bash benchmarks/gpu_session.sh s25e         # piece_scales off / on (A in pieces: scales broadcast once per k-tile) on the
+#                                               # Qwen-like MoE a_split tiles at 512 / 4096 tokens, 5 rounds
+#   bash benchmarks/gpu_session.sh s25f         # GPU tests of piece_scales and the four-warpgroup 48-row deep-K default; the
+#                                               # 32-row two-atom tile (Mixtral-like up at 64 tokens) with / without them
 #   bash benchmarks/gpu_session.sh s23i         # MoE GPU tests at the 32-row two-atom default; the MoE bench (3 rounds)
 #   bash benchmarks/gpu_session.sh s23h         # the s23g winner again (5 rounds), A in 4 pieces, without evict-first
 #   bash benchmarks/gpu_session.sh s23g         # Mixtral-like up at 64 tokens: two-atom / 512-wide / producer 32-row tiles
@@ -176,7 +188,7 @@ if [ "${1:-}" = pair ]; then
   fi
   exit 0
 fi
-step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8|tall-w4|tall-w8|tall-one|table-final|wgmma-pdl|m64-cn|moe-512|m64-k4|m64-ncu|rowperm-a|rowperm-b|suite-a|suite-b|rowperm-staged|m64-2cta-w4|staged-w4|staged-w8|w8-8warp|ring-tests|store-w4|store-w8|w8-large-staged|moe-ring|four-wg-tests|moe-four-wg|glu-ring|kslice-tests|kslice-probe|kslice-w8|tune-tests|rebuild-w4|rebuild-w8|rounds3-w4|rounds3-w8|moe-ks-tests|moe-ks-probe|rounds3-moe|moe-mixtral64|moe-tests|pp-tests|pp-probe|persistent-large|short-k-bench|moe-decode-near|moe-qwen-try|moe-qwen512-confirm|moe48-bench|moe-suite-final|moe-bulk-verify|moe-verify96|moe-bulk-default|explore1|explore2|tall-bench|moe-final|big-m|s22a|s22b|s22c|s22d|s22e|s22f|s23a|s23b|s23c|s23d|s23e|s23f|s23g|s23h|s23i|s24a|s24b|s24c|s24d|s24e|s24f|s24g|s24h|s24i|s24j"}
+step=${1:?"usage: gpu_session.sh tests|verify|large-m|moe-bm48|moe-4096|a8-tests|a8-probe|fold-tests|fold-probe|fold-16w|decode-16w|moe-odd|stream-k|moe-glu|moe-gated|moe-staged|moe-wgmma-small|probe|dense|glu|dense-small|decode8|moe|moe-ncu|decode-ncu|wgmma-ncu|moe-small|bench|bench-dense|hot|decode-ncu-boost|decode-stalls|decode-sass|w8-decode|decode-warps|moe-bench|moe-2cta|peer-ncu|atoms-tests|atoms-probe|atoms-verify|atoms-dense|tests-many-tiles|bench-w4-moe|layer-moe|glu-atoms|rows-verify|rows-qwen4096|tests-bm96|bk128-qwen512|moe-tuned|wpipe|wpipe8|wpipe-n|swap|bench-w4-f16|table|wave8|swap-lb|nmajor|m64-split|moe32|w8-small|rounds|wg-raster|pdl|hm-configs|verify-new|bench-new|final-a|final-b|odd-m|between|m64-2cta|table-w4|table-w8|hm-moe|odd-w8|m256-w4|readme-w4|readme-w8|tall-w4|tall-w8|tall-one|table-final|wgmma-pdl|m64-cn|moe-512|m64-k4|m64-ncu|rowperm-a|rowperm-b|suite-a|suite-b|rowperm-staged|m64-2cta-w4|staged-w4|staged-w8|w8-8warp|ring-tests|store-w4|store-w8|w8-large-staged|moe-ring|four-wg-tests|moe-four-wg|glu-ring|kslice-tests|kslice-probe|kslice-w8|tune-tests|rebuild-w4|rebuild-w8|rounds3-w4|rounds3-w8|moe-ks-tests|moe-ks-probe|rounds3-moe|moe-mixtral64|moe-tests|pp-tests|pp-probe|persistent-large|short-k-bench|moe-decode-near|moe-qwen-try|moe-qwen512-confirm|moe48-bench|moe-suite-final|moe-bulk-verify|moe-verify96|moe-bulk-default|explore1|explore2|tall-bench|moe-final|big-m|s22a|s22b|s22c|s22d|s22e|s22f|s23a|s23b|s23c|s23d|s23e|s23f|s23g|s23h|s23i|s24a|s24b|s24c|s24d|s24e|s24f|s24g|s24h|s24i|s24j|s25a|s25b|s25c|s25d|s25e|s25f"}
 tag=$(date -u +%Y-%m-%d)_$(python3 -c "import re, torch; m = re.search(r'[A-Z]+ ?[0-9]+', torch.cuda.get_device_name()); \
 print(m.group(0).replace(' ', '').lower() if m else 'gpu')")
 
@@ -1225,6 +1237,67 @@ raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/$
     # include 144-row blocks (a caller may align a GLU layer to them; `moe_block_size` does not)
     run 200 "${tag}_moe-block144-glu-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_moe_gpu.py \
       -k "block144 or glu_staged or layer_odd_blocks" ;;
+  s25a)
+    # Qwen3-30B-A3B-like up at 512 tokens (1.007-1.012x Humming): Nsight Compute at the boost clock of our default
+    # (48 x 256 x 128, two consumer warpgroups) and Humming's kernel (pipes, issue, stalls); then the 512-wide 48-row
+    # tile with A in 8 pieces, the default with A in 4 / 8 pieces and on 5 stages, 5 alternating rounds
+    run 200 "${tag}_moe_ncu_qwen_up512.txt" ncu --clock-control none --profile-from-start off \
+      --section SpeedOfLight --section ComputeWorkloadAnalysis --section SchedulerStats --section WarpStateStats \
+      --section InstructionStats --section MemoryWorkloadAnalysis --section LaunchStats \
+      python3 benchmarks/peer_profile.py --moe qwen3-30b-a3b:up:512
+    run 300 "${tag}_moe_probe_qwen512_wide.log" python3 benchmarks/pingpong_probe.py --moe qwen3-30b-a3b:up:512 \
+      --try w512a8=block_n:512,a_split:8 --try as4=a_split:4 --try as8=a_split:8 --try st5=stages:5 \
+      --only '^(w512a8|as4|as8|st5)$' --rounds 5 ;;
+  s25b)
+    # Qwen3-30B-A3B-like up at 512 tokens: more warps per SM (Nsight, s25a: ours 2.92 warps per scheduler, 44 % issue,
+    # tensor pipe 39 %; Humming's 20-warp CTA 4.99 warps, 58 %): four consumer warpgroups of one atom over the 256-wide
+    # tile (A in 2 / 4 pieces), the 512-wide tile of A in 8 pieces again, with and without the staged store; 5 rounds
+    run 300 "${tag}_moe_probe_qwen512_4wg.log" python3 benchmarks/pingpong_probe.py --moe qwen3-30b-a3b:up:512 \
+      --try wg4a2=warp_n:64,a_split:2 --try wg4a4=warp_n:64,a_split:4 --try w512a8=block_n:512,a_split:8 \
+      --try w512a8d=block_n:512,a_split:8,staged_store:False --only '^(wg4a2|wg4a4|w512a8|w512a8d)$' --rounds 5 ;;
+  s25c)
+    # Qwen3-30B-A3B-like at 512 tokens: the 256-wide tile on four one-atom consumer warpgroups (A in 2 pieces; 0.984x
+    # the default in s25b) with the direct store, evict-first loads, the weight-tile-major raster; the down projection
+    # (512 x 64 two-atom tile today) on 256-wide four-warpgroup tiles; 7 alternating rounds
+    run 300 "${tag}_moe_probe_qwen512_4wg_up.log" python3 benchmarks/pingpong_probe.py --moe qwen3-30b-a3b:up:512 \
+      --try wg4=warp_n:64,a_split:2 --try wg4d=warp_n:64,a_split:2,staged_store:False \
+      --try wg4ef=warp_n:64,a_split:2,evict_first:True --try wg4nm=warp_n:64,a_split:2,moe_n_major:True \
+      --only '^(wg4|wg4d|wg4ef|wg4nm)$' --rounds 7
+    run 200 "${tag}_moe_probe_qwen512_4wg_down.log" python3 benchmarks/pingpong_probe.py --moe qwen3-30b-a3b:down:512 \
+      --try wg4=block_n:256,warp_n:64,a_split:1 --try wg4a2=block_n:256,warp_n:64,a_split:2 \
+      --only '^(wg4|wg4a2)$' --rounds 7 ;;
+  s25d)
+    # where the Qwen3-30B-A3B-like up default at 512 tokens waits (s25a: 44 % issue, tensor pipe 39 %): Nsight Compute
+    # stall reasons per issued instruction and the warp-stall samples per SASS instruction, at the boost clock
+    run 150 "${tag}_moe_ncu_sass_up512_run.txt" ncu --clock-control none --profile-from-start off -k regex:Sm90MixedGemm \
+      --section SourceCounters --section WarpStateStats \
+      --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio -o "$OUT/moe_sass" \
+      python3 benchmarks/moe_profile.py --preset qwen3-30b-a3b --proj up --tokens 512
+    ncu --import "$OUT/moe_sass.ncu-rep" --page details --print-details all > "$OUT/${tag}_moe_ncu_stalls_up512.txt" 2>&1
+    ncu --import "$OUT/moe_sass.ncu-rep" --page source --print-source sass --csv > /tmp/moe_sass.csv 2>&1
+    run 60 "${tag}_moe_ncu_sass_up512.txt" python3 benchmarks/ncu_top_sass.py /tmp/moe_sass.csv --top 80
+    gzip -c /tmp/moe_sass.csv > "$OUT/${tag}_moe_ncu_sass_up512.csv.gz"; rm -f "$OUT/moe_sass.ncu-rep" ;;
+  s25e)
+    # `piece_scales` (a k-tile's pieces share piece 0's broadcast scales and zero points: s25d counted 16 PRMT and
+    # 8 extra LDS / HADD2 per warp and k-tile on the Qwen-like up tile at 512 tokens) off against on, on the MoE
+    # tiles with a_split > 1 (Qwen3-30B-A3B-like up / down at 512 tokens: 48 x 256 x 128 A in 2 pieces, 48 x 512 x 64
+    # A in 4; at 4096 tokens the 144-row blocks, A in 2) and on the four-warpgroup 48-row tile (s25c); 5 rounds
+    run 420 "${tag}_moe_probe_piece_scales.log" python3 benchmarks/pingpong_probe.py \
+      --moe qwen3-30b-a3b:up:512,qwen3-30b-a3b:down:512,qwen3-30b-a3b:up:4096,qwen3-30b-a3b:down:4096 \
+      --try off=piece_scales:False --try wg4=warp_n:64,a_split:2 --try wg4off=warp_n:64,a_split:2,piece_scales:False \
+      --only '^(off|wg4|wg4off)$' --rounds 5 ;;
+  s25f)
+    # the four-warpgroup 48-row deep-K default (`MOE_BLOCK_48_DEEP_K_FOUR_WG`) and `piece_scales` (default on): the
+    # wgmma MoE default-tile, odd-block, layer, graph and autotuner suites and the dense a_split tests (bitwise
+    # against whole k-tiles); then the 32-row two-atom tile (Mixtral-like up at 64 tokens, A in 2 pieces) without
+    # piece_scales and on four one-atom warpgroups, and the Qwen-like up default at 512 tokens against the two-atom
+    # tile it replaced, 5 rounds
+    run 330 "${tag}_piece-scales-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_moe_autotune.py \
+      tests/test_moe_gpu.py tests/test_gemm_sm90_gpu.py -k "block144 or staged_block128 or odd_blocks or layer or graph \
+      or matches_reference or bulk_store or block48 or two_atom or block32 or wide_short_k or a_split"
+    run 200 "${tag}_moe_probe_piece_scales_2.log" python3 benchmarks/pingpong_probe.py \
+      --moe mixtral:up:64,qwen3-30b-a3b:up:512 --try off=piece_scales:False --try wg4=warp_n:64 \
+      --try two=warp_n:128 --only '^(off|wg4|two)$' --rounds 5 ;;
   hm-moe)
     run 120 "${tag}_humming_configs_moe.log" python3 benchmarks/humming_configs.py --moe ;;
   *) echo "unknown step $step"; exit 2 ;;

@@ -185,6 +185,10 @@ class GemmConfig:
     # neighbouring kernels keep hot (a KV cache, the next layer's inputs) stay resident. Where several CTAs read
     # one weight tile (more than one block row of activations), a line may be gone before the next reads it
     evict_first: bool = False
+    # wgmma mainloop with a_split > 1 and one scale row per k-tile (group_size >= block_k): piece 0 of each k-tile
+    # keeps its broadcast group scales and zero-point offsets in registers for the k-tile's other pieces instead of
+    # each piece loading and broadcasting them again (outputs bitwise equal; False: per piece, as before)
+    piece_scales: bool = True
 
     def __post_init__(self):
         # normalise names so equal configs compare/hash equal
@@ -457,6 +461,8 @@ class GemmConfig:
             raise ValueError(f"moe_bulk_store must be True or False, got {self.moe_bulk_store!r}")
         if not isinstance(self.evict_first, bool):
             raise ValueError(f"evict_first must be True or False, got {self.evict_first!r}")
+        if not isinstance(self.piece_scales, bool):
+            raise ValueError(f"piece_scales must be True or False, got {self.piece_scales!r}")
         if self.moe_bulk_store and self.mainloop != "sm90":
             raise ValueError("moe_bulk_store is an option of the wgmma MoE GEMM (mainloop='sm90')")
         if self.staged_store:

@@ -736,6 +736,35 @@ def test_sm90_a_split_errors():
             GemmConfig(**{**kw, **bad}).validate()
 
 
+@pytest.mark.parametrize("bm,bn,wn,bk,a_split,b,group,cached", [
+    (48, 256, 64, 128, 2, "uint4", 128, True), (48, 512, 128, 64, 4, "uint4", 128, True),
+    (128, 128, 64, 64, 2, "uint3", 64, True), (128, 128, 64, 64, 2, "uint4", 32, False),
+    (128, 128, 64, 64, 1, "uint4", 128, False)])
+def test_sm90_piece_scales_compiles(bm, bn, wn, bk, a_split, b, group, cached):
+    """`piece_scales`: with A in pieces (a_split > 1) under one scale row per k-tile (group_size >= block_k), the
+    k-tile's first piece loads and broadcasts the scales and zero points and the others reuse its registers: fewer
+    shared-memory loads and PRMTs than with the option off, no spills; groups shorter than the k-tile or whole
+    k-tiles compile to the same PTX either way."""
+    kw = dict(a_dtype="float16", b_dtype=b, c_dtype="float16", group_size=group, block_m=bm, warp_m=bm, block_n=bn,
+              warp_n=wn, block_k=bk, warp_k=bk, stages=4, arch="sm_90a", mainloop="sm90", a_split=a_split,
+              warp_specialized=True)
+    if bm == 48:
+        kw.update(moe=True, moe_top_k=8, moe_cp_async_rows=True, persistent_ctas=132)
+    ptx = {}
+    for on in (True, False):
+        cfg = GemmConfig(**kw, piece_scales=on).validate()
+        art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
+        assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
+        ptx[on] = art.ptx
+    count = {on: (len(re.findall(r"ld\.shared", p)), len(re.findall(r"\bprmt\.", p))) for on, p in ptx.items()}
+    if cached:
+        assert count[True][0] < count[False][0] and count[True][1] < count[False][1], count
+    else:
+        assert count[True] == count[False], count
+    with pytest.raises(ValueError, match="piece_scales must be True or False"):
+        GemmConfig(**kw, piece_scales=1).validate()
+
+
 def test_row_perm_coordinates():
     """`row_perm`: thread (warp w, lane 4 g + t) dequantizes weight rows 16 (g % 4) + g // 4 + 2 w (+ 8) from
     lane 4 (g // 4 + 2 w) + t's words of row group g % 4 (the kernel's substitution); the C coordinates its
@@ -1007,8 +1036,9 @@ def test_wgmma_tall_fill_default_compile(monkeypatch):
 
 
 def test_moe_block48_deep_k_default_compile(monkeypatch):
-    """`MOE_BLOCK_48_DEEP_K`: the 48-row two-atom MoE tile of weights of at most 4 bits over K >= 2048 takes 128-deep
-    k-tiles with its A fragments in 2 pieces (7 stages) and the staged store (`MOE_BLOCK_48_DEEP_K_STAGED`), compiled
+    """`MOE_BLOCK_48_DEEP_K`: the 48-row MoE tile of weights of at most 4 bits over K >= 2048 takes 128-deep k-tiles
+    with its A fragments in 2 pieces on four one-atom consumer warpgroups (`MOE_BLOCK_48_DEEP_K_FOUR_WG`, 6 stages;
+    two-atom warpgroups without it) and the staged store (`MOE_BLOCK_48_DEEP_K_STAGED`), compiled
     for sm_90a without spills within the launch's shared memory; K = 768, 8-bit weights, groups under 128 and the
     switch off keep the 64-deep tile."""
     import humming_cute.tune.heuristics as h
@@ -1019,11 +1049,16 @@ def test_moe_block48_deep_k_default_compile(monkeypatch):
 
     kw = dict(a_dtype="float16", c_dtype="float16", arch="sm_90a", top_k=8)
     cfg = default_moe_config(48, 1536, 2048, b_dtype="uint4", group_size=128, **kw).validate()
-    assert (cfg.block_n, cfg.warp_n, cfg.block_k, cfg.warp_k, cfg.a_split, cfg.stages, cfg.staged_store) == (
-        256, 128, 128, 128, 2, 7, True)
+    assert (cfg.block_n, cfg.warp_n, cfg.block_k, cfg.warp_k, cfg.a_split, cfg.stages, cfg.staged_store,
+            cfg.consumer_warpgroups, cfg.piece_scales) == (256, 64, 128, 128, 2, 6, True, 4, True)
     monkeypatch.setattr(h, "MOE_BLOCK_48_DEEP_K_STAGED", False)
-    assert default_moe_config(48, 1536, 2048, b_dtype="uint4", group_size=128, **kw) == cfg.with_(staged_store=False)
+    assert default_moe_config(48, 1536, 2048, b_dtype="uint4", group_size=128, **kw) == cfg.with_(staged_store=False,
+                                                                                                    stages=7)
     monkeypatch.setattr(h, "MOE_BLOCK_48_DEEP_K_STAGED", True)
+    monkeypatch.setattr(h, "MOE_BLOCK_48_DEEP_K_FOUR_WG", False)
+    two = default_moe_config(48, 1536, 2048, b_dtype="uint4", group_size=128, **kw)
+    assert (two.warp_n, two.consumer_warpgroups, two.stages) == (128, 2, 7)
+    monkeypatch.setattr(h, "MOE_BLOCK_48_DEEP_K_FOUR_WG", True)
     art = compile_for_arch(Sm90MixedGemm(cfg), *fake_operands(cfg), arch="sm_90a", options="--enable-tvm-ffi")
     assert sum(r.spill_bytes for r in art.ptxas.values()) == 0
     need = launch_smem_bytes(str(compile_kernel(cfg).ir_module))

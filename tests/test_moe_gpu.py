@@ -1042,17 +1042,19 @@ def test_moe_wgmma_pingpong(fmt, experts, top_k, tokens, k, block_m, bn, wn, dow
 @pytest.mark.parametrize("experts,top_k,tokens,down,skewed", [(128, 8, 512, False, True), (64, 8, 300, True, False),
                                                               (16, 2, 77, False, True)])
 def test_moe_block48_deep_k_default(fmt, experts, top_k, tokens, down, skewed):
-    """The default 48-row blocks of weights of at most 4 bits over K >= 2048 (`MOE_BLOCK_48_DEEP_K`: two atoms per
-    warpgroup, 128-deep k-tiles, A fragments in 2 pieces, cp.async rows, persistent, the staged store,
+    """The default 48-row blocks of weights of at most 4 bits over K >= 2048 (`MOE_BLOCK_48_DEEP_K`: four consumer
+    warpgroups of one atom, `MOE_BLOCK_48_DEEP_K_FOUR_WG`, 128-deep k-tiles, A fragments in 2 pieces sharing the
+    k-tile's scale registers, `piece_scales`, cp.async rows, persistent, the staged store,
     `MOE_BLOCK_48_DEEP_K_STAGED`): against the reference (padding, other ranks' experts untouched, routing weights,
-    bias) and bitwise equal to the same tile with the direct row store."""
+    bias) and bitwise equal to two warpgroups of two atoms, each piece reading its own scales, with the direct row
+    store."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma mainloop runs on sm_90 only")
-    default = _default_moe(48, top_k, down, block_m=48, block_n=256, warp_n=128, block_k=128, a_split=2,
-                           moe_cp_async_rows=True, staged_store=True)
+    default = _default_moe(48, top_k, down, block_m=48, block_n=256, warp_n=64, block_k=128, a_split=2,
+                           moe_cp_async_rows=True, staged_store=True, piece_scales=True, consumer_warpgroups=4)
 
     def direct(pw, a_name, has_bias):
-        return default(pw, a_name, has_bias).with_(staged_store=False).validate()
+        return default(pw, a_name, has_bias).with_(staged_store=False, warp_n=128, piece_scales=False).validate()
 
     _check_routed(fmt, experts, top_k, tokens, down, skewed, 512, 2048, 48, tokens + experts, default,
                   same_as=direct)

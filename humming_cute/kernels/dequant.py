@@ -126,12 +126,18 @@ def is_fast4(plan: DequantPlan) -> bool:
     return plan.kind == "int" and plan.a_dtype == "float16" and tuple(plan.planes) == (4,)
 
 
-def decode_slot4(plan: DequantPlan, word, slot: int, neg_sub=None):
+def odd_slot_sub(plan: DequantPlan, neg_sub):
+    """The odd-slot offset of `decode_slot4` from its even one: -(1024 + z) + 960 = -(64 + z), exact."""
+    return fma2(plan, neg_sub, half2_const(plan, 1.0), half2_const(plan, plan.magic_value * 15 / 16))
+
+
+def decode_slot4(plan: DequantPlan, word, slot: int, neg_sub=None, odd_sub=None):
     """Pair `slot` (0..3: bits 4 slot .. 4 slot + 3 of each half) of a 4-bit code word -> fp16 values q - offset.
 
     Even slots: (word & 0x000F000F) | magic = 1024 + q, plus -(1024 + z). Odd slots read the nibble where it is:
     (word & 0x00F000F0) | magic = 1024 + 16 q, times 1/16 plus -(64 + z) in one HFMA2, both exact. Slots 2, 3 use
-    word >> 8 (one shift for two pairs). `neg_sub` is -(1024 + z) per half (None: the symmetric offset)."""
+    word >> 8 (one shift for two pairs). `neg_sub` is -(1024 + z) per half (None: the symmetric offset);
+    `odd_sub`, where given, is `odd_slot_sub(plan, neg_sub)` computed once by the caller."""
     w = word >> 8 if slot >= 2 else word
     off = plan.magic_value + plan.sym_offset
     if slot % 2 == 0:
@@ -141,8 +147,8 @@ def decode_slot4(plan: DequantPlan, word, slot: int, neg_sub=None):
     x = and_or(w, 0x00F000F0, plan.magic * 0x00010001)
     if neg_sub is None:
         sub = half2_const(plan, -(plan.magic_value / 16 + plan.sym_offset))
-    else:   # -(1024 + z) + 960 = -(64 + z), exact
-        sub = fma2(plan, neg_sub, half2_const(plan, 1.0), half2_const(plan, plan.magic_value * 15 / 16))
+    else:
+        sub = odd_sub if odd_sub is not None else odd_slot_sub(plan, neg_sub)
     return fma2(plan, x, half2_const(plan, 1.0 / 16), sub)
 
 

@@ -113,6 +113,9 @@ class Sm90MixedGemm:
         # activations: fp32 group scales multiply each k-tile's partial sum (two-level accumulation, group_size
         # >= block_k), read from global memory
         self.tma_scales = self.group > 0 and not self.act8
+        # pieces of a k-tile (a_split) under one scale row share piece 0's scale registers (`mma_pieces`)
+        self.cache_scales = (cfg.piece_scales and cfg.a_split > 1 and self.kw == 1 and not self.act8
+                             and self.group >= self.bk)
         # fp8 wgmma keeps fewer mantissa bits than fp32 in its accumulator: with fp8_fast_accum=False the fp8
         # partial sums are promoted into the fp32 accumulator after every k-tile as well (cuBLAS's default)
         self.two_level = self.act8 and (self.group > 0 or (cfg.a_dtype != "int8" and not cfg.fp8_fast_accum))
@@ -1168,10 +1171,15 @@ class Sm90MixedGemm:
                    tma_b, tBgB, tBsB, tma_s, tSgS, tSsS, tma_z, tZgZ, tZsZ, moe_st):
         """`mma_k_tiles` with a_split (even) pieces per k-tile: the wgmmas of piece h of k-tile kt on one buffer
         while the next piece is dequantized into the other; a stage is released once the wgmmas of its last piece
-        have completed (checked after the next k-tile's first piece is issued)."""
+        have completed (checked after the next k-tile's first piece is issued). Where one scale row covers the
+        k-tile (`cache_scales`), piece 0 keeps each atom's broadcast scales and zero-point offsets in registers
+        (`caches`) for the k-tile's other pieces, instead of every piece loading and broadcasting them again."""
+        caches = None
+        if cutlass.const_expr(self.cache_scales):
+            caches = [cute.make_rmem_tensor(cute.make_layout(6), cutlass.Int32) for _ in range(self.wa)]
         if k_tiles > 0:
             pipe.consumer_wait(cons)
-            self.dequant_atoms(plan, rAu0, b_views, s_view, z_view, wg, wr, lane, g, cons.index, 0)
+            self.dequant_atoms(plan, rAu0, b_views, s_view, z_view, wg, wr, lane, g, cons.index, 0, caches)
         for _ in cutlass.range(k_tiles, unroll=1):
             stage = cons.index
             for h in cutlass.range_constexpr(self.a_split):
@@ -1194,21 +1202,23 @@ class Sm90MixedGemm:
                                              tSsS, tma_z, tZgZ, tZsZ, moe_st[2])
                                 prod.advance()
                 if cutlass.const_expr(h + 1 < self.a_split):
-                    self.dequant_atoms(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, stage, h + 1)
+                    self.dequant_atoms(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, stage, h + 1, caches)
                 else:
                     cons.advance()
                     if cons.count < k_tiles:
                         pipe.consumer_wait(cons)
-                        self.dequant_atoms(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, cons.index, 0)
+                        self.dequant_atoms(plan, nxt, b_views, s_view, z_view, wg, wr, lane, g, cons.index, 0,
+                                           caches)
         return cons, rel, prod
 
     @cute.jit
     def dequant_atoms(self, plan: cutlass.Constexpr, rAus, b_views, s_view, z_view, wg, wr, lane, g, stage,
-                      part: cutlass.Constexpr):
+                      part: cutlass.Constexpr, caches=None):
         """Dequantize piece `part` (of a_split) of one k-tile of each of the warpgroup's atoms (wg wa + a) into its
-        A buffer rAus[a]."""
+        A buffer rAus[a] (`caches[a]`: that atom's scale registers, see `mma_pieces`)."""
         for a in cutlass.range_constexpr(self.wa):
-            self.dequant(plan, rAus[a], b_views, s_view, z_view, wg * self.wa + a, wr, lane, g, stage, part)
+            self.dequant(plan, rAus[a], b_views, s_view, z_view, wg * self.wa + a, wr, lane, g, stage, part,
+                         caches[a] if caches is not None else None)
 
     @cute.jit
     def fold(self, acc, acc_t, rsc, parity: cutlass.Constexpr):
@@ -1225,13 +1235,13 @@ class Sm90MixedGemm:
 
     @cute.jit
     def dequant(self, plan: cutlass.Constexpr, rAu, b_views, s_view, z_view, wg, wr, lane, g, stage,
-                part: cutlass.Constexpr):
+                part: cutlass.Constexpr, cache=None):
         """Dequantize this warp's weight rows of one k-tile (its piece `part` of a_split: 16-bit activations) of
         atom `wg` (the weight tile's 64-row atom) into wgmma A registers (16- or 8-bit)."""
         if cutlass.const_expr(self.act8):
             self.dequant_tile8(rAu, b_views, z_view, wg, wr, lane, g, stage)
         else:
-            self.dequant_tile(plan, rAu, b_views, s_view, z_view, wg, wr, lane, g, stage, part)
+            self.dequant_tile(plan, rAu, b_views, s_view, z_view, wg, wr, lane, g, stage, part, cache)
 
     def pair_words(self, b_views, ss, ka, wg, wr, lane, stage):
         """Per plane, the packed words holding pairs 4 wr .. 4 wr + 3 of slot group `ss` of k-atom `ka`, and the
@@ -1282,30 +1292,47 @@ class Sm90MixedGemm:
 
     @cute.jit
     def dequant_tile(self, plan: cutlass.Constexpr, rAu, b_views, s_view, z_view, wg, wr, lane, g, stage,
-                     part: cutlass.Constexpr):
+                     part: cutlass.Constexpr, cache=None):
         """Dequantize this warp's 16 weight rows of one k-tile (k16 steps part * sub .. + sub - 1 of it) into
-        wgmma A registers.
+        wgmma A registers. `cache` (one scale row per k-tile, `cache_scales`): piece 0 stores the broadcast
+        scales, zero points and odd-slot offsets there; the other pieces read them instead of shared memory.
 
         Pair i (0..3) of a k16 step is n8 tile 2 wr + i // 2, k half i % 2 of the mma.sync B layout; it is
         A register (i // 2) + 2 (i % 2) (rows g / g + 8, k 2t / 2t + 8)."""
+        fast4 = dq.is_fast4(plan)
         for j in cutlass.range_constexpr(self.sub):
             s = part * self.sub + j
             ka, ss = s // 4, s % 4
             row = (s * 16) // self.group if 0 < self.group < self.bk else 0
             sc_lo = sc_hi = z_lo = z_hi = None
-            if cutlass.const_expr(self.group > 0):
+            odd_subs = [None, None]
+            if cutlass.const_expr(self.group > 0 and cache is not None and (part > 0 or j > 0)):
+                sc_lo, sc_hi = cache[0], cache[1]        # (stored by piece 0 of this k-tile, below)
+                if cutlass.const_expr(self.has_zp):
+                    z_lo, z_hi = cache[2], cache[3]
+                    if cutlass.const_expr(fast4):
+                        odd_subs = [cache[4], cache[5]]
+            elif cutlass.const_expr(self.group > 0):
                 sw = s_view[wr, g, wg, row, stage]
                 sc_lo, sc_hi = dq.broadcast_lo(sw), dq.broadcast_hi(sw)
                 if cutlass.const_expr(self.has_zp):
                     zw = z_view[wr, g, wg, row, stage]
                     z_lo, z_hi = dq.broadcast_lo(zw), dq.broadcast_hi(zw)
+                    if cutlass.const_expr(fast4):
+                        odd_subs = [dq.odd_slot_sub(plan, z_lo), dq.odd_slot_sub(plan, z_hi)]
+                if cutlass.const_expr(cache is not None):
+                    cache[0], cache[1] = sc_lo, sc_hi
+                    if cutlass.const_expr(self.has_zp):
+                        cache[2], cache[3] = z_lo, z_hi
+                        if cutlass.const_expr(fast4):
+                            cache[4], cache[5] = odd_subs[0], odd_subs[1]
             plane_words, plane_slots = self.pair_words(b_views, ss, ka, wg, wr, lane, stage)
             for i in cutlass.range_constexpr(4):
                 neg_sub = None
                 if cutlass.const_expr(self.has_zp):
                     neg_sub = z_lo if i // 2 == 0 else z_hi
-                if cutlass.const_expr(dq.is_fast4(plan)):
-                    val = dq.decode_slot4(plan, plane_words[0][i], plane_slots[0][i], neg_sub)
+                if cutlass.const_expr(fast4):
+                    val = dq.decode_slot4(plan, plane_words[0][i], plane_slots[0][i], neg_sub, odd_subs[i // 2])
                 else:
                     val = dq.extract_decode(plan, [pw[i] for pw in plane_words], [sl[i] for sl in plane_slots],
                                             neg_sub)

@@ -208,6 +208,15 @@ MOE_BLOCK_48_DEEP_K = True
 #: 0.997x, both with the staged store 0.990-1.021x)
 MOE_BLOCK_48_DEEP_K_STAGED = True
 
+#: ... on four consumer warpgroups of one atom each (warp_n = 64) instead of two of two atoms: twice the warps to
+#: hide the dequant's latency (Nsight Compute of the two-warpgroup tile, Qwen3-30B-A3B-like up at 512 tokens: 2.92
+#: warps per scheduler, 44 % of issue slots busy, tensor pipe 39 %; benchmarks/results/2026-12-01_h200_moe_ncu_qwen_up512.txt),
+#: with the k-tile's scales broadcast once for both pieces (`GemmConfig.piece_scales`). H200, fp16 x uint4 g128,
+#: Qwen3-30B-A3B-like up at 512 tokens, 5 alternating rounds: 100.7 against 104.8 us (0.962x; without
+#: `piece_scales` 0.992x, ..._moe_probe_piece_scales.log), 0.984 / 0.993x in two probes before `piece_scales`
+#: (..._moe_probe_qwen512_4wg.log, ..._4wg_up.log)
+MOE_BLOCK_48_DEEP_K_FOUR_WG = True
+
 #: the 48-row MoE tile of weights of at most 4 bits over a K below 2048 (where it stays 64 deep): 512-wide weight
 #: tiles, four consumer warpgroups of two atoms each beside the producer warpgroup (20 warps), the A fragments in 4
 #: pieces. H200, fp16 x uint4 g128, Qwen3-30B-A3B-like down projection (K = 768) at 512 tokens, 3 / 5 alternating
@@ -677,7 +686,8 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
             if (MOE_BLOCK_48_DEEP_K and k_pad >= 2048 and k_pad % 128 == 0 and parse_dtype(b_dtype).bits <= 4
                     and (group_size == 0 or group_size >= 128)):
                 cfg = cfg.with_(block_k=128, warp_k=128, a_split=2,     # (`MOE_BLOCK_48_DEEP_K`)
-                                staged_store=MOE_BLOCK_48_DEEP_K_STAGED)
+                                staged_store=MOE_BLOCK_48_DEEP_K_STAGED,
+                                warp_n=64 if MOE_BLOCK_48_DEEP_K_FOUR_WG else 128)
             elif (MOE_BLOCK_48_WIDE_SHORT_K and k_pad < 2048 and n_pad % 512 == 0
                   and parse_dtype(b_dtype).bits <= 4):
                 cfg = cfg.with_(block_n=512, a_split=4)                 # (`MOE_BLOCK_48_WIDE_SHORT_K`)
