@@ -96,6 +96,8 @@
 #                                               # Qwen-like MoE a_split tiles at 512 / 4096 tokens, 5 rounds
 #   bash benchmarks/gpu_session.sh s25f         # GPU tests of piece_scales and the four-warpgroup 48-row deep-K default; the
 #                                               # 32-row two-atom tile (Mixtral-like up at 64 tokens) with / without them
+#   bash benchmarks/gpu_session.sh s25g         # GPU tests of the four-warpgroup 32-row MoE default; Qwen-like down at 64
+#                                               # tokens on 16-row wgmma tiles with the producer warpgroup (5 rounds)
 #   bash benchmarks/gpu_session.sh s23i         # MoE GPU tests at the 32-row two-atom default; the MoE bench (3 rounds)
 #   bash benchmarks/gpu_session.sh s23h         # the s23g winner again (5 rounds), A in 4 pieces, without evict-first
 #   bash benchmarks/gpu_session.sh s23g         # Mixtral-like up at 64 tokens: two-atom / 512-wide / producer 32-row tiles
@@ -1298,6 +1300,19 @@ raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/$
     run 200 "${tag}_moe_probe_piece_scales_2.log" python3 benchmarks/pingpong_probe.py \
       --moe mixtral:up:64,qwen3-30b-a3b:up:512 --try off=piece_scales:False --try wg4=warp_n:64 \
       --try two=warp_n:128 --only '^(off|wg4|two)$' --rounds 5 ;;
+  s25g)
+    # the four-warpgroup 32-row MoE default (`MOE_BLOCK_32_FOUR_WG`): the 32-row and wgmma MoE default-tile suites;
+    # then Qwen3-30B-A3B-like down at 64 tokens (16-row mma.sync blocks, a tie with Humming) on 16-row wgmma tiles
+    # with the producer warpgroup copying the rows, persistent, A in 2 pieces: four one-atom warpgroups over 256,
+    # two over 128, two of two atoms over 256; 5 rounds
+    run 300 "${tag}_moe-four-wg-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_moe_autotune.py \
+      tests/test_moe_gpu.py -k "block32 or block48 or two_atom or layer or graph or matches_reference"
+    W=mainloop:sm90,warp_m:16,block_k:128,warp_k:128,a_split:2,warp_specialized:True,persistent_ctas:132
+    W=$W,moe_cp_async_rows:True,moe_row_cache:False,moe_n_major:False,two_level_scales:False
+    run 200 "${tag}_moe_probe_qwen_down64_wgmma.log" python3 benchmarks/pingpong_probe.py \
+      --moe qwen3-30b-a3b:down:64 --try "w256=$W,block_n:256,warp_n:64,stages:8" \
+      --try "w128=$W,block_n:128,warp_n:64,stages:8" --try "w256b=$W,block_n:256,warp_n:128,stages:8" \
+      --try "w256ef=$W,block_n:256,warp_n:64,stages:8,evict_first:True" --rounds 5 ;;
   hm-moe)
     run 120 "${tag}_humming_configs_moe.log" python3 benchmarks/humming_configs.py --moe ;;
   *) echo "unknown step $step"; exit 2 ;;

@@ -284,8 +284,8 @@ def test_wgmma_moe_min_block(monkeypatch):
 @pytest.mark.parametrize("n,k,down", [(1024, 512, False), (512, 1024, True)])
 def test_moe_decode_block32_compiles(monkeypatch, n, k, down):
     """`MOE_DECODE_BLOCK_32` (a default): experts of 12-16 routed rows take 32-row blocks; up-like (N >= K)
-    32 x 256 x 128 wgmma tiles (<= 4-bit weights: two atoms per consumer warpgroup beside the producer warpgroup,
-    persistent), down projections with N < K 32 x 128 x 128 wgmma tiles in K slices
+    32 x 256 x 128 wgmma tiles (<= 4-bit weights: four one-atom consumer warpgroups, A in 2 pieces, beside the
+    producer warpgroup, persistent), down projections with N < K 32 x 128 x 128 wgmma tiles in K slices
     (`MOE_BLOCK_32_DOWN_WGMMA`; without it 32 x 256 x 128 mma.sync tiles on the weight-tile-major grid); both
     compile for sm_90a without spills. Off, or on other archs, the choices are the usual ones."""
     import humming_cute.tune.heuristics as heur
@@ -310,8 +310,14 @@ def test_moe_decode_block32_compiles(monkeypatch, n, k, down):
     # pieces, the producer warpgroup copying the rows, persistent; its weights evict-first, `MOE_BLOCK_32_EVICT_FIRST`)
     assert (cfg.warp_k, cfg.warp_specialized, cfg.moe_cp_async_rows, bool(cfg.persistent_ctas)) == (
         (64, True, True, True) if down else (128, True, True, True))
-    assert (cfg.warp_n, cfg.a_split, cfg.evict_first) == ((64, 1, False) if down else (128, 2, True))
+    # (`MOE_BLOCK_32_FOUR_WG`: the up tile's four consumer warpgroups of one atom each, two of two atoms without it)
+    assert (cfg.warp_n, cfg.a_split, cfg.evict_first, cfg.consumer_warpgroups) == (
+        (64, 1, False, 4) if down else (64, 2, True, 4))
     if not down:
+        monkeypatch.setattr(heur, "MOE_BLOCK_32_FOUR_WG", False)
+        two = default_moe_config(32, n, k, arch="sm_90a", **kw).validate()
+        assert (two.warp_n, two.a_split, two.consumer_warpgroups, two.warp_specialized) == (128, 2, 2, True)
+        monkeypatch.setattr(heur, "MOE_BLOCK_32_FOUR_WG", True)
         monkeypatch.setattr(heur, "MOE_BLOCK_32_TWO_ATOMS", False)
         four = default_moe_config(32, n, k, arch="sm_90a", **kw).validate()
         assert (four.warp_n, four.a_split, four.warp_specialized, four.persistent_ctas, four.evict_first) == (

@@ -133,6 +133,13 @@ MOE_BLOCK_32_EVICT_FIRST = True
 #: evict-first loads 0.990x; A in 4 pieces 1.008x; without the producer 1.04-1.06x; 512-wide tiles 1.01-1.08x)
 MOE_BLOCK_32_TWO_ATOMS = True
 
+#: ... that tile on four consumer warpgroups of one atom each (warp_n = 64, still A in 2 pieces beside the producer
+#: warpgroup, persistent), with the k-tile's scales broadcast once for both pieces (`GemmConfig.piece_scales`). H200,
+#: fp16 x uint4 g128, Mixtral-like up at 64 tokens, 5 alternating rounds: 185.2 against 191.5 us (0.967x;
+#: benchmarks/results/2026-12-01_h200_moe_probe_piece_scales_2.log), as for the 48-row deep-K tile
+#: (`MOE_BLOCK_48_DEEP_K_FOUR_WG`)
+MOE_BLOCK_32_FOUR_WG = True
+
 #: sm_90 dense mma.sync GEMMs of 16-bit activations (the tiles of M < 64) take programmatic dependent
 #: launch (`pdl`) with the first stage's weights copied before the wait (`pdl_prefetch=1`): a GEMM launched right
 #: after another starts its weight copies while that one finishes. H200, the default decode tiles, pdl off / on in
@@ -721,8 +728,8 @@ def default_moe_config(block_m: int, n_pad: int, k_pad: int, *, a_dtype: str, b_
                     and a_dtype in ("float16", "bfloat16")):
                 # two weight atoms per consumer warpgroup (A in 2 pieces), the producer warpgroup copying the rows,
                 # persistent (`MOE_BLOCK_32_TWO_ATOMS`)
-                cfg = cfg.with_(warp_n=128, a_split=2, warp_specialized=True, persistent_ctas=num_sms,
-                                moe_cp_async_rows=True)
+                cfg = cfg.with_(warp_n=64 if MOE_BLOCK_32_FOUR_WG else 128, a_split=2, warp_specialized=True,
+                                persistent_ctas=num_sms, moe_cp_async_rows=True)     # (`MOE_BLOCK_32_FOUR_WG`)
         if block_m in (144, 160) and not glu:
             # 160-row blocks (an expert's ~128 rows in one block) with the producer warpgroup: 486 / 260 us against
             # 577 / 286 us without it (Mixtral-like up / down at 512 tokens, 2026-11-30_h200_moe_probe_bm160_mixtral.log);
