@@ -98,6 +98,8 @@
 #                                               # 32-row two-atom tile (Mixtral-like up at 64 tokens) with / without them
 #   bash benchmarks/gpu_session.sh s25g         # GPU tests of the four-warpgroup 32-row MoE default; Qwen-like down at 64
 #                                               # tokens on 16-row wgmma tiles with the producer warpgroup (5 rounds)
+#   bash benchmarks/gpu_session.sh s25h         # the README's MoE bench (3 rounds) at the four-warpgroup / piece_scales defaults
+#   bash benchmarks/gpu_session.sh s25i         # the README's W4 bench (3 rounds): the tuned a_split 4 tiles with piece_scales
 #   bash benchmarks/gpu_session.sh s23i         # MoE GPU tests at the 32-row two-atom default; the MoE bench (3 rounds)
 #   bash benchmarks/gpu_session.sh s23h         # the s23g winner again (5 rounds), A in 4 pieces, without evict-first
 #   bash benchmarks/gpu_session.sh s23g         # Mixtral-like up at 64 tokens: two-atom / 512-wide / producer 32-row tiles
@@ -1313,6 +1315,10 @@ raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/$
       --moe qwen3-30b-a3b:down:64 --try "w256=$W,block_n:256,warp_n:64,stages:8" \
       --try "w128=$W,block_n:128,warp_n:64,stages:8" --try "w256b=$W,block_n:256,warp_n:128,stages:8" \
       --try "w256ef=$W,block_n:256,warp_n:64,stages:8,evict_first:True" --rounds 5 ;;
+  s25h)
+    bench_moe 560 --rounds 3 ;;
+  s25i)
+    bench_w4 560 --rounds 3 ;;
   hm-moe)
     run 120 "${tag}_humming_configs_moe.log" python3 benchmarks/humming_configs.py --moe ;;
   *) echo "unknown step $step"; exit 2 ;;
