@@ -100,6 +100,7 @@
 #                                               # tokens on 16-row wgmma tiles with the producer warpgroup (5 rounds)
 #   bash benchmarks/gpu_session.sh s25h         # the README's MoE bench (3 rounds) at the four-warpgroup / piece_scales defaults
 #   bash benchmarks/gpu_session.sh s25i         # the README's W4 bench (3 rounds): the tuned a_split 4 tiles with piece_scales
+#   bash benchmarks/gpu_session.sh s25j         # Qwen-like down at 64 tokens: mma.sync tile options (7 rounds); the W4 bench
 #   bash benchmarks/gpu_session.sh s23i         # MoE GPU tests at the 32-row two-atom default; the MoE bench (3 rounds)
 #   bash benchmarks/gpu_session.sh s23h         # the s23g winner again (5 rounds), A in 4 pieces, without evict-first
 #   bash benchmarks/gpu_session.sh s23g         # Mixtral-like up at 64 tokens: two-atom / 512-wide / producer 32-row tiles
@@ -1319,6 +1320,14 @@ raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/$
     bench_moe 560 --rounds 3 ;;
   s25i)
     bench_w4 560 --rounds 3 ;;
+  s25j)
+    # Qwen3-30B-A3B-like down at 64 tokens (16-row mma.sync blocks, 1.004x Humming in s25h, the one bench point above
+    # it): evict-first loads, 2 / 4 stages, 256-wide tiles, 64-deep k-tiles, one K-warp; 7 alternating rounds; then
+    # the README's W4 bench (3 rounds), whose tuned 176 x 256 tiles (A in 4 pieces) now share their scales
+    run 200 "${tag}_moe_probe_qwen_down64_tiles.log" python3 benchmarks/pingpong_probe.py \
+      --moe qwen3-30b-a3b:down:64 --try ef=evict_first:True --try st4=stages:4 --try st2=stages:2 \
+      --try bn256=block_n:256 --try bk64=block_k:64,stages:6 --try wk128=warp_k:128 --rounds 7
+    bench_w4 370 --rounds 3 ;;
   hm-moe)
     run 120 "${tag}_humming_configs_moe.log" python3 benchmarks/humming_configs.py --moe ;;
   *) echo "unknown step $step"; exit 2 ;;
