@@ -101,6 +101,7 @@
 #   bash benchmarks/gpu_session.sh s25h         # the README's MoE bench (3 rounds) at the four-warpgroup / piece_scales defaults
 #   bash benchmarks/gpu_session.sh s25i         # the README's W4 bench (3 rounds): the tuned a_split 4 tiles with piece_scales
 #   bash benchmarks/gpu_session.sh s25j         # Qwen-like down at 64 tokens: mma.sync tile options (7 rounds); the W4 bench
+#   bash benchmarks/gpu_session.sh s25k         # one K-warp on short-K 16-row MoE blocks: probe, GPU tests, Qwen-like down bench
 #   bash benchmarks/gpu_session.sh s23i         # MoE GPU tests at the 32-row two-atom default; the MoE bench (3 rounds)
 #   bash benchmarks/gpu_session.sh s23h         # the s23g winner again (5 rounds), A in 4 pieces, without evict-first
 #   bash benchmarks/gpu_session.sh s23g         # Mixtral-like up at 64 tokens: two-atom / 512-wide / producer 32-row tiles
@@ -1328,6 +1329,16 @@ raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/$
       --moe qwen3-30b-a3b:down:64 --try ef=evict_first:True --try st4=stages:4 --try st2=stages:2 \
       --try bn256=block_n:256 --try bk64=block_k:64,stages:6 --try wk128=warp_k:128 --rounds 7
     bench_w4 370 --rounds 3 ;;
+  s25k)
+    # `MOE_DECODE_SHORT_K_ONE_KWARP` (16-row MoE blocks over fewer than 8 k-tiles keep a k-tile on one warp): the
+    # Qwen3-30B-A3B-like down projection at 1 / 16 / 64 tokens against the two K-warps it replaces, 7 rounds; the
+    # MoE decode, layer and graph GPU tests; the Qwen-like down bench points at 1 / 16 / 64 tokens, 5 rounds
+    run 150 "${tag}_moe_probe_short_k_kwarp.log" python3 benchmarks/pingpong_probe.py \
+      --moe qwen3-30b-a3b:down:1,qwen3-30b-a3b:down:16,qwen3-30b-a3b:down:64 --try wk64=warp_k:64 --rounds 7
+    run 200 "${tag}_moe-short-k-tests.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_moe_autotune.py \
+      tests/test_moe_gpu.py -k "decode or layer or graph or matches_reference or row_cache"
+    run 150 "${tag}_moe_qwen_down_small.log" python3 -m humming_cute.bench --moe --moe-preset qwen3-30b-a3b \
+      --moe-proj down --tokens 1,16,64 --rounds 5 --peers humming --json "$OUT/${tag}_moe_qwen_down_small.json" ;;
   hm-moe)
     run 120 "${tag}_humming_configs_moe.log" python3 benchmarks/humming_configs.py --moe ;;
   *) echo "unknown step $step"; exit 2 ;;

@@ -848,6 +848,27 @@ def test_moe_decode_tiles(fmt, experts, top_k, tokens, n, k, down, skewed):
                   lambda pw, a, has_bias: None)
 
 
+@pytest.mark.parametrize("fmt", FORMATS[:3], ids=lambda f: f"{f[0]}-g{f[1]}-{f[2]}")
+@pytest.mark.parametrize("experts,top_k,tokens,n,k,down,skewed", [
+    (128, 8, 64, 2048, 768, True, True), (128, 8, 1, 2048, 768, True, False), (64, 8, 20, 1024, 512, False, True),
+    (16, 4, 33, 512, 896, True, False)])
+def test_moe_decode_short_k(fmt, experts, top_k, tokens, n, k, down, skewed):
+    """16-row MoE decode blocks over fewer than 8 k-tiles keep each k-tile on one warp per weight column
+    (`MOE_DECODE_SHORT_K_ONE_KWARP`: warp_k = block_k), as moe_gemm picks them: against the reference, padding,
+    other ranks' experts, routing weights and bias included."""
+    from humming_cute.ops import _num_sms, device_target
+    from humming_cute.tune.heuristics import default_moe_config
+
+    a_name = "float16" if fmt[4] == torch.float16 else "bfloat16"
+    cfg = default_moe_config(16, n, k, a_dtype=a_name, b_dtype=fmt[0], c_dtype=a_name, group_size=fmt[1],
+                             arch=device_target(torch.device("cuda")), top_k=top_k, is_down=down,
+                             mul_topk_weights=down, num_tokens=tokens, num_experts=experts,
+                             num_sms=_num_sms(torch.device("cuda")))
+    assert cfg.mainloop == "sm80" and cfg.warp_k == cfg.block_k and k // cfg.block_k < 8, cfg
+    _check_routed(fmt, experts, top_k, tokens, down, skewed, n, k, 16, tokens * 7 + experts + k,
+                  lambda pw, a, has_bias: None)
+
+
 def _sm80_moe_config(block_m, top_k, down, **extra):
     """make_config for `_check_routed`: the default mma.sync MoE config with `extra` fields."""
     from humming_cute.ops import device_target

@@ -259,6 +259,13 @@ MOE_BULK_STORE_SHORT_K = True
 #: expected grid is at most one CTA per SM (Mixtral-like down at 1 token: 128 CTAs of 8 warps, 0.93x with them)
 MOE_DECODE_TWO_LEVEL_MIN_K = 2048
 
+#: 16-row mma.sync MoE blocks over a K of fewer than 8 k-tiles (Qwen3-30B-A3B-like down, K = 768: 6 of 128) keep the
+#: k-tile on one warp per weight column (warp_k = block_k: 2-warp CTAs of 128-wide tiles) instead of splitting it over
+#: two K-warps and adding their sums in shared memory. H200, fp16 x uint4 g128, Qwen3-30B-A3B-like down at 64 tokens,
+#: 7 alternating rounds: 43.1 against 45.2 us (0.953x; benchmarks/results/2026-12-01_h200_moe_probe_qwen_down64_tiles.log;
+#: there 64-deep k-tiles 0.989x, evict-first 0.996x, 256-wide tiles 1.029x, 2 / 4 stages 1.019 / 1.070x)
+MOE_DECODE_SHORT_K_ONE_KWARP = True
+
 #: dense wgmma GEMMs of 16-bit activations from M = 256 (unsplit, no GLU: those stage already) with the staged C store
 #: (accumulators through shared memory, 16-byte row vectors to global). A CTA of one output tile keeps the staging
 #: tiles in its activation ring (`GemmConfig.staging_in_ring`: no stage and no CTA per SM lost); a persistent grid
@@ -819,6 +826,8 @@ def _moe_decode_tile(n_pad: int, k_pad: int, *, b_bits: int, top_k: int, num_tok
         if per_sm * 2 * bn * cand * b_bits / 8 >= 48 * 1024:
             break
     stages = 4 if bk == 128 and k_pad // bk >= 64 else 3
+    if MOE_DECODE_SHORT_K_ONE_KWARP and k_pad // bk < 8:
+        return bn, bk, bk, stages           # (`MOE_DECODE_SHORT_K_ONE_KWARP`)
     return bn, bk, 64 if bk <= 256 else 128, stages
 
 
