@@ -102,6 +102,7 @@
 #   bash benchmarks/gpu_session.sh s25i         # the README's W4 bench (3 rounds): the tuned a_split 4 tiles with piece_scales
 #   bash benchmarks/gpu_session.sh s25j         # Qwen-like down at 64 tokens: mma.sync tile options (7 rounds); the W4 bench
 #   bash benchmarks/gpu_session.sh s25k         # one K-warp on short-K 16-row MoE blocks: probe, GPU tests, Qwen-like down bench
+#   bash benchmarks/gpu_session.sh s25l         # the short-K decode tests at the final rule; the README's MoE bench (3 rounds)
 #   bash benchmarks/gpu_session.sh s23i         # MoE GPU tests at the 32-row two-atom default; the MoE bench (3 rounds)
 #   bash benchmarks/gpu_session.sh s23h         # the s23g winner again (5 rounds), A in 4 pieces, without evict-first
 #   bash benchmarks/gpu_session.sh s23g         # Mixtral-like up at 64 tokens: two-atom / 512-wide / producer 32-row tiles
@@ -1339,6 +1340,12 @@ raise SystemExit(main(sys.argv[1:]))" $fmt --m 256,1024,4096,8192 --json "$OUT/$
       tests/test_moe_gpu.py -k "decode or layer or graph or matches_reference or row_cache"
     run 150 "${tag}_moe_qwen_down_small.log" python3 -m humming_cute.bench --moe --moe-preset qwen3-30b-a3b \
       --moe-proj down --tokens 1,16,64 --rounds 5 --peers humming --json "$OUT/${tag}_moe_qwen_down_small.json" ;;
+  s25l)
+    # `MOE_DECODE_SHORT_K_ONE_KWARP` limited to tiles >= 128 wide (one-warp CTAs were slower at one token, s25k): its
+    # GPU tests, then the README's MoE bench at the final defaults (3 rounds)
+    run 120 "${tag}_moe-short-k-tests-2.log" python3 -m pytest -m gpu -n 16 -q -rf tests/test_moe_gpu.py \
+      -k "short_k or decode_tiles"
+    bench_moe 400 --rounds 3 ;;
   hm-moe)
     run 120 "${tag}_humming_configs_moe.log" python3 benchmarks/humming_configs.py --moe ;;
   *) echo "unknown step $step"; exit 2 ;;

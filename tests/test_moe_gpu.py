@@ -853,9 +853,10 @@ def test_moe_decode_tiles(fmt, experts, top_k, tokens, n, k, down, skewed):
     (128, 8, 64, 2048, 768, True, True), (128, 8, 1, 2048, 768, True, False), (64, 8, 20, 1024, 512, False, True),
     (16, 4, 33, 512, 896, True, False)])
 def test_moe_decode_short_k(fmt, experts, top_k, tokens, n, k, down, skewed):
-    """16-row MoE decode blocks over fewer than 8 k-tiles keep each k-tile on one warp per weight column
-    (`MOE_DECODE_SHORT_K_ONE_KWARP`: warp_k = block_k), as moe_gemm picks them: against the reference, padding,
-    other ranks' experts, routing weights and bias included."""
+    """16-row MoE decode blocks over fewer than 8 k-tiles keep each k-tile on one warp per weight column where the
+    weight tile is at least 128 wide (`MOE_DECODE_SHORT_K_ONE_KWARP`: warp_k = block_k; 64-wide tiles of one token
+    keep two K-warps, as do the 64-wide tiles of 33 tokens over 16 experts), as moe_gemm picks them: against the reference, padding, other ranks' experts, routing weights
+    and bias included."""
     from humming_cute.ops import _num_sms, device_target
     from humming_cute.tune.heuristics import default_moe_config
 
@@ -864,7 +865,8 @@ def test_moe_decode_short_k(fmt, experts, top_k, tokens, n, k, down, skewed):
                              arch=device_target(torch.device("cuda")), top_k=top_k, is_down=down,
                              mul_topk_weights=down, num_tokens=tokens, num_experts=experts,
                              num_sms=_num_sms(torch.device("cuda")))
-    assert cfg.mainloop == "sm80" and cfg.warp_k == cfg.block_k and k // cfg.block_k < 8, cfg
+    assert cfg.mainloop == "sm80" and k // cfg.block_k < 8, cfg
+    assert (cfg.warp_k == cfg.block_k) == (cfg.block_n >= 128) == (tokens in (64, 20)), cfg
     _check_routed(fmt, experts, top_k, tokens, down, skewed, n, k, 16, tokens * 7 + experts + k,
                   lambda pw, a, has_bias: None)
 

@@ -261,9 +261,12 @@ MOE_DECODE_TWO_LEVEL_MIN_K = 2048
 
 #: 16-row mma.sync MoE blocks over a K of fewer than 8 k-tiles (Qwen3-30B-A3B-like down, K = 768: 6 of 128) keep the
 #: k-tile on one warp per weight column (warp_k = block_k: 2-warp CTAs of 128-wide tiles) instead of splitting it over
-#: two K-warps and adding their sums in shared memory. H200, fp16 x uint4 g128, Qwen3-30B-A3B-like down at 64 tokens,
-#: 7 alternating rounds: 43.1 against 45.2 us (0.953x; benchmarks/results/2026-12-01_h200_moe_probe_qwen_down64_tiles.log;
-#: there 64-deep k-tiles 0.989x, evict-first 0.996x, 256-wide tiles 1.029x, 2 / 4 stages 1.019 / 1.070x)
+#: two K-warps and adding their sums in shared memory, where the weight tile is at least 128 wide. H200, fp16 x uint4
+#: g128, Qwen3-30B-A3B-like down, 7 alternating rounds: at 64 tokens 43.1 against 45.2 us (0.953x;
+#: benchmarks/results/2026-12-01_h200_moe_probe_qwen_down64_tiles.log; there 64-deep k-tiles 0.989x, evict-first
+#: 0.996x, 256-wide tiles 1.029x, 2 / 4 stages 1.019 / 1.070x), 43.4 against 45.5 us at 64 and 33.0 against 34.0 us
+#: at 16 tokens (..._moe_probe_short_k_kwarp.log); at one token (64-wide tiles) one-warp CTAs took 12.1 against
+#: 10.3 us, so 64-wide tiles keep two K-warps
 MOE_DECODE_SHORT_K_ONE_KWARP = True
 
 #: dense wgmma GEMMs of 16-bit activations from M = 256 (unsplit, no GLU: those stage already) with the staged C store
@@ -826,7 +829,7 @@ def _moe_decode_tile(n_pad: int, k_pad: int, *, b_bits: int, top_k: int, num_tok
         if per_sm * 2 * bn * cand * b_bits / 8 >= 48 * 1024:
             break
     stages = 4 if bk == 128 and k_pad // bk >= 64 else 3
-    if MOE_DECODE_SHORT_K_ONE_KWARP and k_pad // bk < 8:
+    if MOE_DECODE_SHORT_K_ONE_KWARP and k_pad // bk < 8 and bn >= 128:
         return bn, bk, bk, stages           # (`MOE_DECODE_SHORT_K_ONE_KWARP`)
     return bn, bk, 64 if bk <= 256 else 128, stages
 
