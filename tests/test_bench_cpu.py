@@ -941,7 +941,7 @@ def test_back_to_back_markdown_matches_the_readme():
     root = pathlib.Path(__file__).resolve().parent.parent
     readme = (root / "README.md").read_text()
     for name in ("2026-12-01_h200_w4a16_g128_final.json", "2026-12-01_h200_w8a16_channel_evict.json",
-                 "2026-12-01_h200_moe_w4a16_g128_staged48.json"):
+                 "2026-12-01_h200_moe_w4a16_g128_final.json"):
         doc = json.loads((root / "benchmarks" / "results" / name).read_text())
         assert table(doc) in readme                                 # (the flushed table too)
         t = back_to_back_table(doc)
