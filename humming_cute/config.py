@@ -187,7 +187,8 @@ class GemmConfig:
     evict_first: bool = False
     # wgmma mainloop with a_split > 1 and one scale row per k-tile (group_size >= block_k): piece 0 of each k-tile
     # keeps its broadcast group scales and zero-point offsets in registers for the k-tile's other pieces instead of
-    # each piece loading and broadcasting them again (outputs bitwise equal; False: per piece, as before)
+    # each piece loading and broadcasting them again (outputs bitwise equal; False: per piece, as before). Other
+    # tiles and the mma.sync mainloop have no pieces to share between: there it changes nothing either way
     piece_scales: bool = True
 
     def __post_init__(self):
